@@ -1,0 +1,249 @@
+"""The ``streamproc`` command line.
+
+Every setting is a flag of the same name (``--max-in-flight`` for ``STREAMPROC_MAX_IN_FLIGHT``),
+generated from the settings model so the two never drift. User mistakes end in one line
+on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from streamproc import __version__
+from streamproc.errors import ConfigError, KafkaSetupError, StreamprocError
+from streamproc.logs import configure_logging, get_logger
+from streamproc.settings import Settings, load_settings
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+EXIT_RUNTIME = 1
+
+log = get_logger("streamproc.cli")
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (each also STREAMPROC_<NAME>)")
+    group.add_argument("--config", type=Path, help="TOML file with settings (env and flags win)")
+    for name, info in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        default_text = "" if info.default is None else f" (default {info.default})"
+        group.add_argument(flag, dest=f"setting_{name}", default=None, metavar="V",
+                           help=(info.description or "") + default_text)
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key.removeprefix("setting_"): value
+        for key, value in vars(args).items()
+        if key.startswith("setting_") and value is not None
+    }
+    return load_settings(getattr(args, "config", None), **overrides)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamproc",
+        description="Fault-tolerant lead enrichment between Kafka topics.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamproc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="consume leads.raw, enrich, publish (the main job)")
+    run.add_argument("--stop-when-idle-s", type=float, default=None, metavar="S",
+                     help="exit once nothing was consumed for S seconds and nothing is in flight "
+                          "(demos and batch jobs)")
+    _add_setting_flags(run)
+
+    topics = sub.add_parser("topics", help="topic administration")
+    tsub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    _add_setting_flags(tsub.add_parser("create", help="create the five topics (idempotent)"))
+
+    config = sub.add_parser("config", help="configuration")
+    csub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = csub.add_parser("show", help="print the effective configuration, secrets masked")
+    show.add_argument("--json", action="store_true")
+    _add_setting_flags(show)
+
+    mock = sub.add_parser("mock-provider", help="run the enrichment provider simulator")
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=8099)
+    mock.add_argument("--latency-ms", type=float, default=50.0, help="mean latency")
+    mock.add_argument("--latency-jitter-ms", type=float, default=None,
+                      help="spread of the latency (see the mock's docs for the distribution)")
+    mock.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx answers")
+    mock.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of 429 answers")
+    mock.add_argument("--credits-per-call", type=int, default=6)
+    mock.add_argument("--outage", action="append", default=[], metavar="START:END",
+                      help="seconds after start during which every call is 503 (repeatable)")
+    mock.add_argument("--api-key", default=None, help="require this Bearer key (401 otherwise)")
+    mock.add_argument("--seed", type=int, default=None)
+
+    produce = sub.add_parser("produce-sample",
+                             help="produce sample leads to leads.raw (demos, benchmarks)")
+    produce.add_argument("--count", type=int, default=300)
+    produce.add_argument("--mix", choices=["demo", "clean"], default="demo",
+                         help="demo: mostly good leads plus every failure kind; clean: all good")
+    _add_setting_flags(produce)
+    return parser
+
+
+async def _run(settings: Settings, stop_when_idle_s: float | None) -> int:
+    from streamproc.app import App
+
+    app = App(settings)
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("shutdown.requested", grace_s=settings.shutdown_grace_s)
+            app.request_stop()
+        else:
+            log.warning("shutdown.immediate")
+            app.abort()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await app.run(stop_when_idle_s=stop_when_idle_s)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    app.print_summary()
+    return 0
+
+
+async def _topics_create(settings: Settings) -> int:
+    from streamproc.kafka.topics import create_topics
+
+    for report in await create_topics(settings):
+        state = "created" if report.created else "exists"
+        print(f"{report.name:<24} partitions={report.partitions:<4} {state}")
+    return 0
+
+
+def _config_show(settings: Settings, as_json: bool) -> int:
+    values = settings.model_dump(mode="json")
+    for key, value in list(values.items()):
+        if isinstance(getattr(settings, key), SecretStr):
+            values[key] = "**********"
+    if as_json:
+        import orjson
+
+        sys.stdout.write(orjson.dumps(values, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        for key, value in values.items():
+            print(f"{key:<32} {value if value is not None else '-'}")
+    return 0
+
+
+def _mock_provider(args: argparse.Namespace) -> int:
+    from streamproc.provider.mock import MockProviderConfig, run_mock_provider
+
+    outages: list[tuple[float, float]] = []
+    for spec in args.outage:
+        try:
+            start_s, end_s = (float(part) for part in spec.split(":", 1))
+        except ValueError:
+            raise ConfigError(f"--outage {spec!r}: expected START:END in seconds, e.g. 30:90") from None
+        if end_s <= start_s:
+            raise ConfigError(f"--outage {spec!r}: END must be after START")
+        outages.append((start_s, end_s))
+    for name in ("error_rate", "rate_limit_rate"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1")
+    extra: dict[str, Any] = {}
+    if args.latency_jitter_ms is not None:
+        extra["latency_jitter_ms"] = args.latency_jitter_ms
+    config = MockProviderConfig(
+        host=args.host,
+        port=args.port,
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        rate_limit_rate=args.rate_limit_rate,
+        credits_per_call=args.credits_per_call,
+        outages=tuple(outages),
+        api_key=args.api_key,
+        seed=args.seed,
+        **extra,
+    )
+    run_mock_provider(config)
+    return 0
+
+
+async def _produce_sample(settings: Settings, count: int, mix: str) -> int:
+    from streamproc.sample import produce_sample
+
+    summary = await produce_sample(settings, count, mix=mix)
+    print(f"produced {summary.total} leads to {settings.topic_raw}: " +
+          ", ".join(f"{k} {v}" for k, v in sorted(summary.by_kind.items())))
+    return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "mock-provider":
+        configure_logging("INFO", "auto")
+        return _mock_provider(args)
+    settings = _settings_from(args)
+    configure_logging(settings.log_level, settings.log_format)
+    runner: Callable[[], Coroutine[Any, Any, int]]
+    if args.command == "run":
+        settings.require_provider()
+        def runner() -> Coroutine[Any, Any, int]:
+            return _run(settings, args.stop_when_idle_s)
+    elif args.command == "topics":
+        def runner() -> Coroutine[Any, Any, int]:
+            return _topics_create(settings)
+    elif args.command == "config":
+        return _config_show(settings, args.json)
+    elif args.command == "produce-sample":
+        if args.count < 1:
+            raise ConfigError("--count must be at least 1")
+        def runner() -> Coroutine[Any, Any, int]:
+            return _produce_sample(settings, args.count, args.mix)
+    else:  # pragma: no cover - argparse rejects unknown commands
+        raise ConfigError(f"unknown command {args.command}")
+    return _run_async(runner)
+
+
+def _run_async(runner: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        return int(uvloop.run(runner()))
+    return asyncio.run(runner())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"streamproc: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KafkaSetupError as exc:
+        print(f"streamproc: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except StreamprocError as exc:
+        print(f"streamproc: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os._exit(main())

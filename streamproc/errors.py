@@ -1,0 +1,143 @@
+"""The errors streamproc raises, and what each means for a lead.
+
+Hierarchy::
+
+    StreamprocError                      root; never raised itself
+    ├── ConfigError                      a setting is invalid (one line for the operator)
+    ├── LeadError                        one lead failed; carries a DLQ error class
+    │   ├── InvalidPayload               not a valid lead (never retriable)
+    │   ├── ProviderRejected             the provider refused this lead (other 4xx)
+    │   ├── ProviderAuthError            401/403: broken for every lead
+    │   ├── ProviderError                5xx, connection error, unreadable answer
+    │   ├── ProviderTimeout              the call timed out
+    │   ├── RateLimited                  429, after in-process retries ran out
+    │   ├── ProviderCreditsExhausted     402: the provider's own credits are gone
+    │   ├── BreakerOpen                  the breaker refused the call
+    │   ├── BudgetExhausted              the daily credit budget refused the call
+    │   └── InternalError                a bug or an unexpected failure of ours
+    └── KafkaSetupError                  the broker is unreachable or refuses us
+
+Routing reads ``exc.error_class`` and ``exc.retriable`` (class attributes, as in aiokafka's
+errors), never a chain of ``isinstance``. Third-party exceptions are translated where they
+enter (``raise ProviderTimeout(...) from exc``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
+
+__all__ = [
+    "BreakerOpen",
+    "BudgetExhausted",
+    "ConfigError",
+    "ErrorClass",
+    "InternalError",
+    "InvalidPayload",
+    "KafkaSetupError",
+    "LeadError",
+    "ProviderAuthError",
+    "ProviderCreditsExhausted",
+    "ProviderError",
+    "ProviderRejected",
+    "ProviderTimeout",
+    "RateLimited",
+    "StreamprocError",
+]
+
+
+class ErrorClass(StrEnum):
+    """The values of the ``streamproc.error.class`` DLQ header (DESIGN.md)."""
+
+    INVALID_PAYLOAD = "invalid_payload"
+    PROVIDER_REJECTED = "provider_rejected"
+    PROVIDER_ERROR = "provider_error"
+    PROVIDER_TIMEOUT = "provider_timeout"
+    RATE_LIMITED = "rate_limited"
+    BREAKER_OPEN = "breaker_open"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    INTERNAL = "internal"
+
+
+class StreamprocError(Exception):
+    """Root of every error streamproc raises on purpose."""
+
+
+class ConfigError(StreamprocError):
+    """A setting is invalid; the message is one line naming it and what it accepts."""
+
+
+class KafkaSetupError(StreamprocError):
+    """The broker cannot be reached, refuses our credentials, or lacks a topic."""
+
+
+class LeadError(StreamprocError):
+    """Processing one lead failed; the lead goes to the DLQ with this class and message."""
+
+    error_class: ClassVar[ErrorClass] = ErrorClass.INTERNAL
+    retriable: ClassVar[bool] = False
+    #: Whether this failure is evidence that the provider is unhealthy.
+    counts_against_breaker: ClassVar[bool] = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidPayload(LeadError):
+    error_class = ErrorClass.INVALID_PAYLOAD
+
+
+class ProviderRejected(LeadError):
+    error_class = ErrorClass.PROVIDER_REJECTED
+
+
+class ProviderAuthError(LeadError):
+    """401/403: the API key is wrong for every lead, so it trips the breaker."""
+
+    error_class = ErrorClass.PROVIDER_REJECTED
+    retriable = True
+    counts_against_breaker = True
+
+
+class ProviderError(LeadError):
+    error_class = ErrorClass.PROVIDER_ERROR
+    retriable = True
+    counts_against_breaker = True
+
+
+class ProviderTimeout(LeadError):
+    error_class = ErrorClass.PROVIDER_TIMEOUT
+    retriable = True
+    counts_against_breaker = True
+
+
+class RateLimited(LeadError):
+    error_class = ErrorClass.RATE_LIMITED
+    retriable = True
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ProviderCreditsExhausted(LeadError):
+    """402: treated as ``budget_exhausted`` for the rest of the budget day."""
+
+    error_class = ErrorClass.BUDGET_EXHAUSTED
+    retriable = True
+
+
+class BreakerOpen(LeadError):
+    error_class = ErrorClass.BREAKER_OPEN
+    retriable = True
+
+
+class BudgetExhausted(LeadError):
+    error_class = ErrorClass.BUDGET_EXHAUSTED
+    retriable = True
+
+
+class InternalError(LeadError):
+    error_class = ErrorClass.INTERNAL
+    retriable = True

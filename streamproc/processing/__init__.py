@@ -1,0 +1,1 @@
+"""The processing loop: lanes of leads per partition, committed in Kafka transactions."""

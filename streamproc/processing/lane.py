@@ -1,0 +1,148 @@
+"""A partition's lane: the ordered window of leads in flight and its transactional producer.
+
+Leads of one partition are processed concurrently but published in offset order: the
+lane commits the longest *done prefix* of its window in one Kafka transaction, with the
+consumed offset. One transactional producer per input partition
+(``transactional.id = <group>.<topic>.<partition>``) is how fencing works without KIP-447,
+which aiokafka lacks: whoever is assigned the partition next starts a producer with the same
+id, and the broker fences the previous owner's producer, aborting its open transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from streamproc.processing.handler import RawRecord
+from streamproc.processing.outcome import Outcome
+
+__all__ = ["CommitResult", "PartitionLane", "transactional_id"]
+
+
+def transactional_id(group_id: str, tp: TopicPartition) -> str:
+    return f"{group_id}.{tp.topic}.{tp.partition}"
+
+
+@dataclass(slots=True)
+class _Slot:
+    record: RawRecord
+    task: asyncio.Task[Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    outcomes: list[tuple[RawRecord, Outcome]]
+    next_offset: int
+
+
+class PartitionLane:
+    """Owns one assigned partition: its in-flight window, its producer, its commits."""
+
+    def __init__(
+        self,
+        tp: TopicPartition,
+        producer: AIOKafkaProducer,
+        group_id: str,
+        committed_offset: int,
+        max_concurrent: int,
+    ) -> None:
+        self.tp = tp
+        self.producer = producer
+        self.committed_offset = committed_offset
+        self._group_id = group_id
+        self._window: deque[_Slot] = deque()
+        self._calls = asyncio.Semaphore(max_concurrent)
+        self.commit_lock = asyncio.Lock()
+        self.paused = False
+        #: Bumped on every reset, so the fetch loop can tell records fetched before it.
+        self.generation = 0
+        #: The offset the consumer should read next for this lane.
+        self.position = committed_offset
+
+    def __len__(self) -> int:
+        return len(self._window)
+
+    def submit(self, record: RawRecord, process: Callable[[RawRecord], Awaitable[Outcome]]) -> None:
+        async def run() -> Outcome:
+            async with self._calls:
+                return await process(record)
+
+        name = f"lead-{self.tp.partition}-{record.offset}"
+        task = asyncio.get_running_loop().create_task(run(), name=name)
+        self._window.append(_Slot(record, task))
+        self.position = record.offset + 1
+
+    def done_prefix(self) -> list[_Slot]:
+        prefix = []
+        for slot in self._window:
+            if not slot.task.done():
+                break
+            prefix.append(slot)
+        return prefix
+
+    async def commit(self) -> CommitResult | None:
+        """Publish the done prefix and its offset in one transaction.
+
+        Raises the producer's error on failure; the caller then :meth:`reset` s the lane.
+        """
+        async with self.commit_lock:
+            prefix = self.done_prefix()
+            if not prefix:
+                return None
+            outcomes = [(slot.record, slot.task.result()) for slot in prefix]
+            next_offset = prefix[-1].record.offset + 1
+            await self.producer.begin_transaction()
+            try:
+                for _, outcome in outcomes:
+                    for out in outcome.records:
+                        await self.producer.send(
+                            out.topic,
+                            value=out.value,
+                            key=out.key,
+                            headers=out.headers or None,
+                            partition=out.partition,
+                        )
+                await self.producer.send_offsets_to_transaction(
+                    {self.tp: next_offset}, self._group_id
+                )
+                await self.producer.commit_transaction()
+            except BaseException:
+                await _abort_quietly(self.producer)
+                raise
+            for _ in prefix:
+                self._window.popleft()
+            self.committed_offset = next_offset
+            return CommitResult(outcomes, next_offset)
+
+    async def cancel_pending(self) -> int:
+        """Cancel every lead not yet committed; they will be read again from the offset."""
+        tasks = [slot.task for slot in self._window]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._window.clear()
+        self.position = self.committed_offset
+        self.generation += 1
+        return len(tasks)
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until every lead in the window is done; False on timeout."""
+        tasks = [slot.task for slot in self._window if not slot.task.done()]
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        return not pending
+
+
+async def _abort_quietly(producer: AIOKafkaProducer) -> None:
+    # Politeness only: the lane is reset with a new producer of the same transactional id,
+    # whose initialisation aborts whatever this one left open.
+    try:
+        await asyncio.wait_for(producer.abort_transaction(), timeout=5)
+    except Exception:
+        pass

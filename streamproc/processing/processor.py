@@ -1,0 +1,334 @@
+"""``streamproc run``: the consumer group over ``leads.raw``.
+
+Shape (aiokafka style: a thin public class over tasks it owns, started in ``start()``,
+cancelled and awaited in ``stop()``):
+
+* the **fetch loop** reads raw bytes with ``getmany`` (never the async iterator, which
+  skips a ``RecordTooLargeError`` with a log line) and hands each record to its partition's
+  lane, keeping at most ``max_in_flight`` leads uncommitted in the process and pausing a
+  partition whose lane is full: the topic is the queue, memory stays bounded;
+* the **commit loop** commits, every ``commit_interval_ms``, each lane's done prefix with
+  its offset in one transaction of that lane's producer;
+* the **rebalance listener** creates a lane (and its producer, which fences the partition's
+  previous owner) on assignment and commits or drops a lane on revocation.
+
+On a commit failure the lane aborts, its leads in flight are cancelled, a new producer
+replaces the old one and the consumer is seeked back to the last committed offset: those
+leads are processed again, and the transaction guarantees none was published twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from streamproc.errors import KafkaSetupError
+from streamproc.kafka.client import consumer as make_consumer
+from streamproc.kafka.client import transactional_producer
+from streamproc.logs import get_logger
+from streamproc.processing.handler import LeadHandler, RawRecord
+from streamproc.processing.lane import CommitResult, PartitionLane, transactional_id
+from streamproc.processing.outcome import Outcome
+from streamproc.settings import Settings
+
+__all__ = ["Processor", "ProcessorStats"]
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ProcessorStats:
+    """Counts since start, by what was committed (never counts a lead before its commit)."""
+
+    consumed: int = 0
+    committed: int = 0
+    enriched: int = 0
+    dlq: int = 0
+    by_error_class: dict[str, int] = field(default_factory=dict)
+    by_source: dict[str, int] = field(default_factory=dict)
+    credits: int = 0
+    transactions: int = 0
+    aborted_transactions: int = 0
+    in_flight: int = 0
+    max_in_flight_seen: int = 0
+
+
+class Processor:
+    def __init__(
+        self,
+        settings: Settings,
+        handler: LeadHandler,
+        *,
+        on_commit: Callable[[TopicPartition, CommitResult], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._handler = handler
+        self._on_commit = on_commit
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lanes: dict[TopicPartition, PartitionLane] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._window_freed = asyncio.Event()
+        self._in_flight = 0
+        self.stats = ProcessorStats()
+        self.assigned = asyncio.Event()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self._settings
+        self._consumer = make_consumer(
+            s,
+            group_id=s.group_id,
+            max_partition_fetch_bytes=max(s.max_lead_bytes + 1024, 1_048_576),
+            fetch_max_bytes=max(s.max_lead_bytes * 4, 52_428_800),
+        )
+        try:
+            await self._consumer.start()
+        except KafkaConnectionError as exc:
+            raise KafkaSetupError(
+                f"cannot reach Kafka at {s.bootstrap_servers}: {exc}; "
+                "is the broker up (scripts/kafka-local start)?"
+            ) from None
+        topics = await self._consumer.topics()
+        if s.topic_raw not in topics:
+            await self._consumer.stop()
+            raise KafkaSetupError(
+                f"topic {s.topic_raw} does not exist: run `streamproc topics create`"
+            )
+        self._consumer.subscribe([s.topic_raw], listener=_Listener(self))
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._fetch_loop(), name="streamproc-fetch"),
+            loop.create_task(self._commit_loop(), name="streamproc-commit"),
+        ]
+
+    async def run_until_stopped(self) -> None:
+        """Run until :meth:`request_stop`; a failing background task ends the run."""
+        stop_wait = asyncio.ensure_future(self._stopping.wait())
+        done, _ = await asyncio.wait([*self._tasks, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        for task in done:
+            if task is not stop_wait and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        self._window_freed.set()
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop fetching, let leads in flight finish (up to the grace), commit, leave the group."""
+        self.request_stop()
+        grace = self._settings.shutdown_grace_s if grace_s is None else grace_s
+        fetch = self._tasks[0] if self._tasks else None
+        if fetch is not None:
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await fetch
+        lanes = list(self._lanes.values())
+        if lanes and grace > 0:
+            await asyncio.gather(*(lane.wait_idle(grace) for lane in lanes))
+        for task in self._tasks[1:]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for tp in list(self._lanes):
+            await self._close_lane(tp, commit=True)
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.stop()  # leaves the group
+        self._consumer = None
+        log.info("processor.stopped", **_summary(self.stats))
+
+    # --- fetching -------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while not self._stopping.is_set():
+            room = self._settings.max_in_flight - self._in_flight
+            if room <= 0:
+                self._window_freed.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._window_freed.wait(), timeout=1.0)
+                continue
+            # A lane reset or a rebalance during getmany makes what it returns for that
+            # partition stale (fetched before the seek): such records are dropped and the
+            # partition is seeked to where its lane really is, so nothing is skipped.
+            seen = {tp: (lane, lane.generation) for tp, lane in self._lanes.items()}
+            batch = await consumer.getmany(timeout_ms=100, max_records=room)
+            for tp, records in batch.items():
+                lane = self._lanes.get(tp)
+                if lane is None:
+                    continue  # revoked meanwhile; the next owner reads from the committed offset
+                if seen.get(tp) != (lane, lane.generation):
+                    consumer.seek(tp, lane.position)
+                    continue
+                for record in records:
+                    self._in_flight += 1
+                    self.stats.consumed += 1
+                    lane.submit(record, self._handler.handle)
+            self.stats.in_flight = self._in_flight
+            self.stats.max_in_flight_seen = max(self.stats.max_in_flight_seen, self._in_flight)
+            self._apply_backpressure()
+
+    def _apply_backpressure(self) -> None:
+        assert self._consumer is not None
+        limit = self._settings.max_in_flight_per_partition
+        pause, resume = [], []
+        for tp, lane in self._lanes.items():
+            full = len(lane) >= limit
+            if full and not lane.paused:
+                pause.append(tp)
+                lane.paused = True
+            elif not full and lane.paused:
+                resume.append(tp)
+                lane.paused = False
+        if pause:
+            self._consumer.pause(*pause)
+        if resume:
+            self._consumer.resume(*resume)
+
+    # --- committing -----------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        interval = self._settings.commit_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            await self.commit_all()
+
+    async def commit_all(self) -> None:
+        lanes = list(self._lanes.items())
+        await asyncio.gather(*(self._commit_lane(tp, lane) for tp, lane in lanes))
+
+    async def _commit_lane(self, tp: TopicPartition, lane: PartitionLane) -> None:
+        try:
+            result = await lane.commit()
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            self.stats.aborted_transactions += 1
+            log.warning("lane.commit_failed", partition=tp.partition, error=repr(exc))
+            await self._reset_lane(tp, lane)
+            return
+        if result is None:
+            return
+        self._account(result)
+        if self._on_commit is not None:
+            self._on_commit(tp, result)
+
+    def _account(self, result: CommitResult) -> None:
+        st = self.stats
+        st.transactions += 1
+        for _, outcome in result.outcomes:
+            st.committed += 1
+            if outcome.kind == "enriched":
+                st.enriched += 1
+                src = outcome.source or "provider"
+                st.by_source[src] = st.by_source.get(src, 0) + 1
+            else:
+                st.dlq += 1
+                ec = outcome.error_class or "internal"
+                st.by_error_class[ec] = st.by_error_class.get(ec, 0) + 1
+            st.credits += outcome.credits
+        self._in_flight -= len(result.outcomes)
+        st.in_flight = self._in_flight
+        self._window_freed.set()
+        if self._consumer is not None:
+            self._apply_backpressure()
+
+    async def _reset_lane(self, tp: TopicPartition, lane: PartitionLane) -> None:
+        """After a failed commit: drop what is in flight, new producer, read again."""
+        if self._lanes.get(tp) is not lane:
+            return
+        dropped = await lane.cancel_pending()
+        self._in_flight -= dropped
+        self._window_freed.set()
+        with contextlib.suppress(Exception):
+            await lane.producer.stop()
+        lane.producer = await self._start_producer(tp)
+        if self._consumer is not None and tp in self._consumer.assignment():
+            self._consumer.seek(tp, lane.position)
+        log.info("lane.reset", partition=tp.partition, offset=lane.committed_offset, dropped=dropped)
+
+    # --- rebalancing ----------------------------------------------------------------------
+
+    async def _start_producer(self, tp: TopicPartition) -> Any:
+        producer = transactional_producer(
+            self._settings, transactional_id(self._settings.group_id, tp)
+        )
+        await producer.start()  # init_transactions: fences the previous owner of this id
+        return producer
+
+    async def _open_lanes(self, tps: Iterable[TopicPartition]) -> None:
+        assert self._consumer is not None
+        tps = [tp for tp in tps if tp not in self._lanes]
+        producers = await asyncio.gather(*(self._start_producer(tp) for tp in tps))
+        for tp, producer in zip(tps, producers, strict=True):
+            # Read the committed offset only after our producer fenced the previous owner:
+            # its transaction is then committed or aborted, never half-way.
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                beginning = await self._consumer.beginning_offsets([tp])
+                committed = beginning[tp]
+            self._consumer.seek(tp, committed)
+            self._lanes[tp] = PartitionLane(
+                tp, producer, self._settings.group_id, committed,
+                self._settings.max_in_flight_per_partition,
+            )
+        if tps:
+            log.info("partitions.assigned", partitions=sorted(tp.partition for tp in tps))
+        self.assigned.set()
+        self._window_freed.set()
+
+    async def _close_lanes(self, tps: Iterable[TopicPartition]) -> None:
+        tps = [tp for tp in tps if tp in self._lanes]
+        for tp in tps:
+            await self._close_lane(tp, commit=True)
+        if tps:
+            log.info("partitions.revoked", partitions=sorted(tp.partition for tp in tps))
+        if not self._lanes:
+            self.assigned.clear()
+
+    async def _close_lane(self, tp: TopicPartition, *, commit: bool) -> None:
+        lane = self._lanes.pop(tp, None)
+        if lane is None:
+            return
+        if commit:
+            try:
+                result = await lane.commit()
+                if result is not None:
+                    self._account(result)
+                    if self._on_commit is not None:
+                        self._on_commit(tp, result)
+            except (KafkaError, asyncio.TimeoutError) as exc:
+                log.warning("lane.final_commit_failed", partition=tp.partition, error=repr(exc))
+        dropped = await lane.cancel_pending()
+        self._in_flight -= dropped
+        with contextlib.suppress(Exception):
+            await lane.producer.stop()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, processor: Processor) -> None:
+        self._processor = processor
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._processor._close_lanes(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._processor._open_lanes(assigned)
+
+
+def _summary(stats: ProcessorStats) -> dict[str, Any]:
+    return {
+        "committed": stats.committed,
+        "enriched": stats.enriched,
+        "dlq": stats.dlq,
+        "credits": stats.credits,
+        "transactions": stats.transactions,
+    }

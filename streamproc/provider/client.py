@@ -1,0 +1,228 @@
+"""The provider's HTTP client: the I/O shell around :mod:`.classify` and :mod:`.retry`.
+
+One :class:`ProviderClient` per process, shared by every in-flight lead. It owns one
+``httpx.AsyncClient`` whose connection pool is sized to ``max_in_flight``, so no lead ever
+waits for a socket behind another. It knows nothing about the breaker or the budget: it
+makes one *logical* call (up to ``provider_max_retries + 1`` HTTP calls) and either returns
+a :class:`ProviderCallResult` or raises the :class:`~streamproc.errors.LeadError` of the
+last attempt. httpx and orjson errors are translated here and never escape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeAlias
+
+import httpx
+import orjson
+
+from streamproc.errors import (
+    InvalidPayload,
+    LeadError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+)
+from streamproc.provider.classify import classify_response
+from streamproc.provider.retry import RetryPolicy
+from streamproc.settings import Settings
+
+__all__ = ["AttemptHook", "ProviderCallResult", "ProviderClient", "pool_limits"]
+
+#: Called after every HTTP attempt with the status (``None`` when no answer came: timeout or
+#: connection error) and the attempt's duration in seconds. Meant for metrics; it runs
+#: inline on the event loop, so it must be cheap and must not raise.
+AttemptHook: TypeAlias = Callable[[int | None, float], None]
+
+Sleep: TypeAlias = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCallResult:
+    """A successful enrichment and what it cost.
+
+    ``attempts`` counts HTTP calls made (1 when the first one succeeded); ``latency_s`` is
+    the wall time of the whole logical call, backoff sleeps included.
+    """
+
+    data: dict[str, Any]
+    credits: int
+    attempts: int
+    latency_s: float
+
+
+def pool_limits(settings: Settings) -> httpx.Limits:
+    """One connection per lead in flight: fewer would queue leads behind each other in the
+    pool (and count that wait against their timeout); more could never be used."""
+    return httpx.Limits(
+        max_connections=settings.max_in_flight,
+        max_keepalive_connections=settings.max_in_flight,
+    )
+
+
+class ProviderClient:
+    """Calls the enrichment provider for one lead at a time, concurrently, with retries.
+
+    Use as ``async with ProviderClient(settings) as client`` or call :meth:`start` and
+    :meth:`close`. ``transport`` replaces the network (``httpx.MockTransport`` in tests);
+    ``sleep`` and ``rng`` drive the backoff, ``clock`` (monotonic seconds) the latencies.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+        on_attempt: AttemptHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._url = str(settings.require_provider())
+        self._timeout_s = settings.provider_timeout_s
+        self._default_credits = settings.credits_per_lead
+        self._policy = RetryPolicy.from_settings(settings)
+        self._limits = pool_limits(settings)
+        self._transport = transport
+        self._sleep = sleep
+        self._rng = rng
+        self._clock = clock
+        self.on_attempt = on_attempt
+        self._auth_headers: dict[bytes, bytes] = {}
+        if settings.provider_api_key is not None:
+            key = settings.provider_api_key.get_secret_value()
+            header = settings.provider_auth_header
+            value = f"Bearer {key}" if header.lower() == "authorization" else key
+            self._auth_headers[header.encode("ascii")] = value.encode("utf-8")
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self._policy
+
+    async def start(self) -> None:
+        """Open the connection pool. Calling it twice is harmless."""
+        if self._http is not None:
+            return
+        transport = self._transport or httpx.AsyncHTTPTransport(limits=self._limits)
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(self._timeout_s),
+            headers={b"Content-Type": b"application/json", **self._auth_headers},
+            # A redirect from an enrichment API is a misconfiguration, and following it
+            # would resend the API key to wherever it points.
+            follow_redirects=False,
+        )
+
+    async def close(self) -> None:
+        """Close the connection pool. Calling it twice, or before start, is harmless."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def enrich(self, lead: Mapping[str, Any], lead_id: str) -> ProviderCallResult:
+        """Enrich one lead, retrying transient failures per the :class:`RetryPolicy`.
+
+        Raises the :class:`~streamproc.errors.LeadError` of the last attempt once retries
+        run out or the failure is not retried in-process (4xx, 401/403, 402). The
+        ``Idempotency-Key`` is ``lead_id`` on every attempt, so the provider can charge a
+        retried lead once.
+        """
+        http = self._http
+        if http is None:
+            raise RuntimeError("ProviderClient.start() must be awaited before enrich()")
+        body = _encode(lead)
+        headers = {b"Idempotency-Key": _idempotency_key(lead_id)}
+        started = self._clock()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return self._result(await self._attempt(http, body, headers), attempts, started)
+            except LeadError as exc:
+                retries_done = attempts - 1
+                if not self._policy.should_retry(exc, retries_done):
+                    if attempts > 1:
+                        exc.add_note(f"gave up after {attempts} provider calls")
+                    raise
+                retry_after = exc.retry_after_s if isinstance(exc, RateLimited) else None
+                delay = self._policy.delay_s(retries_done + 1, self._rng, retry_after)
+            await self._sleep(delay)
+
+    async def _attempt(
+        self, http: httpx.AsyncClient, body: bytes, headers: Mapping[bytes, bytes]
+    ) -> httpx.Response:
+        """One HTTP call with its errors translated, reported to ``on_attempt``."""
+        began = self._clock()
+        try:
+            # httpx's timeout bounds each phase (connect, each read...), not the call: a
+            # server trickling bytes could hold a lead far longer. This bounds the whole.
+            async with asyncio.timeout(self._timeout_s):
+                response = await http.post(self._url, content=body, headers=headers)
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            self._report(None, began)
+            raise ProviderTimeout(f"provider did not answer within {self._timeout_s:g}s") from exc
+        except httpx.RequestError as exc:
+            self._report(None, began)
+            # The class name says enough (ConnectError, RemoteProtocolError, DecodingError);
+            # str(exc) may carry the URL, and a URL may carry credentials.
+            raise ProviderError(f"provider unreachable: {type(exc).__name__}") from exc
+        self._report(response.status_code, began)
+        return response
+
+    def _report(self, status: int | None, began: float) -> None:
+        if self.on_attempt is not None:
+            self.on_attempt(status, self._clock() - began)
+
+    def _result(
+        self, response: httpx.Response, attempts: int, started: float
+    ) -> ProviderCallResult:
+        result = classify_response(
+            response.status_code,
+            response.content,
+            response.headers,
+            default_credits=self._default_credits,
+            now=time.time,
+        )
+        return ProviderCallResult(
+            data=result.data,
+            credits=result.credits,
+            attempts=attempts,
+            latency_s=self._clock() - started,
+        )
+
+
+def _encode(lead: Mapping[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(lead if isinstance(lead, dict) else dict(lead))
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        raise InvalidPayload("lead cannot be encoded as JSON") from exc
+
+
+def _idempotency_key(lead_id: str) -> bytes:
+    """``lead_id`` as a header value (UTF-8), refusing what HTTP cannot carry.
+
+    httpx encodes ``str`` header values as ASCII, so a non-ASCII id is passed as UTF-8
+    bytes. A control character (CR/LF above all) would be a header-injection attempt or a
+    broken lead, and would otherwise surface as a transport error retried for nothing.
+    """
+    if not lead_id or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in lead_id):
+        raise InvalidPayload("lead_id cannot be sent as an Idempotency-Key")
+    return lead_id.encode("utf-8")

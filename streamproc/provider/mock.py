@@ -1,0 +1,575 @@
+"""A simulator of the enrichment provider (DESIGN.md's HTTP contract), for demos and tests.
+
+``streamproc mock-provider`` runs it; tests start it in-process with
+:func:`serve_mock_provider` on port 0. It is an aiohttp server that speaks the synchronous
+contract: ``POST /enrich`` with a lead, ``Idempotency-Key`` and (when ``api_key`` is set)
+the API key, and it answers like a real, flaky, credit-billed provider would.
+
+Endpoints
+---------
+``POST /enrich``
+    The provider. ``200 {"data": {"company", "domain", "employees", "industry"},
+    "credits": credits_per_call}``; the data is made up, but deterministic per domain.
+``GET /stats``
+    ``{"calls", "credits", "by_status": {"200": n, ...}, "outage", "by_lead",
+    "duplicates_charged", "in_flight", "max_in_flight", "uptime_s"}``: ``by_lead`` is the
+    number of distinct Idempotency-Keys charged, ``duplicates_charged`` how many of them
+    were charged more than once (the number streamproc promises to keep at 0).
+``POST /admin/outage``
+    ``{"on": true|false}``: start or end a manual outage (on top of the schedule).
+``POST /admin/config``
+    Any of ``error_rate``, ``rate_limit_rate``, ``latency_ms``, ``latency_jitter_ms``,
+    ``retry_after_s``, ``credits_per_call``; answers with the new values (400 if invalid).
+``POST /admin/reset``
+    Zero every counter, and forget which Idempotency-Keys were seen.
+``GET /healthz``
+    Always 200 while the process serves: the simulated outage is not the simulator's.
+
+The admin endpoints need no API key: this is a simulator, never bind it to a public address.
+
+How ``POST /enrich`` decides, in this order
+-------------------------------------------
+1. During an outage (a scheduled window of ``outages``, relative to server start, or a
+   manual one) every call gets ``503`` at once, like a load balancer with no backend.
+2. With ``api_key`` set, a call without ``<auth_header>: Bearer <api_key>`` (the raw key
+   when ``auth_header`` is not ``Authorization``) gets ``401``.
+3. A call without ``Idempotency-Key`` or whose body is not a JSON object gets ``400``; a
+   lead with neither ``domain`` nor ``email`` gets ``422``.
+4. Deterministic scenarios, keyed on the lead's ``domain`` (or the domain of its ``email``)
+   and overriding the random rates:
+
+   ======================  =========================================================
+   domain ends with        answer
+   ======================  =========================================================
+   ``.reject.test``        422, always
+   ``.fail.test``          500, always
+   ``.ratelimit.test``     429 with ``Retry-After: 0`` on the first call of each
+                           Idempotency-Key, 200 after
+   ``.flaky.test``         500 on the first call of each Idempotency-Key, 200 after
+   ``.authfail.test``      401, always
+   ``.nocredits.test``     402, always
+   ``.slow.test``          200 after ``slow_factor`` x the drawn latency
+   ======================  =========================================================
+
+5. Otherwise one uniform draw: below ``error_rate`` → ``500``; below
+   ``error_rate + rate_limit_rate`` → ``429`` with ``Retry-After: <retry_after_s>``
+   (decimals allowed, so demos can use sub-second values); else ``200``.
+
+Every answer but an outage's comes after a latency drawn *uniformly* from
+``latency_ms ± latency_jitter_ms`` (clamped at 0): bounded, so a test can reason about the
+slowest call. A client that gives up early does not cancel the work: like a real provider,
+the mock still finishes and charges, which is exactly the double-billing hazard
+``Idempotency-Key`` exists for. Credits are counted for 200 answers only.
+
+Modes
+-----
+Only the synchronous contract (``mode="sync"``) exists. The seam for Clay's asynchronous
+protocol is :func:`_decide`, which computes an :class:`_Outcome` without delivering it:
+a ``clay`` mode would add its own routes in :func:`build_app` (a table webhook that
+answers at once with no data) and deliver the same outcome to streamproc's callback
+receiver after its delay, instead of in the HTTP answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import random
+import signal
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+
+from streamproc.logs import get_logger
+
+__all__ = [
+    "MockProviderConfig",
+    "MockProviderStats",
+    "build_app",
+    "run_mock_provider",
+    "serve_mock_provider",
+    "stats_of",
+]
+
+#: The fields ``POST /admin/config`` may change while the server runs.
+RUNTIME_FIELDS: frozenset[str] = frozenset(
+    {
+        "error_rate",
+        "rate_limit_rate",
+        "latency_ms",
+        "latency_jitter_ms",
+        "retry_after_s",
+        "credits_per_call",
+    }
+)
+
+# A stopping server cuts its simulated latencies short (see _MockState.pause), so in-flight
+# handlers end at once; this only bounds a handler stuck on something else.
+_SHUTDOWN_TIMEOUT_S = 2.0
+
+_INDUSTRIES = (
+    "software",
+    "financial services",
+    "manufacturing",
+    "healthcare",
+    "retail",
+    "logistics",
+    "education",
+    "media",
+)
+
+# Second-level labels under which the company name is one label further left.
+_SECOND_LEVEL = frozenset({"co", "com", "org", "net", "ac", "gov", "edu"})
+
+
+@dataclass(frozen=True, slots=True)
+class MockProviderConfig:
+    """How the simulated provider behaves. Rates are probabilities in ``[0, 1]``.
+
+    ``port`` 0 picks a free port (read it from :func:`serve_mock_provider`). ``outages``
+    are ``(start_s, end_s)`` windows, in seconds since the server started, during which
+    every call gets 503. ``seed`` makes the random draws reproducible.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8099
+    latency_ms: float = 50.0
+    latency_jitter_ms: float = 0.0
+    error_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    #: Sent as ``Retry-After`` with random 429s. Short by default so demos keep moving.
+    retry_after_s: float = 0.2
+    credits_per_call: int = 6
+    outages: tuple[tuple[float, float], ...] = ()
+    api_key: str | None = field(default=None, repr=False)
+    auth_header: str = "Authorization"
+    #: Latency multiplier of the ``.slow.test`` scenario.
+    slow_factor: float = 5.0
+    seed: int | None = None
+    mode: Literal["sync"] = "sync"
+
+    def __post_init__(self) -> None:
+        # Accept any sequence of pairs (a CLI or a TOML file gives lists) but store tuples,
+        # so the config stays hashable and immutable.
+        windows = tuple((float(start), float(end)) for start, end in self.outages)
+        object.__setattr__(self, "outages", windows)
+        for name in ("error_rate", "rate_limit_rate"):
+            rate = getattr(self, name)
+            if not _is_number(rate) or not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be a number between 0 and 1")
+        for name in ("latency_ms", "latency_jitter_ms", "retry_after_s", "slow_factor"):
+            value = getattr(self, name)
+            if not _is_number(value) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0")
+        if isinstance(self.credits_per_call, bool) or not isinstance(self.credits_per_call, int):
+            raise ValueError("credits_per_call must be an integer")
+        if self.credits_per_call < 0:
+            raise ValueError("credits_per_call must be >= 0")
+        if not 0 <= self.port <= 65_535:
+            raise ValueError("port must be between 0 and 65535")
+        for start, end in windows:
+            if not (0 <= start < end):
+                raise ValueError("each outage window needs 0 <= start_s < end_s")
+        if self.mode != "sync":
+            raise ValueError("mode must be 'sync' (the only one implemented)")
+
+
+@dataclass(slots=True)
+class MockProviderStats:
+    """What the simulator has served since start (or the last ``/admin/reset``)."""
+
+    calls: int = 0
+    credits: int = 0
+    by_status: Counter[int] = field(default_factory=Counter)
+    #: Credits-bearing answers per Idempotency-Key. One entry per distinct key (~100 bytes),
+    #: affordable for the millions of leads a benchmark sends; a real provider keeps more.
+    charged: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    def call_started(self) -> None:
+        self.calls += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def call_ended(self, status: int, key: str | None, credits: int) -> None:
+        self.in_flight -= 1
+        self.by_status[status] += 1
+        if status == 200:
+            self.credits += credits
+            if key is not None:
+                self.charged[key] += 1
+
+    @property
+    def duplicates_charged(self) -> int:
+        """How many Idempotency-Keys were charged more than once."""
+        return sum(1 for count in self.charged.values() if count > 1)
+
+    def reset(self) -> None:
+        """Zero the counters; calls still in flight stay counted as in flight."""
+        self.calls = 0
+        self.credits = 0
+        self.by_status.clear()
+        self.charged.clear()
+        self.max_in_flight = self.in_flight
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "credits": self.credits,
+            "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
+            "by_lead": len(self.charged),
+            "duplicates_charged": self.duplicates_charged,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What the provider answers to one call, independent of how it is delivered."""
+
+    status: int
+    payload: dict[str, Any]
+    delay_s: float = 0.0
+    credits: int = 0
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class _MockState:
+    """The mutable heart of one server: current config, RNG, counters, outage switch."""
+
+    def __init__(self, config: MockProviderConfig, clock: Callable[[], float]) -> None:
+        self.config = config
+        self.rng = random.Random(config.seed)
+        self.stats = MockProviderStats()
+        #: Calls seen per Idempotency-Key, for the first-call-fails scenarios.
+        self.seen: Counter[str] = Counter()
+        self.manual_outage = False
+        self.clock = clock
+        self.started_at = clock()
+        self.stopping = asyncio.Event()
+
+    def uptime_s(self) -> float:
+        return self.clock() - self.started_at
+
+    def outage(self) -> bool:
+        if self.manual_outage:
+            return True
+        elapsed = self.uptime_s()
+        return any(start <= elapsed < end for start, end in self.config.outages)
+
+    def reset(self) -> None:
+        self.stats.reset()
+        self.seen.clear()
+
+    async def pause(self, seconds: float) -> bool:
+        """Sleep ``seconds``; False if the server began stopping first."""
+        if seconds <= 0:
+            return True
+        try:
+            async with asyncio.timeout(seconds):
+                await self.stopping.wait()
+        except TimeoutError:
+            return True
+        return False
+
+    def draw_latency_s(self) -> float:
+        cfg = self.config
+        jitter = self.rng.uniform(-cfg.latency_jitter_ms, cfg.latency_jitter_ms)
+        return max(0.0, cfg.latency_ms + jitter) / 1000.0
+
+
+_CLIENT_GONE = _Outcome(499, {"error": "client closed request"})
+_SHUTTING_DOWN = _Outcome(503, {"error": "shutting down"})
+
+_STATE = web.AppKey("streamproc_mock_provider_state", _MockState)
+
+
+def build_app(
+    config: MockProviderConfig, *, clock: Callable[[], float] = time.monotonic
+) -> web.Application:
+    """The simulator as an aiohttp application (``clock``: monotonic seconds, for outages)."""
+    app = web.Application()
+    app[_STATE] = _MockState(config, clock)
+    app.router.add_post("/enrich", _handle_enrich)
+    app.router.add_get("/stats", _handle_stats)
+    app.router.add_get("/healthz", _handle_healthz)
+    app.router.add_post("/admin/outage", _handle_outage)
+    app.router.add_post("/admin/config", _handle_config)
+    app.router.add_post("/admin/reset", _handle_reset)
+    app.on_startup.append(_on_startup)
+    app.on_shutdown.append(_on_shutdown)
+    return app
+
+
+def stats_of(app: web.Application) -> MockProviderStats:
+    """The live counters of an app made by :func:`build_app`."""
+    return app[_STATE].stats
+
+
+@asynccontextmanager
+async def serve_mock_provider(config: MockProviderConfig) -> AsyncIterator[str]:
+    """Serve the simulator while the block runs; yields its base URL (``http://host:port``).
+
+    With ``config.port == 0`` the OS picks a free port, and the URL carries the real one.
+    The provider endpoint is ``<base URL>/enrich``.
+    """
+    runner = web.AppRunner(build_app(config), access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+        port = int(runner.addresses[0][1])
+        yield f"http://{_url_host(config.host)}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def run_mock_provider(config: MockProviderConfig) -> None:
+    """Serve the simulator until SIGINT or SIGTERM (blocking; for the CLI)."""
+    asyncio.run(_serve_until_signalled(config))
+
+
+async def _serve_until_signalled(config: MockProviderConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with serve_mock_provider(config) as base_url:
+            get_logger(__name__).info(
+                "mock provider listening",
+                url=f"{base_url}/enrich",
+                stats=f"{base_url}/stats",
+                config=repr(config),
+            )
+            await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+
+async def _on_startup(app: web.Application) -> None:
+    state = app[_STATE]
+    # Outage windows are relative to the moment the server starts serving, not to when the
+    # app object was built.
+    state.started_at = state.clock()
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    app[_STATE].stopping.set()
+
+
+async def _handle_enrich(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    key = request.headers.get("Idempotency-Key") or None
+    state.stats.call_started()
+    # Counted as 499 ("client closed request", nginx's convention) if the client vanishes
+    # before an answer is chosen, e.g. while its body is still being read.
+    outcome = _CLIENT_GONE
+    try:
+        outcome = await _answer(state, request, key)
+        if not await state.pause(outcome.delay_s):
+            outcome = _SHUTTING_DOWN
+        return _json(outcome.status, outcome.payload, outcome.headers)
+    finally:
+        state.stats.call_ended(outcome.status, key, outcome.credits)
+
+
+async def _answer(state: _MockState, request: web.Request, key: str | None) -> _Outcome:
+    if state.outage():
+        return _Outcome(503, {"error": "provider outage"})
+    cfg = state.config
+    latency_s = state.draw_latency_s()
+    if cfg.api_key is not None:
+        expected = (
+            f"Bearer {cfg.api_key}" if cfg.auth_header.lower() == "authorization" else cfg.api_key
+        )
+        if request.headers.get(cfg.auth_header) != expected:
+            return _Outcome(401, {"error": "invalid API key"}, delay_s=latency_s)
+    if key is None:
+        return _Outcome(400, {"error": "missing Idempotency-Key"}, delay_s=latency_s)
+    try:
+        lead = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        lead = None
+    if not isinstance(lead, dict):
+        return _Outcome(400, {"error": "body must be a JSON object"}, delay_s=latency_s)
+    return _decide(state, lead, key, latency_s)
+
+
+def _decide(state: _MockState, lead: dict[str, Any], key: str, latency_s: float) -> _Outcome:
+    """The answer to one lead: scenario by domain first, then the random rates."""
+    cfg = state.config
+    first_call = state.seen[key] == 0
+    state.seen[key] += 1
+    domain = _domain_of(lead)
+    if domain is None:
+        return _Outcome(422, {"error": "lead has neither domain nor email"}, delay_s=latency_s)
+
+    def scenario(suffix: str) -> bool:
+        return f".{domain}".endswith(suffix)
+
+    if scenario(".reject.test"):
+        return _Outcome(422, {"error": "lead rejected"}, delay_s=latency_s)
+    if scenario(".fail.test") or (scenario(".flaky.test") and first_call):
+        return _Outcome(500, {"error": "simulated failure"}, delay_s=latency_s)
+    if scenario(".ratelimit.test") and first_call:
+        return _Outcome(429, {"error": "rate limited"}, latency_s, headers={"Retry-After": "0"})
+    if scenario(".authfail.test"):
+        return _Outcome(401, {"error": "invalid API key"}, delay_s=latency_s)
+    if scenario(".nocredits.test"):
+        return _Outcome(402, {"error": "out of credits"}, delay_s=latency_s)
+    if scenario(".slow.test"):
+        latency_s *= cfg.slow_factor
+    elif not any(scenario(s) for s in (".ratelimit.test", ".flaky.test")):
+        draw = state.rng.random()
+        if draw < cfg.error_rate:
+            return _Outcome(500, {"error": "simulated failure"}, delay_s=latency_s)
+        if draw < cfg.error_rate + cfg.rate_limit_rate:
+            retry_after = {"Retry-After": f"{cfg.retry_after_s:g}"}
+            return _Outcome(429, {"error": "rate limited"}, latency_s, headers=retry_after)
+    return _Outcome(
+        200,
+        {"data": _enrichment(domain), "credits": cfg.credits_per_call},
+        delay_s=latency_s,
+        credits=cfg.credits_per_call,
+    )
+
+
+async def _handle_stats(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    body = state.stats.to_json()
+    body["outage"] = state.outage()
+    body["uptime_s"] = round(state.uptime_s(), 3)
+    return _json(200, body)
+
+
+async def _handle_healthz(request: web.Request) -> web.Response:
+    return _json(200, {"status": "ok"})
+
+
+async def _handle_outage(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    body = await _admin_body(request)
+    on = body.get("on")
+    if not isinstance(on, bool):
+        raise _bad_request('expected {"on": true|false}')
+    state.manual_outage = on
+    return _json(200, {"outage": state.outage()})
+
+
+async def _handle_config(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    body = await _admin_body(request)
+    unknown = sorted(set(body) - RUNTIME_FIELDS)
+    if unknown:
+        raise _bad_request(f"cannot change {', '.join(unknown)}: only {sorted(RUNTIME_FIELDS)}")
+    try:
+        state.config = replace(state.config, **body)
+    except (TypeError, ValueError) as exc:
+        raise _bad_request(str(exc)) from None
+    return _json(200, _runtime_config(state.config))
+
+
+async def _handle_reset(request: web.Request) -> web.Response:
+    state = request.app[_STATE]
+    state.reset()
+    return _json(200, state.stats.to_json())
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps(payload),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(
+        text=orjson.dumps({"error": message}).decode(), content_type="application/json"
+    )
+
+
+async def _admin_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict):
+        raise _bad_request("body must be a JSON object")
+    return body
+
+
+def _runtime_config(config: MockProviderConfig) -> dict[str, Any]:
+    return {f.name: getattr(config, f.name) for f in fields(config) if f.name in RUNTIME_FIELDS}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _domain_of(lead: Mapping[str, Any]) -> str | None:
+    """The lead's ``domain``, else its e-mail's, lower-cased; None if it has neither."""
+    domain = lead.get("domain")
+    if not isinstance(domain, str) or not domain.strip():
+        email = lead.get("email")
+        if not isinstance(email, str) or "@" not in email:
+            return None
+        domain = email.rpartition("@")[2]
+    domain = domain.strip().rstrip(".").lower()
+    return domain or None
+
+
+def _enrichment(domain: str) -> dict[str, Any]:
+    """Made-up firmographics, the same for the same domain on every run and machine."""
+    # sha256, not hash(): Python's str hash is salted per process.
+    number = int.from_bytes(hashlib.sha256(domain.encode()).digest()[:8], "big")
+    return {
+        "company": _company_from_domain(domain),
+        "domain": domain,
+        "employees": 1 + number % 10_000,
+        "industry": _INDUSTRIES[number % len(_INDUSTRIES)],
+    }
+
+
+def _company_from_domain(domain: str) -> str:
+    """``www.acme-labs.co.uk`` → ``Acme Labs``: the label left of the public suffix, guessed.
+
+    Scenario domains (``*.test``) use their first label: ``acme.flaky.test`` → ``Acme``.
+    """
+    labels = [label for label in domain.split(".") if label and label != "www"]
+    if not labels:
+        return domain
+    if labels[-1] == "test" or len(labels) == 1:
+        name = labels[0]
+    elif len(labels) >= 3 and labels[-2] in _SECOND_LEVEL and len(labels[-1]) == 2:
+        name = labels[-3]
+    else:
+        name = labels[-2]
+    return name.replace("-", " ").replace("_", " ").title()
+
+
+def _url_host(host: str) -> str:
+    """A host to put in a URL that reaches a server bound to ``host``."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

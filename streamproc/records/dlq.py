@@ -1,0 +1,191 @@
+"""The DLQ header codec (DESIGN.md, "DLQ record").
+
+A DLQ record's value is the original record's bytes, unchanged; its headers are the
+original headers plus ours. This module is pure: it turns a failure and the record's
+position into headers, and headers back into a :class:`DlqInfo`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from streamproc.errors import ErrorClass
+
+__all__ = [
+    "ATTEMPT",
+    "DlqInfo",
+    "Failure",
+    "Headers",
+    "Origin",
+    "attempt_of",
+    "decode_dlq_headers",
+    "encode_dlq_headers",
+    "replay_headers",
+]
+
+Headers = Sequence[tuple[str, bytes]]
+
+PREFIX = "streamproc."
+ERROR_CLASS = "streamproc.error.class"
+ERROR_MESSAGE = "streamproc.error.message"
+ERROR_RETRIABLE = "streamproc.error.retriable"
+ATTEMPT = "streamproc.attempt"
+ORIGINAL_TOPIC = "streamproc.original.topic"
+ORIGINAL_PARTITION = "streamproc.original.partition"
+ORIGINAL_OFFSET = "streamproc.original.offset"
+ORIGINAL_TIMESTAMP = "streamproc.original.timestamp"
+FIRST_FAILED_AT = "streamproc.first_failed_at"
+FAILED_AT = "streamproc.failed_at"
+
+#: Headers that describe *this* failure; replaced on every trip through the DLQ.
+_PER_FAILURE = (ERROR_CLASS, ERROR_MESSAGE, ERROR_RETRIABLE, FAILED_AT, ATTEMPT)
+#: Headers that describe the *first* time; carried unchanged through any number of trips.
+_ORIGIN = (ORIGINAL_TOPIC, ORIGINAL_PARTITION, ORIGINAL_OFFSET, ORIGINAL_TIMESTAMP, FIRST_FAILED_AT)
+
+#: A DLQ message is for humans and dashboards, not a payload dump.
+MAX_MESSAGE_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a record was read: topic, partition, offset and its timestamp (epoch ms)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    error_class: ErrorClass
+    message: str
+    retriable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DlqInfo:
+    """Our headers of a DLQ record, decoded. Fields are ``None`` when a header is absent."""
+
+    error_class: str | None
+    message: str | None
+    retriable: bool | None
+    attempt: int
+    origin: Origin | None
+    first_failed_at: datetime | None
+    failed_at: datetime | None
+
+
+def _get(headers: Iterable[tuple[str, bytes | None]], name: str) -> bytes | None:
+    found = None
+    for key, value in headers:
+        if key == name:
+            found = value  # the last one wins, as Kafka clients treat repeated headers
+    return found
+
+
+def _text(headers: Headers, name: str) -> str | None:
+    raw = _get(headers, name)
+    if raw is None:
+        return None
+    return raw.decode("utf-8", errors="replace")
+
+
+def _int(headers: Headers, name: str) -> int | None:
+    text = _text(headers, name)
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _iso(moment: datetime) -> bytes:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def sanitize_message(message: str) -> str:
+    """One line, bounded: CR/LF and other control characters become spaces."""
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in message)
+    if len(cleaned) > MAX_MESSAGE_CHARS:
+        cleaned = cleaned[: MAX_MESSAGE_CHARS - 1] + "…"
+    return cleaned
+
+
+def attempt_of(headers: Headers) -> int:
+    """This processing's attempt number: one more than the attempt a replayed record carries."""
+    previous = _int(headers, ATTEMPT)
+    return (previous + 1) if previous is not None and previous >= 1 else 1
+
+
+def encode_dlq_headers(
+    original: Headers, failure: Failure, origin: Origin, attempt: int, now: datetime
+) -> list[tuple[str, bytes]]:
+    """The headers of the DLQ record for a record that failed.
+
+    Original headers are kept in order; our per-failure headers are replaced; the origin
+    headers (and the first failure time) are kept when the record already carries them,
+    so a lead keeps its first origin through any number of replays.
+    """
+    out = [(k, v) for k, v in original if k not in _PER_FAILURE]
+    present = {k for k, _ in out}
+    if ORIGINAL_TOPIC not in present:
+        out = [(k, v) for k, v in out if k not in _ORIGIN]
+        out += [
+            (ORIGINAL_TOPIC, origin.topic.encode()),
+            (ORIGINAL_PARTITION, str(origin.partition).encode()),
+            (ORIGINAL_OFFSET, str(origin.offset).encode()),
+            (ORIGINAL_TIMESTAMP, str(origin.timestamp_ms).encode()),
+        ]
+    if FIRST_FAILED_AT not in present:
+        out.append((FIRST_FAILED_AT, _iso(now)))
+    out += [
+        (ERROR_CLASS, failure.error_class.value.encode()),
+        (ERROR_MESSAGE, sanitize_message(failure.message).encode()),
+        (ERROR_RETRIABLE, b"true" if failure.retriable else b"false"),
+        (ATTEMPT, str(attempt).encode()),
+        (FAILED_AT, _iso(now)),
+    ]
+    return out
+
+
+def decode_dlq_headers(headers: Headers) -> DlqInfo:
+    """Read our headers back; tolerant of missing or malformed values (never raises)."""
+    retriable_text = _text(headers, ERROR_RETRIABLE)
+    topic = _text(headers, ORIGINAL_TOPIC)
+    partition = _int(headers, ORIGINAL_PARTITION)
+    offset = _int(headers, ORIGINAL_OFFSET)
+    origin = (
+        Origin(topic, partition, offset, _int(headers, ORIGINAL_TIMESTAMP) or -1)
+        if topic is not None and partition is not None and offset is not None
+        else None
+    )
+    return DlqInfo(
+        error_class=_text(headers, ERROR_CLASS),
+        message=_text(headers, ERROR_MESSAGE),
+        retriable=None if retriable_text is None else retriable_text.lower() == "true",
+        attempt=max(_int(headers, ATTEMPT) or 1, 1),
+        origin=origin,
+        first_failed_at=_parse_iso(_text(headers, FIRST_FAILED_AT)),
+        failed_at=_parse_iso(_text(headers, FAILED_AT)),
+    )
+
+
+def replay_headers(dlq_headers: Headers) -> list[tuple[str, bytes]]:
+    """Headers for re-injecting a DLQ record into ``leads.raw``.
+
+    The attempt and the origin travel with the record; the per-failure error headers are
+    dropped so that a record in ``leads.raw`` never looks like a failure.
+    """
+    drop = {ERROR_CLASS, ERROR_MESSAGE, ERROR_RETRIABLE, FAILED_AT}
+    return [(k, v) for k, v in dlq_headers if k not in drop]

@@ -1,0 +1,70 @@
+"""One real Kafka broker for the whole test run.
+
+If a broker already answers at ``STREAMPROC_TEST_BOOTSTRAP`` (default 127.0.0.1:9092; CI
+starts one with ``scripts/kafka-local start``), the tests use it; otherwise the fixture
+starts one with the same script and stops it at the end. Each test gets its own topics and
+group id, so tests never see each other's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from streamproc.kafka.topics import create_topics
+from streamproc.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOTSTRAP = os.environ.get("STREAMPROC_TEST_BOOTSTRAP", "127.0.0.1:9092")
+
+
+def _answers(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The address of a running broker (started here when none is)."""
+    if _answers(BOOTSTRAP):
+        yield BOOTSTRAP
+        return
+    env = {**os.environ, "KAFKA_PORT": BOOTSTRAP.rsplit(":", 1)[1]}
+    subprocess.run([str(ROOT / "scripts" / "kafka-local"), "start"], check=True, env=env)
+    try:
+        yield BOOTSTRAP
+    finally:
+        subprocess.run([str(ROOT / "scripts" / "kafka-local"), "stop"], check=False, env=env)
+
+
+@pytest.fixture
+async def topics(kafka_bootstrap: str) -> AsyncIterator[Settings]:
+    """Settings naming fresh topics (3 partitions each) and a fresh group on the broker."""
+    run = uuid.uuid4().hex[:10]
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"test-{run}",
+        topic_raw=f"t{run}.leads.raw",
+        topic_enriched=f"t{run}.leads.enriched",
+        topic_dlq=f"t{run}.leads.dlq",
+        topic_parked=f"t{run}.leads.parked",
+        topic_state=f"t{run}.state",
+        topic_partitions=3,
+        http_port=0,
+        log_format="json",
+    )
+    await create_topics(settings)
+    # Metadata for new topics reaches every client a moment later.
+    await asyncio.sleep(0.2)
+    yield settings

@@ -1,0 +1,1 @@
+"""Tests of the pure resilience state machines (breaker, budget, claims, health)."""
