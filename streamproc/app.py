@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from typing import Any
 
 from streamproc import __version__
 from streamproc.logs import get_logger
-from streamproc.processing.handler import LeadHandler, OpenGuard
+from streamproc.processing.guard import ResilienceGuard
+from streamproc.processing.handler import LeadHandler
 from streamproc.processing.processor import Processor
 from streamproc.provider.client import ProviderClient
 from streamproc.settings import Settings
+from streamproc.state.store import StateStore
 
 __all__ = ["App"]
 
@@ -22,8 +25,12 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.provider = ProviderClient(settings)
-        self.guard = OpenGuard()
-        self.handler = LeadHandler(settings, self.provider, self.guard, processor_version=__version__)
+        self.guard = ResilienceGuard(settings)
+        self.state = StateStore(settings, self.guard.on_state)
+        self.guard.attach(self.state)
+        self.handler = LeadHandler(
+            settings, self.provider, self.guard, processor_version=__version__
+        )
         self.processor = Processor(settings, self.handler)
         self._stop = asyncio.Event()
         self._abort = False
@@ -42,6 +49,8 @@ class App:
         settings = self.settings
         await self.provider.start()
         try:
+            # Breaker, budget and cache are restored before the first lead is fetched.
+            await self.state.start()
             await self.processor.start()
             log.info(
                 "processor.started",
@@ -50,7 +59,9 @@ class App:
                 provider=str(settings.provider_url),
                 max_in_flight=settings.max_in_flight,
             )
-            watchers = [asyncio.ensure_future(self.processor.run_until_stopped())]
+            watchers: list[asyncio.Future[Any]] = [
+                asyncio.ensure_future(self.processor.run_until_stopped())
+            ]
             if stop_when_idle_s is not None:
                 watchers.append(asyncio.ensure_future(self._stop_when_idle(stop_when_idle_s)))
             watchers.append(asyncio.ensure_future(self._stop.wait()))
@@ -64,6 +75,8 @@ class App:
                     raise task.exception()  # type: ignore[misc]
         finally:
             await self.processor.stop(grace_s=0 if self._abort else None)
+            await self.guard.flush()
+            await self.state.stop()
             await self.provider.close()
 
     async def _stop_when_idle(self, idle_s: float) -> None:

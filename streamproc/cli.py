@@ -38,8 +38,13 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for name, info in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
         default_text = "" if info.default is None else f" (default {info.default})"
-        group.add_argument(flag, dest=f"setting_{name}", default=None, metavar="V",
-                           help=(info.description or "") + default_text)
+        group.add_argument(
+            flag,
+            dest=f"setting_{name}",
+            default=None,
+            metavar="V",
+            help=(info.description or "") + default_text,
+        )
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -60,9 +65,14 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="consume leads.raw, enrich, publish (the main job)")
-    run.add_argument("--stop-when-idle-s", type=float, default=None, metavar="S",
-                     help="exit once nothing was consumed for S seconds and nothing is in flight "
-                          "(demos and batch jobs)")
+    run.add_argument(
+        "--stop-when-idle-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="exit once nothing was consumed for S seconds and nothing is in flight "
+        "(demos and batch jobs)",
+    )
     _add_setting_flags(run)
 
     topics = sub.add_parser("topics", help="topic administration")
@@ -79,21 +89,35 @@ def _build_parser() -> argparse.ArgumentParser:
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=8099)
     mock.add_argument("--latency-ms", type=float, default=50.0, help="mean latency")
-    mock.add_argument("--latency-jitter-ms", type=float, default=None,
-                      help="spread of the latency (see the mock's docs for the distribution)")
+    mock.add_argument(
+        "--latency-jitter-ms",
+        type=float,
+        default=None,
+        help="spread of the latency (see the mock's docs for the distribution)",
+    )
     mock.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx answers")
     mock.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of 429 answers")
     mock.add_argument("--credits-per-call", type=int, default=6)
-    mock.add_argument("--outage", action="append", default=[], metavar="START:END",
-                      help="seconds after start during which every call is 503 (repeatable)")
+    mock.add_argument(
+        "--outage",
+        action="append",
+        default=[],
+        metavar="START:END",
+        help="seconds after start during which every call is 503 (repeatable)",
+    )
     mock.add_argument("--api-key", default=None, help="require this Bearer key (401 otherwise)")
     mock.add_argument("--seed", type=int, default=None)
 
-    produce = sub.add_parser("produce-sample",
-                             help="produce sample leads to leads.raw (demos, benchmarks)")
+    produce = sub.add_parser(
+        "produce-sample", help="produce sample leads to leads.raw (demos, benchmarks)"
+    )
     produce.add_argument("--count", type=int, default=300)
-    produce.add_argument("--mix", choices=["demo", "clean"], default="demo",
-                         help="demo: mostly good leads plus every failure kind; clean: all good")
+    produce.add_argument(
+        "--mix",
+        choices=["demo", "clean"],
+        default="demo",
+        help="demo: mostly good leads plus every failure kind; clean: all good",
+    )
     _add_setting_flags(produce)
     return parser
 
@@ -137,7 +161,7 @@ async def _topics_create(settings: Settings) -> int:
 
 def _config_show(settings: Settings, as_json: bool) -> int:
     values = settings.model_dump(mode="json")
-    for key, value in list(values.items()):
+    for key in list(values):
         if isinstance(getattr(settings, key), SecretStr):
             values[key] = "**********"
     if as_json:
@@ -158,7 +182,9 @@ def _mock_provider(args: argparse.Namespace) -> int:
         try:
             start_s, end_s = (float(part) for part in spec.split(":", 1))
         except ValueError:
-            raise ConfigError(f"--outage {spec!r}: expected START:END in seconds, e.g. 30:90") from None
+            raise ConfigError(
+                f"--outage {spec!r}: expected START:END in seconds, e.g. 30:90"
+            ) from None
         if end_s <= start_s:
             raise ConfigError(f"--outage {spec!r}: END must be after START")
         outages.append((start_s, end_s))
@@ -188,8 +214,10 @@ async def _produce_sample(settings: Settings, count: int, mix: str) -> int:
     from streamproc.sample import produce_sample
 
     summary = await produce_sample(settings, count, mix=mix)
-    print(f"produced {summary.total} leads to {settings.topic_raw}: " +
-          ", ".join(f"{k} {v}" for k, v in sorted(summary.by_kind.items())))
+    print(
+        f"produced {summary.total} leads to {settings.topic_raw}: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(summary.by_kind.items()))
+    )
     return 0
 
 
@@ -202,9 +230,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     runner: Callable[[], Coroutine[Any, Any, int]]
     if args.command == "run":
         settings.require_provider()
+
         def runner() -> Coroutine[Any, Any, int]:
             return _run(settings, args.stop_when_idle_s)
     elif args.command == "topics":
+
         def runner() -> Coroutine[Any, Any, int]:
             return _topics_create(settings)
     elif args.command == "config":
@@ -212,6 +242,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "produce-sample":
         if args.count < 1:
             raise ConfigError("--count must be at least 1")
+
         def runner() -> Coroutine[Any, Any, int]:
             return _produce_sample(settings, args.count, args.mix)
     else:  # pragma: no cover - argparse rejects unknown commands

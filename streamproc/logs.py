@@ -84,8 +84,11 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         cache_logger_on_first_use=False,
     )
     # aiokafka logs through the standard library; keep its noise out unless debugging.
-    logging.basicConfig(level=logging.WARNING if level != "DEBUG" else logging.INFO,
-                        format="%(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.WARNING if level != "DEBUG" else logging.INFO,
+        format="%(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
     logging.getLogger("aiokafka").setLevel(logging.ERROR if level != "DEBUG" else logging.INFO)
 
 

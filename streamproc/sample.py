@@ -21,8 +21,23 @@ from streamproc.settings import Settings
 
 __all__ = ["SampleSummary", "produce_sample", "sample_records"]
 
-_COMPANIES = ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka",
-              "tyrell", "cyberdyne", "soylent", "vandelay", "aperture", "oscorp", "gringotts"]
+_COMPANIES = [
+    "acme",
+    "globex",
+    "initech",
+    "umbrella",
+    "hooli",
+    "stark",
+    "wayne",
+    "wonka",
+    "tyrell",
+    "cyberdyne",
+    "soylent",
+    "vandelay",
+    "aperture",
+    "oscorp",
+    "gringotts",
+]
 _FIRST = ["ada", "grace", "alan", "edsger", "barbara", "donald", "ken", "margaret", "linus"]
 
 
@@ -32,8 +47,9 @@ class SampleSummary:
     by_kind: dict[str, int]
 
 
-def sample_records(count: int, *, mix: str = "demo", seed: int = 7,
-                   prefix: str = "lead") -> list[tuple[str, bytes, bytes]]:
+def sample_records(
+    count: int, *, mix: str = "demo", seed: int = 7, prefix: str = "lead"
+) -> list[tuple[str, bytes, bytes]]:
     """(kind, key, value) triples; deterministic for a seed."""
     rng = random.Random(seed)
     out: list[tuple[str, bytes, bytes]] = []
@@ -52,8 +68,12 @@ def sample_records(count: int, *, mix: str = "demo", seed: int = 7,
         elif roll < 0.16:
             kind, domain = "ratelimit", f"{company}{i}.ratelimit.test"
         if kind == "malformed":
-            bad = [b"{not json", b"[1,2,3]", orjson.dumps({"email": "no-id@x.example"}),
-                   orjson.dumps({"lead_id": lead_id})]
+            bad = [
+                b"{not json",
+                b"[1,2,3]",
+                orjson.dumps({"email": "no-id@x.example"}),
+                orjson.dumps({"lead_id": lead_id}),
+            ]
             out.append((kind, lead_id.encode(), bad[i % len(bad)]))
             continue
         lead = {
@@ -68,14 +88,18 @@ def sample_records(count: int, *, mix: str = "demo", seed: int = 7,
     return out
 
 
-async def produce_sample(settings: Settings, count: int, *, mix: str = "demo",
-                         seed: int = 7) -> SampleSummary:
-    producer = AIOKafkaProducer(**connection_kwargs(settings), acks="all", linger_ms=10,
-                                enable_idempotence=True)
+async def produce_sample(
+    settings: Settings, count: int, *, mix: str = "demo", seed: int = 7
+) -> SampleSummary:
+    producer = AIOKafkaProducer(
+        **connection_kwargs(settings), acks="all", linger_ms=10, enable_idempotence=True
+    )
     try:
         await producer.start()
     except KafkaConnectionError as exc:
-        raise KafkaSetupError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from None
+        raise KafkaSetupError(
+            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
+        ) from None
     kinds: Counter[str] = Counter()
     try:
         futures = []

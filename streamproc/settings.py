@@ -156,12 +156,15 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.provider_backoff_max_s < self.provider_backoff_base_s:
             raise ValueError("provider_backoff_max_s must be >= provider_backoff_base_s")
-        if self.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
-            if not self.sasl_username or self.sasl_password is None:
-                raise ValueError(
-                    "security_protocol SASL_* needs STREAMPROC_SASL_USERNAME and "
-                    "STREAMPROC_SASL_PASSWORD"
-                )
+        sasl = self.security_protocol in (
+            SecurityProtocol.SASL_SSL,
+            SecurityProtocol.SASL_PLAINTEXT,
+        )
+        if sasl and (not self.sasl_username or self.sasl_password is None):
+            raise ValueError(
+                "security_protocol SASL_* needs STREAMPROC_SASL_USERNAME and "
+                "STREAMPROC_SASL_PASSWORD"
+            )
         return self
 
     def require_provider(self) -> AnyHttpUrl:

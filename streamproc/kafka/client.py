@@ -23,7 +23,7 @@ __all__ = ["admin_client", "connection_kwargs", "consumer", "transactional_produ
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext:
     try:
-        return create_ssl_context(
+        context: ssl.SSLContext = create_ssl_context(
             cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
             certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
             keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
@@ -31,6 +31,7 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext:
             if settings.ssl_key_password
             else None,
         )
+        return context
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(
             f"ssl settings: cannot load the CA/certificate/key ({exc.__class__.__name__}: "
@@ -54,7 +55,9 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def consumer(settings: Settings, *topics: str, group_id: str | None, **extra: Any) -> AIOKafkaConsumer:
+def consumer(
+    settings: Settings, *topics: str, group_id: str | None, **extra: Any
+) -> AIOKafkaConsumer:
     kwargs: dict[str, Any] = {
         **connection_kwargs(settings),
         "group_id": group_id,
@@ -65,7 +68,8 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, **extra: An
         "value_deserializer": None,
         **extra,
     }
-    assert kwargs["isolation_level"] == "read_committed" and not kwargs["enable_auto_commit"]
+    assert kwargs["isolation_level"] == "read_committed"
+    assert not kwargs["enable_auto_commit"]
     return AIOKafkaConsumer(*topics, **kwargs)
 
 

@@ -15,7 +15,7 @@ import orjson
 
 from streamproc.errors import InternalError, LeadError
 from streamproc.logs import get_logger
-from streamproc.processing.outcome import OutcomeKind, Outcome, OutRecord
+from streamproc.processing.outcome import Outcome, OutcomeKind, OutRecord
 from streamproc.records.dlq import Failure, Headers, Origin, attempt_of, encode_dlq_headers
 from streamproc.records.lead import Lead, decode_lead
 from streamproc.settings import Settings
@@ -38,9 +38,12 @@ class RawRecord(Protocol):
 
 
 class CallResult(Protocol):
-    data: dict[str, Any]
-    credits: int
-    attempts: int
+    @property
+    def data(self) -> dict[str, Any]: ...
+    @property
+    def credits(self) -> int: ...
+    @property
+    def attempts(self) -> int: ...
 
 
 class Enricher(Protocol):
@@ -75,6 +78,10 @@ class Guard(Protocol):
         """The lead's processing was cancelled mid-call (rebalance, shutdown)."""
         ...
 
+    def fallback(self, lead: Lead, error: LeadError) -> dict[str, Any] | None:
+        """Local enrichment for a lead the provider could not serve, or None."""
+        ...
+
 
 class OpenGuard:
     """A guard that admits every call: no breaker, no budget, no cache."""
@@ -88,6 +95,9 @@ class OpenGuard:
         return []
 
     def cancelled(self, admission: Admission) -> None:
+        return None
+
+    def fallback(self, lead: Lead, error: LeadError) -> dict[str, Any] | None:
         return None
 
 
@@ -113,7 +123,15 @@ class LeadHandler:
         try:
             lead, obj = decode_lead(record.value, max_bytes=self._settings.max_lead_bytes)
             lead_id = lead.lead_id
-            return await self._enrich(record, lead, obj, attempt)
+            try:
+                return await self._enrich(record, lead, obj, attempt)
+            except LeadError as exc:
+                cause = exc.cause if isinstance(exc, _WithState) else exc
+                guessed = self._guard.fallback(lead, cause)
+                if guessed is None:
+                    raise
+                state = exc.state if isinstance(exc, _WithState) else []
+                return self._enriched(record, lead, obj, attempt, guessed, "fallback", 0, state)
         except LeadError as exc:
             return self._dead_letter(record, exc, attempt, lead_id)
         except Exception as exc:  # a bug of ours must not stop the line
@@ -140,6 +158,19 @@ class LeadHandler:
                 raise
             state += self._guard.settle(admission, result, None)
             enrichment, source, credits = result.data, "provider", result.credits
+        return self._enriched(record, lead, obj, attempt, enrichment, source, credits, state)
+
+    def _enriched(
+        self,
+        record: RawRecord,
+        lead: Lead,
+        obj: dict[str, Any],
+        attempt: int,
+        enrichment: dict[str, Any],
+        source: str,
+        credits: int,
+        state: list[OutRecord],
+    ) -> Outcome:
         enriched = {
             **obj,
             "enrichment": enrichment,

@@ -11,6 +11,7 @@ id, and the broker fences the previous owner's producer, aborting its open trans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -142,7 +143,5 @@ class PartitionLane:
 async def _abort_quietly(producer: AIOKafkaProducer) -> None:
     # Politeness only: the lane is reset with a new producer of the same transactional id,
     # whose initialisation aborts whatever this one left open.
-    try:
+    with contextlib.suppress(Exception):
         await asyncio.wait_for(producer.abort_transaction(), timeout=5)
-    except Exception:
-        pass

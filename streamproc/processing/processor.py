@@ -32,9 +32,8 @@ from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import consumer as make_consumer
 from streamproc.kafka.client import transactional_producer
 from streamproc.logs import get_logger
-from streamproc.processing.handler import LeadHandler, RawRecord
+from streamproc.processing.handler import LeadHandler
 from streamproc.processing.lane import CommitResult, PartitionLane, transactional_id
-from streamproc.processing.outcome import Outcome
 from streamproc.settings import Settings
 
 __all__ = ["Processor", "ProcessorStats"]
@@ -210,7 +209,7 @@ class Processor:
     async def _commit_lane(self, tp: TopicPartition, lane: PartitionLane) -> None:
         try:
             result = await lane.commit()
-        except (KafkaError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError) as exc:
             self.stats.aborted_transactions += 1
             log.warning("lane.commit_failed", partition=tp.partition, error=repr(exc))
             await self._reset_lane(tp, lane)
@@ -253,7 +252,9 @@ class Processor:
         lane.producer = await self._start_producer(tp)
         if self._consumer is not None and tp in self._consumer.assignment():
             self._consumer.seek(tp, lane.position)
-        log.info("lane.reset", partition=tp.partition, offset=lane.committed_offset, dropped=dropped)
+        log.info(
+            "lane.reset", partition=tp.partition, offset=lane.committed_offset, dropped=dropped
+        )
 
     # --- rebalancing ----------------------------------------------------------------------
 
@@ -277,7 +278,10 @@ class Processor:
                 committed = beginning[tp]
             self._consumer.seek(tp, committed)
             self._lanes[tp] = PartitionLane(
-                tp, producer, self._settings.group_id, committed,
+                tp,
+                producer,
+                self._settings.group_id,
+                committed,
                 self._settings.max_in_flight_per_partition,
             )
         if tps:
@@ -305,7 +309,7 @@ class Processor:
                     self._account(result)
                     if self._on_commit is not None:
                         self._on_commit(tp, result)
-            except (KafkaError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, KafkaError) as exc:
                 log.warning("lane.final_commit_failed", partition=tp.partition, error=repr(exc))
         dropped = await lane.cancel_pending()
         self._in_flight -= dropped

@@ -254,12 +254,12 @@ class CircuitBreaker:
         if snapshot.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported breaker snapshot version {snapshot.get('v')!r}")
         try:
-            state = BreakerState(snapshot["state"])
+            state = BreakerState(snapshot["state"])  # ValueError for an unknown state
             opened_at_raw = snapshot.get("opened_at")
             opened_at = None if opened_at_raw is None else _finite(opened_at_raw, "opened_at")
             failures = [_finite(t, "failures") for t in snapshot.get("failures", [])]
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"malformed breaker snapshot: {exc!r}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed breaker snapshot: {exc}") from None
         if state is BreakerState.OPEN and opened_at is None:
             raise ValueError("malformed breaker snapshot: open without opened_at")
         breaker = cls(config, on_transition=on_transition)
@@ -315,8 +315,8 @@ class CircuitBreaker:
 
 def _finite(value: object, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"malformed breaker snapshot: {field} must be a number")
+        raise ValueError(f"{field} must be a number")
     number = float(value)
     if number != number or number in (float("inf"), float("-inf")):
-        raise ValueError(f"malformed breaker snapshot: {field} must be finite")
+        raise ValueError(f"{field} must be finite")
     return number

@@ -173,7 +173,10 @@ class CreditLedger:
         return max(0, self._config.daily_limit - self._spent - self._reserved)
 
     def exhausted(self, now: float) -> bool:
-        """True when nothing more can be reserved today: marked by a 402, or limit reached."""
+        """True once a 402 was seen today or ``remaining`` is 0.
+
+        (A zero-credit reservation is still granted at the limit, unless a 402 was seen.)
+        """
         return self.remaining(now) <= 0
 
     def resets_at(self, now: float) -> float:

@@ -453,7 +453,7 @@ class ClaimLedger:
                 status = ClaimStatus(item["status"])
                 granted = item["granted"]
                 if not isinstance(granted, bool):
-                    raise ValueError("malformed claims snapshot: granted must be a boolean")
+                    raise ValueError("granted must be a boolean")
                 ledger._entries[claim.claim_id] = _Entry(claim, claim.day, granted, status)
                 if status is ClaimStatus.GRANTED:
                     ledger._book(claim.day).outstanding += claim.amount
@@ -462,8 +462,8 @@ class ClaimLedger:
                 ledger._entries[claim_id] = _Entry(
                     None, _check_day(item["day"]), False, ClaimStatus.SETTLED
                 )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"malformed claims snapshot: {exc!r}") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"malformed claims snapshot: {exc}") from None
         return ledger
 
     # --- internals ---------------------------------------------------------------------------

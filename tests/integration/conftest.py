@@ -67,4 +67,4 @@ async def topics(kafka_bootstrap: str) -> AsyncIterator[Settings]:
     await create_topics(settings)
     # Metadata for new topics reaches every client a moment later.
     await asyncio.sleep(0.2)
-    yield settings
+    return settings

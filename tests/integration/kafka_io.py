@@ -19,13 +19,18 @@ class Read:
     headers: dict[str, bytes]
 
 
-async def produce(settings: Settings, records: list[tuple[bytes | None, bytes | None]],
-                  headers: list[tuple[str, bytes]] | None = None) -> None:
+async def produce(
+    settings: Settings,
+    records: list[tuple[bytes | None, bytes | None]],
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     await producer.start()
     try:
-        futures = [await producer.send(settings.topic_raw, value=v, key=k, headers=headers)
-                   for k, v in records]
+        futures = [
+            await producer.send(settings.topic_raw, value=v, key=k, headers=headers)
+            for k, v in records
+        ]
         for fut in futures:
             await fut
     finally:
@@ -34,8 +39,11 @@ async def produce(settings: Settings, records: list[tuple[bytes | None, bytes | 
 
 async def read_all(settings: Settings, topic: str) -> list[Read]:
     """Every committed record of a topic, up to its end offsets at call time."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                isolation_level="read_committed", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -53,8 +61,10 @@ async def read_all(settings: Settings, topic: str) -> list[Read]:
                 break
             batch = await consumer.getmany(*remaining, timeout_ms=500)
             for tp, msgs in batch.items():
-                out += [Read(tp.topic, tp.partition, m.offset, m.key, m.value,
-                             dict(m.headers)) for m in msgs]
+                out += [
+                    Read(tp.topic, tp.partition, m.offset, m.key, m.value, dict(m.headers))
+                    for m in msgs
+                ]
         return out
     finally:
         await consumer.stop()

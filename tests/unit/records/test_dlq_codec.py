@@ -89,14 +89,17 @@ def test_fresh_record_is_attempt_one() -> None:
 def test_message_is_one_bounded_line() -> None:
     """CR/LF cannot forge a second line and long messages are cut."""
     msg = sanitize_message("bad\r\nstreamproc.error.class: fake" + "x" * 1000)
-    assert "\n" not in msg and "\r" not in msg
+    assert "\n" not in msg
+    assert "\r" not in msg
     assert len(msg) <= 300
 
 
 def test_decode_tolerates_garbage() -> None:
     """Foreign or broken headers decode to None fields, never an exception."""
     info = decode_dlq_headers([("streamproc.original.partition", b"x"), ("a", b"\xff")])
-    assert info.origin is None and info.error_class is None and info.attempt == 1
+    assert info.origin is None
+    assert info.error_class is None
+    assert info.attempt == 1
 
 
 @given(
@@ -106,15 +109,28 @@ def test_decode_tolerates_garbage() -> None:
     attempt=st.integers(min_value=1, max_value=10_000),
     partition=st.integers(min_value=0, max_value=10_000),
     offset=st.integers(min_value=0, max_value=2**62),
-    original=st.lists(st.tuples(st.text(min_size=1, max_size=20).filter(
-        lambda s: not s.startswith("streamproc.")), st.binary(max_size=20)), max_size=5),
+    original=st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=20).filter(lambda s: not s.startswith("streamproc.")),
+            st.binary(max_size=20),
+        ),
+        max_size=5,
+    ),
 )
-def test_round_trip(error_class: ErrorClass, message: str, retriable: bool, attempt: int,
-                    partition: int, offset: int, original: list[tuple[str, bytes]]) -> None:
+def test_round_trip(
+    error_class: ErrorClass,
+    message: str,
+    retriable: bool,
+    attempt: int,
+    partition: int,
+    offset: int,
+    original: list[tuple[str, bytes]],
+) -> None:
     """Whatever is encoded decodes to the same values, originals untouched."""
     origin = Origin("leads.raw", partition, offset, 123)
-    headers = encode_dlq_headers(original, Failure(error_class, message, retriable), origin,
-                                 attempt, T0)
+    headers = encode_dlq_headers(
+        original, Failure(error_class, message, retriable), origin, attempt, T0
+    )
     info = decode_dlq_headers(headers)
     assert headers[: len(original)] == original
     assert info.error_class == error_class.value

@@ -47,7 +47,8 @@ def fail(breaker: CircuitBreaker, now: float) -> None:
 def trip(breaker: CircuitBreaker, now: float) -> None:
     for _ in range(breaker.config.failure_threshold):
         fail(breaker, now)
-    assert breaker.state(now) is BreakerState.OPEN
+    # With cooldown_s == 0 an open breaker is half-open at once.
+    assert breaker.state(now) is not BreakerState.CLOSED
 
 
 # --- closed --------------------------------------------------------------------------------
@@ -199,6 +200,19 @@ def test_a_probe_reported_twice_frees_one_slot() -> None:
     breaker.release(probe, T0)
     assert breaker.try_acquire(T0) is not None
     assert breaker.try_acquire(T0) is None
+
+
+def test_a_released_probe_cannot_report_again() -> None:
+    """After a probe's release, a second report for it (a bug in the shell) is ignored."""
+    breaker, log = make(threshold=1, cooldown_s=10, probes=1)
+    trip(breaker, T0)
+    probe = breaker.try_acquire(T0 + 10)
+    assert probe is not None
+    breaker.release(probe, T0 + 10)
+    breaker.record_failure(probe, T0 + 11)
+    breaker.record_success(probe, T0 + 11)
+    assert breaker.state(T0 + 11) is BreakerState.HALF_OPEN
+    assert log[-1].to_state is BreakerState.HALF_OPEN
 
 
 # --- stale permits -----------------------------------------------------------------------------
@@ -415,9 +429,8 @@ class BreakerMachine(RuleBasedStateMachine):
         self.checked = 0
 
     def last_opened_at(self) -> float | None:
-        if self.log and self.log[-1].to_state is BreakerState.OPEN:
-            return self.log[-1].at
-        return None
+        opened = [t.at for t in self.log if t.to_state is BreakerState.OPEN]
+        return opened[-1] if opened else None
 
     @rule(dt=st.sampled_from([0.0, 0.25, 1.0, 2.0, 5.0, 10.0, 31.0]))
     def tick(self, dt: float) -> None:
@@ -479,6 +492,9 @@ class BreakerMachine(RuleBasedStateMachine):
     def open_until_cooldown(self) -> None:
         if not hasattr(self, "breaker"):
             return
+        for opened, left in zip(self.log, self.log[1:], strict=False):
+            if opened.to_state is BreakerState.OPEN:
+                assert left.at >= opened.at + self.config.cooldown_s
         opened_at = self.last_opened_at()
         if opened_at is not None and self.now < opened_at + self.config.cooldown_s:
             assert self.breaker.state(self.now) is BreakerState.OPEN
@@ -493,7 +509,5 @@ class BreakerMachine(RuleBasedStateMachine):
         assert restored.state(self.now) is self.breaker.state(self.now)
 
 
-BreakerMachine.TestCase.settings = settings(
-    max_examples=120, stateful_step_count=40, deadline=None
-)
+BreakerMachine.TestCase.settings = settings(max_examples=120, stateful_step_count=40, deadline=None)
 TestBreakerMachine = BreakerMachine.TestCase

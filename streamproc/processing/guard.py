@@ -1,0 +1,388 @@
+"""The resilience guard: breaker, group-wide budget, health and cache around each call.
+
+This is the I/O shell around the pure machines of ``streamproc.resilience``. It is fed
+every record of the state topic (through :meth:`ResilienceGuard.on_state`), so the
+breaker, the claims ledger and the cache are the same in every instance of the group.
+
+Per lead, :meth:`ResilienceGuard.admit`:
+
+1. answers from the **cache** when the lead's domain was enriched within the TTL (one call
+   per domain in flight per process: concurrent leads of a domain wait for the first);
+2. asks the **breaker** for a permit; while it is open the lead is held (policy ``hold``:
+   the coroutine waits, the lane's window fills, the partition stops being fetched) or
+   dead-lettered as ``breaker_open`` (policy ``dlq``), or given the local fallback;
+3. journals a **budget claim** (estimate ``credits_per_lead``) to the state topic's budget
+   partition and waits until the claims log has decided it: the provider is called only
+   under a granted claim, so concurrent calls in one or many instances cannot overshoot.
+
+After the call, :meth:`settle` reports to the breaker and the health window, settles the
+claim with the provider's actual charge (or releases it), and stores the result in the
+cache. Budget and cache writes go out at once, outside the lead's transaction: they must
+survive even when the lead is processed again after a crash (a cached result is what
+keeps a lead from being paid for twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from streamproc.errors import (
+    BreakerOpen,
+    BudgetExhausted,
+    LeadError,
+    ProviderAuthError,
+    ProviderCreditsExhausted,
+)
+from streamproc.logs import get_logger
+from streamproc.processing.handler import Admission, CallResult
+from streamproc.processing.outcome import OutRecord
+from streamproc.records.lead import Lead
+from streamproc.resilience.breaker import (
+    BreakerConfig,
+    BreakerState,
+    CircuitBreaker,
+    Permit,
+    Transition,
+)
+from streamproc.resilience.budget import budget_day, next_reset
+from streamproc.resilience.claims import (
+    Claim,
+    ClaimLedger,
+    Exhaust,
+    Release,
+    Settle,
+    event_from_dict,
+)
+from streamproc.resilience.health import HealthMonitor
+from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
+from streamproc.state.store import StateStore
+
+__all__ = ["BREAKER_KEY", "ResilienceGuard", "fallback_enrichment"]
+
+log = get_logger(__name__)
+
+BREAKER_KEY = "breaker/provider"
+#: How often a held lead re-checks when nothing woke it (a missed wake-up costs this much).
+_HOLD_POLL_S = 1.0
+
+
+@dataclass(slots=True)
+class _Ticket:
+    breaker: CircuitBreaker
+    permit: Permit
+    claim: Claim | None
+    domain: str | None
+    flight: asyncio.Future[None] | None
+
+
+def fallback_enrichment(lead: Lead) -> dict[str, Any] | None:
+    """A local guess from the domain alone; clearly marked by ``source: fallback``."""
+    domain = lead.lookup_domain
+    if not domain:
+        return None
+    label = domain.split(".")[0].replace("-", " ").strip()
+    return {"domain": domain, "company": lead.company or label.title(), "guessed": True}
+
+
+class ResilienceGuard:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        owner: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._store: StateStore | None = None
+        self.breaker = CircuitBreaker(
+            BreakerConfig.from_settings(settings), on_transition=self._on_transition
+        )
+        self._breaker_changed_at = 0.0
+        self.ledger = ClaimLedger(settings.budget_daily_credits)
+        self.health = HealthMonitor(window_s=settings.health_window_s)
+        self._cache: dict[str, tuple[dict[str, Any], float]] = {}
+        self._flights: dict[str, asyncio.Future[None]] = {}
+        self._changed = asyncio.Event()
+        self._writes: set[asyncio.Task[Any]] = set()
+        self.transitions: list[Transition] = []
+        self.holding = 0
+
+    # --- wiring ---------------------------------------------------------------------------
+
+    def attach(self, store: StateStore) -> None:
+        self._store = store
+
+    def on_state(self, key: str, value: dict[str, Any] | None, partition: int, offset: int) -> None:
+        """Apply one record of the state topic (restore and tail alike)."""
+        kind, _, rest = key.partition("/")
+        try:
+            if kind == "budget" and value is not None:
+                self.ledger.apply(event_from_dict(value))
+                self._wake()
+            elif kind == "breaker" and value is not None:
+                self._adopt_breaker(value)
+            elif kind == "cache":
+                if value is None:
+                    self._cache.pop(rest, None)
+                else:
+                    self._cache[rest] = (dict(value["data"]), float(value["stored_at"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("state.unreadable_record", key=key, offset=offset, error=str(exc))
+
+    def _adopt_breaker(self, value: dict[str, Any]) -> None:
+        at = float(value.get("at", 0.0))
+        if value.get("owner") == self.owner or at <= self._breaker_changed_at:
+            return
+        snapshot = {k: v for k, v in value.items() if k not in ("owner", "at")}
+        self.breaker = CircuitBreaker.restore(
+            self.breaker.config, snapshot, on_transition=self._on_transition
+        )
+        self._breaker_changed_at = at
+        log.info("breaker.adopted", state=snapshot.get("state"), from_owner=value.get("owner"))
+        self._wake()
+
+    def _on_transition(self, transition: Transition) -> None:
+        self.transitions.append(transition)
+        self._breaker_changed_at = transition.at
+        level = log.warning if transition.to_state is BreakerState.OPEN else log.info
+        level(
+            "breaker.transition",
+            from_state=transition.from_state.value,
+            to_state=transition.to_state.value,
+            reason=transition.reason,
+        )
+        if transition.to_state is not BreakerState.HALF_OPEN:
+            self._write(
+                BREAKER_KEY,
+                {**self.breaker.snapshot(), "owner": self.owner, "at": transition.at},
+            )
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_change(self, until: float | None) -> None:
+        timeout = _HOLD_POLL_S
+        if until is not None:
+            timeout = max(0.01, min(timeout, until - self._clock()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+
+    def _write(self, key: str, value: dict[str, Any] | None) -> None:
+        if self._store is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._store.append(key, value))
+        self._writes.add(task)
+        task.add_done_callback(self._write_done)
+
+    def _write_done(self, task: asyncio.Task[Any]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("state.write_failed", error=repr(task.exception()))
+
+    async def flush(self) -> None:
+        """Wait for the state writes issued so far (before shutdown)."""
+        if self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+
+    # --- the Guard protocol ---------------------------------------------------------------
+
+    async def admit(self, lead: Lead) -> Admission:
+        domain = lead.lookup_domain
+        cached = await self._cached(domain)
+        if cached is not None:
+            return Admission(enrichment=cached, source="cache")
+        flight: asyncio.Future[None] | None = None
+        if domain is not None:
+            flight = asyncio.get_running_loop().create_future()
+            self._flights[domain] = flight
+        try:
+            permit, claim = await self._permit_and_claim(lead)
+        except BaseException:
+            self._land(domain, flight)
+            raise
+        return Admission(token=_Ticket(self.breaker, permit, claim, domain, flight))
+
+    async def _cached(self, domain: str | None) -> dict[str, Any] | None:
+        if domain is None:
+            return None
+        while True:
+            entry = self._cache.get(domain)
+            if entry is not None and self._clock() - entry[1] <= self._settings.cache_ttl_s:
+                return entry[0]
+            flight = self._flights.get(domain)
+            if flight is None:
+                return None
+            # Another lead of this domain is being enriched: its answer may serve us.
+            await asyncio.shield(flight)
+
+    async def _permit_and_claim(self, lead: Lead) -> tuple[Permit, Claim | None]:
+        s = self._settings
+        while True:
+            now = self._clock()
+            breaker = self.breaker
+            permit = breaker.try_acquire(now)
+            if permit is None:
+                reopens = breaker.reopens_at(now)
+                if s.on_breaker_open is BreakerPolicy.DLQ:
+                    raise BreakerOpen(f"breaker open until {_iso(reopens)}")
+                await self._hold(reopens)
+                continue
+            claim = await self._claim(now)
+            if claim is not None or s.credits_per_lead == 0:
+                return permit, claim
+            breaker.release(permit, now)
+            day = budget_day(now, s.budget_timezone)
+            resets = next_reset(now, s.budget_timezone)
+            if s.on_budget_exhausted is BudgetPolicy.DLQ:
+                spent = self.ledger.spent(day)
+                raise BudgetExhausted(
+                    f"daily budget spent ({spent}/{s.budget_daily_credits} credits on {day}); "
+                    f"resets at {_iso(resets)}"
+                )
+            await self._hold(resets)
+
+    async def _hold(self, until: float | None) -> None:
+        self.holding += 1
+        try:
+            await self._wait_change(until)
+        finally:
+            self.holding -= 1
+
+    async def _claim(self, now: float) -> Claim | None:
+        s = self._settings
+        amount = s.credits_per_lead
+        if amount == 0:
+            return None
+        day = budget_day(now, s.budget_timezone)
+        # The local view lags other instances only towards "more spent" for releases and
+        # "less spent" for claims; the log decides, so this check only saves a record.
+        if self.ledger.remaining(day) < amount:
+            return None
+        claim = Claim(uuid.uuid4().hex, self.owner, day, amount, s.budget_daily_credits)
+        if self._store is None:
+            granted = self.ledger.apply(claim)
+            return claim if granted else None
+        partition, offset = await self._store.append(
+            _claim_key(claim.day, claim.claim_id, "c"), claim.to_dict()
+        )
+        await self._store.wait_applied(partition, offset)
+        return claim if self.ledger.is_granted(claim.claim_id) else None
+
+    def settle(
+        self, admission: Admission, result: CallResult | None, error: LeadError | None
+    ) -> list[OutRecord]:
+        ticket = admission.token
+        if not isinstance(ticket, _Ticket):
+            return []
+        now = self._clock()
+        if ticket.breaker is self.breaker:
+            if result is not None:
+                self.breaker.record_success(ticket.permit, now)
+            elif error is not None and error.counts_against_breaker:
+                self.breaker.record_failure(ticket.permit, now)
+            else:
+                self.breaker.release(ticket.permit, now)
+        if result is not None or (error is not None and error.counts_against_breaker):
+            self.health.record(result is not None, now)
+        if ticket.claim is not None:
+            claim = ticket.claim
+            if result is not None:
+                event: Settle | Release = Settle(claim.claim_id, claim.day, result.credits)
+            else:
+                event = Release(claim.claim_id, claim.day)
+            self._journal(event, "s" if result is not None else "r")
+        if isinstance(error, ProviderCreditsExhausted):
+            day = budget_day(now, self._settings.budget_timezone)
+            log.error("provider.credits_exhausted", day=day)
+            self._journal(Exhaust(day), "x")
+        if isinstance(error, ProviderAuthError):
+            log.error("provider.auth_failed", message=error.message)
+        if result is not None and ticket.domain is not None:
+            entry = {"data": result.data, "stored_at": now}
+            self._cache[ticket.domain] = (result.data, now)
+            self._write(f"cache/{ticket.domain}", entry)
+        self._land(ticket.domain, ticket.flight)
+        return []
+
+    def _journal(self, event: Settle | Release | Exhaust, tag: str) -> None:
+        claim_id = getattr(event, "claim_id", uuid.uuid4().hex)
+        data = event.to_dict()
+        if self._store is None:
+            self.ledger.apply(event)
+            return
+        self._write(_claim_key(event.day, claim_id, tag), data)
+
+    def cancelled(self, admission: Admission) -> None:
+        """A call cut short: its claim stays outstanding (over-count, never under-count)."""
+        ticket = admission.token
+        if isinstance(ticket, _Ticket):
+            if ticket.breaker is self.breaker:
+                self.breaker.release(ticket.permit, self._clock())
+            self._land(ticket.domain, ticket.flight)
+
+    def _land(self, domain: str | None, flight: asyncio.Future[None] | None) -> None:
+        if flight is None:
+            return
+        if domain is not None and self._flights.get(domain) is flight:
+            del self._flights[domain]
+        if not flight.done():
+            flight.set_result(None)
+
+    def fallback(self, lead: Lead, error: LeadError) -> dict[str, Any] | None:
+        """The local fallback for a lead the provider could not serve, when enabled."""
+        if not self._settings.fallback_enabled:
+            return None
+        if error.error_class.value not in ("provider_error", "provider_timeout", "breaker_open"):
+            return None
+        return fallback_enrichment(lead)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        now = self._clock()
+        s = self._settings
+        day = budget_day(now, s.budget_timezone)
+        rate = self.health.success_rate(now)
+        return {
+            "breaker": {
+                "state": self.breaker.state(now).value,
+                "reopens_at": _iso(self.breaker.reopens_at(now)),
+                "failures_in_window": self.breaker.failures_in_window(now),
+            },
+            "budget": {
+                "day": day,
+                "limit": s.budget_daily_credits,
+                "spent": self.ledger.spent(day),
+                "reserved": self.ledger.outstanding(day),
+                "remaining": self.ledger.remaining(day),
+                "exhausted": self.ledger.exhausted(day),
+                "resets_at": _iso(next_reset(now, s.budget_timezone)),
+            },
+            "health": {"status": self.health.status(now).value, "success_rate": rate},
+            "cache": {"entries": len(self._cache)},
+            "holding": self.holding,
+        }
+
+
+def _claim_key(day: str, claim_id: str, tag: str) -> str:
+    # Unique per event so compaction keeps the whole claims log (see streamproc.state.store).
+    return f"budget/{day}/{claim_id}/{tag}"
+
+
+def _iso(epoch_s: float | None) -> str | None:
+    if epoch_s is None:
+        return None
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,1 @@
+"""The compacted state topic: what streamproc remembers across restarts and instances."""

@@ -1,0 +1,208 @@
+"""``streamproc.state``: restore it completely, then tail it, and append to it.
+
+Every process reads *every* partition of the state topic (``read_committed``), first to
+the end offsets it saw at start (the restore, before the first lead is processed), then
+continuously, so that budget claims, breaker trips and cache entries written by any
+instance of the group reach all of them.
+
+Records are JSON objects keyed by a path (``budget/<day>/<claim>/<event>``,
+``breaker/<name>``, ``cache/<domain>``). Compaction keeps the latest value per key, so keys
+that must all survive (budget events) are unique, and keys where only the latest matters
+(breaker, cache entries) are stable.
+
+Budget events go to partition 0, written by a plain idempotent producer (``acks=all``,
+outside any transaction): a claim is a journal entry that must be durable *before* the
+provider is called, whatever happens to the lead's transaction afterwards. Every other key
+goes to partitions 1..N-1 so that the short-lived lead transactions never hold back the
+last-stable offset of the budget partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from streamproc.errors import KafkaSetupError
+from streamproc.kafka.client import connection_kwargs
+from streamproc.kafka.client import consumer as make_consumer
+from streamproc.logs import get_logger
+from streamproc.processing.outcome import OutRecord
+from streamproc.settings import Settings
+
+__all__ = ["BUDGET_PARTITION", "StateListener", "StateStore"]
+
+log = get_logger(__name__)
+
+BUDGET_PARTITION = 0
+
+#: Called for every state record in log order: (key, value or None for a tombstone,
+#: partition, offset).
+StateListener = Callable[[str, dict[str, Any] | None, int, int], None]
+
+
+class StateStore:
+    def __init__(self, settings: Settings, listener: StateListener) -> None:
+        self._settings = settings
+        self._listener = listener
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._partitions = 1
+        self._applied: dict[int, int] = {}  # partition -> next offset to apply
+        self._progress = asyncio.Condition()
+        self._tail: asyncio.Task[None] | None = None
+        self.restored = asyncio.Event()
+        self.records_restored = 0
+
+    @property
+    def partitions(self) -> int:
+        return self._partitions
+
+    async def start(self) -> None:
+        """Connect, restore the whole topic to its current end, then tail it."""
+        s = self._settings
+        self._producer = AIOKafkaProducer(
+            **connection_kwargs(s), acks="all", enable_idempotence=True, linger_ms=1
+        )
+        self._consumer = make_consumer(s, group_id=None, fetch_max_wait_ms=20)
+        try:
+            await self._producer.start()
+            await self._consumer.start()
+        except KafkaConnectionError as exc:
+            await self.stop()
+            raise KafkaSetupError(
+                f"cannot reach Kafka at {s.bootstrap_servers}: {exc}; "
+                "is the broker up (scripts/kafka-local start)?"
+            ) from None
+        partitions = await _partitions_of(self._consumer, s.topic_state)
+        if not partitions:
+            await self.stop()
+            raise KafkaSetupError(
+                f"state topic {s.topic_state} does not exist: run `streamproc topics create`"
+            )
+        self._partitions = len(partitions)
+        tps = [TopicPartition(s.topic_state, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        ends = await self._consumer.end_offsets(tps)
+        self._applied = {tp.partition: 0 for tp in tps}
+        await self._read_until(ends)
+        self.restored.set()
+        log.info("state.restored", records=self.records_restored, partitions=len(tps))
+        self._tail = asyncio.get_running_loop().create_task(self._tail_loop(), name="state-tail")
+
+    async def stop(self) -> None:
+        if self._tail is not None:
+            self._tail.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._tail
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                await _stop_quietly(client)
+
+    async def _read_until(self, ends: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
+        while True:
+            behind = [tp for tp, end in ends.items() if await self._consumer.position(tp) < end]
+            if not behind:
+                return
+            batch = await self._consumer.getmany(*behind, timeout_ms=200)
+            count = await self._apply(batch)
+            self.records_restored += count
+
+    async def _tail_loop(self) -> None:
+        assert self._consumer is not None
+        while True:
+            try:
+                batch = await self._consumer.getmany(timeout_ms=100)
+            except KafkaError as exc:
+                log.warning("state.tail_error", error=repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            await self._apply(batch)
+            # Control records (transaction markers) move the position without a record:
+            # count them as applied so waiters for an offset are released.
+            for tp in self._consumer.assignment():
+                position = await self._consumer.position(tp)
+                if position > self._applied.get(tp.partition, 0):
+                    self._applied[tp.partition] = position
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def _apply(self, batch: dict[TopicPartition, list[Any]]) -> int:
+        count = 0
+        for tp, messages in batch.items():
+            for m in messages:
+                key = (m.key or b"").decode("utf-8", errors="replace")
+                value: dict[str, Any] | None = None
+                if m.value is not None:
+                    try:
+                        decoded = orjson.loads(m.value)
+                        value = decoded if isinstance(decoded, dict) else None
+                    except orjson.JSONDecodeError:
+                        log.warning("state.bad_record", key=key, offset=m.offset)
+                        continue
+                self._listener(key, value, tp.partition, m.offset)
+                self._applied[tp.partition] = m.offset + 1
+                count += 1
+        return count
+
+    async def wait_applied(self, partition: int, offset: int, timeout_s: float = 30.0) -> None:
+        """Wait until the record at ``offset`` of ``partition`` was applied by the listener."""
+        async with asyncio.timeout(timeout_s), self._progress:
+            await self._progress.wait_for(lambda: self._applied.get(partition, 0) > offset)
+
+    def partition_for(self, key: str) -> int:
+        """Budget keys on partition 0; the rest spread over the other partitions."""
+        if key.startswith("budget/") or self._partitions == 1:
+            return BUDGET_PARTITION
+        return 1 + zlib.crc32(key.encode()) % (self._partitions - 1)
+
+    async def append(self, key: str, value: dict[str, Any] | None) -> tuple[int, int]:
+        """Write one record now, outside any transaction; returns (partition, offset)."""
+        assert self._producer is not None, "StateStore.start() first"
+        partition = self.partition_for(key)
+        payload = None if value is None else orjson.dumps(value)
+        meta = await (
+            await self._producer.send(
+                self._settings.topic_state, value=payload, key=key.encode(), partition=partition
+            )
+        )
+        return partition, int(meta.offset)
+
+    def record(self, key: str, value: dict[str, Any] | None) -> OutRecord:
+        """A state record to write inside a lead's transaction."""
+        payload = None if value is None else orjson.dumps(value)
+        return OutRecord(
+            self._settings.topic_state, key.encode(), payload, [], self.partition_for(key)
+        )
+
+
+async def _stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Stop an aiokafka client; its close may re-raise a CancelledError of its own tasks."""
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception as exc:
+        log.debug("kafka.client_stop_failed", error=repr(exc))
+
+
+async def _partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The topic's partitions; a topic created a moment ago may need a few metadata rounds."""
+    for _ in range(20):
+        # consumer.topics() returns a fresh cluster view but does not keep it; ask the client.
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions: set[int] | None = cluster.partitions_for_topic(topic)
+        if partitions:
+            return partitions
+        await asyncio.sleep(0.25)
+    return set()
