@@ -349,6 +349,19 @@ class ResilienceGuard:
             return None
         return fallback_enrichment(lead)
 
+    def may_retry(self, admission: Admission) -> bool:
+        ticket = admission.token
+        if not isinstance(ticket, _Ticket) or ticket.breaker is not self.breaker:
+            return False
+        return self.breaker.state(self._clock()) is BreakerState.CLOSED
+
+    def hold_after(self, error: LeadError) -> bool:
+        return (
+            error.counts_against_breaker
+            and self._settings.on_breaker_open is BreakerPolicy.HOLD
+            and self.breaker.state(self._clock()) is not BreakerState.CLOSED
+        )
+
     # --- reading ----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ record can neither stop nor stall the line. Only cancellation propagates.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,7 +48,13 @@ class CallResult(Protocol):
 
 
 class Enricher(Protocol):
-    async def enrich(self, lead: Mapping[str, Any], lead_id: str) -> CallResult: ...
+    async def enrich(
+        self,
+        lead: Mapping[str, Any],
+        lead_id: str,
+        *,
+        keep_trying: Callable[[], bool] | None = None,
+    ) -> CallResult: ...
 
 
 @dataclass(slots=True)
@@ -82,6 +89,14 @@ class Guard(Protocol):
         """Local enrichment for a lead the provider could not serve, or None."""
         ...
 
+    def may_retry(self, admission: Admission) -> bool:
+        """Whether an admitted call may still retry in-process (False once the breaker opened)."""
+        ...
+
+    def hold_after(self, error: LeadError) -> bool:
+        """Whether a failed lead is held and admitted again instead of dead-lettered."""
+        ...
+
 
 class OpenGuard:
     """A guard that admits every call: no breaker, no budget, no cache."""
@@ -99,6 +114,12 @@ class OpenGuard:
 
     def fallback(self, lead: Lead, error: LeadError) -> dict[str, Any] | None:
         return None
+
+    def may_retry(self, admission: Admission) -> bool:
+        return True
+
+    def hold_after(self, error: LeadError) -> bool:
+        return False
 
 
 class LeadHandler:
@@ -142,22 +163,31 @@ class LeadHandler:
     async def _enrich(
         self, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int
     ) -> Outcome:
-        admission = await self._guard.admit(lead)
-        state: list[OutRecord] = list(admission.state_updates)
-        credits = 0
-        if admission.enrichment is not None:
-            enrichment, source = admission.enrichment, admission.source
-        else:
+        state: list[OutRecord] = []
+        while True:
+            admission = await self._guard.admit(lead)
+            state += admission.state_updates
+            if admission.enrichment is not None:
+                return self._enriched(
+                    record, lead, obj, attempt, admission.enrichment, admission.source, 0, state
+                )
             try:
-                result = await self._enricher.enrich(obj, lead.lead_id)
+                result = await self._enricher.enrich(
+                    obj,
+                    lead.lead_id,
+                    keep_trying=functools.partial(self._guard.may_retry, admission),
+                )
             except LeadError as exc:
                 state += self._guard.settle(admission, None, exc)
+                if self._guard.hold_after(exc):
+                    continue  # the breaker opened under us: hold the lead, do not dead-letter it
                 raise _WithState(exc, state) from exc
             except BaseException:
                 self._guard.cancelled(admission)
                 raise
             state += self._guard.settle(admission, result, None)
             enrichment, source, credits = result.data, "provider", result.credits
+            break
         return self._enriched(record, lead, obj, attempt, enrichment, source, credits, state)
 
     def _enriched(

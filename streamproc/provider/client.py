@@ -137,13 +137,20 @@ class ProviderClient:
     ) -> None:
         await self.close()
 
-    async def enrich(self, lead: Mapping[str, Any], lead_id: str) -> ProviderCallResult:
+    async def enrich(
+        self,
+        lead: Mapping[str, Any],
+        lead_id: str,
+        *,
+        keep_trying: Callable[[], bool] | None = None,
+    ) -> ProviderCallResult:
         """Enrich one lead, retrying transient failures per the :class:`RetryPolicy`.
 
         Raises the :class:`~streamproc.errors.LeadError` of the last attempt once retries
         run out or the failure is not retried in-process (4xx, 401/403, 402). The
         ``Idempotency-Key`` is ``lead_id`` on every attempt, so the provider can charge a
-        retried lead once.
+        retried lead once. ``keep_trying`` is asked before each retry: the breaker uses it to
+        stop retries once it has opened, so an outage costs no more calls than it must.
         """
         http = self._http
         if http is None:
@@ -158,7 +165,8 @@ class ProviderClient:
                 return self._result(await self._attempt(http, body, headers), attempts, started)
             except LeadError as exc:
                 retries_done = attempts - 1
-                if not self._policy.should_retry(exc, retries_done):
+                stop = keep_trying is not None and not keep_trying()
+                if stop or not self._policy.should_retry(exc, retries_done):
                     if attempts > 1:
                         exc.add_note(f"gave up after {attempts} provider calls")
                     raise

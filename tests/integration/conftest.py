@@ -15,6 +15,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +47,11 @@ def kafka_bootstrap() -> Iterator[str]:
         yield BOOTSTRAP
     finally:
         subprocess.run([str(ROOT / "scripts" / "kafka-local"), "stop"], check=False, env=env)
+
+
+def configure(settings: Settings, **changes: Any) -> Settings:
+    """A validated copy of ``settings`` with ``changes`` (model_copy would skip validation)."""
+    return Settings.model_validate({**settings.model_dump(), **changes})
 
 
 @pytest.fixture

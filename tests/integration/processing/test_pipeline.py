@@ -11,6 +11,7 @@ import orjson
 from streamproc.app import App
 from streamproc.provider.mock import MockProviderConfig, serve_mock_provider
 from streamproc.settings import Settings
+from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
 
 
@@ -54,13 +55,16 @@ async def test_mixed_batch_lands_each_lead_once_with_its_reason(topics: Settings
     headers = [("traceparent", b"00-trace-01")]
 
     async with serve_mock_provider(MockProviderConfig(port=0, latency_ms=5, seed=1)) as url:
-        settings = topics.model_copy(
-            update={
+        settings = configure(
+            topics,
+            **{
                 "provider_url": f"{url}/enrich",
                 "provider_max_retries": 2,
                 "provider_backoff_base_s": 0.01,
                 "provider_backoff_max_s": 0.05,
-            }
+                # this test is about classification; the planted 5xx must not trip the breaker
+                "breaker_failure_threshold": 1000,
+            },
         )
         await produce(settings, records, headers=headers)
         app = await _run_until_idle(settings)
@@ -107,7 +111,7 @@ async def test_nothing_is_left_behind_in_the_group(topics: Settings) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     async with serve_mock_provider(MockProviderConfig(port=0, latency_ms=1)) as url:
-        settings = topics.model_copy(update={"provider_url": f"{url}/enrich"})
+        settings = configure(topics, **{"provider_url": f"{url}/enrich"})
         await produce(
             settings, [(f"k{i}".encode(), _lead(f"k{i}", "a.example")) for i in range(30)]
         )
