@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     #: Leads over this size are `invalid_payload`; 1 MiB is Kafka's default message cap.
     max_lead_bytes: int = Field(1_048_576, ge=64)
     shutdown_grace_s: float = Field(30.0, ge=0)
+    #: How long a revoked partition's leads in flight may finish before the rebalance goes
+    #: on; leads still running then are cancelled and read again by the next owner.
+    revoke_grace_s: float = Field(10.0, ge=0, le=300)
 
     # --- operations ----------------------------------------------------------------------
     http_host: str = "0.0.0.0"

@@ -349,11 +349,16 @@ class ResilienceGuard:
             return None
         return fallback_enrichment(lead)
 
-    def may_retry(self, admission: Admission) -> bool:
+    def may_retry(self, admission: Admission, error: LeadError) -> bool:
+        """Every failed attempt counts against the breaker; retries stop once it opened."""
         ticket = admission.token
         if not isinstance(ticket, _Ticket) or ticket.breaker is not self.breaker:
             return False
-        return self.breaker.state(self._clock()) is BreakerState.CLOSED
+        now = self._clock()
+        if error.counts_against_breaker:
+            self.breaker.record_failure(ticket.permit, now)
+            self.health.record(False, now)
+        return self.breaker.state(now) is BreakerState.CLOSED
 
     def hold_after(self, error: LeadError) -> bool:
         return (

@@ -53,7 +53,7 @@ class Enricher(Protocol):
         lead: Mapping[str, Any],
         lead_id: str,
         *,
-        keep_trying: Callable[[], bool] | None = None,
+        keep_trying: Callable[[LeadError], bool] | None = None,
     ) -> CallResult: ...
 
 
@@ -89,8 +89,8 @@ class Guard(Protocol):
         """Local enrichment for a lead the provider could not serve, or None."""
         ...
 
-    def may_retry(self, admission: Admission) -> bool:
-        """Whether an admitted call may still retry in-process (False once the breaker opened)."""
+    def may_retry(self, admission: Admission, error: LeadError) -> bool:
+        """An attempt of an admitted call failed with ``error``: may it retry in-process?"""
         ...
 
     def hold_after(self, error: LeadError) -> bool:
@@ -115,7 +115,7 @@ class OpenGuard:
     def fallback(self, lead: Lead, error: LeadError) -> dict[str, Any] | None:
         return None
 
-    def may_retry(self, admission: Admission) -> bool:
+    def may_retry(self, admission: Admission, error: LeadError) -> bool:
         return True
 
     def hold_after(self, error: LeadError) -> bool:

@@ -291,6 +291,11 @@ class Processor:
 
     async def _close_lanes(self, tps: Iterable[TopicPartition]) -> None:
         tps = [tp for tp in tps if tp in self._lanes]
+        # Let the leads in flight finish and commit them: a cancelled call may already have
+        # been paid for, and its claim would stay counted against the budget.
+        grace = self._settings.revoke_grace_s
+        if tps and grace > 0:
+            await asyncio.gather(*(self._lanes[tp].wait_idle(grace) for tp in tps))
         for tp in tps:
             await self._close_lane(tp, commit=True)
         if tps:

@@ -142,15 +142,16 @@ class ProviderClient:
         lead: Mapping[str, Any],
         lead_id: str,
         *,
-        keep_trying: Callable[[], bool] | None = None,
+        keep_trying: Callable[[LeadError], bool] | None = None,
     ) -> ProviderCallResult:
         """Enrich one lead, retrying transient failures per the :class:`RetryPolicy`.
 
         Raises the :class:`~streamproc.errors.LeadError` of the last attempt once retries
         run out or the failure is not retried in-process (4xx, 401/403, 402). The
         ``Idempotency-Key`` is ``lead_id`` on every attempt, so the provider can charge a
-        retried lead once. ``keep_trying`` is asked before each retry: the breaker uses it to
-        stop retries once it has opened, so an outage costs no more calls than it must.
+        retried lead once. ``keep_trying`` is told of each failed attempt that would be retried
+        and answers whether to retry: the breaker counts every failed call through it, and
+        stops retries once it has opened, so an outage costs no more calls than it must.
         """
         http = self._http
         if http is None:
@@ -165,8 +166,10 @@ class ProviderClient:
                 return self._result(await self._attempt(http, body, headers), attempts, started)
             except LeadError as exc:
                 retries_done = attempts - 1
-                stop = keep_trying is not None and not keep_trying()
-                if stop or not self._policy.should_retry(exc, retries_done):
+                retry = self._policy.should_retry(exc, retries_done)
+                if retry and keep_trying is not None:
+                    retry = keep_trying(exc)
+                if not retry:
                     if attempts > 1:
                         exc.add_note(f"gave up after {attempts} provider calls")
                     raise

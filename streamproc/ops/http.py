@@ -1,0 +1,137 @@
+"""The operations HTTP server of one process: ``/metrics``, ``/healthz``, ``/readyz``, ``/status``.
+
+* ``/metrics``: Prometheus text format from :meth:`Metrics.render`.
+* ``/healthz``: 200 while the event loop serves requests (liveness: a wedged loop answers
+  nothing and the orchestrator restarts the process).
+* ``/readyz``: 200 ``{"ready": true}`` when ``ready_fn`` says so, else 503 with
+  ``{"ready": false, "reasons": [...]}``.
+* ``/status``: ``status_fn()`` as JSON (breaker, budget, health, ...).
+
+A failing ``status_fn`` or ``ready_fn`` answers 500 with the exception's class name only:
+the payload of an ops endpoint may be public, its error must not carry data. aiohttp's
+access log is off; Prometheus scrapes every few seconds and would drown the lead logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from streamproc.logs import get_logger
+from streamproc.ops.metrics import Metrics
+from streamproc.ops.readiness import Readiness
+
+__all__ = ["OpsServer", "ReadyFn", "StatusFn"]
+
+log = get_logger(__name__)
+
+StatusFn = Callable[[], Mapping[str, Any]]
+ReadyFn = Callable[[], Readiness]
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body, default=str),
+        status=status,
+        content_type="application/json",
+    )
+
+
+class OpsServer:
+    """One small aiohttp server; :meth:`start` binds (``port=0`` picks a free port)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        status_fn: StatusFn,
+        ready_fn: ReadyFn,
+    ) -> None:
+        self._host = host
+        self._requested_port = port
+        self._metrics = metrics
+        self._status_fn = status_fn
+        self._ready_fn = ready_fn
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+        self.app = web.Application()
+        self.app.router.add_get("/metrics", self._get_metrics)
+        self.app.router.add_get("/healthz", self._get_healthz)
+        self.app.router.add_get("/readyz", self._get_readyz)
+        self.app.router.add_get("/status", self._get_status)
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when 0 was asked); only after :meth:`start`."""
+        if self._port is None:
+            raise RuntimeError("OpsServer.port is known only after start()")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self._host in ("0.0.0.0", "") else self._host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and serve. Raises ``OSError`` when the port is taken."""
+        if self._runner is not None:
+            return
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._requested_port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+        log.info("ops.http_started", host=self._host, port=self._port)
+
+    async def stop(self) -> None:
+        """Stop serving. Calling it twice, or before start, is harmless."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> OpsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # --- handlers -------------------------------------------------------------------------
+
+    async def _get_metrics(self, _: web.Request) -> web.Response:
+        body = self._metrics.render()
+        return web.Response(body=body, headers={"Content-Type": self._metrics.content_type})
+
+    async def _get_healthz(self, _: web.Request) -> web.Response:
+        return _json({"status": "ok"})
+
+    async def _get_readyz(self, _: web.Request) -> web.Response:
+        try:
+            ready, reasons = self._ready_fn()
+        except Exception as exc:
+            log.warning("ops.ready_fn_failed", error=repr(exc))
+            return _json({"ready": False, "reasons": [f"readiness check failed: {_cls(exc)}"]}, 500)
+        if ready:
+            return _json({"ready": True})
+        return _json({"ready": False, "reasons": reasons}, 503)
+
+    async def _get_status(self, _: web.Request) -> web.Response:
+        try:
+            status = dict(self._status_fn())
+        except Exception as exc:
+            log.warning("ops.status_fn_failed", error=repr(exc))
+            return _json({"error": f"status unavailable: {_cls(exc)}"}, 500)
+        return _json(status)
+
+
+def _cls(exc: BaseException) -> str:
+    return type(exc).__name__

@@ -1,0 +1,375 @@
+"""Prometheus metrics of one streamproc process, in a registry of its own.
+
+:class:`Metrics` owns a private :class:`~prometheus_client.CollectorRegistry` (never the
+global one), so a test or a process can hold as many as it likes. The shell reports events
+through methods named for what happened (:meth:`Metrics.lead_consumed`,
+:meth:`Metrics.transaction_committed`, :meth:`Metrics.provider_attempt`, ...); state that
+already lives elsewhere (breaker, budget, health, lag) is copied in at scrape time by
+callbacks registered with :meth:`Metrics.on_scrape`, so gauges are never stale and the hot
+path pays nothing for them.
+
+Counters count since the process started (Prometheus' ``rate()`` handles restarts). Leads
+out are counted when their transaction commits, never before: an aborted batch is
+processed again and must not be counted twice.
+
+Every metric name is listed in :data:`METRIC_NAMES`; ``deploy/`` (dashboard, alert rules)
+uses only these names, and a unit test checks that it does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Protocol
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from streamproc import __version__
+from streamproc.errors import ErrorClass
+from streamproc.logs import get_logger
+
+__all__ = ["BREAKER_STATE_VALUES", "METRIC_NAMES", "CommittedLead", "Metrics", "ScrapeHook"]
+
+log = get_logger(__name__)
+
+#: Called before every render to copy current state into gauges; must be quick and sync.
+ScrapeHook = Callable[[], None]
+
+#: ``streamproc_breaker_state``: a number so that ``max()`` over instances means "worst".
+BREAKER_STATE_VALUES: Final[Mapping[str, int]] = {"closed": 0, "half_open": 1, "open": 2}
+
+#: Provider latency buckets (seconds): 10 ms up to the 30 s a slow enrichment may take.
+#: Denser below 1 s, where a healthy provider answers and SLOs are drawn.
+PROVIDER_LATENCY_BUCKETS_S: Final = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+)
+
+_OUTCOMES: Final = ("enriched", "dlq")
+_SOURCES: Final = ("provider", "cache", "fallback")
+_HEALTH: Final = ("healthy", "degraded", "unhealthy")
+#: Label value for a label that does not apply (no error class on an enriched lead).
+_NONE: Final = "none"
+#: Status label of a provider attempt that got no HTTP answer (timeout, connection error).
+NO_ANSWER: Final = "no_answer"
+
+METRIC_NAMES: Final = frozenset(
+    {
+        "streamproc_info",
+        "streamproc_leads_in_total",
+        "streamproc_leads_out_total",
+        "streamproc_leads_in_flight",
+        "streamproc_leads_held",
+        "streamproc_transactions_total",
+        "streamproc_provider_request_duration_seconds",
+        "streamproc_provider_responses_total",
+        "streamproc_credits_spent_total",
+        "streamproc_budget_limit_credits",
+        "streamproc_budget_spent_credits",
+        "streamproc_budget_reserved_credits",
+        "streamproc_budget_remaining_credits",
+        "streamproc_breaker_state",
+        "streamproc_breaker_transitions_total",
+        "streamproc_health_success_ratio",
+        "streamproc_health_status",
+        "streamproc_consumer_lag_records",
+        "streamproc_replay_records_total",
+        "streamproc_replay_remaining_records",
+    }
+)
+
+
+class CommittedLead(Protocol):
+    """What :meth:`Metrics.transaction_committed` reads of each lead (``Outcome`` fits)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def error_class(self) -> str | None: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def credits(self) -> int: ...
+
+
+class Metrics:
+    """The metrics of one process. Not thread-safe; call it from the event loop."""
+
+    #: The ``Content-Type`` of :meth:`render`'s output (Prometheus text format 0.0.4).
+    content_type: Final = CONTENT_TYPE_PLAIN_0_0_4
+
+    def __init__(self, *, version: str = __version__, process_metrics: bool = True) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._hooks: list[ScrapeHook] = []
+        if process_metrics:
+            # CPU, memory, open fds, Python version: what a platform team looks at first.
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+        Info("streamproc", "streamproc build", registry=r).info({"version": version})
+
+        self._leads_in = Counter(
+            "streamproc_leads_in", "Records consumed from the raw topic.", registry=r
+        )
+        self._leads_out = Counter(
+            "streamproc_leads_out",
+            "Leads committed to the enriched topic or the DLQ (counted at commit).",
+            ["outcome", "error_class", "source"],
+            registry=r,
+        )
+        self._in_flight = Gauge(
+            "streamproc_leads_in_flight", "Leads consumed but not yet committed.", registry=r
+        )
+        self._held = Gauge(
+            "streamproc_leads_held",
+            "Leads waiting for the breaker or the budget (hold policies).",
+            registry=r,
+        )
+        self._transactions = Counter(
+            "streamproc_transactions",
+            "Kafka transactions of the processor, by result (committed, aborted).",
+            ["result"],
+            registry=r,
+        )
+        self._provider_latency = Histogram(
+            "streamproc_provider_request_duration_seconds",
+            "Duration of each HTTP attempt to the enrichment provider (retries included).",
+            buckets=PROVIDER_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self._provider_responses = Counter(
+            "streamproc_provider_responses",
+            "Provider attempts by HTTP status (no_answer: timeout or connection error).",
+            ["status"],
+            registry=r,
+        )
+        self._credits = Counter(
+            "streamproc_credits_spent",
+            "Credits charged by the provider for committed leads of this process.",
+            registry=r,
+        )
+        self._budget_limit = Gauge(
+            "streamproc_budget_limit_credits",
+            "The group-wide daily credit limit.",
+            registry=r,
+        )
+        self._budget_spent = Gauge(
+            "streamproc_budget_spent_credits",
+            "Credits settled today by the whole group (same value in every instance).",
+            registry=r,
+        )
+        self._budget_reserved = Gauge(
+            "streamproc_budget_reserved_credits",
+            "Credits reserved by calls in flight in the whole group.",
+            registry=r,
+        )
+        self._budget_remaining = Gauge(
+            "streamproc_budget_remaining_credits",
+            "Credits left today for the whole group (limit - spent - reserved).",
+            registry=r,
+        )
+        self._breaker_state = Gauge(
+            "streamproc_breaker_state",
+            "Provider circuit breaker: 0 closed, 1 half-open, 2 open.",
+            registry=r,
+        )
+        self._breaker_transitions = Counter(
+            "streamproc_breaker_transitions",
+            "Breaker state changes made by this process.",
+            ["from_state", "to_state"],
+            registry=r,
+        )
+        self._health_ratio = Gauge(
+            "streamproc_health_success_ratio",
+            "Provider success rate over the health window (NaN before any call).",
+            registry=r,
+        )
+        self._health_status = Gauge(
+            "streamproc_health_status",
+            "1 for the current health status (healthy, degraded, unhealthy), else 0.",
+            ["status"],
+            registry=r,
+        )
+        self._lag = Gauge(
+            "streamproc_consumer_lag_records",
+            "Records of an assigned partition not yet committed by this group.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self._replay = Counter(
+            "streamproc_replay_records",
+            "DLQ records handled by the replayer, by action (replayed, parked).",
+            ["action"],
+            registry=r,
+        )
+        self._replay_remaining = Gauge(
+            "streamproc_replay_remaining_records",
+            "DLQ records the running replay has still to read.",
+            registry=r,
+        )
+        self._lag_partitions: dict[str, set[int]] = {}
+        self._prime()
+
+    def _prime(self) -> None:
+        # Series that exist from the start at 0, so rate() and alerts see the first event.
+        for source in _SOURCES:
+            self._leads_out.labels("enriched", _NONE, source)
+        for error_class in ErrorClass:
+            self._leads_out.labels("dlq", error_class.value, _NONE)
+        for result in ("committed", "aborted"):
+            self._transactions.labels(result)
+        for action in ("replayed", "parked"):
+            self._replay.labels(action)
+        self._health_ratio.set(math.nan)
+        self.set_health("healthy", None)
+
+    # --- events from the shell ------------------------------------------------------------
+
+    def lead_consumed(self, count: int = 1) -> None:
+        """``count`` records were fetched from the raw topic."""
+        self._leads_in.inc(count)
+
+    def lead_committed(
+        self, outcome: str, error_class: str | None, source: str | None, credits: int
+    ) -> None:
+        """One lead's output was committed: ``outcome`` is ``enriched`` or ``dlq``."""
+        if outcome not in _OUTCOMES:
+            raise ValueError(f"outcome must be one of {_OUTCOMES}, not {outcome!r}")
+        if outcome == "enriched":
+            labels = (outcome, _NONE, source or "provider")
+        else:
+            labels = (outcome, error_class or ErrorClass.INTERNAL.value, _NONE)
+        self._leads_out.labels(*labels).inc()
+        if credits > 0:
+            self._credits.inc(credits)
+
+    def transaction_committed(self, leads: Iterable[CommittedLead] = ()) -> None:
+        """A transaction committed with these leads (``CommitResult`` outcomes fit)."""
+        self._transactions.labels("committed").inc()
+        for lead in leads:
+            self.lead_committed(str(lead.kind), lead.error_class, lead.source, lead.credits)
+
+    def transaction_aborted(self) -> None:
+        """A transaction failed or was aborted; its leads will be processed again."""
+        self._transactions.labels("aborted").inc()
+
+    def set_in_flight(self, leads: int) -> None:
+        self._in_flight.set(leads)
+
+    def provider_attempt(self, status: int | None, seconds: float) -> None:
+        """One HTTP attempt ended (``ProviderClient``'s ``on_attempt`` hook has this shape)."""
+        self._provider_latency.observe(max(seconds, 0.0))
+        self._provider_responses.labels(NO_ANSWER if status is None else str(status)).inc()
+
+    def breaker_transition(self, from_state: str, to_state: str) -> None:
+        """The breaker changed state in this process (``open``, ``half_open``, ``closed``)."""
+        self._breaker_transitions.labels(_state(from_state), _state(to_state)).inc()
+        self.set_breaker_state(to_state)
+
+    def replay_record(self, action: str) -> None:
+        """The replayer re-injected (``replayed``) or parked (``parked``) one DLQ record."""
+        if action not in ("replayed", "parked"):
+            raise ValueError(f"action must be replayed or parked, not {action!r}")
+        self._replay.labels(action).inc()
+
+    def set_replay_remaining(self, records: int) -> None:
+        self._replay_remaining.set(max(records, 0))
+
+    # --- state copied in (usually from an on_scrape hook) ---------------------------------
+
+    def set_breaker_state(self, state: str) -> None:
+        self._breaker_state.set(BREAKER_STATE_VALUES[_state(state)])
+
+    def set_budget(self, *, limit: int, spent: int, reserved: int, remaining: int) -> None:
+        self._budget_limit.set(limit)
+        self._budget_spent.set(spent)
+        self._budget_reserved.set(reserved)
+        self._budget_remaining.set(remaining)
+
+    def set_health(self, status: str, success_rate: float | None) -> None:
+        if status not in _HEALTH:
+            raise ValueError(f"health status must be one of {_HEALTH}, not {status!r}")
+        self._health_ratio.set(math.nan if success_rate is None else success_rate)
+        for name in _HEALTH:
+            self._health_status.labels(name).set(1 if name == status else 0)
+
+    def set_held(self, leads: int) -> None:
+        self._held.set(leads)
+
+    def observe_status(self, status: Mapping[str, Any]) -> None:
+        """Copy breaker, budget, health and held leads from ``ResilienceGuard.status()``."""
+        self.set_breaker_state(str(status["breaker"]["state"]))
+        budget = status["budget"]
+        self.set_budget(
+            limit=int(budget["limit"]),
+            spent=int(budget["spent"]),
+            reserved=int(budget["reserved"]),
+            remaining=int(budget["remaining"]),
+        )
+        health = status["health"]
+        rate = health.get("success_rate")
+        self.set_health(str(health["status"]), None if rate is None else float(rate))
+        self.set_held(int(status.get("holding", 0)))
+
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        self._lag.labels(topic, str(partition)).set(max(lag, 0))
+        self._lag_partitions.setdefault(topic, set()).add(partition)
+
+    def set_lags(self, topic: str, lags: Mapping[int, int]) -> None:
+        """Replace the lag of ``topic``: partitions not in ``lags`` (revoked) are dropped."""
+        for gone in self._lag_partitions.get(topic, set()) - set(lags):
+            self._lag.remove(topic, str(gone))
+        self._lag_partitions[topic] = set()
+        for partition, lag in lags.items():
+            self.set_lag(topic, partition, lag)
+
+    # --- exposition -----------------------------------------------------------------------
+
+    def on_scrape(self, hook: ScrapeHook) -> None:
+        """Run ``hook`` before every :meth:`render` (to copy current state into gauges)."""
+        self._hooks.append(hook)
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text format, after running the scrape hooks.
+
+        A failing hook is logged and skipped: a scrape must not fail because one source of
+        state did, and the other metrics are still worth having.
+        """
+        for hook in self._hooks:
+            try:
+                hook()
+            except Exception as exc:
+                log.warning("metrics.scrape_hook_failed", hook=_name(hook), error=repr(exc))
+        return generate_latest(self.registry)
+
+
+def _state(state: str) -> str:
+    """Breaker state names as the breaker spells them (``half-open`` is accepted too)."""
+    normalized = state.lower().replace("-", "_")
+    if normalized not in BREAKER_STATE_VALUES:
+        raise ValueError(f"unknown breaker state {state!r}")
+    return normalized
+
+
+def _name(hook: ScrapeHook) -> str:
+    return getattr(hook, "__qualname__", None) or repr(hook)

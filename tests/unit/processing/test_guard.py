@@ -1,0 +1,112 @@
+"""The resilience guard without Kafka: cache, breaker policy, budget refusal, retry stop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from streamproc.errors import BreakerOpen, BudgetExhausted, ProviderError, ProviderRejected
+from streamproc.processing.guard import ResilienceGuard
+from streamproc.records.lead import Lead
+from streamproc.resilience.breaker import BreakerState
+from streamproc.settings import Settings
+
+
+@dataclass
+class _Result:
+    data: dict[str, Any]
+    credits: int = 6
+    attempts: int = 1
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 1_764_158_400.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _guard(**changes: Any) -> tuple[ResilienceGuard, _Clock]:
+    clock = _Clock()
+    settings = Settings.model_validate({"budget_daily_credits": 12, **changes})
+    return ResilienceGuard(settings, clock=clock, owner="unit"), clock
+
+
+def _lead(i: int, domain: str | None = None) -> Lead:
+    return Lead(lead_id=f"l{i}", domain=domain or f"d{i}.example")
+
+
+async def test_second_lead_of_a_domain_is_served_from_cache() -> None:
+    """A domain enriched once costs nothing the second time (source cache)."""
+    guard, _ = _guard()
+    first = await guard.admit(_lead(1, "acme.example"))
+    guard.settle(first, _Result({"company": "Acme"}), None)
+    second = await guard.admit(_lead(2, "acme.example"))
+    assert second.enrichment == {"company": "Acme"}
+    assert second.source == "cache"
+
+
+async def test_cache_entry_expires_after_ttl() -> None:
+    """After the TTL the provider is asked again."""
+    guard, clock = _guard(cache_ttl_s=60)
+    first = await guard.admit(_lead(1, "acme.example"))
+    guard.settle(first, _Result({"company": "Acme"}), None)
+    clock.t += 61
+    again = await guard.admit(_lead(2, "acme.example"))
+    assert again.enrichment is None
+
+
+async def test_budget_refuses_the_call_that_would_overshoot() -> None:
+    """With 12 credits at 6 per lead the third lead is budget_exhausted, retriable."""
+    guard, _ = _guard()
+    await guard.admit(_lead(1))
+    await guard.admit(_lead(2))
+    with pytest.raises(BudgetExhausted) as info:
+        await guard.admit(_lead(3))
+    assert info.value.retriable
+
+
+async def test_released_claim_frees_its_credits() -> None:
+    """A call that failed without a charge gives its reservation back."""
+    guard, _ = _guard(breaker_failure_threshold=100)
+    a = await guard.admit(_lead(1))
+    await guard.admit(_lead(2))
+    guard.settle(a, None, ProviderRejected("422"))
+    third = await guard.admit(_lead(3))
+    assert third.token is not None
+
+
+async def test_open_breaker_with_dlq_policy_refuses() -> None:
+    """Policy dlq: once open, leads are refused as breaker_open."""
+    guard, _ = _guard(breaker_failure_threshold=2, on_breaker_open="dlq", budget_daily_credits=1000)
+    for i in range(2):
+        admission = await guard.admit(_lead(i))
+        guard.settle(admission, None, ProviderError("503"))
+    assert guard.breaker.state(guard._clock()) is BreakerState.OPEN
+    with pytest.raises(BreakerOpen):
+        await guard.admit(_lead(9))
+
+
+async def test_failed_attempts_count_and_stop_retries_once_open() -> None:
+    """Each failed attempt counts against the breaker; retries stop when it opens."""
+    guard, _ = _guard(breaker_failure_threshold=3, budget_daily_credits=1000)
+    admission = await guard.admit(_lead(1))
+    assert guard.may_retry(admission, ProviderError("503"))
+    assert guard.may_retry(admission, ProviderError("503"))
+    assert not guard.may_retry(admission, ProviderError("503"))
+    assert guard.hold_after(ProviderError("503"))
+
+
+async def test_fallback_only_when_enabled_and_provider_unavailable() -> None:
+    """The local fallback guesses the company from the domain, only for outages."""
+    off, _ = _guard()
+    on, _ = _guard(fallback_enabled=True)
+    lead = _lead(1, "big-corp.example")
+    assert off.fallback(lead, ProviderError("503")) is None
+    assert on.fallback(lead, ProviderRejected("422")) is None
+    guessed = on.fallback(lead, ProviderError("503"))
+    assert guessed is not None
+    assert guessed["company"] == "Big Corp"
