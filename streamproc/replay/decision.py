@@ -1,0 +1,82 @@
+"""Replay or park: the decision for one DLQ record, and the headers of what is written.
+
+Pure. The rule, in order:
+
+1. ``streamproc.error.retriable: false`` (``invalid_payload``, ``provider_rejected``):
+   **park** — the same bytes would fail the same way again.
+2. ``attempt >= max_attempts``: **park** — it has been processed ``max_attempts`` times.
+3. otherwise **replay** into ``leads.raw``.
+
+A record whose retriability is unknown (Spring Kafka, Kafka Connect, hand-written) is
+replayed: rule 2 still bounds it. Because the processor counts ``attempt + 1`` for a
+replayed record and dead-letters it with that count, a lead that fails every time is
+processed exactly ``max_attempts`` times and then parked: never a loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from streamproc.records.dlq import ATTEMPT, ORIGINAL_TOPIC, Headers, replay_headers
+from streamproc.replay.interop import FOREIGN_FAILURE_HEADERS, DlqView, origin_headers
+
+__all__ = [
+    "PARKED_REASON",
+    "Action",
+    "Decision",
+    "decide",
+    "park_record_headers",
+    "replay_record_headers",
+]
+
+PARKED_REASON = "streamproc.parked.reason"
+
+
+class Action(StrEnum):
+    REPLAY = "replay"
+    PARK = "park"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    #: Why a record is parked (the ``streamproc.parked.reason`` header); ``None`` to replay.
+    reason: str | None = None
+
+
+def decide(view: DlqView, max_attempts: int) -> Decision:
+    """Replay the record, or park it (out of attempts, or not retriable)."""
+    if view.retriable is False:
+        return Decision(Action.PARK, f"not retriable ({view.error_class})")
+    if view.attempt >= max_attempts:
+        return Decision(
+            Action.PARK,
+            f"out of attempts ({view.attempt} of max {max_attempts}, last {view.error_class})",
+        )
+    return Decision(Action.REPLAY)
+
+
+def replay_record_headers(dlq_headers: Headers, view: DlqView) -> list[tuple[str, bytes]]:
+    """Headers for the record re-injected into ``leads.raw``.
+
+    The original headers and ``streamproc.attempt`` travel with the record (the processor
+    computes ``attempt + 1``); our per-failure headers and foreign failure headers are
+    dropped. A foreign record gets ``streamproc.attempt`` and ``streamproc.original.*``
+    from its Spring/Connect headers, so its count and first origin survive from now on.
+    """
+    out = [(k, v) for k, v in replay_headers(dlq_headers) if k not in FOREIGN_FAILURE_HEADERS]
+    names = {k for k, _ in out}
+    if ATTEMPT not in names:
+        out.append((ATTEMPT, str(view.attempt).encode()))
+    if ORIGINAL_TOPIC not in names and view.origin is not None:
+        out += origin_headers(view.origin)
+    return out
+
+
+def park_record_headers(dlq_headers: Headers, reason: str) -> list[tuple[str, bytes]]:
+    """Headers for ``leads.parked``: the DLQ record's headers unchanged, plus the reason."""
+    return [
+        *((k, v) for k, v in dlq_headers if k != PARKED_REASON),
+        (PARKED_REASON, reason.encode()),
+    ]
