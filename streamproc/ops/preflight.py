@@ -1,0 +1,283 @@
+"""Kafka preflight: prove the broker is reachable and accepts us, or say why in one line.
+
+aiokafka retries a failed bootstrap quietly and reports "Unable to bootstrap from ...",
+whatever went wrong; a wrong password or CA then looks like a network problem, or like a
+hang. :func:`check_kafka` makes one connection by hand (the same arguments every client
+gets, from :func:`~streamproc.kafka.client.connection_kwargs`), classifies what failed and
+raises :class:`~streamproc.errors.KafkaSetupError` with one line that names the setting to
+fix. It never includes a secret: messages are built from our own words, and any secret
+value is scrubbed from the result all the same.
+
+What it checks, within ``timeout_s`` overall:
+
+1. a bootstrap server answers: TCP, TLS (certificate verified), Kafka ``ApiVersions``, and
+   the SASL handshake and authentication;
+2. the cluster metadata names at least one broker, and every broker it advertises accepts
+   a connection too (a wrong ``advertised.listeners`` is the classic "works with the
+   bootstrap, hangs afterwards");
+3. the ``topics`` asked for exist and we may describe them.
+
+Authentication and TLS failures are final at once: another bootstrap server of the same
+cluster would answer the same. An unreachable server makes it try the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import errors as kafka_errors
+from aiokafka.conn import create_conn
+from aiokafka.protocol.metadata import MetadataRequest
+
+from streamproc.errors import KafkaSetupError
+from streamproc.kafka.client import connection_kwargs
+from streamproc.settings import SecurityProtocol, Settings
+
+__all__ = ["check_kafka", "parse_bootstrap"]
+
+#: Kafka error codes in a metadata answer (protocol constants).
+_UNKNOWN_TOPIC = 3
+_TOPIC_AUTHORIZATION_FAILED = 29
+
+#: OpenSSL reasons a server sends when it refuses the client's certificate (mTLS).
+_CLIENT_CERT_REFUSED = (
+    "CERTIFICATE_REQUIRED",
+    "BAD_CERTIFICATE",
+    "UNKNOWN_CA",
+    "CERTIFICATE_UNKNOWN",
+    "UNSUPPORTED_CERTIFICATE",
+    "HANDSHAKE_FAILURE",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    line: str
+    #: Final: no point trying another bootstrap server of the same cluster.
+    final: bool
+
+
+def parse_bootstrap(servers: str) -> list[tuple[str, int]]:
+    """``"a:9092,[::1]:9093,b"`` → ``[("a", 9092), ("::1", 9093), ("b", 9092)]``."""
+    out: list[tuple[str, int]] = []
+    for raw in servers.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        host, port = item, "9092"
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest.removeprefix(":") or "9092"
+        elif item.count(":") == 1:
+            host, port = item.split(":")
+        try:
+            out.append((host, int(port)))
+        except ValueError:
+            raise KafkaSetupError(
+                f"bootstrap server {item!r} has no valid port: "
+                "check STREAMPROC_BOOTSTRAP_SERVERS (host:port,...)"
+            ) from None
+    if not out:
+        raise KafkaSetupError("STREAMPROC_BOOTSTRAP_SERVERS is empty: give host:port,...")
+    return out
+
+
+async def check_kafka(
+    settings: Settings, timeout_s: float = 10.0, *, topics: Iterable[str] = ()
+) -> None:
+    """Return when Kafka accepts our settings; raise ``KafkaSetupError`` (one line) if not.
+
+    ``ConfigError`` (not ``KafkaSetupError``) comes out when the TLS files cannot be loaded
+    at all: that is a bad setting, not a broker problem.
+    """
+    kwargs = connection_kwargs(settings)
+    secrets = [
+        s.get_secret_value()
+        for s in (settings.sasl_password, settings.ssl_key_password)
+        if s is not None and s.get_secret_value()
+    ]
+    try:
+        await _check(settings, kwargs, timeout_s, list(topics))
+    except KafkaSetupError as exc:
+        line = str(exc)
+        for secret in secrets:
+            line = line.replace(secret, "***")
+        raise KafkaSetupError(line) from None
+
+
+async def _check(
+    settings: Settings, kwargs: dict[str, Any], timeout_s: float, topics: list[str]
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    problems: list[str] = []
+    for host, port in parse_bootstrap(settings.bootstrap_servers):
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        try:
+            conn = await _connect(host, port, kwargs, left)
+        except Exception as exc:
+            problem = _explain(exc, settings, host, port, left)
+            if problem.final:
+                raise KafkaSetupError(problem.line) from None
+            problems.append(problem.line)
+            continue
+        try:
+            await _check_cluster(settings, kwargs, conn, deadline - loop.time(), topics)
+        finally:
+            conn.close()
+        return
+    detail = "; ".join(problems) or f"no answer within {timeout_s:g} s"
+    raise KafkaSetupError(
+        f"cannot reach Kafka at {settings.bootstrap_servers} ({detail}): is the broker up, "
+        "and STREAMPROC_BOOTSTRAP_SERVERS right?"
+    )
+
+
+async def _connect(host: str, port: int, kwargs: dict[str, Any], timeout_s: float) -> Any:
+    params = {k: v for k, v in kwargs.items() if k != "bootstrap_servers"}
+    async with asyncio.timeout(timeout_s):
+        return await create_conn(
+            host,
+            port,
+            client_id="streamproc-preflight",
+            request_timeout_ms=max(int(timeout_s * 1000), 1),
+            **params,
+        )
+
+
+async def _check_cluster(
+    settings: Settings, kwargs: dict[str, Any], conn: Any, timeout_s: float, topics: list[str]
+) -> None:
+    where = f"{conn.host}:{conn.port}"
+    try:
+        async with asyncio.timeout(max(timeout_s, 0.001)):
+            metadata = await conn.send(MetadataRequest(topics))
+    except (TimeoutError, kafka_errors.KafkaError) as exc:
+        raise KafkaSetupError(
+            f"the broker at {where} accepted the connection but gave no cluster metadata "
+            f"({type(exc).__name__})"
+        ) from None
+    brokers = [(str(b[1]), int(b[2])) for b in metadata.brokers]
+    if not brokers:
+        raise KafkaSetupError(f"the broker at {where} reports no brokers in its cluster")
+    others = [(h, p) for h, p in brokers if (h, p) != (conn.host, conn.port)]
+    results = await asyncio.gather(
+        *(_connect(h, p, kwargs, max(timeout_s, 0.001)) for h, p in others),
+        return_exceptions=True,
+    )
+    for (h, p), result in zip(others, results, strict=True):
+        if isinstance(result, BaseException):
+            reason = _explain(result, settings, h, p, timeout_s).line
+            raise KafkaSetupError(
+                f"{where} answered, but the broker it advertises at {h}:{p} does not: "
+                f"{reason}; check the broker's advertised.listeners for this listener"
+            )
+        result.close()
+    for topic_meta in metadata.topics:
+        code, name = int(topic_meta[0]), str(topic_meta[1])
+        if code == _UNKNOWN_TOPIC:
+            raise KafkaSetupError(f"topic {name} does not exist: run `streamproc topics create`")
+        if code == _TOPIC_AUTHORIZATION_FAILED:
+            raise KafkaSetupError(
+                f"not authorized to describe topic {name} as {_principal(settings)}: "
+                "check the broker's ACLs"
+            )
+
+
+def _principal(settings: Settings) -> str:
+    if settings.sasl_username and settings.security_protocol in (
+        SecurityProtocol.SASL_SSL,
+        SecurityProtocol.SASL_PLAINTEXT,
+    ):
+        return f"user {settings.sasl_username!r}"
+    if settings.security_protocol is SecurityProtocol.SSL and settings.ssl_certfile:
+        return f"the client certificate {settings.ssl_certfile}"
+    return "ANONYMOUS"
+
+
+def _explain(exc: BaseException, settings: Settings, host: str, port: int, timeout_s: float) -> _Problem:
+    """One line for what went wrong connecting to ``host:port``; secrets never enter it."""
+    where = f"{host}:{port}"
+    protocol = settings.security_protocol.value
+    tls = settings.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL)
+    # aiokafka wraps a failure on an established connection; the cause says more.
+    cause = exc.__cause__
+    if isinstance(exc, kafka_errors.KafkaConnectionError) and isinstance(cause, ssl.SSLError):
+        exc = cause
+    mechanism = settings.sasl_mechanism.value
+    if isinstance(exc, kafka_errors.SaslAuthenticationFailed | kafka_errors.AuthenticationFailedError):
+        return _Problem(
+            f"authentication failed for user {settings.sasl_username!r} with mechanism "
+            f"{mechanism} at {where}: check STREAMPROC_SASL_USERNAME and "
+            "STREAMPROC_SASL_PASSWORD (and STREAMPROC_SASL_MECHANISM)",
+            final=True,
+        )
+    if isinstance(exc, kafka_errors.UnsupportedSaslMechanismError):
+        return _Problem(
+            f"the broker at {where} does not enable SASL mechanism {mechanism} on this "
+            "listener: check STREAMPROC_SASL_MECHANISM",
+            final=True,
+        )
+    if isinstance(exc, kafka_errors.IllegalSaslStateError):
+        return _Problem(
+            f"the broker at {where} refused the SASL handshake: is it a SASL listener? "
+            f"check STREAMPROC_SECURITY_PROTOCOL (now {protocol})",
+            final=True,
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        message = str(exc.verify_message or exc.reason or "unknown reason")
+        if "mismatch" in message.lower():
+            return _Problem(
+                f"TLS certificate of {where} does not name {host!r} ({message}): connect "
+                "by a name in its subjectAltName, or fix the broker's certificate",
+                final=True,
+            )
+        return _Problem(
+            f"TLS certificate verify failed for {where} ({message}): "
+            "check STREAMPROC_SSL_CAFILE (the CA that signed the broker's certificate)",
+            final=True,
+        )
+    if isinstance(exc, ssl.SSLError):
+        reason = str(exc.reason or type(exc).__name__)
+        if any(tag in reason.upper() for tag in _CLIENT_CERT_REFUSED):
+            return _Problem(
+                f"the broker at {where} refused our TLS client certificate ({reason}): "
+                "check STREAMPROC_SSL_CERTFILE and STREAMPROC_SSL_KEYFILE (signed by a CA "
+                "the broker trusts)",
+                final=True,
+            )
+        return _Problem(
+            f"TLS handshake with {where} failed ({reason}): is it a TLS listener? "
+            f"check STREAMPROC_SECURITY_PROTOCOL (now {protocol})",
+            final=True,
+        )
+    if isinstance(exc, kafka_errors.KafkaConnectionError):
+        hint = (
+            "the broker may refuse our client certificate (STREAMPROC_SSL_CERTFILE), or "
+            if tls and settings.ssl_certfile is not None
+            else ""
+        )
+        return _Problem(
+            f"the broker at {where} closed the connection during the Kafka handshake: "
+            f"{hint}the listener may not speak {protocol}: check STREAMPROC_SECURITY_PROTOCOL",
+            final=True,
+        )
+    if isinstance(exc, TimeoutError):
+        hint = " (a TLS client on a plaintext port, or a firewall, can stall)" if tls else ""
+        return _Problem(f"{where}: no answer within {timeout_s:.3g} s{hint}", final=False)
+    if isinstance(exc, socket.gaierror):
+        return _Problem(f"{where}: cannot resolve host {host!r}", final=False)
+    if isinstance(exc, ConnectionRefusedError):
+        return _Problem(f"{where}: connection refused", final=False)
+    if isinstance(exc, OSError):
+        return _Problem(f"{where}: {exc.strerror or type(exc).__name__}", final=False)
+    if isinstance(exc, kafka_errors.KafkaError):
+        return _Problem(f"{where}: Kafka error {type(exc).__name__}", final=True)
+    return _Problem(f"{where}: unexpected {type(exc).__name__}", final=True)

@@ -1,0 +1,46 @@
+"""Whether it is safe to feed leads back to the provider now: the replayer's pre-flight.
+
+Pure: reads the status dict of :meth:`ResilienceGuard.status` (the group's state, restored
+from the state topic) and says why replaying now would be a mistake, or ``None``.
+
+* breaker **open**: the provider is failing; replayed leads would come straight back to
+  the DLQ, each burning an attempt. (Half-open is allowed: the processor lets its probes
+  through and holds the rest.)
+* budget **exhausted** (the provider answered 402) or **spent** (less than one lead's
+  estimate left today): the leads would be dead-lettered as ``budget_exhausted`` again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamproc.errors import StreamprocError
+
+__all__ = ["ReplayRefused", "refusal_reason"]
+
+
+class ReplayRefused(StreamprocError):
+    """The safety check refused to start (or continue) a replay; ``--force`` overrides it."""
+
+
+def refusal_reason(status: dict[str, Any], credits_per_lead: int) -> str | None:
+    """One line saying why replaying now is unsafe, or ``None`` when it is safe."""
+    breaker = status["breaker"]
+    if breaker["state"] == "open":
+        until = breaker.get("reopens_at") or "its cooldown ends"
+        return (
+            f"the circuit breaker is open until {until}: the provider is failing and "
+            "replayed leads would go straight back to the DLQ"
+        )
+    budget = status["budget"]
+    if budget["exhausted"]:
+        return (
+            f"the provider reported its credits exhausted (402) on {budget['day']}; "
+            f"the budget resets at {budget['resets_at']}"
+        )
+    if credits_per_lead > 0 and budget["remaining"] < credits_per_lead:
+        return (
+            f"the daily credit budget is spent ({budget['spent']}+{budget['reserved']} of "
+            f"{budget['limit']} credits on {budget['day']}); it resets at {budget['resets_at']}"
+        )
+    return None
