@@ -43,7 +43,7 @@ class App:
         """Second signal: leave now. Uncommitted transactions are aborted by the broker."""
         self._abort = True
         self._stop.set()
-        self.processor.request_stop()
+        self.processor.abort()
 
     async def run(self, *, stop_when_idle_s: float | None = None) -> None:
         settings = self.settings

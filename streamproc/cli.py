@@ -119,6 +119,46 @@ def _build_parser() -> argparse.ArgumentParser:
         help="demo: mostly good leads plus every failure kind; clean: all good",
     )
     _add_setting_flags(produce)
+
+    from streamproc.replay.command import add_replay_arguments
+
+    replay = sub.add_parser(
+        "replay",
+        help="move DLQ records back to leads.raw, or on to leads.parked",
+        description="Re-inject dead-lettered leads into leads.raw (attempt carried forward); "
+        "records out of attempts or not retriable go to leads.parked. Records not matching "
+        "the filters are put back at the end of the DLQ, so no run loses them; every move "
+        "and the replayer's offset commit are one transaction.",
+    )
+    add_replay_arguments(replay)
+    _add_setting_flags(replay)
+
+    dlq = sub.add_parser("dlq", help="dead-letter queue tools")
+    dsub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    dlq_stats = dsub.add_parser(
+        "stats", help="what is waiting in the DLQ: by class, retriable, attempt, messages"
+    )
+    dlq_stats.add_argument("--json", action="store_true")
+    dlq_stats.add_argument(
+        "--all",
+        action="store_true",
+        help="count the whole retained topic, not only what is pending for the replayer",
+    )
+    dlq_stats.add_argument(
+        "--max-attempts",
+        default="3",
+        metavar="N",
+        help="for the 'replay would' counts, as `replay --max-attempts` (default 3)",
+    )
+    _add_setting_flags(dlq_stats)
+
+    state = sub.add_parser("state", help="the group's resilience state")
+    ssub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    state_show = ssub.add_parser(
+        "show", help="breaker, budget spent/limit/reset, cache size (from the state topic)"
+    )
+    state_show.add_argument("--json", action="store_true")
+    _add_setting_flags(state_show)
     return parser
 
 
@@ -245,6 +285,33 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         def runner() -> Coroutine[Any, Any, int]:
             return _produce_sample(settings, args.count, args.mix)
+    elif args.command == "replay":
+        from streamproc.replay.command import options_from_args, replay_command
+
+        replay_options = options_from_args(args)
+
+        def runner() -> Coroutine[Any, Any, int]:
+            return replay_command(
+                settings,
+                replay_options,
+                as_json=args.json,
+                show_progress=not args.no_progress,
+            )
+    elif args.command == "dlq":
+        from streamproc.ops.stats import dlq_stats
+        from streamproc.replay.command import whole_number
+
+        stats_attempts = whole_number(args.max_attempts, "--max-attempts", 1) or 3
+
+        def runner() -> Coroutine[Any, Any, int]:
+            return dlq_stats(
+                settings, as_json=args.json, include_all=args.all, max_attempts=stats_attempts
+            )
+    elif args.command == "state":
+        from streamproc.ops.state_show import state_show
+
+        def runner() -> Coroutine[Any, Any, int]:
+            return state_show(settings, as_json=args.json)
     else:  # pragma: no cover - argparse rejects unknown commands
         raise ConfigError(f"unknown command {args.command}")
     return _run_async(runner)

@@ -38,7 +38,14 @@ from streamproc import __version__
 from streamproc.errors import ErrorClass
 from streamproc.logs import get_logger
 
-__all__ = ["BREAKER_STATE_VALUES", "METRIC_NAMES", "CommittedLead", "Metrics", "ScrapeHook"]
+__all__ = [
+    "BREAKER_STATE_VALUES",
+    "METRIC_NAMES",
+    "CommittedLead",
+    "Metrics",
+    "ProcessorCounts",
+    "ScrapeHook",
+]
 
 log = get_logger(__name__)
 
@@ -112,8 +119,33 @@ class CommittedLead(Protocol):
     def credits(self) -> int: ...
 
 
+class ProcessorCounts(Protocol):
+    """What :meth:`Metrics.observe_processor` reads (``ProcessorStats`` fits): monotonic
+    counts since the processor started, by what was committed."""
+
+    consumed: int
+    enriched: int
+    dlq: int
+    by_error_class: dict[str, int]
+    by_source: dict[str, int]
+    credits: int
+    transactions: int
+    aborted_transactions: int
+    in_flight: int
+
+
 class Metrics:
-    """The metrics of one process. Not thread-safe; call it from the event loop."""
+    """The metrics of one process. Not thread-safe; call it from the event loop.
+
+    Two ways to feed the lead counters (``leads_in``, ``leads_out``, ``credits_spent``,
+    ``transactions``); use one per process, never both, or leads count twice:
+
+    * pull: ``on_scrape(lambda: m.observe_processor(processor.stats))`` turns the
+      processor's own monotonic counts into counter increments at each scrape (nothing on
+      the hot path, nothing to forget in a new code path);
+    * push: :meth:`lead_consumed`, :meth:`transaction_committed`,
+      :meth:`transaction_aborted` from the shell, for a loop without such counts.
+    """
 
     #: The ``Content-Type`` of :meth:`render`'s output (Prometheus text format 0.0.4).
     content_type: Final = CONTENT_TYPE_PLAIN_0_0_4
@@ -228,6 +260,7 @@ class Metrics:
             registry=r,
         )
         self._lag_partitions: dict[str, set[int]] = {}
+        self._observed: dict[tuple[str, ...], int] = {}
         self._prime()
 
     def _prime(self) -> None:
@@ -296,6 +329,28 @@ class Metrics:
         self._replay_remaining.set(max(records, 0))
 
     # --- state copied in (usually from an on_scrape hook) ---------------------------------
+
+    def observe_processor(self, stats: ProcessorCounts) -> None:
+        """Advance the lead counters to ``stats`` (pull mode; see the class docstring)."""
+        self._advance(self._leads_in, (), stats.consumed)
+        for source, count in stats.by_source.items():
+            self._advance(self._leads_out, ("enriched", _NONE, source), count)
+        for error_class, count in stats.by_error_class.items():
+            self._advance(self._leads_out, ("dlq", error_class, _NONE), count)
+        self._advance(self._credits, (), stats.credits)
+        self._advance(self._transactions, ("committed",), stats.transactions)
+        self._advance(self._transactions, ("aborted",), stats.aborted_transactions)
+        self.set_in_flight(stats.in_flight)
+
+    def _advance(self, counter: Counter, labels: tuple[str, ...], total: int) -> None:
+        """Increment ``counter`` by how much ``total`` grew since the last observation."""
+        key = (str(id(counter)), *labels)
+        seen = self._observed.get(key, 0)
+        # A smaller total means a new source (a restarted processor): count it from zero.
+        delta = total - seen if total >= seen else total
+        self._observed[key] = total
+        if delta > 0:
+            (counter.labels(*labels) if labels else counter).inc(delta)
 
     def set_breaker_state(self, state: str) -> None:
         self._breaker_state.set(BREAKER_STATE_VALUES[_state(state)])

@@ -158,7 +158,8 @@ async def _check_cluster(
     where = f"{conn.host}:{conn.port}"
     try:
         async with asyncio.timeout(max(timeout_s, 0.001)):
-            metadata = await conn.send(MetadataRequest(topics))
+            # Never auto-create: asking about a topic must not make it (with default settings).
+            metadata = await conn.send(MetadataRequest(topics, allow_auto_topic_creation=False))
     except (TimeoutError, kafka_errors.KafkaError) as exc:
         raise KafkaSetupError(
             f"the broker at {where} accepted the connection but gave no cluster metadata "
@@ -172,6 +173,9 @@ async def _check_cluster(
         *(_connect(h, p, kwargs, max(timeout_s, 0.001)) for h, p in others),
         return_exceptions=True,
     )
+    for result in results:
+        if not isinstance(result, BaseException):
+            result.close()
     for (h, p), result in zip(others, results, strict=True):
         if isinstance(result, BaseException):
             reason = _explain(result, settings, h, p, timeout_s).line
@@ -179,7 +183,6 @@ async def _check_cluster(
                 f"{where} answered, but the broker it advertises at {h}:{p} does not: "
                 f"{reason}; check the broker's advertised.listeners for this listener"
             )
-        result.close()
     for topic_meta in metadata.topics:
         code, name = int(topic_meta[0]), str(topic_meta[1])
         if code == _UNKNOWN_TOPIC:
@@ -202,7 +205,9 @@ def _principal(settings: Settings) -> str:
     return "ANONYMOUS"
 
 
-def _explain(exc: BaseException, settings: Settings, host: str, port: int, timeout_s: float) -> _Problem:
+def _explain(
+    exc: BaseException, settings: Settings, host: str, port: int, timeout_s: float
+) -> _Problem:
     """One line for what went wrong connecting to ``host:port``; secrets never enter it."""
     where = f"{host}:{port}"
     protocol = settings.security_protocol.value
@@ -212,7 +217,9 @@ def _explain(exc: BaseException, settings: Settings, host: str, port: int, timeo
     if isinstance(exc, kafka_errors.KafkaConnectionError) and isinstance(cause, ssl.SSLError):
         exc = cause
     mechanism = settings.sasl_mechanism.value
-    if isinstance(exc, kafka_errors.SaslAuthenticationFailed | kafka_errors.AuthenticationFailedError):
+    if isinstance(
+        exc, kafka_errors.SaslAuthenticationFailed | kafka_errors.AuthenticationFailedError
+    ):
         return _Problem(
             f"authentication failed for user {settings.sasl_username!r} with mechanism "
             f"{mechanism} at {where}: check STREAMPROC_SASL_USERNAME and "
@@ -267,6 +274,12 @@ def _explain(exc: BaseException, settings: Settings, host: str, port: int, timeo
         return _Problem(
             f"the broker at {where} closed the connection during the Kafka handshake: "
             f"{hint}the listener may not speak {protocol}: check STREAMPROC_SECURITY_PROTOCOL",
+            final=True,
+        )
+    if tls and isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return _Problem(
+            f"the broker at {where} dropped the connection during the TLS handshake: is it "
+            f"a TLS listener? check STREAMPROC_SECURITY_PROTOCOL (now {protocol})",
             final=True,
         )
     if isinstance(exc, TimeoutError):

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-__all__ = ["ReadinessCheck", "Readiness"]
+__all__ = ["Readiness", "ReadinessCheck"]
 
 #: (ready, reasons): what ``OpsServer``'s ``ready_fn`` returns.
 Readiness = tuple[bool, list[str]]

@@ -27,7 +27,14 @@ from streamproc.processing.guard import ResilienceGuard
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
 
-__all__ = ["load_state", "print_state", "render_state_table", "state_show", "watch_state"]
+__all__ = [
+    "load_state",
+    "print_state",
+    "render_state_table",
+    "state_of",
+    "state_show",
+    "watch_state",
+]
 
 
 def _reader_owner() -> str:

@@ -73,6 +73,7 @@ class Processor:
         self._lanes: dict[TopicPartition, PartitionLane] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self._aborting = asyncio.Event()
         self._window_freed = asyncio.Event()
         self._in_flight = 0
         self.stats = ProcessorStats()
@@ -121,10 +122,21 @@ class Processor:
         self._stopping.set()
         self._window_freed.set()
 
+    def abort(self) -> None:
+        """Stop without waiting for leads in flight, even during a graceful stop.
+
+        Whatever is not committed is read again by the next owner; the transactions keep
+        that from publishing anything twice.
+        """
+        self._aborting.set()
+        self.request_stop()
+
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop fetching, let leads in flight finish (up to the grace), commit, leave the group."""
         self.request_stop()
         grace = self._settings.shutdown_grace_s if grace_s is None else grace_s
+        if self._aborting.is_set():
+            grace = 0
         fetch = self._tasks[0] if self._tasks else None
         if fetch is not None:
             fetch.cancel()
@@ -132,7 +144,14 @@ class Processor:
                 await fetch
         lanes = list(self._lanes.values())
         if lanes and grace > 0:
-            await asyncio.gather(*(lane.wait_idle(grace) for lane in lanes))
+            idle: asyncio.Future[Any] = asyncio.ensure_future(
+                asyncio.gather(*(lane.wait_idle(grace) for lane in lanes))
+            )
+            aborted: asyncio.Future[Any] = asyncio.ensure_future(self._aborting.wait())
+            await asyncio.wait([idle, aborted], return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (idle, aborted):
+                waiter.cancel()
+            await asyncio.gather(idle, aborted, return_exceptions=True)
         for task in self._tasks[1:]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

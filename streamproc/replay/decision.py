@@ -17,20 +17,47 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal, Protocol
 
 from streamproc.records.dlq import ATTEMPT, ORIGINAL_TOPIC, Headers, replay_headers
-from streamproc.replay.interop import FOREIGN_FAILURE_HEADERS, DlqView, origin_headers
+from streamproc.replay.filters import ReplayFilter
+from streamproc.replay.interop import (
+    FOREIGN_FAILURE_HEADERS,
+    DlqView,
+    origin_headers,
+    view_dlq_record,
+)
 
 __all__ = [
     "PARKED_REASON",
     "Action",
     "Decision",
+    "DlqRecord",
+    "Outcome",
+    "Planned",
+    "Targets",
     "decide",
     "park_record_headers",
+    "plan",
     "replay_record_headers",
 ]
 
 PARKED_REASON = "streamproc.parked.reason"
+
+#: What happens to one record read from the DLQ. ``skip``: it does not match the filters
+#: and is put back at the end of the DLQ, unchanged.
+Outcome = Literal["replay", "park", "skip"]
+
+
+class DlqRecord(Protocol):
+    """The parts of an aiokafka ``ConsumerRecord`` read from the DLQ that a plan needs."""
+
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
 
 
 class Action(StrEnum):
@@ -80,3 +107,50 @@ def park_record_headers(dlq_headers: Headers, reason: str) -> list[tuple[str, by
         *((k, v) for k, v in dlq_headers if k != PARKED_REASON),
         (PARKED_REASON, reason.encode()),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """The topics a replay writes to."""
+
+    raw: str
+    parked: str
+    dlq: str
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What to do with one DLQ record: the outcome, its class, and the record to produce."""
+
+    outcome: Outcome
+    error_class: str
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    #: Set for a record put back in the DLQ: same partition, same timestamp.
+    partition: int | None = None
+    timestamp_ms: int | None = None
+
+
+def plan(record: DlqRecord, filters: ReplayFilter, max_attempts: int, targets: Targets) -> Planned:
+    """Replay, park, or (not matching the filters) put back at the end of the DLQ unchanged."""
+    view = view_dlq_record(record.headers, record.timestamp)
+    if not filters.matches(view, record.key):
+        return Planned(
+            "skip",
+            view.error_class,
+            targets.dlq,
+            record.key,
+            record.value,
+            list(record.headers),
+            partition=record.partition,
+            timestamp_ms=record.timestamp if record.timestamp >= 0 else None,
+        )
+    decision = decide(view, max_attempts)
+    if decision.action is Action.REPLAY:
+        headers = replay_record_headers(record.headers, view)
+        return Planned("replay", view.error_class, targets.raw, record.key, record.value, headers)
+    assert decision.reason is not None
+    headers = park_record_headers(record.headers, decision.reason)
+    return Planned("park", view.error_class, targets.parked, record.key, record.value, headers)

@@ -10,15 +10,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from streamproc.replay.decision import Action
+from streamproc.replay.decision import Outcome
 
-__all__ = ["Outcome", "ReplayReport", "StopReason"]
+__all__ = ["ReplayReport", "StopReason"]
 
-#: What happened to one record read from the DLQ. ``skip`` means it did not match the
-#: filters and was put back at the end of the DLQ, unchanged.
-Outcome = Literal["replay", "park", "skip"]
-#: Why the run ended.
-StopReason = Literal["end", "limit", "interrupted", "running"]
+#: Why the run ended: the end offsets seen at start were reached, ``--limit`` records
+#: matched, a signal asked it to stop, the safety check failed during the run, or an
+#: error stopped it (what is counted was committed all the same).
+StopReason = Literal["end", "limit", "interrupted", "unsafe", "failed", "running"]
 
 
 @dataclass
@@ -33,9 +32,11 @@ class ReplayReport:
     elapsed_s: float = 0.0
     #: Set when the run did not start (the safety check refused it) or stopped on an error.
     refusal: str | None = None
+    #: Set when today's budget cannot pay for what is (or would be) replayed.
+    budget_warning: str | None = None
 
-    def add(self, outcome: Outcome | Action, error_class: str, n: int = 1) -> None:
-        self.counts[(str(outcome), error_class)] += n
+    def add(self, outcome: Outcome, error_class: str, n: int = 1) -> None:
+        self.counts[(outcome, error_class)] += n
 
     def merge(self, other: Counter[tuple[str, str]]) -> None:
         self.counts.update(other)
@@ -67,6 +68,8 @@ class ReplayReport:
             "by_error_class": self.by_class(),
             "transactions": self.transactions,
             "stop_reason": self.stop_reason,
+            "refusal": self.refusal,
+            "budget_warning": self.budget_warning,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -79,12 +82,9 @@ class ReplayReport:
             f"{'error class':<20}{'replay':>8}{'park':>8}{'skip':>8}",
         ]
         for error_class, row in self.by_class().items():
-            lines.append(
-                f"{error_class:<20}{row['replay']:>8}{row['park']:>8}{row['skip']:>8}"
-            )
+            lines.append(f"{error_class:<20}{row['replay']:>8}{row['park']:>8}{row['skip']:>8}")
         lines.append(
-            f"{'total':<20}{self.total('replay'):>8}{self.total('park'):>8}"
-            f"{self.total('skip'):>8}"
+            f"{'total':<20}{self.total('replay'):>8}{self.total('park'):>8}{self.total('skip'):>8}"
         )
         lines.append(
             f"{self.read} records read from {dlq}: {self.total('replay')} {verb} replayed to "
@@ -97,9 +97,15 @@ class ReplayReport:
             "limit": "stopped at --limit",
             "interrupted": "interrupted: stopped after the last committed transaction; "
             "run again to continue",
+            "unsafe": f"stopped because it is no longer safe to replay: {self.refusal}",
+            "failed": "stopped by the error below; what is counted above was committed",
             "running": "still running",
         }[self.stop_reason]
         if not self.dry_run:
             ending += f"; {self.transactions} transactions"
         lines.append(f"{ending}; {self.elapsed_s:.1f} s")
+        if self.dry_run and self.refusal:
+            lines.append(f"NOTE: a real run would refuse to start now: {self.refusal}")
+        if self.budget_warning:
+            lines.append(f"NOTE: {self.budget_warning}")
         return "\n".join(lines)

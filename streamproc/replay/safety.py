@@ -16,7 +16,7 @@ from typing import Any
 
 from streamproc.errors import StreamprocError
 
-__all__ = ["ReplayRefused", "refusal_reason"]
+__all__ = ["ReplayRefused", "budget_warning", "refusal_reason"]
 
 
 class ReplayRefused(StreamprocError):
@@ -44,3 +44,28 @@ def refusal_reason(status: dict[str, Any], credits_per_lead: int) -> str | None:
             f"{budget['limit']} credits on {budget['day']}); it resets at {budget['resets_at']}"
         )
     return None
+
+
+def budget_warning(
+    status: dict[str, Any], credits_per_lead: int, leads: int, *, at_most: bool = False
+) -> str | None:
+    """A warning when today's budget cannot pay for ``leads`` replayed leads, else ``None``
+    (``at_most``: ``leads`` is an upper bound, as before a run has read the DLQ).
+
+    Not a refusal: some of them may be answered from the cache, and the rest come back as
+    ``budget_exhausted`` (retriable after the reset). But each such trip uses an attempt, so
+    the operator should know before, and can use ``--limit``.
+    """
+    if credits_per_lead <= 0 or leads <= 0:
+        return None
+    budget = status["budget"]
+    affordable = max(int(budget["remaining"]), 0) // credits_per_lead
+    if affordable >= leads:
+        return None
+    return (
+        f"today's budget has {budget['remaining']} credits left, about {affordable} leads at "
+        f"{credits_per_lead} credits each, for {'up to ' if at_most else ''}{leads} leads to "
+        "replay: the rest would come "
+        f"back as budget_exhausted, each using an attempt; consider --limit {affordable} or "
+        f"waiting for the reset at {budget['resets_at']}"
+    )

@@ -1,0 +1,7 @@
+"""The DLQ replayer (``streamproc replay``): back to ``leads.raw``, or on to ``leads.parked``.
+
+One module per concept: ``interop`` (reading streamproc, Spring Kafka and Kafka Connect DLQ
+headers), ``filters``, ``decision`` (replay or park, and the headers written), ``rate``,
+``safety`` (the breaker/budget pre-flight), ``report``, ``progress``, ``replayer`` (the
+Kafka shell; its docstring has the offset semantics) and ``command`` (the CLI glue).
+"""

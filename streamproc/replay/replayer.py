@@ -1,0 +1,465 @@
+"""``streamproc replay``: move DLQ records back to ``leads.raw`` or on to ``leads.parked``.
+
+Offsets and filters — the one rule to remember: **every record the replayer reads leaves
+its place in the DLQ exactly once, in the same Kafka transaction that moves the group's
+offset past it.** It goes
+
+* to ``leads.raw`` (replay: retriable and attempts left),
+* to ``leads.parked`` (out of attempts, or not retriable), or
+* back to the end of the DLQ, unchanged (same key, value, headers, partition and
+  timestamp), when it does not match this run's filters.
+
+So the committed offset of the group ``<group>-replayer`` is a clean line: everything
+before it has been dealt with, everything after it is pending. Consequences an operator
+can rely on:
+
+* a filtered run never loses the records it skipped: a later run, with other filters or
+  none, sees them (``dlq stats`` counts them as pending);
+* no run ever handles a record twice, whatever crashes or how many runs: a crash aborts
+  the open transaction (the broker does, or the next run's producer fences it), and the
+  next run starts from the committed offset;
+* two replayers at once cannot both move a record: they share one transactional id, so the
+  second to start fences the first, which stops with a clear message;
+* ``--limit N`` stops after N matching records; what comes after them is not touched.
+
+A replayer killed mid-transaction leaves that transaction open until the broker times it
+out (``transaction_timeout_ms``), holding back ``read_committed`` readers of the topics it
+wrote to; starting a real replay run again aborts it at once (a ``--dry-run`` has no
+producer, so it does not).
+
+The price of putting skipped records back is writing them again; a filtered run over a
+big DLQ rewrites the records it skips (up to where it stops). Other designs were worse at
+3 a.m.: advancing the offset over skipped records loses them for later runs, and
+committing only up to the first skipped record makes every filtered run re-read, and a
+``--limit`` run re-replay, what an earlier run already moved.
+
+A run stops at the end offsets it saw at start (records put back land after them, so a
+run never sees its own), unless ``--follow``, which keeps going until stopped and cannot
+be combined with filters (it would read its own put-back records forever).
+
+Safety: unless ``--force``, the group's state is restored from the state topic first, and
+the run refuses to start while the breaker is open or the budget is spent. It keeps
+tailing the state during the run: a run stops (``--follow`` pauses) when that becomes
+true, because feeding leads to a failing provider only burns their attempts.
+
+``--dry-run`` joins nothing and commits nothing: it reads from the group's committed
+offsets to the end offsets and counts what a real run would do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError, ProducerFenced
+
+from streamproc.errors import KafkaSetupError, StreamprocError
+from streamproc.kafka.client import consumer as make_consumer
+from streamproc.kafka.client import transactional_producer
+from streamproc.logs import get_logger
+from streamproc.ops.state_show import watch_state
+from streamproc.processing.guard import ResilienceGuard
+from streamproc.replay.decision import DlqRecord, Planned, Targets, plan
+from streamproc.replay.filters import ReplayFilter
+from streamproc.replay.progress import NullProgress, ProgressSink
+from streamproc.replay.rate import RateLimiter, pace
+from streamproc.replay.report import ReplayReport
+from streamproc.replay.safety import ReplayRefused, budget_warning, refusal_reason
+from streamproc.settings import Settings
+
+__all__ = [
+    "ReplayFenced",
+    "ReplayOptions",
+    "Replayer",
+    "replayer_group",
+    "replayer_transactional_id",
+]
+
+log = get_logger(__name__)
+
+#: A transaction holds at most this many records: big enough to amortise the commit, small
+#: enough that Ctrl-C and a crash lose little work.
+MAX_BATCH = 200
+#: With ``--rate``, a transaction covers about this much time, far below the transaction
+#: timeout, so a paced run commits (and shows progress) steadily.
+_RATED_BATCH_S = 1.0
+#: How often a paused ``--follow`` run looks at the state again.
+_PAUSE_POLL_S = 1.0
+
+
+class ReplayFenced(StreamprocError):
+    """Another replayer of the same group started and took over this one's partitions."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    """One run's options; see ``streamproc replay --help``."""
+
+    filters: ReplayFilter = field(default_factory=ReplayFilter)
+    limit: int | None = None
+    max_attempts: int = 3
+    rate_per_s: float | None = None
+    follow: bool = False
+    dry_run: bool = False
+    force: bool = False
+
+    @property
+    def batch_size(self) -> int:
+        if self.rate_per_s is None:
+            return MAX_BATCH
+        return max(1, min(MAX_BATCH, int(self.rate_per_s * _RATED_BATCH_S)))
+
+
+def replayer_group(settings: Settings) -> str:
+    """The replayer's consumer group: ``<group>-replayer`` (DESIGN.md)."""
+    return f"{settings.group_id}-replayer"
+
+
+def replayer_transactional_id(settings: Settings) -> str:
+    # One id for the whole replayer (not per partition as the processor's lanes): a second
+    # replayer fences the first, so two runs can never move the same record.
+    return f"{replayer_group(settings)}.{settings.topic_dlq}"
+
+
+class Replayer:
+    """One replay run over every partition of the DLQ (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: ReplayOptions,
+        *,
+        progress: ProgressSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._options = options
+        self._progress: ProgressSink = progress or NullProgress()
+        self._clock = clock
+        self._stop = asyncio.Event()
+        self._targets = Targets(settings.topic_raw, settings.topic_parked, settings.topic_dlq)
+        self._limiter = RateLimiter(options.rate_per_s, clock=clock) if options.rate_per_s else None
+        self._matched = 0
+        self._guard: ResilienceGuard | None = None
+        #: End offsets seen at start (``None`` with ``--follow``: no end).
+        self._ends: dict[TopicPartition, int] | None = None
+        self.report = ReplayReport(
+            dry_run=options.dry_run,
+            filters=options.filters.describe(),
+            max_attempts=options.max_attempts,
+        )
+
+    def request_stop(self) -> None:
+        """Stop after the current transaction (Ctrl-C, SIGTERM)."""
+        self._stop.set()
+
+    async def run(self) -> ReplayReport:
+        started = self._clock()
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if not self._options.force:
+                    guard, _ = await stack.enter_async_context(watch_state(self._settings))
+                    self._guard = guard
+                    reason = self._unsafe()
+                    if reason is not None:
+                        if not self._options.dry_run:
+                            raise ReplayRefused(
+                                f"refusing to replay: {reason}. Fix the cause and run again, "
+                                "or pass --force to replay anyway"
+                            )
+                        self.report.refusal = reason
+                consumer = await self._start_consumer()
+                stack.push_async_callback(_stop_quietly, consumer)
+                producer = None
+                if not self._options.dry_run:
+                    producer = await self._start_producer()
+                    stack.push_async_callback(_stop_quietly, producer)
+                await self._loop(consumer, producer)
+        except Exception:
+            if self.report.stop_reason == "running":
+                self.report.stop_reason = "failed"
+            raise
+        finally:
+            self.report.elapsed_s = self._clock() - started
+            self._progress.finish()
+        return self.report
+
+    # --- setup ------------------------------------------------------------------------------
+
+    async def _start_consumer(self) -> AIOKafkaConsumer:
+        s = self._settings
+        consumer = make_consumer(
+            s,
+            group_id=replayer_group(s),
+            fetch_max_wait_ms=100,
+            # DLQ records are a lead plus headers: leave room above the lead size cap.
+            max_partition_fetch_bytes=max(s.max_lead_bytes * 2, 1_048_576) + 65_536,
+        )
+        try:
+            await consumer.start()
+        except KafkaConnectionError as exc:
+            await _stop_quietly(consumer)
+            raise KafkaSetupError(
+                f"cannot reach Kafka at {s.bootstrap_servers}: {exc}; "
+                "is the broker up (scripts/kafka-local start)?"
+            ) from None
+        return consumer
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        producer = transactional_producer(self._settings, replayer_transactional_id(self._settings))
+        try:
+            # init_transactions: fences a previous replayer and aborts its open transaction,
+            # so the committed offsets read after this are final.
+            await producer.start()
+        except KafkaConnectionError as exc:
+            await _stop_quietly(producer)
+            raise KafkaSetupError(f"cannot reach Kafka: {exc}") from None
+        return producer
+
+    async def _assign(self, consumer: AIOKafkaConsumer) -> tuple[list[TopicPartition], int]:
+        """Assign every DLQ partition at the group's committed offset; offsets pending."""
+        topic = self._settings.topic_dlq
+        partitions = await partitions_of(consumer, topic)
+        if not partitions:
+            raise KafkaSetupError(f"topic {topic} does not exist: run `streamproc topics create`")
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        beginnings = await consumer.beginning_offsets(tps)
+        pending = 0
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            # Below the log start, retention already deleted records: start at the first one.
+            start = max(committed if committed is not None else 0, beginnings[tp])
+            consumer.seek(tp, start)
+            pending += max(ends[tp] - start, 0)
+        if not self._options.follow:
+            self._ends = ends
+        log.info(
+            "replay.assigned",
+            topic=topic,
+            group=replayer_group(self._settings),
+            partitions=len(tps),
+            pending_offsets=pending,
+            follow=self._options.follow,
+        )
+        return tps, pending
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer | None) -> None:
+        tps, pending = await self._assign(consumer)
+        if producer is not None:
+            self._warn_budget(pending, at_most=True)
+        self._progress.start(None if self._options.follow else pending)
+        try:
+            await self._run_batches(consumer, producer, tps)
+        finally:
+            if producer is None:
+                self._warn_budget(self.report.total("replay"))
+
+    def _warn_budget(self, leads: int, *, at_most: bool = False) -> None:
+        """Say so when today's budget cannot pay for the leads (a real run: an upper bound)."""
+        if self._guard is None:
+            return
+        warning = budget_warning(
+            self._guard.status(), self._settings.credits_per_lead, leads, at_most=at_most
+        )
+        self.report.budget_warning = warning
+        if warning is not None and not self._options.dry_run:
+            self._progress.note(warning)
+            log.warning("replay.budget_low", warning=warning)
+
+    async def _run_batches(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer | None,
+        tps: list[TopicPartition],
+    ) -> None:
+        while True:
+            if self._stop.is_set():
+                self.report.stop_reason = "interrupted"
+                return
+            if self._limit_reached():
+                self.report.stop_reason = "limit"
+                return
+            if self._ends is not None:
+                active = [tp for tp in tps if await consumer.position(tp) < self._ends[tp]]
+                if not active:
+                    self.report.stop_reason = "end"
+                    return
+            else:
+                active = tps
+            if not await self._still_safe(producer is not None):
+                return
+            batch = await consumer.getmany(
+                *active, timeout_ms=200, max_records=self._options.batch_size
+            )
+            records = self._in_range(batch)
+            if not records:
+                continue
+            if producer is None:
+                self._count_dry(records)
+            else:
+                await self._transact(producer, records)
+            self._progress.update(self.report)
+
+    def _in_range(
+        self, batch: dict[TopicPartition, list[Any]]
+    ) -> list[tuple[TopicPartition, DlqRecord]]:
+        """The batch's records in partition order, without any beyond the end offsets."""
+        out: list[tuple[TopicPartition, DlqRecord]] = []
+        for tp in sorted(batch, key=lambda t: t.partition):
+            end = None if self._ends is None else self._ends[tp]
+            out += [(tp, m) for m in batch[tp] if end is None or m.offset < end]
+        return out
+
+    def _limit_reached(self) -> bool:
+        return self._options.limit is not None and self._matched >= self._options.limit
+
+    def _plan(self, record: DlqRecord) -> Planned:
+        o = self._options
+        return plan(record, o.filters, o.max_attempts, self._targets)
+
+    def _count_dry(self, records: list[tuple[TopicPartition, DlqRecord]]) -> None:
+        for _, record in records:
+            if self._limit_reached():
+                return
+            planned = self._plan(record)
+            self.report.add(planned.outcome, planned.error_class)
+            if planned.outcome != "skip":
+                self._matched += 1
+
+    async def _transact(
+        self, producer: AIOKafkaProducer, records: list[tuple[TopicPartition, DlqRecord]]
+    ) -> None:
+        """Move a batch and commit the offsets past it, all in one transaction."""
+        group = replayer_group(self._settings)
+        counts: Counter[tuple[str, str]] = Counter()
+        offsets: dict[TopicPartition, int] = {}
+        matched = self._matched
+        try:
+            await producer.begin_transaction()
+            try:
+                for tp, record in records:
+                    if self._options.limit is not None and matched >= self._options.limit:
+                        break
+                    planned = self._plan(record)
+                    if planned.outcome == "replay" and not await pace(self._limiter, self._stop):
+                        break  # stopping: commit what was sent so far
+                    if planned.outcome != "replay" and self._stop.is_set():
+                        break
+                    delivery = await producer.send(
+                        planned.topic,
+                        value=planned.value,
+                        key=planned.key,
+                        headers=planned.headers or None,
+                        partition=planned.partition,
+                        timestamp_ms=planned.timestamp_ms,
+                    )
+                    # The commit reports a failed delivery; retrieving it here keeps asyncio
+                    # from logging each one as "never retrieved" when a transaction fails.
+                    delivery.add_done_callback(_retrieve)
+                    offsets[tp] = record.offset + 1
+                    counts[(planned.outcome, planned.error_class)] += 1
+                    if planned.outcome != "skip":
+                        matched += 1
+                if not offsets:
+                    await producer.abort_transaction()
+                    return
+                await producer.send_offsets_to_transaction(offsets, group)
+                await producer.commit_transaction()
+            except BaseException:
+                await _abort_quietly(producer)
+                raise
+        except ProducerFenced:
+            raise ReplayFenced(
+                f"another replayer of group {group} started and took over; this one stopped "
+                f"(its last batch was rolled back; {self.report.read} records were moved by it)"
+            ) from None
+        except KafkaError as exc:
+            raise StreamprocError(
+                f"replay stopped: a transaction failed ({exc.__class__.__name__}); its records "
+                f"were not moved and the next run reads them again ({self.report.read} records "
+                "were moved before)"
+            ) from None
+        self._matched = matched
+        self.report.merge(counts)
+        self.report.transactions += 1
+        log.debug("replay.committed", records=sum(counts.values()), offsets=_offsets(offsets))
+
+    # --- safety during the run --------------------------------------------------------------
+
+    def _unsafe(self) -> str | None:
+        if self._guard is None:
+            return None
+        return refusal_reason(self._guard.status(), self._settings.credits_per_lead)
+
+    async def _still_safe(self, moving: bool) -> bool:
+        """False (and the run stops) when replaying became unsafe; ``--follow`` waits instead."""
+        if not moving:
+            return True
+        reason = self._unsafe()
+        if reason is None:
+            return True
+        if not self._options.follow:
+            self.report.refusal = reason
+            self.report.stop_reason = "unsafe"
+            log.warning("replay.unsafe", reason=reason)
+            return False
+        self._progress.note(f"paused: {reason}")
+        log.warning("replay.paused", reason=reason)
+        while reason is not None and not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=_PAUSE_POLL_S)
+            reason = self._unsafe()
+        if reason is None:
+            self._progress.note("resumed")
+            log.info("replay.resumed")
+        return True
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    """The topic's partitions; a topic created a moment ago may need a few metadata rounds."""
+    for _ in range(20):
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        await asyncio.sleep(0.25)
+    return []
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _offsets(offsets: dict[TopicPartition, int]) -> dict[int, int]:
+    return {tp.partition: offset for tp, offset in offsets.items()}
+
+
+async def _abort_quietly(producer: AIOKafkaProducer) -> None:
+    # Politeness only: the next replayer's producer aborts whatever this one left open.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.abort_transaction(), timeout=5)
+
+
+async def _stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception as exc:
+        log.debug("kafka.client_stop_failed", error=repr(exc))

@@ -1,0 +1,131 @@
+"""deploy/: Prometheus config, alert rules and the Grafana dashboard parse and use real metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped, unused-ignore]
+
+from streamproc.ops.metrics import METRIC_NAMES
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+#: A histogram is exposed as these series (the name itself is not a series).
+_HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
+_METRIC = re.compile(r"\bstreamproc_[a-z_]+")
+
+
+def load_yaml(relative: str) -> Any:
+    return yaml.safe_load((DEPLOY / relative).read_text())
+
+
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        (DEPLOY / "grafana" / "dashboards" / "streamproc.json").read_text()
+    )
+    return data
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml("alerts.yml")["groups"] for rule in group["rules"]]
+
+
+def dashboard_exprs() -> list[str]:
+    exprs = [t["expr"] for p in dashboard()["panels"] for t in p.get("targets", [])]
+    exprs += [v["definition"] for v in dashboard()["templating"]["list"]]
+    return exprs
+
+
+def known(name: str) -> bool:
+    if name in METRIC_NAMES:
+        return True
+    return any(
+        name.endswith(s) and name.removesuffix(s) in METRIC_NAMES for s in _HISTOGRAM_SUFFIXES
+    )
+
+
+def test_prometheus_scrapes_both_processors_and_loads_the_rules() -> None:
+    """prometheus.yml scrapes processor-1 and processor-2 on 8080 and loads alerts.yml."""
+    config = load_yaml("prometheus.yml")
+    (job,) = config["scrape_configs"]
+    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    assert job["job_name"] == "streamproc"
+    assert targets == ["processor-1:8080", "processor-2:8080"]
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+
+
+def test_every_alert_is_complete() -> None:
+    """Each rule has a name, an expression, a severity and a summary."""
+    rules = alert_rules()
+    assert rules
+    for rule in rules:
+        assert rule["alert"].startswith("Streamproc"), rule
+        assert rule["expr"].strip()
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"]
+
+
+@pytest.mark.parametrize(
+    ("alert", "metric"),
+    [
+        ("StreamprocCreditBurnRateHigh", "streamproc_credits_spent_total"),
+        ("StreamprocBreakerOpen", "streamproc_breaker_state"),
+        ("StreamprocDlqRateHigh", "streamproc_leads_out_total"),
+        ("StreamprocConsumerLagHigh", "streamproc_consumer_lag_records"),
+    ],
+)
+def test_the_required_alerts_exist(alert: str, metric: str) -> None:
+    """Credit burn, breaker open, DLQ rate and lag each have an alert on the right metric."""
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+    assert metric in rules[alert]["expr"]
+
+
+def test_alerts_and_dashboard_use_only_exposed_metrics() -> None:
+    """Every streamproc_* name in a rule or a panel is one metrics.py exposes."""
+    exprs = [rule["expr"] for rule in alert_rules()] + dashboard_exprs()
+    used = {name for expr in exprs for name in _METRIC.findall(expr)}
+    assert used, "no metric referenced at all"
+    assert sorted(name for name in used if not known(name)) == []
+
+
+def test_dashboard_is_well_formed_and_uses_the_provisioned_datasource() -> None:
+    """Unique panel ids, a grid position each, and the datasource uid provisioning creates."""
+    board = dashboard()
+    (datasource,) = load_yaml("grafana/provisioning/datasources/prometheus.yml")["datasources"]
+    ids = [p["id"] for p in board["panels"]]
+    assert board["uid"] == "streamproc"
+    assert len(ids) == len(set(ids))
+    for panel in board["panels"]:
+        assert {"h", "w", "x", "y"} <= set(panel["gridPos"])
+        assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+        for target in panel.get("targets", []):
+            assert target["datasource"]["uid"] == datasource["uid"]
+
+
+def test_dashboard_provider_points_where_dashboards_are_mounted() -> None:
+    """The dashboards provider reads the folder the compose stack mounts the JSON into."""
+    (provider,) = load_yaml("grafana/provisioning/dashboards/streamproc.yml")["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+PROMTOOL = os.environ.get("PROMTOOL") or shutil.which("promtool")
+
+
+@pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool not on PATH (set PROMTOOL=/path/to/promtool)"
+)
+def test_promtool_accepts_the_rules_and_their_unit_tests() -> None:
+    """promtool checks alerts.yml and runs deploy/alerts_test.yml (alerts fire when they should)."""
+    assert PROMTOOL is not None
+    for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+        done = subprocess.run(
+            [PROMTOOL, *args], cwd=DEPLOY, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
