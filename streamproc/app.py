@@ -1,18 +1,24 @@
-"""The running process: wires settings, provider, guard, handler and processor together."""
+"""The running process: wires settings, provider, guard, handler, processor and ops together."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sys
 from typing import Any
 
 from streamproc import __version__
 from streamproc.logs import get_logger
+from streamproc.ops.http import OpsServer
+from streamproc.ops.metrics import Metrics
+from streamproc.ops.preflight import check_kafka
+from streamproc.ops.readiness import ReadinessCheck
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.processor import Processor
 from streamproc.provider.client import ProviderClient
+from streamproc.resilience.breaker import Transition
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
 
@@ -20,20 +26,48 @@ __all__ = ["App"]
 
 log = get_logger(__name__)
 
+#: How often consumer lag is read for /metrics (one ListOffsets request per interval).
+_LAG_INTERVAL_S = 5.0
+
 
 class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.provider = ProviderClient(settings)
-        self.guard = ResilienceGuard(settings)
+        self.metrics = Metrics()
+        self.provider = ProviderClient(settings, on_attempt=self.metrics.provider_attempt)
+        self.guard = ResilienceGuard(settings, on_transition=self._breaker_changed)
         self.state = StateStore(settings, self.guard.on_state)
         self.guard.attach(self.state)
         self.handler = LeadHandler(
             settings, self.provider, self.guard, processor_version=__version__
         )
         self.processor = Processor(settings, self.handler)
+        self.readiness = ReadinessCheck(
+            state_restored=self.state.restored.is_set,
+            partitions_assigned=self.processor.assigned.is_set,
+            breaker_state=lambda: str(self.guard.status()["breaker"]["state"]),
+            cooldown_s=settings.breaker_cooldown_s,
+        )
+        self.metrics.on_scrape(lambda: self.metrics.observe_processor(self.processor.stats))
+        self.metrics.on_scrape(lambda: self.metrics.observe_status(self.guard.status()))
+        self.ops = OpsServer(
+            settings.http_host, settings.http_port, self.metrics, self.status, self.readiness
+        )
         self._stop = asyncio.Event()
         self._abort = False
+
+    def _breaker_changed(self, transition: Transition) -> None:
+        self.metrics.breaker_transition(transition.from_state.value, transition.to_state.value)
+        self.readiness.breaker_changed(transition.to_state.value)
+
+    def status(self) -> dict[str, Any]:
+        """The /status document: breaker, budget, health, cache and processing counters."""
+        return {
+            **self.guard.status(),
+            "processor": dataclasses.asdict(self.processor.stats),
+            "group_id": self.settings.group_id,
+            "version": __version__,
+        }
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -47,8 +81,20 @@ class App:
 
     async def run(self, *, stop_when_idle_s: float | None = None) -> None:
         settings = self.settings
-        await self.provider.start()
+        # /healthz answers from the start; /readyz says why it is not ready yet.
+        await self.ops.start()
         try:
+            await check_kafka(
+                settings,
+                settings.kafka_connect_timeout_s,
+                topics=[
+                    settings.topic_raw,
+                    settings.topic_enriched,
+                    settings.topic_dlq,
+                    settings.topic_state,
+                ],
+            )
+            await self.provider.start()
             # Breaker, budget and cache are restored before the first lead is fetched.
             await self.state.start()
             await self.processor.start()
@@ -58,18 +104,21 @@ class App:
                 topic=settings.topic_raw,
                 provider=str(settings.provider_url),
                 max_in_flight=settings.max_in_flight,
+                http_port=self.ops.port,
             )
             watchers: list[asyncio.Future[Any]] = [
-                asyncio.ensure_future(self.processor.run_until_stopped())
+                asyncio.ensure_future(self.processor.run_until_stopped()),
+                asyncio.ensure_future(self._stop.wait()),
+                asyncio.ensure_future(self._report_lag()),
             ]
             if stop_when_idle_s is not None:
                 watchers.append(asyncio.ensure_future(self._stop_when_idle(stop_when_idle_s)))
-            watchers.append(asyncio.ensure_future(self._stop.wait()))
             try:
                 done, _ = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for w in watchers:
                     w.cancel()
+                await asyncio.gather(*watchers, return_exceptions=True)
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
@@ -78,6 +127,15 @@ class App:
             await self.guard.flush()
             await self.state.stop()
             await self.provider.close()
+            await self.ops.stop()
+
+    async def _report_lag(self) -> None:
+        while True:
+            await asyncio.sleep(_LAG_INTERVAL_S)
+            try:
+                self.metrics.set_lags(self.settings.topic_raw, await self.processor.lags())
+            except Exception as exc:  # lag is best effort; never stop the line for it
+                log.debug("lag.unavailable", error=repr(exc))
 
     async def _stop_when_idle(self, idle_s: float) -> None:
         stats = self.processor.stats

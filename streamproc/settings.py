@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     sasl_mechanism: SaslMechanism = SaslMechanism.PLAIN
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    #: How long start-up waits for Kafka to answer before failing with a clear message.
+    kafka_connect_timeout_s: float = Field(10.0, gt=0, le=600)
     #: Kafka's transaction timeout; a batch not committed by then is aborted by the broker.
     transaction_timeout_ms: int = Field(60_000, ge=1_000, le=900_000)
 

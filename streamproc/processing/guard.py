@@ -100,9 +100,11 @@ class ResilienceGuard:
         *,
         clock: Callable[[], float] = time.time,
         owner: str | None = None,
+        on_transition: Callable[[Transition], None] | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
+        self._transition_hook = on_transition
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._store: StateStore | None = None
         self.breaker = CircuitBreaker(
@@ -154,6 +156,8 @@ class ResilienceGuard:
 
     def _on_transition(self, transition: Transition) -> None:
         self.transitions.append(transition)
+        if self._transition_hook is not None:
+            self._transition_hook(transition)
         self._breaker_changed_at = transition.at
         level = log.warning if transition.to_state is BreakerState.OPEN else log.info
         level(
@@ -247,10 +251,10 @@ class ResilienceGuard:
             day = budget_day(now, s.budget_timezone)
             resets = next_reset(now, s.budget_timezone)
             if s.on_budget_exhausted is BudgetPolicy.DLQ:
-                spent = self.ledger.spent(day)
+                spent, reserved = self.ledger.spent(day), self.ledger.outstanding(day)
                 raise BudgetExhausted(
-                    f"daily budget spent ({spent}/{s.budget_daily_credits} credits on {day}); "
-                    f"resets at {_iso(resets)}"
+                    f"daily budget used up ({spent} spent + {reserved} reserved of "
+                    f"{s.budget_daily_credits} credits on {day}); resets at {_iso(resets)}"
                 )
             await self._hold(resets)
 

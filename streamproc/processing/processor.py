@@ -164,6 +164,22 @@ class Processor:
         self._consumer = None
         log.info("processor.stopped", **_summary(self.stats))
 
+    async def lags(self) -> dict[int, int]:
+        """Records behind, per assigned partition: last stable offset minus committed offset.
+
+        ``end_offsets`` rather than the fetcher's high-water mark, which goes stale exactly
+        when a partition is paused (the breaker holding).
+        """
+        if self._consumer is None or not self._lanes:
+            return {}
+        lanes = dict(self._lanes)
+        ends = await self._consumer.end_offsets(list(lanes))
+        return {
+            tp.partition: max(ends[tp] - lane.committed_offset, 0)
+            for tp, lane in lanes.items()
+            if tp in ends
+        }
+
     # --- fetching -------------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
