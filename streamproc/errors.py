@@ -15,7 +15,9 @@ Hierarchy::
     │   ├── BreakerOpen                  the breaker refused the call
     │   ├── BudgetExhausted              the daily credit budget refused the call
     │   └── InternalError                a bug or an unexpected failure of ours
-    └── KafkaSetupError                  the broker is unreachable or refuses us
+    ├── KafkaSetupError                  the broker is unreachable or refuses us
+    ├── ReplayRefused                    replaying now is unsafe (breaker open, budget spent)
+    └── ReplayFenced                     another replayer of the group took over
 
 Routing reads ``exc.error_class`` and ``exc.retriable`` (class attributes, as in aiokafka's
 errors), never a chain of ``isinstance``. Third-party exceptions are translated where they
@@ -42,6 +44,8 @@ __all__ = [
     "ProviderRejected",
     "ProviderTimeout",
     "RateLimited",
+    "ReplayFenced",
+    "ReplayRefused",
     "StreamprocError",
 ]
 
@@ -69,6 +73,14 @@ class ConfigError(StreamprocError):
 
 class KafkaSetupError(StreamprocError):
     """The broker cannot be reached, refuses our credentials, or lacks a topic."""
+
+
+class ReplayRefused(StreamprocError):
+    """The safety check refused to start (or continue) a replay; ``--force`` overrides it."""
+
+
+class ReplayFenced(StreamprocError):
+    """Another replayer of the same group started and took over this one's partitions."""
 
 
 class LeadError(StreamprocError):

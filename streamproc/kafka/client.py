@@ -8,6 +8,7 @@ makes it re-read the same record forever.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -18,7 +19,13 @@ from aiokafka.helpers import create_ssl_context
 from streamproc.errors import ConfigError
 from streamproc.settings import SecurityProtocol, Settings
 
-__all__ = ["admin_client", "connection_kwargs", "consumer", "transactional_producer"]
+__all__ = [
+    "admin_client",
+    "connection_kwargs",
+    "consumer",
+    "partitions_of",
+    "transactional_producer",
+]
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -87,3 +94,18 @@ def transactional_producer(settings: Settings, transactional_id: str) -> AIOKafk
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**connection_kwargs(settings))
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    """A topic's partitions, sorted; empty when it does not exist.
+
+    A topic created a moment ago may need a few metadata rounds. ``consumer.topics()``
+    returns a fresh cluster view but does not keep it, so the client is asked directly.
+    """
+    for _ in range(20):
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions: set[int] | None = cluster.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        await asyncio.sleep(0.25)
+    return []

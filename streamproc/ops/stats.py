@@ -27,9 +27,10 @@ from aiokafka.errors import KafkaConnectionError
 
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import consumer as make_consumer
+from streamproc.kafka.client import partitions_of
 from streamproc.replay.decision import decide
 from streamproc.replay.interop import DlqView, view_dlq_record
-from streamproc.replay.replayer import partitions_of, replayer_group
+from streamproc.replay.replayer import replayer_group
 from streamproc.settings import Settings
 
 __all__ = ["DlqStats", "collect_dlq_stats", "dlq_stats", "print_stats"]

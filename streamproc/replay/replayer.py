@@ -57,11 +57,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError, ProducerFenced
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaConnectionError,
+    KafkaError,
+    ProducerFenced,
+)
 
-from streamproc.errors import KafkaSetupError, StreamprocError
+from streamproc.errors import KafkaSetupError, ReplayFenced, ReplayRefused, StreamprocError
 from streamproc.kafka.client import consumer as make_consumer
-from streamproc.kafka.client import transactional_producer
+from streamproc.kafka.client import partitions_of, transactional_producer
 from streamproc.logs import get_logger
 from streamproc.ops.state_show import watch_state
 from streamproc.processing.guard import ResilienceGuard
@@ -70,7 +75,7 @@ from streamproc.replay.filters import ReplayFilter
 from streamproc.replay.progress import NullProgress, ProgressSink
 from streamproc.replay.rate import RateLimiter, pace
 from streamproc.replay.report import ReplayReport
-from streamproc.replay.safety import ReplayRefused, budget_warning, refusal_reason
+from streamproc.replay.safety import budget_warning, refusal_reason
 from streamproc.settings import Settings
 
 __all__ = [
@@ -91,10 +96,6 @@ MAX_BATCH = 200
 _RATED_BATCH_S = 1.0
 #: How often a paused ``--follow`` run looks at the state again.
 _PAUSE_POLL_S = 1.0
-
-
-class ReplayFenced(StreamprocError):
-    """Another replayer of the same group started and took over this one's partitions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,16 +379,16 @@ class Replayer:
             except BaseException:
                 await _abort_quietly(producer)
                 raise
-        except ProducerFenced:
+        except KafkaError as exc:
+            if not _fenced(exc, producer):
+                raise StreamprocError(
+                    f"replay stopped: a transaction failed ({exc.__class__.__name__}); its "
+                    "records were not moved and the next run reads them again "
+                    f"({self.report.read} records were moved before)"
+                ) from None
             raise ReplayFenced(
                 f"another replayer of group {group} started and took over; this one stopped "
                 f"(its last batch was rolled back; {self.report.read} records were moved by it)"
-            ) from None
-        except KafkaError as exc:
-            raise StreamprocError(
-                f"replay stopped: a transaction failed ({exc.__class__.__name__}); its records "
-                f"were not moved and the next run reads them again ({self.report.read} records "
-                "were moved before)"
             ) from None
         self._matched = matched
         self.report.merge(counts)
@@ -425,20 +426,6 @@ class Replayer:
         return True
 
 
-async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    """The topic's partitions; a topic created a moment ago may need a few metadata rounds."""
-    for _ in range(20):
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return sorted(partitions)
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return sorted(partitions)
-        await asyncio.sleep(0.25)
-    return []
-
-
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
@@ -446,6 +433,18 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 
 def _offsets(offsets: dict[TopicPartition, int]) -> dict[int, int]:
     return {tp.partition: offset for tp, offset in offsets.items()}
+
+
+def _fenced(exc: KafkaError, producer: AIOKafkaProducer) -> bool:
+    """Whether a failure means a newer producer of our transactional id took over.
+
+    The fence surfaces as ``ProducerFenced`` or ``InvalidProducerEpoch`` depending on which
+    request met it first; either way aiokafka's transaction manager is then in a fatal state.
+    """
+    if isinstance(exc, ProducerFenced | InvalidProducerEpoch):
+        return True
+    manager = getattr(producer, "_txn_manager", None)
+    return bool(manager is not None and manager.is_fatal_error())
 
 
 async def _abort_quietly(producer: AIOKafkaProducer) -> None:

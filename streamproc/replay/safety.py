@@ -14,13 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamproc.errors import StreamprocError
+from streamproc.errors import ReplayRefused
 
 __all__ = ["ReplayRefused", "budget_warning", "refusal_reason"]
-
-
-class ReplayRefused(StreamprocError):
-    """The safety check refused to start (or continue) a replay; ``--force`` overrides it."""
 
 
 def refusal_reason(status: dict[str, Any], credits_per_lead: int) -> str | None:

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streamproc.errors import KafkaSetupError
-from streamproc.kafka.client import connection_kwargs
+from streamproc.kafka.client import connection_kwargs, partitions_of
 from streamproc.kafka.client import consumer as make_consumer
 from streamproc.logs import get_logger
 from streamproc.processing.outcome import OutRecord
@@ -80,7 +80,7 @@ class StateStore:
                 f"cannot reach Kafka at {s.bootstrap_servers}: {exc}; "
                 "is the broker up (scripts/kafka-local start)?"
             ) from None
-        partitions = await _partitions_of(self._consumer, s.topic_state)
+        partitions = await partitions_of(self._consumer, s.topic_state)
         if not partitions:
             await self.stop()
             raise KafkaSetupError(
@@ -194,15 +194,3 @@ async def _stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
             raise
     except Exception as exc:
         log.debug("kafka.client_stop_failed", error=repr(exc))
-
-
-async def _partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    """The topic's partitions; a topic created a moment ago may need a few metadata rounds."""
-    for _ in range(20):
-        # consumer.topics() returns a fresh cluster view but does not keep it; ask the client.
-        cluster = await consumer._client.fetch_all_metadata()
-        partitions: set[int] | None = cluster.partitions_for_topic(topic)
-        if partitions:
-            return partitions
-        await asyncio.sleep(0.25)
-    return set()

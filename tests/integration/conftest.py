@@ -13,7 +13,7 @@ import os
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ def configure(settings: Settings, **changes: Any) -> Settings:
 
 
 @pytest.fixture
-async def topics(kafka_bootstrap: str) -> AsyncIterator[Settings]:
+async def topics(kafka_bootstrap: str) -> Settings:
     """Settings naming fresh topics (3 partitions each) and a fresh group on the broker."""
     run = uuid.uuid4().hex[:10]
     settings = Settings(
