@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import sys
+import time
 from typing import Any
 
 from streamproc import __version__
@@ -41,7 +42,11 @@ class App:
         self.handler = LeadHandler(
             settings, self.provider, self.guard, processor_version=__version__
         )
-        self.processor = Processor(settings, self.handler)
+        self.processor = Processor(
+            settings,
+            self.handler,
+            log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
+        )
         self.readiness = ReadinessCheck(
             state_restored=self.state.restored.is_set,
             partitions_assigned=self.processor.assigned.is_set,

@@ -65,10 +65,12 @@ class Processor:
         handler: LeadHandler,
         *,
         on_commit: Callable[[TopicPartition, CommitResult], None] | None = None,
+        log_context: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._settings = settings
         self._handler = handler
         self._on_commit = on_commit
+        self._log_context = log_context or dict
         self._consumer: AIOKafkaConsumer | None = None
         self._lanes: dict[TopicPartition, PartitionLane] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -258,8 +260,23 @@ class Processor:
     def _account(self, result: CommitResult) -> None:
         st = self.stats
         st.transactions += 1
-        for _, outcome in result.outcomes:
+        context = self._log_context()
+        for record, outcome in result.outcomes:
             st.committed += 1
+            # One line per lead: DEBUG when enriched (thousands a second), INFO when
+            # dead-lettered (an operator may want each one).
+            (log.info if outcome.kind == "dlq" else log.debug)(
+                "lead.committed",
+                lead_id=outcome.lead_id,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                attempt=outcome.attempt,
+                outcome=outcome.kind.value,
+                error_class=outcome.error_class,
+                source=outcome.source,
+                **context,
+            )
             if outcome.kind == "enriched":
                 st.enriched += 1
                 src = outcome.source or "provider"
