@@ -11,6 +11,7 @@ the JSON work is there too; only the HTTP call is missing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -42,7 +43,13 @@ class _Pipeline:
 
     async def start(self) -> None:
         await self.consumer.start()
-        partitions = sorted(self.consumer.partitions_for_topic(self.env.topic_in) or ())
+        partitions: list[int] = []
+        for _ in range(100):  # a consumer without a subscription fetches no metadata by itself
+            partitions = sorted(self.consumer.partitions_for_topic(self.env.topic_in) or ())
+            if partitions:
+                break
+            await self.consumer._client.force_metadata_update()
+            await asyncio.sleep(0.1)
         tps = [TopicPartition(self.env.topic_in, p) for p in partitions]
         self.consumer.assign(tps)
         for tp in tps:
@@ -71,10 +78,8 @@ class _Pipeline:
             room = self.env.max_in_flight - self.in_window
             if room <= 0:
                 self.freed.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.freed.wait(), 1.0)
-                except TimeoutError:
-                    pass
                 continue
             batch = await self.consumer.getmany(timeout_ms=100, max_records=room)
             for tp, records in batch.items():
