@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from streamproc import __version__
+from streamproc.clay import ClayService
 from streamproc.logs import get_logger
 from streamproc.ops.http import OpsServer
 from streamproc.ops.metrics import Metrics
@@ -20,7 +21,7 @@ from streamproc.processing.handler import LeadHandler
 from streamproc.processing.processor import Processor
 from streamproc.provider.client import ProviderClient
 from streamproc.resilience.breaker import Transition
-from streamproc.settings import Settings
+from streamproc.settings import ProviderMode, Settings
 from streamproc.state.store import StateStore
 
 __all__ = ["App"]
@@ -35,12 +36,21 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.provider = ProviderClient(settings, on_attempt=self.metrics.provider_attempt)
         self.guard = ResilienceGuard(settings, on_transition=self._breaker_changed)
-        self.state = StateStore(settings, self.guard.on_state)
+        self.state = StateStore(settings, self._on_state)
         self.guard.attach(self.state)
+        # Clay mode: leads are submitted to Clay's webhook and finished by its callback
+        # (streamproc.clay); there is no synchronous provider to call.
+        self.provider: ProviderClient | None = None
+        self.clay: ClayService | None = None
+        if settings.provider_mode is ProviderMode.CLAY:
+            self.clay = ClayService(
+                settings, self.guard, self.state, self.metrics, processor_version=__version__
+            )
+        else:
+            self.provider = ProviderClient(settings, on_attempt=self.metrics.provider_attempt)
         self.handler = LeadHandler(
-            settings, self.provider, self.guard, processor_version=__version__
+            settings, self.provider, self.guard, processor_version=__version__, deferred=self.clay
         )
         self.processor = Processor(
             settings,
@@ -58,8 +68,18 @@ class App:
         self.ops = OpsServer(
             settings.http_host, settings.http_port, self.metrics, self.status, self.readiness
         )
+        if self.clay is not None:
+            # Clay's callbacks come to the ops server's port (before start: routes freeze).
+            self.ops.app.router.add_post(settings.clay_callback_path, self.clay.receiver.handle)
         self._stop = asyncio.Event()
         self._abort = False
+
+    def _on_state(
+        self, key: str, value: dict[str, Any] | None, partition: int, offset: int
+    ) -> None:
+        self.guard.on_state(key, value, partition, offset)
+        if self.clay is not None and key.startswith("clay/"):
+            self.clay.on_state(key, value, partition, offset)
 
     def _breaker_changed(self, transition: Transition) -> None:
         self.metrics.breaker_transition(transition.from_state.value, transition.to_state.value)
@@ -67,8 +87,10 @@ class App:
 
     def status(self) -> dict[str, Any]:
         """The /status document: breaker, budget, health, cache and processing counters."""
+        extra = {} if self.clay is None else {"clay": self.clay.status()}
         return {
             **self.guard.status(),
+            **extra,
             "processor": dataclasses.asdict(self.processor.stats),
             "group_id": self.settings.group_id,
             "version": __version__,
@@ -99,15 +121,21 @@ class App:
                     settings.topic_state,
                 ],
             )
-            await self.provider.start()
+            if self.provider is not None:
+                await self.provider.start()
             # Breaker, budget and cache are restored before the first lead is fetched.
             await self.state.start()
+            if self.clay is not None:
+                # After the restore: pending leads, deadlines and webhook counts are complete.
+                await self.clay.start()
             await self.processor.start()
             log.info(
                 "processor.started",
                 group_id=settings.group_id,
                 topic=settings.topic_raw,
-                provider=str(settings.provider_url),
+                provider=settings.provider_mode.value
+                if self.clay is not None
+                else str(settings.provider_url),
                 max_in_flight=settings.max_in_flight,
                 http_port=self.ops.port,
             )
@@ -129,9 +157,14 @@ class App:
                     raise task.exception()  # type: ignore[misc]
         finally:
             await self.processor.stop(grace_s=0 if self._abort else None)
+            if self.clay is not None:
+                # Callbacks arriving from now on are answered 503; Clay's retry, or the
+                # next start's sweep, takes care of them.
+                await self.clay.stop()
             await self.guard.flush()
             await self.state.stop()
-            await self.provider.close()
+            if self.provider is not None:
+                await self.provider.close()
             await self.ops.stop()
 
     async def _report_lag(self) -> None:
@@ -149,7 +182,9 @@ class App:
         while True:
             await asyncio.sleep(0.2)
             now = asyncio.get_running_loop().time()
-            if stats.consumed != last or stats.in_flight > 0:
+            # In Clay mode a lead is only done once its callback or its deadline came.
+            pending = len(self.clay.registry) if self.clay is not None else 0
+            if stats.consumed != last or stats.in_flight > 0 or pending > 0:
                 last, quiet_since = stats.consumed, now
             elif now - quiet_since >= idle_s:
                 log.info("processor.idle", idle_s=idle_s)
@@ -165,5 +200,14 @@ class App:
             + "  ".join(f"{k}={v}" for k, v in sorted(st.by_error_class.items())),
             f"  credits charged: {st.credits}",
         ]
+        if self.clay is not None:
+            counts = self.clay.counts
+            lines.append(
+                f"  clay: {counts['submitted']} submitted, "
+                f"{counts['callback_enriched']} enriched, "
+                f"{counts['callback_error_row']} error rows, {counts['timed_out']} timed out, "
+                f"{counts['callback_duplicate']} duplicate callbacks, "
+                f"{counts['callback_unauthorized']} refused, {len(self.clay.registry)} pending"
+            )
         with contextlib.suppress(Exception):
             print("\n".join(lines), file=sys.stdout, flush=True)

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from streamproc import __version__
 from streamproc.errors import ConfigError, KafkaSetupError, StreamprocError
 from streamproc.logs import configure_logging, get_logger
-from streamproc.settings import Settings, load_settings
+from streamproc.settings import ProviderMode, Settings, load_settings
 
 __all__ = ["main"]
 
@@ -107,6 +107,22 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     mock.add_argument("--api-key", default=None, help="require this Bearer key (401 otherwise)")
     mock.add_argument("--seed", type=int, default=None)
+    clay = mock.add_argument_group(
+        "clay mode (--mode clay: webhooks at /webhook/<name>, callbacks to --callback-url; "
+        "--error-rate is then the share of error rows, --rate-limit-rate of 429s)"
+    )
+    clay.add_argument("--mode", choices=["sync", "clay"], default="sync")
+    clay.add_argument("--callback-url", default=None, help="streamproc's callback receiver")
+    clay.add_argument("--callback-secret", default=None, help="shared secret of the callbacks")
+    clay.add_argument("--callback-auth", choices=["header", "hmac"], default="header")
+    clay.add_argument("--callback-auth-header", default="X-Streamproc-Callback-Auth")
+    clay.add_argument("--webhook-token", default=None, help="require this x-clay-webhook-auth")
+    clay.add_argument("--duplicate-rate", type=float, default=0.0, help="rows called back twice")
+    clay.add_argument("--missing-rate", type=float, default=0.0, help="rows never called back")
+    clay.add_argument("--min-delay-ms", type=float, default=200.0)
+    clay.add_argument("--max-delay-ms", type=float, default=2_000.0)
+    clay.add_argument("--webhook-row-limit", type=int, default=50_000)
+    clay.add_argument("--callback-retries", type=int, default=3)
 
     produce = sub.add_parser(
         "produce-sample", help="produce sample leads to leads.raw (demos, benchmarks)"
@@ -214,8 +230,43 @@ def _config_show(settings: Settings, as_json: bool) -> int:
     return 0
 
 
+def _clay_simulator(args: argparse.Namespace) -> int:
+    from streamproc.provider.clay_mock import ClaySimulatorConfig, run_clay_simulator
+    from streamproc.settings import CallbackAuth
+
+    if not args.callback_url:
+        raise ConfigError("--mode clay needs --callback-url (streamproc's callback receiver)")
+    try:
+        config = ClaySimulatorConfig(
+            callback_url=args.callback_url,
+            host=args.host,
+            port=args.port,
+            callback_secret=args.callback_secret,
+            callback_auth=CallbackAuth(args.callback_auth),
+            callback_auth_header=args.callback_auth_header,
+            webhook_token=args.webhook_token,
+            min_delay_ms=args.min_delay_ms,
+            max_delay_ms=args.max_delay_ms,
+            duplicate_rate=args.duplicate_rate,
+            missing_rate=args.missing_rate,
+            error_rate=args.error_rate,
+            rate_limit_rate=args.rate_limit_rate,
+            webhook_row_limit=args.webhook_row_limit,
+            credits_per_row=args.credits_per_call,
+            callback_retries=args.callback_retries,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"mock-provider --mode clay: {exc}") from None
+    run_clay_simulator(config)
+    return 0
+
+
 def _mock_provider(args: argparse.Namespace) -> int:
     from streamproc.provider.mock import MockProviderConfig, run_mock_provider
+
+    if args.mode == "clay":
+        return _clay_simulator(args)
 
     outages: list[tuple[float, float]] = []
     for spec in args.outage:
@@ -269,7 +320,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     runner: Callable[[], Coroutine[Any, Any, int]]
     if args.command == "run":
-        settings.require_provider()
+        if settings.provider_mode is ProviderMode.SYNC:
+            settings.require_provider()
 
         def runner() -> Coroutine[Any, Any, int]:
             return _run(settings, args.stop_when_idle_s)

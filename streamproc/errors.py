@@ -91,9 +91,12 @@ class LeadError(StreamprocError):
     #: Whether this failure is evidence that the provider is unhealthy.
     counts_against_breaker: ClassVar[bool] = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, maybe_charged: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        #: The request may have reached the provider and been billed although no answer
+        #: came back (a timeout, a connection lost after sending): the budget counts it.
+        self.maybe_charged = maybe_charged
 
 
 class InvalidPayload(LeadError):
@@ -129,7 +132,7 @@ class RateLimited(LeadError):
     retriable = True
 
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, maybe_charged=False)
         self.retry_after_s = retry_after_s
 
 

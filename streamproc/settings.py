@@ -6,10 +6,11 @@ A bad value is reported as one line naming the setting (see :func:`load_settings
 
 from __future__ import annotations
 
+import json
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
@@ -19,11 +20,19 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streamproc.errors import ConfigError
 
-__all__ = ["BreakerPolicy", "BudgetPolicy", "SecurityProtocol", "Settings", "load_settings"]
+__all__ = [
+    "BreakerPolicy",
+    "BudgetPolicy",
+    "CallbackAuth",
+    "ProviderMode",
+    "SecurityProtocol",
+    "Settings",
+    "load_settings",
+]
 
 
 class BreakerPolicy(StrEnum):
@@ -34,6 +43,22 @@ class BreakerPolicy(StrEnum):
 class BudgetPolicy(StrEnum):
     DLQ = "dlq"
     HOLD = "hold"
+
+
+class ProviderMode(StrEnum):
+    """``sync``: request/response provider (``provider_url``); ``clay``: Clay's webhook +
+    callback protocol (``clay_*`` settings, :mod:`streamproc.clay`)."""
+
+    SYNC = "sync"
+    CLAY = "clay"
+
+
+class CallbackAuth(StrEnum):
+    """How a Clay callback proves it is Clay's: the shared secret itself in a header, or
+    an HMAC-SHA256 of the raw body keyed with it (the secret never travels)."""
+
+    HEADER = "header"
+    HMAC = "hmac"
 
 
 class SecurityProtocol(StrEnum):
@@ -86,11 +111,54 @@ class Settings(BaseSettings):
     #: Header that carries the API key; ``Authorization`` gets a ``Bearer`` prefix.
     provider_auth_header: str = "Authorization"
     provider_timeout_s: float = Field(10.0, gt=0, le=600)
+    #: ``aiohttp`` (httpx-aiohttp's transport under httpx; the faster, see bench/) or
+    #: ``httpx`` (httpx's own transport).
+    provider_http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
     provider_max_retries: int = Field(3, ge=0, le=20)
     #: First backoff step; doubles per retry, with full jitter, capped at the max.
     provider_backoff_base_s: float = Field(0.2, ge=0, le=60)
     provider_backoff_max_s: float = Field(10.0, ge=0, le=600)
     credits_per_lead: int = Field(6, ge=0, le=1_000_000)
+    provider_mode: ProviderMode = ProviderMode.SYNC
+
+    # --- Clay mode (provider_mode = clay; see streamproc.clay) -----------------------------
+    #: Clay table webhooks, used in order; comma-separated in env and flags. The submitter
+    #: moves to the next one before the current one reaches ``clay_webhook_row_limit``.
+    clay_webhook_urls: Annotated[tuple[AnyHttpUrl, ...], NoDecode] = ()
+    #: Sent as ``x-clay-webhook-auth`` on every webhook row.
+    clay_webhook_auth_token: SecretStr | None = None
+    #: Rows Clay accepts per webhook in its lifetime.
+    clay_webhook_row_limit: int = Field(50_000, ge=1)
+    #: A webhook is left this many rows before its limit: other instances' submissions in
+    #: flight are not in our counts yet, and a crash may lose the last count update.
+    clay_webhook_headroom_rows: int = Field(100, ge=0)
+    #: Share of the last webhook's rows after which the capacity alert fires.
+    clay_webhook_alert_ratio: float = Field(0.9, gt=0, le=1)
+    #: Clay's documented pace: 10 rows/s sustained, bursts of 20.
+    clay_rate_per_s: float = Field(10.0, gt=0, le=100_000)
+    clay_burst: int = Field(20, ge=1, le=100_000)
+    #: Leads between their webhook turn and their submission at once, in arrival order: a
+    #: submitted lead's pending record commits within about this / clay_rate_per_s seconds.
+    clay_submit_concurrency: int = Field(20, ge=1, le=10_000)
+    #: How long a submitted lead waits for its callback before it is a provider_timeout.
+    clay_deadline_s: float = Field(900.0, gt=0)
+    clay_callback_path: str = "/clay/callback"
+    #: ``header`` (the default) is what a Clay HTTP API column can send: a static header.
+    #: ``hmac`` needs a signer in between (a proxy, or a Clay function) and never puts the
+    #: secret on the wire.
+    clay_callback_auth: CallbackAuth = CallbackAuth.HEADER
+    clay_callback_secret: SecretStr | None = None
+    #: Header with the secret (``header``) or the body's ``sha256=<hex>`` HMAC (``hmac``).
+    clay_callback_auth_header: str = "X-Streamproc-Callback-Auth"
+    #: Callbacks larger than this are refused with 413 before they are parsed.
+    clay_callback_max_bytes: int = Field(262_144, ge=1_024, le=16_777_216)
+    #: A callback may beat the commit of its lead's pending record (Clay can be fast):
+    #: it waits this long for the lead to appear before it is answered 404.
+    clay_callback_wait_s: float = Field(10.0, ge=0, le=300)
+    #: A pending lead submitted by another (possibly dead) instance is swept this long after
+    #: its deadline; the submitter's own sweep comes first and nobody races it.
+    clay_orphan_grace_s: float = Field(60.0, ge=0)
+    clay_sweep_interval_s: float = Field(1.0, gt=0, le=60)
 
     # --- resilience ----------------------------------------------------------------------
     budget_daily_credits: int = Field(500, ge=0)
@@ -104,6 +172,9 @@ class Settings(BaseSettings):
     on_budget_exhausted: BudgetPolicy = BudgetPolicy.DLQ
     health_window_s: float = Field(300.0, gt=0)
     cache_ttl_s: float = Field(7 * 24 * 3600.0, ge=0)
+    #: Cache entries kept in memory per process (least recently used go first); at a few
+    #: hundred bytes each, the default stays in the tens of MB.
+    cache_max_entries: int = Field(100_000, ge=0)
     fallback_enabled: bool = False
 
     # --- processing ----------------------------------------------------------------------
@@ -157,6 +228,29 @@ class Settings(BaseSettings):
             raise ValueError(f"cannot read file {value}")
         return value
 
+    @field_validator("clay_webhook_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        """Comma-separated (or a JSON array, as a TOML-minded tool may write it)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return tuple(json.loads(text))
+                except ValueError:
+                    raise ValueError("must be comma-separated URLs or a JSON array") from None
+            return tuple(part for part in text.replace("\n", ",").split(",") if part.strip())
+        return value
+
+    @field_validator("clay_callback_path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/") or value in ("/metrics", "/healthz", "/readyz", "/status"):
+            raise ValueError(
+                "must be an absolute path not used by the ops server, e.g. /clay/callback"
+            )
+        return value
+
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
         if self.provider_backoff_max_s < self.provider_backoff_base_s:
@@ -170,6 +264,21 @@ class Settings(BaseSettings):
                 "security_protocol SASL_* needs STREAMPROC_SASL_USERNAME and "
                 "STREAMPROC_SASL_PASSWORD"
             )
+        if self.provider_mode is ProviderMode.CLAY:
+            if not self.clay_webhook_urls:
+                raise ValueError(
+                    "provider_mode clay needs STREAMPROC_CLAY_WEBHOOK_URLS (comma-separated)"
+                )
+            if len({str(url) for url in self.clay_webhook_urls}) != len(self.clay_webhook_urls):
+                raise ValueError("clay_webhook_urls lists a webhook twice")
+            if (
+                self.clay_callback_secret is None
+                or not self.clay_callback_secret.get_secret_value()
+            ):
+                raise ValueError(
+                    "provider_mode clay needs STREAMPROC_CLAY_CALLBACK_SECRET: the callback "
+                    "receiver never runs unauthenticated"
+                )
         return self
 
     def require_provider(self) -> AnyHttpUrl:

@@ -31,6 +31,9 @@ log = get_logger(__name__)
 StatusFn = Callable[[], Mapping[str, Any]]
 ReadyFn = Callable[[], Readiness]
 
+#: How long stopping waits for requests in progress (see :meth:`OpsServer.start`).
+_SHUTDOWN_TIMEOUT_S = 2.0
+
 
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(
@@ -80,7 +83,15 @@ class OpsServer:
         """Bind and serve. Raises ``OSError`` when the port is taken."""
         if self._runner is not None:
             return
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # aiohttp drops bytes that arrive once shutdown has begun, so a request whose body
+        # was still on its way (a Clay callback) would hang until this timeout: keep it
+        # short (aiohttp's default is 60 s); everything served here answers in milliseconds.
+        runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
+        )
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._requested_port, reuse_address=True)
         try:

@@ -102,7 +102,30 @@ METRIC_NAMES: Final = frozenset(
         "streamproc_consumer_lag_records",
         "streamproc_replay_records_total",
         "streamproc_replay_remaining_records",
+        "streamproc_clay_submissions_total",
+        "streamproc_clay_callbacks_total",
+        "streamproc_clay_pending_leads",
+        "streamproc_clay_webhook_rows",
+        "streamproc_clay_webhook_limit_rows",
+        "streamproc_clay_webhook_rows_remaining",
+        "streamproc_clay_webhook_current",
+        "streamproc_clay_webhook_rotations_total",
+        "streamproc_clay_webhook_capacity_low",
     }
+)
+
+#: ``streamproc_clay_submissions_total`` results (one per webhook HTTP attempt).
+CLAY_SUBMISSION_RESULTS: Final = ("accepted", "rate_limited", "rejected", "error")
+#: ``streamproc_clay_callbacks_total`` results (one per callback request).
+CLAY_CALLBACK_RESULTS: Final = (
+    "enriched",
+    "error_row",
+    "duplicate",
+    "unknown_lead",
+    "unauthorized",
+    "bad_request",
+    "too_large",
+    "unavailable",
 )
 
 
@@ -259,6 +282,54 @@ class Metrics:
             "DLQ records the running replay has still to read.",
             registry=r,
         )
+        self._clay_submissions = Counter(
+            "streamproc_clay_submissions",
+            "Clay webhook HTTP attempts by result (accepted, rate_limited, rejected, error).",
+            ["result"],
+            registry=r,
+        )
+        self._clay_callbacks = Counter(
+            "streamproc_clay_callbacks",
+            "Clay callback requests by result (unauthorized: forged or misconfigured).",
+            ["result"],
+            registry=r,
+        )
+        self._clay_pending = Gauge(
+            "streamproc_clay_pending_leads",
+            "Leads submitted to Clay awaiting their callback (whole group).",
+            registry=r,
+        )
+        self._clay_rows = Gauge(
+            "streamproc_clay_webhook_rows",
+            "Rows counted against each Clay webhook's lifetime limit (whole group).",
+            ["index", "webhook"],
+            registry=r,
+        )
+        self._clay_limit = Gauge(
+            "streamproc_clay_webhook_limit_rows",
+            "Rows a Clay webhook takes in its lifetime.",
+            registry=r,
+        )
+        self._clay_remaining = Gauge(
+            "streamproc_clay_webhook_rows_remaining",
+            "Rows left over all configured Clay webhooks (headroom excluded).",
+            registry=r,
+        )
+        self._clay_current = Gauge(
+            "streamproc_clay_webhook_current",
+            "Index of the Clay webhook rows go to (-1: all used up).",
+            registry=r,
+        )
+        self._clay_rotations = Counter(
+            "streamproc_clay_webhook_rotations",
+            "Moves of this process to the next Clay webhook.",
+            registry=r,
+        )
+        self._clay_capacity_low = Gauge(
+            "streamproc_clay_webhook_capacity_low",
+            "1 when the last Clay webhook nears its lifetime limit (add webhooks), else 0.",
+            registry=r,
+        )
         self._lag_partitions: dict[str, set[int]] = {}
         self._observed: dict[tuple[str, ...], int] = {}
         self._prime()
@@ -273,6 +344,10 @@ class Metrics:
             self._transactions.labels(result)
         for action in ("replayed", "parked"):
             self._replay.labels(action)
+        for result in CLAY_SUBMISSION_RESULTS:
+            self._clay_submissions.labels(result)
+        for result in CLAY_CALLBACK_RESULTS:
+            self._clay_callbacks.labels(result)
         self._health_ratio.set(math.nan)
         self.set_health("healthy", None)
 
@@ -297,9 +372,15 @@ class Metrics:
             self._credits.inc(credits)
 
     def transaction_committed(self, leads: Iterable[CommittedLead] = ()) -> None:
-        """A transaction committed with these leads (``CommitResult`` outcomes fit)."""
+        """A transaction committed with these leads (``CommitResult`` outcomes fit).
+
+        Leads handed to Clay (``submitted``) are not out yet: they are counted when their
+        callback or deadline finishes them (``streamproc.clay`` calls :meth:`lead_committed`).
+        """
         self._transactions.labels("committed").inc()
         for lead in leads:
+            if str(lead.kind) == "submitted":
+                continue
             self.lead_committed(str(lead.kind), lead.error_class, lead.source, lead.credits)
 
     def transaction_aborted(self) -> None:
@@ -327,6 +408,40 @@ class Metrics:
 
     def set_replay_remaining(self, records: int) -> None:
         self._replay_remaining.set(max(records, 0))
+
+    def clay_submission(self, result: str) -> None:
+        """One webhook HTTP attempt ended (``ClaySubmitter``'s hook has this shape)."""
+        if result not in CLAY_SUBMISSION_RESULTS:
+            raise ValueError(f"result must be one of {CLAY_SUBMISSION_RESULTS}, not {result!r}")
+        self._clay_submissions.labels(result).inc()
+
+    def clay_callback(self, result: str) -> None:
+        """One callback request was answered (``CallbackReceiver``'s hook has this shape)."""
+        if result not in CLAY_CALLBACK_RESULTS:
+            raise ValueError(f"result must be one of {CLAY_CALLBACK_RESULTS}, not {result!r}")
+        self._clay_callbacks.labels(result).inc()
+
+    def clay_rotation(self) -> None:
+        self._clay_rotations.inc()
+
+    def set_clay(
+        self,
+        *,
+        pending: int,
+        webhooks: Iterable[tuple[int, str, int]],
+        limit: int,
+        remaining: int,
+        current: int | None,
+        capacity_low: bool,
+    ) -> None:
+        """Copy the Clay state in: ``webhooks`` is (index, id, rows) per webhook."""
+        self._clay_pending.set(pending)
+        for index, wid, rows in webhooks:
+            self._clay_rows.labels(str(index), wid).set(rows)
+        self._clay_limit.set(limit)
+        self._clay_remaining.set(remaining)
+        self._clay_current.set(-1 if current is None else current)
+        self._clay_capacity_low.set(1 if capacity_low else 0)
 
     # --- state copied in (usually from an on_scrape hook) ---------------------------------
 

@@ -30,6 +30,7 @@ import os
 import socket
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -113,7 +114,7 @@ class ResilienceGuard:
         self._breaker_changed_at = 0.0
         self.ledger = ClaimLedger(settings.budget_daily_credits)
         self.health = HealthMonitor(window_s=settings.health_window_s)
-        self._cache: dict[str, tuple[dict[str, Any], float]] = {}
+        self._cache = _LruCache(settings.cache_max_entries)
         self._flights: dict[str, asyncio.Future[None]] = {}
         self._changed = asyncio.Event()
         self._writes: set[asyncio.Task[Any]] = set()
@@ -138,7 +139,7 @@ class ResilienceGuard:
                 if value is None:
                     self._cache.pop(rest, None)
                 else:
-                    self._cache[rest] = (dict(value["data"]), float(value["stored_at"]))
+                    self._cache.put(rest, (dict(value["data"]), float(value["stored_at"])))
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("state.unreadable_record", key=key, offset=offset, error=str(exc))
 
@@ -303,11 +304,15 @@ class ResilienceGuard:
             self.health.record(result is not None, now)
         if ticket.claim is not None:
             claim = ticket.claim
+            event: Settle | Release
             if result is not None:
-                event: Settle | Release = Settle(claim.claim_id, claim.day, result.credits)
+                event = Settle(claim.claim_id, claim.day, result.credits)
+            elif error is not None and error.maybe_charged:
+                # No answer, maybe a bill: count the estimate (never under-count).
+                event = Settle(claim.claim_id, claim.day, claim.amount)
             else:
                 event = Release(claim.claim_id, claim.day)
-            self._journal(event, "s" if result is not None else "r")
+            self._journal(event, "r" if isinstance(event, Release) else "s")
         if isinstance(error, ProviderCreditsExhausted):
             day = budget_day(now, self._settings.budget_timezone)
             log.error("provider.credits_exhausted", day=day)
@@ -316,7 +321,7 @@ class ResilienceGuard:
             log.error("provider.auth_failed", message=error.message)
         if result is not None and ticket.domain is not None:
             entry = {"data": result.data, "stored_at": now}
-            self._cache[ticket.domain] = (result.data, now)
+            self._cache.put(ticket.domain, (result.data, now))
             self._write(f"cache/{ticket.domain}", entry)
         self._land(ticket.domain, ticket.flight)
         return []
@@ -345,6 +350,46 @@ class ResilienceGuard:
         if not flight.done():
             flight.set_result(None)
 
+    # --- asynchronous providers (Clay) -------------------------------------------------------
+
+    def submitted(self, admission: Admission) -> Claim | None:
+        """An admitted lead was accepted by an asynchronous provider (a Clay webhook row).
+
+        The submission worked, so the breaker hears a success; the claim stays outstanding
+        (returned, to be kept with the pending lead) until :meth:`finished` settles it.
+        """
+        ticket = admission.token
+        if not isinstance(ticket, _Ticket):
+            return None
+        if ticket.breaker is self.breaker:
+            self.breaker.record_success(ticket.permit, self._clock())
+        self._land(ticket.domain, ticket.flight)
+        return ticket.claim
+
+    def finished(
+        self,
+        claim_id: str | None,
+        day: str | None,
+        credits: int,
+        *,
+        domain: str | None,
+        data: dict[str, Any] | None,
+    ) -> None:
+        """A submitted lead is finished: by its result (``data``), an error row or its
+        deadline (``data`` None). Settles its claim at ``credits`` (for a timeout, the
+        estimate: the provider may well have charged), feeds the health window, caches data.
+
+        Called after the lead's output is committed; a crash before it leaves the claim
+        outstanding: the budget over-counts, it never under-counts.
+        """
+        now = self._clock()
+        self.health.record(data is not None, now)
+        if claim_id is not None and day is not None:
+            self._journal(Settle(claim_id, day, credits), "s")
+        if data is not None and domain is not None:
+            self._cache.put(domain, (data, now))
+            self._write(f"cache/{domain}", {"data": data, "stored_at": now})
+
     def fallback(self, lead: Lead, error: LeadError) -> dict[str, Any] | None:
         """The local fallback for a lead the provider could not serve, when enabled."""
         if not self._settings.fallback_enabled:
@@ -353,8 +398,12 @@ class ResilienceGuard:
             return None
         return fallback_enrichment(lead)
 
-    def may_retry(self, admission: Admission, error: LeadError) -> bool:
-        """Every failed attempt counts against the breaker; retries stop once it opened."""
+    async def may_retry(self, admission: Admission, error: LeadError) -> bool:
+        """Every failed attempt counts against the breaker; retries stop once it opened.
+
+        An attempt that may have been billed (no answer came back) keeps its claim as
+        spent, and the retry needs a claim of its own: without one, no retry.
+        """
         ticket = admission.token
         if not isinstance(ticket, _Ticket) or ticket.breaker is not self.breaker:
             return False
@@ -362,7 +411,15 @@ class ResilienceGuard:
         if error.counts_against_breaker:
             self.breaker.record_failure(ticket.permit, now)
             self.health.record(False, now)
-        return self.breaker.state(now) is BreakerState.CLOSED
+        if self.breaker.state(now) is not BreakerState.CLOSED:
+            return False
+        if error.maybe_charged and ticket.claim is not None:
+            old = ticket.claim
+            self._journal(Settle(old.claim_id, old.day, old.amount), "s")
+            ticket.claim = None
+            ticket.claim = await self._claim(self._clock())
+            return ticket.claim is not None
+        return True
 
     def hold_after(self, error: LeadError) -> bool:
         return (
@@ -397,6 +454,36 @@ class ResilienceGuard:
             "cache": {"entries": len(self._cache)},
             "holding": self.holding,
         }
+
+
+class _LruCache:
+    """Domain → (enrichment, stored_at), at most ``max_entries``: the oldest used goes first.
+
+    The state topic keeps every entry (compacted by key); memory keeps the recent ones, so
+    a long soak of unique domains does not grow the process without bound.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self._max = max_entries
+        self._entries: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> tuple[dict[str, Any], float] | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: str, entry: tuple[dict[str, Any], float]) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def pop(self, key: str, default: None = None) -> None:
+        self._entries.pop(key, default)
 
 
 def _claim_key(day: str, claim_id: str, tag: str) -> str:

@@ -2,12 +2,17 @@
 
 The handler never raises for a lead: every failure becomes a DLQ outcome, so one bad
 record can neither stop nor stall the line. Only cancellation propagates.
+
+With an asynchronous provider (a :class:`Deferred`, Clay's webhook protocol) the lead is
+*submitted* instead of enriched: the outcome carries the pending-lead state record, which
+the lane commits with the input offset, and no output; the enriched lead (or DLQ record)
+is published later by whoever receives the callback (:mod:`streamproc.clay`).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -21,7 +26,16 @@ from streamproc.records.dlq import Failure, Headers, Origin, attempt_of, encode_
 from streamproc.records.lead import Lead, decode_lead
 from streamproc.settings import Settings
 
-__all__ = ["Admission", "Enricher", "Guard", "LeadHandler", "OpenGuard", "RawRecord"]
+__all__ = [
+    "Admission",
+    "Deferred",
+    "Enricher",
+    "Guard",
+    "LeadHandler",
+    "OpenGuard",
+    "RawRecord",
+    "enriched_value",
+]
 
 log = get_logger(__name__)
 
@@ -53,7 +67,7 @@ class Enricher(Protocol):
         lead: Mapping[str, Any],
         lead_id: str,
         *,
-        keep_trying: Callable[[LeadError], bool] | None = None,
+        keep_trying: Callable[[LeadError], Awaitable[bool]] | None = None,
     ) -> CallResult: ...
 
 
@@ -89,12 +103,40 @@ class Guard(Protocol):
         """Local enrichment for a lead the provider could not serve, or None."""
         ...
 
-    def may_retry(self, admission: Admission, error: LeadError) -> bool:
+    async def may_retry(self, admission: Admission, error: LeadError) -> bool:
         """An attempt of an admitted call failed with ``error``: may it retry in-process?"""
         ...
 
     def hold_after(self, error: LeadError) -> bool:
         """Whether a failed lead is held and admitted again instead of dead-lettered."""
+        ...
+
+
+class Deferred(Protocol):
+    """An asynchronous provider: a lead is submitted now and finished later, elsewhere."""
+
+    async def reserve(self, lead: Lead) -> Any:
+        """A place for one more submission (a webhook row); waits while there is none."""
+        ...
+
+    def release(self, slot: Any) -> None:
+        """Give back a place that was not used; harmless after :meth:`submit` used it."""
+        ...
+
+    async def submit(
+        self,
+        slot: Any,
+        record: RawRecord,
+        lead: Lead,
+        obj: dict[str, Any],
+        attempt: int,
+        admission: Admission,
+    ) -> list[OutRecord]:
+        """Submit an admitted lead; returns the state records to commit with its offset.
+
+        Raises a LeadError when the provider did not accept it (the claim is then settled
+        by the handler, as for a failed synchronous call).
+        """
         ...
 
 
@@ -115,27 +157,57 @@ class OpenGuard:
     def fallback(self, lead: Lead, error: LeadError) -> dict[str, Any] | None:
         return None
 
-    def may_retry(self, admission: Admission, error: LeadError) -> bool:
+    async def may_retry(self, admission: Admission, error: LeadError) -> bool:
         return True
 
     def hold_after(self, error: LeadError) -> bool:
         return False
 
 
+def enriched_value(
+    obj: dict[str, Any],
+    enrichment: dict[str, Any],
+    *,
+    source: str,
+    credits: int,
+    attempt: int,
+    enriched_at: datetime,
+    processor: dict[str, str],
+) -> bytes:
+    """The ``leads.enriched`` value: the lead's own fields, ``enrichment``, ``enrichment_meta``."""
+    return orjson.dumps(
+        {
+            **obj,
+            "enrichment": enrichment,
+            "enrichment_meta": {
+                "source": source,
+                "credits": credits,
+                "attempt": attempt,
+                "enriched_at": enriched_at.isoformat().replace("+00:00", "Z"),
+                "processor": processor,
+            },
+        }
+    )
+
+
 class LeadHandler:
     def __init__(
         self,
         settings: Settings,
-        enricher: Enricher,
+        enricher: Enricher | None,
         guard: Guard,
         *,
         processor_version: str,
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
+        deferred: Deferred | None = None,
     ) -> None:
+        if enricher is None and deferred is None:
+            raise ValueError("LeadHandler needs an enricher or a deferred provider")
         self._settings = settings
         self._enricher = enricher
         self._guard = guard
         self._utcnow = utcnow
+        self._deferred = deferred
         self._processor = {"name": "streamproc", "version": processor_version}
 
     async def handle(self, record: RawRecord) -> Outcome:
@@ -163,6 +235,9 @@ class LeadHandler:
     async def _enrich(
         self, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int
     ) -> Outcome:
+        if self._deferred is not None:
+            return await self._submit(self._deferred, record, lead, obj, attempt)
+        assert self._enricher is not None
         state: list[OutRecord] = []
         while True:
             admission = await self._guard.admit(lead)
@@ -190,6 +265,35 @@ class LeadHandler:
             break
         return self._enriched(record, lead, obj, attempt, enrichment, source, credits, state)
 
+    async def _submit(
+        self, deferred: Deferred, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int
+    ) -> Outcome:
+        """Asynchronous mode: a webhook place first (held while there is none, before any
+        credit is reserved), then the guard (cache, breaker, budget claim), then submit."""
+        state: list[OutRecord] = []
+        while True:
+            slot = await deferred.reserve(lead)
+            try:
+                admission = await self._guard.admit(lead)
+                state += admission.state_updates
+                if admission.enrichment is not None:
+                    return self._enriched(
+                        record, lead, obj, attempt, admission.enrichment, admission.source, 0, state
+                    )
+                try:
+                    pending = await deferred.submit(slot, record, lead, obj, attempt, admission)
+                except LeadError as exc:
+                    state += self._guard.settle(admission, None, exc)
+                    if self._guard.hold_after(exc):
+                        continue  # the breaker opened under us: hold the lead
+                    raise _WithState(exc, state) from exc
+                except BaseException:
+                    self._guard.cancelled(admission)
+                    raise
+            finally:
+                deferred.release(slot)
+            return Outcome(OutcomeKind.SUBMITTED, [*pending, *state], lead.lead_id, attempt)
+
     def _enriched(
         self,
         record: RawRecord,
@@ -201,21 +305,19 @@ class LeadHandler:
         credits: int,
         state: list[OutRecord],
     ) -> Outcome:
-        enriched = {
-            **obj,
-            "enrichment": enrichment,
-            "enrichment_meta": {
-                "source": source,
-                "credits": credits,
-                "attempt": attempt,
-                "enriched_at": self._utcnow().isoformat().replace("+00:00", "Z"),
-                "processor": self._processor,
-            },
-        }
+        value = enriched_value(
+            obj,
+            enrichment,
+            source=source,
+            credits=credits,
+            attempt=attempt,
+            enriched_at=self._utcnow(),
+            processor=self._processor,
+        )
         out = OutRecord(
             self._settings.topic_enriched,
             record.key if record.key is not None else lead.lead_id.encode(),
-            orjson.dumps(enriched),
+            value,
             list(record.headers),
         )
         return Outcome(

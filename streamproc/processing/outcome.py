@@ -11,6 +11,9 @@ __all__ = ["OutRecord", "Outcome", "OutcomeKind"]
 class OutcomeKind(StrEnum):
     ENRICHED = "enriched"
     DLQ = "dlq"
+    #: Handed to an asynchronous provider (Clay): the transaction carries the pending-lead
+    #: state record and the offset, no output; the output follows when the callback comes.
+    SUBMITTED = "submitted"
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,8 @@ class ProcessorStats:
     committed: int = 0
     enriched: int = 0
     dlq: int = 0
+    #: Handed to an asynchronous provider (Clay); their output is published later by it.
+    submitted: int = 0
     by_error_class: dict[str, int] = field(default_factory=dict)
     by_source: dict[str, int] = field(default_factory=dict)
     credits: int = 0
@@ -164,6 +166,8 @@ class Processor:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()  # leaves the group
         self._consumer = None
+        for tp in list(self._lanes):  # opened by a rebalance while we were stopping
+            await self._close_lane(tp, commit=False)
         log.info("processor.stopped", **_summary(self.stats))
 
     async def lags(self) -> dict[int, int]:
@@ -281,6 +285,8 @@ class Processor:
                 st.enriched += 1
                 src = outcome.source or "provider"
                 st.by_source[src] = st.by_source.get(src, 0) + 1
+            elif outcome.kind == "submitted":
+                st.submitted += 1
             else:
                 st.dlq += 1
                 ec = outcome.error_class or "internal"
@@ -319,6 +325,8 @@ class Processor:
 
     async def _open_lanes(self, tps: Iterable[TopicPartition]) -> None:
         assert self._consumer is not None
+        if self._stopping.is_set():
+            return  # a rebalance during shutdown: the next owner takes these partitions
         tps = [tp for tp in tps if tp not in self._lanes]
         producers = await asyncio.gather(*(self._start_producer(tp) for tp in tps))
         for tp, producer in zip(tps, producers, strict=True):

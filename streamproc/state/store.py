@@ -158,6 +158,20 @@ class StateStore:
         async with asyncio.timeout(timeout_s), self._progress:
             await self._progress.wait_for(lambda: self._applied.get(partition, 0) > offset)
 
+    async def catch_up(self, partitions: list[int], timeout_s: float = 30.0) -> None:
+        """Wait until every record committed on ``partitions`` *so far* has been applied.
+
+        "So far" is the last stable offset now (``read_committed``): after a transactional
+        producer fenced its predecessor, this is how its owner sees everything the
+        predecessor committed before acting on it.
+        """
+        assert self._consumer is not None, "StateStore.start() first"
+        tps = [TopicPartition(self._settings.topic_state, p) for p in partitions]
+        ends = await self._consumer.end_offsets(tps)
+        for tp, end in ends.items():
+            if end > 0:
+                await self.wait_applied(tp.partition, end - 1, timeout_s)
+
     def partition_for(self, key: str) -> int:
         """Budget keys on partition 0; the rest spread over the other partitions."""
         if key.startswith("budget/") or self._partitions == 1:

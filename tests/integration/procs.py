@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 from pydantic import SecretStr
 
 from streamproc.settings import Settings
@@ -17,13 +18,17 @@ from streamproc.settings import Settings
 
 def settings_env(settings: Settings, **extra: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMPROC_")}
+    defaults = Settings.model_construct()
     values = {**settings.model_dump(), **extra}
     for name, value in values.items():
-        if value is None:
+        if value is None or (name not in extra and value == getattr(defaults, name, object())):
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
-        env[f"STREAMPROC_{name.upper()}"] = str(getattr(value, "value", value))
+        if isinstance(value, list | tuple | dict):
+            env[f"STREAMPROC_{name.upper()}"] = orjson.dumps(value, default=str).decode()
+        else:
+            env[f"STREAMPROC_{name.upper()}"] = str(getattr(value, "value", value))
     env["STREAMPROC_LOG_FORMAT"] = "json"
     return env
 

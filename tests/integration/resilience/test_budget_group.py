@@ -52,8 +52,8 @@ async def _run_budget_scenario(topics: Settings, tmp_path: Path, instances: int)
             assert await asyncio.to_thread(procs[0].terminate) == 0, procs[0].log_tail()
             procs[0].start("--stop-when-idle-s", "3")
             for p in procs[1:]:
-                # the others finish on their own once idle
-                p.terminate()
+                # in a thread: the mock provider serves from this event loop
+                await asyncio.to_thread(p.terminate)
                 p.start("--stop-when-idle-s", "3")
             for p in procs:
                 assert await asyncio.to_thread(p.wait, 120) == 0, p.log_tail()

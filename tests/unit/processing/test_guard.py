@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from streamproc.errors import BreakerOpen, BudgetExhausted, ProviderError, ProviderRejected
+from streamproc.errors import (
+    BreakerOpen,
+    BudgetExhausted,
+    ProviderError,
+    ProviderRejected,
+    ProviderTimeout,
+)
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.records.lead import Lead
 from streamproc.resilience.breaker import BreakerState
@@ -94,9 +100,9 @@ async def test_failed_attempts_count_and_stop_retries_once_open() -> None:
     """Each failed attempt counts against the breaker; retries stop when it opens."""
     guard, _ = _guard(breaker_failure_threshold=3, budget_daily_credits=1000)
     admission = await guard.admit(_lead(1))
-    assert guard.may_retry(admission, ProviderError("503"))
-    assert guard.may_retry(admission, ProviderError("503"))
-    assert not guard.may_retry(admission, ProviderError("503"))
+    assert await guard.may_retry(admission, ProviderError("503"))
+    assert await guard.may_retry(admission, ProviderError("503"))
+    assert not await guard.may_retry(admission, ProviderError("503"))
     assert guard.hold_after(ProviderError("503"))
 
 
@@ -110,3 +116,36 @@ async def test_fallback_only_when_enabled_and_provider_unavailable() -> None:
     guessed = on.fallback(lead, ProviderError("503"))
     assert guessed is not None
     assert guessed["company"] == "Big Corp"
+
+
+async def test_timeout_counts_as_spent_and_a_retry_needs_a_new_claim() -> None:
+    """A timed-out call may have been billed: its claim is spent, not released, and the
+    retry is refused when the budget cannot cover a second charge."""
+    guard, _ = _guard(budget_daily_credits=12, breaker_failure_threshold=100)
+    first = await guard.admit(_lead(1))
+    timeout = ProviderTimeout("no answer", maybe_charged=True)
+    assert await guard.may_retry(first, timeout)  # 6 spent, 6 claimed for the retry
+    assert not await guard.may_retry(first, timeout)  # 12 spent: no room for a third
+    guard.settle(first, None, timeout)
+    day = guard.status()["budget"]["day"]
+    assert guard.ledger.spent(day) == 12
+    assert guard.ledger.outstanding(day) == 0
+
+
+async def test_answered_failure_releases_its_claim() -> None:
+    """A 5xx answer was not billed: the claim is released."""
+    guard, _ = _guard(budget_daily_credits=12, breaker_failure_threshold=100)
+    admission = await guard.admit(_lead(1))
+    guard.settle(admission, None, ProviderError("503"))
+    assert guard.ledger.spent(guard.status()["budget"]["day"]) == 0
+
+
+async def test_cache_keeps_at_most_max_entries() -> None:
+    """The in-memory cache drops the least recently used domain beyond its cap."""
+    guard, _ = _guard(cache_max_entries=2, budget_daily_credits=1000)
+    for i in range(3):
+        admission = await guard.admit(_lead(i, f"d{i}.example"))
+        guard.settle(admission, _Result({"n": i}), None)
+    assert guard.status()["cache"]["entries"] == 2
+    assert (await guard.admit(_lead(9, "d0.example"))).enrichment is None
+    assert (await guard.admit(_lead(8, "d2.example"))).enrichment == {"n": 2}

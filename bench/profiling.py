@@ -1,0 +1,116 @@
+"""Where a profiled processor spent its time: py-spy's collapsed stacks or cProfile stats,
+reduced to the top functions by own time and by inclusive time."""
+
+from __future__ import annotations
+
+import io
+import pstats
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+__all__ = ["py_spy_available", "summarize_cprofile", "summarize_py_spy", "wrap_argv"]
+
+
+def py_spy_available() -> str | None:
+    """The py-spy executable next to this interpreter, or on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("py-spy")
+
+
+def wrap_argv(kind: str, argv: list[str], out: Path) -> list[str]:
+    """The command that runs ``argv`` (``python -m ...``) under the profiler ``kind``.
+
+    py-spy is the parent (it spawns the program): attaching to a running pid needs ptrace
+    rights that containers often withhold, spawning does not.
+    """
+    if kind == "py-spy":
+        spy = py_spy_available()
+        if spy is None:
+            raise RuntimeError("py-spy is not installed (pip install py-spy)")
+        return [spy, "record", "--rate", "100", "--format", "raw", "-o", str(out), "--", *argv]
+    if kind == "cprofile":
+        python, dash_m, *rest = argv
+        assert dash_m == "-m"
+        return [python, "-m", "cProfile", "-o", str(out), "-m", *rest]
+    raise ValueError(kind)
+
+
+def _short(frame: str) -> str:
+    # "handle (streamproc/processing/handler.py:140)" -> "handle (processing/handler.py:140)"
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    path, _, line = where.rpartition(":")
+    parts = Path(path).parts
+    for anchor in ("site-packages", "streamproc", "lib"):
+        if anchor in parts:
+            idx = len(parts) - 1 - parts[::-1].index(anchor)
+            path = "/".join(parts[idx + 1 :] if anchor != "streamproc" else parts[idx:])
+            break
+    return f"{name} ({path}:{line})" if line else f"{name} ({path})"
+
+
+def _module(frame: str) -> str:
+    """The package a frame belongs to: the first path component after site-packages/lib."""
+    where = frame.partition(" (")[2].rstrip(")")
+    path = where.rpartition(":")[0]
+    parts = Path(path).parts
+    if "site-packages" in parts:
+        return parts[parts.index("site-packages") + 1].removesuffix(".py")
+    if "streamproc" in parts:
+        idx = len(parts) - 1 - parts[::-1].index("streamproc")
+        return "streamproc/" + "/".join(parts[idx + 1 : idx + 2])
+    if "python3.11" in parts or "lib" in parts:
+        name = parts[-1] if len(parts) else path
+        return f"stdlib:{name.removesuffix('.py')}"
+    return path or "?"
+
+
+def summarize_py_spy(raw: Path, top: int = 25) -> dict[str, Any]:
+    """Own and inclusive sample shares per function (and own share per package)."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if f and not f.startswith("process ")]
+        if not frames:
+            continue
+        # Skip py-spy's thread header frames ("thread (0x...)") and the idle ones.
+        frames = [f for f in frames if not f.startswith("thread (")]
+        if not frames:
+            continue
+        total += count
+        own[_short(frames[-1])] += count
+        packages[_module(frames[-1])] += count
+        for frame in {_short(f) for f in frames}:
+            inclusive[frame] += count
+
+    def share(counter: Counter[str]) -> list[tuple[str, float]]:
+        return [(k, round(100 * v / total, 1)) for k, v in counter.most_common(top)]
+
+    return {
+        "samples": total,
+        "own_pct": share(own),
+        "inclusive_pct": share(inclusive),
+        "own_pct_by_package": share(packages),
+    }
+
+
+def summarize_cprofile(path: Path, top: int = 25) -> dict[str, Any]:
+    out = io.StringIO()
+    stats = pstats.Stats(str(path), stream=out)
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    by_own = out.getvalue()
+    out = io.StringIO()
+    stats = pstats.Stats(str(path), stream=out)
+    stats.strip_dirs().sort_stats("cumulative").print_stats(top)
+    return {"by_tottime": by_own, "by_cumulative": out.getvalue()}

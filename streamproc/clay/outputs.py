@@ -1,0 +1,68 @@
+"""The records that finish a pending lead: its enriched lead, or its DLQ record.
+
+Built from the pending-lead state record alone (the input record was committed long ago):
+the enriched lead from the original value's JSON fields, the DLQ record from the original
+bytes and headers, unchanged, plus the DLQ headers of :mod:`streamproc.records.dlq`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from streamproc.clay.pending import PendingLead
+from streamproc.errors import ErrorClass
+from streamproc.processing.handler import enriched_value
+from streamproc.processing.outcome import OutRecord
+from streamproc.records.dlq import Failure, encode_dlq_headers
+
+__all__ = ["dead_letter_record", "enriched_record"]
+
+
+def _key(lead: PendingLead) -> bytes:
+    return lead.key if lead.key is not None else lead.lead_id.encode()
+
+
+def enriched_record(
+    topic: str,
+    lead: PendingLead,
+    data: dict[str, Any],
+    *,
+    credits: int,
+    now: datetime,
+    processor: dict[str, str],
+) -> OutRecord:
+    """The ``leads.enriched`` record of a lead Clay called back with ``data``."""
+    obj = orjson.loads(lead.value)  # it was decoded and validated before it was submitted
+    value = enriched_value(
+        obj,
+        data,
+        source="provider",
+        credits=credits,
+        attempt=lead.attempt,
+        enriched_at=now,
+        processor=processor,
+    )
+    return OutRecord(topic, _key(lead), value, list(lead.headers))
+
+
+def dead_letter_record(
+    topic: str,
+    lead: PendingLead,
+    error_class: ErrorClass,
+    message: str,
+    *,
+    retriable: bool,
+    now: datetime,
+) -> OutRecord:
+    """The ``leads.dlq`` record: original bytes and headers, plus the failure headers."""
+    headers = encode_dlq_headers(
+        lead.headers,
+        Failure(error_class, message, retriable),
+        lead.origin,
+        lead.attempt,
+        now,
+    )
+    return OutRecord(topic, _key(lead), lead.value, headers)

@@ -1,0 +1,219 @@
+"""Finishing pending leads exactly once, with a fake producer and state store: duplicates,
+stale sweeps, fencing by another instance, Kafka failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaConnectionError, ProducerFenced
+
+from streamproc.clay import finisher as finisher_module
+from streamproc.clay.finisher import Finish, Finisher, FinishUnavailable
+from streamproc.clay.pending import PendingLead, PendingRegistry
+from streamproc.processing.outcome import OutRecord
+from streamproc.records.dlq import Origin
+from streamproc.settings import Settings
+
+
+def _pending(lead_id: str, correlation: str = "c1") -> dict[str, Any]:
+    return PendingLead(
+        lead_id=lead_id,
+        correlation_id=correlation,
+        deadline=10.0,
+        submitted_at=0.0,
+        owner="me",
+        attempt=1,
+        origin=Origin("raw", 0, 1, 0),
+        key=lead_id.encode(),
+        value=b"{}",
+        headers=(),
+        webhook="w",
+    ).to_dict()
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.on_catch_up: Callable[[], None] = lambda: None
+        self.catch_ups = 0
+
+    def partition_for(self, key: str) -> int:
+        return 1
+
+    def record(self, key: str, value: dict[str, Any] | None) -> OutRecord:
+        assert value is None
+        return OutRecord("state", key.encode(), None, [], 1)
+
+    async def catch_up(self, partitions: list[int], timeout_s: float = 30.0) -> None:
+        self.catch_ups += 1
+        self.on_catch_up()
+
+
+class _Producer:
+    """Records what each transaction sent; ``fail`` makes the next commits raise."""
+
+    def __init__(self, log: list[list[bytes]], fail: list[Exception]) -> None:
+        self._log = log
+        self._fail = fail
+        self._open: list[bytes] | None = None
+        self.aborted = 0
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def begin_transaction(self) -> None:
+        self._open = []
+
+    async def send(self, topic: str, **kw: Any) -> None:
+        assert self._open is not None
+        self._open.append(kw["key"] if topic == "state" else topic.encode())
+
+    async def commit_transaction(self) -> None:
+        if self._fail:
+            raise self._fail.pop(0)
+        assert self._open is not None
+        self._log.append(self._open)
+        self._open = None
+
+    async def abort_transaction(self) -> None:
+        self.aborted += 1
+        self._open = None
+
+
+def _finisher(
+    fail: list[Exception] | None = None,
+) -> tuple[Finisher, PendingRegistry, _Store, list[list[bytes]], list[_Producer]]:
+    registry = PendingRegistry()
+    store = _Store()
+    committed: list[list[bytes]] = []
+    producers: list[_Producer] = []
+    failures = fail if fail is not None else []
+
+    def factory(tid: str) -> Any:
+        producer = _Producer(committed, failures)
+        producers.append(producer)
+        return producer
+
+    finisher = Finisher(Settings(), store, registry, factory=factory)  # type: ignore[arg-type]
+    return finisher, registry, store, committed, producers
+
+
+def _enriched(_: PendingLead) -> list[OutRecord]:
+    return [OutRecord("enriched", b"k", b"v")]
+
+
+async def test_duplicate_callbacks_at_the_same_moment_publish_once() -> None:
+    """Two finishes of one lead in flight together: one transaction with one output and one
+    tombstone; the second is told it was not pending."""
+    finisher, registry, _, committed, _ = _finisher()
+    registry.apply("L1", _pending("L1"))
+    first, second = await asyncio.gather(
+        finisher.finish(Finish("L1", None, _enriched)),
+        finisher.finish(Finish("L1", None, _enriched)),
+    )
+    await finisher.stop()
+    assert sorted([first.published, second.published]) == [False, True]
+    assert committed == [[b"enriched", b"clay/pending/L1"]]
+    assert registry.is_done("L1")
+
+
+async def test_a_finished_lead_is_refused_at_once_without_waiting_for_the_tail() -> None:
+    """After the commit the registry knows the lead is done: a later duplicate publishes
+    nothing, though the tail never delivered the tombstone."""
+    finisher, registry, _, committed, _ = _finisher()
+    registry.apply("L1", _pending("L1"))
+    assert (await finisher.finish(Finish("L1", None, _enriched))).published
+    again = await finisher.finish(Finish("L1", None, _enriched))
+    await finisher.stop()
+    assert not again.published
+    assert len(committed) == 1
+
+
+async def test_a_sweep_of_an_older_submission_does_not_touch_the_new_one() -> None:
+    """A timeout decided for correlation c1 publishes nothing when c2 is pending now."""
+    finisher, registry, _, committed, _ = _finisher()
+    registry.apply("L1", _pending("L1", "c2"))
+    result = await finisher.finish(Finish("L1", "c1", _enriched))
+    await finisher.stop()
+    assert not result.published
+    assert committed == []
+    assert registry.get("L1") is not None
+
+
+async def test_fenced_by_another_instance_that_finished_the_lead_publishes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Our commit is fenced; re-fencing catches up and sees the other instance's tombstone:
+    the retry decides the lead is done and commits nothing."""
+    monkeypatch.setattr(finisher_module, "_BACKOFF_S", 0.0)
+    finisher, registry, store, committed, producers = _finisher(fail=[ProducerFenced()])
+    registry.apply("L1", _pending("L1"))
+    fenced_once = [False]
+
+    def catch_up() -> None:
+        if fenced_once[0]:
+            registry.apply("L1", None)  # what the other instance committed before fencing us
+        fenced_once[0] = True
+
+    store.on_catch_up = catch_up
+    result = await finisher.finish(Finish("L1", None, _enriched))
+    await finisher.stop()
+    assert not result.published
+    assert committed == []
+    assert producers[0].aborted == 1
+    assert len(producers) == 2
+    assert store.catch_ups == 2
+
+
+async def test_a_fenced_commit_is_retried_with_a_new_producer_when_still_pending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a fencing error with the lead still pending, a new producer publishes it once."""
+    monkeypatch.setattr(finisher_module, "_BACKOFF_S", 0.0)
+    finisher, registry, _, committed, producers = _finisher(fail=[ProducerFenced()])
+    registry.apply("L1", _pending("L1"))
+    result = await finisher.finish(Finish("L1", None, _enriched))
+    await finisher.stop()
+    assert result.published
+    assert committed == [[b"enriched", b"clay/pending/L1"]]
+    assert len(producers) == 2
+
+
+async def test_kafka_down_leaves_the_lead_pending_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When every attempt fails the caller gets FinishUnavailable and the lead stays pending."""
+    monkeypatch.setattr(finisher_module, "_BACKOFF_S", 0.0)
+    failures: list[Exception] = [
+        KafkaConnectionError() for _ in range(finisher_module.MAX_ATTEMPTS)
+    ]
+    finisher, registry, _, committed, _ = _finisher(fail=failures)
+    registry.apply("L1", _pending("L1"))
+    with pytest.raises(FinishUnavailable):
+        await finisher.finish(Finish("L1", None, _enriched))
+    await finisher.stop()
+    assert committed == []
+    assert registry.get("L1") is not None
+
+
+async def test_a_failing_build_fails_only_its_own_lead() -> None:
+    """A bug building one lead's output fails that lead's request; the batch goes on."""
+    finisher, registry, _, committed, _ = _finisher()
+    registry.apply("L1", _pending("L1"))
+    registry.apply("L2", _pending("L2"))
+
+    def broken(_: PendingLead) -> list[OutRecord]:
+        raise RuntimeError("bug")
+
+    bad, good = await asyncio.gather(
+        finisher.finish(Finish("L1", None, broken)),
+        finisher.finish(Finish("L2", None, _enriched)),
+        return_exceptions=True,
+    )
+    await finisher.stop()
+    assert isinstance(bad, FinishUnavailable)
+    assert not isinstance(good, BaseException) and good.published
+    assert committed == [[b"enriched", b"clay/pending/L2"]]

@@ -1,0 +1,123 @@
+"""The handler's asynchronous-provider seam (Clay mode) and the guard's submit/finish calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from streamproc.errors import ProviderRejected
+from streamproc.processing.guard import ResilienceGuard
+from streamproc.processing.handler import Admission, LeadHandler, OpenGuard, RawRecord
+from streamproc.processing.outcome import OutcomeKind, OutRecord
+from streamproc.records.lead import Lead
+from streamproc.resilience.budget import budget_day
+from streamproc.settings import Settings
+
+
+@dataclass
+class _Record:
+    topic: str = "leads.raw"
+    partition: int = 0
+    offset: int = 7
+    timestamp: int = 0
+    key: bytes | None = b"L1"
+    value: bytes | None = field(
+        default_factory=lambda: orjson.dumps({"lead_id": "L1", "domain": "acme.example"})
+    )
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class _Deferred:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.reserved = 0
+        self.released: list[Any] = []
+        self.submitted: list[str] = []
+
+    async def reserve(self, lead: Lead) -> Any:
+        self.reserved += 1
+        return f"slot-{self.reserved}"
+
+    def release(self, slot: Any) -> None:
+        self.released.append(slot)
+
+    async def submit(
+        self,
+        slot: Any,
+        record: RawRecord,
+        lead: Lead,
+        obj: dict[str, Any],
+        attempt: int,
+        admission: Admission,
+    ) -> list[OutRecord]:
+        if self.error is not None:
+            raise self.error
+        self.submitted.append(lead.lead_id)
+        return [OutRecord("state", b"clay/pending/L1", b"{}", [], 1)]
+
+
+class _CachingGuard(OpenGuard):
+    async def admit(self, lead: Lead) -> Admission:
+        return Admission(enrichment={"company": "Acme"}, source="cache")
+
+
+def _handler(deferred: _Deferred, guard: Any = None) -> LeadHandler:
+    return LeadHandler(
+        Settings(), None, guard or OpenGuard(), processor_version="t", deferred=deferred
+    )
+
+
+async def test_a_submitted_lead_commits_its_pending_record_and_no_output() -> None:
+    """The outcome is 'submitted' and carries only the deferred's state record."""
+    deferred = _Deferred()
+    outcome = await _handler(deferred).handle(_Record())
+    assert outcome.kind is OutcomeKind.SUBMITTED
+    assert [r.topic for r in outcome.records] == ["state"]
+    assert deferred.submitted == ["L1"]
+    assert deferred.released == ["slot-1"]
+
+
+async def test_a_refused_submission_is_dead_lettered_and_its_slot_released() -> None:
+    """A LeadError from submit ends in the DLQ with its class; the webhook slot goes back."""
+    deferred = _Deferred(ProviderRejected("clay answered 422"))
+    outcome = await _handler(deferred).handle(_Record())
+    assert outcome.kind is OutcomeKind.DLQ
+    assert outcome.error_class == "provider_rejected"
+    assert deferred.released == ["slot-1"]
+
+
+async def test_a_cache_hit_is_enriched_at_once_without_a_submission() -> None:
+    """A domain in the cache needs no Clay row: enriched from cache, slot released."""
+    deferred = _Deferred()
+    outcome = await _handler(deferred, _CachingGuard()).handle(_Record())
+    assert outcome.kind is OutcomeKind.ENRICHED
+    assert outcome.source == "cache"
+    assert deferred.submitted == []
+    assert deferred.released == ["slot-1"]
+
+
+async def test_invalid_input_never_reaches_the_provider() -> None:
+    """Non-JSON input is invalid_payload before any webhook slot is reserved."""
+    deferred = _Deferred()
+    outcome = await _handler(deferred).handle(_Record(value=b"{nope"))
+    assert outcome.error_class == "invalid_payload"
+    assert deferred.reserved == 0
+
+
+async def test_the_claim_stays_outstanding_from_submit_until_finished() -> None:
+    """submitted() returns the granted claim and keeps it reserved; finished() settles it at
+    the charged credits and caches the data by domain."""
+    now = 1_764_158_400.0
+    guard = ResilienceGuard(Settings(budget_daily_credits=60), clock=lambda: now, owner="u")
+    day = budget_day(now)
+    admission = await guard.admit(Lead(lead_id="L1", domain="acme.example"))
+    claim = guard.submitted(admission)
+    assert claim is not None
+    assert guard.ledger.outstanding(day) == 6
+    guard.finished(claim.claim_id, claim.day, 4, domain="acme.example", data={"company": "A"})
+    assert guard.ledger.outstanding(day) == 0
+    assert guard.ledger.spent(day) == 4
+    cached = await guard.admit(Lead(lead_id="L2", domain="acme.example"))
+    assert cached.source == "cache"

@@ -1,0 +1,144 @@
+"""The Clay webhook submitter over httpx.MockTransport: row, auth, 429, retries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from streamproc.errors import ProviderError, ProviderRejected, RateLimited
+from streamproc.provider.clay import AUTH_HEADER, ClaySubmitter, webhook_row
+from streamproc.settings import Settings
+
+URL = "https://api.clay.example/hook/a"
+
+
+def _settings(**changes: Any) -> Settings:
+    return Settings.model_validate(
+        {
+            "clay_webhook_auth_token": "tok",
+            "provider_max_retries": 2,
+            "clay_rate_per_s": 1000,
+            **changes,
+        }
+    )
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
+
+
+def _submitter(
+    answers: list[httpx.Response], seen: list[httpx.Request], **changes: Any
+) -> tuple[ClaySubmitter, _Clock]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers.pop(0)
+
+    clock = _Clock()
+    submitter = ClaySubmitter(
+        _settings(**changes),
+        transport=httpx.MockTransport(handler),
+        clock=clock,
+        sleep=clock.sleep,
+        rng=lambda: 0.0,
+    )
+    return submitter, clock
+
+
+async def test_a_row_carries_the_lead_its_ids_and_the_webhook_auth() -> None:
+    """The POST body is the lead plus lead_id and correlation_id; x-clay-webhook-auth is set."""
+    seen: list[httpx.Request] = []
+    submitter, _ = _submitter([httpx.Response(200, json={})], seen)
+    await submitter.start()
+    row = webhook_row({"lead_id": "L1", "domain": "acme.example", "x": [1]}, "L1", "c-1")
+    result = await submitter.submit(URL, row)
+    await submitter.close()
+    assert result.attempts == 1
+    (request,) = seen
+    assert request.headers[AUTH_HEADER] == "tok"
+    assert orjson.loads(request.content) == {
+        "lead_id": "L1",
+        "domain": "acme.example",
+        "x": [1],
+        "correlation_id": "c-1",
+    }
+
+
+async def test_a_429_pauses_submissions_for_its_retry_after_and_retries() -> None:
+    """429 with Retry-After: 3 pauses the pacer 3 s, then the row is accepted."""
+    seen: list[httpx.Request] = []
+    answers = [httpx.Response(429, headers={"Retry-After": "3"}), httpx.Response(202)]
+    submitter, clock = _submitter(answers, seen)
+    await submitter.start()
+    result = await submitter.submit(URL, b"{}")
+    await submitter.close()
+    assert result.attempts == 2
+    assert result.status == 202
+    assert clock.t >= 3.0
+    assert submitter.pacer.bucket.blocked_until == pytest.approx(3.0)
+
+
+async def test_429s_beyond_the_retries_are_rate_limited() -> None:
+    """Three 429s with two retries allowed end in RateLimited."""
+    seen: list[httpx.Request] = []
+    answers = [httpx.Response(429, headers={"Retry-After": "0"}) for _ in range(3)]
+    submitter, _ = _submitter(answers, seen)
+    await submitter.start()
+    with pytest.raises(RateLimited):
+        await submitter.submit(URL, b"{}")
+    await submitter.close()
+    assert len(seen) == 3
+
+
+async def test_a_rejected_row_is_not_retried() -> None:
+    """422 is provider_rejected at once, one call."""
+    seen: list[httpx.Request] = []
+    submitter, _ = _submitter([httpx.Response(422)], seen)
+    await submitter.start()
+    with pytest.raises(ProviderRejected):
+        await submitter.submit(URL, b"{}")
+    await submitter.close()
+    assert len(seen) == 1
+
+
+async def test_server_errors_are_retried_and_the_breaker_can_stop_the_retries() -> None:
+    """A 500 is retried while keep_trying says so; the breaker saying no ends it."""
+    seen: list[httpx.Request] = []
+    submitter, _ = _submitter([httpx.Response(500), httpx.Response(500)], seen)
+    told: list[Exception] = []
+
+    async def keep_trying(exc: Exception) -> bool:
+        told.append(exc)
+        return len(told) < 2
+
+    await submitter.start()
+    with pytest.raises(ProviderError):
+        await submitter.submit(URL, b"{}", keep_trying=keep_trying)
+    await submitter.close()
+    assert len(seen) == 2
+    assert len(told) == 2
+
+
+async def test_attempt_results_are_reported() -> None:
+    """The on_attempt hook hears rate_limited then accepted."""
+    seen: list[httpx.Request] = []
+    answers = [httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(200)]
+    submitter, _ = _submitter(answers, seen)
+    results: list[str] = []
+    submitter.on_attempt = results.append
+    await submitter.start()
+    await submitter.submit(URL, b"{}")
+    await submitter.close()
+    assert results == ["rate_limited", "accepted"]
