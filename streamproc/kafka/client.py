@@ -9,6 +9,7 @@ makes it re-read the same record forever.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "connection_kwargs",
     "consumer",
     "partitions_of",
+    "stop_quietly",
     "transactional_producer",
 ]
 
@@ -109,3 +111,19 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
             return sorted(partitions)
         await asyncio.sleep(0.25)
     return []
+
+
+async def stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Stop an aiokafka client during shutdown, never raising its errors.
+
+    Its close may re-raise a CancelledError of its own background tasks: that one is
+    swallowed unless our own task is the one being cancelled.
+    """
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception as exc:
+        logging.getLogger(__name__).debug("kafka client stop failed: %r", exc)

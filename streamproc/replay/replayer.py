@@ -66,7 +66,7 @@ from aiokafka.errors import (
 
 from streamproc.errors import KafkaSetupError, ReplayFenced, ReplayRefused, StreamprocError
 from streamproc.kafka.client import consumer as make_consumer
-from streamproc.kafka.client import partitions_of, transactional_producer
+from streamproc.kafka.client import partitions_of, stop_quietly, transactional_producer
 from streamproc.logs import get_logger
 from streamproc.ops.state_show import watch_state
 from streamproc.processing.guard import ResilienceGuard
@@ -176,11 +176,11 @@ class Replayer:
                             )
                         self.report.refusal = reason
                 consumer = await self._start_consumer()
-                stack.push_async_callback(_stop_quietly, consumer)
+                stack.push_async_callback(stop_quietly, consumer)
                 producer = None
                 if not self._options.dry_run:
                     producer = await self._start_producer()
-                    stack.push_async_callback(_stop_quietly, producer)
+                    stack.push_async_callback(stop_quietly, producer)
                 await self._loop(consumer, producer)
         except Exception:
             if self.report.stop_reason == "running":
@@ -205,7 +205,7 @@ class Replayer:
         try:
             await consumer.start()
         except KafkaConnectionError as exc:
-            await _stop_quietly(consumer)
+            await stop_quietly(consumer)
             raise KafkaSetupError(
                 f"cannot reach Kafka at {s.bootstrap_servers}: {exc}; "
                 "is the broker up (scripts/kafka-local start)?"
@@ -219,7 +219,7 @@ class Replayer:
             # so the committed offsets read after this are final.
             await producer.start()
         except KafkaConnectionError as exc:
-            await _stop_quietly(producer)
+            await stop_quietly(producer)
             raise KafkaSetupError(f"cannot reach Kafka: {exc}") from None
         return producer
 
@@ -451,14 +451,3 @@ async def _abort_quietly(producer: AIOKafkaProducer) -> None:
     # Politeness only: the next replayer's producer aborts whatever this one left open.
     with contextlib.suppress(Exception):
         await asyncio.wait_for(producer.abort_transaction(), timeout=5)
-
-
-async def _stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
-    try:
-        await client.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-    except Exception as exc:
-        log.debug("kafka.client_stop_failed", error=repr(exc))

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streamproc.errors import KafkaSetupError
-from streamproc.kafka.client import connection_kwargs, partitions_of
+from streamproc.kafka.client import connection_kwargs, partitions_of, stop_quietly
 from streamproc.kafka.client import consumer as make_consumer
 from streamproc.logs import get_logger
 from streamproc.processing.outcome import OutRecord
@@ -104,7 +104,7 @@ class StateStore:
                 await self._tail
         for client in (self._consumer, self._producer):
             if client is not None:
-                await _stop_quietly(client)
+                await stop_quietly(client)
 
     async def _read_until(self, ends: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
@@ -196,15 +196,3 @@ class StateStore:
         return OutRecord(
             self._settings.topic_state, key.encode(), payload, [], self.partition_for(key)
         )
-
-
-async def _stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
-    """Stop an aiokafka client; its close may re-raise a CancelledError of its own tasks."""
-    try:
-        await client.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-    except Exception as exc:
-        log.debug("kafka.client_stop_failed", error=repr(exc))
