@@ -190,10 +190,10 @@ class ProviderClient:
                 response = await http.post(self._url, content=body, headers=headers)
         except (httpx.TimeoutException, TimeoutError) as exc:
             self._report(None, began)
-            # A connect timeout never reached the provider; any later one may have been billed.
+            # Any timeout may have been billed: the aiohttp transport reports some server
+            # disconnects after sending as ConnectTimeout, so even that one counts.
             raise ProviderTimeout(
-                f"provider did not answer within {self._timeout_s:g}s",
-                maybe_charged=not isinstance(exc, httpx.ConnectTimeout),
+                f"provider did not answer within {self._timeout_s:g}s", maybe_charged=True
             ) from exc
         except httpx.RequestError as exc:
             self._report(None, began)

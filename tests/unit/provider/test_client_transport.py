@@ -316,3 +316,26 @@ def test_pool_is_sized_to_max_in_flight() -> None:
     limits = pool_limits(make_settings(max_in_flight=17))
     assert limits.max_connections == 17
     assert limits.max_keepalive_connections == 17
+
+
+@pytest.mark.parametrize(
+    ("raised", "maybe_charged"),
+    [
+        (httpx.ReadTimeout("slow"), True),
+        (httpx.ConnectTimeout("disconnect reported as connect timeout"), True),
+        (httpx.ConnectError("refused"), False),
+        (httpx.RemoteProtocolError("dropped after send"), True),
+    ],
+)
+async def test_failures_without_an_answer_say_whether_they_may_be_billed(
+    raised: Exception, maybe_charged: bool
+) -> None:
+    """Only a refused connection is known unbilled; every other unanswered call may be."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise raised
+
+    async with client_for(handler, provider_max_retries=0) as client:
+        with pytest.raises((ProviderError, ProviderTimeout)) as info:
+            await client.enrich({"lead_id": "l1", "domain": "a.example"}, "l1")
+    assert info.value.maybe_charged is maybe_charged
