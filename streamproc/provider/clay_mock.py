@@ -54,7 +54,7 @@ from aiohttp import web
 from streamproc.clay.callback import sign
 from streamproc.logs import get_logger
 from streamproc.provider.clay import AUTH_HEADER
-from streamproc.provider.mock import _domain_of, _enrichment, _url_host
+from streamproc.provider.mock import _domain_of, _enrichment, serve_app
 from streamproc.settings import CallbackAuth
 
 __all__ = [
@@ -68,7 +68,6 @@ __all__ = [
 
 log = get_logger(__name__)
 
-_SHUTDOWN_TIMEOUT_S = 2.0
 #: Longest wait between two attempts of a callback.
 _MAX_BACKOFF_S = 2.0
 
@@ -325,14 +324,8 @@ class RunningSimulator:
 async def serve_clay_simulator(config: ClaySimulatorConfig) -> AsyncIterator[RunningSimulator]:
     """Serve the simulator while the block runs (``config.port`` 0 picks a free port)."""
     simulator = ClaySimulator(config)
-    runner = web.AppRunner(simulator.app(), access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, config.host, config.port).start()
-        port = int(runner.addresses[0][1])
-        yield RunningSimulator(f"http://{_url_host(config.host)}:{port}", simulator)
-    finally:
-        await runner.cleanup()
+    async with serve_app(simulator.app(), config.host, config.port) as base_url:
+        yield RunningSimulator(base_url, simulator)
 
 
 def run_clay_simulator(config: ClaySimulatorConfig) -> None:

@@ -322,12 +322,19 @@ async def serve_mock_provider(config: MockProviderConfig) -> AsyncIterator[str]:
     With ``config.port == 0`` the OS picks a free port, and the URL carries the real one.
     The provider endpoint is ``<base URL>/enrich``.
     """
-    runner = web.AppRunner(build_app(config), access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
+    async with serve_app(build_app(config), config.host, config.port) as base_url:
+        yield base_url
+
+
+@asynccontextmanager
+async def serve_app(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+    """Serve an aiohttp app while the block runs; yields ``http://host:port`` (port 0: free)."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.port).start()
-        port = int(runner.addresses[0][1])
-        yield f"http://{_url_host(config.host)}:{port}"
+        await web.TCPSite(runner, host, port).start()
+        bound = int(runner.addresses[0][1])
+        yield f"http://{_url_host(host)}:{bound}"
     finally:
         await runner.cleanup()
 
