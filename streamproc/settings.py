@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     budget_daily_credits: int = Field(500, ge=0)
     #: IANA zone whose midnight resets the budget.
     budget_timezone: str = "UTC"
+    #: Leads' worth of credits a process claims from the group's budget at once (a lease;
+    #: see streamproc.resilience.lease). 1 claims per lead: the exact, slow way. A lease
+    #: never takes more than half the remaining budget.
+    budget_claim_leads: int = Field(50, ge=1, le=100_000)
+    #: A lease is closed after this long and its unused credits given back.
+    budget_claim_max_age_s: float = Field(2.0, gt=0, le=3600)
     breaker_failure_threshold: int = Field(5, ge=1, le=10_000)
     breaker_window_s: float = Field(60.0, gt=0)
     breaker_cooldown_s: float = Field(900.0, ge=0)

@@ -32,15 +32,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import (
+    ConcurrentTransactions,
+    InvalidProducerEpoch,
+    KafkaError,
+    ProducerFenced,
+)
 
 from streamproc.clay.pending import PendingLead, PendingRegistry, pending_key
-from streamproc.kafka.client import transactional_producer
+from streamproc.kafka.client import (
+    delivery_reported_by_commit,
+    stop_quietly,
+    transaction,
+    transactional_producer,
+)
 from streamproc.logs import get_logger
 from streamproc.processing.outcome import OutRecord
 from streamproc.settings import Settings
@@ -52,9 +64,20 @@ log = get_logger(__name__)
 
 #: Leads finished per transaction at most (a burst of callbacks, a sweep of a long outage).
 MAX_BATCH = 500
-#: Attempts of one batch before its callers are told to come back later.
+#: Attempts of one batch when Kafka fails, before its callers are told to come back later.
 MAX_ATTEMPTS = 4
 _BACKOFF_S = 0.5
+#: How long a batch may keep losing the transactional id to other instances. Contention is
+#: not a failure: two instances taking callbacks of the same partition fence each other in
+#: turns, and each fence aborts the other's open transaction. A fixed number of attempts
+#: can run out in such a ping-pong (seen in CI: a 503 for a duplicate callback); a time
+#: bound with jittered backoff breaks the symmetry and still answers well within a
+#: callback client's patience.
+CONTENTION_PATIENCE_S = 20.0
+_CONTENTION_BACKOFF_S = 0.05
+_CONTENTION_BACKOFF_MAX_S = 1.0
+#: Errors that mean "another producer took the id over", not "Kafka is unwell".
+_CONTENTION = (ProducerFenced, InvalidProducerEpoch, ConcurrentTransactions)
 
 ProducerFactory = Callable[[str], AIOKafkaProducer]
 
@@ -139,25 +162,41 @@ class _PartitionFinisher:
                     self._batch = []
 
     async def _commit(self, batch: list[Finish]) -> None:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        failures = 0  # Kafka failures: bounded by count
+        fenced = 0  # lost the id to another instance: bounded by time
+        started = time.monotonic()
+        while True:
             try:
                 if self._producer is None:
                     self._producer = await self._fence()
                 decided = await self._transact(self._producer, batch)
             except (KafkaError, TimeoutError, OSError) as exc:
+                contention = isinstance(exc, _CONTENTION)
                 # Fenced: another instance took the id over (contention, or a restart);
                 # expected in a group, so not a warning.
-                (log.info if isinstance(exc, ProducerFenced) else log.warning)(
+                (log.info if contention else log.warning)(
                     "clay.finish_failed",
                     partition=self.partition,
-                    attempt=attempt,
+                    fenced=fenced,
+                    failures=failures,
                     error=repr(exc),
                 )
                 await self._drop_producer()
-                if attempt == MAX_ATTEMPTS:
+                if contention:
+                    fenced += 1
+                    given_up = time.monotonic() - started >= CONTENTION_PATIENCE_S
+                    # Full jitter: two instances that fenced each other retry apart.
+                    delay = random.uniform(
+                        0, min(_CONTENTION_BACKOFF_MAX_S, _CONTENTION_BACKOFF_S * 2**fenced)
+                    )
+                else:
+                    failures += 1
+                    given_up = failures >= MAX_ATTEMPTS
+                    delay = _BACKOFF_S * failures
+                if given_up:
                     _fail(batch, FinishUnavailable(repr(exc)))
                     return
-                await asyncio.sleep(_BACKOFF_S * attempt)
+                await asyncio.sleep(delay)
                 continue
             for job, lead in decided:
                 if lead is not None:
@@ -172,8 +211,7 @@ class _PartitionFinisher:
             await producer.start()  # init_transactions: fences every older producer of tid
             await self._store.catch_up([self.partition])
         except BaseException:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            await stop_quietly(producer)
             raise
         self.fencings += 1
         log.info("clay.finisher_fenced", partition=self.partition, transactional_id=self.tid)
@@ -210,29 +248,23 @@ class _PartitionFinisher:
             records.append(self._store.record(pending_key(lead.lead_id), None))
         if not records:
             return decided
-        await producer.begin_transaction()
-        try:
+        async with transaction(producer):
             for out in records:
-                await producer.send(
+                delivery = await producer.send(
                     out.topic,
                     value=out.value,
                     key=out.key,
                     headers=out.headers or None,
                     partition=out.partition,
                 )
-            await producer.commit_transaction()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.abort_transaction(), timeout=5)
-            raise
+                delivery_reported_by_commit(delivery)
         self.transactions += 1
         return decided
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            await stop_quietly(producer)
 
     async def stop(self, grace_s: float) -> None:
         """Let the batch being committed finish (up to ``grace_s``), then stop; every request

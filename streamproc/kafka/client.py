@@ -9,8 +9,10 @@ makes it re-read the same record forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -24,8 +26,10 @@ __all__ = [
     "admin_client",
     "connection_kwargs",
     "consumer",
+    "delivery_reported_by_commit",
     "partitions_of",
     "stop_quietly",
+    "transaction",
     "transactional_producer",
 ]
 
@@ -119,6 +123,7 @@ async def stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
     Its close may re-raise a CancelledError of its own background tasks: that one is
     swallowed unless our own task is the one being cancelled.
     """
+    _forget_failed_transaction(client)
     try:
         await client.stop()
     except asyncio.CancelledError:
@@ -127,3 +132,88 @@ async def stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
             raise
     except Exception as exc:
         logging.getLogger(__name__).debug("kafka client stop failed: %r", exc)
+
+
+def delivery_reported_by_commit(delivery: asyncio.Future[Any]) -> None:
+    """Mark a transactional send's delivery future as handled.
+
+    Inside a transaction, ``commit_transaction`` (or ``send_offsets_to_transaction``)
+    raises whatever failed a send, so nobody awaits the per-record futures. When a producer
+    is fenced they all fail, and asyncio would print "Future exception was never retrieved"
+    once per record at garbage collection: noise that hides real errors.
+    """
+    delivery.add_done_callback(_retrieve)
+
+
+def _retrieve(delivery: asyncio.Future[Any]) -> None:
+    if not delivery.cancelled():
+        delivery.exception()
+
+
+@contextlib.asynccontextmanager
+async def transaction(producer: AIOKafkaProducer) -> AsyncIterator[None]:
+    """One Kafka transaction: begun on entry, committed when the block ends, aborted (at
+    most 5 s, never raising) when it raises.
+
+    The error raised is the one that broke the producer, when one did. aiokafka's
+    background sender can die of a fencing error (another producer took our transactional
+    id over) between two transactions or in the middle of one; the producer is then in a
+    fatal state, and the next ``begin_transaction`` or ``send`` fails with a bare
+    ``AssertionError`` or ``IllegalOperation`` about the state instead. Callers handle the
+    real cause (``ProducerFenced`` and the like: a ``KafkaError``).
+    """
+    await _raise_sender_failure(producer)
+    await producer.begin_transaction()
+    try:
+        yield
+        await producer.commit_transaction()
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.abort_transaction(), timeout=5)
+        broken = _sender_failure(producer)
+        if broken is not None and broken is not exc:
+            raise broken from exc
+        raise
+    except BaseException:  # cancelled: abort what is open, stay cancelled
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.abort_transaction(), timeout=5)
+        raise
+
+
+def _sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
+    # No public way to ask (aiokafka 0.14); without the internals, assume it is healthy.
+    sender_task = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    if sender_task is None or not sender_task.done() or sender_task.cancelled():
+        return None
+    failure: BaseException | None = sender_task.exception()
+    return failure
+
+
+async def _raise_sender_failure(producer: AIOKafkaProducer) -> None:
+    broken = _sender_failure(producer)
+    if broken is not None:
+        raise broken
+
+
+def _forget_failed_transaction(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Retrieve the failures a fenced transactional producer leaves in futures nobody awaits.
+
+    aiokafka 0.14 fails its "transaction end" waiter (replacing the one the caller saw) and
+    the drain waiter of every pending batch; asyncio logs each one as "Future exception was
+    never retrieved" at garbage collection: ERROR lines on every rebalance that fences a
+    producer. On CPython 3.11.7 that logging, run by the collector in the middle of an
+    ``ast.parse`` elsewhere, can even surface as "SystemError: AST constructor recursion depth
+    mismatch" (CPython gh-106905). The failure itself was reported to the caller already.
+    """
+    waiters: list[Any] = []
+    txn_manager = getattr(client, "_txn_manager", None)
+    if txn_manager is not None:
+        waiters.append(txn_manager.wait_for_transaction_end())
+    accumulator = getattr(client, "_message_accumulator", None)
+    batches = list(getattr(accumulator, "_pending_batches", ()))
+    for queue in getattr(accumulator, "_batches", {}).values():
+        batches.extend(queue)
+    waiters.extend(getattr(batch, "_drain_waiter", None) for batch in batches)
+    for waiter in waiters:
+        if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
+            waiter.exception()

@@ -11,15 +11,18 @@ Per lead, :meth:`ResilienceGuard.admit`:
 2. asks the **breaker** for a permit; while it is open the lead is held (policy ``hold``:
    the coroutine waits, the lane's window fills, the partition stops being fetched) or
    dead-lettered as ``breaker_open`` (policy ``dlq``), or given the local fallback;
-3. journals a **budget claim** (estimate ``credits_per_lead``) to the state topic's budget
-   partition and waits until the claims log has decided it: the provider is called only
-   under a granted claim, so concurrent calls in one or many instances cannot overshoot.
+3. takes a slice of the process's **credit lease**: a budget claim of
+   ``budget_claim_leads * credits_per_lead`` journaled to the state topic's budget
+   partition, used once the claims log has granted it (see
+   :mod:`streamproc.resilience.lease`). The provider is called only under a granted
+   claim, so concurrent calls in one or many instances cannot overshoot.
 
-After the call, :meth:`settle` reports to the breaker and the health window, settles the
-claim with the provider's actual charge (or releases it), and stores the result in the
-cache. Budget and cache writes go out at once, outside the lead's transaction: they must
-survive even when the lead is processed again after a crash (a cached result is what
-keeps a lead from being paid for twice).
+After the call, :meth:`settle` reports to the breaker and the health window, returns the
+slice with the provider's actual charge (the lease's claim is settled with the sum once
+the lease is closed and idle), and stores the result in the cache. Budget and cache
+writes go out at once, outside the lead's transaction: they must survive even when the
+lead is processed again after a crash (a cached result is what keeps a lead from being
+paid for twice).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from streamproc.errors import (
@@ -64,6 +67,7 @@ from streamproc.resilience.claims import (
     event_from_dict,
 )
 from streamproc.resilience.health import HealthMonitor
+from streamproc.resilience.lease import CreditLease
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
 from streamproc.state.store import StateStore
 
@@ -80,7 +84,7 @@ _HOLD_POLL_S = 1.0
 class _Ticket:
     breaker: CircuitBreaker
     permit: Permit
-    claim: Claim | None
+    lease: CreditLease | None
     domain: str | None
     flight: asyncio.Future[None] | None
 
@@ -115,6 +119,12 @@ class ResilienceGuard:
         self.ledger = ClaimLedger(settings.budget_daily_credits)
         self.health = HealthMonitor(window_s=settings.health_window_s)
         self._cache = _LruCache(settings.cache_max_entries)
+        #: Clay keeps each lead's claim with its pending record: one lead per claim there.
+        self._lease_leads = 1 if settings.provider_mode == "clay" else settings.budget_claim_leads
+        self._lease: CreditLease | None = None
+        #: Set while one coroutine claims the next lease; the others wait for it.
+        self._leasing: asyncio.Future[None] | None = None
+        self._forgotten_before = ""
         self._flights: dict[str, asyncio.Future[None]] = {}
         self._changed = asyncio.Event()
         self._writes: set[asyncio.Task[Any]] = set()
@@ -198,7 +208,10 @@ class ResilienceGuard:
             log.error("state.write_failed", error=repr(task.exception()))
 
     async def flush(self) -> None:
-        """Wait for the state writes issued so far (before shutdown)."""
+        """Settle the current lease and wait for the state writes issued so far (before
+        shutdown, once no call is in flight any more)."""
+        if self._lease is not None:
+            self._expire(self._lease)
         if self._writes:
             await asyncio.gather(*list(self._writes), return_exceptions=True)
 
@@ -214,11 +227,11 @@ class ResilienceGuard:
             flight = asyncio.get_running_loop().create_future()
             self._flights[domain] = flight
         try:
-            permit, claim = await self._permit_and_claim(lead)
+            permit, lease = await self._permit_and_claim(lead)
         except BaseException:
             self._land(domain, flight)
             raise
-        return Admission(token=_Ticket(self.breaker, permit, claim, domain, flight))
+        return Admission(token=_Ticket(self.breaker, permit, lease, domain, flight))
 
     async def _cached(self, domain: str | None) -> dict[str, Any] | None:
         if domain is None:
@@ -233,7 +246,7 @@ class ResilienceGuard:
             # Another lead of this domain is being enriched: its answer may serve us.
             await asyncio.shield(flight)
 
-    async def _permit_and_claim(self, lead: Lead) -> tuple[Permit, Claim | None]:
+    async def _permit_and_claim(self, lead: Lead) -> tuple[Permit, CreditLease | None]:
         s = self._settings
         while True:
             now = self._clock()
@@ -245,9 +258,9 @@ class ResilienceGuard:
                     raise BreakerOpen(f"breaker open until {_iso(reopens)}")
                 await self._hold(reopens)
                 continue
-            claim = await self._claim(now)
-            if claim is not None or s.credits_per_lead == 0:
-                return permit, claim
+            lease = await self._slice()
+            if lease is not None or s.credits_per_lead == 0:
+                return permit, lease
             breaker.release(permit, now)
             day = budget_day(now, s.budget_timezone)
             resets = next_reset(now, s.budget_timezone)
@@ -266,25 +279,86 @@ class ResilienceGuard:
         finally:
             self.holding -= 1
 
-    async def _claim(self, now: float) -> Claim | None:
+    async def _slice(self) -> CreditLease | None:
+        """A slice of the current lease (claiming the next lease when needed), or None when
+        the budget cannot pay for one more call."""
         s = self._settings
-        amount = s.credits_per_lead
-        if amount == 0:
+        if s.credits_per_lead == 0:
             return None
-        day = budget_day(now, s.budget_timezone)
-        # The local view lags other instances only towards "more spent" for releases and
-        # "less spent" for claims; the log decides, so this check only saves a record.
-        if self.ledger.remaining(day) < amount:
-            return None
-        claim = Claim(uuid.uuid4().hex, self.owner, day, amount, s.budget_daily_credits)
+        while True:
+            now = self._clock()
+            day = budget_day(now, s.budget_timezone)
+            lease = self._lease
+            if lease is not None:
+                if lease.take(now, day, exhausted=self.ledger.exhausted(day)):
+                    return lease
+                self._lease = None
+                self._settle_if_due(lease)
+            if self._leasing is not None:  # somebody is claiming: use theirs
+                await asyncio.shield(self._leasing)
+                continue
+            self._leasing = asyncio.get_running_loop().create_future()
+            try:
+                lease = await self._open_lease(now, day)
+            finally:
+                self._leasing.set_result(None)
+                self._leasing = None
+            if lease is None:
+                return None
+            self._lease = lease
+
+    async def _open_lease(self, now: float, day: str) -> CreditLease | None:
+        s = self._settings
+        estimate = s.credits_per_lead
+        self._forget_old_days(day)
+        # A lease takes at most half of what remains, so near the end of the day the group's
+        # last credits are claimed a lead at a time and no instance sits on them.
+        remaining = self.ledger.remaining(day)
+        wanted = min(self._lease_leads, max(1, remaining // (2 * estimate))) * estimate
+        for amount in dict.fromkeys((wanted, estimate)):  # the lead's own share, if refused
+            # The local view lags other instances; the log decides, so this check only
+            # saves a record that would be refused.
+            if self.ledger.remaining(day) < amount:
+                continue
+            claim = Claim(uuid.uuid4().hex, self.owner, day, amount, s.budget_daily_credits)
+            if await self._granted(claim):
+                lease = CreditLease(claim, estimate, now, s.budget_claim_max_age_s)
+                asyncio.get_running_loop().call_later(s.budget_claim_max_age_s, self._expire, lease)
+                return lease
+        return None
+
+    async def _granted(self, claim: Claim) -> bool:
         if self._store is None:
-            granted = self.ledger.apply(claim)
-            return claim if granted else None
+            return self.ledger.apply(claim) is True
         partition, offset = await self._store.append(
             _claim_key(claim.day, claim.claim_id, "c"), claim.to_dict()
         )
         await self._store.wait_applied(partition, offset)
-        return claim if self.ledger.is_granted(claim.claim_id) else None
+        return self.ledger.is_granted(claim.claim_id) is True
+
+    def _expire(self, lease: CreditLease) -> None:
+        lease.close()
+        if self._lease is lease:
+            self._lease = None
+        self._settle_if_due(lease)
+
+    def _finish_slice(self, lease: CreditLease, charged: int) -> None:
+        lease.finish(charged)
+        if lease.closed and self._lease is lease:
+            self._lease = None
+        self._settle_if_due(lease)
+
+    def _settle_if_due(self, lease: CreditLease) -> None:
+        if lease.due():
+            lease.settled = True
+            self._journal(Settle(lease.claim.claim_id, lease.day, lease.charged), "s")
+
+    def _forget_old_days(self, today: str) -> None:
+        """Claims of days before yesterday never matter again: drop them from memory."""
+        if today != self._forgotten_before:
+            self._forgotten_before = today
+            yesterday = (date.fromisoformat(today) - timedelta(days=1)).isoformat()
+            self.ledger.forget_before(yesterday)
 
     def settle(
         self, admission: Admission, result: CallResult | None, error: LeadError | None
@@ -302,17 +376,15 @@ class ResilienceGuard:
                 self.breaker.release(ticket.permit, now)
         if result is not None or (error is not None and error.counts_against_breaker):
             self.health.record(result is not None, now)
-        if ticket.claim is not None:
-            claim = ticket.claim
-            event: Settle | Release
+        if ticket.lease is not None:
+            lease, ticket.lease = ticket.lease, None
             if result is not None:
-                event = Settle(claim.claim_id, claim.day, result.credits)
+                charged = result.credits
             elif error is not None and error.maybe_charged:
-                # No answer, maybe a bill: count the estimate (never under-count).
-                event = Settle(claim.claim_id, claim.day, claim.amount)
+                charged = lease.estimate  # no answer, maybe a bill: never under-count
             else:
-                event = Release(claim.claim_id, claim.day)
-            self._journal(event, "r" if isinstance(event, Release) else "s")
+                charged = 0
+            self._finish_slice(lease, charged)
         if isinstance(error, ProviderCreditsExhausted):
             day = budget_day(now, self._settings.budget_timezone)
             log.error("provider.credits_exhausted", day=day)
@@ -335,11 +407,15 @@ class ResilienceGuard:
         self._write(_claim_key(event.day, claim_id, tag), data)
 
     def cancelled(self, admission: Admission) -> None:
-        """A call cut short: its claim stays outstanding (over-count, never under-count)."""
+        """A call cut short: it may have been billed, so its slice counts the estimate
+        (over-count, never under-count)."""
         ticket = admission.token
         if isinstance(ticket, _Ticket):
             if ticket.breaker is self.breaker:
                 self.breaker.release(ticket.permit, self._clock())
+            if ticket.lease is not None:
+                lease, ticket.lease = ticket.lease, None
+                self._finish_slice(lease, lease.estimate)
             self._land(ticket.domain, ticket.flight)
 
     def _land(self, domain: str | None, flight: asyncio.Future[None] | None) -> None:
@@ -364,7 +440,11 @@ class ResilienceGuard:
         if ticket.breaker is self.breaker:
             self.breaker.record_success(ticket.permit, self._clock())
         self._land(ticket.domain, ticket.flight)
-        return ticket.claim
+        lease, ticket.lease = ticket.lease, None
+        if lease is None:
+            return None
+        lease.detached = True  # one lead per lease here (see __init__): the claim is its own
+        return lease.claim
 
     def finished(
         self,
@@ -413,12 +493,11 @@ class ResilienceGuard:
             self.health.record(False, now)
         if self.breaker.state(now) is not BreakerState.CLOSED:
             return False
-        if error.maybe_charged and ticket.claim is not None:
-            old = ticket.claim
-            self._journal(Settle(old.claim_id, old.day, old.amount), "s")
-            ticket.claim = None
-            ticket.claim = await self._claim(self._clock())
-            return ticket.claim is not None
+        if error.maybe_charged and ticket.lease is not None:
+            old, ticket.lease = ticket.lease, None
+            self._finish_slice(old, old.estimate)
+            ticket.lease = await self._slice()
+            return ticket.lease is not None
         return True
 
     def hold_after(self, error: LeadError) -> bool:

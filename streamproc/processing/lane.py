@@ -11,13 +11,13 @@ id, and the broker fences the previous owner's producer, aborting its open trans
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from streamproc.kafka.client import delivery_reported_by_commit, transaction
 from streamproc.processing.handler import RawRecord
 from streamproc.processing.outcome import Outcome
 
@@ -96,24 +96,20 @@ class PartitionLane:
                 return None
             outcomes = [(slot.record, slot.task.result()) for slot in prefix]
             next_offset = prefix[-1].record.offset + 1
-            await self.producer.begin_transaction()
-            try:
+            async with transaction(self.producer):
                 for _, outcome in outcomes:
                     for out in outcome.records:
-                        await self.producer.send(
+                        delivery = await self.producer.send(
                             out.topic,
                             value=out.value,
                             key=out.key,
                             headers=out.headers or None,
                             partition=out.partition,
                         )
+                        delivery_reported_by_commit(delivery)
                 await self.producer.send_offsets_to_transaction(
                     {self.tp: next_offset}, self._group_id
                 )
-                await self.producer.commit_transaction()
-            except BaseException:
-                await _abort_quietly(self.producer)
-                raise
             for _ in prefix:
                 self._window.popleft()
             self.committed_offset = next_offset
@@ -138,10 +134,3 @@ class PartitionLane:
             return True
         _, pending = await asyncio.wait(tasks, timeout=timeout_s)
         return not pending
-
-
-async def _abort_quietly(producer: AIOKafkaProducer) -> None:
-    # Politeness only: the lane is reset with a new producer of the same transactional id,
-    # whose initialisation aborts whatever this one left open.
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(producer.abort_transaction(), timeout=5)

@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import consumer as make_consumer
-from streamproc.kafka.client import transactional_producer
+from streamproc.kafka.client import stop_quietly, transactional_producer
 from streamproc.logs import get_logger
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.lane import CommitResult, PartitionLane, transactional_id
@@ -305,8 +305,7 @@ class Processor:
         dropped = await lane.cancel_pending()
         self._in_flight -= dropped
         self._window_freed.set()
-        with contextlib.suppress(Exception):
-            await lane.producer.stop()
+        await stop_quietly(lane.producer)
         lane.producer = await self._start_producer(tp)
         if self._consumer is not None and tp in self._consumer.assignment():
             self._consumer.seek(tp, lane.position)
@@ -378,8 +377,7 @@ class Processor:
                 log.warning("lane.final_commit_failed", partition=tp.partition, error=repr(exc))
         dropped = await lane.cancel_pending()
         self._in_flight -= dropped
-        with contextlib.suppress(Exception):
-            await lane.producer.stop()
+        await stop_quietly(lane.producer)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

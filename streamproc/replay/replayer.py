@@ -66,7 +66,13 @@ from aiokafka.errors import (
 
 from streamproc.errors import KafkaSetupError, ReplayFenced, ReplayRefused, StreamprocError
 from streamproc.kafka.client import consumer as make_consumer
-from streamproc.kafka.client import partitions_of, stop_quietly, transactional_producer
+from streamproc.kafka.client import (
+    delivery_reported_by_commit,
+    partitions_of,
+    stop_quietly,
+    transaction,
+    transactional_producer,
+)
 from streamproc.logs import get_logger
 from streamproc.ops.state_show import watch_state
 from streamproc.processing.guard import ResilienceGuard
@@ -346,8 +352,7 @@ class Replayer:
         offsets: dict[TopicPartition, int] = {}
         matched = self._matched
         try:
-            await producer.begin_transaction()
-            try:
+            async with transaction(producer):
                 for tp, record in records:
                     if self._options.limit is not None and matched >= self._options.limit:
                         break
@@ -364,21 +369,14 @@ class Replayer:
                         partition=planned.partition,
                         timestamp_ms=planned.timestamp_ms,
                     )
-                    # The commit reports a failed delivery; retrieving it here keeps asyncio
-                    # from logging each one as "never retrieved" when a transaction fails.
-                    delivery.add_done_callback(_retrieve)
+                    delivery_reported_by_commit(delivery)
                     offsets[tp] = record.offset + 1
                     counts[(planned.outcome, planned.error_class)] += 1
                     if planned.outcome != "skip":
                         matched += 1
                 if not offsets:
-                    await producer.abort_transaction()
-                    return
+                    return  # nothing sent: the transaction ends empty
                 await producer.send_offsets_to_transaction(offsets, group)
-                await producer.commit_transaction()
-            except BaseException:
-                await _abort_quietly(producer)
-                raise
         except KafkaError as exc:
             if not _fenced(exc, producer):
                 raise StreamprocError(
@@ -426,11 +424,6 @@ class Replayer:
         return True
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 def _offsets(offsets: dict[TopicPartition, int]) -> dict[int, int]:
     return {tp.partition: offset for tp, offset in offsets.items()}
 
@@ -445,9 +438,3 @@ def _fenced(exc: KafkaError, producer: AIOKafkaProducer) -> bool:
         return True
     manager = getattr(producer, "_txn_manager", None)
     return bool(manager is not None and manager.is_fatal_error())
-
-
-async def _abort_quietly(producer: AIOKafkaProducer) -> None:
-    # Politeness only: the next replayer's producer aborts whatever this one left open.
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(producer.abort_transaction(), timeout=5)

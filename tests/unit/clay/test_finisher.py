@@ -67,9 +67,12 @@ class _Producer:
     async def begin_transaction(self) -> None:
         self._open = []
 
-    async def send(self, topic: str, **kw: Any) -> None:
+    async def send(self, topic: str, **kw: Any) -> asyncio.Future[None]:
         assert self._open is not None
         self._open.append(kw["key"] if topic == "state" else topic.encode())
+        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivery.set_result(None)
+        return delivery
 
     async def commit_transaction(self) -> None:
         if self._fail:
@@ -217,3 +220,36 @@ async def test_a_failing_build_fails_only_its_own_lead() -> None:
     assert isinstance(bad, FinishUnavailable)
     assert not isinstance(good, BaseException) and good.published
     assert committed == [[b"enriched", b"clay/pending/L2"]]
+
+
+async def test_contention_outlasting_the_kafka_attempts_still_publishes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two instances fencing each other in turns is contention, not failure: more fencings
+    than MAX_ATTEMPTS in a row still end in one publication (CI saw a 503 here before)."""
+    monkeypatch.setattr(finisher_module, "_CONTENTION_BACKOFF_S", 0.0)
+    fencings = finisher_module.MAX_ATTEMPTS + 3
+    finisher, registry, _, committed, producers = _finisher(
+        fail=[ProducerFenced() for _ in range(fencings)]
+    )
+    registry.apply("L1", _pending("L1"))
+    result = await finisher.finish(Finish("L1", None, _enriched))
+    await finisher.stop()
+    assert result.published
+    assert committed == [[b"enriched", b"clay/pending/L1"]]
+    assert len(producers) == fencings + 1
+
+
+async def test_contention_beyond_its_patience_leaves_the_lead_pending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fenced past CONTENTION_PATIENCE_S: the caller is told to come back later."""
+    monkeypatch.setattr(finisher_module, "_CONTENTION_BACKOFF_S", 0.0)
+    monkeypatch.setattr(finisher_module, "CONTENTION_PATIENCE_S", 0.0)
+    finisher, registry, _, committed, _ = _finisher(fail=[ProducerFenced(), ProducerFenced()])
+    registry.apply("L1", _pending("L1"))
+    with pytest.raises(FinishUnavailable):
+        await finisher.finish(Finish("L1", None, _enriched))
+    await finisher.stop()
+    assert committed == []
+    assert registry.get("L1") is not None

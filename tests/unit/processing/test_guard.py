@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,3 +150,56 @@ async def test_cache_keeps_at_most_max_entries() -> None:
     assert guard.status()["cache"]["entries"] == 2
     assert (await guard.admit(_lead(9, "d0.example"))).enrichment is None
     assert (await guard.admit(_lead(8, "d2.example"))).enrichment == {"n": 2}
+
+
+async def test_one_claim_pays_for_a_lease_of_leads_and_settles_their_sum() -> None:
+    """budget_claim_leads=50: 100 calls take two claims from the log, not 100; once the
+    leases are closed the ledger holds exactly what the calls were charged."""
+    guard, _ = _guard(budget_daily_credits=100_000, budget_claim_leads=50)
+    day = guard.status()["budget"]["day"]
+    for i in range(100):
+        admission = await guard.admit(_lead(i))
+        guard.settle(admission, _Result({"n": i}, credits=4), None)
+    claims = guard.ledger.snapshot()["claims"]
+    assert len(claims) == 2
+    await guard.flush()
+    assert guard.ledger.spent(day) == 400
+    assert guard.ledger.outstanding(day) == 0
+
+
+async def test_a_lease_takes_at_most_half_of_what_remains() -> None:
+    """60 credits left at 6 per lead: the first lease is 30 credits (5 leads), not 300, so
+    other instances are not starved; the last credits go a lead at a time."""
+    guard, _ = _guard(budget_daily_credits=60, budget_claim_leads=50)
+    day = guard.status()["budget"]["day"]
+    await guard.admit(_lead(0))
+    assert guard.ledger.outstanding(day) == 30
+    for i in range(1, 10):
+        await guard.admit(_lead(i))
+    assert guard.ledger.outstanding(day) == 60
+    with pytest.raises(BudgetExhausted):
+        await guard.admit(_lead(10))
+
+
+async def test_an_idle_lease_gives_its_unused_credits_back_after_its_max_age() -> None:
+    """One call of a 50-lead lease, then nothing: after budget_claim_max_age_s the claim is
+    settled at what was charged and the rest is free for the group again."""
+    guard, _ = _guard(
+        budget_daily_credits=100_000, budget_claim_leads=50, budget_claim_max_age_s=0.05
+    )
+    day = guard.status()["budget"]["day"]
+    admission = await guard.admit(_lead(1))
+    guard.settle(admission, _Result({"n": 1}, credits=6), None)
+    assert guard.ledger.outstanding(day) == 300
+    await asyncio.sleep(0.1)
+    assert guard.ledger.outstanding(day) == 0
+    assert guard.ledger.spent(day) == 6
+
+
+async def test_concurrent_leads_share_one_claim_in_flight() -> None:
+    """Many leads admitted at once while no lease exists: one claim is made, not one each."""
+    guard, _ = _guard(budget_daily_credits=100_000, budget_claim_leads=50)
+    admissions = await asyncio.gather(*(guard.admit(_lead(i)) for i in range(40)))
+    assert all(a.token is not None for a in admissions)
+    claims = guard.ledger.snapshot()["claims"]
+    assert len(claims) == 1

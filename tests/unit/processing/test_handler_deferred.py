@@ -110,7 +110,9 @@ async def test_the_claim_stays_outstanding_from_submit_until_finished() -> None:
     """submitted() returns the granted claim and keeps it reserved; finished() settles it at
     the charged credits and caches the data by domain."""
     now = 1_764_158_400.0
-    guard = ResilienceGuard(Settings(budget_daily_credits=60), clock=lambda: now, owner="u")
+    # Clay mode claims one lead at a time (its pending lead keeps the claim).
+    settings = Settings(budget_daily_credits=60, budget_claim_leads=1)
+    guard = ResilienceGuard(settings, clock=lambda: now, owner="u")
     day = budget_day(now)
     admission = await guard.admit(Lead(lead_id="L1", domain="acme.example"))
     claim = guard.submitted(admission)
