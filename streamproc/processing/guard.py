@@ -33,7 +33,7 @@ import os
 import socket
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -122,8 +122,9 @@ class ResilienceGuard:
         #: Clay keeps each lead's claim with its pending record: one lead per claim there.
         self._lease_leads = 1 if settings.provider_mode == "clay" else settings.budget_claim_leads
         self._lease: CreditLease | None = None
-        #: Set while one coroutine claims the next lease; the others wait for it.
-        self._leasing: asyncio.Future[None] | None = None
+        #: Calls waiting for a slice, served in order by one task that claims leases.
+        self._slice_waiters: deque[asyncio.Future[CreditLease | None]] = deque()
+        self._leasing: asyncio.Task[None] | None = None
         self._forgotten_before = ""
         self._flights: dict[str, asyncio.Future[None]] = {}
         self._changed = asyncio.Event()
@@ -280,32 +281,70 @@ class ResilienceGuard:
             self.holding -= 1
 
     async def _slice(self) -> CreditLease | None:
-        """A slice of the current lease (claiming the next lease when needed), or None when
-        the budget cannot pay for one more call."""
-        s = self._settings
-        if s.credits_per_lead == 0:
+        """A slice of the current lease, or None when the budget cannot pay for one more
+        call. When the lease is used up, callers queue and one task claims the next lease
+        and hands its slices out in order: a thousand calls waiting for a lease cost one
+        claim per lease, not a thousand wake-ups per lease."""
+        if self._settings.credits_per_lead == 0:
             return None
-        while True:
-            now = self._clock()
-            day = budget_day(now, s.budget_timezone)
-            lease = self._lease
-            if lease is not None:
-                if lease.take(now, day, exhausted=self.ledger.exhausted(day)):
-                    return lease
-                self._lease = None
-                self._settle_if_due(lease)
-            if self._leasing is not None:  # somebody is claiming: use theirs
-                await asyncio.shield(self._leasing)
-                continue
-            self._leasing = asyncio.get_running_loop().create_future()
-            try:
-                lease = await self._open_lease(now, day)
-            finally:
-                self._leasing.set_result(None)
-                self._leasing = None
-            if lease is None:
-                return None
-            self._lease = lease
+        if not self._slice_waiters and self._take_current():
+            return self._lease
+        waiter: asyncio.Future[CreditLease | None] = asyncio.get_running_loop().create_future()
+        self._slice_waiters.append(waiter)
+        if self._leasing is None:
+            self._leasing = asyncio.get_running_loop().create_task(self._serve_waiters())
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                granted = waiter.result()
+                if granted is not None:  # handed a slice as we were cancelled: unused
+                    self._finish_slice(granted, 0)
+            raise
+
+    def _take_current(self) -> bool:
+        """Take a slice of the current lease; False (and the lease retired) when it cannot."""
+        lease = self._lease
+        if lease is None:
+            return False
+        now = self._clock()
+        day = budget_day(now, self._settings.budget_timezone)
+        if lease.take(now, day, exhausted=self.ledger.exhausted(day)):
+            return True
+        self._lease = None
+        self._settle_if_due(lease)
+        return False
+
+    async def _serve_waiters(self) -> None:
+        waiters = self._slice_waiters
+        try:
+            while waiters:
+                while waiters and (waiters[0].done() or self._take_current()):
+                    waiter = waiters.popleft()
+                    if not waiter.done():
+                        waiter.set_result(self._lease)
+                if not waiters:
+                    return
+                now = self._clock()
+                lease = await self._open_lease(now, budget_day(now, self._settings.budget_timezone))
+                if lease is None:  # the budget cannot pay for one more call now
+                    while waiters:
+                        waiter = waiters.popleft()
+                        if not waiter.done():
+                            waiter.set_result(None)
+                    return
+                self._lease = lease
+        except BaseException as exc:
+            while waiters:  # a failed claim fails the calls that waited for it
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_exception(
+                        exc if isinstance(exc, Exception) else asyncio.CancelledError()
+                    )
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._leasing = None
 
     async def _open_lease(self, now: float, day: str) -> CreditLease | None:
         s = self._settings

@@ -21,6 +21,7 @@ from typing import Any, Self, TypeAlias
 import httpx
 import orjson
 
+from streamproc import __version__
 from streamproc.errors import (
     InvalidPayload,
     LeadError,
@@ -101,6 +102,15 @@ class ProviderClient:
             value = f"Bearer {key}" if header.lower() == "authorization" else key
             self._auth_headers[header.encode("ascii")] = value.encode("utf-8")
         self._http: httpx.AsyncClient | None = None
+        # Built once: ``AsyncClient.post`` re-parses the URL and merges default headers on
+        # every call, about a seventh of the process's CPU at 1,000 calls/s (bench/).
+        self._target = httpx.URL(self._url)
+        self._headers: list[tuple[bytes, bytes]] = [
+            (b"Content-Type", b"application/json"),
+            (b"User-Agent", f"streamproc/{__version__}".encode()),
+            *self._auth_headers.items(),
+        ]
+        self._timeouts = {"timeout": httpx.Timeout(self._timeout_s).as_dict()}
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -114,7 +124,6 @@ class ProviderClient:
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(self._timeout_s),
-            headers={b"Content-Type": b"application/json", **self._auth_headers},
             # A redirect from an enrichment API is a misconfiguration, and following it
             # would resend the API key to wherever it points.
             follow_redirects=False,
@@ -158,7 +167,7 @@ class ProviderClient:
         if http is None:
             raise RuntimeError("ProviderClient.start() must be awaited before enrich()")
         body = _encode(lead)
-        headers = {b"Idempotency-Key": _idempotency_key(lead_id)}
+        headers = [*self._headers, (b"Idempotency-Key", _idempotency_key(lead_id))]
         started = self._clock()
         attempts = 0
         while True:
@@ -179,7 +188,7 @@ class ProviderClient:
             await self._sleep(delay)
 
     async def _attempt(
-        self, http: httpx.AsyncClient, body: bytes, headers: Mapping[bytes, bytes]
+        self, http: httpx.AsyncClient, body: bytes, headers: list[tuple[bytes, bytes]]
     ) -> httpx.Response:
         """One HTTP call with its errors translated, reported to ``on_attempt``."""
         began = self._clock()
@@ -187,7 +196,10 @@ class ProviderClient:
             # httpx's timeout bounds each phase (connect, each read...), not the call: a
             # server trickling bytes could hold a lead far longer. This bounds the whole.
             async with asyncio.timeout(self._timeout_s):
-                response = await http.post(self._url, content=body, headers=headers)
+                request = httpx.Request(
+                    "POST", self._target, content=body, headers=headers, extensions=self._timeouts
+                )
+                response = await http.send(request)
         except (httpx.TimeoutException, TimeoutError) as exc:
             self._report(None, began)
             # Any timeout may have been billed: the aiohttp transport reports some server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,3 +204,27 @@ async def test_concurrent_leads_share_one_claim_in_flight() -> None:
     assert all(a.token is not None for a in admissions)
     claims = guard.ledger.snapshot()["claims"]
     assert len(claims) == 1
+
+
+async def test_a_crowd_waiting_for_slices_takes_one_claim_per_lease() -> None:
+    """200 leads admitted at once with 50-lead leases: four claims, every lead admitted,
+    and the slices in flight are exactly the leads admitted."""
+    guard, _ = _guard(budget_daily_credits=100_000, budget_claim_leads=50)
+    admissions = await asyncio.gather(*(guard.admit(_lead(i)) for i in range(200)))
+    assert all(a.token is not None and a.token.lease is not None for a in admissions)
+    assert len(guard.ledger.snapshot()["claims"]) == 4
+    leases = {id(a.token.lease): a.token.lease for a in admissions}
+    assert sum(lease.in_flight for lease in leases.values()) == 200
+
+
+async def test_a_lead_cancelled_while_waiting_for_a_slice_holds_none() -> None:
+    """Cancelled while its lease is being claimed: nothing stays in flight for it."""
+    guard, _ = _guard(budget_daily_credits=100_000, budget_claim_leads=50)
+    waiting = asyncio.ensure_future(guard.admit(_lead(1)))
+    other = asyncio.ensure_future(guard.admit(_lead(2)))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    admitted = await other
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    assert admitted.token.lease.in_flight == 1
