@@ -47,6 +47,10 @@ class BenchConfig:
     latency_duration_s: float = 15.0
     soak_leads: int = 200_000
     soak_rate: float = 1000.0
+    #: The soak's in-memory cache cap (STREAMPROC_CACHE_MAX_ENTRIES): every soak lead has a
+    #: domain of its own, so the cache fills to its cap and then stays there; a cap reached
+    #: early in the soak shows whether anything else grows.
+    soak_cache_entries: int = 20_000
     #: A process exits once nothing was consumed for this long.
     idle_s: float = 4.0
     profile: str | None = None
@@ -115,6 +119,12 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     )
     p.add_argument("--soak-leads", type=int, default=d.soak_leads)
     p.add_argument("--soak-rate", type=float, default=d.soak_rate, help="leads/s offered")
+    p.add_argument(
+        "--soak-cache-entries",
+        type=int,
+        default=d.soak_cache_entries,
+        help="the soak processor's cache_max_entries (each soak lead has its own domain)",
+    )
     p.add_argument("--idle-s", type=float, default=d.idle_s)
     p.add_argument(
         "--profile",
@@ -163,6 +173,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         latency_duration_s=a.latency_duration_s,
         soak_leads=a.soak_leads,
         soak_rate=a.soak_rate,
+        soak_cache_entries=a.soak_cache_entries,
         idle_s=a.idle_s,
         profile=a.profile,
         streamproc_path=a.streamproc_path,

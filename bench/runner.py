@@ -582,6 +582,9 @@ class Bench:
         """streamproc at a sustained rate for ``soak_leads``: RSS every 2 s, latency too."""
         cfg = self.cfg
         p = self._pipeline("streamproc", 1)
+        streamproc_env = p.env
+        cache_cap = {"STREAMPROC_CACHE_MAX_ENTRIES": str(cfg.soak_cache_entries)}
+        p.env = lambda t, n: {**streamproc_env(t, n), **cache_cap}
         row = Row(scenario="soak", kind="pipeline")
         t = await self._topics("soak", "soak", streamproc=True)
         monitor = Monitor(interval_s=2.0)
@@ -605,7 +608,10 @@ class Bench:
             row.extra["rss_trend"] = _rss_trend(
                 [(s.t - began, s.rss / MB) for s in series if s.t >= began], took
             )
-            row.notes.append(f"offered {lat.rate_per_s:.0f} leads/s for {took:.0f} s")
+            row.notes.append(
+                f"offered {lat.rate_per_s:.0f} leads/s for {took:.0f} s; "
+                f"cache_max_entries={cfg.soak_cache_entries}"
+            )
             return row
         finally:
             await self._drop(t)

@@ -338,9 +338,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         def runner() -> Coroutine[Any, Any, int]:
             return _produce_sample(settings, args.count, args.mix)
     elif args.command == "replay":
-        from streamproc.replay.command import options_from_args, replay_command
+        from streamproc.replay.command import options_from_args, replay_command, whole_number
 
         replay_options = options_from_args(args)
+        metrics_port = whole_number(args.metrics_port, "--metrics-port", 0)
+        if metrics_port is not None and metrics_port > 65_535:
+            raise ConfigError(f"--metrics-port {metrics_port}: expected a port, 0 to 65535")
 
         def runner() -> Coroutine[Any, Any, int]:
             return replay_command(
@@ -348,6 +351,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 replay_options,
                 as_json=args.json,
                 show_progress=not args.no_progress,
+                metrics_port=metrics_port,
             )
     elif args.command == "dlq":
         from streamproc.ops.stats import dlq_stats

@@ -24,8 +24,10 @@ import orjson
 
 from streamproc.errors import ConfigError
 from streamproc.logs import get_logger
+from streamproc.ops.http import OpsServer
+from streamproc.ops.metrics import Metrics
 from streamproc.replay.filters import KNOWN_CLASSES, ReplayFilter
-from streamproc.replay.progress import ProgressSink, make_progress
+from streamproc.replay.progress import MetricsProgress, ProgressSink, make_progress
 from streamproc.replay.replayer import Replayer, ReplayOptions
 from streamproc.settings import Settings
 
@@ -80,6 +82,12 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         help="replay even while the breaker is open or the budget is spent",
     )
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
+    r.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        help="serve /metrics (replay progress), /healthz and /status on PORT while running "
+        "(0 picks a free port; off by default, so it never collides with a processor's)",
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bar or log lines")
 
 
@@ -156,10 +164,41 @@ async def replay_command(
     show_progress: bool = True,
     progress: ProgressSink | None = None,
     file: TextIO | None = None,
+    metrics_port: int | None = None,
 ) -> int:
     """Run one replay with signal handling and print its summary; the exit code."""
     sink = progress or make_progress(show_progress)
+    ops: OpsServer | None = None
+    if metrics_port is not None:
+        metrics = Metrics()
+        sink = MetricsProgress(metrics, sink)
     replayer = Replayer(settings, options, progress=sink)
+    if metrics_port is not None:
+        ops = OpsServer(
+            settings.http_host,
+            metrics_port,
+            metrics,
+            status_fn=lambda: replayer.report.to_json(),
+            ready_fn=lambda: (True, []),
+        )
+        try:
+            await ops.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"--metrics-port {metrics_port}: cannot listen on {settings.http_host}:"
+                f"{metrics_port} ({exc.strerror or exc}); pick a free port or 0"
+            ) from None
+        log.info("replay.metrics", url=f"{ops.url}/metrics")
+    try:
+        return await _run_replay(replayer, settings, as_json=as_json, file=file)
+    finally:
+        if ops is not None:
+            await ops.stop()
+
+
+async def _run_replay(
+    replayer: Replayer, settings: Settings, *, as_json: bool, file: TextIO | None
+) -> int:
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(replayer.run())
     signals = 0

@@ -14,9 +14,18 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from streamproc.logs import get_logger
+from streamproc.ops.metrics import Metrics
 from streamproc.replay.report import ReplayReport
 
-__all__ = ["LogProgress", "NullProgress", "ProgressSink", "RichProgress", "eta_s", "make_progress"]
+__all__ = [
+    "LogProgress",
+    "MetricsProgress",
+    "NullProgress",
+    "ProgressSink",
+    "RichProgress",
+    "eta_s",
+    "make_progress",
+]
 
 log = get_logger("streamproc.replay")
 
@@ -152,6 +161,40 @@ class RichProgress:
         if task is not None and task.total is not None:
             self._progress.update(self._task, total=task.completed)
         self._progress.stop()
+
+
+class MetricsProgress:
+    """Feeds the replay metrics (``streamproc_replay_records_total{action}``,
+    ``streamproc_replay_remaining_records``) from the committed report, then ``inner``."""
+
+    def __init__(self, metrics: Metrics, inner: ProgressSink) -> None:
+        self._metrics = metrics
+        self._inner = inner
+        self._total: int | None = None
+        self._counted = {"replay": 0, "park": 0}
+
+    def start(self, total: int | None) -> None:
+        self._total = total
+        if total is not None:
+            self._metrics.set_replay_remaining(total)
+        self._inner.start(total)
+
+    def update(self, report: ReplayReport) -> None:
+        if not report.dry_run:  # a dry run moves nothing: nothing to count as replayed
+            for outcome, action in (("replay", "replayed"), ("park", "parked")):
+                done = report.total(outcome)
+                for _ in range(done - self._counted[outcome]):
+                    self._metrics.replay_record(action)
+                self._counted[outcome] = done
+        if self._total is not None:
+            self._metrics.set_replay_remaining(self._total - report.read)
+        self._inner.update(report)
+
+    def note(self, message: str) -> None:
+        self._inner.note(message)
+
+    def finish(self) -> None:
+        self._inner.finish()
 
 
 def make_progress(enabled: bool = True) -> ProgressSink:

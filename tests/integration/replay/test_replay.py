@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import socket
 from collections import Counter
 
+import httpx
 import orjson
 import pytest
 
@@ -160,3 +163,49 @@ async def test_refuses_when_the_budget_is_spent(topics: Settings) -> None:
     with pytest.raises(ReplayRefused, match=r"daily credit budget is spent .* resets at"):
         await Replayer(topics, ReplayOptions()).run()
     assert await read_all(topics, topics.topic_raw) == []
+
+
+def _metric(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_metrics_port_serves_replay_progress_while_it_runs(topics: Settings) -> None:
+    """--metrics-port: while a paced replay runs, /metrics shows records replayed so far and
+    the remaining count going down; the server is gone when the command returns."""
+    await plant_dlq(topics, every_kind())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = configure(topics, http_host="127.0.0.1")
+    run = asyncio.ensure_future(
+        replay_command(
+            settings,
+            ReplayOptions(rate_per_s=4),
+            progress=NullProgress(),
+            file=io.StringIO(),
+            metrics_port=port,
+        )
+    )
+    seen: list[tuple[float | None, float | None]] = []
+    async with httpx.AsyncClient() as client:
+        while not run.done():
+            with contextlib.suppress(httpx.TransportError):
+                text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                seen.append(
+                    (
+                        _metric(text, 'streamproc_replay_records_total{action="replayed"}'),
+                        _metric(text, "streamproc_replay_remaining_records"),
+                    )
+                )
+            await asyncio.sleep(0.05)
+        assert await run == 0
+        with pytest.raises(httpx.TransportError):
+            await client.get(f"http://127.0.0.1:{port}/metrics")
+    print(f"replay metrics samples: {seen[:3]} ... {seen[-3:]}")
+    replayed = [r for r, _ in seen if r is not None]
+    remaining = [r for _, r in seen if r is not None]
+    assert replayed and 0 < max(replayed) <= 8
+    assert remaining and min(remaining) < max(remaining)

@@ -78,6 +78,7 @@ def test_every_alert_is_complete() -> None:
         ("StreamprocBreakerOpen", "streamproc_breaker_state"),
         ("StreamprocDlqRateHigh", "streamproc_leads_out_total"),
         ("StreamprocConsumerLagHigh", "streamproc_consumer_lag_records"),
+        ("StreamprocClayWebhookCapacityLow", "streamproc_clay_webhook_capacity_low"),
     ],
 )
 def test_the_required_alerts_exist(alert: str, metric: str) -> None:

@@ -78,3 +78,14 @@ def test_dlq_stats_bad_max_attempts_exit_2(capsys: pytest.CaptureFixture[str]) -
     """`dlq stats --max-attempts 0` is refused as bad input."""
     assert main(["dlq", "stats", "--max-attempts", "0"]) == 2
     assert "--max-attempts '0'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["http", "-1", "70000"])
+def test_a_bad_metrics_port_is_one_line(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """--metrics-port takes 0 to 65535; anything else is refused before connecting."""
+    assert main(["replay", "--metrics-port", port, "--bootstrap-servers", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"streamproc: --metrics-port {port!r}") or err.startswith(
+        f"streamproc: --metrics-port {port}:"
+    )
