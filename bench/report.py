@@ -141,7 +141,14 @@ def targets(rows: Sequence[Row], cfg: BenchConfig) -> list[dict[str, Any]]:
             ratio,
             ">= 1.7x",
             ratio >= 1.7,
-            f"{multi.throughput:.0f} / {sp.throughput:.0f} leads/s",
+            f"{multi.throughput:.0f} / {sp.throughput:.0f} leads/s"
+            + (
+                # First to last output includes the group's join rebalance; the middle 90 %
+                # of outputs is the steady state once both processes have partitions.
+                f"; steady (middle 90 % of outputs): {ratio_steady:.2f}x"
+                if (ratio_steady := _steady_ratio(multi, sp)) is not None
+                else ""
+            ),
         )
     soak = _get(rows, "soak")
     if soak is not None:
@@ -155,6 +162,12 @@ def targets(rows: Sequence[Row], cfg: BenchConfig) -> list[dict[str, Any]]:
             f"RSS MB at quarters: {trend.get('rss_mb_at')}",
         )
     return out
+
+
+def _steady_ratio(multi: Row, single: Row) -> float | None:
+    if not multi.throughput_steady or not single.throughput_steady:
+        return None
+    return multi.throughput_steady / single.throughput_steady
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
