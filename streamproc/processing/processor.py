@@ -58,6 +58,8 @@ class ProcessorStats:
     aborted_transactions: int = 0
     in_flight: int = 0
     max_in_flight_seen: int = 0
+    #: The most leads one partition's window held (bounded by max_in_flight_per_partition).
+    max_window_seen: int = 0
 
 
 class Processor:
@@ -191,6 +193,7 @@ class Processor:
     async def _fetch_loop(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
+        per_partition = self._settings.max_in_flight_per_partition
         while not self._stopping.is_set():
             room = self._settings.max_in_flight - self._in_flight
             if room <= 0:
@@ -210,10 +213,17 @@ class Processor:
                 if seen.get(tp) != (lane, lane.generation):
                     consumer.seek(tp, lane.position)
                     continue
+                # One fetch may bring more of a partition than its window has room for:
+                # the rest is read again once the window has room (never held in memory).
+                fits = max(per_partition - len(lane), 0)
+                if len(records) > fits:
+                    records = records[:fits]
+                    consumer.seek(tp, lane.position if not records else records[-1].offset + 1)
                 for record in records:
                     self._in_flight += 1
                     self.stats.consumed += 1
                     lane.submit(record, self._handler.handle)
+                self.stats.max_window_seen = max(self.stats.max_window_seen, len(lane))
             self.stats.in_flight = self._in_flight
             self.stats.max_in_flight_seen = max(self.stats.max_in_flight_seen, self._in_flight)
             self._apply_backpressure()
@@ -238,9 +248,15 @@ class Processor:
     # --- committing -----------------------------------------------------------------------
 
     async def _commit_loop(self) -> None:
+        # A fixed tick: the next round starts one interval after the previous one *started*
+        # (at once if the commits took longer), so a lead finished right after a round
+        # waits one interval, not an interval plus a commit round trip.
         interval = self._settings.commit_interval_ms / 1000
+        loop = asyncio.get_running_loop()
+        due = loop.time() + interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due = max(due + interval, loop.time())
             await self.commit_all()
 
     async def commit_all(self) -> None:
