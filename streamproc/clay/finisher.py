@@ -71,9 +71,9 @@ _BACKOFF_S = 0.5
 #: not a failure: two instances taking callbacks of the same partition fence each other in
 #: turns, and each fence aborts the other's open transaction. A fixed number of attempts
 #: can run out in such a ping-pong (seen in CI: a 503 for a duplicate callback); a time
-#: bound with jittered backoff breaks the symmetry and still answers well within a
-#: callback client's patience.
-CONTENTION_PATIENCE_S = 20.0
+#: bound with jittered backoff breaks the symmetry, and stays under a callback client's
+#: patience (the simulator's is 10 s) so that the caller hears 503 and retries.
+CONTENTION_PATIENCE_S = 6.0
 _CONTENTION_BACKOFF_S = 0.05
 _CONTENTION_BACKOFF_MAX_S = 1.0
 #: Errors that mean "another producer took the id over", not "Kafka is unwell".

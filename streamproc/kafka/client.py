@@ -172,7 +172,7 @@ async def transaction(producer: AIOKafkaProducer) -> AsyncIterator[None]:
             await asyncio.wait_for(producer.abort_transaction(), timeout=5)
         broken = _sender_failure(producer)
         if broken is not None and broken is not exc:
-            raise broken from exc
+            raise broken.with_traceback(None) from exc
         raise
     except BaseException:  # cancelled: abort what is open, stay cancelled
         with contextlib.suppress(Exception):
@@ -192,7 +192,8 @@ def _sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
 async def _raise_sender_failure(producer: AIOKafkaProducer) -> None:
     broken = _sender_failure(producer)
     if broken is not None:
-        raise broken
+        # The same exception object each time: drop the traceback it gathered last time.
+        raise broken.with_traceback(None)
 
 
 def _forget_failed_transaction(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:

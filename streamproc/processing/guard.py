@@ -211,6 +211,11 @@ class ResilienceGuard:
     async def flush(self) -> None:
         """Settle the current lease and wait for the state writes issued so far (before
         shutdown, once no call is in flight any more)."""
+        if self._leasing is not None:
+            # A claim on its way would otherwise be granted after we settled: its credits
+            # would stay reserved until the day resets.
+            with contextlib.suppress(Exception, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._leasing), 10)
         if self._lease is not None:
             self._expire(self._lease)
         if self._writes:
@@ -361,7 +366,9 @@ class ResilienceGuard:
                 continue
             claim = Claim(uuid.uuid4().hex, self.owner, day, amount, s.budget_daily_credits)
             if await self._granted(claim):
-                lease = CreditLease(claim, estimate, now, s.budget_claim_max_age_s)
+                # Aged from the grant, not the request: a slow claims log must not make a
+                # lease too old to use the moment it is granted.
+                lease = CreditLease(claim, estimate, self._clock(), s.budget_claim_max_age_s)
                 asyncio.get_running_loop().call_later(s.budget_claim_max_age_s, self._expire, lease)
                 return lease
         return None
@@ -427,6 +434,10 @@ class ResilienceGuard:
         if isinstance(error, ProviderCreditsExhausted):
             day = budget_day(now, self._settings.budget_timezone)
             log.error("provider.credits_exhausted", day=day)
+            if self._lease is not None:
+                # No more calls on this lease: a 402 charges nothing, so without this its
+                # freed room would keep admitting calls until the Exhaust comes back.
+                self._expire(self._lease)
             self._journal(Exhaust(day), "x")
         if isinstance(error, ProviderAuthError):
             log.error("provider.auth_failed", message=error.message)

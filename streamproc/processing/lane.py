@@ -88,32 +88,49 @@ class PartitionLane:
     async def commit(self) -> CommitResult | None:
         """Publish the done prefix and its offset in one transaction.
 
-        Raises the producer's error on failure; the caller then :meth:`reset` s the lane.
+        Raises the producer's error on failure; the caller then resets the lane. Not
+        cancellable half-way: once ``commit_transaction`` is sent the broker may commit
+        whatever happens to us, so a cancelled caller waits for the outcome and the window
+        is updated to match (a window left behind would publish the prefix again).
         """
         async with self.commit_lock:
-            prefix = self.done_prefix()
-            if not prefix:
-                return None
-            outcomes = [(slot.record, slot.task.result()) for slot in prefix]
-            next_offset = prefix[-1].record.offset + 1
-            async with transaction(self.producer):
-                for _, outcome in outcomes:
-                    for out in outcome.records:
-                        delivery = await self.producer.send(
-                            out.topic,
-                            value=out.value,
-                            key=out.key,
-                            headers=out.headers or None,
-                            partition=out.partition,
-                        )
-                        delivery_reported_by_commit(delivery)
-                await self.producer.send_offsets_to_transaction(
-                    {self.tp: next_offset}, self._group_id
-                )
-            for _ in prefix:
-                self._window.popleft()
-            self.committed_offset = next_offset
-            return CommitResult(outcomes, next_offset)
+            committing = asyncio.ensure_future(self._commit_prefix())
+            cancelled = False
+            while not committing.done():
+                try:
+                    await asyncio.shield(committing)
+                except asyncio.CancelledError:
+                    cancelled = True
+                except Exception:
+                    break  # raised below by result()
+            if cancelled:
+                if not committing.cancelled() and committing.exception() is None:
+                    committing.result()
+                raise asyncio.CancelledError
+            return committing.result()
+
+    async def _commit_prefix(self) -> CommitResult | None:
+        prefix = self.done_prefix()
+        if not prefix:
+            return None
+        outcomes = [(slot.record, slot.task.result()) for slot in prefix]
+        next_offset = prefix[-1].record.offset + 1
+        async with transaction(self.producer):
+            for _, outcome in outcomes:
+                for out in outcome.records:
+                    delivery = await self.producer.send(
+                        out.topic,
+                        value=out.value,
+                        key=out.key,
+                        headers=out.headers or None,
+                        partition=out.partition,
+                    )
+                    delivery_reported_by_commit(delivery)
+            await self.producer.send_offsets_to_transaction({self.tp: next_offset}, self._group_id)
+        for _ in prefix:
+            self._window.popleft()
+        self.committed_offset = next_offset
+        return CommitResult(outcomes, next_offset)
 
     async def cancel_pending(self) -> int:
         """Cancel every lead not yet committed; they will be read again from the offset."""

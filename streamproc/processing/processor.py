@@ -233,11 +233,12 @@ class Processor:
         limit = self._settings.max_in_flight_per_partition
         pause, resume = [], []
         for tp, lane in self._lanes.items():
-            full = len(lane) >= limit
-            if full and not lane.paused:
+            if len(lane) >= limit and not lane.paused:
                 pause.append(tp)
                 lane.paused = True
-            elif not full and lane.paused:
+            # Resumed once half the window is free: resuming at the first free slot would
+            # fetch a full batch to keep one record and seek back, over and over.
+            elif lane.paused and len(lane) <= limit // 2:
                 resume.append(tp)
                 lane.paused = False
         if pause:
@@ -324,6 +325,14 @@ class Processor:
         await stop_quietly(lane.producer)
         lane.producer = await self._start_producer(tp)
         if self._consumer is not None and tp in self._consumer.assignment():
+            # A failed commit may still have committed (a timeout after the broker took
+            # it): now that the new producer fenced the old one its outcome is settled, and
+            # the group's committed offset says which. Reading again from our own belief
+            # would publish that prefix twice.
+            with contextlib.suppress(KafkaError, TimeoutError):
+                committed = await self._consumer.committed(tp)
+                if committed is not None and committed > lane.committed_offset:
+                    lane.committed_offset = lane.position = committed
             self._consumer.seek(tp, lane.position)
         log.info(
             "lane.reset", partition=tp.partition, offset=lane.committed_offset, dropped=dropped

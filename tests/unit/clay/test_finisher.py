@@ -185,14 +185,23 @@ async def test_a_fenced_commit_is_retried_with_a_new_producer_when_still_pending
     assert len(producers) == 2
 
 
-async def test_kafka_down_leaves_the_lead_pending_and_says_so(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    "failure",
+    ["kafka_down", "contention_past_patience"],
+)
+async def test_when_kafka_does_not_take_it_the_lead_stays_pending_and_the_caller_is_told(
+    failure: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When every attempt fails the caller gets FinishUnavailable and the lead stays pending."""
+    """Every attempt fails (Kafka down: MAX_ATTEMPTS; fenced by others: past
+    CONTENTION_PATIENCE_S): the caller gets FinishUnavailable, the lead stays pending."""
     monkeypatch.setattr(finisher_module, "_BACKOFF_S", 0.0)
-    failures: list[Exception] = [
-        KafkaConnectionError() for _ in range(finisher_module.MAX_ATTEMPTS)
-    ]
+    monkeypatch.setattr(finisher_module, "_CONTENTION_BACKOFF_S", 0.0)
+    failures: list[Exception]
+    if failure == "kafka_down":
+        failures = [KafkaConnectionError() for _ in range(finisher_module.MAX_ATTEMPTS)]
+    else:
+        monkeypatch.setattr(finisher_module, "CONTENTION_PATIENCE_S", 0.0)
+        failures = [ProducerFenced(), ProducerFenced()]
     finisher, registry, _, committed, _ = _finisher(fail=failures)
     registry.apply("L1", _pending("L1"))
     with pytest.raises(FinishUnavailable):
@@ -238,18 +247,3 @@ async def test_contention_outlasting_the_kafka_attempts_still_publishes(
     assert result.published
     assert committed == [[b"enriched", b"clay/pending/L1"]]
     assert len(producers) == fencings + 1
-
-
-async def test_contention_beyond_its_patience_leaves_the_lead_pending(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Fenced past CONTENTION_PATIENCE_S: the caller is told to come back later."""
-    monkeypatch.setattr(finisher_module, "_CONTENTION_BACKOFF_S", 0.0)
-    monkeypatch.setattr(finisher_module, "CONTENTION_PATIENCE_S", 0.0)
-    finisher, registry, _, committed, _ = _finisher(fail=[ProducerFenced(), ProducerFenced()])
-    registry.apply("L1", _pending("L1"))
-    with pytest.raises(FinishUnavailable):
-        await finisher.finish(Finish("L1", None, _enriched))
-    await finisher.stop()
-    assert committed == []
-    assert registry.get("L1") is not None

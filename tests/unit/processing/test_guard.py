@@ -12,6 +12,7 @@ import pytest
 from streamproc.errors import (
     BreakerOpen,
     BudgetExhausted,
+    ProviderCreditsExhausted,
     ProviderError,
     ProviderRejected,
     ProviderTimeout,
@@ -228,3 +229,48 @@ async def test_a_lead_cancelled_while_waiting_for_a_slice_holds_none() -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await waiting
     assert admitted.token.lease.in_flight == 1
+
+
+class _SlowLog:
+    """The state topic as the guard sees it, with a round trip: each record is applied back
+    to the guard in order, after a real 10 ms and ``advance`` seconds of the guard's clock."""
+
+    def __init__(self, guard: ResilienceGuard, clock: _Clock, advance: float) -> None:
+        self._guard, self._clock, self._advance = guard, clock, advance
+        self._next = 0
+
+    def partition_for(self, key: str) -> int:
+        return 0
+
+    async def append(self, key: str, value: dict[str, Any] | None) -> tuple[int, int]:
+        offset, self._next = self._next, self._next + 1
+        await asyncio.sleep(0.01)
+        self._clock.t += self._advance
+        self._guard.on_state(key, value, 0, offset)
+        return 0, offset
+
+    async def wait_applied(self, partition: int, offset: int, timeout_s: float = 30.0) -> None:
+        return None
+
+
+async def test_a_claims_log_slower_than_the_lease_age_still_admits() -> None:
+    """Each claim takes longer (by the guard's clock) than budget_claim_max_age_s: a lease
+    is aged from its grant, so it still serves the call that waited for it."""
+    guard, clock = _guard(
+        budget_daily_credits=100_000, budget_claim_leads=50, budget_claim_max_age_s=0.05
+    )
+    guard.attach(_SlowLog(guard, clock, advance=0.1))  # type: ignore[arg-type]
+    admission = await asyncio.wait_for(guard.admit(_lead(1)), timeout=2)
+    assert admission.token is not None and admission.token.lease is not None
+
+
+async def test_after_a_402_the_open_lease_admits_no_more_calls() -> None:
+    """A 402 charges nothing, so the lease's room comes back; it must still stop: the next
+    lead needs a new claim, which comes after the Exhaust in the log and is refused."""
+    guard, clock = _guard(budget_daily_credits=100_000, budget_claim_leads=50)
+    guard.attach(_SlowLog(guard, clock, advance=0.0))  # type: ignore[arg-type]
+    first = await guard.admit(_lead(1))
+    guard.settle(first, None, ProviderCreditsExhausted("402"))
+    with pytest.raises(BudgetExhausted):
+        await guard.admit(_lead(2))
+    await guard.flush()
