@@ -56,6 +56,7 @@ class App:
             settings,
             self.handler,
             log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
+            release_holds=self.guard.release_holds,
         )
         self.readiness = ReadinessCheck(
             state_restored=self.state.restored.is_set,

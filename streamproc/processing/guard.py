@@ -131,6 +131,9 @@ class ResilienceGuard:
         self._writes: set[asyncio.Task[Any]] = set()
         self.transitions: list[Transition] = []
         self.holding = 0
+        #: The lead tasks waiting in a hold (breaker open, budget spent, policy hold).
+        self._held: set[asyncio.Task[Any]] = set()
+        self._releasing = False
 
     # --- wiring ---------------------------------------------------------------------------
 
@@ -279,11 +282,29 @@ class ResilienceGuard:
             await self._hold(resets)
 
     async def _hold(self, until: float | None) -> None:
+        task = asyncio.current_task()
+        if self._releasing and task is not None:
+            task.cancel()  # shutting down: a lead that comes to a hold now is released too
+            await asyncio.sleep(0)
         self.holding += 1
+        if task is not None:
+            self._held.add(task)
         try:
             await self._wait_change(until)
         finally:
             self.holding -= 1
+            if task is not None:
+                self._held.discard(task)
+
+    def release_holds(self) -> int:
+        """Cancel the leads waiting in a hold (at shutdown): they are not calling the
+        provider, so nothing is at stake, and waiting for a breaker's cooldown would only
+        spend the shutdown grace. They are read again from the committed offset."""
+        self._releasing = True
+        held = list(self._held)
+        for task in held:
+            task.cancel()
+        return len(held)
 
     async def _slice(self) -> CreditLease | None:
         """A slice of the current lease, or None when the budget cannot pay for one more

@@ -80,7 +80,9 @@ class PartitionLane:
     def done_prefix(self) -> list[_Slot]:
         prefix = []
         for slot in self._window:
-            if not slot.task.done():
+            # A cancelled lead (released from a hold at shutdown) has no outcome: the prefix
+            # ends before it and it is read again from the committed offset.
+            if not slot.task.done() or slot.task.cancelled():
                 break
             prefix.append(slot)
         return prefix

@@ -70,11 +70,14 @@ class Processor:
         *,
         on_commit: Callable[[TopicPartition, CommitResult], None] | None = None,
         log_context: Callable[[], dict[str, Any]] | None = None,
+        release_holds: Callable[[], int] | None = None,
     ) -> None:
         self._settings = settings
         self._handler = handler
         self._on_commit = on_commit
         self._log_context = log_context or dict
+        #: Cancels the leads held by the breaker or the budget (see ResilienceGuard).
+        self._release_holds = release_holds or (lambda: 0)
         self._consumer: AIOKafkaConsumer | None = None
         self._lanes: dict[TopicPartition, PartitionLane] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -149,6 +152,9 @@ class Processor:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await fetch
         lanes = list(self._lanes.values())
+        released = self._release_holds()
+        if released:
+            log.info("shutdown.released_holds", leads=released)
         if lanes and grace > 0:
             idle: asyncio.Future[Any] = asyncio.ensure_future(
                 asyncio.gather(*(lane.wait_idle(grace) for lane in lanes))

@@ -82,3 +82,56 @@ async def test_second_sigterm_exits_at_once_without_loss(topics: Settings, tmp_p
     restart still lands each lead once."""
     abandoned = await _scenario(topics, tmp_path, signals=2, slow_every=7)
     assert abandoned > 0, "the process waited for its calls in flight"
+
+
+async def test_sigterm_releases_leads_held_by_the_open_breaker(
+    topics: Settings, tmp_path: Path
+) -> None:
+    """The provider is down and the breaker holds the leads (cooldown 15 min). One SIGTERM
+    with a 120 s grace: the held leads are released at once (they were not calling anyone),
+    the process exits 0 long before the grace, and a restart after the outage lands every
+    lead exactly once."""
+    leads = 200
+    records = [
+        (f"H{i}".encode(), orjson.dumps({"lead_id": f"H{i}", "domain": f"h{i}.example"}))
+        for i in range(leads)
+    ]
+    async with (
+        serve_mock_provider(MockProviderConfig(port=0, latency_ms=5, seed=3)) as url,
+        httpx.AsyncClient() as client,
+    ):
+        await client.post(f"{url}/admin/outage", json={"on": True})
+        settings = configure(
+            topics,
+            provider_url=f"{url}/enrich",
+            budget_daily_credits=10**9,
+            breaker_failure_threshold=3,
+            breaker_cooldown_s=900,
+            provider_max_retries=0,
+            shutdown_grace_s=120,
+        )
+        await produce(settings, records)
+        proc = ProcessorProcess(settings, tmp_path, "held")
+        try:
+            proc.start()
+            for _ in range(120):
+                status = (await client.get(f"{url}/stats")).json()
+                if status["calls"] >= 3 and "breaker.transition" in proc.log_tail(200):
+                    break
+                await asyncio.sleep(0.25)
+            await asyncio.sleep(1.0)  # the rest of the window reaches the hold
+            # A graceful stop that waited for the held leads would take the whole 120 s.
+            assert await asyncio.to_thread(proc.terminate, 30) == 0, proc.log_tail()
+            assert "shutdown.released_holds" in proc.log_tail(400)
+            await client.post(f"{url}/admin/outage", json={"on": False})
+            # The breaker's open state is in the state topic: the restart would hold again
+            # for the cooldown, so this run may call the provider at once.
+            proc.start("--stop-when-idle-s", "3", "--breaker-cooldown-s", "0")
+            assert await asyncio.to_thread(proc.wait, 120) == 0, proc.log_tail()
+        finally:
+            proc.stop()
+    enriched = await read_all(settings, settings.topic_enriched)
+    dlq = await read_all(settings, settings.topic_dlq)
+    landed = Counter((r.key or b"").decode() for r in enriched + dlq)
+    assert set(landed) == {f"H{i}" for i in range(leads)}
+    assert set(landed.values()) == {1}

@@ -274,3 +274,19 @@ async def test_after_a_402_the_open_lease_admits_no_more_calls() -> None:
     with pytest.raises(BudgetExhausted):
         await guard.admit(_lead(2))
     await guard.flush()
+
+
+async def test_at_shutdown_held_leads_are_released_and_new_holds_too() -> None:
+    """Breaker open, policy hold: release_holds() cancels the leads waiting in the hold, and
+    a lead that reaches the hold afterwards is cancelled at once."""
+    guard, _ = _guard(breaker_failure_threshold=1, budget_daily_credits=1000)
+    admission = await guard.admit(_lead(0))
+    guard.settle(admission, None, ProviderError("503"))  # opens the breaker
+    held = [asyncio.ensure_future(guard.admit(_lead(i))) for i in (1, 2)]
+    await asyncio.sleep(0.01)
+    assert guard.holding == 2
+    assert guard.release_holds() == 2
+    late = asyncio.ensure_future(guard.admit(_lead(3)))
+    results = await asyncio.gather(*held, late, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+    assert guard.holding == 0

@@ -124,3 +124,24 @@ async def test_a_reset_reads_again_from_the_group_offset_when_the_failed_commit_
     await processor._reset_lane(tp, lane)
     assert (lane.committed_offset, lane.position) == (8, 8)
     assert consumer.seeks == [(tp, 8)]
+
+
+async def test_a_released_lead_ends_the_prefix_and_is_read_again() -> None:
+    """A lead cancelled in the window (released from a hold at shutdown) has no outcome:
+    the commit stops before it, so it and everything after it are read again."""
+    producer = _Producer(commit_s=0)
+    lane = PartitionLane(TopicPartition("raw", 0), producer, "g", 0, 10)  # type: ignore[arg-type]
+
+    async def held(record: Any) -> Outcome:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    lane.submit(_Record(0), _enriched)
+    lane.submit(_Record(1), held)
+    lane.submit(_Record(2), _enriched)
+    await asyncio.sleep(0)
+    lane._window[1].task.cancel()
+    await asyncio.sleep(0)
+    result = await lane.commit()
+    assert result is not None and result.next_offset == 1
+    assert producer.committed == [[b"lead-0"]]
