@@ -48,7 +48,7 @@ from aiokafka.errors import (
 
 from streamproc.clay.pending import PendingLead, PendingRegistry, pending_key
 from streamproc.kafka.client import (
-    delivery_reported_by_commit,
+    send_all,
     stop_quietly,
     transaction,
     transactional_producer,
@@ -249,15 +249,7 @@ class _PartitionFinisher:
         if not records:
             return decided
         async with transaction(producer):
-            for out in records:
-                delivery = await producer.send(
-                    out.topic,
-                    value=out.value,
-                    key=out.key,
-                    headers=out.headers or None,
-                    partition=out.partition,
-                )
-                delivery_reported_by_commit(delivery)
+            await send_all(producer, records)
         self.transactions += 1
         return decided
 

@@ -12,22 +12,25 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.helpers import create_ssl_context
 
-from streamproc.errors import ConfigError
+from streamproc.errors import ConfigError, KafkaSetupError
+from streamproc.processing.outcome import OutRecord
 from streamproc.settings import SecurityProtocol, Settings
 
 __all__ = [
     "admin_client",
+    "assign_from_committed",
     "connection_kwargs",
     "consumer",
     "delivery_reported_by_commit",
     "partitions_of",
+    "send_all",
     "stop_quietly",
     "transaction",
     "transactional_producer",
@@ -117,6 +120,29 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
     return []
 
 
+async def assign_from_committed(
+    consumer: AIOKafkaConsumer, topic: str, *, from_start: bool = False
+) -> dict[TopicPartition, tuple[int, int]]:
+    """Assign every partition of ``topic`` and seek each to the consumer group's committed
+    offset (``from_start``: to the first record); returns ``(start, end)`` offsets per
+    partition. Below the log start retention already deleted the records: start at the
+    first one. ``KafkaSetupError`` when the topic does not exist."""
+    partitions = await partitions_of(consumer, topic)
+    if not partitions:
+        raise KafkaSetupError(f"topic {topic} does not exist: run `streamproc topics create`")
+    tps = [TopicPartition(topic, p) for p in partitions]
+    consumer.assign(tps)
+    beginnings = await consumer.beginning_offsets(tps)
+    ends = await consumer.end_offsets(tps)
+    ranges: dict[TopicPartition, tuple[int, int]] = {}
+    for tp in tps:
+        committed = None if from_start else await consumer.committed(tp)
+        start = max(committed or 0, beginnings[tp])
+        consumer.seek(tp, start)
+        ranges[tp] = (start, ends[tp])
+    return ranges
+
+
 async def stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
     """Stop an aiokafka client during shutdown, never raising its errors.
 
@@ -148,6 +174,19 @@ def delivery_reported_by_commit(delivery: asyncio.Future[Any]) -> None:
 def _retrieve(delivery: asyncio.Future[Any]) -> None:
     if not delivery.cancelled():
         delivery.exception()
+
+
+async def send_all(producer: AIOKafkaProducer, records: Iterable[OutRecord]) -> None:
+    """Send records inside the producer's open transaction (its commit reports failures)."""
+    for out in records:
+        delivery = await producer.send(
+            out.topic,
+            value=out.value,
+            key=out.key,
+            headers=out.headers or None,
+            partition=out.partition,
+        )
+        delivery_reported_by_commit(delivery)
 
 
 @contextlib.asynccontextmanager

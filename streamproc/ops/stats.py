@@ -22,12 +22,12 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError
 
 from streamproc.errors import KafkaSetupError
+from streamproc.kafka.client import assign_from_committed
 from streamproc.kafka.client import consumer as make_consumer
-from streamproc.kafka.client import partitions_of
 from streamproc.replay.decision import decide
 from streamproc.replay.interop import DlqView, view_dlq_record
 from streamproc.replay.replayer import replayer_group
@@ -126,18 +126,11 @@ async def collect_dlq_stats(
 
 
 async def _read(consumer: AIOKafkaConsumer, topic: str, stats: DlqStats, all_: bool) -> None:
-    partitions = await partitions_of(consumer, topic)
-    if not partitions:
-        raise KafkaSetupError(f"topic {topic} does not exist: run `streamproc topics create`")
-    tps = [TopicPartition(topic, p) for p in partitions]
-    consumer.assign(tps)
-    beginnings = await consumer.beginning_offsets(tps)
-    ends = await consumer.end_offsets(tps)
-    for tp in tps:
-        committed = None if all_ else await consumer.committed(tp)
-        start = max(committed or 0, beginnings[tp])
-        consumer.seek(tp, start)
-        stats.ranges[tp.partition] = (start, ends[tp])
+    ranges = await assign_from_committed(consumer, topic, from_start=all_)
+    tps = list(ranges)
+    ends = {tp: end for tp, (_, end) in ranges.items()}
+    for tp, span in ranges.items():
+        stats.ranges[tp.partition] = span
     while True:
         behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
         if not behind:

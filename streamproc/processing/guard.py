@@ -48,7 +48,6 @@ from streamproc.errors import (
 )
 from streamproc.logs import get_logger
 from streamproc.processing.handler import Admission, CallResult
-from streamproc.processing.outcome import OutRecord
 from streamproc.records.lead import Lead
 from streamproc.resilience.breaker import (
     BreakerConfig,
@@ -130,7 +129,6 @@ class ResilienceGuard:
         self._changed = asyncio.Event()
         self._writes: set[asyncio.Task[Any]] = set()
         self.transitions: list[Transition] = []
-        self.holding = 0
         #: The lead tasks waiting in a hold (breaker open, budget spent, policy hold).
         self._held: set[asyncio.Task[Any]] = set()
         self._releasing = False
@@ -286,15 +284,18 @@ class ResilienceGuard:
         if self._releasing and task is not None:
             task.cancel()  # shutting down: a lead that comes to a hold now is released too
             await asyncio.sleep(0)
-        self.holding += 1
         if task is not None:
             self._held.add(task)
         try:
             await self._wait_change(until)
         finally:
-            self.holding -= 1
             if task is not None:
                 self._held.discard(task)
+
+    @property
+    def holding(self) -> int:
+        """Leads waiting in a hold now."""
+        return len(self._held)
 
     def release_holds(self) -> int:
         """Cancel the leads waiting in a hold (at shutdown): they are not calling the
@@ -429,10 +430,10 @@ class ResilienceGuard:
 
     def settle(
         self, admission: Admission, result: CallResult | None, error: LeadError | None
-    ) -> list[OutRecord]:
+    ) -> None:
         ticket = admission.token
         if not isinstance(ticket, _Ticket):
-            return []
+            return
         now = self._clock()
         if ticket.breaker is self.breaker:
             if result is not None:
@@ -463,11 +464,8 @@ class ResilienceGuard:
         if isinstance(error, ProviderAuthError):
             log.error("provider.auth_failed", message=error.message)
         if result is not None and ticket.domain is not None:
-            entry = {"data": result.data, "stored_at": now}
-            self._cache.put(ticket.domain, (result.data, now))
-            self._write(f"cache/{ticket.domain}", entry)
+            self._remember(ticket.domain, result.data, now)
         self._land(ticket.domain, ticket.flight)
-        return []
 
     def _journal(self, event: Settle | Release | Exhaust, tag: str) -> None:
         claim_id = getattr(event, "claim_id", uuid.uuid4().hex)
@@ -538,8 +536,12 @@ class ResilienceGuard:
         if claim_id is not None and day is not None:
             self._journal(Settle(claim_id, day, credits), "s")
         if data is not None and domain is not None:
-            self._cache.put(domain, (data, now))
-            self._write(f"cache/{domain}", {"data": data, "stored_at": now})
+            self._remember(domain, data, now)
+
+    def _remember(self, domain: str, data: dict[str, Any], now: float) -> None:
+        """Cache an enrichment here and, for the group and the next start, in the state topic."""
+        self._cache.put(domain, (data, now))
+        self._write(f"cache/{domain}", {"data": data, "stored_at": now})
 
     def fallback(self, lead: Lead, error: LeadError) -> dict[str, Any] | None:
         """The local fallback for a lead the provider could not serve, when enabled."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -79,7 +79,6 @@ class Admission:
     source: str = "provider"
     #: Opaque to the handler; the guard uses it to settle what it reserved.
     token: Any = None
-    state_updates: list[OutRecord] = field(default_factory=list)
 
 
 class Guard(Protocol):
@@ -91,8 +90,8 @@ class Guard(Protocol):
 
     def settle(
         self, admission: Admission, result: CallResult | None, error: LeadError | None
-    ) -> list[OutRecord]:
-        """Record the call's outcome; returns state updates to commit with the lead."""
+    ) -> None:
+        """Record the call's outcome."""
         ...
 
     def cancelled(self, admission: Admission) -> None:
@@ -148,8 +147,8 @@ class OpenGuard:
 
     def settle(
         self, admission: Admission, result: CallResult | None, error: LeadError | None
-    ) -> list[OutRecord]:
-        return []
+    ) -> None:
+        return None
 
     def cancelled(self, admission: Admission) -> None:
         return None
@@ -219,12 +218,10 @@ class LeadHandler:
             try:
                 return await self._enrich(record, lead, obj, attempt)
             except LeadError as exc:
-                cause = exc.cause if isinstance(exc, _WithState) else exc
-                guessed = self._guard.fallback(lead, cause)
+                guessed = self._guard.fallback(lead, exc)
                 if guessed is None:
                     raise
-                state = exc.state if isinstance(exc, _WithState) else []
-                return self._enriched(record, lead, obj, attempt, guessed, "fallback", 0, state)
+                return self._enriched(record, lead, obj, attempt, guessed, "fallback", 0)
         except LeadError as exc:
             return self._dead_letter(record, exc, attempt, lead_id)
         except Exception as exc:  # a bug of ours must not stop the line
@@ -238,13 +235,11 @@ class LeadHandler:
         if self._deferred is not None:
             return await self._submit(self._deferred, record, lead, obj, attempt)
         assert self._enricher is not None
-        state: list[OutRecord] = []
         while True:
             admission = await self._guard.admit(lead)
-            state += admission.state_updates
             if admission.enrichment is not None:
                 return self._enriched(
-                    record, lead, obj, attempt, admission.enrichment, admission.source, 0, state
+                    record, lead, obj, attempt, admission.enrichment, admission.source, 0
                 )
             try:
                 result = await self._enricher.enrich(
@@ -253,46 +248,44 @@ class LeadHandler:
                     keep_trying=functools.partial(self._guard.may_retry, admission),
                 )
             except LeadError as exc:
-                state += self._guard.settle(admission, None, exc)
+                self._guard.settle(admission, None, exc)
                 if self._guard.hold_after(exc):
                     continue  # the breaker opened under us: hold the lead, do not dead-letter it
-                raise _WithState(exc, state) from exc
+                raise
             except BaseException:
                 self._guard.cancelled(admission)
                 raise
-            state += self._guard.settle(admission, result, None)
+            self._guard.settle(admission, result, None)
             enrichment, source, credits = result.data, "provider", result.credits
             break
-        return self._enriched(record, lead, obj, attempt, enrichment, source, credits, state)
+        return self._enriched(record, lead, obj, attempt, enrichment, source, credits)
 
     async def _submit(
         self, deferred: Deferred, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int
     ) -> Outcome:
         """Asynchronous mode: a webhook place first (held while there is none, before any
         credit is reserved), then the guard (cache, breaker, budget claim), then submit."""
-        state: list[OutRecord] = []
         while True:
             slot = await deferred.reserve(lead)
             try:
                 admission = await self._guard.admit(lead)
-                state += admission.state_updates
                 if admission.enrichment is not None:
                     return self._enriched(
-                        record, lead, obj, attempt, admission.enrichment, admission.source, 0, state
+                        record, lead, obj, attempt, admission.enrichment, admission.source, 0
                     )
                 try:
                     pending = await deferred.submit(slot, record, lead, obj, attempt, admission)
                 except LeadError as exc:
-                    state += self._guard.settle(admission, None, exc)
+                    self._guard.settle(admission, None, exc)
                     if self._guard.hold_after(exc):
                         continue  # the breaker opened under us: hold the lead
-                    raise _WithState(exc, state) from exc
+                    raise
                 except BaseException:
                     self._guard.cancelled(admission)
                     raise
             finally:
                 deferred.release(slot)
-            return Outcome(OutcomeKind.SUBMITTED, [*pending, *state], lead.lead_id, attempt)
+            return Outcome(OutcomeKind.SUBMITTED, pending, lead.lead_id, attempt)
 
     def _enriched(
         self,
@@ -303,7 +296,6 @@ class LeadHandler:
         enrichment: dict[str, Any],
         source: str,
         credits: int,
-        state: list[OutRecord],
     ) -> Outcome:
         value = enriched_value(
             obj,
@@ -322,7 +314,7 @@ class LeadHandler:
         )
         return Outcome(
             OutcomeKind.ENRICHED,
-            [out, *state],
+            [out],
             lead.lead_id,
             attempt,
             source=source,
@@ -332,26 +324,13 @@ class LeadHandler:
     def _dead_letter(
         self, record: RawRecord, exc: LeadError, attempt: int, lead_id: str | None
     ) -> Outcome:
-        state = exc.state if isinstance(exc, _WithState) else []
-        cause = exc.cause if isinstance(exc, _WithState) else exc
         headers = encode_dlq_headers(
             record.headers,
-            Failure(cause.error_class, cause.message, cause.retriable),
+            Failure(exc.error_class, exc.message, exc.retriable),
             Origin(record.topic, record.partition, record.offset, record.timestamp),
             attempt,
             self._utcnow(),
         )
         key = record.key if record.key is not None else (lead_id.encode() if lead_id else None)
         out = OutRecord(self._settings.topic_dlq, key, record.value, headers)
-        return Outcome(
-            OutcomeKind.DLQ, [out, *state], lead_id, attempt, error_class=cause.error_class.value
-        )
-
-
-class _WithState(LeadError):
-    """A lead failure that still carries state updates (the settled reservation)."""
-
-    def __init__(self, cause: LeadError, state: list[OutRecord]) -> None:
-        super().__init__(cause.message)
-        self.cause = cause
-        self.state = state
+        return Outcome(OutcomeKind.DLQ, [out], lead_id, attempt, error_class=exc.error_class.value)

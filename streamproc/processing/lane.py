@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from streamproc.kafka.client import delivery_reported_by_commit, transaction
+from streamproc.kafka.client import send_all, transaction
 from streamproc.processing.handler import RawRecord
 from streamproc.processing.outcome import Outcome
 
@@ -49,14 +50,12 @@ class PartitionLane:
         producer: AIOKafkaProducer,
         group_id: str,
         committed_offset: int,
-        max_concurrent: int,
     ) -> None:
         self.tp = tp
         self.producer = producer
         self.committed_offset = committed_offset
         self._group_id = group_id
         self._window: deque[_Slot] = deque()
-        self._calls = asyncio.Semaphore(max_concurrent)
         self.commit_lock = asyncio.Lock()
         self.paused = False
         #: Bumped on every reset, so the fetch loop can tell records fetched before it.
@@ -67,13 +66,12 @@ class PartitionLane:
     def __len__(self) -> int:
         return len(self._window)
 
-    def submit(self, record: RawRecord, process: Callable[[RawRecord], Awaitable[Outcome]]) -> None:
-        async def run() -> Outcome:
-            async with self._calls:
-                return await process(record)
-
+    def submit(
+        self, record: RawRecord, process: Callable[[RawRecord], Coroutine[Any, Any, Outcome]]
+    ) -> None:
+        """Start processing ``record``; the fetch loop keeps the window within its limit."""
         name = f"lead-{self.tp.partition}-{record.offset}"
-        task = asyncio.get_running_loop().create_task(run(), name=name)
+        task = asyncio.get_running_loop().create_task(process(record), name=name)
         self._window.append(_Slot(record, task))
         self.position = record.offset + 1
 
@@ -119,15 +117,7 @@ class PartitionLane:
         next_offset = prefix[-1].record.offset + 1
         async with transaction(self.producer):
             for _, outcome in outcomes:
-                for out in outcome.records:
-                    delivery = await self.producer.send(
-                        out.topic,
-                        value=out.value,
-                        key=out.key,
-                        headers=out.headers or None,
-                        partition=out.partition,
-                    )
-                    delivery_reported_by_commit(delivery)
+                await send_all(self.producer, outcome.records)
             await self.producer.send_offsets_to_transaction({self.tp: next_offset}, self._group_id)
         for _ in prefix:
             self._window.popleft()

@@ -68,13 +68,11 @@ class Processor:
         settings: Settings,
         handler: LeadHandler,
         *,
-        on_commit: Callable[[TopicPartition, CommitResult], None] | None = None,
         log_context: Callable[[], dict[str, Any]] | None = None,
         release_holds: Callable[[], int] | None = None,
     ) -> None:
         self._settings = settings
         self._handler = handler
-        self._on_commit = on_commit
         self._log_context = log_context or dict
         #: Cancels the leads held by the breaker or the budget (see ResilienceGuard).
         self._release_holds = release_holds or (lambda: 0)
@@ -281,18 +279,17 @@ class Processor:
         if result is None:
             return
         self._account(result)
-        if self._on_commit is not None:
-            self._on_commit(tp, result)
 
     def _account(self, result: CommitResult) -> None:
         st = self.stats
         st.transactions += 1
-        context = self._log_context()
+        # Bound once per commit: structlog builds a logger on every call of the module's one.
+        committed = log.bind(**self._log_context())
         for record, outcome in result.outcomes:
             st.committed += 1
             # One line per lead: DEBUG when enriched (thousands a second), INFO when
             # dead-lettered (an operator may want each one).
-            (log.info if outcome.kind == "dlq" else log.debug)(
+            (committed.info if outcome.kind == "dlq" else committed.debug)(
                 "lead.committed",
                 lead_id=outcome.lead_id,
                 topic=record.topic,
@@ -302,7 +299,6 @@ class Processor:
                 outcome=outcome.kind.value,
                 error_class=outcome.error_class,
                 source=outcome.source,
-                **context,
             )
             if outcome.kind == "enriched":
                 st.enriched += 1
@@ -372,7 +368,6 @@ class Processor:
                 producer,
                 self._settings.group_id,
                 committed,
-                self._settings.max_in_flight_per_partition,
             )
         if tps:
             log.info("partitions.assigned", partitions=sorted(tp.partition for tp in tps))
@@ -402,8 +397,6 @@ class Processor:
                 result = await lane.commit()
                 if result is not None:
                     self._account(result)
-                    if self._on_commit is not None:
-                        self._on_commit(tp, result)
             except (TimeoutError, KafkaError) as exc:
                 log.warning("lane.final_commit_failed", partition=tp.partition, error=repr(exc))
         dropped = await lane.cancel_pending()

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,7 +53,7 @@ from aiohttp import web
 from streamproc.clay.callback import sign
 from streamproc.logs import get_logger
 from streamproc.provider.clay import AUTH_HEADER
-from streamproc.provider.mock import _domain_of, _enrichment, serve_app
+from streamproc.provider.mock import _domain_of, _enrichment, serve_app, until_signalled
 from streamproc.settings import CallbackAuth
 
 __all__ = [
@@ -334,21 +333,12 @@ def run_clay_simulator(config: ClaySimulatorConfig) -> None:
 
 
 async def _serve_until_signalled(config: ClaySimulatorConfig) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with serve_clay_simulator(config) as running:
-            log.info(
-                "clay simulator listening",
-                webhooks=running.webhook("<name>"),
-                stats=f"{running.url}/stats",
-                callback_url=config.callback_url,
-                config=repr(config),
-            )
-            await stop.wait()
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+    async with serve_clay_simulator(config) as running:
+        log.info(
+            "clay simulator listening",
+            webhooks=running.webhook("<name>"),
+            stats=f"{running.url}/stats",
+            callback_url=config.callback_url,
+            config=repr(config),
+        )
+        await until_signalled()

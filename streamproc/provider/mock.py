@@ -345,20 +345,25 @@ def run_mock_provider(config: MockProviderConfig) -> None:
 
 
 async def _serve_until_signalled(config: MockProviderConfig) -> None:
+    async with serve_mock_provider(config) as base_url:
+        get_logger(__name__).info(
+            "mock provider listening",
+            url=f"{base_url}/enrich",
+            stats=f"{base_url}/stats",
+            config=repr(config),
+        )
+        await until_signalled()
+
+
+async def until_signalled() -> None:
+    """Return at the first SIGINT or SIGTERM (the simulators' CLI servers)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with serve_mock_provider(config) as base_url:
-            get_logger(__name__).info(
-                "mock provider listening",
-                url=f"{base_url}/enrich",
-                stats=f"{base_url}/stats",
-                config=repr(config),
-            )
-            await stop.wait()
+        await stop.wait()
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)

@@ -65,14 +65,14 @@ from aiokafka.errors import (
 )
 
 from streamproc.errors import KafkaSetupError, ReplayFenced, ReplayRefused, StreamprocError
-from streamproc.kafka.client import consumer as make_consumer
 from streamproc.kafka.client import (
+    assign_from_committed,
     delivery_reported_by_commit,
-    partitions_of,
     stop_quietly,
     transaction,
     transactional_producer,
 )
+from streamproc.kafka.client import consumer as make_consumer
 from streamproc.logs import get_logger
 from streamproc.ops.state_show import watch_state
 from streamproc.processing.guard import ResilienceGuard
@@ -232,20 +232,10 @@ class Replayer:
     async def _assign(self, consumer: AIOKafkaConsumer) -> tuple[list[TopicPartition], int]:
         """Assign every DLQ partition at the group's committed offset; offsets pending."""
         topic = self._settings.topic_dlq
-        partitions = await partitions_of(consumer, topic)
-        if not partitions:
-            raise KafkaSetupError(f"topic {topic} does not exist: run `streamproc topics create`")
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        beginnings = await consumer.beginning_offsets(tps)
-        pending = 0
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            # Below the log start, retention already deleted records: start at the first one.
-            start = max(committed if committed is not None else 0, beginnings[tp])
-            consumer.seek(tp, start)
-            pending += max(ends[tp] - start, 0)
+        ranges = await assign_from_committed(consumer, topic)
+        tps = list(ranges)
+        pending = sum(max(end - start, 0) for start, end in ranges.values())
+        ends = {tp: end for tp, (_, end) in ranges.items()}
         if not self._options.follow:
             self._ends = ends
         log.info(

@@ -41,8 +41,6 @@ class CreditLease:
     in_flight: int = 0
     #: What the finished calls were charged.
     charged: int = 0
-    #: Slices ever handed out.
-    handed: int = 0
     closed: bool = False
     #: The claim was handed to somebody else to settle (Clay: the pending lead keeps it).
     detached: bool = False
@@ -72,7 +70,6 @@ class CreditLease:
             self.closed = True
             return False
         self.in_flight += 1
-        self.handed += 1
         return True
 
     def finish(self, charged: int) -> None:

@@ -61,12 +61,16 @@ async def _scenario(topics: Settings, tmp_path: Path, signals: int, slow_every: 
             assert await asyncio.to_thread(proc.wait, 120) == 0, proc.log_tail()
         finally:
             proc.stop()
+    await _assert_each_lead_landed_once(settings, {f"S{i}" for i in range(LEADS)})
+    return abandoned
+
+
+async def _assert_each_lead_landed_once(settings: Settings, lead_ids: set[str]) -> None:
     enriched = await read_all(settings, settings.topic_enriched)
     dlq = await read_all(settings, settings.topic_dlq)
     landed = Counter((r.key or b"").decode() for r in enriched + dlq)
-    assert set(landed) == {f"S{i}" for i in range(LEADS)}
+    assert set(landed) == lead_ids
     assert set(landed.values()) == {1}
-    return abandoned
 
 
 @pytest.mark.slow
@@ -130,8 +134,4 @@ async def test_sigterm_releases_leads_held_by_the_open_breaker(
             assert await asyncio.to_thread(proc.wait, 120) == 0, proc.log_tail()
         finally:
             proc.stop()
-    enriched = await read_all(settings, settings.topic_enriched)
-    dlq = await read_all(settings, settings.topic_dlq)
-    landed = Counter((r.key or b"").decode() for r in enriched + dlq)
-    assert set(landed) == {f"H{i}" for i in range(leads)}
-    assert set(landed.values()) == {1}
+    await _assert_each_lead_landed_once(settings, {f"H{i}" for i in range(leads)})

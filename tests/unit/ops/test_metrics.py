@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamproc.errors import ErrorClass
 from streamproc.ops.metrics import METRIC_NAMES, Metrics
+from streamproc.processing.processor import ProcessorStats
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -184,23 +185,10 @@ def test_info_carries_the_version() -> None:
     assert value(Metrics(version="9.9.9"), "streamproc_info", version="9.9.9") == 1
 
 
-@dataclass
-class FakeStats:
-    consumed: int = 0
-    enriched: int = 0
-    dlq: int = 0
-    by_error_class: dict[str, int] = field(default_factory=dict)
-    by_source: dict[str, int] = field(default_factory=dict)
-    credits: int = 0
-    transactions: int = 0
-    aborted_transactions: int = 0
-    in_flight: int = 0
-
-
 def test_observe_processor_turns_running_totals_into_counters() -> None:
     """Pull mode: repeated observations add only what grew, never count a lead twice."""
     m = Metrics()
-    stats = FakeStats(consumed=5, by_source={"provider": 3}, credits=18, transactions=1)
+    stats = ProcessorStats(consumed=5, by_source={"provider": 3}, credits=18, transactions=1)
     m.observe_processor(stats)
     m.observe_processor(stats)
     stats.consumed, stats.by_source["cache"] = 9, 2
@@ -220,6 +208,6 @@ def test_observe_processor_turns_running_totals_into_counters() -> None:
 def test_observe_processor_survives_a_new_processor() -> None:
     """Totals that drop (a new Processor object) count from zero again, never backwards."""
     m = Metrics()
-    m.observe_processor(FakeStats(consumed=10))
-    m.observe_processor(FakeStats(consumed=3))
+    m.observe_processor(ProcessorStats(consumed=10))
+    m.observe_processor(ProcessorStats(consumed=3))
     assert value(m, "streamproc_leads_in_total") == 13

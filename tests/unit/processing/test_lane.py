@@ -69,7 +69,7 @@ async def _enriched(record: Any) -> Outcome:
 
 async def test_a_commit_cancelled_half_way_does_not_publish_its_prefix_again() -> None:
     producer = _Producer(commit_s=0.05)
-    lane = PartitionLane(TopicPartition("raw", 0), producer, "g", 0, 10)  # type: ignore[arg-type]
+    lane = PartitionLane(TopicPartition("raw", 0), producer, "g", 0)  # type: ignore[arg-type]
     for offset in range(3):
         lane.submit(_Record(offset), _enriched)
     await asyncio.sleep(0)
@@ -112,7 +112,7 @@ async def test_a_reset_reads_again_from_the_group_offset_when_the_failed_commit_
 
     tp = TopicPartition("raw", 0)
     processor = Processor(Settings(), None)  # type: ignore[arg-type]
-    lane = PartitionLane(tp, _Stoppable(0), "g", 5, 10)  # type: ignore[arg-type]
+    lane = PartitionLane(tp, _Stoppable(0), "g", 5)  # type: ignore[arg-type]
     consumer = _Consumer(tp, committed=8)
     processor._lanes[tp] = lane
     processor._consumer = consumer  # type: ignore[assignment]
@@ -130,7 +130,7 @@ async def test_a_released_lead_ends_the_prefix_and_is_read_again() -> None:
     """A lead cancelled in the window (released from a hold at shutdown) has no outcome:
     the commit stops before it, so it and everything after it are read again."""
     producer = _Producer(commit_s=0)
-    lane = PartitionLane(TopicPartition("raw", 0), producer, "g", 0, 10)  # type: ignore[arg-type]
+    lane = PartitionLane(TopicPartition("raw", 0), producer, "g", 0)  # type: ignore[arg-type]
 
     async def held(record: Any) -> Outcome:
         await asyncio.Event().wait()
