@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import SecretStr
 
 from streamproc.settings import Settings
@@ -90,3 +92,22 @@ def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.5) -> boo
             return True
         time.sleep(interval_s)
     return False
+
+
+async def wait_for_no_members(settings: Settings, timeout_s: float = 60) -> None:
+    """Wait until the consumer group has no members: a SIGKILLed process stays a member,
+    holding its partitions, until its session times out. A run started before that gets
+    only part of the topic, and with --stop-when-idle-s it can call itself idle early."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            (response,) = await admin.describe_consumer_groups([settings.group_id])
+            members = response.groups[0][5]
+            if not members:
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"group {settings.group_id} still has members after {timeout_s}s")
+    finally:
+        await admin.close()

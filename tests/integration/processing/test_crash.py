@@ -15,7 +15,7 @@ from streamproc.provider.mock import MockProviderConfig, serve_mock_provider
 from streamproc.settings import Settings
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
-from tests.integration.procs import ProcessorProcess
+from tests.integration.procs import ProcessorProcess, wait_for_no_members
 
 LEADS = 5000
 KILLS = 6
@@ -62,6 +62,7 @@ async def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
                 await asyncio.sleep(rng.uniform(2.5, 6.0))
                 assert proc.alive(), proc.log_tail()
                 proc.kill()
+            await wait_for_no_members(settings)
             proc.start("--stop-when-idle-s", "3")
             code = await asyncio.to_thread(proc.wait, 240)
             assert code == 0, proc.log_tail()
