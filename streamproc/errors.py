@@ -14,6 +14,9 @@ Hierarchy::
     │   ├── ProviderCreditsExhausted     402: the provider's own credits are gone
     │   ├── BreakerOpen                  the breaker refused the call
     │   ├── BudgetExhausted              the daily credit budget refused the call
+    │   ├── UnreadableRecord             the client could not decode the input record
+    │   ├── OutputTooLarge               the output is over the topic's or producer's limit
+    │   ├── OutputRefused                the broker refused the output record
     │   └── InternalError                a bug or an unexpected failure of ours
     ├── KafkaSetupError                  the broker is unreachable or refuses us
     ├── ReplayRefused                    replaying now is unsafe (breaker open, budget spent)
@@ -38,6 +41,8 @@ __all__ = [
     "InvalidPayload",
     "KafkaSetupError",
     "LeadError",
+    "OutputRefused",
+    "OutputTooLarge",
     "ProviderAuthError",
     "ProviderCreditsExhausted",
     "ProviderError",
@@ -47,6 +52,7 @@ __all__ = [
     "ReplayFenced",
     "ReplayRefused",
     "StreamprocError",
+    "UnreadableRecord",
 ]
 
 
@@ -60,6 +66,9 @@ class ErrorClass(StrEnum):
     RATE_LIMITED = "rate_limited"
     BREAKER_OPEN = "breaker_open"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    UNREADABLE_RECORD = "unreadable_record"
+    OUTPUT_TOO_LARGE = "output_too_large"
+    OUTPUT_REFUSED = "output_refused"
     INTERNAL = "internal"
 
 
@@ -151,6 +160,25 @@ class BreakerOpen(LeadError):
 class BudgetExhausted(LeadError):
     error_class = ErrorClass.BUDGET_EXHAUSTED
     retriable = True
+
+
+class UnreadableRecord(LeadError):
+    """The Kafka client could not decode the record (a header key that is not UTF-8, a
+    batch that fails its CRC): its contents are not available to us, only its position."""
+
+    error_class = ErrorClass.UNREADABLE_RECORD
+
+
+class OutputTooLarge(LeadError):
+    """The lead's output is larger than the output topic or the producer accepts."""
+
+    error_class = ErrorClass.OUTPUT_TOO_LARGE
+
+
+class OutputRefused(LeadError):
+    """The broker refused the lead's output record for itself (timestamp, policy)."""
+
+    error_class = ErrorClass.OUTPUT_REFUSED
 
 
 class InternalError(LeadError):

@@ -12,11 +12,19 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    MessageSizeTooLargeError,
+    PolicyViolationError,
+    RecordListTooLargeError,
+)
 from aiokafka.helpers import create_ssl_context
 
 from streamproc.errors import ConfigError, KafkaSetupError
@@ -24,6 +32,7 @@ from streamproc.processing.outcome import OutRecord
 from streamproc.settings import SecurityProtocol, Settings
 
 __all__ = [
+    "Refusal",
     "admin_client",
     "assign_from_committed",
     "connection_kwargs",
@@ -176,17 +185,70 @@ def _retrieve(delivery: asyncio.Future[Any]) -> None:
         delivery.exception()
 
 
-async def send_all(producer: AIOKafkaProducer, records: Iterable[OutRecord]) -> None:
-    """Send records inside the producer's open transaction (its commit reports failures)."""
-    for out in records:
-        delivery = await producer.send(
-            out.topic,
-            value=out.value,
-            key=out.key,
-            headers=out.headers or None,
-            partition=out.partition,
-        )
+#: Broker answers that refuse one record and leave the producer usable: sent again
+#: unchanged, the record fails the same way, so it must go elsewhere (the DLQ). Anything
+#: else (fencing, a lost connection, an authorization refusal for the whole topic) is the
+#: producer's or the deployment's failure, not the record's, and is raised.
+_RECORD_REFUSALS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,  # over max.message.bytes or the producer's max_request_size
+    RecordListTooLargeError,
+    InvalidTimestampError,  # outside message.timestamp.*.max.ms
+    PolicyViolationError,
+    CorruptRecordException,  # the broker validated the record and refused it
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """One record the producer or the broker would not write: its index and the reason."""
+
+    index: int
+    error: BaseException
+
+    @property
+    def too_large(self) -> bool:
+        return isinstance(self.error, MessageSizeTooLargeError | RecordListTooLargeError)
+
+
+async def send_all(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> list[Refusal]:
+    """Send records inside the producer's open transaction and wait for each one's answer.
+
+    aiokafka commits a transaction even when a batch in it failed, so a commit alone does
+    not prove that a record was written: every delivery is awaited before the caller
+    commits. Returns the records refused for themselves (see ``_RECORD_REFUSALS``; a
+    record with neither key nor value counts as one), in order; the caller must then abort
+    and send something else in their place. Raises any other failure.
+    """
+    deliveries: list[tuple[int, asyncio.Future[Any]]] = []
+    refused: list[Refusal] = []
+    for index, out in enumerate(records):
+        if out.key is None and out.value is None:
+            refused.append(Refusal(index, ValueError("a record needs a key or a value")))
+            continue
+        try:
+            delivery = await producer.send(
+                out.topic,
+                value=out.value,
+                key=out.key,
+                headers=out.headers or None,
+                partition=out.partition,
+            )
+        except _RECORD_REFUSALS as exc:  # over max_request_size: refused before sending
+            refused.append(Refusal(index, exc))
+            continue
         delivery_reported_by_commit(delivery)
+        deliveries.append((index, delivery))
+    if deliveries:
+        await asyncio.wait([delivery for _, delivery in deliveries])
+    for index, delivery in deliveries:
+        error = delivery.exception() if not delivery.cancelled() else asyncio.CancelledError()
+        if error is None:
+            continue
+        if not isinstance(error, _RECORD_REFUSALS):
+            raise error
+        refused.append(Refusal(index, error))
+    refused.sort(key=lambda refusal: refusal.index)
+    return refused
 
 
 @contextlib.asynccontextmanager

@@ -22,6 +22,8 @@ __all__ = [
     "attempt_of",
     "decode_dlq_headers",
     "encode_dlq_headers",
+    "fit_record",
+    "record_size",
     "replay_headers",
 ]
 
@@ -38,6 +40,15 @@ ORIGINAL_OFFSET = "streamproc.original.offset"
 ORIGINAL_TIMESTAMP = "streamproc.original.timestamp"
 FIRST_FAILED_AT = "streamproc.first_failed_at"
 FAILED_AT = "streamproc.failed_at"
+#: Set when the DLQ value is only the start of the original (the whole did not fit): the
+#: original's size in bytes; the rest is read from the origin coordinates.
+ORIGINAL_SIZE = "streamproc.original.size"
+VALUE_TRUNCATED = "streamproc.value.truncated"
+
+#: What a record costs beyond its key, value and header bytes (record and batch framing,
+#: varints, a header's own framing): generous, so that a fitted record always fits.
+RECORD_OVERHEAD_BYTES = 512
+HEADER_OVERHEAD_BYTES = 16
 
 #: Headers that describe *this* failure; replaced on every trip through the DLQ.
 _PER_FAILURE = (ERROR_CLASS, ERROR_MESSAGE, ERROR_RETRIABLE, FAILED_AT, ATTEMPT)
@@ -189,3 +200,27 @@ def replay_headers(dlq_headers: Headers) -> list[tuple[str, bytes]]:
     """
     drop = {ERROR_CLASS, ERROR_MESSAGE, ERROR_RETRIABLE, FAILED_AT}
     return [(k, v) for k, v in dlq_headers if k not in drop]
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Headers) -> int:
+    """An upper bound of the bytes one record takes in an uncompressed batch of its own."""
+    header_bytes = sum(len(k.encode()) + len(v or b"") + HEADER_OVERHEAD_BYTES for k, v in headers)
+    return RECORD_OVERHEAD_BYTES + len(key or b"") + len(value or b"") + header_bytes
+
+
+def fit_record(
+    key: bytes | None, value: bytes | None, headers: Headers, max_bytes: int
+) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The value and headers of a DLQ record cut to fit in ``max_bytes``.
+
+    Whole when it fits. Otherwise the value keeps as many leading bytes as fit and the
+    headers say so (``streamproc.value.truncated``, ``streamproc.original.size``): the
+    record still leaves its place, and the operator reads the whole original at its origin
+    coordinates. Never raises; a limit too small for the headers alone yields an empty value.
+    """
+    kept = list(headers)
+    if record_size(key, value, kept) <= max_bytes or value is None:
+        return value, kept
+    kept += [(VALUE_TRUNCATED, b"true"), (ORIGINAL_SIZE, str(len(value)).encode())]
+    room = max_bytes - record_size(key, b"", kept)
+    return value[: max(room, 0)], kept
