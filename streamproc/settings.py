@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     #: First backoff step; doubles per retry, with full jitter, capped at the max.
     provider_backoff_base_s: float = Field(0.2, ge=0, le=60)
     provider_backoff_max_s: float = Field(10.0, ge=0, le=600)
+    #: Longest wait a provider's ``Retry-After`` may ask for (sync provider and Clay
+    #: submitter alike): a longer one is cut to this, so one ``Retry-After: 86400`` cannot
+    #: pause every call for a day. 300 s matches Kafka's default poll interval.
+    provider_retry_after_max_s: float = Field(300.0, ge=0, le=86_400)
     credits_per_lead: int = Field(6, ge=0, le=1_000_000)
     provider_mode: ProviderMode = ProviderMode.SYNC
 
