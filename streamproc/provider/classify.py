@@ -17,6 +17,9 @@ any other 1xx-4xx              :class:`~streamproc.errors.ProviderRejected`
 outside 100-599                :class:`~streamproc.errors.ProviderError`
 =============================  =================================
 
+A readable body is ``{"data": {...}, "credits": n}`` where ``n`` is absent, ``null`` (charged
+``default_credits``) or any JSON number >= 0, rounded up to whole credits.
+
 Messages are short and never quote the body: a provider's error page may echo the lead
 (personal data) or the request headers (the API key).
 """
@@ -40,9 +43,20 @@ from streamproc.errors import (
     RateLimited,
 )
 
-__all__ = ["ProviderResult", "classify_response", "parse_retry_after"]
+__all__ = [
+    "MAX_CREDITS",
+    "ProviderResult",
+    "classify_response",
+    "parse_retry_after",
+    "whole_credits",
+]
 
 _UNREADABLE = "provider answered 200 with an unreadable answer"
+
+#: The largest ``credits`` a 200 may charge: 2**53 is the last integer a JSON number (an
+#: IEEE double to most encoders) carries exactly, far above any real charge, and well inside
+#: the 64-bit integers the state topic's records can encode.
+MAX_CREDITS = 2**53
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +143,28 @@ def _parse_success(body: bytes, default_credits: int) -> ProviderResult:
     credits = payload.get("credits")
     if credits is None:
         return ProviderResult(data=data, credits=default_credits)
-    # bool is an int subclass; `"credits": true` is not a charge we can settle.
-    if isinstance(credits, bool) or not isinstance(credits, int) or credits < 0:
+    charged = whole_credits(credits)
+    if charged is None:
         raise ProviderError(_UNREADABLE)
-    return ProviderResult(data=data, credits=credits)
+    return ProviderResult(data=data, credits=charged)
+
+
+def whole_credits(value: object) -> int | None:
+    """The whole credits a JSON ``credits`` number charges, or ``None`` if it is no charge.
+
+    Any JSON number counts, however it is spelled: ``6``, ``6.0`` and ``6e0`` are 6. A
+    fractional charge is rounded *up* (``1.2`` → 2): the budget counts whole credits and
+    must never count fewer than were spent, so it may over-count by less than one credit per
+    lead. Negative numbers, values above :data:`MAX_CREDITS`, booleans, strings and the
+    rest are not a charge that can be settled.
+    """
+    # bool is an int subclass; `"credits": true` is not a charge we can settle.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    # Checked before rounding, so -0.5 is refused rather than rounded up to a free 0.
+    if not 0 <= value <= MAX_CREDITS:
+        return None
+    return math.ceil(value)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

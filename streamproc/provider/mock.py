@@ -49,6 +49,8 @@ How ``POST /enrich`` decides, in this order
    ``.authfail.test``      401, always
    ``.nocredits.test``     402, always
    ``.slow.test``          200 after ``slow_factor`` x the drawn latency
+   ``.floatcredits.test``  200 whose ``credits`` is a JSON float (``6.0``), as providers
+                           whose encoders write every number as a float send it
    ======================  =========================================================
 
 5. Otherwise one uniform draw: below ``error_rate`` → ``500``; below
@@ -452,9 +454,12 @@ def _decide(state: _MockState, lead: dict[str, Any], key: str, latency_s: float)
         if draw < cfg.error_rate + cfg.rate_limit_rate:
             retry_after = {"Retry-After": f"{cfg.retry_after_s:g}"}
             return _Outcome(429, {"error": "rate limited"}, latency_s, headers=retry_after)
+    credits: int | float = cfg.credits_per_call
+    if scenario(".floatcredits.test"):
+        credits = float(credits)
     return _Outcome(
         200,
-        {"data": _enrichment(domain), "credits": cfg.credits_per_call},
+        {"data": _enrichment(domain), "credits": credits},
         delay_s=latency_s,
         credits=cfg.credits_per_call,
     )

@@ -20,7 +20,12 @@ from streamproc.errors import (
     ProviderRejected,
     RateLimited,
 )
-from streamproc.provider.classify import ProviderResult, classify_response, parse_retry_after
+from streamproc.provider.classify import (
+    MAX_CREDITS,
+    ProviderResult,
+    classify_response,
+    parse_retry_after,
+)
 
 NOW = 1_700_000_000.0
 
@@ -64,6 +69,38 @@ def test_200_with_zero_credits_is_free() -> None:
 
 
 @pytest.mark.parametrize(
+    ("credits", "charged"),
+    [("6.0", 6), ("6e0", 6), ("0.0", 0), ("-0.0", 0), ("1.2", 2), ("0.001", 1), ("5.999", 6)],
+)
+def test_200_with_a_float_credits_is_charged_in_whole_credits_rounded_up(
+    credits: str, charged: int
+) -> None:
+    """credits sent as a JSON float count: 6.0 is 6, a fraction rounds up (never under-counts)."""
+    body = b'{"data": {"a": 1}, "credits": ' + credits.encode() + b"}"
+    result = classify(200, body)
+    assert result.credits == charged
+    assert type(result.credits) is int
+
+
+@given(st.floats(min_value=0, max_value=MAX_CREDITS, allow_nan=False))
+def test_any_non_negative_json_number_is_a_charge_never_below_it(credits: float) -> None:
+    """Every finite JSON number in [0, MAX_CREDITS] is the least whole charge not below it."""
+    body = orjson.dumps({"data": {}, "credits": credits})
+    charged = classify(200, body).credits
+    assert type(charged) is int
+    assert charged - 1 < credits <= charged
+
+
+@given(st.integers(min_value=0, max_value=MAX_CREDITS))
+def test_integer_credits_are_charged_exactly(credits: int) -> None:
+    """An integer charge, spelled as an int or an integral float, is charged exactly."""
+    assert classify(200, orjson.dumps({"data": {}, "credits": credits})).credits == credits
+    if float(credits) == credits:
+        as_float = orjson.dumps({"data": {}, "credits": float(credits)})
+        assert classify(200, as_float).credits == credits
+
+
+@pytest.mark.parametrize(
     "body",
     [
         b"",
@@ -75,14 +112,18 @@ def test_200_with_zero_credits_is_free() -> None:
         b'{"data": [1]}',
         b'{"data": "x", "credits": 6}',
         b'{"data": {}, "credits": -1}',
-        b'{"data": {}, "credits": 1.5}',
+        b'{"data": {}, "credits": -0.5}',
+        b'{"data": {}, "credits": 9007199254740993}',
+        b'{"data": {}, "credits": 1e300}',
+        b'{"data": {}, "credits": [6]}',
+        b'{"data": {}, "credits": {"n": 6}}',
         b'{"data": {}, "credits": "6"}',
         b'{"data": {}, "credits": true}',
         b"\xff\xfe",
     ],
 )
 def test_unreadable_200_is_a_provider_error(body: bytes) -> None:
-    """A 200 whose body is not {"data": {...}, "credits": int >= 0} is an unreadable answer."""
+    """A 200 whose body is not {"data": {...}, "credits": number >= 0} is an unreadable answer."""
     with pytest.raises(ProviderError, match="unreadable answer"):
         classify(200, body)
 
@@ -188,7 +229,9 @@ readable_bodies = st.builds(
     st.dictionaries(
         st.text(max_size=8), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8), max_size=3
     ),
-    st.none() | st.integers(min_value=0, max_value=10_000),
+    st.none()
+    | st.integers(min_value=0, max_value=10_000)
+    | st.floats(min_value=0, max_value=10_000, allow_nan=False),
 )
 bodies = st.binary(max_size=64) | readable_bodies
 header_maps = st.dictionaries(
