@@ -6,8 +6,9 @@ Pure and synchronous: no I/O, no clock, no global RNG. The caller passes the ran
 Backoff is exponential with *full jitter* (the delay is drawn uniformly from
 ``[0, min(max_s, base_s * 2**(attempt-1))]``), which spreads a burst of failing callers
 over the whole window instead of having them retry in lock-step. When the provider said
-``Retry-After``, the wait is at least that long (bounded, see
-:attr:`RetryPolicy.retry_after_cap_s`).
+``Retry-After``, the wait is at least that long, up to :attr:`RetryPolicy.retry_after_max_s`
+(the ``provider_retry_after_max_s`` setting): a provider that asks for a day gets the cap,
+and the retry after it finds out whether the day was meant.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ from streamproc.errors import LeadError, ProviderError, ProviderTimeout, RateLim
 if TYPE_CHECKING:
     from streamproc.settings import Settings
 
-__all__ = ["RETRY_AFTER_FLOOR_CAP_S", "RetryPolicy"]
+__all__ = ["DEFAULT_RETRY_AFTER_MAX_S", "RetryPolicy"]
 
-#: The smallest bound put on a server's ``Retry-After``. A provider may legitimately ask for
-#: tens of seconds, but a lead held in-process for minutes blocks its partition's progress;
-#: beyond this, failing the lead to the DLQ (retriable) is the better use of the slot.
-RETRY_AFTER_FLOOR_CAP_S = 60.0
+#: The default of ``provider_retry_after_max_s``, for policies built without settings.
+DEFAULT_RETRY_AFTER_MAX_S = 300.0
 
 # Exponents past this already exceed any sane max_s; clamping keeps 2**n from overflowing.
 _MAX_EXPONENT = 62
@@ -44,11 +43,13 @@ class RetryPolicy:
 
     ``max_retries`` counts retries, so a call is made at most ``max_retries + 1`` times.
     ``base_s`` is the first backoff ceiling and ``max_s`` caps every later one (seconds).
+    ``retry_after_max_s`` is the longest ``Retry-After`` honoured (seconds).
     """
 
     max_retries: int
     base_s: float
     max_s: float
+    retry_after_max_s: float = DEFAULT_RETRY_AFTER_MAX_S
 
     def __post_init__(self) -> None:
         if self.max_retries < 0:
@@ -57,20 +58,19 @@ class RetryPolicy:
             raise ValueError("base_s must be a finite number >= 0")
         if not (math.isfinite(self.max_s) and self.max_s >= self.base_s):
             raise ValueError("max_s must be a finite number >= base_s")
+        if not (math.isfinite(self.retry_after_max_s) and self.retry_after_max_s >= 0):
+            raise ValueError("retry_after_max_s must be a finite number >= 0")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RetryPolicy:
-        """The policy the ``provider_max_retries`` / ``provider_backoff_*`` settings describe."""
+        """The policy the ``provider_max_retries``, ``provider_backoff_*`` and
+        ``provider_retry_after_max_s`` settings describe."""
         return cls(
             max_retries=settings.provider_max_retries,
             base_s=settings.provider_backoff_base_s,
             max_s=settings.provider_backoff_max_s,
+            retry_after_max_s=settings.provider_retry_after_max_s,
         )
-
-    @property
-    def retry_after_cap_s(self) -> float:
-        """The longest ``Retry-After`` honoured, in seconds: ``max(max_s, 60)``."""
-        return max(self.max_s, RETRY_AFTER_FLOOR_CAP_S)
 
     def backoff_ceiling_s(self, attempt: int) -> float:
         """The upper bound of the jittered delay before retry number ``attempt`` (1-based)."""
@@ -86,9 +86,10 @@ class RetryPolicy:
         """Seconds to wait before retry number ``attempt`` (1 = the first retry).
 
         ``rng`` returns a float in ``[0, 1)`` (``random.random``); out-of-range values are
-        clamped. The result is in ``[0, max_s]`` without ``retry_after_s``; with it, in
-        ``[min(retry_after_s, cap), cap]`` where cap is :attr:`retry_after_cap_s`.
-        A negative or NaN ``retry_after_s`` is ignored; ``+inf`` means "as long as we allow".
+        clamped. The result is in ``[0, max_s]`` without ``retry_after_s``; with it, at least
+        ``min(retry_after_s, retry_after_max_s)`` and at most ``max(max_s,
+        retry_after_max_s)``. A negative or NaN ``retry_after_s`` is ignored; ``+inf`` means
+        "as long as we allow".
         """
         draw = rng()
         if not math.isfinite(draw):
@@ -96,7 +97,7 @@ class RetryPolicy:
         jittered = min(max(draw, 0.0), 1.0) * self.backoff_ceiling_s(attempt)
         if retry_after_s is None or math.isnan(retry_after_s) or retry_after_s < 0:
             return jittered
-        return max(jittered, min(retry_after_s, self.retry_after_cap_s))
+        return max(jittered, min(retry_after_s, self.retry_after_max_s))
 
     def should_retry(self, exc: LeadError, retries_done: int) -> bool:
         """Whether to call again after ``exc``, having already retried ``retries_done`` times.

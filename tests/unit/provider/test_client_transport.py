@@ -195,6 +195,24 @@ async def test_429_waits_at_least_retry_after() -> None:
     assert fake.sleeps == [2.0]
 
 
+@pytest.mark.parametrize(
+    ("retry_after", "cap", "slept"),
+    [("86400", 300.0, 300.0), ("86400", 20.0, 20.0), ("15", 20.0, 15.0)],
+)
+async def test_429_retry_after_is_cut_to_provider_retry_after_max_s(
+    retry_after: str, cap: float, slept: float
+) -> None:
+    """A Retry-After of a day waits provider_retry_after_max_s; a shorter one waits as asked."""
+    fake = FakeTime()
+    handler, _ = scripted(
+        httpx.Response(429, headers={"Retry-After": retry_after}), httpx.Response(200, json=OK)
+    )
+    async with client_for(handler, fake, provider_retry_after_max_s=cap) as client:
+        result = await client.enrich(LEAD, "lead-1")
+    assert result.attempts == 2
+    assert fake.sleeps == [slept]
+
+
 async def test_429_beyond_retries_raises_rate_limited() -> None:
     """Persistent 429s end as RateLimited carrying the last Retry-After."""
     handler, seen = scripted(httpx.Response(429, headers={"Retry-After": "1"}))

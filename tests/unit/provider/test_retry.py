@@ -21,7 +21,7 @@ from streamproc.errors import (
     ProviderTimeout,
     RateLimited,
 )
-from streamproc.provider.retry import RETRY_AFTER_FLOOR_CAP_S, RetryPolicy
+from streamproc.provider.retry import DEFAULT_RETRY_AFTER_MAX_S, RetryPolicy
 from streamproc.settings import Settings
 
 RETRIED = (ProviderError, ProviderTimeout, RateLimited)
@@ -36,10 +36,13 @@ NOT_RETRIED = (
 )
 
 policies = st.builds(
-    lambda retries, base, extra: RetryPolicy(max_retries=retries, base_s=base, max_s=base + extra),
+    lambda retries, base, extra, cap: RetryPolicy(
+        max_retries=retries, base_s=base, max_s=base + extra, retry_after_max_s=cap
+    ),
     st.integers(min_value=0, max_value=20),
     st.floats(min_value=0, max_value=60),
     st.floats(min_value=0, max_value=600),
+    st.floats(min_value=0, max_value=86_400),
 )
 unit = st.floats(min_value=0, max_value=1)
 attempts = st.integers(min_value=-5, max_value=10_000)
@@ -58,10 +61,10 @@ def test_delay_without_retry_after_stays_within_zero_and_max(
 def test_delay_honours_retry_after_up_to_the_cap(
     policy: RetryPolicy, attempt: int, draw: float, retry_after: float
 ) -> None:
-    """With Retry-After, the delay is at least it (bounded by the cap) and never above the cap."""
+    """With Retry-After, the delay is at least it up to the cap, and never above cap or max_s."""
     delay = policy.delay_s(attempt, lambda: draw, retry_after)
-    cap = policy.retry_after_cap_s
-    assert min(retry_after, cap) <= delay <= cap
+    cap = policy.retry_after_max_s
+    assert min(retry_after, cap) <= delay <= max(cap, policy.max_s)
 
 
 @given(policies, attempts, st.floats(allow_nan=True, allow_infinity=True))
@@ -98,13 +101,20 @@ def test_full_jitter_scales_the_ceiling_by_the_draw() -> None:
     assert policy.delay_s(3, lambda: 0.5) == pytest.approx(2.0)
 
 
-def test_huge_retry_after_is_capped_at_sixty_seconds_or_max() -> None:
-    """A Retry-After of an hour (or infinity) waits only max(max_s, 60) seconds."""
+def test_huge_retry_after_waits_only_retry_after_max_s() -> None:
+    """A Retry-After of a day (or infinity) waits retry_after_max_s, 300 s by default."""
     policy = RetryPolicy(max_retries=3, base_s=0.1, max_s=5.0)
-    assert policy.delay_s(1, lambda: 0.0, 3600.0) == RETRY_AFTER_FLOOR_CAP_S
-    assert policy.delay_s(1, lambda: 0.0, math.inf) == RETRY_AFTER_FLOOR_CAP_S
-    long_policy = RetryPolicy(max_retries=3, base_s=1.0, max_s=120.0)
-    assert long_policy.delay_s(1, lambda: 0.0, 3600.0) == 120.0
+    assert policy.delay_s(1, lambda: 0.0, 86_400.0) == DEFAULT_RETRY_AFTER_MAX_S == 300.0
+    assert policy.delay_s(1, lambda: 0.0, math.inf) == 300.0
+    short = RetryPolicy(max_retries=3, base_s=0.1, max_s=5.0, retry_after_max_s=30.0)
+    assert short.delay_s(1, lambda: 0.0, 86_400.0) == 30.0
+    assert short.delay_s(1, lambda: 0.0, 12.5) == 12.5
+
+
+def test_a_zero_retry_after_max_s_ignores_retry_after() -> None:
+    """retry_after_max_s = 0 leaves only the plain jittered backoff, whatever the server says."""
+    policy = RetryPolicy(max_retries=3, base_s=1.0, max_s=4.0, retry_after_max_s=0.0)
+    assert policy.delay_s(2, lambda: 0.5, 86_400.0) == pytest.approx(1.0)
 
 
 @given(policies, st.sampled_from(NOT_RETRIED), st.integers(min_value=0, max_value=50))
@@ -131,18 +141,40 @@ def test_zero_max_retries_never_retries() -> None:
 
 
 @pytest.mark.parametrize(
-    ("retries", "base", "maximum"),
-    [(-1, 0.1, 1.0), (1, -0.1, 1.0), (1, 1.0, 0.5), (1, math.nan, 1.0), (1, 0.1, math.inf)],
+    ("retries", "base", "maximum", "cap"),
+    [
+        (-1, 0.1, 1.0, 300.0),
+        (1, -0.1, 1.0, 300.0),
+        (1, 1.0, 0.5, 300.0),
+        (1, math.nan, 1.0, 300.0),
+        (1, 0.1, math.inf, 300.0),
+        (1, 0.1, 1.0, -1.0),
+        (1, 0.1, 1.0, math.inf),
+        (1, 0.1, 1.0, math.nan),
+    ],
 )
-def test_incoherent_policies_are_refused(retries: int, base: float, maximum: float) -> None:
-    """Negative retries, negative or non-finite delays and max < base raise ValueError."""
+def test_incoherent_policies_are_refused(
+    retries: int, base: float, maximum: float, cap: float
+) -> None:
+    """Negative retries, negative or non-finite delays or caps and max < base raise ValueError."""
     with pytest.raises(ValueError, match="must be"):
-        RetryPolicy(max_retries=retries, base_s=base, max_s=maximum)
+        RetryPolicy(max_retries=retries, base_s=base, max_s=maximum, retry_after_max_s=cap)
 
 
 def test_policy_from_settings_reads_the_provider_settings() -> None:
-    """from_settings maps provider_max_retries and provider_backoff_* one to one."""
+    """from_settings maps provider_max_retries, provider_backoff_* and the Retry-After cap."""
     settings = Settings(
-        provider_max_retries=7, provider_backoff_base_s=0.3, provider_backoff_max_s=4.0
+        provider_max_retries=7,
+        provider_backoff_base_s=0.3,
+        provider_backoff_max_s=4.0,
+        provider_retry_after_max_s=42.0,
     )
-    assert RetryPolicy.from_settings(settings) == RetryPolicy(max_retries=7, base_s=0.3, max_s=4.0)
+    assert RetryPolicy.from_settings(settings) == RetryPolicy(
+        max_retries=7, base_s=0.3, max_s=4.0, retry_after_max_s=42.0
+    )
+
+
+def test_retry_after_cap_defaults_to_300_seconds() -> None:
+    """Without a setting, provider_retry_after_max_s is 300 s and so is the policy's cap."""
+    assert Settings().provider_retry_after_max_s == 300.0
+    assert RetryPolicy.from_settings(Settings()).retry_after_max_s == 300.0
