@@ -20,6 +20,7 @@ from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.processor import Processor
 from streamproc.provider.client import ProviderClient
+from streamproc.redact import mask_url
 from streamproc.resilience.breaker import Transition
 from streamproc.settings import ProviderMode, Settings
 from streamproc.state.store import StateStore
@@ -136,7 +137,7 @@ class App:
                 topic=settings.topic_raw,
                 provider=settings.provider_mode.value
                 if self.clay is not None
-                else str(settings.provider_url),
+                else mask_url(str(settings.provider_url)),
                 max_in_flight=settings.max_in_flight,
                 http_port=self.ops.port,
             )

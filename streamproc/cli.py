@@ -17,11 +17,10 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
 from streamproc import __version__
 from streamproc.errors import ConfigError, KafkaSetupError, StreamprocError
 from streamproc.logs import configure_logging, get_logger
+from streamproc.redact import printable_settings, secret_values
 from streamproc.settings import ProviderMode, Settings, load_settings
 
 __all__ = ["main"]
@@ -216,10 +215,7 @@ async def _topics_create(settings: Settings) -> int:
 
 
 def _config_show(settings: Settings, as_json: bool) -> int:
-    values = settings.model_dump(mode="json")
-    for key in list(values):
-        if isinstance(getattr(settings, key), SecretStr):
-            values[key] = "**********"
+    values = printable_settings(settings)
     if as_json:
         import orjson
 
@@ -317,7 +313,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         configure_logging("INFO", "auto")
         return _mock_provider(args)
     settings = _settings_from(args)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=secret_values(settings))
     runner: Callable[[], Coroutine[Any, Any, int]]
     if args.command == "run":
         if settings.provider_mode is ProviderMode.SYNC:

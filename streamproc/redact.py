@@ -1,0 +1,168 @@
+"""What may be printed of the settings: secrets, and the secret parts of URLs, masked.
+
+Three kinds of secret hide in the settings:
+
+* ``SecretStr`` fields (API key, passwords, the callback secret): masked whole;
+* URLs that carry a credential: the userinfo (``https://user:pass@host``) and the values of
+  token-like query or fragment parameters (``?api_key=``, ``&sig=``, ``#access_token=``);
+* URLs that *are* a credential: whoever knows a Clay table webhook's URL can add rows to
+  the table, so its path is masked and only the scheme and host are shown, with the
+  webhook's id (the hash that metrics and logs use) to tell several apart.
+
+:func:`printable_settings` is what ``config show`` prints; :func:`secret_values` lists the
+strings that must never reach a log line, for :func:`streamproc.logs.configure_logging`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+
+from pydantic import AnyHttpUrl, SecretStr
+
+from streamproc.provider.webhooks import webhook_id
+from streamproc.settings import Settings
+
+__all__ = ["MASK", "is_secret_param", "mask_url", "printable_settings", "secret_values"]
+
+MASK = "**********"
+
+#: URL settings whose path is itself the credential.
+_SECRET_PATH_FIELDS = frozenset({"clay_webhook_urls"})
+
+#: Words that make a query parameter a credential when they are a whole part of its name
+#: (``api_key``, ``X-Amz-Signature``, ``hub.verify_token``): ``key`` alone must not catch
+#: ``monkey``, so short words only count as a separate part of the name.
+_SECRET_NAME_PARTS = frozenset(
+    {
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "hmac",
+        "jwt",
+        "key",
+        "pass",
+        "passwd",
+        "password",
+        "pwd",
+        "secret",
+        "session",
+        "sig",
+        "signature",
+        "token",
+    }
+)
+#: ... and these anywhere in the name (``accesstoken``, ``clientsecret``, ``apikey``).
+_SECRET_NAME_WORDS = ("token", "secret", "passw", "signature", "apikey", "credential")
+
+_NAME_PARTS = re.compile(r"[^a-z0-9]+")
+
+
+def is_secret_param(name: str) -> bool:
+    """Whether a query parameter of this name carries a credential (case-insensitive)."""
+    lowered = unquote(name).lower()
+    if any(word in lowered for word in _SECRET_NAME_WORDS):
+        return True
+    return any(part in _SECRET_NAME_PARTS for part in _NAME_PARTS.split(lowered))
+
+
+def mask_url(url: str, *, secret_path: bool = False) -> str:
+    """``url`` with its userinfo and token-like parameter values masked.
+
+    With ``secret_path``, the path, query and fragment are masked too and only the scheme
+    and host remain. A string that is not a readable URL is masked whole: it cannot be
+    told which part of it is secret.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a malformed port
+    except ValueError:
+        return MASK
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal: urlsplit drops the brackets
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    if "@" in parts.netloc:
+        netloc = f"{MASK}@{netloc}"
+    if secret_path:
+        return urlunsplit(SplitResult(parts.scheme, netloc, "/" + MASK, "", ""))
+    return urlunsplit(
+        SplitResult(
+            parts.scheme,
+            netloc,
+            parts.path,
+            _mask_params(parts.query),
+            _mask_params(parts.fragment),
+        )
+    )
+
+
+def _mask_params(text: str) -> str:
+    """``a=1&token=x`` → ``a=1&token=**********``; raw text kept for the rest."""
+    if not text:
+        return text
+    pairs = []
+    for pair in text.split("&"):
+        name, sep, value = pair.partition("=")
+        if sep and value and is_secret_param(name):
+            value = MASK
+        pairs.append(f"{name}{sep}{value}")
+    return "&".join(pairs)
+
+
+def printable_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON-ready values with every secret masked (``config show``)."""
+    values = settings.model_dump(mode="json")
+    for name in values:
+        raw = getattr(settings, name)
+        if isinstance(raw, SecretStr):
+            values[name] = MASK
+        elif isinstance(raw, AnyHttpUrl):
+            values[name] = mask_url(str(raw), secret_path=name in _SECRET_PATH_FIELDS)
+        elif isinstance(raw, tuple) and raw and all(isinstance(v, AnyHttpUrl) for v in raw):
+            if name in _SECRET_PATH_FIELDS:
+                values[name] = [
+                    f"{mask_url(str(v), secret_path=True)} (webhook {webhook_id(str(v))})"
+                    for v in raw
+                ]
+            else:
+                values[name] = [mask_url(str(v)) for v in raw]
+    return values
+
+
+def secret_values(settings: Settings) -> frozenset[str]:
+    """Every string in ``settings`` that must never be printed: secret fields' values, URL
+    credentials and token parameter values, and whole secret URLs with their paths."""
+    return frozenset(value for value in _secrets(settings) if value)
+
+
+def _secrets(settings: Settings) -> Iterator[str]:
+    for name in type(settings).model_fields:
+        raw = getattr(settings, name)
+        if isinstance(raw, SecretStr):
+            yield raw.get_secret_value()
+            continue
+        urls = raw if isinstance(raw, tuple) else (raw,)
+        for url in urls:
+            if isinstance(url, AnyHttpUrl):
+                yield from _url_secrets(str(url), secret_path=name in _SECRET_PATH_FIELDS)
+
+
+def _url_secrets(url: str, *, secret_path: bool) -> Iterator[str]:
+    parts = urlsplit(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at:
+        user, _, password = userinfo.partition(":")
+        yield from (user, password, unquote(user), unquote(password))
+    if secret_path:
+        yield url
+        yield parts.path
+        return
+    for text in (parts.query, parts.fragment):
+        for pair in text.split("&"):
+            name, sep, value = pair.partition("=")
+            if sep and is_secret_param(name):
+                yield from (value, unquote(value))
