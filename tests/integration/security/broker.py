@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,23 +222,43 @@ def _env(home: Path, port: int, extra: Path | None) -> dict[str, str]:
     return env
 
 
-def _format(home: Path, libs: str, server_properties: Path) -> None:
-    """Format the KRaft log dir with the SCRAM users, as kafka-local would without them."""
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+def new_cluster_id(draw: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A random KRaft cluster id (16 bytes, URL-safe base64 unpadded) with no ``-`` in it.
+
+    One such id in 64 starts with ``-``, which the storage tool's parser reads as a flag
+    (``argument --cluster-id/-t: expected one argument``: every security test errored at
+    setup). Kafka's own ``random-uuid`` draws again in that case; so does this, and for a
+    ``-`` anywhere, as newer Kafka does, so the id is safe in any argv position.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(draw()).rstrip(b"=").decode()
+        if "-" not in cluster_id:
+            return cluster_id
+
+
+def format_args(libs: str, cluster_id: str, server_properties: Path) -> list[str]:
+    """The storage tool's ``format`` command line, SCRAM users included.
+
+    The id is glued to its option (``--cluster-id=<id>``), so even an id that looks like a
+    flag is read as the option's value.
+    """
     args = [
         "java",
         "-cp",
         f"{libs}/*",
         "kafka.tools.StorageTool",
         "format",
-        "-t",
-        cluster_id,
-        "-c",
-        str(server_properties),
+        f"--cluster-id={cluster_id}",
+        f"--config={server_properties}",
     ]
     for mechanism, name, password in SCRAM_USERS:
-        args += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
-    _run(args, home)
+        args.append(f"--add-scram={mechanism}=[name={name},password={password}]")
+    return args
+
+
+def _format(home: Path, libs: str, server_properties: Path) -> None:
+    """Format the KRaft log dir with the SCRAM users, as kafka-local would without them."""
+    _run(format_args(libs, new_cluster_id(), server_properties), home)
 
 
 def _format_properties(home: Path, base_port: int, extra: str) -> str:
