@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     kafka_connect_timeout_s: float = Field(10.0, gt=0, le=600)
     #: Kafka's transaction timeout; a batch not committed by then is aborted by the broker.
     transaction_timeout_ms: int = Field(60_000, ge=1_000, le=900_000)
+    #: How long the consumer may go without polling before the group drops it. The fetch
+    #: loop keeps polling (with held partitions paused) through any hold, so this bounds a
+    #: stuck event loop, not a long breaker cooldown or an exhausted budget.
+    max_poll_interval_ms: int = Field(300_000, ge=1_000, le=3_600_000)
 
     # --- provider ------------------------------------------------------------------------
     provider_url: AnyHttpUrl | None = None

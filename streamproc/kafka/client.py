@@ -38,6 +38,7 @@ __all__ = [
     "connection_kwargs",
     "consumer",
     "delivery_reported_by_commit",
+    "max_request_bytes",
     "partitions_of",
     "send_all",
     "stop_quietly",
@@ -98,7 +99,22 @@ def consumer(
     return AIOKafkaConsumer(*topics, **kwargs)
 
 
-def transactional_producer(settings: Settings, transactional_id: str) -> AIOKafkaProducer:
+#: aiokafka's default batch size per partition.
+_DEFAULT_BATCH_BYTES = 16_384
+
+
+def max_request_bytes(settings: Settings) -> int:
+    """The producer's ``max_request_size``: room for an enriched lead of the largest size."""
+    return max(settings.max_lead_bytes * 2, 1_048_576)
+
+
+def transactional_producer(
+    settings: Settings, transactional_id: str, *, max_batch_bytes: int | None = None
+) -> AIOKafkaProducer:
+    """``max_batch_bytes``: the smallest ``max.message.bytes`` of the topics it writes.
+    The broker checks a whole batch against the limit, so a batch of small records that
+    together exceed it would be refused with no record at fault."""
+    batch = _DEFAULT_BATCH_BYTES if max_batch_bytes is None else max_batch_bytes
     return AIOKafkaProducer(
         **connection_kwargs(settings),
         transactional_id=transactional_id,
@@ -106,7 +122,8 @@ def transactional_producer(settings: Settings, transactional_id: str) -> AIOKafk
         acks="all",
         transaction_timeout_ms=settings.transaction_timeout_ms,
         linger_ms=5,
-        max_request_size=max(settings.max_lead_bytes * 2, 1_048_576),
+        max_request_size=max_request_bytes(settings),
+        max_batch_size=max(min(batch, _DEFAULT_BATCH_BYTES), 1024),
     )
 
 
@@ -210,20 +227,30 @@ class Refusal:
         return isinstance(self.error, MessageSizeTooLargeError | RecordListTooLargeError)
 
 
-async def send_all(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> list[Refusal]:
+async def send_all(
+    producer: AIOKafkaProducer, records: Sequence[OutRecord], *, one_at_a_time: bool = False
+) -> list[Refusal]:
     """Send records inside the producer's open transaction and wait for each one's answer.
 
     aiokafka commits a transaction even when a batch in it failed, so a commit alone does
     not prove that a record was written: every delivery is awaited before the caller
     commits. Returns the records refused for themselves (see ``_RECORD_REFUSALS``; a
     record with neither key nor value counts as one), in order; the caller must then abort
-    and send something else in their place. Raises any other failure.
+    and send something else in their place, with a new producer (after a refused batch an
+    idempotent producer's sequence numbers are out of step: its next sends fail). Raises any
+    other failure.
+
+    The broker refuses whole batches, so when several records were refused together the
+    culprit is not known; ``one_at_a_time`` sends each record in a batch of its own and
+    stops at the first refusal, which is then the record's own.
     """
     deliveries: list[tuple[int, asyncio.Future[Any]]] = []
     refused: list[Refusal] = []
     for index, out in enumerate(records):
         if out.key is None and out.value is None:
             refused.append(Refusal(index, ValueError("a record needs a key or a value")))
+            if one_at_a_time:
+                break
             continue
         try:
             delivery = await producer.send(
@@ -232,21 +259,34 @@ async def send_all(producer: AIOKafkaProducer, records: Sequence[OutRecord]) -> 
                 key=out.key,
                 headers=out.headers or None,
                 partition=out.partition,
+                timestamp_ms=out.timestamp_ms,
             )
         except _RECORD_REFUSALS as exc:  # over max_request_size: refused before sending
             refused.append(Refusal(index, exc))
+            if one_at_a_time:
+                break
             continue
         delivery_reported_by_commit(delivery)
         deliveries.append((index, delivery))
+        if one_at_a_time:
+            await asyncio.wait([delivery])
+            if delivery.cancelled() or delivery.exception() is not None:
+                break
     if deliveries:
         await asyncio.wait([delivery for _, delivery in deliveries])
+    failures: list[BaseException] = []
     for index, delivery in deliveries:
         error = delivery.exception() if not delivery.cancelled() else asyncio.CancelledError()
         if error is None:
             continue
-        if not isinstance(error, _RECORD_REFUSALS):
-            raise error
-        refused.append(Refusal(index, error))
+        if isinstance(error, _RECORD_REFUSALS):
+            refused.append(Refusal(index, error))
+        else:
+            failures.append(error)
+    # Once a batch is refused, the producer's later batches fail out of sequence: those
+    # failures follow from the refusal and are not reported.
+    if failures and not refused:
+        raise failures[0]
     refused.sort(key=lambda refusal: refusal.index)
     return refused
 

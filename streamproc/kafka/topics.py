@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from aiokafka.admin import NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
 
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import admin_client
 from streamproc.settings import Settings
 
-__all__ = ["TopicReport", "create_topics", "topic_specs"]
+__all__ = [
+    "BROKER_DEFAULT_MAX_MESSAGE_BYTES",
+    "TopicReport",
+    "create_topics",
+    "max_message_bytes",
+    "topic_specs",
+]
+
+#: Kafka's default ``message.max.bytes``: assumed for a topic whose limit we cannot read.
+BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 
 #: The state topic holds one record per key that matters (breaker, budget day, cache
 #: entry); compaction keeps the latest. A short segment lets compaction run on a small
@@ -74,3 +85,33 @@ async def create_topics(settings: Settings) -> list[TopicReport]:
         return reports
     finally:
         await admin.close()
+
+
+async def max_message_bytes(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Each topic's ``max.message.bytes`` as the broker applies it (its own default when
+    the topic sets none). A topic whose configuration cannot be read (no DescribeConfigs
+    permission, an old broker) gets Kafka's default, with a warning: a record over the
+    real limit is still caught when the broker refuses it."""
+    admin = admin_client(settings)
+    limits = dict.fromkeys(topics, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
+    try:
+        await admin.start()
+        resources = [
+            ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": None})
+            for topic in topics
+        ]
+        for response in await admin.describe_configs(resources):
+            for error_code, _message, _type, name, entries in response.resources:
+                values = [entry[1] for entry in entries if entry[0] == "max.message.bytes"]
+                if error_code == 0 and values and values[0] is not None:
+                    limits[name] = int(values[0])
+    except (KafkaError, OSError, ValueError) as exc:
+        logging.getLogger(__name__).warning(
+            "cannot read max.message.bytes of %s (%r): assuming %d bytes",
+            ", ".join(topics),
+            exc,
+            BROKER_DEFAULT_MAX_MESSAGE_BYTES,
+        )
+    finally:
+        await admin.close()
+    return limits

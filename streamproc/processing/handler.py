@@ -34,6 +34,7 @@ __all__ = [
     "LeadHandler",
     "OpenGuard",
     "RawRecord",
+    "Unreadable",
     "enriched_value",
 ]
 
@@ -50,6 +51,19 @@ class RawRecord(Protocol):
     key: bytes | None
     value: bytes | None
     headers: Headers
+
+
+@dataclass(slots=True)
+class Unreadable:
+    """A record the Kafka client could not decode: only its position is known."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int = -1
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: Headers = ()
 
 
 class CallResult(Protocol):
@@ -321,6 +335,26 @@ class LeadHandler:
             credits=credits,
         )
 
+    def dead_letter(self, record: Any, error: LeadError, previous: Outcome | None) -> Outcome:
+        """The DLQ outcome of a lead that ``previous`` (its outcome until now) cannot publish.
+
+        What the lead was charged stays counted: the provider was paid all the same.
+        """
+        attempt = previous.attempt if previous is not None else attempt_of(record.headers)
+        lead_id = previous.lead_id if previous is not None else None
+        outcome = self._dead_letter(record, error, attempt, lead_id)
+        if previous is None:
+            return outcome
+        return Outcome(
+            outcome.kind,
+            outcome.records,
+            lead_id,
+            attempt,
+            error_class=outcome.error_class,
+            source=previous.source,
+            credits=previous.credits,
+        )
+
     def _dead_letter(
         self, record: RawRecord, exc: LeadError, attempt: int, lead_id: str | None
     ) -> Outcome:
@@ -332,5 +366,9 @@ class LeadHandler:
             self._utcnow(),
         )
         key = record.key if record.key is not None else (lead_id.encode() if lead_id else None)
+        if key is None and record.value is None:
+            # Upstream may write neither (a Java `new ProducerRecord(topic, null)`), but
+            # Kafka clients refuse to: the DLQ record gets an empty key.
+            key = b""
         out = OutRecord(self._settings.topic_dlq, key, record.value, headers)
         return Outcome(OutcomeKind.DLQ, [out], lead_id, attempt, error_class=exc.error_class.value)

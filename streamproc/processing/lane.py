@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from streamproc.kafka.client import send_all, transaction
+from streamproc.kafka.client import Refusal, send_all, stop_quietly, transaction
 from streamproc.processing.handler import RawRecord
-from streamproc.processing.outcome import Outcome
+from streamproc.processing.outcome import Outcome, OutRecord
+from streamproc.processing.publication import Publication, record_bytes
 
 __all__ = ["CommitResult", "PartitionLane", "transactional_id"]
 
@@ -41,8 +42,21 @@ class CommitResult:
     next_offset: int
 
 
+class _Refused(Exception):
+    """Raised inside a transaction to abort it: records in it were refused."""
+
+    def __init__(self, refusals: list[Refusal]) -> None:
+        super().__init__(refusals)
+        self.refusals = refusals
+
+
 class PartitionLane:
-    """Owns one assigned partition: its in-flight window, its producer, its commits."""
+    """Owns one assigned partition: its in-flight window, its producer, its commits.
+
+    ``publication`` keeps each output within its topic's limits and says how a lead whose
+    output the broker refused leaves instead; ``new_producer`` starts a producer with this
+    lane's transactional id (a refused batch leaves the old one unusable).
+    """
 
     def __init__(
         self,
@@ -50,11 +64,16 @@ class PartitionLane:
         producer: AIOKafkaProducer,
         group_id: str,
         committed_offset: int,
+        *,
+        publication: Publication | None = None,
+        new_producer: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
     ) -> None:
         self.tp = tp
         self.producer = producer
         self.committed_offset = committed_offset
         self._group_id = group_id
+        self._publication = publication
+        self._new_producer = new_producer
         self._window: deque[_Slot] = deque()
         self.commit_lock = asyncio.Lock()
         self.paused = False
@@ -113,16 +132,82 @@ class PartitionLane:
         prefix = self.done_prefix()
         if not prefix:
             return None
-        outcomes = [(slot.record, slot.task.result()) for slot in prefix]
+        outcomes = [self._fit(slot.record, slot.task.result()) for slot in prefix]
         next_offset = prefix[-1].record.offset + 1
-        async with transaction(self.producer):
-            for _, outcome in outcomes:
-                await send_all(self.producer, outcome.records)
-            await self.producer.send_offsets_to_transaction({self.tp: next_offset}, self._group_id)
+        one_at_a_time = False
+        while True:
+            records: list[OutRecord] = []
+            owners: list[int] = []
+            for owner, outcome in enumerate(outcomes):
+                records += outcome.records
+                owners += [owner] * len(outcome.records)
+            try:
+                async with transaction(self.producer):
+                    refused = await send_all(self.producer, records, one_at_a_time=one_at_a_time)
+                    if refused:
+                        raise _Refused(refused)
+                    await self.producer.send_offsets_to_transaction(
+                        {self.tp: next_offset}, self._group_id
+                    )
+            except _Refused as exc:
+                await self._replace_producer()
+                alone = one_at_a_time or len(exc.refusals) == 1
+                culprits = self._culprits(exc.refusals, records, alone=alone)
+                # Several records of one batch refused together: send again one record per
+                # batch to learn which one it was. Each round settles at least one lead.
+                one_at_a_time = not culprits
+                for refusal in culprits:
+                    owner = owners[refusal.index]
+                    outcomes[owner] = self._refused(
+                        prefix[owner].record,
+                        outcomes[owner],
+                        records[refusal.index],
+                        refusal,
+                        alone=alone,
+                    )
+                continue
+            break
         for _ in prefix:
             self._window.popleft()
         self.committed_offset = next_offset
-        return CommitResult(outcomes, next_offset)
+        return CommitResult(
+            list(zip((slot.record for slot in prefix), outcomes, strict=True)), next_offset
+        )
+
+    def _fit(self, record: RawRecord, outcome: Outcome) -> Outcome:
+        return outcome if self._publication is None else self._publication.fit(record, outcome)
+
+    def _culprits(
+        self, refusals: list[Refusal], records: list[OutRecord], *, alone: bool
+    ) -> list[Refusal]:
+        """The refusals that name the record at fault (see ``send_all``)."""
+        if alone or len(refusals) == 1:
+            return refusals[:1]
+        if self._publication is None:
+            return []
+        publication = self._publication
+        return [
+            refusal
+            for refusal in refusals
+            if refusal.too_large
+            and record_bytes(records[refusal.index])
+            > publication.limit(records[refusal.index].topic)
+        ]
+
+    def _refused(
+        self, record: RawRecord, outcome: Outcome, out: OutRecord, refusal: Refusal, *, alone: bool
+    ) -> Outcome:
+        if self._publication is None:
+            raise refusal.error
+        return self._publication.refused(
+            record, outcome, out, repr(refusal.error), too_large=refusal.too_large, alone=alone
+        )
+
+    async def _replace_producer(self) -> None:
+        if self._new_producer is None:
+            return
+        await stop_quietly(self.producer)
+        self.producer = await self._new_producer()
 
     async def cancel_pending(self) -> int:
         """Cancel every lead not yet committed; they will be read again from the offset."""

@@ -25,6 +25,8 @@ class OutRecord:
     value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     partition: int | None = None
+    #: The record's timestamp (epoch ms); None lets the producer stamp it.
+    timestamp_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

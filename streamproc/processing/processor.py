@@ -26,19 +26,48 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    GroupAuthorizationFailedError,
+    InvalidProducerEpoch,
+    KafkaConnectionError,
+    KafkaError,
+    ProducerFenced,
+    TopicAuthorizationFailedError,
+)
 
-from streamproc.errors import KafkaSetupError
+from streamproc.errors import KafkaSetupError, UnreadableRecord
 from streamproc.kafka.client import consumer as make_consumer
-from streamproc.kafka.client import stop_quietly, transactional_producer
+from streamproc.kafka.client import max_request_bytes, stop_quietly, transactional_producer
+from streamproc.kafka.topics import max_message_bytes
 from streamproc.logs import get_logger
-from streamproc.processing.handler import LeadHandler
+from streamproc.processing.handler import LeadHandler, Unreadable
 from streamproc.processing.lane import CommitResult, PartitionLane, transactional_id
+from streamproc.processing.outcome import Outcome
+from streamproc.processing.publication import Publication
+from streamproc.records.dlq import RECORD_OVERHEAD_BYTES
 from streamproc.settings import Settings
 
 __all__ = ["Processor", "ProcessorStats"]
 
 log = get_logger(__name__)
+
+#: Errors of a fetch that concern one record the client cannot decode (a header key that
+#: is not UTF-8, a batch failing its CRC): the record is dead-lettered by its position.
+_UNREADABLE: tuple[type[BaseException], ...] = (UnicodeDecodeError, CorruptRecordException)
+#: Errors of a fetch that no retry mends: the process stops with one line.
+_FATAL_FETCH: tuple[type[BaseException], ...] = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+)
+#: A producer another one took over: the partition has a new owner, or will have one.
+_FENCED: tuple[type[BaseException], ...] = (ProducerFenced, InvalidProducerEpoch)
+#: After a lane was fenced while the consumer still holds its partition: how long the
+#: group has to hand the partition to its new owner before this process takes it back
+#: (above a session timeout, so a real new owner always wins the race).
+FENCED_STAND_DOWN_S = 30.0
+#: After any other failure (a commit, a producer that would not start): how soon to retry.
+RETRY_LANE_S = 1.0
 
 
 @dataclass
@@ -60,6 +89,12 @@ class ProcessorStats:
     max_in_flight_seen: int = 0
     #: The most leads one partition's window held (bounded by max_in_flight_per_partition).
     max_window_seen: int = 0
+    #: Records the Kafka client could not decode, dead-lettered by position.
+    unreadable: int = 0
+    #: Lanes given up because another producer fenced theirs.
+    fenced: int = 0
+    #: Partitions the group took away from this process (rebalances, a member leaving).
+    revoked: int = 0
 
 
 class Processor:
@@ -78,6 +113,11 @@ class Processor:
         self._release_holds = release_holds or (lambda: 0)
         self._consumer: AIOKafkaConsumer | None = None
         self._lanes: dict[TopicPartition, PartitionLane] = {}
+        #: Assigned partitions without a lane (its opening failed, or it was fenced), and
+        #: when to open one again; their fetching is paused meanwhile.
+        self._reopen_at: dict[TopicPartition, float] = {}
+        self._publication: Publication | None = None
+        self._max_batch_bytes: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._aborting = asyncio.Event()
@@ -95,6 +135,7 @@ class Processor:
             group_id=s.group_id,
             max_partition_fetch_bytes=max(s.max_lead_bytes + 1024, 1_048_576),
             fetch_max_bytes=max(s.max_lead_bytes * 4, 52_428_800),
+            max_poll_interval_ms=s.max_poll_interval_ms,
         )
         try:
             await self._consumer.start()
@@ -109,6 +150,7 @@ class Processor:
             raise KafkaSetupError(
                 f"topic {s.topic_raw} does not exist: run `streamproc topics create`"
             )
+        await self._read_output_limits()
         self._consumer.subscribe([s.topic_raw], listener=_Listener(self))
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -194,55 +236,148 @@ class Processor:
 
     # --- fetching -------------------------------------------------------------------------
 
+    async def _read_output_limits(self) -> None:
+        s = self._settings
+        topics = [s.topic_enriched, s.topic_dlq, s.topic_state, s.topic_parked]
+        request_bytes = max_request_bytes(s)
+        limits = {
+            topic: min(limit, request_bytes)
+            for topic, limit in (await max_message_bytes(s, topics)).items()
+        }
+        self._publication = Publication(
+            s.topic_dlq, self._handler.dead_letter, limits, default_limit=request_bytes
+        )
+        # The broker checks whole batches: keep every batch under the smallest limit.
+        self._max_batch_bytes = min(limits.values()) - RECORD_OVERHEAD_BYTES
+        log.info("outputs.limits", **{topic.replace(".", "_"): b for topic, b in limits.items()})
+
     async def _fetch_loop(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
         per_partition = self._settings.max_in_flight_per_partition
         while not self._stopping.is_set():
+            await self._reopen_due_lanes()
+            self._apply_backpressure()
             room = self._settings.max_in_flight - self._in_flight
             if room <= 0:
                 self._window_freed.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._window_freed.wait(), timeout=1.0)
+                self._apply_backpressure()
+                room = self._settings.max_in_flight - self._in_flight
+            # Poll even with every partition paused (the window full, leads held by the
+            # breaker or the budget): a consumer that stops polling for
+            # max_poll_interval_ms is dropped from the group, however long the hold.
+            seen = {tp: (lane, lane.generation) for tp, lane in self._lanes.items()}
+            try:
+                batch = await consumer.getmany(
+                    timeout_ms=100 if room > 0 else 0, max_records=max(room, 1)
+                )
+            except _UNREADABLE as exc:
+                await self._read_past_unreadable(exc)
+                continue
+            except _FATAL_FETCH as exc:
+                raise KafkaSetupError(
+                    f"Kafka refused to let group {self._settings.group_id} read "
+                    f"{self._settings.topic_raw}: {exc.__class__.__name__}; grant the ACLs"
+                ) from None
+            except KafkaError as exc:
+                log.warning("fetch.failed", error=repr(exc))
+                await asyncio.sleep(RETRY_LANE_S)
                 continue
             # A lane reset or a rebalance during getmany makes what it returns for that
             # partition stale (fetched before the seek): such records are dropped and the
             # partition is seeked to where its lane really is, so nothing is skipped.
-            seen = {tp: (lane, lane.generation) for tp, lane in self._lanes.items()}
-            batch = await consumer.getmany(timeout_ms=100, max_records=room)
             for tp, records in batch.items():
                 lane = self._lanes.get(tp)
                 if lane is None:
-                    continue  # revoked meanwhile; the next owner reads from the committed offset
+                    continue  # revoked or lane-less; its next lane reads from the committed offset
                 if seen.get(tp) != (lane, lane.generation):
                     consumer.seek(tp, lane.position)
                     continue
-                # One fetch may bring more of a partition than its window has room for:
-                # the rest is read again once the window has room (never held in memory).
-                fits = max(per_partition - len(lane), 0)
+                # One fetch may bring more of a partition than its window has room for,
+                # or than the process has (a poll while full): the rest is read again
+                # once there is room (never held in memory).
+                fits = max(min(per_partition - len(lane), room), 0)
                 if len(records) > fits:
                     records = records[:fits]
                     consumer.seek(tp, lane.position if not records else records[-1].offset + 1)
+                room -= len(records)
                 for record in records:
-                    self._in_flight += 1
-                    self.stats.consumed += 1
-                    lane.submit(record, self._handler.handle)
+                    self._submit(lane, record)
                 self.stats.max_window_seen = max(self.stats.max_window_seen, len(lane))
             self.stats.in_flight = self._in_flight
             self.stats.max_in_flight_seen = max(self.stats.max_in_flight_seen, self._in_flight)
-            self._apply_backpressure()
+
+    def _submit(self, lane: PartitionLane, record: Any) -> None:
+        self._in_flight += 1
+        self.stats.consumed += 1
+        lane.submit(record, self._handler.handle)
+
+    async def _read_past_unreadable(self, error: BaseException) -> None:
+        """A fetch failed on a record the client cannot decode; aiokafka does not say where.
+
+        Whatever that fetch had already taken from other partitions is lost with the
+        exception, so every lane is seeked back to where it really is. Then each
+        partition is read one record at a time up to its room: a record that fails is the
+        unreadable one, the consumer's position is its offset, and it is dead-lettered by
+        that position (``unreadable_record``), so the partition moves on.
+        """
+        assert self._consumer is not None
+        consumer = self._consumer
+        log.warning("fetch.unreadable_record", error=repr(error))
+        lanes = [(tp, lane) for tp, lane in self._lanes.items() if not lane.paused]
+        if not lanes:
+            await asyncio.sleep(0.2)  # a rebalance under way: its lanes open in a moment
+            return
+        for tp, lane in lanes:
+            consumer.seek(tp, lane.position)
+        per_partition = self._settings.max_in_flight_per_partition
+        for tp, lane in lanes:
+            while len(lane) < per_partition and self._in_flight < self._settings.max_in_flight:
+                try:
+                    batch = await consumer.getmany(tp, timeout_ms=500, max_records=1)
+                except _UNREADABLE as exc:
+                    offset = await consumer.position(tp)
+                    self._dead_letter_unreadable(lane, tp, offset, exc)
+                    consumer.seek(tp, offset + 1)
+                    continue
+                records = batch.get(tp, [])
+                if not records:
+                    break
+                self._submit(lane, records[0])
+
+    def _dead_letter_unreadable(
+        self, lane: PartitionLane, tp: TopicPartition, offset: int, exc: BaseException
+    ) -> None:
+        self.stats.unreadable += 1
+        detail = f"{exc.__class__.__name__}: {exc}"
+        error = UnreadableRecord(
+            f"the Kafka client cannot decode this record ({detail}); read it at its "
+            "origin coordinates with a client that can"
+        )
+        record = Unreadable(tp.topic, tp.partition, offset)
+        log.warning("lead.unreadable", partition=tp.partition, offset=offset, error=detail)
+
+        async def dead_letter(_: Any) -> Outcome:
+            return self._handler.dead_letter(record, error, None)
+
+        self._in_flight += 1
+        self.stats.consumed += 1
+        lane.submit(record, dead_letter)
 
     def _apply_backpressure(self) -> None:
         assert self._consumer is not None
         limit = self._settings.max_in_flight_per_partition
+        full = self._in_flight >= self._settings.max_in_flight
         pause, resume = [], []
         for tp, lane in self._lanes.items():
-            if len(lane) >= limit and not lane.paused:
+            if (full or len(lane) >= limit) and not lane.paused:
                 pause.append(tp)
                 lane.paused = True
             # Resumed once half the window is free: resuming at the first free slot would
             # fetch a full batch to keep one record and seek back, over and over.
-            elif lane.paused and len(lane) <= limit // 2:
+            elif lane.paused and not full and len(lane) <= limit // 2:
                 resume.append(tp)
                 lane.paused = False
         if pause:
@@ -271,10 +406,24 @@ class Processor:
     async def _commit_lane(self, tp: TopicPartition, lane: PartitionLane) -> None:
         try:
             result = await lane.commit()
-        except (TimeoutError, KafkaError) as exc:
+        except asyncio.CancelledError:
+            raise
+        except _FENCED as exc:
+            # Another process owns this partition now (the group moved it, or will): give
+            # it up instead of fencing the new owner back with a new producer.
+            self.stats.aborted_transactions += 1
+            self.stats.fenced += 1
+            log.warning("lane.fenced", partition=tp.partition, error=repr(exc))
+            await self._stand_down(tp, lane, retry_in_s=FENCED_STAND_DOWN_S)
+            return
+        except Exception as exc:
+            # Whatever failed (a Kafka error, a producer in a state aiokafka reports as
+            # AssertionError or IllegalOperation, a DLQ that refuses records), the lane
+            # aborts, and its partition is read again from the committed offset by a new
+            # lane: no record of the window was published, none is lost.
             self.stats.aborted_transactions += 1
             log.warning("lane.commit_failed", partition=tp.partition, error=repr(exc))
-            await self._reset_lane(tp, lane)
+            await self._stand_down(tp, lane, retry_in_s=0.0)
             return
         if result is None:
             return
@@ -317,64 +466,125 @@ class Processor:
         if self._consumer is not None:
             self._apply_backpressure()
 
-    async def _reset_lane(self, tp: TopicPartition, lane: PartitionLane) -> None:
-        """After a failed commit: drop what is in flight, new producer, read again."""
+    async def _stand_down(self, tp: TopicPartition, lane: PartitionLane, retry_in_s: float) -> None:
+        """Drop a lane whose commit failed: its leads in flight are cancelled, its producer
+        closed, its partition paused. While the partition stays assigned here, a new lane
+        opens after ``retry_in_s`` and reads again from the group's committed offset (a
+        commit that failed may still have committed: the new producer fences the old one
+        first, so the committed offset then says which)."""
         if self._lanes.get(tp) is not lane:
             return
+        del self._lanes[tp]
         dropped = await lane.cancel_pending()
         self._in_flight -= dropped
         self._window_freed.set()
         await stop_quietly(lane.producer)
-        lane.producer = await self._start_producer(tp)
+        self._reopen_at[tp] = asyncio.get_running_loop().time() + retry_in_s
         if self._consumer is not None and tp in self._consumer.assignment():
-            # A failed commit may still have committed (a timeout after the broker took
-            # it): now that the new producer fenced the old one its outcome is settled, and
-            # the group's committed offset says which. Reading again from our own belief
-            # would publish that prefix twice.
-            with contextlib.suppress(KafkaError, TimeoutError):
-                committed = await self._consumer.committed(tp)
-                if committed is not None and committed > lane.committed_offset:
-                    lane.committed_offset = lane.position = committed
-            self._consumer.seek(tp, lane.position)
+            self._consumer.pause(tp)
         log.info(
-            "lane.reset", partition=tp.partition, offset=lane.committed_offset, dropped=dropped
+            "lane.stood_down",
+            partition=tp.partition,
+            offset=lane.committed_offset,
+            dropped=dropped,
+            reopen_in_s=retry_in_s,
         )
+        if not self._lanes:
+            self.assigned.clear()
+
+    async def _reopen_due_lanes(self) -> None:
+        if not self._reopen_at or self._consumer is None:
+            return
+        now = asyncio.get_running_loop().time()
+        assignment = self._consumer.assignment()
+        due = []
+        for tp, at in list(self._reopen_at.items()):
+            if tp not in assignment or tp in self._lanes:
+                del self._reopen_at[tp]  # revoked meanwhile, or opened by a rebalance
+            elif at <= now:
+                due.append(tp)
+        if due:
+            await self._open_lanes(due)
 
     # --- rebalancing ----------------------------------------------------------------------
 
     async def _start_producer(self, tp: TopicPartition) -> Any:
         producer = transactional_producer(
-            self._settings, transactional_id(self._settings.group_id, tp)
+            self._settings,
+            transactional_id(self._settings.group_id, tp),
+            max_batch_bytes=self._max_batch_bytes,
         )
-        await producer.start()  # init_transactions: fences the previous owner of this id
+        try:
+            await producer.start()  # init_transactions: fences the previous owner of this id
+        except BaseException:
+            await stop_quietly(producer)
+            raise
         return producer
 
     async def _open_lanes(self, tps: Iterable[TopicPartition]) -> None:
+        """Open a lane per partition; never raises (aiokafka swallows what a rebalance
+        callback raises, and that partition would never be read): a partition whose lane
+        fails to open stays paused and is tried again shortly."""
         assert self._consumer is not None
         if self._stopping.is_set():
             return  # a rebalance during shutdown: the next owner takes these partitions
         tps = [tp for tp in tps if tp not in self._lanes]
-        producers = await asyncio.gather(*(self._start_producer(tp) for tp in tps))
-        for tp, producer in zip(tps, producers, strict=True):
+        opened = await asyncio.gather(*(self._open_lane(tp) for tp in tps), return_exceptions=True)
+        now = asyncio.get_running_loop().time()
+        for tp, result in zip(tps, opened, strict=True):
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                log.warning("lane.open_failed", partition=tp.partition, error=repr(result))
+                self._reopen_at[tp] = now + RETRY_LANE_S
+                if tp in self._consumer.assignment():
+                    self._consumer.pause(tp)
+            else:
+                self._reopen_at.pop(tp, None)
+        if any(not isinstance(result, BaseException) for result in opened):
+            log.info(
+                "partitions.assigned",
+                partitions=sorted(tp.partition for tp in tps if tp in self._lanes),
+            )
+        if self._lanes:
+            self.assigned.set()
+        self._window_freed.set()
+
+    async def _open_lane(self, tp: TopicPartition) -> None:
+        assert self._consumer is not None
+        producer = await self._start_producer(tp)
+        try:
             # Read the committed offset only after our producer fenced the previous owner:
             # its transaction is then committed or aborted, never half-way.
             committed = await self._consumer.committed(tp)
             if committed is None:
                 beginning = await self._consumer.beginning_offsets([tp])
                 committed = beginning[tp]
-            self._consumer.seek(tp, committed)
-            self._lanes[tp] = PartitionLane(
-                tp,
-                producer,
-                self._settings.group_id,
-                committed,
-            )
-        if tps:
-            log.info("partitions.assigned", partitions=sorted(tp.partition for tp in tps))
-        self.assigned.set()
-        self._window_freed.set()
+        except BaseException:
+            await stop_quietly(producer)
+            raise
+        if tp not in self._consumer.assignment() or self._stopping.is_set():
+            await stop_quietly(producer)
+            return
+        self._consumer.seek(tp, committed)
+        self._consumer.resume(tp)
+
+        async def new_producer() -> Any:
+            return await self._start_producer(tp)
+
+        self._lanes[tp] = PartitionLane(
+            tp,
+            producer,
+            self._settings.group_id,
+            committed,
+            publication=self._publication,
+            new_producer=new_producer,
+        )
 
     async def _close_lanes(self, tps: Iterable[TopicPartition]) -> None:
+        tps = list(tps)
+        for tp in tps:
+            self._reopen_at.pop(tp, None)
         tps = [tp for tp in tps if tp in self._lanes]
         # Let the leads in flight finish and commit them: a cancelled call may already have
         # been paid for, and its claim would stay counted against the budget.
@@ -384,6 +594,7 @@ class Processor:
         for tp in tps:
             await self._close_lane(tp, commit=True)
         if tps:
+            self.stats.revoked += len(tps)
             log.info("partitions.revoked", partitions=sorted(tp.partition for tp in tps))
         if not self._lanes:
             self.assigned.clear()
@@ -397,7 +608,9 @@ class Processor:
                 result = await lane.commit()
                 if result is not None:
                     self._account(result)
-            except (TimeoutError, KafkaError) as exc:
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # read again by the next owner: nothing is lost
                 log.warning("lane.final_commit_failed", partition=tp.partition, error=repr(exc))
         dropped = await lane.cancel_pending()
         self._in_flight -= dropped

@@ -67,7 +67,7 @@ from aiokafka.errors import (
 from streamproc.errors import KafkaSetupError, ReplayFenced, ReplayRefused, StreamprocError
 from streamproc.kafka.client import (
     assign_from_committed,
-    delivery_reported_by_commit,
+    send_all,
     stop_quietly,
     transaction,
     transactional_producer,
@@ -76,6 +76,7 @@ from streamproc.kafka.client import consumer as make_consumer
 from streamproc.logs import get_logger
 from streamproc.ops.state_show import watch_state
 from streamproc.processing.guard import ResilienceGuard
+from streamproc.processing.outcome import OutRecord
 from streamproc.replay.decision import DlqRecord, Planned, Targets, plan
 from streamproc.replay.filters import ReplayFilter
 from streamproc.replay.progress import NullProgress, ProgressSink
@@ -341,6 +342,7 @@ class Replayer:
         counts: Counter[tuple[str, str]] = Counter()
         offsets: dict[TopicPartition, int] = {}
         matched = self._matched
+        sending: list[tuple[TopicPartition, DlqRecord, OutRecord]] = []
         try:
             async with transaction(producer):
                 for tp, record in records:
@@ -351,21 +353,32 @@ class Replayer:
                         break  # stopping: commit what was sent so far
                     if planned.outcome != "replay" and self._stop.is_set():
                         break
-                    delivery = await producer.send(
+                    out = OutRecord(
                         planned.topic,
-                        value=planned.value,
-                        key=planned.key,
-                        headers=planned.headers or None,
-                        partition=planned.partition,
-                        timestamp_ms=planned.timestamp_ms,
+                        planned.key,
+                        planned.value,
+                        list(planned.headers or []),
+                        planned.partition,
+                        planned.timestamp_ms,
                     )
-                    delivery_reported_by_commit(delivery)
+                    sending.append((tp, record, out))
                     offsets[tp] = record.offset + 1
                     counts[(planned.outcome, planned.error_class)] += 1
                     if planned.outcome != "skip":
                         matched += 1
                 if not offsets:
                     return  # nothing sent: the transaction ends empty
+                # Every delivery is checked before the DLQ offsets move past the records:
+                # a refused record stays in the DLQ (the transaction aborts).
+                refused = await send_all(producer, [out for _, _, out in sending])
+                if refused:
+                    tp, record, out = sending[refused[0].index]
+                    raise StreamprocError(
+                        f"replay stopped: {out.topic} refused the record at {tp.topic} "
+                        f"partition {tp.partition} offset {record.offset} "
+                        f"({refused[0].error!r}); nothing of its batch was moved. Leave it "
+                        "out with a filter, or raise the topic's max.message.bytes"
+                    )
                 await producer.send_offsets_to_transaction(offsets, group)
         except KafkaError as exc:
             if not _fenced(exc, producer):

@@ -98,15 +98,21 @@ class _Consumer:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks.append((tp, offset))
 
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused = set(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused = set()
+
 
 class _Stoppable(_Producer):
     async def stop(self) -> None:
         return None
 
 
-async def test_a_reset_reads_again_from_the_group_offset_when_the_failed_commit_committed() -> None:
-    """A commit that raised (a timeout) but committed on the broker: the reset starts from
-    the group's committed offset (8), not from the lane's own belief (5)."""
+async def test_a_failed_commit_reopens_the_lane_from_the_group_offset() -> None:
+    """A commit that raised (a timeout) but committed on the broker: the new lane starts
+    from the group's committed offset (8), not from the old lane's own belief (5)."""
     from streamproc.processing.processor import Processor
     from streamproc.settings import Settings
 
@@ -121,9 +127,13 @@ async def test_a_reset_reads_again_from_the_group_offset_when_the_failed_commit_
         return _Stoppable(0)
 
     processor._start_producer = new_producer  # type: ignore[method-assign]
-    await processor._reset_lane(tp, lane)
-    assert (lane.committed_offset, lane.position) == (8, 8)
-    assert consumer.seeks == [(tp, 8)]
+    await processor._stand_down(tp, lane, retry_in_s=0)
+    assert tp not in processor._lanes and consumer.paused == {tp}
+    await processor._reopen_due_lanes()
+    reopened = processor._lanes[tp]
+    assert reopened is not lane
+    assert (reopened.committed_offset, reopened.position) == (8, 8)
+    assert consumer.seeks == [(tp, 8)] and consumer.paused == set()
 
 
 async def test_a_released_lead_ends_the_prefix_and_is_read_again() -> None:
