@@ -7,7 +7,7 @@ ours. ``provider_mode = clay`` turns the synchronous "call, wait, publish" of a 
 two halves joined by a *pending lead* in the state topic.
 
 Modules: :mod:`.service` (the public :class:`ClayService`), :mod:`.pending` (the registry
-of pending leads), :mod:`.finisher` (fenced transactions that finish a lead),
+of pending submissions), :mod:`.finisher` (fenced transactions that finish a lead),
 :mod:`.receiver` and :mod:`.callback` (the callback endpoint, its auth and validation),
 :mod:`.sweeper` (deadlines), :mod:`.outputs` (the records a finished lead produces); the
 webhook side is :mod:`streamproc.provider.clay`, :mod:`~streamproc.provider.webhooks` and
@@ -23,17 +23,24 @@ Life of a lead, and why each is exactly once
    durable, and the row (lead fields + ``lead_id`` + ``correlation_id``) is POSTed with
    ``x-clay-webhook-auth``, paced, 429/``Retry-After`` honoured.
 2. **Commit**: the lead's outcome is ``submitted``; the lane's transaction commits the
-   input offset together with ``clay/pending/<lead_id>`` (deadline, correlation id,
-   original key/value/headers in base64, attempt, origin, claim, submitter). After a crash
-   the lead is either pending (committed) or read again (not committed) and submitted
-   again: Clay may then get two rows for it (both paid for, both counted, the budget
-   over-counts), but only one output can follow, because there is one pending key.
+   input offset together with ``clay/pending/<lead_id>/<correlation_id>`` (deadline,
+   original key/value/headers in base64, attempt, origin, claim, submitter): one key per
+   input record, so the same ``lead_id`` twice (an update within the callback delay) is
+   two submissions with two outputs, as in sync mode. After a crash the record is either
+   pending (committed) or read again (not committed) and submitted again under a new
+   correlation id: Clay may then get two rows for it (both paid for, both counted, the
+   budget over-counts), but only one output can follow, because only the second
+   submission's pending record was ever committed.
 3. **Callback** (:mod:`.receiver`): authenticated (shared-secret header or HMAC-SHA256 of
-   the raw body), validated, matched to the pending lead by ``lead_id`` (a callback may
-   beat step 2's commit: it waits up to ``clay_callback_wait_s``). The enriched lead (or,
-   for an error row, a retriable ``provider_error`` DLQ record) **and** the tombstone of
-   the pending key are written in **one transaction**; 200 is answered only after it
-   commits. A lead already finished answers 200 ``duplicate`` and publishes nothing.
+   the raw body), validated, matched to the pending submission by ``lead_id`` **and**
+   ``correlation_id`` (a callback may beat step 2's commit: it waits up to
+   ``clay_callback_wait_s``). The enriched lead (or, for an error row, a retriable
+   ``provider_error`` DLQ record) **and** the tombstone of the pending key are written in
+   **one transaction**; 200 is answered only after it commits. A submission already
+   finished answers 200 ``duplicate`` and publishes nothing, also when the callback is a
+   captured one replayed later; a correlation id that matches no submission of a lead
+   with others pending is 409, counted and logged: it never finishes another submission
+   of the lead.
 4. **Deadline** (:mod:`.sweeper`): a pending lead past its deadline becomes a retriable
    ``provider_timeout`` DLQ record (original bytes and headers, ``encode_dlq_headers``
    with the stored origin and attempt) plus the tombstone, in one transaction. Deadlines
@@ -48,10 +55,10 @@ Several instances (the multi-instance question)
 
 Every instance tails the whole state topic, so every instance knows every pending lead,
 and Clay's callbacks (behind a load balancer) may reach any of them, twice at the same
-moment for a duplicate. Finishing a lead is therefore serialised **per state partition
-across the group** with Kafka's own fencing (:mod:`.finisher`): the tombstone of
-``clay/pending/<lead_id>`` lives on one state partition ``p``, and leads of ``p`` are
-finished only under the transactional id ``<group>.clay.<state topic>.<p>``. An instance
+moment for a duplicate. Finishing a submission is therefore serialised **per state
+partition across the group** with Kafka's own fencing (:mod:`.finisher`): the tombstone of
+its pending key lives on one state partition ``p``, and submissions of ``p`` are finished
+only under the transactional id ``<group>.clay.<state topic>.<p>``. An instance
 that takes that id over fences the previous holder (its open transaction is aborted or
 completed first) and then reads ``p`` to its last stable offset before deciding anything,
 so it sees every lead finished before; a fenced holder's next commit fails and it does the
@@ -63,9 +70,8 @@ same. Duplicate callbacks on two instances thus publish once. What this costs, h
   the submitting instance sweep first and others only ``clay_orphan_grace_s`` later;
 * a webhook's count can overshoot by the rows other instances have in flight, which
   ``clay_webhook_headroom_rows`` absorbs;
-* a duplicate ``lead_id`` in ``leads.raw`` submitted while the first is pending shares
-  its pending key: one output for both (``lead_id`` is the idempotency key), and the
-  first claim stays outstanding (over-count).
+* pending keys of one lead may live on different state partitions; that is harmless,
+  since a finish is about one submission, and each submission has one key.
 
 Webhook lifetime
 ----------------

@@ -17,7 +17,10 @@ The body is a JSON object, the row Clay's HTTP API column sends::
     {"lead_id": "L1", "correlation_id": "…", "data": {…}, "credits": 6}
     {"lead_id": "L1", "correlation_id": "…", "error": "no email found"}
 
-``lead_id`` is required. ``error`` (a non-empty string) makes it an *error row*. Otherwise
+``lead_id`` and ``correlation_id`` (the value sent with the row) are required: the
+correlation id names the one submission the callback is about, so a callback captured on
+the way cannot be replayed against a later submission of the same lead (see
+:mod:`streamproc.clay.service`). ``error`` (a non-empty string) makes it an *error row*. Otherwise
 ``data`` is the enrichment when it is an object; when it is absent, every other column is
 the enrichment (a Clay table maps its columns into the body one by one). ``credits`` is
 optional (a whole number >= 0): what Clay charged, else the configured estimate.
@@ -40,6 +43,8 @@ __all__ = ["BadCallback", "Callback", "authenticate", "parse_callback", "sign"]
 _RESERVED = frozenset({"lead_id", "correlation_id", "credits", "error", "data"})
 #: Longest lead id accepted (the Lead model's limit).
 _MAX_LEAD_ID = 256
+#: Longest correlation id accepted: ours are 32 hex characters; room for other formats.
+_MAX_CORRELATION_ID = 128
 
 
 class BadCallback(ValueError):
@@ -49,7 +54,7 @@ class BadCallback(ValueError):
 @dataclass(frozen=True, slots=True)
 class Callback:
     lead_id: str
-    correlation_id: str | None
+    correlation_id: str
     data: dict[str, Any] | None
     error: str | None
     credits: int | None
@@ -86,8 +91,12 @@ def parse_callback(body: bytes) -> Callback:
     if not isinstance(lead_id, str) or not lead_id or len(lead_id) > _MAX_LEAD_ID:
         raise BadCallback("lead_id must be a non-empty string")
     correlation = payload.get("correlation_id")
-    if correlation is not None and not isinstance(correlation, str):
-        raise BadCallback("correlation_id must be a string")
+    if (
+        not isinstance(correlation, str)
+        or not correlation
+        or len(correlation) > _MAX_CORRELATION_ID
+    ):
+        raise BadCallback("correlation_id must be the non-empty string sent with the row")
     credits = payload.get("credits")
     if credits is not None and (
         isinstance(credits, bool) or not isinstance(credits, int) or credits < 0
@@ -97,9 +106,9 @@ def parse_callback(body: bytes) -> Callback:
     if error is not None and error != "":
         if not isinstance(error, str):
             raise BadCallback("error must be a string")
-        return Callback(lead_id, correlation or None, None, error, credits)
+        return Callback(lead_id, correlation, None, error, credits)
     data = _data(payload)
-    return Callback(lead_id, correlation or None, data, None, credits)
+    return Callback(lead_id, correlation, data, None, credits)
 
 
 def _data(payload: Mapping[str, Any]) -> dict[str, Any]:

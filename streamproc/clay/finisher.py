@@ -46,7 +46,7 @@ from aiokafka.errors import (
     ProducerFenced,
 )
 
-from streamproc.clay.pending import PendingLead, PendingRegistry, pending_key
+from streamproc.clay.pending import PendingLead, PendingRegistry, Submission
 from streamproc.kafka.client import (
     send_all,
     stop_quietly,
@@ -100,16 +100,14 @@ class Finished:
 
 @dataclass(slots=True)
 class Finish:
-    """A request to finish ``lead_id``.
-
-    ``correlation_id`` None finishes whatever submission of the lead is pending (a
-    callback: any of the lead's submissions brings valid data); set, only that one (the
-    sweeper, which judged that submission's deadline). ``build`` makes the output records
-    from the pending lead; the tombstone is added here.
+    """A request to finish the submission ``(lead_id, correlation_id)``, and only that one:
+    a callback or a deadline is about one submission, never about a later one of the same
+    lead. ``build`` makes the output records from the pending submission; the tombstone is
+    added here.
     """
 
     lead_id: str
-    correlation_id: str | None
+    correlation_id: str
     build: Callable[[PendingLead], list[OutRecord]]
     future: asyncio.Future[Finished] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -200,7 +198,7 @@ class _PartitionFinisher:
                 continue
             for job, lead in decided:
                 if lead is not None:
-                    self._registry.completed(lead.lead_id, lead.correlation_id)
+                    self._registry.completed(lead)
                 if not job.future.done():
                     job.future.set_result(Finished(lead is not None, lead))
             return
@@ -224,16 +222,12 @@ class _PartitionFinisher:
         # in between, and nothing else commits tombstones of this partition meanwhile.
         decided: list[tuple[Finish, PendingLead | None]] = []
         records: list[OutRecord] = []
-        taken: set[str] = set()
+        taken: set[Submission] = set()
         for job in batch:
             if job.future.done():  # failed to build on an earlier attempt
                 continue
-            lead = self._registry.get(job.lead_id)
-            if (
-                lead is None
-                or lead.lead_id in taken
-                or (job.correlation_id is not None and job.correlation_id != lead.correlation_id)
-            ):
+            lead = self._registry.get(job.lead_id, job.correlation_id)
+            if lead is None or lead.submission in taken:
                 decided.append((job, None))
                 continue
             try:
@@ -242,10 +236,11 @@ class _PartitionFinisher:
                 log.exception("clay.finish_build_failed", lead_id=lead.lead_id)
                 job.future.set_exception(FinishUnavailable(repr(exc)))
                 continue
-            taken.add(lead.lead_id)
+            taken.add(lead.submission)
             decided.append((job, lead))
             records += built
-            records.append(self._store.record(pending_key(lead.lead_id), None))
+            key = self._registry.state_key(lead.lead_id, lead.correlation_id)
+            records.append(self._store.record(key, None))
         if not records:
             return decided
         async with transaction(producer):
@@ -316,7 +311,8 @@ class Finisher:
         """Finish a lead; raises :class:`FinishUnavailable` when Kafka does not take it."""
         if self._closed:
             raise FinishUnavailable("shutting down")
-        self._for(self._store.partition_for(pending_key(job.lead_id))).put(job)
+        key = self._registry.state_key(job.lead_id, job.correlation_id)
+        self._for(self._store.partition_for(key)).put(job)
         return await asyncio.shield(job.future)
 
     def stats(self) -> dict[str, Any]:

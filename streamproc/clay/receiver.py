@@ -9,10 +9,14 @@ not started, stopping, or Kafka did not take   503     ``unavailable``
 body over ``clay_callback_max_bytes``          413     ``too_large``
 body not received within 10 s                  408     ``bad_request``
 auth header missing or wrong                   401     ``unauthorized``
-not JSON, or not a callback                    400     ``bad_request``
-no such lead (after ``clay_callback_wait_s``)  404     ``unknown_lead``
-lead finished before (a duplicate, or late)    200     ``duplicate``
-lead published now                             200     ``enriched`` / ``error_row``
+not JSON, not a callback, no correlation id    400     ``bad_request``
+no such submission (after                      404     ``unknown_lead``
+``clay_callback_wait_s``), nor any of the lead
+correlation id of no pending submission of a   409     ``correlation_mismatch``
+lead that has others pending (logged)
+submission finished before (a duplicate, a     200     ``duplicate``
+replay, or late)
+submission published now                       200     ``enriched`` / ``error_row``
 =============================================  ======  ==========================
 
 The size is checked before anything is read (``Content-Length``) and while reading, so an
@@ -51,6 +55,7 @@ class CallbackResult(StrEnum):
     ERROR_ROW = "error_row"
     DUPLICATE = "duplicate"
     UNKNOWN_LEAD = "unknown_lead"
+    CORRELATION_MISMATCH = "correlation_mismatch"
 
 
 class CallbackSink(Protocol):
@@ -106,6 +111,10 @@ class CallbackReceiver:
             return self._answer("unavailable", 503, {"error": "try again later"})
         if result is CallbackResult.UNKNOWN_LEAD:
             return self._answer(result.value, 404, {"error": "no such pending lead"})
+        if result is CallbackResult.CORRELATION_MISMATCH:
+            return self._answer(
+                result.value, 409, {"error": "correlation_id matches no pending submission"}
+            )
         if result is CallbackResult.DUPLICATE:
             return self._answer(result.value, 200, {"status": "duplicate"})
         return self._answer(result.value, 200, {"status": "published", "outcome": result.value})

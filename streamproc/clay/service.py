@@ -39,7 +39,7 @@ from streamproc.errors import (
     ProviderRejected,
 )
 from streamproc.logs import get_logger
-from streamproc.ops.metrics import Metrics
+from streamproc.ops.metrics import CLAY_CALLBACK_RESULTS, Metrics
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import Admission, RawRecord
 from streamproc.processing.outcome import OutRecord
@@ -329,19 +329,23 @@ class ClayService:
             claim=None if claim is None else ClaimRef(claim.claim_id, claim.day, claim.amount),
         )
         self.counts["submitted"] += 1
-        return [self._store.record(pending_key(lead.lead_id), pending.to_dict())]
+        return [self._store.record(pending_key(lead.lead_id, correlation_id), pending.to_dict())]
 
     # --- callbacks (called by the receiver) ------------------------------------------------
 
     async def complete(self, callback: Callback) -> CallbackResult:
-        """Publish the lead a callback is about, once; see :class:`CallbackReceiver`."""
-        lead = await self._known(callback.lead_id)
+        """Publish the submission a callback is about, once; see :class:`CallbackReceiver`.
+
+        Only the submission named by the callback's correlation id is finished: a callback
+        of another submission of the same lead (an earlier one, replayed, or one whose
+        pending record was lost in a crash) never finishes this one with its data.
+        """
+        lead_id, correlation_id = callback.lead_id, callback.correlation_id
+        lead = await self._known(lead_id, correlation_id)
         if not self._started:
             raise FinishUnavailable("shutting down")
         if lead is None:
-            if self.registry.is_done(callback.lead_id):
-                return CallbackResult.DUPLICATE
-            return CallbackResult.UNKNOWN_LEAD
+            return self._not_pending(lead_id, correlation_id)
         s = self._settings
         now = self._utcnow()
 
@@ -370,7 +374,7 @@ class ClayService:
                 )
             ]
 
-        finished = await self.finisher.finish(Finish(callback.lead_id, None, build))
+        finished = await self.finisher.finish(Finish(lead_id, correlation_id, build))
         if not finished.published or finished.lead is None:
             return CallbackResult.DUPLICATE
         pending = finished.lead
@@ -383,24 +387,40 @@ class ClayService:
             domain=pending.domain,
             data=callback.data,
         )
-        if callback.correlation_id not in (None, pending.correlation_id):
-            # An earlier submission of the same lead (its transaction was lost): its data
-            # is as good, and the later submission's callback will be a duplicate.
-            log.info("clay.callback_of_other_submission", lead_id=pending.lead_id)
         if callback.error is not None:
             self._committed("dlq", ErrorClass.PROVIDER_ERROR.value, credits)
             return CallbackResult.ERROR_ROW
         self._committed("enriched", None, credits)
         return CallbackResult.ENRICHED
 
-    async def _known(self, lead_id: str) -> PendingLead | None:
-        """The pending lead, waiting a little for it: a fast callback may beat the commit of
-        the lead's pending record. None when it is finished already or never shows up."""
+    def _not_pending(self, lead_id: str, correlation_id: str) -> CallbackResult:
+        """The answer to a callback whose submission is not pending."""
+        if self.registry.is_done(lead_id, correlation_id):
+            return CallbackResult.DUPLICATE
+        if self.registry.has_pending(lead_id):
+            # Authenticated, but about a submission we never made or forgot long ago: a
+            # forged or replayed correlation id, or the row of a submission whose pending
+            # record a crash lost (that lead's later submission gets its own callback).
+            log.warning(
+                "clay.callback_correlation_mismatch",
+                lead_id=lead_id,
+                correlation_id=correlation_id,
+            )
+            return CallbackResult.CORRELATION_MISMATCH
+        return CallbackResult.UNKNOWN_LEAD
+
+    async def _known(self, lead_id: str, correlation_id: str) -> PendingLead | None:
+        """The pending submission, waiting a little for it: a fast callback may beat the
+        commit of its pending record. None when it is finished already or never shows up."""
         loop = asyncio.get_running_loop()
         until = loop.time() + self._settings.clay_callback_wait_s
         while True:
-            lead = self.registry.get(lead_id)
-            if lead is not None or self.registry.is_done(lead_id) or not self._started:
+            lead = self.registry.get(lead_id, correlation_id)
+            if (
+                lead is not None
+                or self.registry.is_done(lead_id, correlation_id)
+                or not self._started
+            ):
                 return lead
             left = until - loop.time()
             if left <= 0:
@@ -473,7 +493,10 @@ class ClayService:
     def _callback_answered(self, result: str) -> None:
         self.counts[f"callback_{result}"] += 1
         if self._metrics is not None:
-            self._metrics.clay_callback(result)
+            # The metric's label set is fixed; a result it does not list yet is a 4xx
+            # refusal of an authenticated request, which bad_request counts too.
+            label = result if result in CLAY_CALLBACK_RESULTS else "bad_request"
+            self._metrics.clay_callback(label)
 
     def _check_capacity(self) -> None:
         rotation = self.rotation

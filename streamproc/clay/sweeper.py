@@ -1,8 +1,8 @@
 """The deadline sweeper: pending leads whose callback never came become ``provider_timeout``.
 
 Every instance runs one. It finishes (through the :class:`~streamproc.clay.finisher.Finisher`,
-so a lead is dead-lettered at most once, and never after its callback was published) the
-pending leads that :meth:`PendingRegistry.due` gives it:
+so a submission is dead-lettered at most once, and never after its callback was published)
+the pending submissions that :meth:`PendingRegistry.due` gives it:
 
 * its own submissions as soon as their deadline passes;
 * other instances' submissions ``clay_orphan_grace_s`` later: the submitter normally gets
@@ -19,7 +19,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
-from streamproc.clay.pending import PendingLead, PendingRegistry
+from streamproc.clay.pending import PendingLead, PendingRegistry, Submission
 from streamproc.logs import get_logger
 
 __all__ = ["Sweeper"]
@@ -48,7 +48,7 @@ class Sweeper:
         self._grace = orphan_grace_s
         self._interval = interval_s
         self._clock = clock
-        self._busy: dict[str, asyncio.Task[None]] = {}
+        self._busy: dict[Submission, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -67,12 +67,12 @@ class Sweeper:
         """Start finishing every lead due now (not already being finished); returns how many."""
         started = 0
         for lead in self._registry.due(self._clock(), self._owner, self._grace):
-            if lead.lead_id in self._busy:
+            if lead.submission in self._busy:
                 continue
             task = asyncio.get_running_loop().create_task(
                 self._expire_one(lead), name=f"clay-expire-{lead.lead_id}"
             )
-            self._busy[lead.lead_id] = task
+            self._busy[lead.submission] = task
             started += 1
         return started
 
@@ -84,7 +84,7 @@ class Sweeper:
         except Exception as exc:  # retried at the next sweep: the lead is still pending
             log.warning("clay.sweep_failed", lead_id=lead.lead_id, error=repr(exc))
         finally:
-            self._busy.pop(lead.lead_id, None)
+            self._busy.pop(lead.submission, None)
 
     async def _run(self) -> None:
         while True:

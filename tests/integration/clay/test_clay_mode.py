@@ -174,11 +174,20 @@ async def test_clay_mode_publishes_every_lead_exactly_once_through_a_restart(
                 raise AssertionError(f"not all leads landed: {sim.stats.to_json()}")
             forged += await _forge(client, callback_url, secret, "L2")
             # Checks of the receiver on the restarted process, with valid signatures.
-            dup_body = orjson.dumps({"lead_id": "L3", "data": {"again": True}})
+            finished_l3 = next(
+                (r.key or b"").decode().rsplit("/", 1)[1]
+                for r in await read_all(settings, settings.topic_state)
+                if (r.key or b"").startswith(b"clay/pending/L3/")
+            )
+            dup_body = orjson.dumps(
+                {"lead_id": "L3", "correlation_id": finished_l3, "data": {"again": True}}
+            )
             dup = await client.post(
                 callback_url, content=dup_body, headers={HEADER: sign(secret, dup_body)}
             )
-            unknown_body = orjson.dumps({"lead_id": "no-such-lead", "data": {"a": 1}})
+            unknown_body = orjson.dumps(
+                {"lead_id": "no-such-lead", "correlation_id": "c0ffee", "data": {"a": 1}}
+            )
             unknown = await client.post(
                 callback_url, content=unknown_body, headers={HEADER: sign(secret, unknown_body)}
             )

@@ -57,9 +57,17 @@ async def test_duplicate_callbacks_on_two_instances_publish_each_lead_once(
                     assert not any(r.done() for r in runs), [r.exception() for r in runs]
                     await asyncio.sleep(0.2)
             urls = [f"{app.ops.url}{settings.clay_callback_path}" for app in apps]
+            assert apps[0].clay is not None
+            correlation = {p.lead_id: p.correlation_id for p in apps[0].clay.registry}
 
             async def both(lead_id: str) -> list[str]:
-                body = orjson.dumps({"lead_id": lead_id, "data": {"company": lead_id}})
+                body = orjson.dumps(
+                    {
+                        "lead_id": lead_id,
+                        "correlation_id": correlation[lead_id],
+                        "data": {"company": lead_id},
+                    }
+                )
                 headers = {HEADER: sign(secret, body)}
                 answers = await asyncio.gather(
                     *(client.post(url, content=body, headers=headers) for url in urls)

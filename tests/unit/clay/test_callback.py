@@ -63,7 +63,8 @@ def test_data_object_credits_and_correlation_are_read() -> None:
 
 def test_an_error_row_is_an_error() -> None:
     """A non-empty error makes an error row without data."""
-    callback = parse_callback(orjson.dumps({"lead_id": "L1", "error": "no match"}))
+    body = {"lead_id": "L1", "correlation_id": "c", "error": "no match"}
+    callback = parse_callback(orjson.dumps(body))
     assert callback.error == "no match"
     assert callback.data is None
 
@@ -82,12 +83,15 @@ def test_columns_without_a_data_object_are_the_enrichment() -> None:
         (orjson.dumps({"data": {}}), "lead_id"),
         (orjson.dumps({"lead_id": 7, "data": {}}), "lead_id"),
         (orjson.dumps({"lead_id": "x" * 300, "data": {}}), "lead_id"),
-        (orjson.dumps({"lead_id": "L", "data": [1]}), "data must be"),
-        (orjson.dumps({"lead_id": "L", "data": {}, "credits": -1}), "credits"),
-        (orjson.dumps({"lead_id": "L", "data": {}, "credits": True}), "credits"),
-        (orjson.dumps({"lead_id": "L", "error": 5}), "error must be"),
+        (orjson.dumps({"lead_id": "L", "correlation_id": "c", "data": [1]}), "data must be"),
+        (orjson.dumps({"lead_id": "L", "correlation_id": "c", "credits": -1}), "credits"),
+        (orjson.dumps({"lead_id": "L", "correlation_id": "c", "credits": True}), "credits"),
+        (orjson.dumps({"lead_id": "L", "correlation_id": "c", "error": 5}), "error must be"),
         (orjson.dumps({"lead_id": "L", "correlation_id": 1, "data": {}}), "correlation_id"),
-        (orjson.dumps({"lead_id": "L"}), "neither data nor error"),
+        (orjson.dumps({"lead_id": "L", "data": {}}), "correlation_id"),
+        (orjson.dumps({"lead_id": "L", "correlation_id": "", "data": {}}), "correlation_id"),
+        (orjson.dumps({"lead_id": "L", "correlation_id": "c" * 200, "data": {}}), "correlation"),
+        (orjson.dumps({"lead_id": "L", "correlation_id": "c"}), "neither data nor error"),
     ],
 )
 def test_malformed_callbacks_say_what_is_wrong(body: bytes, reason: str) -> None:

@@ -112,38 +112,38 @@ async def test_duplicate_callbacks_at_the_same_moment_publish_once() -> None:
     """Two finishes of one lead in flight together: one transaction with one output and one
     tombstone; the second is told it was not pending."""
     finisher, registry, _, committed, _ = _finisher()
-    registry.apply("L1", _pending("L1"))
+    registry.apply("L1/c1", _pending("L1"))
     first, second = await asyncio.gather(
-        finisher.finish(Finish("L1", None, _enriched)),
-        finisher.finish(Finish("L1", None, _enriched)),
+        finisher.finish(Finish("L1", "c1", _enriched)),
+        finisher.finish(Finish("L1", "c1", _enriched)),
     )
     await finisher.stop()
     assert sorted([first.published, second.published]) == [False, True]
-    assert committed == [[b"enriched", b"clay/pending/L1"]]
-    assert registry.is_done("L1")
+    assert committed == [[b"enriched", b"clay/pending/L1/c1"]]
+    assert registry.is_done("L1", "c1")
 
 
 async def test_a_finished_lead_is_refused_at_once_without_waiting_for_the_tail() -> None:
     """After the commit the registry knows the lead is done: a later duplicate publishes
     nothing, though the tail never delivered the tombstone."""
     finisher, registry, _, committed, _ = _finisher()
-    registry.apply("L1", _pending("L1"))
-    assert (await finisher.finish(Finish("L1", None, _enriched))).published
-    again = await finisher.finish(Finish("L1", None, _enriched))
+    registry.apply("L1/c1", _pending("L1"))
+    assert (await finisher.finish(Finish("L1", "c1", _enriched))).published
+    again = await finisher.finish(Finish("L1", "c1", _enriched))
     await finisher.stop()
     assert not again.published
     assert len(committed) == 1
 
 
-async def test_a_sweep_of_an_older_submission_does_not_touch_the_new_one() -> None:
-    """A timeout decided for correlation c1 publishes nothing when c2 is pending now."""
+async def test_a_finish_of_one_submission_does_not_touch_another_of_the_same_lead() -> None:
+    """A callback or timeout for correlation c1 publishes nothing when only c2 is pending."""
     finisher, registry, _, committed, _ = _finisher()
-    registry.apply("L1", _pending("L1", "c2"))
+    registry.apply("L1/c2", _pending("L1", "c2"))
     result = await finisher.finish(Finish("L1", "c1", _enriched))
     await finisher.stop()
     assert not result.published
     assert committed == []
-    assert registry.get("L1") is not None
+    assert registry.get("L1", "c2") is not None
 
 
 async def test_fenced_by_another_instance_that_finished_the_lead_publishes_nothing(
@@ -153,16 +153,16 @@ async def test_fenced_by_another_instance_that_finished_the_lead_publishes_nothi
     the retry decides the lead is done and commits nothing."""
     monkeypatch.setattr(finisher_module, "_BACKOFF_S", 0.0)
     finisher, registry, store, committed, producers = _finisher(fail=[ProducerFenced()])
-    registry.apply("L1", _pending("L1"))
+    registry.apply("L1/c1", _pending("L1"))
     fenced_once = [False]
 
     def catch_up() -> None:
         if fenced_once[0]:
-            registry.apply("L1", None)  # what the other instance committed before fencing us
+            registry.apply("L1/c1", None)  # what the other instance committed before fencing us
         fenced_once[0] = True
 
     store.on_catch_up = catch_up
-    result = await finisher.finish(Finish("L1", None, _enriched))
+    result = await finisher.finish(Finish("L1", "c1", _enriched))
     await finisher.stop()
     assert not result.published
     assert committed == []
@@ -177,11 +177,11 @@ async def test_a_fenced_commit_is_retried_with_a_new_producer_when_still_pending
     """After a fencing error with the lead still pending, a new producer publishes it once."""
     monkeypatch.setattr(finisher_module, "_BACKOFF_S", 0.0)
     finisher, registry, _, committed, producers = _finisher(fail=[ProducerFenced()])
-    registry.apply("L1", _pending("L1"))
-    result = await finisher.finish(Finish("L1", None, _enriched))
+    registry.apply("L1/c1", _pending("L1"))
+    result = await finisher.finish(Finish("L1", "c1", _enriched))
     await finisher.stop()
     assert result.published
-    assert committed == [[b"enriched", b"clay/pending/L1"]]
+    assert committed == [[b"enriched", b"clay/pending/L1/c1"]]
     assert len(producers) == 2
 
 
@@ -203,32 +203,32 @@ async def test_when_kafka_does_not_take_it_the_lead_stays_pending_and_the_caller
         monkeypatch.setattr(finisher_module, "CONTENTION_PATIENCE_S", 0.0)
         failures = [ProducerFenced(), ProducerFenced()]
     finisher, registry, _, committed, _ = _finisher(fail=failures)
-    registry.apply("L1", _pending("L1"))
+    registry.apply("L1/c1", _pending("L1"))
     with pytest.raises(FinishUnavailable):
-        await finisher.finish(Finish("L1", None, _enriched))
+        await finisher.finish(Finish("L1", "c1", _enriched))
     await finisher.stop()
     assert committed == []
-    assert registry.get("L1") is not None
+    assert registry.get("L1", "c1") is not None
 
 
 async def test_a_failing_build_fails_only_its_own_lead() -> None:
     """A bug building one lead's output fails that lead's request; the batch goes on."""
     finisher, registry, _, committed, _ = _finisher()
-    registry.apply("L1", _pending("L1"))
-    registry.apply("L2", _pending("L2"))
+    registry.apply("L1/c1", _pending("L1"))
+    registry.apply("L2/c1", _pending("L2"))
 
     def broken(_: PendingLead) -> list[OutRecord]:
         raise RuntimeError("bug")
 
     bad, good = await asyncio.gather(
-        finisher.finish(Finish("L1", None, broken)),
-        finisher.finish(Finish("L2", None, _enriched)),
+        finisher.finish(Finish("L1", "c1", broken)),
+        finisher.finish(Finish("L2", "c1", _enriched)),
         return_exceptions=True,
     )
     await finisher.stop()
     assert isinstance(bad, FinishUnavailable)
     assert not isinstance(good, BaseException) and good.published
-    assert committed == [[b"enriched", b"clay/pending/L2"]]
+    assert committed == [[b"enriched", b"clay/pending/L2/c1"]]
 
 
 async def test_contention_outlasting_the_kafka_attempts_still_publishes(
@@ -241,9 +241,26 @@ async def test_contention_outlasting_the_kafka_attempts_still_publishes(
     finisher, registry, _, committed, producers = _finisher(
         fail=[ProducerFenced() for _ in range(fencings)]
     )
-    registry.apply("L1", _pending("L1"))
-    result = await finisher.finish(Finish("L1", None, _enriched))
+    registry.apply("L1/c1", _pending("L1"))
+    result = await finisher.finish(Finish("L1", "c1", _enriched))
     await finisher.stop()
     assert result.published
-    assert committed == [[b"enriched", b"clay/pending/L1"]]
+    assert committed == [[b"enriched", b"clay/pending/L1/c1"]]
     assert len(producers) == fencings + 1
+
+
+async def test_two_submissions_of_one_lead_are_finished_each_once() -> None:
+    """The same lead id pending twice (c1, c2): each finish publishes its own output with
+    its own tombstone; a second finish of c1 publishes nothing."""
+    finisher, registry, _, committed, _ = _finisher()
+    registry.apply("L1/c1", _pending("L1", "c1"))
+    registry.apply("L1/c2", _pending("L1", "c2"))
+    first = await finisher.finish(Finish("L1", "c1", _enriched))
+    again = await finisher.finish(Finish("L1", "c1", _enriched))
+    second = await finisher.finish(Finish("L1", "c2", _enriched))
+    await finisher.stop()
+    assert (first.published, again.published, second.published) == (True, False, True)
+    assert committed == [
+        [b"enriched", b"clay/pending/L1/c1"],
+        [b"enriched", b"clay/pending/L1/c2"],
+    ]

@@ -64,7 +64,7 @@ Served = tuple[TestClient[web.Request, web.Application], _Sink, Counter[str]]
 async def test_a_signed_callback_is_handed_over_and_answered_published(served: Served) -> None:
     """A correctly signed data callback reaches the sink and is answered 200 published."""
     client, sink, results = served
-    body, headers = _signed({"lead_id": "L1", "data": {"a": 1}})
+    body, headers = _signed({"lead_id": "L1", "correlation_id": "c1", "data": {"a": 1}})
     response = await client.post("/cb", data=body, headers=headers)
     assert response.status == 200
     assert await response.json() == {"status": "published", "outcome": "enriched"}
@@ -92,7 +92,7 @@ async def test_forged_callbacks_are_401_and_never_reach_the_sink(
 async def test_a_signature_of_another_body_is_refused(served: Served) -> None:
     """A valid signature copied onto a changed body does not verify."""
     client, sink, results = served
-    _, headers = _signed({"lead_id": "L1", "data": {"a": 1}})
+    _, headers = _signed({"lead_id": "L1", "correlation_id": "c1", "data": {"a": 1}})
     forged = orjson.dumps({"lead_id": "L1", "data": {"a": 2}})
     response = await client.post("/cb", data=forged, headers=headers)
     assert response.status == 401
@@ -140,16 +140,18 @@ async def test_signed_garbage_is_400(served: Served, payload: bytes) -> None:
         (CallbackResult.UNKNOWN_LEAD, 404, "unknown_lead"),
         (CallbackResult.DUPLICATE, 200, "duplicate"),
         (CallbackResult.ERROR_ROW, 200, "error_row"),
+        (CallbackResult.CORRELATION_MISMATCH, 409, "correlation_mismatch"),
         (FinishUnavailable("kafka down"), 503, "unavailable"),
     ],
 )
 async def test_the_sinks_answer_decides_the_status(
     served: Served, answer: CallbackResult | Exception, status: int, result: str
 ) -> None:
-    """Unknown lead 404, duplicate 200, error row 200, Kafka trouble 503; each counted."""
+    """Unknown lead 404, duplicate 200, error row 200, a correlation id of no pending
+    submission 409, Kafka trouble 503; each counted."""
     client, sink, results = served
     sink.answer = answer
-    body, headers = _signed({"lead_id": "L1", "data": {"a": 1}})
+    body, headers = _signed({"lead_id": "L1", "correlation_id": "c1", "data": {"a": 1}})
     response = await client.post("/cb", data=body, headers=headers)
     assert response.status == status
     assert results == {result: 1}
@@ -159,7 +161,7 @@ async def test_not_ready_is_503(served: Served) -> None:
     """Before the state is restored (or while stopping) callbacks are 503."""
     client, sink, results = served
     sink.ready = False
-    body, headers = _signed({"lead_id": "L1", "data": {"a": 1}})
+    body, headers = _signed({"lead_id": "L1", "correlation_id": "c1", "data": {"a": 1}})
     response = await client.post("/cb", data=body, headers=headers)
     assert response.status == 503
     assert results == {"unavailable": 1}

@@ -108,14 +108,26 @@ async def test_the_pending_record_keeps_what_a_dlq_record_needs() -> None:
     """The pending record has the deadline, origin, original bytes and headers and claim."""
     service, _ = _service(httpx.Response(200))
     (record,) = await _submit(service)
-    assert record.key == b"clay/pending/L1"
     pending = PendingLead.from_dict(orjson.loads(record.value or b"{}"))
+    assert record.key == f"clay/pending/L1/{pending.correlation_id}".encode()
     assert pending.deadline == 1_060.0
     assert (pending.origin.partition, pending.origin.offset) == (2, 41)
     assert pending.value == _Record.value
     assert pending.headers == (("traceparent", b"t"),)
     assert pending.claim is not None and pending.claim.amount == 6
     assert pending.owner == "me"
+
+
+async def test_each_submission_of_a_lead_has_its_own_pending_key() -> None:
+    """The same lead submitted twice gives two pending records under two keys, each with
+    the correlation id its row carried."""
+    service, _ = _service(httpx.Response(200))
+    (first,) = await _submit(service)
+    (second,) = await _submit(service)
+    assert first.key != second.key
+    for record in (first, second):
+        pending = PendingLead.from_dict(orjson.loads(record.value or b"{}"))
+        assert record.key == f"clay/pending/L1/{pending.correlation_id}".encode()
 
 
 async def test_a_refused_row_is_uncounted() -> None:
