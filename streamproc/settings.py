@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streamproc.errors import ConfigError
+from streamproc.processing.cache import DEFAULT_CACHE_FIELDS, DEFAULT_FREEMAIL_DOMAINS, CacheKey
 
 __all__ = [
     "BreakerPolicy",
@@ -185,7 +186,18 @@ class Settings(BaseSettings):
     on_breaker_open: BreakerPolicy = BreakerPolicy.HOLD
     on_budget_exhausted: BudgetPolicy = BudgetPolicy.DLQ
     health_window_s: float = Field(300.0, gt=0)
+    #: 0 turns the cache off; expired entries are tombstoned in the state topic.
     cache_ttl_s: float = Field(7 * 24 * 3600.0, ge=0)
+    #: Which leads share a cached answer: ``domain`` (a company's), ``email`` (a person's)
+    #: or ``off``. See streamproc.processing.cache.
+    cache_key: CacheKey = CacheKey.DOMAIN
+    #: The top-level enrichment fields a cached answer may carry, comma-separated; ``*``
+    #: is every field. The default is company-level only: a cached answer never carries
+    #: another person's title, phone or LinkedIn URL.
+    cache_fields: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CACHE_FIELDS
+    #: Domains (and their subdomains) never cached by domain: their leads share a mailbox
+    #: provider, not a company. Comma-separated; setting it replaces the built-in list.
+    cache_freemail_domains: Annotated[tuple[str, ...], NoDecode] = DEFAULT_FREEMAIL_DOMAINS
     #: Cache entries kept in memory per process (least recently used go first); at a few
     #: hundred bytes each, the default stays in the tens of MB.
     cache_max_entries: int = Field(100_000, ge=0)
@@ -255,6 +267,41 @@ class Settings(BaseSettings):
                     raise ValueError("must be comma-separated URLs or a JSON array") from None
             return tuple(part for part in text.replace("\n", ",").split(",") if part.strip())
         return value
+
+    @field_validator("cache_fields", "cache_freemail_domains", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        """Comma-separated (or a JSON array); blanks dropped, each name stripped."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    raise ValueError("must be comma-separated names or a JSON array") from None
+            else:
+                value = text.replace("\n", ",").split(",")
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return tuple(v.strip() for v in value if v.strip())
+        return value
+
+    @field_validator("cache_fields")
+    @classmethod
+    def _known_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must name at least one field (cache_key=off turns the cache off)")
+        if "*" in value and value != ("*",):
+            raise ValueError("'*' (every field) stands alone")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("cache_freemail_domains")
+    @classmethod
+    def _domain_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(v.lower().rstrip(".") for v in value))
+        bad = [n for n in names if not n or "@" in n or "/" in n or " " in n]
+        if bad:
+            raise ValueError(f"not a domain: {bad[0]!r} (e.g. gmail.com)")
+        return names
 
     @field_validator("clay_callback_path")
     @classmethod
