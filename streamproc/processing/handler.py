@@ -21,6 +21,7 @@ import orjson
 
 from streamproc.errors import InternalError, LeadError
 from streamproc.logs import get_logger
+from streamproc.processing.cache import CacheHit
 from streamproc.processing.outcome import Outcome, OutcomeKind, OutRecord
 from streamproc.records.dlq import Failure, Headers, Origin, attempt_of, encode_dlq_headers
 from streamproc.records.lead import Lead, decode_lead
@@ -91,6 +92,8 @@ class Admission:
 
     enrichment: dict[str, Any] | None = None
     source: str = "provider"
+    #: Set when ``enrichment`` came from the cache: said in the lead's ``enrichment_meta``.
+    cache: CacheHit | None = None
     #: Opaque to the handler; the guard uses it to settle what it reserved.
     token: Any = None
 
@@ -186,21 +189,25 @@ def enriched_value(
     attempt: int,
     enriched_at: datetime,
     processor: dict[str, str],
+    cache: CacheHit | None = None,
 ) -> bytes:
-    """The ``leads.enriched`` value: the lead's own fields, ``enrichment``, ``enrichment_meta``."""
-    return orjson.dumps(
-        {
-            **obj,
-            "enrichment": enrichment,
-            "enrichment_meta": {
-                "source": source,
-                "credits": credits,
-                "attempt": attempt,
-                "enriched_at": enriched_at.isoformat().replace("+00:00", "Z"),
-                "processor": processor,
-            },
-        }
-    )
+    """The ``leads.enriched`` value: the lead's own fields, ``enrichment``, ``enrichment_meta``
+    (with ``cache_key`` and ``cached_at`` when ``cache`` served it)."""
+    meta: dict[str, Any] = {
+        "source": source,
+        "credits": credits,
+        "attempt": attempt,
+        "enriched_at": _iso(enriched_at),
+        "processor": processor,
+    }
+    if cache is not None:
+        meta["cache_key"] = cache.key.value
+        meta["cached_at"] = _iso(datetime.fromtimestamp(cache.stored_at, UTC))
+    return orjson.dumps({**obj, "enrichment": enrichment, "enrichment_meta": meta})
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
 
 
 class LeadHandler:
@@ -252,9 +259,7 @@ class LeadHandler:
         while True:
             admission = await self._guard.admit(lead)
             if admission.enrichment is not None:
-                return self._enriched(
-                    record, lead, obj, attempt, admission.enrichment, admission.source, 0
-                )
+                return self._answered(record, lead, obj, attempt, admission)
             try:
                 result = await self._enricher.enrich(
                     obj,
@@ -284,9 +289,7 @@ class LeadHandler:
             try:
                 admission = await self._guard.admit(lead)
                 if admission.enrichment is not None:
-                    return self._enriched(
-                        record, lead, obj, attempt, admission.enrichment, admission.source, 0
-                    )
+                    return self._answered(record, lead, obj, attempt, admission)
                 try:
                     pending = await deferred.submit(slot, record, lead, obj, attempt, admission)
                 except LeadError as exc:
@@ -301,6 +304,14 @@ class LeadHandler:
                 deferred.release(slot)
             return Outcome(OutcomeKind.SUBMITTED, pending, lead.lead_id, attempt)
 
+    def _answered(
+        self, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int, admission: Admission
+    ) -> Outcome:
+        """A lead the guard answered itself (from the cache): nothing charged."""
+        assert admission.enrichment is not None
+        enrichment, source, cache = admission.enrichment, admission.source, admission.cache
+        return self._enriched(record, lead, obj, attempt, enrichment, source, 0, cache=cache)
+
     def _enriched(
         self,
         record: RawRecord,
@@ -310,6 +321,7 @@ class LeadHandler:
         enrichment: dict[str, Any],
         source: str,
         credits: int,
+        cache: CacheHit | None = None,
     ) -> Outcome:
         value = enriched_value(
             obj,
@@ -319,6 +331,7 @@ class LeadHandler:
             attempt=attempt,
             enriched_at=self._utcnow(),
             processor=self._processor,
+            cache=cache,
         )
         out = OutRecord(
             self._settings.topic_enriched,

@@ -17,6 +17,8 @@ from streamproc.errors import InvalidPayload
 __all__ = ["EnrichedLead", "EnrichmentMeta", "Lead", "ProcessorInfo", "decode_lead"]
 
 EnrichmentSource = Literal["provider", "cache", "fallback"]
+#: What a cached answer was keyed by: the company's domain or the person's e-mail.
+CacheKeyKind = Literal["domain", "email"]
 
 
 class Lead(BaseModel):
@@ -60,13 +62,36 @@ class ProcessorInfo(BaseModel):
 class EnrichmentMeta(BaseModel):
     """How a lead was enriched: where the data came from and what it cost."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(
+        frozen=True,
+        # The published schema says what the validator below enforces.
+        json_schema_extra={
+            "if": {"properties": {"source": {"const": "cache"}}, "required": ["source"]},
+            "then": {"required": ["cache_key", "cached_at"]},
+            "else": {"properties": {"cache_key": {"type": "null"}, "cached_at": {"type": "null"}}},
+        },
+    )
 
     source: EnrichmentSource
     credits: int = Field(ge=0, description="Credits charged for this lead (0 for cache/fallback).")
     attempt: int = Field(ge=1, description="How many times this lead has been processed.")
     enriched_at: datetime
     processor: ProcessorInfo
+    cache_key: CacheKeyKind | None = Field(
+        None,
+        description="Source cache only: what the cached answer was keyed by (domain: shared "
+        "by the leads of one company, with only the fields the cache may serve).",
+    )
+    cached_at: datetime | None = Field(
+        None, description="Source cache only: when the provider's answer was cached."
+    )
+
+    @model_validator(mode="after")
+    def _cache_fields_with_cache_source(self) -> EnrichmentMeta:
+        cached = self.source == "cache"
+        if cached != (self.cache_key is not None) or cached != (self.cached_at is not None):
+            raise ValueError("cache_key and cached_at are set exactly when source is cache")
+        return self
 
 
 class EnrichedLead(Lead):
