@@ -6,8 +6,10 @@ breaker, the claims ledger and the cache are the same in every instance of the g
 
 Per lead, :meth:`ResilienceGuard.admit`:
 
-1. answers from the **cache** when the lead's domain was enriched within the TTL (one call
-   per domain in flight per process: concurrent leads of a domain wait for the first);
+1. answers from the **cache** (:mod:`streamproc.processing.cache`: by default the
+   company-level fields of an answer for the lead's domain, never for a freemail domain)
+   when one was stored within the TTL (one call per cache key in flight per process:
+   concurrent leads of a key wait for the first); expired keys are tombstoned in passing;
 2. asks the **breaker** for a permit; while it is open the lead is held (policy ``hold``:
    the coroutine waits, the lane's window fills, the partition stops being fetched) or
    dead-lettered as ``breaker_open`` (policy ``dlq``), or given the local fallback;
@@ -33,7 +35,7 @@ import os
 import socket
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -47,6 +49,7 @@ from streamproc.errors import (
     ProviderCreditsExhausted,
 )
 from streamproc.logs import get_logger
+from streamproc.processing.cache import CacheConfig, CacheHit, EnrichmentCache
 from streamproc.processing.handler import Admission, CallResult
 from streamproc.records.lead import Lead
 from streamproc.resilience.breaker import (
@@ -77,6 +80,9 @@ log = get_logger(__name__)
 BREAKER_KEY = "breaker/provider"
 #: How often a held lead re-checks when nothing woke it (a missed wake-up costs this much).
 _HOLD_POLL_S = 1.0
+#: Expired cache keys tombstoned per admitted lead: a backlog (a TTL's worth of keys after a
+#: long stop) goes out over the next leads, not as one burst of writes in front of one lead.
+_TOMBSTONES_PER_LEAD = 32
 
 
 @dataclass(slots=True)
@@ -84,7 +90,7 @@ class _Ticket:
     breaker: CircuitBreaker
     permit: Permit
     lease: CreditLease | None
-    domain: str | None
+    cache_key: str | None
     flight: asyncio.Future[None] | None
 
 
@@ -117,7 +123,7 @@ class ResilienceGuard:
         self._breaker_changed_at = 0.0
         self.ledger = ClaimLedger(settings.budget_daily_credits)
         self.health = HealthMonitor(window_s=settings.health_window_s)
-        self._cache = _LruCache(settings.cache_max_entries)
+        self._cache = EnrichmentCache(CacheConfig.from_settings(settings))
         #: Clay keeps each lead's claim with its pending record: one lead per claim there.
         self._lease_leads = 1 if settings.provider_mode == "clay" else settings.budget_claim_leads
         self._lease: CreditLease | None = None
@@ -148,10 +154,7 @@ class ResilienceGuard:
             elif kind == "breaker" and value is not None:
                 self._adopt_breaker(value)
             elif kind == "cache":
-                if value is None:
-                    self._cache.pop(rest, None)
-                else:
-                    self._cache.put(rest, (dict(value["data"]), float(value["stored_at"])))
+                self._cache.apply(rest, value, self._clock())
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("state.unreadable_record", key=key, offset=offset, error=str(exc))
 
@@ -225,32 +228,34 @@ class ResilienceGuard:
     # --- the Guard protocol ---------------------------------------------------------------
 
     async def admit(self, lead: Lead) -> Admission:
-        domain = lead.lookup_domain
-        cached = await self._cached(domain)
-        if cached is not None:
-            return Admission(enrichment=cached, source="cache")
+        for expired in self._cache.expired(self._clock(), _TOMBSTONES_PER_LEAD):
+            self._write(f"cache/{expired}", None)
+        key = self._cache.key_for(domain=lead.lookup_domain, email=lead.email)
+        hit = await self._cached(key)
+        if hit is not None:
+            return Admission(enrichment=hit.data, source="cache", cache=hit)
         flight: asyncio.Future[None] | None = None
-        if domain is not None:
+        if key is not None:
             flight = asyncio.get_running_loop().create_future()
-            self._flights[domain] = flight
+            self._flights[key] = flight
         try:
             permit, lease = await self._permit_and_claim(lead)
         except BaseException:
-            self._land(domain, flight)
+            self._land(key, flight)
             raise
-        return Admission(token=_Ticket(self.breaker, permit, lease, domain, flight))
+        return Admission(token=_Ticket(self.breaker, permit, lease, key, flight))
 
-    async def _cached(self, domain: str | None) -> dict[str, Any] | None:
-        if domain is None:
+    async def _cached(self, key: str | None) -> CacheHit | None:
+        if key is None:
             return None
         while True:
-            entry = self._cache.get(domain)
-            if entry is not None and self._clock() - entry[1] <= self._settings.cache_ttl_s:
-                return entry[0]
-            flight = self._flights.get(domain)
+            hit = self._cache.get(key, self._clock())
+            if hit is not None:
+                return hit
+            flight = self._flights.get(key)
             if flight is None:
                 return None
-            # Another lead of this domain is being enriched: its answer may serve us.
+            # Another lead with this key is being enriched: its answer may serve us.
             await asyncio.shield(flight)
 
     async def _permit_and_claim(self, lead: Lead) -> tuple[Permit, CreditLease | None]:
@@ -463,9 +468,9 @@ class ResilienceGuard:
             self._journal(Exhaust(day), "x")
         if isinstance(error, ProviderAuthError):
             log.error("provider.auth_failed", message=error.message)
-        if result is not None and ticket.domain is not None:
-            self._remember(ticket.domain, result.data, now)
-        self._land(ticket.domain, ticket.flight)
+        if result is not None and ticket.cache_key is not None:
+            self._remember(ticket.cache_key, result.data, now)
+        self._land(ticket.cache_key, ticket.flight)
 
     def _journal(self, event: Settle | Release | Exhaust, tag: str) -> None:
         claim_id = getattr(event, "claim_id", uuid.uuid4().hex)
@@ -485,13 +490,13 @@ class ResilienceGuard:
             if ticket.lease is not None:
                 lease, ticket.lease = ticket.lease, None
                 self._finish_slice(lease, lease.estimate)
-            self._land(ticket.domain, ticket.flight)
+            self._land(ticket.cache_key, ticket.flight)
 
-    def _land(self, domain: str | None, flight: asyncio.Future[None] | None) -> None:
+    def _land(self, key: str | None, flight: asyncio.Future[None] | None) -> None:
         if flight is None:
             return
-        if domain is not None and self._flights.get(domain) is flight:
-            del self._flights[domain]
+        if key is not None and self._flights.get(key) is flight:
+            del self._flights[key]
         if not flight.done():
             flight.set_result(None)
 
@@ -508,7 +513,7 @@ class ResilienceGuard:
             return None
         if ticket.breaker is self.breaker:
             self.breaker.record_success(ticket.permit, self._clock())
-        self._land(ticket.domain, ticket.flight)
+        self._land(ticket.cache_key, ticket.flight)
         lease, ticket.lease = ticket.lease, None
         if lease is None:
             return None
@@ -526,7 +531,9 @@ class ResilienceGuard:
     ) -> None:
         """A submitted lead is finished: by its result (``data``), an error row or its
         deadline (``data`` None). Settles its claim at ``credits`` (for a timeout, the
-        estimate: the provider may well have charged), feeds the health window, caches data.
+        estimate: the provider may well have charged), feeds the health window, caches data
+        (by ``domain``: with ``cache_key`` email a Clay answer is not cached, the pending
+        lead keeps no address).
 
         Called after the lead's output is committed; a crash before it leaves the claim
         outstanding: the budget over-counts, it never under-counts.
@@ -535,13 +542,16 @@ class ResilienceGuard:
         self.health.record(data is not None, now)
         if claim_id is not None and day is not None:
             self._journal(Settle(claim_id, day, credits), "s")
-        if data is not None and domain is not None:
-            self._remember(domain, data, now)
+        key = self._cache.key_for(domain=domain, email=None)
+        if data is not None and key is not None:
+            self._remember(key, data, now)
 
-    def _remember(self, domain: str, data: dict[str, Any], now: float) -> None:
-        """Cache an enrichment here and, for the group and the next start, in the state topic."""
-        self._cache.put(domain, (data, now))
-        self._write(f"cache/{domain}", {"data": data, "stored_at": now})
+    def _remember(self, key: str, data: dict[str, Any], now: float) -> None:
+        """Cache what of an enrichment may be cached, here and, for the group and the next
+        start, in the state topic."""
+        record = self._cache.put(key, data, now)
+        if record is not None:
+            self._write(f"cache/{key}", record)
 
     def fallback(self, lead: Lead, error: LeadError) -> dict[str, Any] | None:
         """The local fallback for a lead the provider could not serve, when enabled."""
@@ -606,36 +616,6 @@ class ResilienceGuard:
             "cache": {"entries": len(self._cache)},
             "holding": self.holding,
         }
-
-
-class _LruCache:
-    """Domain → (enrichment, stored_at), at most ``max_entries``: the oldest used goes first.
-
-    The state topic keeps every entry (compacted by key); memory keeps the recent ones, so
-    a long soak of unique domains does not grow the process without bound.
-    """
-
-    def __init__(self, max_entries: int) -> None:
-        self._max = max_entries
-        self._entries: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: str) -> tuple[dict[str, Any], float] | None:
-        entry = self._entries.get(key)
-        if entry is not None:
-            self._entries.move_to_end(key)
-        return entry
-
-    def put(self, key: str, entry: tuple[dict[str, Any], float]) -> None:
-        self._entries[key] = entry
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
-
-    def pop(self, key: str, default: None = None) -> None:
-        self._entries.pop(key, default)
 
 
 def _claim_key(day: str, claim_id: str, tag: str) -> str:

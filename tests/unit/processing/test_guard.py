@@ -148,10 +148,10 @@ async def test_cache_keeps_at_most_max_entries() -> None:
     guard, _ = _guard(cache_max_entries=2, budget_daily_credits=1000)
     for i in range(3):
         admission = await guard.admit(_lead(i, f"d{i}.example"))
-        guard.settle(admission, _Result({"n": i}), None)
+        guard.settle(admission, _Result({"company": f"C{i}"}), None)
     assert guard.status()["cache"]["entries"] == 2
     assert (await guard.admit(_lead(9, "d0.example"))).enrichment is None
-    assert (await guard.admit(_lead(8, "d2.example"))).enrichment == {"n": 2}
+    assert (await guard.admit(_lead(8, "d2.example"))).enrichment == {"company": "C2"}
 
 
 async def test_one_claim_pays_for_a_lease_of_leads_and_settles_their_sum() -> None:
