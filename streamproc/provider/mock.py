@@ -9,7 +9,10 @@ Endpoints
 ---------
 ``POST /enrich``
     The provider. ``200 {"data": {"company", "domain", "employees", "industry"},
-    "credits": credits_per_call}``; the data is made up, but deterministic per domain.
+    "credits": credits_per_call}``; the data is made up, but deterministic per domain. A
+    lead with an ``email`` also gets the person's columns (``full_name``, ``title``,
+    ``seniority``, ``phone``, ``linkedin_url``), deterministic per address, as a
+    person-level provider (or a Clay table) returns them.
 ``GET /stats``
     ``{"calls", "credits", "by_status": {"200": n, ...}, "outage", "by_lead",
     "duplicates_charged", "in_flight", "max_in_flight", "uptime_s"}``: ``by_lead`` is the
@@ -126,6 +129,9 @@ _INDUSTRIES = (
     "education",
     "media",
 )
+
+_TITLES = ("Engineer", "Account Executive", "Head of Sales", "CFO", "Designer", "CTO")
+_SENIORITIES = ("junior", "senior", "manager", "director", "executive")
 
 # Second-level labels under which the company name is one label further left.
 _SECOND_LEVEL = frozenset({"co", "com", "org", "net", "ac", "gov", "edu"})
@@ -459,7 +465,7 @@ def _decide(state: _MockState, lead: dict[str, Any], key: str, latency_s: float)
         credits = float(credits)
     return _Outcome(
         200,
-        {"data": _enrichment(domain), "credits": credits},
+        {"data": {**_enrichment(domain), **_person(lead)}, "credits": credits},
         delay_s=latency_s,
         credits=cfg.credits_per_call,
     )
@@ -563,6 +569,24 @@ def _enrichment(domain: str) -> dict[str, Any]:
         "domain": domain,
         "employees": 1 + number % 10_000,
         "industry": _INDUSTRIES[number % len(_INDUSTRIES)],
+    }
+
+
+def _person(lead: Mapping[str, Any]) -> dict[str, Any]:
+    """Made-up person columns for a lead with an e-mail (none without): what makes a
+    cache that serves one person's answer to another visible."""
+    email = lead.get("email")
+    if not isinstance(email, str) or "@" not in email:
+        return {}
+    address = email.strip().lower()
+    number = int.from_bytes(hashlib.sha256(address.encode()).digest()[:8], "big")
+    local = address.partition("@")[0]
+    return {
+        "full_name": local.replace(".", " ").replace("_", " ").title(),
+        "title": _TITLES[number % len(_TITLES)],
+        "seniority": _SENIORITIES[number % len(_SENIORITIES)],
+        "phone": f"+1-555-{number % 10_000:04d}",
+        "linkedin_url": f"https://www.linkedin.com/in/{local.replace('.', '-')}-{number % 997}",
     }
 
 
