@@ -47,6 +47,7 @@ __all__ = [
     "CreditLedger",
     "Reservation",
     "budget_day",
+    "day_end",
     "next_reset",
 ]
 
@@ -96,6 +97,16 @@ def next_reset(epoch_s: float, tz: str = "UTC") -> float:
         else:
             lo = mid
     return float(hi)
+
+
+def day_end(day: str, tz: str = "UTC") -> float:
+    """Epoch seconds of the first instant after budget day ``day`` (ISO date) in zone ``tz``.
+
+    ``next_reset`` of noon that day: no zone changes its offset at noon, so noon exists
+    (except on a skipped day, whose noon resolves into the next day; it ends a day later).
+    """
+    noon = datetime.combine(date.fromisoformat(day), time(12), tzinfo=_zone(tz)).timestamp()
+    return next_reset(noon, tz)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The group-wide credit budget as a deterministic ledger over an ordered log of claims.
+"""The group-wide credit budget as a deterministic ledger over an ordered, compacted log.
 
 Several processes share one daily limit by writing their claims to a single Kafka
 partition and each reading that partition back in log order. Every reader applies the
@@ -7,45 +7,66 @@ decision for every :class:`Claim`, and a process calls the provider only once it
 claim has come back from the log *granted*. Nothing here knows about Kafka: events are
 frozen dataclasses with ``to_dict``/``from_dict`` for JSON.
 
+**The group's day and limit.** A budget day is opened by the first :class:`OpenDay` of
+that day in the log (or, in logs written before ``OpenDay`` existed, by the first claim of
+the day that carries a ``limit``); its ``limit`` and ``timezone`` are the day's, whatever
+each instance's own settings say, so a rolling settings change takes effect on the next
+day. The group's current day is the latest day opened; :meth:`ClaimLedger.day_at` is that
+day until the clock, read in the current day's time zone, reaches a later one, which the
+first instance to get there opens with its own settings. An instance whose clock lags
+follows the group's day; none claims for a day behind it.
+
 Decision rule, for a ``Claim(claim_id, owner, day, amount)``::
 
-    granted  iff  not exhausted(day)
-             and  spent(day) + outstanding(day) + amount <= limit
+    granted  iff  day is not forgotten and not exhausted(day)
+             and  spent(day) + outstanding(day) + amount <= limit(day)
 
 where ``outstanding(day)`` is the sum of granted claims of that day not yet settled or
-released, and ``limit`` is the claim's own ``limit`` when set, else the ledger's
-``daily_limit``. (A claimant that stamps its configured limit on its claims keeps every
-reader agreeing even while instances run with different settings, for example during a
-rolling configuration change.)
+released, and ``limit(day)`` the day's limit (the ledger's ``daily_limit`` until the day
+is opened).
 
-Other events, each idempotent (the first terminal event for a claim wins; repeats change
-nothing):
+Other events, each idempotent:
 
-* ``Settle(claim_id, day, actual)``: a granted claim's call was charged ``actual``: its
-  amount leaves ``outstanding`` and ``actual`` joins ``spent``. A settle for a claim that
-  was refused, or that this ledger never saw, still adds ``actual`` to ``spent(day)``:
-  credits were spent, and the books never under-count.
+* ``Settle(claim_id, day, actual, writer, total)``: the claim is over (its amount leaves
+  ``outstanding``, the first time), and ``total`` is everything ``writer`` has booked for
+  ``day`` so far, settles and later corrections included. ``spent(day)`` is the sum of the
+  writers' latest totals, so on a compacted topic only each writer's newest settle needs to
+  survive: older settle and claim records can be tombstoned without changing a total. A
+  settle without ``writer`` (older logs) adds ``actual`` once per claim id instead; one for
+  a claim that was refused or never seen still counts: the books never under-count.
 * ``Release(claim_id, day)``: a granted claim's call failed and cost nothing.
 * ``Exhaust(day)``: the provider answered 402; every later claim of that day is refused.
+* A tombstone of a claim's record (:meth:`ClaimLedger.drop`) forgets the claim, as
+  compaction would: a reader that restores after compaction and one that saw the whole log
+  end with the same books.
+
+**Compaction.** A reader that restores from a compacted log sees, before any claim, a
+subset of what the live readers saw (removed records, and totals that have moved later),
+so a claim granted live is granted on restore too; a claim refused live may be granted on
+restore, which over-counts. That is why a claimant tombstones its refused claims at once.
 
 Claims of an owner that died stay outstanding, hence counted, until some process settles
-or releases them: a crash over-counts, it never under-counts. When every call is made
-under a granted claim and settles with ``actual <= amount``, a day's ``spent +
-outstanding`` never exceeds the limit; a larger ``actual`` can overshoot it by at most
-``actual - amount`` per claim, since nothing more is granted while the day is at its limit.
+or releases them, or the day is forgotten: a crash over-counts, it never under-counts.
+When every call is made under a granted claim and settles with ``actual <= amount``, a
+day's ``spent + outstanding`` never exceeds the limit; a larger ``actual`` can overshoot
+it by at most ``actual - amount`` per claim, since nothing more is granted while the day
+is at its limit.
 
-Memory grows with the claims seen; :meth:`ClaimLedger.forget_before` drops old days. It is
-the only operation not driven by the log, so it only changes decisions for forgotten days
-(their claims are refused, their other events ignored): call it for days before yesterday.
+Memory is bounded by the log, not by its age: opening day ``D`` forgets every day before
+``D - 1`` (their claims are refused, their other events ignored), settled and refused
+claims are forgotten when their records are tombstoned, and what stays is the open
+claims, one running total per writer, and the books of today and yesterday.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, TypeAlias
+
+from streamproc.resilience.budget import budget_day, day_end
 
 __all__ = [
     "Claim",
@@ -53,13 +74,14 @@ __all__ = [
     "ClaimLedger",
     "ClaimStatus",
     "Exhaust",
+    "OpenDay",
     "Release",
     "Settle",
     "event_from_dict",
 ]
 
 #: Version of the :meth:`ClaimLedger.snapshot` format; bump on incompatible changes.
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 
 def _check_id(value: object, field: str) -> str:
@@ -99,12 +121,56 @@ def _field(data: Mapping[str, Any], name: str) -> object:
         raise ValueError(f"claim event without {name!r}") from None
 
 
+def _day_before(day: str) -> str:
+    return (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+
+
+@dataclass(frozen=True, slots=True)
+class OpenDay:
+    """``owner`` opens budget day ``day`` with its ``limit`` and ``timezone`` (IANA).
+
+    Only the first one of a day in the log counts; the rest are ignored.
+    """
+
+    TYPE: ClassVar[str] = "day"
+
+    day: str
+    owner: str
+    limit: int
+    timezone: str
+
+    def __post_init__(self) -> None:
+        _check_day(self.day)
+        _check_id(self.owner, "owner")
+        _check_count(self.limit, "limit")
+        _check_id(self.timezone, "timezone")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.TYPE,
+            "day": self.day,
+            "owner": self.owner,
+            "limit": self.limit,
+            "timezone": self.timezone,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OpenDay:
+        _expect_type(data, cls.TYPE)
+        return cls(
+            day=_check_day(_field(data, "day")),
+            owner=_check_id(_field(data, "owner"), "owner"),
+            limit=_check_count(_field(data, "limit"), "limit"),
+            timezone=_check_id(_field(data, "timezone"), "timezone"),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """``owner`` asks for ``amount`` credits of budget day ``day`` (ISO date).
 
-    ``limit``, when set, is the daily limit this claim is judged against (the claimant's
-    configured limit); ``None`` means the ledger's own.
+    ``limit`` is read only from logs without :class:`OpenDay` records: there, the first
+    claim of a day carrying one fixes the day's limit.
     """
 
     TYPE: ClassVar[str] = "claim"
@@ -150,34 +216,53 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Settle:
-    """Claim ``claim_id`` of day ``day`` was charged ``actual`` credits."""
+    """Claim ``claim_id`` of day ``day`` is over; it was booked at ``actual`` credits.
+
+    ``writer`` and ``total`` (both or neither): ``writer`` has booked ``total`` credits on
+    ``day`` in all, this settle included (see the module docstring).
+    """
 
     TYPE: ClassVar[str] = "settle"
 
     claim_id: str
     day: str
     actual: int
+    writer: str | None = None
+    total: int | None = None
 
     def __post_init__(self) -> None:
         _check_id(self.claim_id, "claim_id")
         _check_day(self.day)
         _check_count(self.actual, "actual")
+        if (self.writer is None) != (self.total is None):
+            raise ValueError("a settle has both writer and total, or neither")
+        if self.writer is not None:
+            _check_id(self.writer, "writer")
+            _check_count(self.total, "total")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "type": self.TYPE,
             "claim_id": self.claim_id,
             "day": self.day,
             "actual": self.actual,
         }
+        if self.writer is not None:
+            data["writer"] = self.writer
+            data["total"] = self.total
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Settle:
         _expect_type(data, cls.TYPE)
+        writer = data.get("writer")
+        total = data.get("total")
         return cls(
             claim_id=_check_id(_field(data, "claim_id"), "claim_id"),
             day=_check_day(_field(data, "day")),
             actual=_check_count(_field(data, "actual"), "actual"),
+            writer=None if writer is None else _check_id(writer, "writer"),
+            total=None if total is None else _check_count(total, "total"),
         )
 
 
@@ -226,11 +311,11 @@ class Exhaust:
         return cls(day=_check_day(_field(data, "day")))
 
 
-ClaimEvent: TypeAlias = Claim | Settle | Release | Exhaust
+ClaimEvent: TypeAlias = OpenDay | Claim | Settle | Release | Exhaust
 
-_EVENT_TYPES: dict[str, type[Claim] | type[Settle] | type[Release] | type[Exhaust]] = {
-    cls.TYPE: cls for cls in (Claim, Settle, Release, Exhaust)
-}
+_EVENT_TYPES: dict[
+    str, type[OpenDay] | type[Claim] | type[Settle] | type[Release] | type[Exhaust]
+] = {cls.TYPE: cls for cls in (OpenDay, Claim, Settle, Release, Exhaust)}
 
 
 def event_from_dict(data: Mapping[str, Any]) -> ClaimEvent:
@@ -254,7 +339,7 @@ class ClaimStatus(StrEnum):
 
 @dataclass(slots=True)
 class _Entry:
-    claim: Claim | None  # None: known only from a Settle (its Claim was never seen)
+    claim: Claim | None  # None: known only from a legacy Settle (its Claim was never seen)
     day: str
     granted: bool
     status: ClaimStatus
@@ -265,24 +350,47 @@ class _Day:
     spent: int = 0
     outstanding: int = 0
     exhausted: bool = False
+    #: Fixed by the day's first OpenDay (or legacy limited Claim); None: not opened yet.
+    limit: int | None = None
+    zone: str | None = None
+    #: writer -> the total of its latest Settle of this day.
+    writers: dict[str, int] = field(default_factory=dict)
 
 
 _Terminal = Literal[ClaimStatus.SETTLED, ClaimStatus.RELEASED]
 
 
 class ClaimLedger:
-    """Group-wide books, rebuilt identically by every reader of the claims log."""
+    """Group-wide books, rebuilt identically by every reader of the claims log.
 
-    def __init__(self, daily_limit: int) -> None:
+    ``daily_limit`` and ``timezone`` are this reader's own settings: they apply only to a
+    day the log has not opened yet (and to the first day of a group with no log at all).
+    """
+
+    def __init__(self, daily_limit: int, timezone: str = "UTC") -> None:
         self._limit = _check_count(daily_limit, "daily_limit")
+        budget_day(0.0, timezone)  # ValueError for an unknown zone, now rather than later
+        self._timezone = timezone
         self._entries: dict[str, _Entry] = {}
         self._days: dict[str, _Day] = {}
-        # Days before this one are forgotten (see forget_before).
+        # The latest day opened in the log; days before the one before it are forgotten.
+        self._current: str | None = None
         self._horizon: str | None = None
 
     @property
     def daily_limit(self) -> int:
+        """This reader's own limit (see :meth:`limit` for a day's)."""
         return self._limit
+
+    @property
+    def horizon(self) -> str | None:
+        """Days before this one are forgotten (``None``: none yet)."""
+        return self._horizon
+
+    @property
+    def current_day(self) -> str | None:
+        """The latest budget day opened in the log, ``None`` before any."""
+        return self._current
 
     # --- applying the log --------------------------------------------------------------------
 
@@ -292,13 +400,33 @@ class ClaimLedger:
             return self._claim(event)
         if self._forgotten(event.day):
             return None
-        if isinstance(event, Settle):
+        if isinstance(event, OpenDay):
+            book = self._book(event.day)
+            if book.limit is None:
+                book.limit = event.limit
+            if book.zone is None:
+                book.zone = event.timezone
+            self._advance(event.day)
+        elif isinstance(event, Settle):
             self._settle(event)
         elif isinstance(event, Release):
             self._release(event)
         else:
             self._book(event.day).exhausted = True
         return None
+
+    def drop(self, claim_id: str) -> None:
+        """The claim's record was tombstoned: forget it, as compaction will.
+
+        Claimants tombstone only claims that are over (refused, settled, released), so in
+        practice this frees memory and changes no total.
+        """
+        entry = self._entries.pop(claim_id, None)
+        if entry is None or entry.claim is None or entry.status is not ClaimStatus.GRANTED:
+            return
+        book = self._days.get(entry.day)
+        if book is not None:
+            book.outstanding -= entry.claim.amount
 
     def _claim(self, claim: Claim) -> bool:
         seen = self._entries.get(claim.claim_id)
@@ -307,7 +435,10 @@ class ClaimLedger:
         if self._forgotten(claim.day):
             return False
         book = self._book(claim.day)
-        limit = self._limit if claim.limit is None else claim.limit
+        if book.limit is None and claim.limit is not None:
+            book.limit = claim.limit  # a log from before OpenDay: its first limit rules
+        self._advance(claim.day)
+        limit = self._limit if book.limit is None else book.limit
         granted = not book.exhausted and book.spent + book.outstanding + claim.amount <= limit
         if granted:
             book.outstanding += claim.amount
@@ -317,6 +448,15 @@ class ClaimLedger:
 
     def _settle(self, event: Settle) -> None:
         entry = self._entries.get(event.claim_id)
+        if event.writer is not None and event.total is not None:
+            book = self._book(event.day)
+            book.spent += event.total - book.writers.get(event.writer, 0)
+            book.writers[event.writer] = event.total
+            if entry is not None and entry.status is ClaimStatus.GRANTED:
+                self._finish(entry, ClaimStatus.SETTLED)
+            elif entry is not None and entry.status is ClaimStatus.REFUSED:
+                entry.status = ClaimStatus.SETTLED
+            return
         if entry is None:
             # Credits were spent under a claim we never saw; count them where they say.
             self._book(event.day).spent += event.actual
@@ -340,17 +480,59 @@ class ClaimLedger:
         self._book(entry.day).outstanding -= entry.claim.amount
         entry.status = status
 
+    def _advance(self, day: str) -> None:
+        """``day`` was opened: it is the group's day if later, and older days are dropped."""
+        if self._current is None or day > self._current:
+            self._current = day
+            self.forget_before(_day_before(day))
+
+    # --- the group's day ---------------------------------------------------------------------
+
+    def zone(self, day: str | None = None) -> str:
+        """The IANA zone whose midnight ends ``day`` (default: the current day): the day's
+        own, else the current day's, else this reader's."""
+        for candidate in (day, self._current):
+            book = None if candidate is None else self._days.get(candidate)
+            if book is not None and book.zone is not None and _known_zone(book.zone):
+                return book.zone
+        return self._timezone
+
+    def day_at(self, now: float) -> str:
+        """The budget day a claim made at ``now`` (epoch s) is for: the group's current
+        day, or a later one once ``now`` is past midnight in the current day's zone."""
+        local = budget_day(now, self.zone())
+        if self._current is not None and self._current > local:
+            return self._current
+        return local
+
+    def resets_at(self, now: float) -> float:
+        """Epoch seconds at which the day of :meth:`day_at` ends, in its zone."""
+        day = self.day_at(now)
+        return day_end(day, self.zone(day))
+
+    def is_open(self, day: str) -> bool:
+        """Whether the log has fixed ``day``'s limit and zone (an OpenDay was applied)."""
+        book = self._days.get(day)
+        return book is not None and book.limit is not None and book.zone is not None
+
+    def limit(self, day: str) -> int:
+        """``day``'s limit: fixed by the log once the day is opened, else this reader's."""
+        book = self._days.get(day)
+        return self._limit if book is None or book.limit is None else book.limit
+
     # --- queries -----------------------------------------------------------------------------
 
     def is_granted(self, claim_id: str) -> bool | None:
-        """The decision on a claim; ``None`` when its Claim has not been applied (yet)."""
+        """The decision on a claim; ``None`` when its Claim has not been applied (yet), or
+        was forgotten."""
         entry = self._entries.get(claim_id)
         if entry is None or entry.claim is None:
             return None
         return entry.granted
 
     def status(self, claim_id: str) -> ClaimStatus | None:
-        """Where a claim stands; ``None`` when its Claim has not been applied (yet)."""
+        """Where a claim stands; ``None`` when its Claim has not been applied (yet), or
+        was forgotten."""
         entry = self._entries.get(claim_id)
         if entry is None or entry.claim is None:
             return None
@@ -360,6 +542,11 @@ class ClaimLedger:
         """Credits settled for ``day``."""
         book = self._days.get(day)
         return 0 if book is None else book.spent
+
+    def writer_total(self, day: str, writer: str) -> int:
+        """The total of ``writer``'s latest settle of ``day`` in the log (0 if none)."""
+        book = self._days.get(day)
+        return 0 if book is None else book.writers.get(writer, 0)
 
     def outstanding(self, day: str) -> int:
         """Credits held by granted, unsettled, unreleased claims of ``day``."""
@@ -372,10 +559,10 @@ class ClaimLedger:
         return self._forgotten(day) or (book is not None and book.exhausted)
 
     def remaining(self, day: str) -> int:
-        """Credits a claim of ``day`` can still get under the ledger's limit (0 if exhausted)."""
+        """Credits a claim of ``day`` can still get under the day's limit (0 if exhausted)."""
         if self.exhausted(day):
             return 0
-        return max(0, self._limit - self.spent(day) - self.outstanding(day))
+        return max(0, self.limit(day) - self.spent(day) - self.outstanding(day))
 
     def outstanding_claims(self, owner: str | None = None) -> list[Claim]:
         """Granted claims not yet settled or released, optionally only ``owner``'s."""
@@ -387,13 +574,22 @@ class ClaimLedger:
             and (owner is None or entry.claim.owner == owner)
         ]
 
+    def size(self) -> int:
+        """How many things the ledger keeps (claims, days, writer totals): what a restore
+        costs in memory. Bounded by open claims and two days' books, not by history."""
+        return (
+            len(self._entries)
+            + len(self._days)
+            + sum(len(book.writers) for book in self._days.values())
+        )
+
     # --- housekeeping ------------------------------------------------------------------------
 
     def forget_before(self, day: str) -> int:
         """Drop every day before ``day`` (ISO date) and its claims; returns claims dropped.
 
         Later events for a forgotten day are refused (claims) or ignored (the rest). The
-        horizon only moves forward.
+        horizon only moves forward; opening a day moves it (see the module docstring).
         """
         day = _check_day(day)
         if self._horizon is not None and day <= self._horizon:
@@ -423,9 +619,16 @@ class ClaimLedger:
                 )
         return {
             "v": SNAPSHOT_VERSION,
+            "current": self._current,
             "horizon": self._horizon,
             "days": {
-                day: {"spent": book.spent, "exhausted": book.exhausted}
+                day: {
+                    "spent": book.spent,
+                    "exhausted": book.exhausted,
+                    "limit": book.limit,
+                    "zone": book.zone,
+                    "writers": dict(book.writers),
+                }
                 for day, book in self._days.items()
             },
             "claims": claims,
@@ -433,18 +636,30 @@ class ClaimLedger:
         }
 
     @classmethod
-    def restore(cls, daily_limit: int, snapshot: Mapping[str, Any]) -> ClaimLedger:
+    def restore(
+        cls, daily_limit: int, snapshot: Mapping[str, Any], timezone: str = "UTC"
+    ) -> ClaimLedger:
         """A ledger from :meth:`snapshot` output; ``ValueError`` on a malformed one."""
         if snapshot.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported claims snapshot version {snapshot.get('v')!r}")
-        ledger = cls(daily_limit)
+        ledger = cls(daily_limit, timezone)
         try:
+            current = snapshot.get("current")
+            ledger._current = None if current is None else _check_day(current)
             horizon = snapshot.get("horizon")
             ledger._horizon = None if horizon is None else _check_day(horizon)
             for day, book in snapshot["days"].items():
+                limit = book.get("limit")
+                zone = book.get("zone")
                 ledger._days[_check_day(day)] = _Day(
-                    spent=_check_count(book["spent"], "spent"),
+                    spent=int(book["spent"]),
                     exhausted=bool(book["exhausted"]),
+                    limit=None if limit is None else _check_count(limit, "limit"),
+                    zone=None if zone is None else _check_id(zone, "zone"),
+                    writers={
+                        _check_id(w, "writer"): _check_count(t, "total")
+                        for w, t in book.get("writers", {}).items()
+                    },
                 )
             for item in snapshot["claims"]:
                 claim = Claim.from_dict(
@@ -476,3 +691,13 @@ class ClaimLedger:
         if book is None:
             book = self._days[day] = _Day()
         return book
+
+
+def _known_zone(tz: str) -> bool:
+    # A zone this host's tzdata lacks falls back to the reader's own, rather than failing
+    # every budget decision.
+    try:
+        budget_day(0.0, tz)
+    except ValueError:
+        return False
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from streamproc.resilience.claims import (
     ClaimLedger,
     ClaimStatus,
     Exhaust,
+    OpenDay,
     Release,
     Settle,
     event_from_dict,
@@ -133,27 +135,107 @@ def test_settle_of_a_refused_or_unknown_claim_still_books_the_spend() -> None:
     assert ledger.spent(D1) == 9
 
 
-def test_a_claim_carrying_its_own_limit_is_judged_by_it() -> None:
-    """A claimant's stamped limit decides, so readers with other settings still agree."""
+def test_in_a_log_without_open_days_the_first_stamped_limit_is_the_days() -> None:
+    """Older logs: the day's first claim carrying a limit fixes it, for every later claim
+    (stamped otherwise or not), so readers with other settings still agree."""
     ledger = ClaimLedger(6)
     assert ledger.apply(claim("c1", amount=6, limit=12)) is True
-    assert ledger.apply(claim("c2", amount=6, limit=12)) is True
+    assert ledger.apply(claim("c2", amount=6, limit=600)) is True
     assert ledger.apply(claim("c3", amount=1)) is False
+    assert ledger.limit(D1) == 12
 
 
-def test_forget_before_drops_old_days_and_refuses_their_claims() -> None:
-    """Forgotten days free memory; their late claims are refused, other events ignored."""
+def test_opening_a_day_forgets_the_days_before_yesterday() -> None:
+    """A claim of D3 makes D3 the group's day: D1 is dropped (memory), its late claims are
+    refused and its other events ignored; D2 (yesterday) is kept."""
     ledger = ClaimLedger(600)
     ledger.apply(claim("c1", day=D1))
+    ledger.apply(claim("c0", day=D2))
     ledger.apply(claim("c2", day=D3))
-    assert ledger.forget_before(D2) == 1
+    assert ledger.horizon == D2
     assert ledger.forget_before(D1) == 0
     assert ledger.is_granted("c1") is None
+    assert ledger.is_granted("c0") is True
     assert ledger.apply(claim("c4", day=D1)) is False
     ledger.apply(Settle("c1", D1, 6))
     assert ledger.spent(D1) == 0
     assert ledger.remaining(D1) == 0
     assert ledger.is_granted("c2") is True
+
+
+def _at(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def test_the_first_open_day_fixes_the_days_limit_and_zone() -> None:
+    """Two instances open D1 with their own settings: the first in the log rules the day
+    for every reader, whatever the reader's settings or the claims' stamps."""
+    ledger = ClaimLedger(999, "UTC")
+    ledger.apply(OpenDay(D1, "a", 12, "Pacific/Auckland"))
+    ledger.apply(OpenDay(D1, "b", 600, "UTC"))
+    assert (ledger.limit(D1), ledger.zone(D1)) == (12, "Pacific/Auckland")
+    assert ledger.apply(claim("c1", amount=12, limit=600)) is True
+    assert ledger.apply(claim("c2", amount=1)) is False
+
+
+def test_a_lagging_clock_follows_the_groups_day() -> None:
+    """Once D2 is opened, a reader whose clock still says D1 claims for D2, never for D1."""
+    ledger = ClaimLedger(600, "UTC")
+    ledger.apply(OpenDay(D2, "a", 600, "UTC"))
+    assert ledger.day_at(_at("2024-06-01T23:59:00+00:00")) == D2
+
+
+def test_the_day_ends_at_midnight_in_the_groups_zone_not_the_readers() -> None:
+    """A reader set to America/New_York, in a group whose day was opened in UTC, moves to
+    the next day at UTC midnight, and says so in resets_at."""
+    ledger = ClaimLedger(600, "America/New_York")
+    ledger.apply(OpenDay(D1, "a", 600, "UTC"))
+    assert ledger.day_at(_at("2024-06-01T23:59:59+00:00")) == D1
+    assert ledger.day_at(_at("2024-06-02T00:00:00+00:00")) == D2
+    noon = _at("2024-06-01T12:00:00+00:00")
+    assert ledger.resets_at(noon) == _at("2024-06-02T00:00:00+00:00")
+
+
+def test_before_any_open_day_a_reader_uses_its_own_settings() -> None:
+    """An empty log: the reader's own limit and zone until some instance opens the day."""
+    ledger = ClaimLedger(600, "Asia/Tokyo")
+    assert ledger.day_at(_at("2024-06-01T16:00:00+00:00")) == D2  # 01:00 in Tokyo
+    assert ledger.limit(D2) == 600
+    assert not ledger.is_open(D2)
+
+
+def test_spent_is_the_sum_of_each_writers_latest_total() -> None:
+    """Settles carry a writer's running total: spent follows the newest total per writer, a
+    correction may lower it, a repeated record changes nothing."""
+    ledger = ClaimLedger(100)
+    ledger.apply(claim("c1"))
+    ledger.apply(claim("c2", owner="b"))
+    ledger.apply(Settle("c1", D1, 6, "w1", 6))
+    ledger.apply(Settle("c1", D1, 6, "w1", 6))
+    ledger.apply(Settle("c2", D1, 5, "w2", 5))
+    ledger.apply(Settle("c1", D1, 6, "w1", 4))  # a call booked at 6 was charged 4
+    assert (ledger.spent(D1), ledger.outstanding(D1)) == (9, 0)
+    assert ledger.writer_total(D1, "w1") == 4
+
+
+def test_a_tombstoned_claim_is_forgotten_and_its_credits_stay_spent() -> None:
+    """drop() (the claim's record tombstoned) frees the entry; the writer's total keeps
+    the spend, so the books do not change."""
+    ledger = ClaimLedger(100)
+    ledger.apply(claim("c1"))
+    ledger.apply(Settle("c1", D1, 6, "w", 6))
+    ledger.apply(claim("c2"))
+    ledger.apply(Settle("c2", D1, 3, "w", 9))
+    before = ledger.size()
+    ledger.drop("c1")
+    assert ledger.status("c1") is None
+    assert (ledger.spent(D1), ledger.outstanding(D1), ledger.size()) == (9, 0, before - 1)
+
+
+def test_a_settle_needs_both_writer_and_total_or_neither() -> None:
+    """Half a running total is a malformed record, refused alike by every reader."""
+    with pytest.raises(ValueError, match="writer and total"):
+        Settle("c1", D1, 6, "w", None)
 
 
 # --- events as JSON --------------------------------------------------------------------------
@@ -165,6 +247,8 @@ def test_forget_before_drops_old_days_and_refuses_their_claims() -> None:
         Claim("c1", "instance-a", D1, 6),
         Claim("c1", "instance-a", D1, 6, limit=600),
         Settle("c1", D1, 4),
+        Settle("c1", D1, 4, "writer-a", 40),
+        OpenDay(D1, "instance-a", 600, "Europe/Paris"),
         Release("c1", D1),
         Exhaust(D1),
     ],
@@ -187,6 +271,8 @@ def test_events_round_trip_through_json(event: ClaimEvent) -> None:
         {"type": "settle", "claim_id": "c", "day": D1, "actual": 1.5},
         {"type": "release", "claim_id": 7, "day": D1},
         {"type": "exhaust", "day": None},
+        {"type": "settle", "claim_id": "c", "day": D1, "actual": 1, "writer": "w"},
+        {"type": "day", "day": D1, "owner": "a", "limit": 6},
     ],
 )
 def test_malformed_events_are_rejected(data: dict[str, Any]) -> None:
@@ -207,9 +293,10 @@ def test_from_dict_checks_the_type_tag() -> None:
 def test_snapshot_restore_resumes_the_same_decisions() -> None:
     """A ledger restored mid-log decides the rest of the log like one that never stopped."""
     prefix: list[ClaimEvent] = [
+        OpenDay(D1, "a", 18, "Europe/Paris"),
         claim("c1"),
         claim("c2", owner="b"),
-        Settle("c1", D1, 4),
+        Settle("c1", D1, 4, "a", 4),
         Settle("ghost", D1, 1),
         claim("c3", amount=20),
         Exhaust(D2),
@@ -220,6 +307,7 @@ def test_snapshot_restore_resumes_the_same_decisions() -> None:
         claim("c5"),
         claim("c3", amount=20),
         Settle("c3", D1, 2),
+        Settle("c4", D1, 6, "a", 9),
         claim("c6", day=D2),
     ]
     whole = ClaimLedger(18)
@@ -228,16 +316,23 @@ def test_snapshot_restore_resumes_the_same_decisions() -> None:
     restored = ClaimLedger.restore(18, json.loads(json.dumps(whole.snapshot())))
     assert [whole.apply(e) for e in suffix] == [restored.apply(e) for e in suffix]
     assert whole.snapshot() == restored.snapshot()
-    assert restored.spent(D1) == 4 + 1 + 2
+    assert restored.spent(D1) == 9 + 1 + 2
+    assert restored.zone(D1) == "Europe/Paris"
 
 
 @pytest.mark.parametrize(
     "snapshot",
     [
         {},
-        {"v": 1},
-        {"v": 1, "days": {"x": {"spent": 0, "exhausted": False}}, "claims": []},
-        {"v": 1, "days": {}, "claims": [{"type": "claim", "status": "granted", "granted": 1}]},
+        {"v": 1, "days": {}, "claims": []},
+        {"v": 2},
+        {"v": 2, "days": {"x": {"spent": 0, "exhausted": False}}, "claims": []},
+        {"v": 2, "days": {}, "claims": [{"type": "claim", "status": "granted", "granted": 1}]},
+        {
+            "v": 2,
+            "days": {D1: {"spent": 0, "exhausted": False, "writers": {"w": -1}}},
+            "claims": [],
+        },
     ],
 )
 def test_restore_rejects_malformed_snapshots(snapshot: dict[str, Any]) -> None:
@@ -255,6 +350,13 @@ class Reference:
 
     limit: int
     log: list[tuple[ClaimEvent, bool | None]] = field(default_factory=list)
+
+    def _day_limit(self, day: str) -> int:
+        """The limit of the day's first claim that carries one, else the reader's."""
+        for event, _ in self.log:
+            if isinstance(event, Claim) and event.day == day and event.limit is not None:
+                return event.limit
+        return self.limit
 
     def _first_mention(self, claim_id: str) -> tuple[int, ClaimEvent, bool | None] | None:
         for index, (event, result) in enumerate(self.log):
@@ -289,7 +391,9 @@ class Reference:
                 result = found[2] if isinstance(found[1], Claim) else False
             else:
                 exhausted = any(isinstance(e, Exhaust) and e.day == event.day for e, _ in self.log)
-                limit = self.limit if event.limit is None else event.limit
+                self.log.append((event, None))  # its own limit may be the day's first
+                limit = self._day_limit(event.day)
+                self.log.pop()
                 result = not exhausted and self.charge(event.day) + event.amount <= limit
         self.log.append((event, result))
         return result
