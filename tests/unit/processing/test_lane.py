@@ -155,3 +155,179 @@ async def test_a_released_lead_ends_the_prefix_and_is_read_again() -> None:
     result = await lane.commit()
     assert result is not None and result.next_offset == 1
     assert producer.committed == [[b"lead-0"]]
+
+
+class _BatchingProducer(_Producer):
+    """Records sent without waiting form one batch; a batch holding a value that starts
+    with b"BIG" is refused whole, as the broker does, and after a refusal this producer's
+    later sends fail out of sequence (as aiokafka's idempotent producer's do)."""
+
+    def __init__(self) -> None:
+        super().__init__(commit_s=0)
+        self._batch: list[tuple[bytes, asyncio.Future[None]]] = []
+        self.broken = False
+        self.stopped = False
+
+    async def send(self, topic: str, **kw: Any) -> asyncio.Future[None]:
+        from aiokafka.errors import OutOfOrderSequenceNumber
+
+        assert self._open is not None
+        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.broken:
+            delivery.set_exception(OutOfOrderSequenceNumber())
+            return delivery
+        if not self._batch:
+            asyncio.get_running_loop().call_soon(self._drain)
+        self._batch.append((kw["value"], delivery))
+        return delivery
+
+    def _drain(self) -> None:
+        from aiokafka.errors import MessageSizeTooLargeError
+
+        batch, self._batch = self._batch, []
+        refused = any(value.startswith(b"BIG") for value, _ in batch)
+        for value, delivery in batch:
+            if refused:
+                delivery.set_exception(MessageSizeTooLargeError())
+            else:
+                assert self._open is not None
+                self._open.append(value)
+                delivery.set_result(None)
+        self.broken = self.broken or refused
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_a_refused_output_is_dead_lettered_and_the_rest_published() -> None:
+    """The broker refuses a batch holding one lead's oversized output: the lane finds that
+    lead by sending one record per batch with a fresh producer, dead-letters it, and
+    publishes every other lead once, all in the commit of the same prefix."""
+    from streamproc.errors import LeadError
+    from streamproc.processing.publication import Publication
+
+    producers = [_BatchingProducer()]
+
+    async def new_producer() -> Any:
+        producers.append(_BatchingProducer())
+        return producers[-1]
+
+    def dead_letter(record: Any, error: LeadError, previous: Outcome | None) -> Outcome:
+        out = OutRecord("dlq", None, b"dlq-%d" % record.offset)
+        return Outcome(OutcomeKind.DLQ, [out], None, 1, error.error_class.value)
+
+    lane = PartitionLane(
+        TopicPartition("raw", 0),
+        producers[0],  # type: ignore[arg-type]
+        "g",
+        0,
+        publication=Publication("dlq", dead_letter, {}, default_limit=1_000_000),
+        new_producer=new_producer,
+    )
+
+    async def output(record: Any) -> Outcome:
+        value = b"BIG-%d" % record.offset if record.offset == 2 else b"lead-%d" % record.offset
+        return Outcome(OutcomeKind.ENRICHED, [OutRecord("enriched", None, value)], None, 1)
+
+    for offset in range(5):
+        lane.submit(_Record(offset), output)
+    await asyncio.sleep(0)
+    result = await lane.commit()
+    assert result is not None and result.next_offset == 5
+    assert [o.error_class for _, o in result.outcomes] == [
+        None,
+        None,
+        "output_too_large",
+        None,
+        None,
+    ]
+    committed = [v for producer in producers for txn in producer.committed for v in txn]
+    assert committed == [b"lead-0", b"lead-1", b"dlq-2", b"lead-3", b"lead-4"]
+    assert all(p.stopped for p in producers[:-1]) and not producers[-1].stopped
+
+
+async def test_a_fenced_lane_stands_down_instead_of_fencing_back() -> None:
+    """A commit fenced by another producer: the lane is dropped and its partition paused,
+    and no new producer is started at once (it would fence the new owner back); the
+    partition is retried only after the stand-down period."""
+    from aiokafka.errors import ProducerFenced
+
+    from streamproc.processing.processor import FENCED_STAND_DOWN_S, Processor
+    from streamproc.settings import Settings
+
+    tp = TopicPartition("raw", 0)
+    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    lane = PartitionLane(tp, _Stoppable(0), "g", 5)  # type: ignore[arg-type]
+
+    async def fenced() -> None:
+        raise ProducerFenced()
+
+    lane.commit = fenced  # type: ignore[assignment,method-assign]
+    consumer = _Consumer(tp, committed=5)
+    processor._lanes[tp] = lane
+    processor._consumer = consumer  # type: ignore[assignment]
+    started: list[TopicPartition] = []
+
+    async def new_producer(tp: TopicPartition) -> Any:
+        started.append(tp)
+        return _Stoppable(0)
+
+    processor._start_producer = new_producer  # type: ignore[method-assign]
+    await processor._commit_lane(tp, lane)
+    await processor._reopen_due_lanes()
+    assert tp not in processor._lanes and consumer.paused == {tp}
+    assert started == [] and processor.stats.fenced == 1
+    loop = asyncio.get_running_loop()
+    assert processor._reopen_at[tp] >= loop.time() + FENCED_STAND_DOWN_S - 1
+
+
+async def test_a_lane_that_fails_to_open_in_the_rebalance_is_opened_later() -> None:
+    """Starting the producer fails inside the rebalance callback (where aiokafka would
+    swallow the error): the partition is paused, not forgotten, and a later pass opens it."""
+    from streamproc.processing.processor import Processor
+    from streamproc.settings import Settings
+
+    tp = TopicPartition("raw", 0)
+    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    consumer = _Consumer(tp, committed=3)
+    processor._consumer = consumer  # type: ignore[assignment]
+    attempts: list[int] = []
+
+    async def flaky_producer(_: TopicPartition) -> Any:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise AssertionError("producer in a bad state")
+        return _Stoppable(0)
+
+    processor._start_producer = flaky_producer  # type: ignore[method-assign]
+    await processor._open_lanes([tp])
+    assert tp not in processor._lanes and consumer.paused == {tp}
+    processor._reopen_at[tp] = 0.0  # due now
+    await processor._reopen_due_lanes()
+    assert processor._lanes[tp].committed_offset == 3 and consumer.paused == set()
+
+
+async def test_a_commit_failing_with_a_non_kafka_error_resets_the_lane() -> None:
+    """aiokafka reports a broken producer as AssertionError or IllegalOperation: the lane
+    is reset (read again from the committed offset) instead of the process exiting."""
+    from streamproc.processing.processor import Processor
+    from streamproc.settings import Settings
+
+    tp = TopicPartition("raw", 0)
+    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    lane = PartitionLane(tp, _Stoppable(0), "g", 2)  # type: ignore[arg-type]
+
+    async def broken() -> None:
+        raise AssertionError("Need at least one: key or value")
+
+    lane.commit = broken  # type: ignore[assignment,method-assign]
+    processor._lanes[tp] = lane
+    processor._consumer = _Consumer(tp, committed=2)  # type: ignore[assignment]
+
+    async def new_producer(_: TopicPartition) -> Any:
+        return _Stoppable(0)
+
+    processor._start_producer = new_producer  # type: ignore[method-assign]
+    await processor._commit_lane(tp, lane)
+    await processor._reopen_due_lanes()
+    assert processor._lanes[tp] is not lane and processor.stats.aborted_transactions == 1
