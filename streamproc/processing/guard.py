@@ -270,7 +270,14 @@ class ResilienceGuard:
                     raise BreakerOpen(f"breaker open until {_iso(reopens)}")
                 await self._hold(reopens)
                 continue
-            lease = await self._slice()
+            try:
+                lease = await self._slice()
+            except BaseException:
+                # A half-open probe's slot must come back when its lead is cancelled (or its
+                # claim fails) while waiting for a slice, or the breaker stays half-open
+                # with every later lead held.
+                breaker.release(permit, self._clock())
+                raise
             if lease is not None or s.credits_per_lead == 0:
                 return permit, lease
             breaker.release(permit, now)

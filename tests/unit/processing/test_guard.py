@@ -290,3 +290,44 @@ async def test_at_shutdown_held_leads_are_released_and_new_holds_too() -> None:
     results = await asyncio.gather(*held, late, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
     assert guard.holding == 0
+
+
+class _StuckLog:
+    """A claims log that holds every append until ``gate`` is set: a claim stays pending."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+
+    def partition_for(self, key: str) -> int:
+        return 0
+
+    async def append(self, key: str, value: dict[str, Any] | None) -> tuple[int, int]:
+        await self.gate.wait()
+        return 0, 0
+
+    async def wait_applied(self, partition: int, offset: int, timeout_s: float = 30.0) -> None:
+        return None
+
+
+async def test_a_probe_cancelled_while_waiting_for_its_claim_frees_the_half_open_slot() -> None:
+    """Half-open with one probe slot: a probe whose lead is cancelled while its budget
+    claim is pending gives the slot back, so the next lead can probe instead of holding."""
+    guard, clock = _guard(
+        breaker_failure_threshold=1, breaker_cooldown_s=10, budget_daily_credits=1000
+    )
+    first = await guard.admit(_lead(0))
+    guard.settle(first, None, ProviderError("503"))  # opens the breaker
+    log = _StuckLog()
+    guard.attach(log)  # type: ignore[arg-type]
+    clock.t += 11  # cooldown over (and the first lease too old to serve): a new claim waits
+    probe = asyncio.ensure_future(guard.admit(_lead(1)))
+    await asyncio.sleep(0.01)
+    assert guard.breaker.probes_in_flight(clock()) == 1
+    probe.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await probe
+    assert guard.breaker.probes_in_flight(clock()) == 0
+    assert guard.breaker.state(clock()) is BreakerState.HALF_OPEN
+    assert guard.breaker.try_acquire(clock()) is not None
+    log.gate.set()
+    await guard.flush()
