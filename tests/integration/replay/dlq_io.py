@@ -25,7 +25,13 @@ from streamproc.settings import Settings
 from tests.integration.kafka_io import Read
 from tests.integration.procs import settings_env
 
-NOT_RETRIABLE = {ErrorClass.INVALID_PAYLOAD, ErrorClass.PROVIDER_REJECTED}
+NOT_RETRIABLE = {
+    ErrorClass.INVALID_PAYLOAD,
+    ErrorClass.PROVIDER_REJECTED,
+    ErrorClass.UNREADABLE_RECORD,
+    ErrorClass.OUTPUT_TOO_LARGE,
+    ErrorClass.OUTPUT_REFUSED,
+}
 #: The failure time of every planted record: one hour ago, minutes apart per class.
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 

@@ -50,7 +50,7 @@ async def test_dry_run_counts_every_class_and_moves_nothing(topics: Settings) ->
     assert {
         cls: {k: v for k, v in row.items() if v} for cls, row in report["by_error_class"].items()
     } == {cls: dict(c) for cls, c in expected.items()}
-    assert (report["replayed"], report["parked"], report["skipped"]) == (8, 10, 0)
+    assert (report["replayed"], report["parked"], report["skipped"]) == (8, 16, 0)
     assert await read_all(topics, topics.topic_raw) == []
     assert await read_all(topics, topics.topic_parked) == []
     # nothing committed: a second dry run sees every record again
@@ -68,7 +68,7 @@ async def test_dry_run_text_shows_the_table(topics: Settings) -> None:
     assert text.startswith("DRY RUN: nothing was written or committed.")
     assert "invalid_payload            0       2       0" in text
     assert "unclassified               2       0       0" in text
-    assert "total                      8      10       0" in text
+    assert "total                      8      16       0" in text
 
 
 async def test_filtered_replay_moves_exactly_the_matching_records(topics: Settings) -> None:
