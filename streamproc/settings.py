@@ -125,8 +125,9 @@ class Settings(BaseSettings):
     provider_backoff_max_s: float = Field(10.0, ge=0, le=600)
     #: Longest wait a provider's ``Retry-After`` may ask for (sync provider and Clay
     #: submitter alike): a longer one is cut to this, so one ``Retry-After: 86400`` cannot
-    #: pause every call for a day. 300 s matches Kafka's default poll interval.
-    provider_retry_after_max_s: float = Field(300.0, ge=0, le=86_400)
+    #: pause every call for a day. A lead waiting out a Retry-After keeps its place in the
+    #: window; 60 s is the wait the client capped it at before this setting existed.
+    provider_retry_after_max_s: float = Field(60.0, ge=0, le=86_400)
     credits_per_lead: int = Field(6, ge=0, le=1_000_000)
     provider_mode: ProviderMode = ProviderMode.SYNC
 

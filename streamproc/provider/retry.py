@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_RETRY_AFTER_MAX_S", "RetryPolicy"]
 
 #: The default of ``provider_retry_after_max_s``, for policies built without settings.
-DEFAULT_RETRY_AFTER_MAX_S = 300.0
+DEFAULT_RETRY_AFTER_MAX_S = 60.0
 
 # Exponents past this already exceed any sane max_s; clamping keeps 2**n from overflowing.
 _MAX_EXPONENT = 62

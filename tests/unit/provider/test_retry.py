@@ -102,10 +102,10 @@ def test_full_jitter_scales_the_ceiling_by_the_draw() -> None:
 
 
 def test_huge_retry_after_waits_only_retry_after_max_s() -> None:
-    """A Retry-After of a day (or infinity) waits retry_after_max_s, 300 s by default."""
+    """A Retry-After of a day (or infinity) waits retry_after_max_s, 60 s by default."""
     policy = RetryPolicy(max_retries=3, base_s=0.1, max_s=5.0)
-    assert policy.delay_s(1, lambda: 0.0, 86_400.0) == DEFAULT_RETRY_AFTER_MAX_S == 300.0
-    assert policy.delay_s(1, lambda: 0.0, math.inf) == 300.0
+    assert policy.delay_s(1, lambda: 0.0, 86_400.0) == DEFAULT_RETRY_AFTER_MAX_S == 60.0
+    assert policy.delay_s(1, lambda: 0.0, math.inf) == 60.0
     short = RetryPolicy(max_retries=3, base_s=0.1, max_s=5.0, retry_after_max_s=30.0)
     assert short.delay_s(1, lambda: 0.0, 86_400.0) == 30.0
     assert short.delay_s(1, lambda: 0.0, 12.5) == 12.5
@@ -174,7 +174,7 @@ def test_policy_from_settings_reads_the_provider_settings() -> None:
     )
 
 
-def test_retry_after_cap_defaults_to_300_seconds() -> None:
-    """Without a setting, provider_retry_after_max_s is 300 s and so is the policy's cap."""
-    assert Settings().provider_retry_after_max_s == 300.0
-    assert RetryPolicy.from_settings(Settings()).retry_after_max_s == 300.0
+def test_retry_after_cap_defaults_to_60_seconds() -> None:
+    """Without a setting, provider_retry_after_max_s is 60 s and so is the policy's cap."""
+    assert Settings().provider_retry_after_max_s == 60.0
+    assert RetryPolicy.from_settings(Settings()).retry_after_max_s == 60.0
