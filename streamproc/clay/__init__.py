@@ -36,11 +36,12 @@ Life of a lead, and why each is exactly once
    ``correlation_id`` (a callback may beat step 2's commit: it waits up to
    ``clay_callback_wait_s``). The enriched lead (or, for an error row, a retriable
    ``provider_error`` DLQ record) **and** the tombstone of the pending key are written in
-   **one transaction**; 200 is answered only after it commits. A submission already
-   finished answers 200 ``duplicate`` and publishes nothing, also when the callback is a
-   captured one replayed later; a correlation id that matches no submission of a lead
-   with others pending is 409, counted and logged: it never finishes another submission
-   of the lead.
+   **one transaction**, every delivery checked before the commit (an output Kafka refuses
+   goes to the DLQ as ``output_too_large``/``output_refused`` instead); 200 is answered
+   only after it commits. A submission already finished answers 200 ``duplicate`` and
+   publishes nothing, also when the callback is a captured one replayed later; a
+   correlation id that matches no submission of a lead with others pending is 409,
+   counted and logged: it never finishes another submission of the lead.
 4. **Deadline** (:mod:`.sweeper`): a pending lead past its deadline becomes a retriable
    ``provider_timeout`` DLQ record (original bytes and headers, ``encode_dlq_headers``
    with the stored origin and attempt) plus the tombstone, in one transaction. Deadlines

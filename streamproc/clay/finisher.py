@@ -26,6 +26,22 @@ it once: the second to commit is either fenced (and, after catching up, sees the
 finished) or took over before the first, which is then fenced. The cost of contention is
 a producer re-initialisation (tens of milliseconds) per hand-over, which is why the
 sweeper prefers the submitting instance (see :mod:`streamproc.clay.sweeper`).
+
+Outputs Kafka refuses. aiokafka commits a transaction even when a record in it was
+refused (over the topic's ``max.message.bytes``, a bad timestamp, a policy), so every
+delivery is checked before the commit (:func:`~streamproc.kafka.client.send_all`). When an
+output is refused, the transaction is aborted (nothing of it becomes visible, the lead is
+still pending), the output is replaced by a DLQ record of class ``output_too_large`` or
+``output_refused`` with the original bytes (cut to fit the DLQ topic if need be: its
+``max.message.bytes`` is read from the broker the first time) and origin coordinates, and
+it is committed again. Two facts of the idempotent producer shape
+how: a refused batch leaves a gap in the producer's sequence numbers of its partition, so
+every later record there fails with ``OutOfOrderSequenceNumber`` until a new producer is
+initialised; and a refusal hits every record of the refused batch, so in a transaction of
+many leads it does not say which output was too large. After a refusal the finisher
+therefore takes a new producer and commits the rest of the batch one lead per transaction,
+where a refusal names its output exactly. A DLQ record refused in its turn is raised like
+any Kafka failure: the batch is retried, and its callers are told to come back later.
 """
 
 from __future__ import annotations
@@ -34,8 +50,9 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -43,22 +60,34 @@ from aiokafka.errors import (
     ConcurrentTransactions,
     InvalidProducerEpoch,
     KafkaError,
+    OutOfOrderSequenceNumber,
     ProducerFenced,
 )
 
+from streamproc.clay.outputs import dead_letter_record
 from streamproc.clay.pending import PendingLead, PendingRegistry, Submission
+from streamproc.errors import LeadError, OutputRefused, OutputTooLarge
 from streamproc.kafka.client import (
+    Refusal,
+    max_request_bytes,
     send_all,
     stop_quietly,
     transaction,
     transactional_producer,
 )
+from streamproc.kafka.topics import max_message_bytes
 from streamproc.logs import get_logger
 from streamproc.processing.outcome import OutRecord
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
 
-__all__ = ["Finish", "FinishUnavailable", "Finished", "Finisher", "finisher_transactional_id"]
+__all__ = [
+    "Finish",
+    "FinishUnavailable",
+    "Finished",
+    "Finisher",
+    "finisher_transactional_id",
+]
 
 log = get_logger(__name__)
 
@@ -80,6 +109,8 @@ _CONTENTION_BACKOFF_MAX_S = 1.0
 _CONTENTION = (ProducerFenced, InvalidProducerEpoch, ConcurrentTransactions)
 
 ProducerFactory = Callable[[str], AIOKafkaProducer]
+#: The largest DLQ record the DLQ topic and the producer take, in bytes.
+DlqLimit = Callable[[], Awaitable[int]]
 
 
 def finisher_transactional_id(group_id: str, state_topic: str, partition: int) -> str:
@@ -92,13 +123,18 @@ class FinishUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """``lead`` was finished by this request (``published``), or was not pending (any more)."""
+    """``lead`` was finished by this request (``published``), or was not pending (any more).
+
+    ``replaced``: Kafka refused the output built for it, and a DLQ record of this class was
+    published in its place.
+    """
 
     published: bool
     lead: PendingLead | None = None
+    replaced: LeadError | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Finish:
     """A request to finish the submission ``(lead_id, correlation_id)``, and only that one:
     a callback or a deadline is about one submission, never about a later one of the same
@@ -114,6 +150,32 @@ class Finish:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Swap:
+    """A refused output's stand-in: its DLQ record, and the error it records."""
+
+    error: LeadError
+    record: OutRecord
+
+
+#: Per request, the outputs (by index) replaced so far; kept across attempts of a batch.
+_Swaps = dict[Finish, dict[int, _Swap]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One submission's share of a transaction: its outputs and its tombstone."""
+
+    job: Finish
+    lead: PendingLead
+    outputs: list[OutRecord]
+    tombstone: OutRecord
+
+
+class _ProducerSpent(Exception):
+    """The broker refused records: the producer has a sequence gap and must be replaced."""
+
+
 class _PartitionFinisher:
     """Owns transactional id ``tid`` in this process and commits the finishes of one partition."""
 
@@ -124,12 +186,19 @@ class _PartitionFinisher:
         partition: int,
         tid: str,
         factory: ProducerFactory,
+        *,
+        dlq_topic: str,
+        dlq_limit: DlqLimit,
+        utcnow: Callable[[], datetime],
     ) -> None:
         self._store = store
         self._registry = registry
         self.partition = partition
         self.tid = tid
         self._factory = factory
+        self._dlq_topic = dlq_topic
+        self._dlq_limit = dlq_limit
+        self._utcnow = utcnow
         self._producer: AIOKafkaProducer | None = None
         self._queue: list[Finish] = []
         self._batch: list[Finish] = []
@@ -139,6 +208,7 @@ class _PartitionFinisher:
         )
         self.fencings = 0
         self.transactions = 0
+        self.outputs_replaced = 0
 
     def put(self, job: Finish) -> None:
         self._queue.append(job)
@@ -163,11 +233,20 @@ class _PartitionFinisher:
         failures = 0  # Kafka failures: bounded by count
         fenced = 0  # lost the id to another instance: bounded by time
         started = time.monotonic()
+        swaps: _Swaps = {}
+        # One lead per transaction once a refusal was seen in this batch (see the module).
+        isolate = False
         while True:
             try:
                 if self._producer is None:
                     self._producer = await self._fence()
-                decided = await self._transact(self._producer, batch)
+                await self._transact(self._producer, batch, swaps, isolate=isolate)
+            except _ProducerSpent:
+                # Not a failure: every round replaces an output or isolates the batch,
+                # and each happens once per output.
+                await self._drop_producer()
+                isolate = True
+                continue
             except (KafkaError, TimeoutError, OSError) as exc:
                 contention = isinstance(exc, _CONTENTION)
                 # Fenced: another instance took the id over (contention, or a restart);
@@ -180,6 +259,8 @@ class _PartitionFinisher:
                     error=repr(exc),
                 )
                 await self._drop_producer()
+                # The symptom of a refusal whose own answer was not seen.
+                isolate = isolate or isinstance(exc, OutOfOrderSequenceNumber)
                 if contention:
                     fenced += 1
                     given_up = time.monotonic() - started >= CONTENTION_PATIENCE_S
@@ -196,11 +277,6 @@ class _PartitionFinisher:
                     return
                 await asyncio.sleep(delay)
                 continue
-            for job, lead in decided:
-                if lead is not None:
-                    self._registry.completed(lead)
-                if not job.future.done():
-                    job.future.set_result(Finished(lead is not None, lead))
             return
 
     async def _fence(self) -> AIOKafkaProducer:
@@ -216,19 +292,23 @@ class _PartitionFinisher:
         return producer
 
     async def _transact(
-        self, producer: AIOKafkaProducer, batch: list[Finish]
-    ) -> list[tuple[Finish, PendingLead | None]]:
-        # Decide the whole batch before the first await: nothing can change the registry
-        # in between, and nothing else commits tombstones of this partition meanwhile.
-        decided: list[tuple[Finish, PendingLead | None]] = []
-        records: list[OutRecord] = []
+        self, producer: AIOKafkaProducer, batch: list[Finish], swaps: _Swaps, *, isolate: bool
+    ) -> None:
+        """Finish the batch's requests not finished yet: one transaction for all of them,
+        or (``isolate``) one per request. Each request's future is set once its
+        transaction committed; those that are not pending, at the end."""
+        # Decide the whole batch before the first await. The decisions hold while we hold
+        # the transactional id: nothing else commits tombstones of this partition, and an
+        # instance that takes the id over makes our next commit fail (decided again then).
+        parts: list[_Part] = []
+        not_pending: list[Finish] = []
         taken: set[Submission] = set()
         for job in batch:
-            if job.future.done():  # failed to build on an earlier attempt
+            if job.future.done():  # failed to build, or committed, on an earlier attempt
                 continue
             lead = self._registry.get(job.lead_id, job.correlation_id)
             if lead is None or lead.submission in taken:
-                decided.append((job, None))
+                not_pending.append(job)
                 continue
             try:
                 built = job.build(lead)
@@ -237,16 +317,91 @@ class _PartitionFinisher:
                 job.future.set_exception(FinishUnavailable(repr(exc)))
                 continue
             taken.add(lead.submission)
-            decided.append((job, lead))
-            records += built
+            replaced = swaps.get(job, {})
+            outputs = [replaced[i].record if i in replaced else out for i, out in enumerate(built)]
             key = self._registry.state_key(lead.lead_id, lead.correlation_id)
-            records.append(self._store.record(key, None))
-        if not records:
-            return decided
-        async with transaction(producer):
-            await send_all(producer, records)
-        self.transactions += 1
-        return decided
+            parts.append(_Part(job, lead, outputs, self._store.record(key, None)))
+        groups = [[part] for part in parts] if isolate else [parts] if parts else []
+        for group in groups:
+            await self._publish(producer, group, swaps)
+            self.transactions += 1
+            for part in group:
+                self._registry.completed(part.lead)
+                replaced = swaps.get(part.job, {})
+                error = next((swap.error for swap in replaced.values()), None)
+                part.job.future.set_result(Finished(True, part.lead, error))
+        for job in not_pending:
+            if not job.future.done():
+                job.future.set_result(Finished(False))
+
+    async def _publish(self, producer: AIOKafkaProducer, group: list[_Part], swaps: _Swaps) -> None:
+        """Commit the group's outputs and tombstones in one transaction. When Kafka refuses
+        any, abort it and raise :class:`_ProducerSpent`; if the group is one request, the
+        refusal names its output, whose DLQ record goes into ``swaps`` first."""
+        records: list[OutRecord] = []
+        places: list[tuple[_Part, int | None]] = []
+        for part in group:
+            records += part.outputs
+            places += [(part, index) for index in range(len(part.outputs))]
+            records.append(part.tombstone)
+            places.append((part, None))
+        refusals: list[Refusal] = []
+        try:
+            async with transaction(producer):
+                refusals = await send_all(producer, records)
+                if refusals:
+                    raise _ProducerSpent()  # aborts: none of it becomes visible
+        except _ProducerSpent:
+            # In a larger group a refused batch may hold other leads' outputs too: the
+            # group is tried again one request per transaction.
+            if len(group) == 1 and refusals:
+                limit = await self._dlq_limit()
+                for refusal in refusals:
+                    part, index = places[refusal.index]
+                    self._replace(part, index, refusal, swaps, limit)
+            raise
+
+    def _replace(
+        self, part: _Part, index: int | None, refusal: Refusal, swaps: _Swaps, limit: int
+    ) -> None:
+        """Put the DLQ record of a refused output in its place; raise the refusal when what
+        was refused has no smaller stand-in (a tombstone, or a DLQ record that replaced an
+        output already)."""
+        replaced = swaps.setdefault(part.job, {})
+        if index is None or index in replaced:
+            log.warning(
+                "clay.replacement_refused",
+                partition=self.partition,
+                lead_id=part.lead.lead_id,
+                error=repr(refusal.error),
+            )
+            raise refusal.error
+        refused = part.outputs[index]
+        size = len(refused.value or b"") + len(refused.key or b"")
+        message = (
+            f"{refused.topic} did not take the lead's output ({size} bytes): "
+            f"{type(refusal.error).__name__}; the original is at its origin coordinates"
+        )
+        error: LeadError = OutputTooLarge(message) if refusal.too_large else OutputRefused(message)
+        record = dead_letter_record(
+            self._dlq_topic,
+            part.lead,
+            error.error_class,
+            message,
+            retriable=error.retriable,
+            now=self._utcnow(),
+            max_bytes=limit,
+        )
+        replaced[index] = _Swap(error, record)
+        self.outputs_replaced += 1
+        log.warning(
+            "clay.output_refused",
+            lead_id=part.lead.lead_id,
+            topic=refused.topic,
+            bytes=size,
+            error_class=error.error_class.value,
+            error=repr(refusal.error),
+        )
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
@@ -288,11 +443,17 @@ class Finisher:
         registry: PendingRegistry,
         *,
         factory: ProducerFactory | None = None,
+        dlq_max_bytes: int | None = None,
+        utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``dlq_max_bytes``: the largest DLQ record; None: read from the broker when a
+        refused output first needs its DLQ record."""
         self._settings = settings
         self._store = store
         self._registry = registry
         self._factory = factory or (lambda tid: transactional_producer(settings, tid))
+        self._dlq_max_bytes = dlq_max_bytes
+        self._utcnow = utcnow
         self._partitions: dict[int, _PartitionFinisher] = {}
         self._closed = False
 
@@ -302,10 +463,26 @@ class Finisher:
             s = self._settings
             tid = finisher_transactional_id(s.group_id, s.topic_state, partition)
             finisher = _PartitionFinisher(
-                self._store, self._registry, partition, tid, self._factory
+                self._store,
+                self._registry,
+                partition,
+                tid,
+                self._factory,
+                dlq_topic=s.topic_dlq,
+                dlq_limit=self._dlq_limit,
+                utcnow=self._utcnow,
             )
             self._partitions[partition] = finisher
         return finisher
+
+    async def _dlq_limit(self) -> int:
+        """The smaller of the DLQ topic's ``max.message.bytes`` and the producer's
+        ``max_request_size``; asked once, and only when an output was refused (rare)."""
+        if self._dlq_max_bytes is None:
+            s = self._settings
+            limits = await max_message_bytes(s, [s.topic_dlq])
+            self._dlq_max_bytes = min(limits[s.topic_dlq], max_request_bytes(s))
+        return self._dlq_max_bytes
 
     async def finish(self, job: Finish) -> Finished:
         """Finish a lead; raises :class:`FinishUnavailable` when Kafka does not take it."""
@@ -319,6 +496,7 @@ class Finisher:
         return {
             "fencings": sum(f.fencings for f in self._partitions.values()),
             "transactions": sum(f.transactions for f in self._partitions.values()),
+            "outputs_replaced": sum(f.outputs_replaced for f in self._partitions.values()),
         }
 
     async def stop(self, grace_s: float = 5.0) -> None:

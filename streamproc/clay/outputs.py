@@ -2,7 +2,8 @@
 
 Built from the pending-lead state record alone (the input record was committed long ago):
 the enriched lead from the original value's JSON fields, the DLQ record from the original
-bytes and headers, unchanged, plus the DLQ headers of :mod:`streamproc.records.dlq`.
+bytes and headers, unchanged (or, with ``max_bytes``, cut to fit and marked so), plus the
+DLQ headers of :mod:`streamproc.records.dlq`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from streamproc.clay.pending import PendingLead
 from streamproc.errors import ErrorClass
 from streamproc.processing.handler import enriched_value
 from streamproc.processing.outcome import OutRecord
-from streamproc.records.dlq import Failure, encode_dlq_headers
+from streamproc.records.dlq import Failure, encode_dlq_headers, fit_record
 
 __all__ = ["dead_letter_record", "enriched_record"]
 
@@ -56,8 +57,13 @@ def dead_letter_record(
     *,
     retriable: bool,
     now: datetime,
+    max_bytes: int | None = None,
 ) -> OutRecord:
-    """The ``leads.dlq`` record: original bytes and headers, plus the failure headers."""
+    """The ``leads.dlq`` record: original bytes and headers, plus the failure headers.
+
+    With ``max_bytes``, a record that would be larger keeps only the start of the original
+    value, and says so in its headers (:func:`~streamproc.records.dlq.fit_record`).
+    """
     headers = encode_dlq_headers(
         lead.headers,
         Failure(error_class, message, retriable),
@@ -65,4 +71,8 @@ def dead_letter_record(
         lead.attempt,
         now,
     )
-    return OutRecord(topic, _key(lead), lead.value, headers)
+    key = _key(lead)
+    value: bytes | None = lead.value
+    if max_bytes is not None:
+        value, headers = fit_record(key, value, headers, max_bytes)
+    return OutRecord(topic, key, value, headers)

@@ -387,11 +387,15 @@ class ClayService:
             domain=pending.domain,
             data=callback.data,
         )
-        if callback.error is not None:
+        # The answer says what the callback was; the lead's own outcome (a refused output
+        # replaced by its DLQ record) is in the outcome metric and the log.
+        if finished.replaced is not None:
+            self._committed("dlq", finished.replaced.error_class.value, credits)
+        elif callback.error is not None:
             self._committed("dlq", ErrorClass.PROVIDER_ERROR.value, credits)
-            return CallbackResult.ERROR_ROW
-        self._committed("enriched", None, credits)
-        return CallbackResult.ENRICHED
+        else:
+            self._committed("enriched", None, credits)
+        return CallbackResult.ERROR_ROW if callback.error is not None else CallbackResult.ENRICHED
 
     def _not_pending(self, lead_id: str, correlation_id: str) -> CallbackResult:
         """The answer to a callback whose submission is not pending."""
@@ -475,7 +479,9 @@ class ClayService:
             data=None,
         )
         self.counts["timed_out"] += 1
-        self._committed("dlq", ErrorClass.PROVIDER_TIMEOUT.value, 0)
+        replaced = finished.replaced
+        error_class = ErrorClass.PROVIDER_TIMEOUT if replaced is None else replaced.error_class
+        self._committed("dlq", error_class.value, 0)
         log.info(
             "clay.lead_timed_out",
             lead_id=lead.lead_id,

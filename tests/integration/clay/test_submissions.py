@@ -1,5 +1,5 @@
 """Clay mode, one output per input record, against the real broker: the same lead id
-submitted twice, a replayed callback."""
+submitted twice, a replayed callback, an enriched output the topic refuses."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import orjson
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streamproc.app import App
 from streamproc.clay.callback import sign
@@ -222,3 +224,77 @@ async def test_a_replayed_callback_publishes_nothing_and_a_foreign_one_is_refuse
         ("old@acme.example", {"title": "first"}),
         ("new@acme.example", {"title": "second"}),
     ]
+
+
+async def test_an_enriched_output_the_topic_refuses_goes_to_the_dlq_as_output_too_large(
+    topics: Settings,
+) -> None:
+    """leads.enriched takes at most 30,000-byte messages, leads.dlq 20,000: two callbacks
+    with 60 kB of data, among four that fit, are published to the DLQ as output_too_large
+    with their coordinates and original bytes (the 26 kB one cut to fit the DLQ, and
+    marked so); every input lands exactly once."""
+    secret = uuid.uuid4().hex
+    admin = AIOKafkaAdminClient(bootstrap_servers=topics.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.alter_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": size})
+                for topic, size in ((topics.topic_enriched, "30000"), (topics.topic_dlq, "20000"))
+            ]
+        )
+    finally:
+        await admin.close()
+    sim_config = ClaySimulatorConfig(
+        callback_url="http://127.0.0.1:9/unused", port=0, missing_rate=1.0, seed=1
+    )
+    raw = {f"L{i}": orjson.dumps({"lead_id": f"L{i}", "domain": f"d{i}.example"}) for i in range(6)}
+    raw["L3"] = orjson.dumps({"lead_id": "L3", "domain": "d3.example", "notes": "n" * 26_000})
+    async with (
+        serve_clay_simulator(sim_config) as sim,
+        httpx.AsyncClient() as client,
+        _running(_clay(topics, sim.webhook("w"), secret, clay_deadline_s=300)) as app,
+    ):
+        settings = app.settings
+        url = f"{app.ops.url}{settings.clay_callback_path}"
+        await produce(settings, [(k.encode(), v) for k, v in raw.items()])
+        await _until(lambda: len(_pending(app)) == len(raw), 30, "every submission")
+        submissions = {p.lead_id: p for p in _pending(app)}
+
+        async def call_back(lead_id: str) -> httpx.Response:
+            data = {"notes": "x" * 60_000} if lead_id in ("L0", "L3") else {"title": "cto"}
+            payload = {
+                "lead_id": lead_id,
+                "correlation_id": submissions[lead_id].correlation_id,
+                "data": data,
+            }
+            body, headers = _signed(secret, payload)
+            return await client.post(url, content=body, headers=headers)
+
+        answers = await asyncio.gather(*(call_back(lead_id) for lead_id in raw))
+        again = await call_back("L0")
+        assert app.clay is not None
+        left = len(app.clay.registry)
+
+    assert [a.status_code for a in answers] == [200] * len(raw)
+    assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
+    assert left == 0
+    enriched, dlq = await _landed(settings)
+    landed = Counter((r.key or b"").decode() for r in enriched + dlq)
+    assert landed == Counter(list(raw))
+    assert sorted((r.key or b"").decode() for r in dlq) == ["L0", "L3"]
+    for record in dlq:
+        lead_id = (record.key or b"").decode()
+        origin = submissions[lead_id].origin
+        assert record.headers["streamproc.error.class"] == b"output_too_large"
+        assert record.headers["streamproc.original.topic"] == settings.topic_raw.encode()
+        assert record.headers["streamproc.original.partition"] == str(origin.partition).encode()
+        assert record.headers["streamproc.original.offset"] == str(origin.offset).encode()
+    dlq_of = {(r.key or b"").decode(): r for r in dlq}
+    assert dlq_of["L0"].value == raw["L0"]
+    assert "streamproc.value.truncated" not in dlq_of["L0"].headers
+    cut = dlq_of["L3"]
+    assert cut.headers["streamproc.value.truncated"] == b"true"
+    assert cut.headers["streamproc.original.size"] == str(len(raw["L3"])).encode()
+    assert 0 < len(cut.value or b"") < 20_000 and raw["L3"].startswith(cut.value or b"-")
+    print(f"oversize: {len(raw)} inputs -> {len(enriched)} enriched + {len(dlq)} dlq")

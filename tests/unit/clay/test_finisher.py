@@ -4,15 +4,23 @@ stale sweeps, fencing by another instance, Kafka failures."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaConnectionError, ProducerFenced
+from aiokafka.errors import (
+    InvalidTimestampError,
+    KafkaConnectionError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+)
 
 from streamproc.clay import finisher as finisher_module
 from streamproc.clay.finisher import Finish, Finisher, FinishUnavailable
 from streamproc.clay.pending import PendingLead, PendingRegistry
+from streamproc.errors import OutputRefused, OutputTooLarge
 from streamproc.processing.outcome import OutRecord
 from streamproc.records.dlq import Origin
 from streamproc.settings import Settings
@@ -51,14 +59,23 @@ class _Store:
         self.on_catch_up()
 
 
-class _Producer:
-    """Records what each transaction sent; ``fail`` makes the next commits raise."""
+#: Decides whether the broker refuses a record: (topic, value) -> the refusal, or None.
+Refuse = Callable[[str, bytes | None], Exception | None]
 
-    def __init__(self, log: list[list[bytes]], fail: list[Exception]) -> None:
+
+class _Producer:
+    """Records what each transaction sent; ``fail`` makes the next commits raise, ``refuse``
+    fails the delivery of the records it picks."""
+
+    def __init__(
+        self, log: list[list[bytes]], fail: list[Exception], refuse: Refuse | None = None
+    ) -> None:
         self._log = log
         self._fail = fail
+        self._refuse = refuse or (lambda topic, value: None)
         self._open: list[bytes] | None = None
         self.aborted = 0
+        self.sent: list[tuple[str, Any]] = []
 
     async def start(self) -> None: ...
 
@@ -69,9 +86,14 @@ class _Producer:
 
     async def send(self, topic: str, **kw: Any) -> asyncio.Future[None]:
         assert self._open is not None
+        self.sent.append((topic, kw))
         self._open.append(kw["key"] if topic == "state" else topic.encode())
         delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        delivery.set_result(None)
+        refusal = self._refuse(topic, kw["value"])
+        if refusal is None:
+            delivery.set_result(None)
+        else:
+            delivery.set_exception(refusal)
         return delivery
 
     async def commit_transaction(self) -> None:
@@ -87,7 +109,7 @@ class _Producer:
 
 
 def _finisher(
-    fail: list[Exception] | None = None,
+    fail: list[Exception] | None = None, refuse: Refuse | None = None, **kw: Any
 ) -> tuple[Finisher, PendingRegistry, _Store, list[list[bytes]], list[_Producer]]:
     registry = PendingRegistry()
     store = _Store()
@@ -96,11 +118,13 @@ def _finisher(
     failures = fail if fail is not None else []
 
     def factory(tid: str) -> Any:
-        producer = _Producer(committed, failures)
+        producer = _Producer(committed, failures, refuse)
         producers.append(producer)
         return producer
 
-    finisher = Finisher(Settings(), store, registry, factory=factory)  # type: ignore[arg-type]
+    settings = Settings(topic_dlq="dlq")
+    kw.setdefault("dlq_max_bytes", 1_000_000)  # no broker to ask
+    finisher = Finisher(settings, store, registry, factory=factory, **kw)  # type: ignore[arg-type]
     return finisher, registry, store, committed, producers
 
 
@@ -247,6 +271,129 @@ async def test_contention_outlasting_the_kafka_attempts_still_publishes(
     assert result.published
     assert committed == [[b"enriched", b"clay/pending/L1/c1"]]
     assert len(producers) == fencings + 1
+
+
+def _too_large_for(limit: int, topic: str = "enriched") -> Refuse:
+    """The broker of a topic whose max.message.bytes is ``limit``."""
+
+    def refuse(to: str, value: bytes | None) -> Exception | None:
+        return MessageSizeTooLargeError() if to == topic and len(value or b"") > limit else None
+
+    return refuse
+
+
+def _big(_: PendingLead) -> list[OutRecord]:
+    return [OutRecord("enriched", b"L1", b"x" * 5_000)]
+
+
+def _last_dlq(producers: list[_Producer]) -> dict[str, Any]:
+    """The last DLQ record any producer sent, as send_all passed it."""
+    sent = [kw for producer in producers for topic, kw in producer.sent if topic == "dlq"]
+    return sent[-1]
+
+
+async def test_an_output_the_broker_refuses_is_replaced_by_its_dlq_record() -> None:
+    """The enriched record of L1 is refused as too large in a batch with L2: the batch is
+    aborted and tried again one lead per transaction on a new producer; L1's transaction
+    holds its DLQ record (output_too_large, original bytes, origin), L2's its own output."""
+    finisher, registry, _, committed, producers = _finisher(refuse=_too_large_for(1_000))
+    registry.apply("L1/c1", _pending("L1"))
+    registry.apply("L2/c1", _pending("L2"))
+    big, small = await asyncio.gather(
+        finisher.finish(Finish("L1", "c1", _big)),
+        finisher.finish(Finish("L2", "c1", _enriched)),
+    )
+    replaced = finisher.stats()["outputs_replaced"]
+    await finisher.stop()
+    assert committed == [[b"dlq", b"clay/pending/L1/c1"], [b"enriched", b"clay/pending/L2/c1"]]
+    assert [producer.aborted for producer in producers] == [1, 1, 0]
+    assert big.published and isinstance(big.replaced, OutputTooLarge)
+    assert small.published and small.replaced is None
+    dlq = _last_dlq(producers)
+    headers = dict(dlq["headers"])
+    assert dlq["value"] == b"{}"  # the original, not the refused output
+    assert headers["streamproc.error.class"] == b"output_too_large"
+    assert headers["streamproc.error.retriable"] == b"false"
+    assert headers["streamproc.original.offset"] == b"1"
+    assert replaced == 1
+    assert registry.is_done("L1", "c1") and registry.is_done("L2", "c1")
+
+
+async def test_a_refusal_that_is_not_about_size_is_output_refused() -> None:
+    """An invalid timestamp refusal makes an output_refused DLQ record."""
+
+    def refuse(topic: str, value: bytes | None) -> Exception | None:
+        return InvalidTimestampError() if topic == "enriched" else None
+
+    finisher, registry, _, committed, producers = _finisher(refuse=refuse)
+    registry.apply("L1/c1", _pending("L1"))
+    result = await finisher.finish(Finish("L1", "c1", _enriched))
+    await finisher.stop()
+    assert isinstance(result.replaced, OutputRefused)
+    assert committed == [[b"dlq", b"clay/pending/L1/c1"]]
+    assert dict(_last_dlq(producers)["headers"])["streamproc.error.class"] == b"output_refused"
+
+
+async def test_a_replacement_over_the_limit_keeps_the_start_of_the_original() -> None:
+    """With a DLQ limit below the original's size, the DLQ value is its first bytes and the
+    headers say it was cut and how large the original is."""
+    finisher, registry, _, committed, producers = _finisher(
+        refuse=_too_large_for(100), dlq_max_bytes=2_000
+    )
+    original = {**_pending("L1"), "value": base64.b64encode(b"y" * 4_000).decode()}
+    registry.apply("L1/c1", original)
+    result = await finisher.finish(Finish("L1", "c1", _big))
+    await finisher.stop()
+    assert isinstance(result.replaced, OutputTooLarge)
+    assert committed == [[b"dlq", b"clay/pending/L1/c1"]]
+    dlq = _last_dlq(producers)
+    headers = dict(dlq["headers"])
+    assert 0 < len(dlq["value"]) < 2_000 and b"y" * len(dlq["value"]) == dlq["value"]
+    assert headers["streamproc.value.truncated"] == b"true"
+    assert headers["streamproc.original.size"] == b"4000"
+
+
+async def test_a_sequence_gap_seen_before_the_refusal_isolates_the_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A commit failing with OutOfOrderSequenceNumber (a refusal whose own answer was not
+    seen) is retried one lead per transaction on a new producer."""
+    monkeypatch.setattr(finisher_module, "_BACKOFF_S", 0.0)
+    finisher, registry, _, committed, producers = _finisher(fail=[OutOfOrderSequenceNumber()])
+    registry.apply("L1/c1", _pending("L1"))
+    registry.apply("L2/c1", _pending("L2"))
+    results = await asyncio.gather(
+        finisher.finish(Finish("L1", "c1", _enriched)),
+        finisher.finish(Finish("L2", "c1", _enriched)),
+    )
+    await finisher.stop()
+    assert [r.published for r in results] == [True, True]
+    assert committed == [
+        [b"enriched", b"clay/pending/L1/c1"],
+        [b"enriched", b"clay/pending/L2/c1"],
+    ]
+    assert len(producers) == 2
+
+
+async def test_a_refused_dlq_record_is_retried_and_then_the_caller_is_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the DLQ topic refuses the replacement too, nothing is committed, the batch is
+    retried as any Kafka failure, the caller hears FinishUnavailable, the lead stays pending."""
+    monkeypatch.setattr(finisher_module, "_BACKOFF_S", 0.0)
+
+    def refuse(topic: str, value: bytes | None) -> Exception | None:
+        return MessageSizeTooLargeError() if topic in ("enriched", "dlq") else None
+
+    finisher, registry, _, committed, producers = _finisher(refuse=refuse)
+    registry.apply("L1/c1", _pending("L1"))
+    with pytest.raises(FinishUnavailable):
+        await finisher.finish(Finish("L1", "c1", _enriched))
+    await finisher.stop()
+    assert committed == []
+    # One producer spent by the output's refusal, then one per failed attempt.
+    assert len(producers) == 1 + finisher_module.MAX_ATTEMPTS
+    assert registry.get("L1", "c1") is not None
 
 
 async def test_two_submissions_of_one_lead_are_finished_each_once() -> None:
