@@ -8,10 +8,12 @@ callback receiver with the result (:mod:`streamproc.clay`). This module only sub
   the ``x-clay-webhook-auth`` header when a token is configured;
 * submissions are paced by a token bucket (``clay_rate_per_s``, ``clay_burst``; Clay's
   documented pace is 10 rows/s with bursts of 20), shared by every lead of the process;
-* a ``429`` pauses *every* submission for its ``Retry-After`` (1 s when absent) and the
-  row is retried in-process; 5xx, timeouts and connection errors are retried with the
-  provider backoff (``provider_max_retries``, ``provider_backoff_*``); the breaker is told
-  of each failed attempt through ``keep_trying``, exactly as for the synchronous provider;
+* a ``429`` pauses *every* submission for its ``Retry-After`` (1 s when absent; at most
+  ``provider_retry_after_max_s``, so one ``Retry-After: 86400`` cannot stop every
+  submission for a day) and the row is retried in-process; 5xx, timeouts and connection
+  errors are retried with the provider backoff (``provider_max_retries``,
+  ``provider_backoff_*``); the breaker is told of each failed attempt through
+  ``keep_trying``, exactly as for the synchronous provider;
 * any ``2xx`` is acceptance; other answers are translated with the synchronous provider's
   table (:func:`~streamproc.provider.classify.classify_response`): 401/403 auth, 402
   credits, other 4xx rejected.
@@ -150,7 +152,8 @@ class ClaySubmitter:
                 retry_after: float | None = None
                 if isinstance(exc, RateLimited):
                     retry_after = exc.retry_after_s
-                    self.pacer.pause(DEFAULT_RETRY_AFTER_S if retry_after is None else retry_after)
+                    asked = DEFAULT_RETRY_AFTER_S if retry_after is None else retry_after
+                    self.pacer.pause(min(asked, self._policy.retry_after_max_s))
                     self._report("rate_limited")
                 else:
                     self._report("error" if exc.retriable else "rejected")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
@@ -88,6 +90,25 @@ async def test_a_429_pauses_submissions_for_its_retry_after_and_retries() -> Non
     assert result.status == 202
     assert clock.t >= 3.0
     assert submitter.pacer.bucket.blocked_until == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    ["86400", format_datetime(datetime.now(UTC) + timedelta(days=1), usegmt=True)],
+    ids=["seconds", "http-date"],
+)
+async def test_a_retry_after_of_a_day_pauses_only_up_to_the_cap(retry_after: str) -> None:
+    """Retry-After of a day (seconds or a date) pauses submissions for
+    provider_retry_after_max_s (120 s here), not a day; the row is then accepted."""
+    seen: list[httpx.Request] = []
+    answers = [httpx.Response(429, headers={"Retry-After": retry_after}), httpx.Response(200)]
+    submitter, clock = _submitter(answers, seen, provider_retry_after_max_s=120)
+    await submitter.start()
+    result = await submitter.submit(URL, b"{}")
+    await submitter.close()
+    assert result.attempts == 2
+    assert submitter.pacer.bucket.blocked_until == pytest.approx(120.0)
+    assert clock.t == pytest.approx(120.0)
 
 
 async def test_429s_beyond_the_retries_are_rate_limited() -> None:
