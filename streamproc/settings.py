@@ -171,13 +171,18 @@ class Settings(BaseSettings):
     clay_sweep_interval_s: float = Field(1.0, gt=0, le=60)
 
     # --- resilience ----------------------------------------------------------------------
+    #: The daily limit and the IANA zone whose midnight ends a budget day. They are the
+    #: group's per day: the first instance to open a day records its own in the claims log
+    #: and every instance follows them that day (a change takes effect the next day).
     budget_daily_credits: int = Field(500, ge=0)
-    #: IANA zone whose midnight resets the budget.
     budget_timezone: str = "UTC"
     #: Leads' worth of credits a process claims from the group's budget at once (a lease;
-    #: see streamproc.resilience.lease). 1 claims per lead: the exact, slow way. A lease
-    #: never takes more than half the remaining budget.
+    #: see streamproc.resilience.lease). 1 claims per lead: the exact, slow way.
     budget_claim_leads: int = Field(50, ge=1, le=100_000)
+    #: A lease is also cut to this share of the day's limit (at least one lead): a process
+    #: killed with its lease open strands that lease until the day ends, so 2% keeps a
+    #: crash's cost small, and with a large budget a lease is still budget_claim_leads.
+    budget_lease_max_share: float = Field(0.02, gt=0, le=1)
     #: A lease is closed after this long and its unused credits given back.
     budget_claim_max_age_s: float = Field(2.0, gt=0, le=3600)
     breaker_failure_threshold: int = Field(5, ge=1, le=10_000)

@@ -38,7 +38,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from streamproc.errors import (
@@ -59,17 +59,10 @@ from streamproc.resilience.breaker import (
     Permit,
     Transition,
 )
-from streamproc.resilience.budget import budget_day, next_reset
-from streamproc.resilience.claims import (
-    Claim,
-    ClaimLedger,
-    Exhaust,
-    Release,
-    Settle,
-    event_from_dict,
-)
+from streamproc.resilience.claims import Claim, ClaimLedger, ClaimStatus, Settle, event_from_dict
 from streamproc.resilience.health import HealthMonitor
-from streamproc.resilience.lease import CreditLease
+from streamproc.resilience.journal import BudgetJournal, Record, parse_key
+from streamproc.resilience.lease import CreditLease, lease_amount
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
 from streamproc.state.store import StateStore
 
@@ -121,7 +114,13 @@ class ResilienceGuard:
             BreakerConfig.from_settings(settings), on_transition=self._on_transition
         )
         self._breaker_changed_at = 0.0
-        self.ledger = ClaimLedger(settings.budget_daily_credits)
+        self.ledger = ClaimLedger(settings.budget_daily_credits, settings.budget_timezone)
+        # A writer's running totals start at 0, so its id must be new with every guard (a
+        # reused id would replace an earlier process's totals): the owner plus a nonce.
+        self._journal = BudgetJournal(f"{self.owner}-{uuid.uuid4().hex[:8]}")
+        #: Claims whose settle this process journaled and has not read back yet: a second
+        #: finish of the same claim (Clay) must not book it twice.
+        self._settling: set[str] = set()
         self.health = HealthMonitor(window_s=settings.health_window_s)
         self._cache = EnrichmentCache(CacheConfig.from_settings(settings))
         #: Clay keeps each lead's claim with its pending record: one lead per claim there.
@@ -130,10 +129,9 @@ class ResilienceGuard:
         #: Calls waiting for a slice, served in order by one task that claims leases.
         self._slice_waiters: deque[asyncio.Future[CreditLease | None]] = deque()
         self._leasing: asyncio.Task[None] | None = None
-        self._forgotten_before = ""
         self._flights: dict[str, asyncio.Future[None]] = {}
         self._changed = asyncio.Event()
-        self._writes: set[asyncio.Task[Any]] = set()
+        self._writes: set[asyncio.Future[Any]] = set()
         self.transitions: list[Transition] = []
         #: The lead tasks waiting in a hold (breaker open, budget spent, policy hold).
         self._held: set[asyncio.Task[Any]] = set()
@@ -148,9 +146,8 @@ class ResilienceGuard:
         """Apply one record of the state topic (restore and tail alike)."""
         kind, _, rest = key.partition("/")
         try:
-            if kind == "budget" and value is not None:
-                self.ledger.apply(event_from_dict(value))
-                self._wake()
+            if kind == "budget":
+                self._apply_budget(key, value)
             elif kind == "breaker" and value is not None:
                 self._adopt_breaker(value)
             elif kind == "cache":
@@ -203,11 +200,13 @@ class ResilienceGuard:
     def _write(self, key: str, value: dict[str, Any] | None) -> None:
         if self._store is None:
             return
-        task = asyncio.get_running_loop().create_task(self._store.append(key, value))
+        # StateStore.append fixes the record's place in the log at the call, so writes
+        # land in the order issued here (the budget's settles and tombstones need that).
+        task = asyncio.ensure_future(self._store.append(key, value))
         self._writes.add(task)
         task.add_done_callback(self._write_done)
 
-    def _write_done(self, task: asyncio.Task[Any]) -> None:
+    def _write_done(self, task: asyncio.Future[Any]) -> None:
         self._writes.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("state.write_failed", error=repr(task.exception()))
@@ -281,13 +280,13 @@ class ResilienceGuard:
             if lease is not None or s.credits_per_lead == 0:
                 return permit, lease
             breaker.release(permit, now)
-            day = budget_day(now, s.budget_timezone)
-            resets = next_reset(now, s.budget_timezone)
+            day = self.ledger.day_at(now)
+            resets = self.ledger.resets_at(now)
             if s.on_budget_exhausted is BudgetPolicy.DLQ:
                 spent, reserved = self.ledger.spent(day), self.ledger.outstanding(day)
                 raise BudgetExhausted(
                     f"daily budget used up ({spent} spent + {reserved} reserved of "
-                    f"{s.budget_daily_credits} credits on {day}); resets at {_iso(resets)}"
+                    f"{self.ledger.limit(day)} credits on {day}); resets at {_iso(resets)}"
                 )
             await self._hold(resets)
 
@@ -347,7 +346,7 @@ class ResilienceGuard:
         if lease is None:
             return False
         now = self._clock()
-        day = budget_day(now, self._settings.budget_timezone)
+        day = self.ledger.day_at(now)
         if lease.take(now, day, exhausted=self.ledger.exhausted(day)):
             return True
         self._lease = None
@@ -364,8 +363,7 @@ class ResilienceGuard:
                         waiter.set_result(self._lease)
                 if not waiters:
                     return
-                now = self._clock()
-                lease = await self._open_lease(now, budget_day(now, self._settings.budget_timezone))
+                lease = await self._open_lease(self.ledger.day_at(self._clock()))
                 if lease is None:  # the budget cannot pay for one more call now
                     while waiters:
                         waiter = waiters.popleft()
@@ -385,24 +383,33 @@ class ResilienceGuard:
         finally:
             self._leasing = None
 
-    async def _open_lease(self, now: float, day: str) -> CreditLease | None:
+    async def _open_lease(self, day: str) -> CreditLease | None:
         s = self._settings
         estimate = s.credits_per_lead
-        self._forget_old_days(day)
-        # A lease takes at most half of what remains, so near the end of the day the group's
-        # last credits are claimed a lead at a time and no instance sits on them.
-        remaining = self.ledger.remaining(day)
-        wanted = min(self._lease_leads, max(1, remaining // (2 * estimate))) * estimate
+        # Days before yesterday are over for the group: their records go from the topic.
+        self._append(self._journal.stale(self.ledger.horizon))
+        if not self.ledger.is_open(day):
+            self._append(self._journal.open_day(day, s.budget_daily_credits, s.budget_timezone))
+        # Small, so a crash strands little (see streamproc.resilience.lease).
+        wanted = lease_amount(
+            estimate, self._lease_leads, self.ledger.limit(day), s.budget_lease_max_share
+        )
         for amount in dict.fromkeys((wanted, estimate)):  # the lead's own share, if refused
             # The local view lags other instances; the log decides, so this check only
             # saves a record that would be refused.
             if self.ledger.remaining(day) < amount:
                 continue
-            claim = Claim(uuid.uuid4().hex, self.owner, day, amount, s.budget_daily_credits)
+            claim = Claim(uuid.uuid4().hex, self.owner, day, amount)
             if await self._granted(claim):
                 # Aged from the grant, not the request: a slow claims log must not make a
                 # lease too old to use the moment it is granted.
-                lease = CreditLease(claim, estimate, self._clock(), s.budget_claim_max_age_s)
+                lease = CreditLease(
+                    claim,
+                    estimate,
+                    self._clock(),
+                    s.budget_claim_max_age_s,
+                    settle_when_closed=s.provider_mode != "clay",
+                )
                 asyncio.get_running_loop().call_later(s.budget_claim_max_age_s, self._expire, lease)
                 return lease
         return None
@@ -410,11 +417,13 @@ class ResilienceGuard:
     async def _granted(self, claim: Claim) -> bool:
         if self._store is None:
             return self.ledger.apply(claim) is True
-        partition, offset = await self._store.append(
-            _claim_key(claim.day, claim.claim_id, "c"), claim.to_dict()
-        )
+        key, value = self._journal.claim(claim)
+        partition, offset = await self._store.append(key, value)
         await self._store.wait_applied(partition, offset)
-        return self.ledger.is_granted(claim.claim_id) is True
+        granted = self.ledger.is_granted(claim.claim_id) is True
+        if not granted:
+            self._append(self._journal.refused(claim))
+        return granted
 
     def _expire(self, lease: CreditLease) -> None:
         lease.close()
@@ -423,22 +432,44 @@ class ResilienceGuard:
         self._settle_if_due(lease)
 
     def _finish_slice(self, lease: CreditLease, charged: int) -> None:
-        lease.finish(charged)
+        correction = lease.finish(charged)
+        if correction:
+            self._append(self._journal.correct(lease.day, correction))
         if lease.closed and self._lease is lease:
             self._lease = None
         self._settle_if_due(lease)
 
     def _settle_if_due(self, lease: CreditLease) -> None:
+        """A closed lease is settled at once, its calls in flight at their estimate (they
+        correct it when they end): a closed lease holds nothing a crash could strand."""
         if lease.due():
-            lease.settled = True
-            self._journal(Settle(lease.claim.claim_id, lease.day, lease.charged), "s")
+            self._settle_claim(lease.claim.claim_id, lease.day, lease.settle())
 
-    def _forget_old_days(self, today: str) -> None:
-        """Claims of days before yesterday never matter again: drop them from memory."""
-        if today != self._forgotten_before:
-            self._forgotten_before = today
-            yesterday = (date.fromisoformat(today) - timedelta(days=1)).isoformat()
-            self.ledger.forget_before(yesterday)
+    def _settle_claim(self, claim_id: str, day: str, actual: int) -> None:
+        self._settling.add(claim_id)
+        self._append(self._journal.settle(claim_id, day, actual))
+
+    def _append(self, records: list[Record]) -> None:
+        """Journal budget records, in order (applied at once when there is no store)."""
+        for key, value in records:
+            if self._store is None:
+                self._apply_budget(key, value)
+            else:
+                self._write(key, value)
+
+    def _apply_budget(self, key: str, value: dict[str, Any] | None) -> None:
+        """One record of the claims log: an event, or a tombstone of a claim that is over."""
+        self._journal.track(key, value is not None, self.ledger.horizon)
+        if value is not None:
+            event = event_from_dict(value)
+            self.ledger.apply(event)
+            if isinstance(event, Settle) and event.writer == self._journal.writer:
+                self._settling.discard(event.claim_id)
+        else:
+            parsed = parse_key(key)
+            if parsed is not None and parsed.claim_id is not None:
+                self.ledger.drop(parsed.claim_id)
+        self._wake()
 
     def settle(
         self, admission: Admission, result: CallResult | None, error: LeadError | None
@@ -466,26 +497,18 @@ class ResilienceGuard:
                 charged = 0
             self._finish_slice(lease, charged)
         if isinstance(error, ProviderCreditsExhausted):
-            day = budget_day(now, self._settings.budget_timezone)
+            day = self.ledger.day_at(now)
             log.error("provider.credits_exhausted", day=day)
             if self._lease is not None:
                 # No more calls on this lease: a 402 charges nothing, so without this its
                 # freed room would keep admitting calls until the Exhaust comes back.
                 self._expire(self._lease)
-            self._journal(Exhaust(day), "x")
+            self._append(self._journal.exhaust(day))
         if isinstance(error, ProviderAuthError):
             log.error("provider.auth_failed", message=error.message)
         if result is not None and ticket.cache_key is not None:
             self._remember(ticket.cache_key, result.data, now)
         self._land(ticket.cache_key, ticket.flight)
-
-    def _journal(self, event: Settle | Release | Exhaust, tag: str) -> None:
-        claim_id = getattr(event, "claim_id", uuid.uuid4().hex)
-        data = event.to_dict()
-        if self._store is None:
-            self.ledger.apply(event)
-            return
-        self._write(_claim_key(event.day, claim_id, tag), data)
 
     def cancelled(self, admission: Admission) -> None:
         """A call cut short: it may have been billed, so its slice counts the estimate
@@ -547,11 +570,17 @@ class ResilienceGuard:
         """
         now = self._clock()
         self.health.record(data is not None, now)
-        if claim_id is not None and day is not None:
-            self._journal(Settle(claim_id, day, credits), "s")
+        if claim_id is not None and day is not None and self._first_settle(claim_id):
+            self._settle_claim(claim_id, day, credits)
         key = self._cache.key_for(domain=domain, email=None)
         if data is not None and key is not None:
             self._remember(key, data, now)
+
+    def _first_settle(self, claim_id: str) -> bool:
+        """False when the claim's settle is already journaled (a lead finished twice)."""
+        if claim_id in self._settling:
+            return False
+        return self.ledger.status(claim_id) not in (ClaimStatus.SETTLED, ClaimStatus.RELEASED)
 
     def _remember(self, key: str, data: dict[str, Any], now: float) -> None:
         """Cache what of an enrichment may be cached, here and, for the group and the next
@@ -601,8 +630,7 @@ class ResilienceGuard:
 
     def status(self) -> dict[str, Any]:
         now = self._clock()
-        s = self._settings
-        day = budget_day(now, s.budget_timezone)
+        day = self.ledger.day_at(now)
         rate = self.health.success_rate(now)
         return {
             "breaker": {
@@ -611,23 +639,21 @@ class ResilienceGuard:
                 "failures_in_window": self.breaker.failures_in_window(now),
             },
             "budget": {
+                # The group's day, limit and zone (from the claims log), not this process's.
                 "day": day,
-                "limit": s.budget_daily_credits,
+                "timezone": self.ledger.zone(day),
+                "limit": self.ledger.limit(day),
                 "spent": self.ledger.spent(day),
                 "reserved": self.ledger.outstanding(day),
                 "remaining": self.ledger.remaining(day),
                 "exhausted": self.ledger.exhausted(day),
-                "resets_at": _iso(next_reset(now, s.budget_timezone)),
+                "resets_at": _iso(self.ledger.resets_at(now)),
+                "kept": self.ledger.size() + self._journal.live_keys(),
             },
             "health": {"status": self.health.status(now).value, "success_rate": rate},
             "cache": {"entries": len(self._cache)},
             "holding": self.holding,
         }
-
-
-def _claim_key(day: str, claim_id: str, tag: str) -> str:
-    # Unique per event so compaction keeps the whole claims log (see streamproc.state.store).
-    return f"budget/{day}/{claim_id}/{tag}"
 
 
 def _iso(epoch_s: float | None) -> str | None:

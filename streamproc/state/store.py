@@ -14,14 +14,23 @@ Budget events go to partition 0, written by a plain idempotent producer (``acks=
 outside any transaction): a claim is a journal entry that must be durable *before* the
 provider is called, whatever happens to the lead's transaction afterwards. Every other key
 goes to partitions 1..N-1 so that the short-lived lead transactions never hold back the
-last-stable offset of the budget partition.
+last-stable offset of the budget partition. Records appended here reach the log in the
+order of the :meth:`StateStore.append` calls: the budget's settles and tombstones rely on
+it (a writer's newest running total must be its last record).
+
+Budget keys stay few (see :mod:`streamproc.resilience.claims`): a claim's records are
+tombstoned once it is over, and a day's once it is the day before yesterday, so after
+compaction a restore reads the open claims and two days' totals, whatever the age of the
+deployment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import zlib
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +68,12 @@ class StateStore:
         self._tail: asyncio.Task[None] | None = None
         self.restored = asyncio.Event()
         self.records_restored = 0
+        # Appends not yet handed to the producer, in call order, and the one task that hands
+        # them over (one task, so the producer sees them in that order).
+        self._outbox: deque[tuple[str, bytes | None, int, asyncio.Future[tuple[int, int]]]] = (
+            deque()
+        )
+        self._sender: asyncio.Task[None] | None = None
 
     @property
     def partitions(self) -> int:
@@ -98,10 +113,13 @@ class StateStore:
         self._tail = asyncio.get_running_loop().create_task(self._tail_loop(), name="state-tail")
 
     async def stop(self) -> None:
-        if self._tail is not None:
-            self._tail.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._tail
+        for task in (self._tail, self._sender):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        while self._outbox:
+            self._outbox.popleft()[3].cancel()
         for client in (self._consumer, self._producer):
             if client is not None:
                 await stop_quietly(client)
@@ -178,17 +196,35 @@ class StateStore:
             return BUDGET_PARTITION
         return 1 + zlib.crc32(key.encode()) % (self._partitions - 1)
 
-    async def append(self, key: str, value: dict[str, Any] | None) -> tuple[int, int]:
-        """Write one record now, outside any transaction; returns (partition, offset)."""
+    def append(self, key: str, value: dict[str, Any] | None) -> asyncio.Future[tuple[int, int]]:
+        """Write one record now, outside any transaction; resolves to (partition, offset).
+
+        Records reach the log in the order of the calls, whenever (or whether) the returned
+        future is awaited: the order is fixed here, synchronously.
+        """
         assert self._producer is not None, "StateStore.start() first"
-        partition = self.partition_for(key)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[int, int]] = loop.create_future()
         payload = None if value is None else orjson.dumps(value)
-        meta = await (
-            await self._producer.send(
-                self._settings.topic_state, value=payload, key=key.encode(), partition=partition
-            )
-        )
-        return partition, int(meta.offset)
+        self._outbox.append((key, payload, self.partition_for(key), done))
+        if self._sender is None or self._sender.done():
+            self._sender = loop.create_task(self._send_loop(), name="state-sender")
+        return done
+
+    async def _send_loop(self) -> None:
+        assert self._producer is not None
+        while self._outbox:
+            key, payload, partition, done = self._outbox.popleft()
+            # Sent even when its caller stopped waiting: a later record may depend on it.
+            try:
+                delivery = await self._producer.send(
+                    self._settings.topic_state, value=payload, key=key.encode(), partition=partition
+                )
+            except Exception as exc:
+                if not done.done():
+                    done.set_exception(exc)
+                continue
+            delivery.add_done_callback(functools.partial(_deliver, done=done, partition=partition))
 
     def record(self, key: str, value: dict[str, Any] | None) -> OutRecord:
         """A state record to write inside a lead's transaction."""
@@ -196,3 +232,16 @@ class StateStore:
         return OutRecord(
             self._settings.topic_state, key.encode(), payload, [], self.partition_for(key)
         )
+
+
+def _deliver(
+    delivery: asyncio.Future[Any], *, done: asyncio.Future[tuple[int, int]], partition: int
+) -> None:
+    if done.done():
+        return
+    if delivery.cancelled():
+        done.cancel()
+    elif (exc := delivery.exception()) is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result((partition, int(delivery.result().offset)))

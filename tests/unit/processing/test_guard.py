@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -21,6 +22,7 @@ from streamproc.processing.guard import ResilienceGuard
 from streamproc.records.lead import Lead
 from streamproc.resilience.breaker import BreakerState
 from streamproc.settings import Settings
+from streamproc.state.store import StateStore
 
 
 @dataclass
@@ -46,6 +48,41 @@ def _guard(**changes: Any) -> tuple[ResilienceGuard, _Clock]:
 
 def _lead(i: int, domain: str | None = None) -> Lead:
     return Lead(lead_id=f"l{i}", domain=domain or f"d{i}.example")
+
+
+async def _written(offset: int) -> tuple[int, int]:
+    return 0, offset
+
+
+class _Log:
+    """The state topic as the guards see it: each record applied to every attached guard
+    in the order the appends were called (as StateStore.append orders them)."""
+
+    def __init__(self, *guards: ResilienceGuard) -> None:
+        self.records: list[tuple[str, dict[str, Any] | None]] = []
+        self.guards = list(guards)
+        for guard in guards:
+            guard.attach(cast(StateStore, self))
+
+    def partition_for(self, key: str) -> int:
+        return 0
+
+    def append(self, key: str, value: dict[str, Any] | None) -> Awaitable[tuple[int, int]]:
+        self.records.append((key, value))
+        for guard in self.guards:
+            guard.on_state(key, value, 0, len(self.records) - 1)
+        return _written(len(self.records) - 1)
+
+    async def wait_applied(self, partition: int, offset: int, timeout_s: float = 30.0) -> None:
+        return None
+
+    def claims(self) -> list[str]:
+        return [k for k, v in self.records if k.endswith("/c") and v is not None]
+
+    def replay(self, guard: ResilienceGuard) -> None:
+        """A process starting now: it restores every record so far."""
+        for offset, (key, value) in enumerate(self.records):
+            guard.on_state(key, value, 0, offset)
 
 
 async def test_second_lead_of_a_domain_is_served_from_cache() -> None:
@@ -169,18 +206,19 @@ async def test_one_claim_pays_for_a_lease_of_leads_and_settles_their_sum() -> No
     assert guard.ledger.outstanding(day) == 0
 
 
-async def test_a_lease_takes_at_most_half_of_what_remains() -> None:
-    """60 credits left at 6 per lead: the first lease is 30 credits (5 leads), not 300, so
-    other instances are not starved; the last credits go a lead at a time."""
-    guard, _ = _guard(budget_daily_credits=60, budget_claim_leads=50)
+async def test_a_lease_is_capped_at_a_small_share_of_the_day_not_of_what_remains() -> None:
+    """6,000 credits a day at 6 per lead, 50-lead leases: a lease is 2% of the day (120
+    credits, 20 leads), not 50 leads or half of what remains; the budget is still used to
+    the last lead."""
+    guard, _ = _guard(budget_daily_credits=6_000, budget_claim_leads=50)
     day = guard.status()["budget"]["day"]
     await guard.admit(_lead(0))
-    assert guard.ledger.outstanding(day) == 30
-    for i in range(1, 10):
+    assert guard.ledger.outstanding(day) == 120
+    for i in range(1, 1_000):
         await guard.admit(_lead(i))
-    assert guard.ledger.outstanding(day) == 60
+    assert guard.ledger.spent(day) + guard.ledger.outstanding(day) == 6_000
     with pytest.raises(BudgetExhausted):
-        await guard.admit(_lead(10))
+        await guard.admit(_lead(1_000))
 
 
 async def test_an_idle_lease_gives_its_unused_credits_back_after_its_max_age() -> None:
@@ -211,9 +249,10 @@ async def test_a_crowd_waiting_for_slices_takes_one_claim_per_lease() -> None:
     """200 leads admitted at once with 50-lead leases: four claims, every lead admitted,
     and the slices in flight are exactly the leads admitted."""
     guard, _ = _guard(budget_daily_credits=100_000, budget_claim_leads=50)
+    log = _Log(guard)
     admissions = await asyncio.gather(*(guard.admit(_lead(i)) for i in range(200)))
     assert all(a.token is not None and a.token.lease is not None for a in admissions)
-    assert len(guard.ledger.snapshot()["claims"]) == 4
+    assert len(log.claims()) == 4
     leases = {id(a.token.lease): a.token.lease for a in admissions}
     assert sum(lease.in_flight for lease in leases.values()) == 200
 
@@ -331,3 +370,93 @@ async def test_a_probe_cancelled_while_waiting_for_its_claim_frees_the_half_open
     assert guard.breaker.try_acquire(clock()) is not None
     log.gate.set()
     await guard.flush()
+
+
+async def test_a_crash_strands_at_most_one_small_lease() -> None:
+    """6,000 credits a day, 45 leads admitted (three 20-lead leases), 30 of them answered,
+    then the process dies without a flush: a reader of the log finds at most one lease
+    (120 credits) still reserved, and every call that may have been billed counted."""
+    guard, clock = _guard(budget_daily_credits=6_000, budget_claim_leads=50)
+    log = _Log(guard)
+    admissions = [await guard.admit(_lead(i)) for i in range(45)]
+    for admission in admissions[:30]:
+        guard.settle(admission, _Result({"company": "C"}, credits=6), None)
+    reader = ResilienceGuard(guard._settings, clock=clock, owner="next-process")
+    log.replay(reader)
+    budget = reader.status()["budget"]
+    assert budget["reserved"] <= 120
+    assert budget["spent"] + budget["reserved"] >= 45 * 6
+    assert len(reader.ledger.outstanding_claims()) <= 1
+
+
+async def test_a_closed_lease_is_settled_while_its_calls_are_still_running() -> None:
+    """A 20-lead lease is used up with every call still in flight: its claim is settled at
+    once at their estimates, and each call corrects it as it ends (charged 4, not 6)."""
+    guard, clock = _guard(budget_daily_credits=6_000, budget_claim_leads=50)
+    log = _Log(guard)
+    day = guard.status()["budget"]["day"]
+    admissions = [await guard.admit(_lead(i)) for i in range(21)]  # the 21st: a new lease
+    assert guard.ledger.outstanding(day) == 120  # the second lease only
+    assert guard.ledger.spent(day) == 120  # the first, booked at 20 x 6
+    for admission in admissions[:20]:
+        guard.settle(admission, _Result({"company": "C"}, credits=4), None)
+    assert guard.ledger.spent(day) == 80
+    reader = ResilienceGuard(guard._settings, clock=clock, owner="next-process")
+    log.replay(reader)
+    assert reader.ledger.spent(day) == 80
+
+
+async def test_the_budget_day_and_limit_are_the_groups_not_each_instances() -> None:
+    """Instance a (12 credits, UTC) opens the day; b, set to 600 credits in a zone already
+    in the next day, reports a's day and limit and is refused beyond a's 12 credits."""
+    a, clock = _guard(budget_daily_credits=12)
+    b = ResilienceGuard(
+        Settings.model_validate(
+            {"budget_daily_credits": 600, "budget_timezone": "Pacific/Kiritimati"}
+        ),
+        clock=clock,
+        owner="b",
+    )
+    _Log(a, b)
+    await a.admit(_lead(1))
+    assert b.status()["budget"]["day"] == a.status()["budget"]["day"] == "2025-11-26"
+    assert b.status()["budget"]["limit"] == 12
+    await b.admit(_lead(2))
+    with pytest.raises(BudgetExhausted, match="of 12 credits"):
+        await b.admit(_lead(3))
+
+
+async def test_thousands_of_settled_leases_leave_the_restored_books_small() -> None:
+    """3,000 one-lead leases claimed and settled: a process restoring the whole log (not
+    compacted) keeps a handful of entries, not thousands, with the spend intact."""
+    guard, clock = _guard(budget_daily_credits=10**9, budget_claim_leads=1)
+    log = _Log(guard)
+    for i in range(3_000):
+        admission = await guard.admit(_lead(i))
+        guard.settle(admission, _Result({"company": "C"}, credits=6), None)
+    reader = ResilienceGuard(guard._settings, clock=clock, owner="next-process")
+    log.replay(reader)
+    budget = reader.status()["budget"]
+    assert budget["spent"] + budget["reserved"] == 3_000 * 6
+    assert len(reader.ledger.snapshot()["claims"]) <= 2
+    assert budget["kept"] <= 10
+    assert len(log.records) > 9_000
+
+
+async def test_a_lead_finished_twice_is_booked_once() -> None:
+    """Clay: a submitted lead's claim settled by its callback and again by its deadline
+    counts its credits once."""
+    guard, _ = _guard(
+        provider_mode="clay",
+        clay_webhook_urls="https://api.clay.example/hook/a",
+        clay_callback_secret="s",
+        budget_daily_credits=1_000,
+    )
+    _Log(guard)
+    admission = await guard.admit(_lead(1))
+    claim = guard.submitted(admission)
+    assert claim is not None
+    guard.finished(claim.claim_id, claim.day, 6, domain=None, data=None)
+    guard.finished(claim.claim_id, claim.day, 6, domain=None, data=None)
+    assert guard.ledger.spent(claim.day) == 6
+    assert guard.ledger.outstanding(claim.day) == 0
