@@ -125,8 +125,10 @@ class App:
             )
             if self.provider is not None:
                 await self.provider.start()
-            # Breaker, budget and cache are restored before the first lead is fetched.
-            await self.state.start()
+            # Breaker, budget and cache are restored before the first lead is fetched. A
+            # stop signal during the restore ends it: nothing is fetched, the group not joined.
+            if not await self.state.start(stop=self._stop):
+                return
             if self.clay is not None:
                 # After the restore: pending leads, deadlines and webhook counts are complete.
                 await self.clay.start()

@@ -6,6 +6,12 @@ The state topic is restored exactly as ``streamproc run`` restores it (a
 instance to start would believe. Read-only: the guard is never attached to the store, so
 nothing is written back (not even a lazy OPEN → HALF_OPEN transition).
 
+The budget's day, limit and time zone are the group's, as the claims log fixed them (see
+:mod:`streamproc.resilience.claims`), not this machine's settings. ``state_topic`` says how
+many records the restore read and how many budget entries it kept: the first shrinks with
+compaction, the second stays small (open claims and each writer's newest total) however old
+the deployment.
+
 Not shown: the health window and the leads being held, which live only in a running
 process's memory (its ``/status`` endpoint has them).
 """
@@ -74,6 +80,7 @@ def state_of(guard: ResilienceGuard, store: StateStore, settings: Settings) -> d
             "topic": settings.topic_state,
             "partitions": store.partitions,
             "records_restored": store.records_restored,
+            "budget_entries_kept": status["budget"]["kept"],
         },
     }
 
@@ -92,7 +99,9 @@ def render_state_table(state: dict[str, Any], file: TextIO) -> None:
     if breaker.get("reopens_at"):
         table.add_row("  half-open at", str(breaker["reopens_at"]))
     table.add_row("  failures in window", str(breaker["failures_in_window"]))
-    spent_line = f"{budget['spent']} / {budget['limit']} credits ({budget['day']})"
+    spent_line = (
+        f"{budget['spent']} / {budget['limit']} credits ({budget['day']}, {budget['timezone']})"
+    )
     table.add_row("budget spent / limit", spent_line)
     table.add_row("  reserved (in flight)", str(budget["reserved"]))
     table.add_row("  remaining", str(budget["remaining"]))
@@ -101,6 +110,7 @@ def render_state_table(state: dict[str, Any], file: TextIO) -> None:
     table.add_row("  resets at", str(budget["resets_at"]))
     table.add_row("cache entries", str(cache["entries"]))
     table.add_row("state records read", str(state["state_topic"]["records_restored"]))
+    table.add_row("  budget entries kept", str(state["state_topic"]["budget_entries_kept"]))
     Console(file=file, highlight=False).print(table)
 
 

@@ -21,7 +21,7 @@ it (a writer's newest running total must be its last record).
 Budget keys stay few (see :mod:`streamproc.resilience.claims`): a claim's records are
 tombstoned once it is over, and a day's once it is the day before yesterday, so after
 compaction a restore reads the open claims and two days' totals, whatever the age of the
-deployment.
+deployment. The restore can be interrupted (``start(stop=...)``) by a stop signal.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import contextlib
 import functools
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -50,6 +50,9 @@ __all__ = ["BUDGET_PARTITION", "StateListener", "StateStore"]
 log = get_logger(__name__)
 
 BUDGET_PARTITION = 0
+#: Records applied per step of the restore: a stop signal is seen between steps, and a
+#: thousand records take milliseconds to apply.
+_RESTORE_BATCH = 1_000
 
 #: Called for every state record in log order: (key, value or None for a tombstone,
 #: partition, offset).
@@ -79,8 +82,13 @@ class StateStore:
     def partitions(self) -> int:
         return self._partitions
 
-    async def start(self) -> None:
-        """Connect, restore the whole topic to its current end, then tail it."""
+    async def start(self, stop: asyncio.Event | None = None) -> bool:
+        """Connect, restore the whole topic to its current end, then tail it.
+
+        A ``stop`` set before the restore is complete (a SIGTERM at start-up) ends it at
+        once: returns False, with ``restored`` not set and nothing tailed. The caller still
+        calls :meth:`stop`.
+        """
         s = self._settings
         self._producer = AIOKafkaProducer(
             **connection_kwargs(s), acks="all", enable_idempotence=True, linger_ms=1
@@ -107,10 +115,19 @@ class StateStore:
         await self._consumer.seek_to_beginning(*tps)
         ends = await self._consumer.end_offsets(tps)
         self._applied = {tp.partition: 0 for tp in tps}
-        await self._read_until(ends)
+        started = asyncio.get_running_loop().time()
+        if not await _unless_stopped(self._read_until(ends, stop), stop):
+            log.info("state.restore_interrupted", records=self.records_restored)
+            return False
         self.restored.set()
-        log.info("state.restored", records=self.records_restored, partitions=len(tps))
+        log.info(
+            "state.restored",
+            records=self.records_restored,
+            partitions=len(tps),
+            seconds=round(asyncio.get_running_loop().time() - started, 3),
+        )
         self._tail = asyncio.get_running_loop().create_task(self._tail_loop(), name="state-tail")
+        return True
 
     async def stop(self) -> None:
         for task in (self._tail, self._sender):
@@ -124,15 +141,25 @@ class StateStore:
             if client is not None:
                 await stop_quietly(client)
 
-    async def _read_until(self, ends: dict[TopicPartition, int]) -> None:
+    async def _read_until(
+        self, ends: dict[TopicPartition, int], stop: asyncio.Event | None = None
+    ) -> bool:
+        """Apply every record before ``ends``; False when ``stop`` was set first."""
         assert self._consumer is not None
         while True:
+            if stop is not None and stop.is_set():
+                return False
             behind = [tp for tp, end in ends.items() if await self._consumer.position(tp) < end]
             if not behind:
-                return
-            batch = await self._consumer.getmany(*behind, timeout_ms=200)
+                return True
+            batch = await self._consumer.getmany(
+                *behind, timeout_ms=200, max_records=_RESTORE_BATCH
+            )
             count = await self._apply(batch)
             self.records_restored += count
+            # Fetched records can come back without a pause: yield, so that a stop signal
+            # is seen between steps of a long restore.
+            await asyncio.sleep(0)
 
     async def _tail_loop(self) -> None:
         assert self._consumer is not None
@@ -245,3 +272,21 @@ def _deliver(
         done.set_exception(exc)
     else:
         done.set_result((partition, int(delivery.result().offset)))
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, bool], stop: asyncio.Event | None) -> bool:
+    """``work``'s answer, or False (and ``work`` cancelled) if ``stop`` is set first: it
+    may be waiting for the broker, not only between steps."""
+    task: asyncio.Task[bool] = asyncio.ensure_future(work)
+    if stop is None:
+        return await task
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return not task.cancelled() and task.result()
