@@ -77,7 +77,7 @@ from streamproc.kafka.client import (
 )
 from streamproc.kafka.topics import max_message_bytes
 from streamproc.logs import get_logger
-from streamproc.processing.outcome import OutRecord
+from streamproc.records.outcome import OutRecord
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
 

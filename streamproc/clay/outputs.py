@@ -16,8 +16,8 @@ import orjson
 from streamproc.clay.pending import PendingLead
 from streamproc.errors import ErrorClass
 from streamproc.processing.handler import enriched_value
-from streamproc.processing.outcome import OutRecord
 from streamproc.records.dlq import Failure, encode_dlq_headers, fit_record
+from streamproc.records.outcome import OutRecord
 
 __all__ = ["dead_letter_record", "enriched_record"]
 

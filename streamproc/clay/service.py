@@ -42,12 +42,12 @@ from streamproc.logs import get_logger
 from streamproc.ops.metrics import CLAY_CALLBACK_RESULTS, Metrics
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import Admission, RawRecord
-from streamproc.processing.outcome import OutRecord
 from streamproc.provider.clay import ClaySubmitter, webhook_row
 from streamproc.provider.webhooks import KEY_PREFIX as WEBHOOK_PREFIX
 from streamproc.provider.webhooks import Slot, WebhookRotation
 from streamproc.records.dlq import Origin
 from streamproc.records.lead import Lead
+from streamproc.records.outcome import OutRecord
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
 

@@ -28,7 +28,7 @@ from aiokafka.errors import (
 from aiokafka.helpers import create_ssl_context
 
 from streamproc.errors import ConfigError, KafkaSetupError
-from streamproc.processing.outcome import OutRecord
+from streamproc.records.outcome import OutRecord
 from streamproc.settings import SecurityProtocol, Settings
 
 __all__ = [

@@ -22,9 +22,9 @@ import orjson
 from streamproc.errors import InternalError, LeadError
 from streamproc.logs import get_logger
 from streamproc.processing.cache import CacheHit
-from streamproc.processing.outcome import Outcome, OutcomeKind, OutRecord
 from streamproc.records.dlq import Failure, Headers, Origin, attempt_of, encode_dlq_headers
 from streamproc.records.lead import Lead, decode_lead
+from streamproc.records.outcome import Outcome, OutcomeKind, OutRecord
 from streamproc.settings import Settings
 
 __all__ = [

@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from streamproc.kafka.client import Refusal, send_all, stop_quietly, transaction
 from streamproc.processing.handler import RawRecord
-from streamproc.processing.outcome import Outcome, OutRecord
 from streamproc.processing.publication import Publication, record_bytes
+from streamproc.records.outcome import Outcome, OutRecord
 
 __all__ = ["CommitResult", "PartitionLane", "transactional_id"]
 

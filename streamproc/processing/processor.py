@@ -43,9 +43,9 @@ from streamproc.kafka.topics import max_message_bytes
 from streamproc.logs import get_logger
 from streamproc.processing.handler import LeadHandler, Unreadable
 from streamproc.processing.lane import CommitResult, PartitionLane, transactional_id
-from streamproc.processing.outcome import Outcome
 from streamproc.processing.publication import Publication
 from streamproc.records.dlq import RECORD_OVERHEAD_BYTES
+from streamproc.records.outcome import Outcome
 from streamproc.settings import Settings
 
 __all__ = ["Processor", "ProcessorStats"]

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from streamproc.errors import LeadError, OutputRefused, OutputTooLarge
-from streamproc.processing.outcome import Outcome, OutcomeKind, OutRecord
 from streamproc.records.dlq import fit_record, record_size
+from streamproc.records.outcome import Outcome, OutcomeKind, OutRecord
 
 __all__ = ["DeadLetter", "Publication", "Unpublishable", "record_bytes"]
 

@@ -76,7 +76,7 @@ from streamproc.kafka.client import consumer as make_consumer
 from streamproc.logs import get_logger
 from streamproc.ops.state_show import watch_state
 from streamproc.processing.guard import ResilienceGuard
-from streamproc.processing.outcome import OutRecord
+from streamproc.records.outcome import OutRecord
 from streamproc.replay.decision import DlqRecord, Planned, Targets, plan
 from streamproc.replay.filters import ReplayFilter
 from streamproc.replay.progress import NullProgress, ProgressSink

@@ -42,7 +42,7 @@ from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import connection_kwargs, partitions_of, stop_quietly
 from streamproc.kafka.client import consumer as make_consumer
 from streamproc.logs import get_logger
-from streamproc.processing.outcome import OutRecord
+from streamproc.records.outcome import OutRecord
 from streamproc.settings import Settings
 
 __all__ = ["BUDGET_PARTITION", "StateListener", "StateStore"]

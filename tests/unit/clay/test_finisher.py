@@ -21,8 +21,8 @@ from streamproc.clay import finisher as finisher_module
 from streamproc.clay.finisher import Finish, Finisher, FinishUnavailable
 from streamproc.clay.pending import PendingLead, PendingRegistry
 from streamproc.errors import OutputRefused, OutputTooLarge
-from streamproc.processing.outcome import OutRecord
 from streamproc.records.dlq import Origin
+from streamproc.records.outcome import OutRecord
 from streamproc.settings import Settings
 
 

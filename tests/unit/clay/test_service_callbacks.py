@@ -18,8 +18,8 @@ from streamproc.clay.pending import PendingLead
 from streamproc.clay.receiver import CallbackResult
 from streamproc.clay.service import ClayService
 from streamproc.processing.guard import ResilienceGuard
-from streamproc.processing.outcome import OutRecord
 from streamproc.records.dlq import Origin
+from streamproc.records.outcome import OutRecord
 from streamproc.settings import Settings
 
 

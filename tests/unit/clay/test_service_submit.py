@@ -14,8 +14,8 @@ from streamproc.clay.pending import PendingLead
 from streamproc.clay.service import ClayService
 from streamproc.errors import ProviderRejected, ProviderTimeout
 from streamproc.processing.guard import ResilienceGuard
-from streamproc.processing.outcome import OutRecord
 from streamproc.records.lead import Lead
+from streamproc.records.outcome import OutRecord
 from streamproc.settings import Settings
 
 HOOK = "https://api.clay.example/hook/a"

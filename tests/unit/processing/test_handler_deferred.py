@@ -10,8 +10,8 @@ import orjson
 from streamproc.errors import ProviderRejected
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import Admission, LeadHandler, OpenGuard, RawRecord
-from streamproc.processing.outcome import OutcomeKind, OutRecord
 from streamproc.records.lead import Lead
+from streamproc.records.outcome import OutcomeKind, OutRecord
 from streamproc.resilience.budget import budget_day
 from streamproc.settings import Settings
 

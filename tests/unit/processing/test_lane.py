@@ -12,7 +12,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from streamproc.processing.lane import PartitionLane
-from streamproc.processing.outcome import Outcome, OutcomeKind, OutRecord
+from streamproc.records.outcome import Outcome, OutcomeKind, OutRecord
 
 
 @dataclass

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamproc.errors import LeadError
-from streamproc.processing.outcome import Outcome, OutcomeKind, OutRecord
 from streamproc.processing.publication import Publication, Unpublishable, record_bytes
 from streamproc.records.dlq import ORIGINAL_SIZE, VALUE_TRUNCATED
+from streamproc.records.outcome import Outcome, OutcomeKind, OutRecord
 
 DLQ = "dlq"
 
