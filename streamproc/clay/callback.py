@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from streamproc.provider.classify import whole_credits
 from streamproc.settings import CallbackAuth
 
 __all__ = ["BadCallback", "Callback", "authenticate", "parse_callback", "sign"]
@@ -98,10 +99,11 @@ def parse_callback(body: bytes) -> Callback:
     ):
         raise BadCallback("correlation_id must be the non-empty string sent with the row")
     credits = payload.get("credits")
-    if credits is not None and (
-        isinstance(credits, bool) or not isinstance(credits, int) or credits < 0
-    ):
-        raise BadCallback("credits must be a whole number >= 0")
+    if credits is not None:
+        # Any JSON number counts (6.0 is 6; a fraction rounds up), as for the sync provider.
+        credits = whole_credits(credits)
+        if credits is None:
+            raise BadCallback("credits must be a number >= 0")
     error = payload.get("error")
     if error is not None and error != "":
         if not isinstance(error, str):

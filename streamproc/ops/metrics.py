@@ -122,6 +122,7 @@ CLAY_CALLBACK_RESULTS: Final = (
     "error_row",
     "duplicate",
     "unknown_lead",
+    "correlation_mismatch",
     "unauthorized",
     "bad_request",
     "too_large",

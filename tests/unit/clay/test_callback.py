@@ -98,3 +98,11 @@ def test_malformed_callbacks_say_what_is_wrong(body: bytes, reason: str) -> None
     """Each malformed body is a BadCallback naming the problem."""
     with pytest.raises(BadCallback, match=reason):
         parse_callback(body)
+
+
+@pytest.mark.parametrize(("credits", "charged"), [("6.0", 6), ("6e0", 6), ("1.2", 2), ("0", 0)])
+def test_credits_of_any_json_number_type_count(credits: str, charged: int) -> None:
+    """A callback's ``credits`` written 6.0 or 6e0 is 6 (it was refused with 400); a
+    fraction rounds up, so the budget never counts fewer credits than Clay charged."""
+    body = b'{"lead_id": "L1", "correlation_id": "c1", "data": {"a": 1}, "credits": %s}'
+    assert parse_callback(body % credits.encode()).credits == charged
