@@ -23,11 +23,13 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streamproc.errors import ConfigError
-from streamproc.processing.cache import DEFAULT_CACHE_FIELDS, DEFAULT_FREEMAIL_DOMAINS, CacheKey
 
 __all__ = [
+    "DEFAULT_CACHE_FIELDS",
+    "DEFAULT_FREEMAIL_DOMAINS",
     "BreakerPolicy",
     "BudgetPolicy",
+    "CacheKey",
     "CallbackAuth",
     "ProviderMode",
     "SecurityProtocol",
@@ -61,6 +63,84 @@ class CallbackAuth(StrEnum):
     HEADER = "header"
     HMAC = "hmac"
 
+
+class CacheKey(StrEnum):
+    """What leads share a cached answer: a company's (``domain``), a person's (``email``)."""
+
+    DOMAIN = "domain"
+    EMAIL = "email"
+    OFF = "off"
+
+
+#: Company-level fields under the names enrichment providers commonly use (the mock's
+#: ``company``, ``domain``, ``employees``, ``industry`` among them): what every person of
+#: one company has in common. Nothing here describes a person.
+DEFAULT_CACHE_FIELDS: tuple[str, ...] = (
+    "company",
+    "company_name",
+    "domain",
+    "website",
+    "industry",
+    "employees",
+    "employee_count",
+    "company_size",
+    "revenue",
+    "annual_revenue",
+    "country",
+    "hq_country",
+    "hq_city",
+    "founded_year",
+    "technologies",
+)
+
+#: Mailbox providers whose domain says nothing about a company (subdomains included).
+#: Not exhaustive; ``cache_freemail_domains`` replaces it.
+DEFAULT_FREEMAIL_DOMAINS: tuple[str, ...] = (
+    "gmail.com",
+    "googlemail.com",
+    "yahoo.com",
+    "yahoo.co.uk",
+    "yahoo.fr",
+    "yahoo.de",
+    "ymail.com",
+    "rocketmail.com",
+    "hotmail.com",
+    "hotmail.co.uk",
+    "hotmail.fr",
+    "hotmail.de",
+    "outlook.com",
+    "live.com",
+    "msn.com",
+    "aol.com",
+    "icloud.com",
+    "me.com",
+    "mac.com",
+    "proton.me",
+    "protonmail.com",
+    "pm.me",
+    "gmx.com",
+    "gmx.de",
+    "gmx.net",
+    "web.de",
+    "t-online.de",
+    "mail.com",
+    "zoho.com",
+    "fastmail.com",
+    "tutanota.com",
+    "hey.com",
+    "yandex.com",
+    "yandex.ru",
+    "mail.ru",
+    "qq.com",
+    "163.com",
+    "126.com",
+    "naver.com",
+    "orange.fr",
+    "free.fr",
+    "laposte.net",
+    "libero.it",
+    "rediffmail.com",
+)
 
 class SecurityProtocol(StrEnum):
     PLAINTEXT = "PLAINTEXT"

@@ -36,100 +36,17 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from streamproc.settings import Settings
+from streamproc.settings import DEFAULT_CACHE_FIELDS, DEFAULT_FREEMAIL_DOMAINS, CacheKey, Settings
 
 __all__ = [
-    "DEFAULT_CACHE_FIELDS",
-    "DEFAULT_FREEMAIL_DOMAINS",
     "CacheConfig",
     "CacheHit",
-    "CacheKey",
     "EnrichmentCache",
     "is_freemail",
 ]
 
-
-class CacheKey(StrEnum):
-    """What leads share a cached answer: a company's (``domain``), a person's (``email``)."""
-
-    DOMAIN = "domain"
-    EMAIL = "email"
-    OFF = "off"
-
-
-#: Company-level fields under the names enrichment providers commonly use (the mock's
-#: ``company``, ``domain``, ``employees``, ``industry`` among them): what every person of
-#: one company has in common. Nothing here describes a person.
-DEFAULT_CACHE_FIELDS: tuple[str, ...] = (
-    "company",
-    "company_name",
-    "domain",
-    "website",
-    "industry",
-    "employees",
-    "employee_count",
-    "company_size",
-    "revenue",
-    "annual_revenue",
-    "country",
-    "hq_country",
-    "hq_city",
-    "founded_year",
-    "technologies",
-)
-
-#: Mailbox providers whose domain says nothing about a company (subdomains included).
-#: Not exhaustive; ``cache_freemail_domains`` replaces it.
-DEFAULT_FREEMAIL_DOMAINS: tuple[str, ...] = (
-    "gmail.com",
-    "googlemail.com",
-    "yahoo.com",
-    "yahoo.co.uk",
-    "yahoo.fr",
-    "yahoo.de",
-    "ymail.com",
-    "rocketmail.com",
-    "hotmail.com",
-    "hotmail.co.uk",
-    "hotmail.fr",
-    "hotmail.de",
-    "outlook.com",
-    "live.com",
-    "msn.com",
-    "aol.com",
-    "icloud.com",
-    "me.com",
-    "mac.com",
-    "proton.me",
-    "protonmail.com",
-    "pm.me",
-    "gmx.com",
-    "gmx.de",
-    "gmx.net",
-    "web.de",
-    "t-online.de",
-    "mail.com",
-    "zoho.com",
-    "fastmail.com",
-    "tutanota.com",
-    "hey.com",
-    "yandex.com",
-    "yandex.ru",
-    "mail.ru",
-    "qq.com",
-    "163.com",
-    "126.com",
-    "naver.com",
-    "orange.fr",
-    "free.fr",
-    "laposte.net",
-    "libero.it",
-    "rediffmail.com",
-)
 
 #: Long against the state topic's tail latency (about 0.1 s), short against any TTL.
 _TOMBSTONE_GRACE_S = 60.0

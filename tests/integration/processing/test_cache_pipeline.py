@@ -12,9 +12,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streamproc.app import App
-from streamproc.processing.cache import DEFAULT_CACHE_FIELDS
 from streamproc.provider.mock import MockProviderConfig, serve_mock_provider
-from streamproc.settings import Settings
+from streamproc.settings import DEFAULT_CACHE_FIELDS, Settings
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
 

@@ -9,15 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc.processing.cache import (
-    DEFAULT_CACHE_FIELDS,
-    DEFAULT_FREEMAIL_DOMAINS,
-    CacheConfig,
-    CacheKey,
-    EnrichmentCache,
-    is_freemail,
-)
-from streamproc.settings import Settings
+from streamproc.processing.cache import CacheConfig, EnrichmentCache, is_freemail
+from streamproc.settings import DEFAULT_CACHE_FIELDS, DEFAULT_FREEMAIL_DOMAINS, CacheKey, Settings
 
 FAST = settings(max_examples=200, deadline=None)
 T0 = 1_764_158_400.0

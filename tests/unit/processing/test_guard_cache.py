@@ -12,11 +12,11 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from streamproc.processing.cache import CacheHit, CacheKey
+from streamproc.processing.cache import CacheHit
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import enriched_value
 from streamproc.records.lead import EnrichedLead, EnrichmentMeta, Lead
-from streamproc.settings import Settings
+from streamproc.settings import CacheKey, Settings
 from streamproc.state.store import StateStore
 
 PERSON = {"full_name": "Jane Doe", "title": "CFO", "phone": "+1-555-0100"}
