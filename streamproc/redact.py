@@ -15,6 +15,7 @@ strings that must never reach a log line, for :func:`streamproc.logs.configure_l
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -22,12 +23,24 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from pydantic import AnyHttpUrl, SecretStr
 
-from streamproc.provider.webhooks import webhook_id
 from streamproc.settings import Settings
 
-__all__ = ["MASK", "is_secret_param", "mask_url", "printable_settings", "secret_values"]
+__all__ = [
+    "MASK",
+    "is_secret_param",
+    "mask_url",
+    "printable_settings",
+    "secret_values",
+    "webhook_id",
+]
 
 MASK = "**********"
+
+
+def webhook_id(url: str) -> str:
+    """A short, stable, non-secret id for a webhook URL (keys, metric labels, logs)."""
+    return hashlib.sha256(url.encode()).hexdigest()[:12]
+
 
 #: URL settings whose path is itself the credential.
 _SECRET_PATH_FIELDS = frozenset({"clay_webhook_urls"})

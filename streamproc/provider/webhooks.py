@@ -21,24 +21,21 @@ until an operator adds a webhook: a dead-lettered lead would need a replay anywa
 held one costs nothing and loses nothing.
 
 Webhook ids are a hash of the URL, never the URL, which is a credential of sorts (whoever
-knows it can add rows to the table): ids go into keys, metrics labels and logs.
+knows it can add rows to the table): ids (:func:`streamproc.redact.webhook_id`) go into
+keys, metrics labels and logs.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KEY_PREFIX", "Slot", "WebhookRotation", "webhook_id"]
+from streamproc.redact import webhook_id
+
+__all__ = ["KEY_PREFIX", "Slot", "WebhookRotation"]
 
 KEY_PREFIX = "clay/webhook/"
-
-
-def webhook_id(url: str) -> str:
-    """A short, stable, non-secret id for a webhook URL."""
-    return hashlib.sha256(url.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True, slots=True)

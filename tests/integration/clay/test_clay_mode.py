@@ -21,7 +21,7 @@ from streamproc.provider.clay_mock import (
     ClaySimulatorStats,
     serve_clay_simulator,
 )
-from streamproc.provider.webhooks import webhook_id
+from streamproc.redact import webhook_id
 from streamproc.settings import CallbackAuth, Settings
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import Read, produce, read_all

@@ -10,13 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamproc.cli import main
-from streamproc.provider.webhooks import webhook_id
 from streamproc.redact import (
     MASK,
     is_secret_param,
     mask_url,
     printable_settings,
     secret_values,
+    webhook_id,
 )
 from streamproc.settings import Settings
 
