@@ -9,9 +9,9 @@ two halves joined by a *pending lead* in the state topic.
 Modules: :mod:`.service` (the public :class:`ClayService`), :mod:`.pending` (the registry
 of pending submissions), :mod:`.finisher` (fenced transactions that finish a lead),
 :mod:`.receiver` and :mod:`.callback` (the callback endpoint, its auth and validation),
-:mod:`.sweeper` (deadlines), :mod:`.outputs` (the records a finished lead produces); the
-webhook side is :mod:`streamproc.provider.clay`, :mod:`~streamproc.provider.webhooks` and
-:mod:`~streamproc.provider.pacing`.
+:mod:`.sweeper` (deadlines), :mod:`.outputs` (the records a finished lead produces); on
+the webhook side :mod:`.submitter` (the row's POST), :mod:`.webhooks` (which webhook takes
+it) and :mod:`.pacing` (Clay's rate limit).
 
 Life of a lead, and why each is exactly once
 --------------------------------------------
@@ -78,7 +78,7 @@ Webhook lifetime
 ----------------
 
 Submissions are counted per webhook URL in the state topic (see
-:mod:`streamproc.provider.webhooks`); rows go to the first webhook below ``limit -
+:mod:`streamproc.clay.webhooks`); rows go to the first webhook below ``limit -
 headroom``, a move to the next is logged and counted
 (``streamproc_clay_webhook_rotations_total``), and ``streamproc_clay_webhook_capacity_low``
 is 1 (with one ``clay.webhooks_nearly_used_up`` error line) once the last webhook has

@@ -31,7 +31,10 @@ from streamproc.clay.pending import (
     pending_key,
 )
 from streamproc.clay.receiver import CallbackReceiver, CallbackResult
+from streamproc.clay.submitter import ClaySubmitter, webhook_row
 from streamproc.clay.sweeper import Sweeper
+from streamproc.clay.webhooks import KEY_PREFIX as WEBHOOK_PREFIX
+from streamproc.clay.webhooks import Slot, WebhookRotation
 from streamproc.errors import (
     ErrorClass,
     InternalError,
@@ -42,9 +45,6 @@ from streamproc.logs import get_logger
 from streamproc.ops.metrics import CLAY_CALLBACK_RESULTS, Metrics
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import Admission, RawRecord
-from streamproc.provider.clay import ClaySubmitter, webhook_row
-from streamproc.provider.webhooks import KEY_PREFIX as WEBHOOK_PREFIX
-from streamproc.provider.webhooks import Slot, WebhookRotation
 from streamproc.records.dlq import Origin
 from streamproc.records.lead import Lead
 from streamproc.records.outcome import OutRecord

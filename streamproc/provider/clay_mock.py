@@ -51,8 +51,8 @@ import orjson
 from aiohttp import web
 
 from streamproc.clay.callback import sign
+from streamproc.clay.submitter import AUTH_HEADER
 from streamproc.logs import get_logger
-from streamproc.provider.clay import AUTH_HEADER
 from streamproc.provider.mock import _domain_of, _enrichment, serve_app, until_signalled
 from streamproc.settings import CallbackAuth
 

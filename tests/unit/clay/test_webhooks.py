@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamproc.provider.webhooks import WebhookRotation
+from streamproc.clay.webhooks import WebhookRotation
 from streamproc.redact import webhook_id
 
 URLS = ["https://api.clay.example/hook/a", "https://api.clay.example/hook/b"]

@@ -18,7 +18,7 @@ callback receiver with the result (:mod:`streamproc.clay`). This module only sub
   table (:func:`~streamproc.provider.classify.classify_response`): 401/403 auth, 402
   credits, other 4xx rejected.
 
-Which webhook a row goes to is decided by the caller (:mod:`streamproc.provider.webhooks`).
+Which webhook a row goes to is decided by the caller (:mod:`streamproc.clay.webhooks`).
 httpx errors are translated here and never escape.
 """
 
@@ -34,9 +34,9 @@ from typing import Any, TypeAlias
 import httpx
 import orjson
 
+from streamproc.clay.pacing import Pacer, TokenBucket
 from streamproc.errors import InvalidPayload, LeadError, ProviderError, ProviderTimeout, RateLimited
 from streamproc.provider.classify import classify_response
-from streamproc.provider.pacing import Pacer, TokenBucket
 from streamproc.provider.retry import RetryPolicy
 from streamproc.settings import Settings
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamproc.provider.pacing import Pacer, TokenBucket
+from streamproc.clay.pacing import Pacer, TokenBucket
 
 
 def test_a_full_bucket_lets_the_burst_through_at_once() -> None:

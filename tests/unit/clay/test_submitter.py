@@ -10,8 +10,8 @@ import httpx
 import orjson
 import pytest
 
+from streamproc.clay.submitter import AUTH_HEADER, ClaySubmitter, webhook_row
 from streamproc.errors import ProviderError, ProviderRejected, RateLimited
-from streamproc.provider.clay import AUTH_HEADER, ClaySubmitter, webhook_row
 from streamproc.settings import Settings
 
 URL = "https://api.clay.example/hook/a"
