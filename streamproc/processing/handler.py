@@ -11,11 +11,13 @@ is published later by whoever receives the callback (:mod:`streamproc.clay`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -23,7 +25,7 @@ from streamproc.errors import InternalError, LeadError
 from streamproc.logs import get_logger
 from streamproc.processing.cache import CacheHit
 from streamproc.records.dlq import Failure, Headers, Origin, attempt_of, encode_dlq_headers
-from streamproc.records.lead import Lead, decode_lead
+from streamproc.records.lead import EnrichmentMeta, Lead, ProcessorInfo, decode_lead
 from streamproc.records.outcome import Outcome, OutcomeKind, OutRecord
 from streamproc.settings import Settings
 
@@ -191,23 +193,29 @@ def enriched_value(
     processor: dict[str, str],
     cache: CacheHit | None = None,
 ) -> bytes:
-    """The ``leads.enriched`` value: the lead's own fields, ``enrichment``, ``enrichment_meta``
-    (with ``cache_key`` and ``cached_at`` when ``cache`` served it)."""
-    meta: dict[str, Any] = {
-        "source": source,
-        "credits": credits,
-        "attempt": attempt,
-        "enriched_at": _iso(enriched_at),
-        "processor": processor,
-    }
-    if cache is not None:
-        meta["cache_key"] = cache.key.value
-        meta["cached_at"] = _iso(datetime.fromtimestamp(cache.stored_at, UTC))
-    return orjson.dumps({**obj, "enrichment": enrichment, "enrichment_meta": meta})
+    """The ``leads.enriched`` value: the lead's own fields, ``enrichment``, and the
+    ``enrichment_meta`` of the published model (``EnrichedLead`` in ``schemas/``),
+    validated, with ``cache_key`` and ``cached_at`` when ``cache`` served it. The lead's own
+    fields were validated when it was decoded and pass through as they came."""
+    meta = EnrichmentMeta(
+        source=source,
+        credits=credits,
+        attempt=attempt,
+        enriched_at=enriched_at,
+        processor=ProcessorInfo(**processor),
+        cache_key=cache.key.value if cache is not None else None,
+        cached_at=datetime.fromtimestamp(cache.stored_at, UTC) if cache is not None else None,
+    )
+    dumped = meta.model_dump(mode="json", exclude_none=True)
+    return orjson.dumps({**obj, "enrichment": enrichment, "enrichment_meta": dumped})
 
 
-def _iso(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
+_Result = TypeVar("_Result")
+
+
+@contextlib.asynccontextmanager
+async def _no_place(lead: Lead) -> AsyncIterator[object]:
+    yield None
 
 
 class LeadHandler:
@@ -255,54 +263,68 @@ class LeadHandler:
     ) -> Outcome:
         if self._deferred is not None:
             return await self._submit(self._deferred, record, lead, obj, attempt)
-        assert self._enricher is not None
-        while True:
-            admission = await self._guard.admit(lead)
-            if admission.enrichment is not None:
-                return self._answered(record, lead, obj, attempt, admission)
-            try:
-                result = await self._enricher.enrich(
-                    obj,
-                    lead.lead_id,
-                    keep_trying=functools.partial(self._guard.may_retry, admission),
-                )
-            except LeadError as exc:
-                self._guard.settle(admission, None, exc)
-                if self._guard.hold_after(exc):
-                    continue  # the breaker opened under us: hold the lead, do not dead-letter it
-                raise
-            except BaseException:
-                self._guard.cancelled(admission)
-                raise
-            self._guard.settle(admission, result, None)
-            enrichment, source, credits = result.data, "provider", result.credits
-            break
-        return self._enriched(record, lead, obj, attempt, enrichment, source, credits)
+        enricher = self._enricher
+        assert enricher is not None
+
+        async def call(admission: Admission, _: object) -> CallResult:
+            return await enricher.enrich(
+                obj, lead.lead_id, keep_trying=functools.partial(self._guard.may_retry, admission)
+            )
+
+        admission, result = await self._guarded(lead, call, _no_place)
+        if result is None:
+            return self._answered(record, lead, obj, attempt, admission)
+        self._guard.settle(admission, result, None)
+        return self._enriched(record, lead, obj, attempt, result.data, "provider", result.credits)
 
     async def _submit(
         self, deferred: Deferred, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int
     ) -> Outcome:
         """Asynchronous mode: a webhook place first (held while there is none, before any
-        credit is reserved), then the guard (cache, breaker, budget claim), then submit."""
-        while True:
+        credit is reserved), then the guard (cache, breaker, budget claim), then submit.
+        The claim is settled later, by whoever finishes the submission."""
+
+        @contextlib.asynccontextmanager
+        async def place(lead: Lead) -> AsyncIterator[object]:
             slot = await deferred.reserve(lead)
             try:
+                yield slot
+            finally:
+                deferred.release(slot)
+
+        async def call(admission: Admission, slot: object) -> list[OutRecord]:
+            return await deferred.submit(slot, record, lead, obj, attempt, admission)
+
+        admission, pending = await self._guarded(lead, call, place)
+        if pending is None:
+            return self._answered(record, lead, obj, attempt, admission)
+        return Outcome(OutcomeKind.SUBMITTED, pending, lead.lead_id, attempt)
+
+    async def _guarded(
+        self,
+        lead: Lead,
+        call: Callable[[Admission, object], Awaitable[_Result]],
+        place: Callable[[Lead], AbstractAsyncContextManager[object]],
+    ) -> tuple[Admission, _Result | None]:
+        """The one lead loop of both modes: within a ``place`` (a Clay webhook row; nothing
+        for a synchronous provider), admit the lead through the guard and ``call`` the
+        provider. ``None`` when the guard answered itself (the cache). A failure is settled;
+        when the breaker opened under the call, the lead is held and admitted again instead
+        of dead-lettered. A cancelled call gives its admission back."""
+        while True:
+            async with place(lead) as slot:
                 admission = await self._guard.admit(lead)
                 if admission.enrichment is not None:
-                    return self._answered(record, lead, obj, attempt, admission)
+                    return admission, None
                 try:
-                    pending = await deferred.submit(slot, record, lead, obj, attempt, admission)
+                    return admission, await call(admission, slot)
                 except LeadError as exc:
                     self._guard.settle(admission, None, exc)
-                    if self._guard.hold_after(exc):
-                        continue  # the breaker opened under us: hold the lead
-                    raise
+                    if not self._guard.hold_after(exc):
+                        raise
                 except BaseException:
                     self._guard.cancelled(admission)
                     raise
-            finally:
-                deferred.release(slot)
-            return Outcome(OutcomeKind.SUBMITTED, pending, lead.lead_id, attempt)
 
     def _answered(
         self, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int, admission: Admission
