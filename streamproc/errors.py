@@ -57,7 +57,7 @@ __all__ = [
 
 
 class ErrorClass(StrEnum):
-    """The values of the ``streamproc.error.class`` DLQ header (DESIGN.md)."""
+    """The values of the ``streamproc.error.class`` DLQ header (docs/flow.md)."""
 
     INVALID_PAYLOAD = "invalid_payload"
     PROVIDER_REJECTED = "provider_rejected"

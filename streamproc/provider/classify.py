@@ -2,7 +2,7 @@
 
 Pure and synchronous: it sees the status, body and headers, never the socket, and takes the
 wall clock as ``now`` (only for an HTTP-date ``Retry-After``). The table it implements is
-DESIGN.md's "The enrichment provider (HTTP contract)":
+docs/provider.md, "Synchronous HTTP":
 
 =============================  =================================
 answer                         outcome

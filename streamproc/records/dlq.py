@@ -1,4 +1,4 @@
-"""The DLQ header codec (DESIGN.md, "DLQ record").
+"""The DLQ header codec (docs/flow.md, "DLQ record").
 
 A DLQ record's value is the original record's bytes, unchanged; its headers are the
 original headers plus ours. This module is pure: it turns a failure and the record's

@@ -5,7 +5,7 @@ here raises on malformed input, because a DLQ is exactly where malformed things 
 
 Header formats read, in this order of precedence (the first one that has a value wins):
 
-**streamproc** (``streamproc.records.dlq``, DESIGN.md): ``streamproc.error.class``,
+**streamproc** (``streamproc.records.dlq``, docs/flow.md): ``streamproc.error.class``,
 ``.message``, ``.retriable``, ``streamproc.attempt``, ``streamproc.original.*`` (decimal
 strings), ``streamproc.failed_at`` / ``first_failed_at`` (ISO-8601).
 

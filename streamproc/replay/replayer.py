@@ -125,7 +125,7 @@ class ReplayOptions:
 
 
 def replayer_group(settings: Settings) -> str:
-    """The replayer's consumer group: ``<group>-replayer`` (DESIGN.md)."""
+    """The replayer's consumer group: ``<group>-replayer`` (docs/flow.md)."""
     return f"{settings.group_id}-replayer"
 
 

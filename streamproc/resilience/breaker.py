@@ -20,7 +20,7 @@ Rules worth knowing:
 * The failure window is a true sliding window of failure timestamps: a failure at ``t``
   counts while ``t > now - window_s``. Five failures a week apart never trip it (a defect of the
   reference, which only cleared its counter in half-open).
-* A success while CLOSED clears the window ("200 resets it", DESIGN.md), so the threshold
+* A success while CLOSED clears the window (docs/resilience.md), so the threshold
   counts a run of failures since the last success, within ``window_s``.
 * Stale permits are ignored: a permit remembers the breaker generation (bumped on every
   transition) it was issued in, and an outcome for a permit from an earlier generation

@@ -37,7 +37,7 @@ def classify(
 
 
 def expected_error(status: int) -> type[LeadError] | None:
-    """DESIGN.md's table, written independently of the implementation."""
+    """docs/provider.md's table, written independently of the implementation."""
     if status == 200:
         return None
     if status == 429:

@@ -1,4 +1,4 @@
-"""The DLQ header codec: exactly the headers of DESIGN.md, originals kept, round trips."""
+"""The DLQ header codec: exactly the headers of docs/flow.md, originals kept, round trips."""
 
 from __future__ import annotations
 
