@@ -1,7 +1,7 @@
 """Sample leads for the demo and the benchmarks (``streamproc produce-sample``).
 
 The ``demo`` mix uses the mock provider's scenario domains (``*.reject.test`` and so on,
-see ``streamproc.provider.mock``) so that every path shows up: enriched, retried, rejected,
+see ``streamproc.simulators.provider``) so that every path shows up: enriched, retried, rejected,
 failed, and malformed input.
 """
 

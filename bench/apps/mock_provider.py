@@ -1,4 +1,4 @@
-"""The mock provider (``streamproc.provider.mock``) in its own process, on uvloop.
+"""The mock provider (``streamproc.simulators.provider``) in its own process, on uvloop.
 
 A process of its own so that its event loop never shares a core's time slices with the
 code being measured inside one process; uvloop because at thousands of calls a second
@@ -6,7 +6,7 @@ the simulator itself is a sizeable share of a 2-core machine's CPU, and every cy
 saves is one the measured pipeline can use. Prints ``{"bench": {"url": ...}}`` once
 serving, then serves until SIGTERM or SIGINT.
 
-It serves :func:`streamproc.provider.mock.build_app` itself rather than through
+It serves :func:`streamproc.simulators.provider.build_app` itself rather than through
 ``serve_mock_provider``, for one reason: the listen backlog. aiohttp's default is 128, and a
 client that opens its whole pool at once (1,000 connections) overflows it; the dropped SYNs
 are retried by the kernel after 1 s, 3 s, 7 s..., which would be measured as provider
@@ -23,7 +23,7 @@ import signal
 from aiohttp import web
 
 from bench.apps.common import emit, run_main
-from streamproc.provider.mock import MockProviderConfig, build_app
+from streamproc.simulators.provider import MockProviderConfig, build_app
 
 #: Above any in-flight window the benchmark uses (the kernel caps it at somaxconn).
 _BACKLOG = 4096

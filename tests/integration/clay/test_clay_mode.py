@@ -16,13 +16,13 @@ import orjson
 import pytest
 
 from streamproc.clay.callback import sign
-from streamproc.provider.clay_mock import (
+from streamproc.redact import webhook_id
+from streamproc.settings import CallbackAuth, Settings
+from streamproc.simulators.clay import (
     ClaySimulatorConfig,
     ClaySimulatorStats,
     serve_clay_simulator,
 )
-from streamproc.redact import webhook_id
-from streamproc.settings import CallbackAuth, Settings
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import Read, produce, read_all
 from tests.integration.procs import ProcessorProcess

@@ -19,8 +19,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from streamproc.app import App
 from streamproc.clay.callback import sign
 from streamproc.clay.pending import PendingLead
-from streamproc.provider.clay_mock import ClaySimulatorConfig, serve_clay_simulator
 from streamproc.settings import Settings
+from streamproc.simulators.clay import ClaySimulatorConfig, serve_clay_simulator
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import Read, produce, read_all
 

@@ -12,8 +12,8 @@ import orjson
 
 from streamproc.app import App
 from streamproc.clay.callback import sign
-from streamproc.provider.clay_mock import ClaySimulatorConfig, serve_clay_simulator
 from streamproc.settings import Settings
+from streamproc.simulators.clay import ClaySimulatorConfig, serve_clay_simulator
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
 

@@ -17,8 +17,8 @@ from streamproc.app import App
 from streamproc.ops.http import OpsServer
 from streamproc.ops.metrics import Metrics
 from streamproc.ops.readiness import ReadinessCheck
-from streamproc.provider.mock import MockProviderConfig, serve_mock_provider
 from streamproc.settings import Settings
+from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce
 

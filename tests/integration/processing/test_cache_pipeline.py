@@ -12,8 +12,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streamproc.app import App
-from streamproc.provider.mock import MockProviderConfig, serve_mock_provider
 from streamproc.settings import DEFAULT_CACHE_FIELDS, Settings
+from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
 

@@ -21,8 +21,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streamproc.app import App
-from streamproc.provider.mock import MockProviderConfig, serve_mock_provider
 from streamproc.settings import Settings
+from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import Read, produce, read_all
 

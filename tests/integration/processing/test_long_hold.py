@@ -11,9 +11,9 @@ import httpx
 import orjson
 
 from streamproc.app import App
-from streamproc.provider.mock import MockProviderConfig, serve_mock_provider
 from streamproc.resilience.breaker import BreakerState
 from streamproc.settings import Settings
+from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
 

@@ -10,8 +10,8 @@ import httpx
 import orjson
 import pytest
 
-from streamproc.provider.mock import MockProviderConfig, serve_mock_provider
 from streamproc.settings import Settings
+from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
 from tests.integration.procs import ProcessorProcess

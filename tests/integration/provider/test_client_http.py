@@ -19,8 +19,8 @@ from streamproc.errors import (
     ProviderTimeout,
 )
 from streamproc.provider.client import ProviderClient
-from streamproc.provider.mock import MockProviderConfig, serve_mock_provider
 from streamproc.settings import Settings
+from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 
 API_KEY = "mock-secret-key"
 MAX_RETRIES = 2

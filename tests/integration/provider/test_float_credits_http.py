@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 
 from streamproc.provider.client import ProviderClient
-from streamproc.provider.mock import MockProviderConfig, serve_mock_provider
 from streamproc.settings import Settings
+from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 
 
 async def _stats(base_url: str) -> dict[str, Any]:

@@ -8,9 +8,9 @@ import contextlib
 import httpx
 
 from streamproc.app import App
-from streamproc.provider.mock import MockProviderConfig, serve_mock_provider
 from streamproc.replay.replayer import Replayer, ReplayOptions
 from streamproc.settings import Settings
+from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
 from tests.integration.replay.dlq_io import lead

@@ -13,13 +13,13 @@ import orjson
 import pytest
 
 from streamproc.app import App
-from streamproc.provider.mock import MockProviderConfig, serve_mock_provider
 from streamproc.replay.command import replay_command
 from streamproc.replay.filters import ReplayFilter
 from streamproc.replay.progress import NullProgress
 from streamproc.replay.replayer import Replayer, ReplayOptions
 from streamproc.replay.safety import ReplayRefused
 from streamproc.settings import Settings
+from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import read_all
 from tests.integration.replay.dlq_io import (

@@ -9,8 +9,8 @@ import httpx
 import orjson
 
 from streamproc.ops.state_show import load_state
-from streamproc.provider.mock import MockProviderConfig, serve_mock_provider
 from streamproc.settings import Settings
+from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce
 from tests.integration.procs import ProcessorProcess

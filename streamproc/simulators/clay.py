@@ -53,8 +53,8 @@ from aiohttp import web
 from streamproc.clay.callback import sign
 from streamproc.clay.submitter import AUTH_HEADER
 from streamproc.logs import get_logger
-from streamproc.provider.mock import _domain_of, _enrichment, serve_app, until_signalled
 from streamproc.settings import CallbackAuth
+from streamproc.simulators.provider import _domain_of, _enrichment, serve_app, until_signalled
 
 __all__ = [
     "ClaySimulator",

@@ -1,0 +1,124 @@
+"""``streamproc mock-provider``: its arguments, and the simulator they start.
+
+The simulators are imported when the command runs, not when the CLI builds its parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from streamproc.errors import ConfigError
+from streamproc.settings import CallbackAuth
+
+__all__ = ["add_mock_provider_arguments", "mock_provider_command"]
+
+
+def add_mock_provider_arguments(mock: argparse.ArgumentParser) -> None:
+    mock.add_argument("--host", default="127.0.0.1")
+    mock.add_argument("--port", type=int, default=8099)
+    mock.add_argument("--latency-ms", type=float, default=50.0, help="mean latency")
+    mock.add_argument(
+        "--latency-jitter-ms",
+        type=float,
+        default=None,
+        help="spread of the latency (see the mock's docs for the distribution)",
+    )
+    mock.add_argument("--error-rate", type=float, default=0.0, help="share of 5xx answers")
+    mock.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of 429 answers")
+    mock.add_argument("--credits-per-call", type=int, default=6)
+    mock.add_argument(
+        "--outage",
+        action="append",
+        default=[],
+        metavar="START:END",
+        help="seconds after start during which every call is 503 (repeatable)",
+    )
+    mock.add_argument("--api-key", default=None, help="require this Bearer key (401 otherwise)")
+    mock.add_argument("--seed", type=int, default=None)
+    clay = mock.add_argument_group(
+        "clay mode (--mode clay: webhooks at /webhook/<name>, callbacks to --callback-url; "
+        "--error-rate is then the share of error rows, --rate-limit-rate of 429s)"
+    )
+    clay.add_argument("--mode", choices=["sync", "clay"], default="sync")
+    clay.add_argument("--callback-url", default=None, help="streamproc's callback receiver")
+    clay.add_argument("--callback-secret", default=None, help="shared secret of the callbacks")
+    clay.add_argument("--callback-auth", choices=["header", "hmac"], default="header")
+    clay.add_argument("--callback-auth-header", default="X-Streamproc-Callback-Auth")
+    clay.add_argument("--webhook-token", default=None, help="require this x-clay-webhook-auth")
+    clay.add_argument("--duplicate-rate", type=float, default=0.0, help="rows called back twice")
+    clay.add_argument("--missing-rate", type=float, default=0.0, help="rows never called back")
+    clay.add_argument("--min-delay-ms", type=float, default=200.0)
+    clay.add_argument("--max-delay-ms", type=float, default=2_000.0)
+    clay.add_argument("--webhook-row-limit", type=int, default=50_000)
+    clay.add_argument("--callback-retries", type=int, default=3)
+
+
+def mock_provider_command(args: argparse.Namespace) -> int:
+    """Serve the simulator ``args`` describe until SIGINT or SIGTERM; exit code 0."""
+    if args.mode == "clay":
+        return _clay_simulator(args)
+    from streamproc.simulators.provider import MockProviderConfig, run_mock_provider
+
+    outages: list[tuple[float, float]] = []
+    for spec in args.outage:
+        try:
+            start_s, end_s = (float(part) for part in spec.split(":", 1))
+        except ValueError:
+            raise ConfigError(
+                f"--outage {spec!r}: expected START:END in seconds, e.g. 30:90"
+            ) from None
+        if end_s <= start_s:
+            raise ConfigError(f"--outage {spec!r}: END must be after START")
+        outages.append((start_s, end_s))
+    for name in ("error_rate", "rate_limit_rate"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1")
+    extra: dict[str, Any] = {}
+    if args.latency_jitter_ms is not None:
+        extra["latency_jitter_ms"] = args.latency_jitter_ms
+    config = MockProviderConfig(
+        host=args.host,
+        port=args.port,
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        rate_limit_rate=args.rate_limit_rate,
+        credits_per_call=args.credits_per_call,
+        outages=tuple(outages),
+        api_key=args.api_key,
+        seed=args.seed,
+        **extra,
+    )
+    run_mock_provider(config)
+    return 0
+
+
+def _clay_simulator(args: argparse.Namespace) -> int:
+    from streamproc.simulators.clay import ClaySimulatorConfig, run_clay_simulator
+
+    if not args.callback_url:
+        raise ConfigError("--mode clay needs --callback-url (streamproc's callback receiver)")
+    try:
+        config = ClaySimulatorConfig(
+            callback_url=args.callback_url,
+            host=args.host,
+            port=args.port,
+            callback_secret=args.callback_secret,
+            callback_auth=CallbackAuth(args.callback_auth),
+            callback_auth_header=args.callback_auth_header,
+            webhook_token=args.webhook_token,
+            min_delay_ms=args.min_delay_ms,
+            max_delay_ms=args.max_delay_ms,
+            duplicate_rate=args.duplicate_rate,
+            missing_rate=args.missing_rate,
+            error_rate=args.error_rate,
+            rate_limit_rate=args.rate_limit_rate,
+            webhook_row_limit=args.webhook_row_limit,
+            credits_per_row=args.credits_per_call,
+            callback_retries=args.callback_retries,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"mock-provider --mode clay: {exc}") from None
+    run_clay_simulator(config)
+    return 0
