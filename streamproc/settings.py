@@ -142,6 +142,7 @@ DEFAULT_FREEMAIL_DOMAINS: tuple[str, ...] = (
     "rediffmail.com",
 )
 
+
 class SecurityProtocol(StrEnum):
     PLAINTEXT = "PLAINTEXT"
     SSL = "SSL"
