@@ -11,10 +11,10 @@ from typing import Any
 
 from streamproc import __version__
 from streamproc.clay import ClayService
+from streamproc.kafka.preflight import check_kafka
 from streamproc.logs import get_logger
 from streamproc.ops.http import OpsServer
 from streamproc.ops.metrics import Metrics
-from streamproc.ops.preflight import check_kafka
 from streamproc.ops.readiness import ReadinessCheck
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler

@@ -244,8 +244,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                 metrics_port=metrics_port,
             )
     elif args.command == "dlq":
-        from streamproc.ops.stats import dlq_stats
         from streamproc.replay.command import whole_number
+        from streamproc.replay.stats import dlq_stats
 
         stats_attempts = whole_number(args.max_attempts, "--max-attempts", 1) or 3
 

@@ -3,5 +3,6 @@
 One module per concept: ``interop`` (reading streamproc, Spring Kafka and Kafka Connect DLQ
 headers), ``filters``, ``decision`` (replay or park, and the headers written), ``rate``,
 ``safety`` (the breaker/budget pre-flight), ``report``, ``progress``, ``replayer`` (the
-Kafka shell; its docstring has the offset semantics) and ``command`` (the CLI glue).
+Kafka shell; its docstring has the offset semantics), ``command`` (the CLI glue) and
+``stats`` (``streamproc dlq stats``: what is waiting for the replayer).
 """

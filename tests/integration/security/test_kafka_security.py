@@ -18,7 +18,7 @@ from aiokafka import TopicPartition
 
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import admin_client, consumer, transactional_producer
-from streamproc.ops.preflight import check_kafka
+from streamproc.kafka.preflight import check_kafka
 from streamproc.settings import Settings
 from tests.integration.security.broker import (
     CLIENT_KEY_PASSWORD,

@@ -6,9 +6,9 @@ import struct
 from datetime import UTC, datetime, timedelta
 
 from streamproc.errors import ErrorClass
-from streamproc.ops.stats import DlqStats
 from streamproc.records.dlq import Failure, Origin, encode_dlq_headers
 from streamproc.replay.interop import DlqView, view_dlq_record
+from streamproc.replay.stats import DlqStats
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 

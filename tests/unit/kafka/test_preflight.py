@@ -12,8 +12,8 @@ from aiokafka import errors as kafka_errors
 from aiokafka.protocol.metadata import MetadataRequest_v5
 
 from streamproc.errors import KafkaSetupError
-from streamproc.ops import preflight
-from streamproc.ops.preflight import check_kafka, parse_bootstrap
+from streamproc.kafka import preflight
+from streamproc.kafka.preflight import check_kafka, parse_bootstrap
 from streamproc.settings import Settings
 
 

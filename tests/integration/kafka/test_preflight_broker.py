@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from streamproc.errors import KafkaSetupError
-from streamproc.ops.preflight import check_kafka
+from streamproc.kafka.preflight import check_kafka
 from streamproc.settings import Settings
 from tests.integration.conftest import configure
 
