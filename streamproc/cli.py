@@ -202,6 +202,13 @@ async def _produce_sample(settings: Settings, count: int, mix: str) -> int:
     return 0
 
 
+async def _state_show(settings: Settings, *, as_json: bool) -> int:
+    from streamproc.processing.state_reader import read_only_guard
+    from streamproc.state.view import state_show
+
+    return await state_show(settings, read_only_guard(settings), as_json=as_json)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "mock-provider":
         configure_logging("INFO", "auto")
@@ -254,10 +261,9 @@ def _dispatch(args: argparse.Namespace) -> int:
                 settings, as_json=args.json, include_all=args.all, max_attempts=stats_attempts
             )
     elif args.command == "state":
-        from streamproc.ops.state_show import state_show
 
         def runner() -> Coroutine[Any, Any, int]:
-            return state_show(settings, as_json=args.json)
+            return _state_show(settings, as_json=args.json)
     else:  # pragma: no cover - argparse rejects unknown commands
         raise ConfigError(f"unknown command {args.command}")
     return _run_async(runner)

@@ -74,8 +74,7 @@ from streamproc.kafka.client import (
 )
 from streamproc.kafka.client import consumer as make_consumer
 from streamproc.logs import get_logger
-from streamproc.ops.state_show import watch_state
-from streamproc.processing.guard import ResilienceGuard
+from streamproc.processing.state_reader import read_only_guard
 from streamproc.records.outcome import OutRecord
 from streamproc.replay.decision import DlqRecord, Planned, Targets, plan
 from streamproc.replay.filters import ReplayFilter
@@ -84,6 +83,7 @@ from streamproc.replay.rate import RateLimiter, pace
 from streamproc.replay.report import ReplayReport
 from streamproc.replay.safety import budget_warning, refusal_reason
 from streamproc.settings import Settings
+from streamproc.state.view import StateView, watch_state
 
 __all__ = [
     "ReplayFenced",
@@ -154,7 +154,7 @@ class Replayer:
         self._targets = Targets(settings.topic_raw, settings.topic_parked, settings.topic_dlq)
         self._limiter = RateLimiter(options.rate_per_s, clock=clock) if options.rate_per_s else None
         self._matched = 0
-        self._guard: ResilienceGuard | None = None
+        self._state: StateView | None = None
         #: End offsets seen at start (``None`` with ``--follow``: no end).
         self._ends: dict[TopicPartition, int] | None = None
         self.report = ReplayReport(
@@ -172,8 +172,9 @@ class Replayer:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if not self._options.force:
-                    guard, _ = await stack.enter_async_context(watch_state(self._settings))
-                    self._guard = guard
+                    state = read_only_guard(self._settings)
+                    await stack.enter_async_context(watch_state(self._settings, state))
+                    self._state = state
                     reason = self._unsafe()
                     if reason is not None:
                         if not self._options.dry_run:
@@ -264,10 +265,10 @@ class Replayer:
 
     def _warn_budget(self, leads: int, *, at_most: bool = False) -> None:
         """Say so when today's budget cannot pay for the leads (a real run: an upper bound)."""
-        if self._guard is None:
+        if self._state is None:
             return
         warning = budget_warning(
-            self._guard.status(), self._settings.credits_per_lead, leads, at_most=at_most
+            self._state.status(), self._settings.credits_per_lead, leads, at_most=at_most
         )
         self.report.budget_warning = warning
         if warning is not None and not self._options.dry_run:
@@ -399,9 +400,9 @@ class Replayer:
     # --- safety during the run --------------------------------------------------------------
 
     def _unsafe(self) -> str | None:
-        if self._guard is None:
+        if self._state is None:
             return None
-        return refusal_reason(self._guard.status(), self._settings.credits_per_lead)
+        return refusal_reason(self._state.status(), self._settings.credits_per_lead)
 
     async def _still_safe(self, moving: bool) -> bool:
         """False (and the run stops) when replaying became unsafe; ``--follow`` waits instead."""

@@ -1,10 +1,12 @@
-"""``streamproc state show``: the group's breaker, budget and cache, read from the state topic.
+"""The group's state read from the state topic, and ``streamproc state show``.
 
-The state topic is restored exactly as ``streamproc run`` restores it (a
-:class:`~streamproc.state.store.StateStore` feeding a
-:class:`~streamproc.processing.guard.ResilienceGuard`), so this shows what the next
-instance to start would believe. Read-only: the guard is never attached to the store, so
-nothing is written back (not even a lazy OPEN → HALF_OPEN transition).
+:func:`watch_state` restores the state topic into a :class:`StateView` exactly as
+``streamproc run`` restores it, so the view shows what the next instance to start would
+believe, and keeps tailing the topic while inside. Read-only: the view is never attached
+to the store, so nothing is written back (not even a lazy OPEN → HALF_OPEN transition).
+Today the view is a guard that only reads
+(:func:`streamproc.processing.state_reader.read_only_guard`); the replayer's safety check
+and ``state show`` take it as a parameter, so this package needs nothing above it.
 
 The budget's day, limit and time zone are the group's, as the claims log fixed them (see
 :mod:`streamproc.resilience.claims`), not this machine's settings. ``state_topic`` says how
@@ -19,21 +21,17 @@ process's memory (its ``/status`` endpoint has them).
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import sys
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any, TextIO
+from collections.abc import AsyncIterator
+from typing import Any, Protocol, TextIO
 
 import orjson
 
-from streamproc.processing.guard import ResilienceGuard
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
 
 __all__ = [
+    "StateView",
     "load_state",
     "print_state",
     "render_state_table",
@@ -43,35 +41,35 @@ __all__ = [
 ]
 
 
-def _reader_owner() -> str:
-    # An owner id no processor has: the guard must never take a record for its own.
-    return f"state-reader-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+class StateView(Protocol):
+    """Folds the state topic's records into the group's status (breaker, budget, cache)."""
+
+    def on_state(
+        self, key: str, value: dict[str, Any] | None, partition: int, offset: int
+    ) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
 
 
 @contextlib.asynccontextmanager
-async def watch_state(
-    settings: Settings, *, clock: Callable[[], float] = time.time
-) -> AsyncIterator[tuple[ResilienceGuard, StateStore]]:
-    """Restore the state topic into a read-only guard and keep tailing it while inside."""
-    guard = ResilienceGuard(settings, clock=clock, owner=_reader_owner())
-    store = StateStore(settings, guard.on_state)
+async def watch_state(settings: Settings, view: StateView) -> AsyncIterator[StateStore]:
+    """Restore the state topic into ``view`` and keep tailing it while inside."""
+    store = StateStore(settings, view.on_state)
     try:
         await store.start()
-        yield guard, store
+        yield store
     finally:
         await store.stop()
 
 
-async def load_state(
-    settings: Settings, *, clock: Callable[[], float] = time.time
-) -> dict[str, Any]:
+async def load_state(settings: Settings, view: StateView) -> dict[str, Any]:
     """The state as JSON-able data: breaker, budget, cache, and where it was read from."""
-    async with watch_state(settings, clock=clock) as (guard, store):
-        return state_of(guard, store, settings)
+    async with watch_state(settings, view) as store:
+        return state_of(view, store, settings)
 
 
-def state_of(guard: ResilienceGuard, store: StateStore, settings: Settings) -> dict[str, Any]:
-    status = guard.status()
+def state_of(view: StateView, store: StateStore, settings: Settings) -> dict[str, Any]:
+    status = view.status()
     return {
         "breaker": status["breaker"],
         "budget": status["budget"],
@@ -122,7 +120,7 @@ def print_state(state: dict[str, Any], *, as_json: bool, file: TextIO | None = N
         render_state_table(state, out)
 
 
-async def state_show(settings: Settings, *, as_json: bool) -> int:
+async def state_show(settings: Settings, view: StateView, *, as_json: bool) -> int:
     """The ``state show`` command: exit code 0."""
-    print_state(await load_state(settings), as_json=as_json)
+    print_state(await load_state(settings, view), as_json=as_json)
     return 0
