@@ -34,10 +34,11 @@ from typing import Any, TypeAlias
 import httpx
 import orjson
 
-from streamproc.clay.pacing import Pacer, TokenBucket
+from streamproc.clay.pacing import Pacer
 from streamproc.errors import InvalidPayload, LeadError, ProviderError, ProviderTimeout, RateLimited
 from streamproc.provider.classify import classify_response
 from streamproc.provider.retry import RetryPolicy
+from streamproc.resilience.token_bucket import TokenBucket
 from streamproc.settings import Settings
 
 __all__ = [

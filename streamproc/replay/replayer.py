@@ -79,9 +79,10 @@ from streamproc.records.outcome import OutRecord
 from streamproc.replay.decision import DlqRecord, Planned, Targets, plan
 from streamproc.replay.filters import ReplayFilter
 from streamproc.replay.progress import NullProgress, ProgressSink
-from streamproc.replay.rate import RateLimiter, pace
+from streamproc.replay.rate import pace
 from streamproc.replay.report import ReplayReport
 from streamproc.replay.safety import budget_warning, refusal_reason
+from streamproc.resilience.token_bucket import TokenBucket
 from streamproc.settings import Settings
 from streamproc.state.view import StateView, watch_state
 
@@ -152,7 +153,7 @@ class Replayer:
         self._clock = clock
         self._stop = asyncio.Event()
         self._targets = Targets(settings.topic_raw, settings.topic_parked, settings.topic_dlq)
-        self._limiter = RateLimiter(options.rate_per_s, clock=clock) if options.rate_per_s else None
+        self._bucket = TokenBucket(options.rate_per_s, burst=1) if options.rate_per_s else None
         self._matched = 0
         self._state: StateView | None = None
         #: End offsets seen at start (``None`` with ``--follow``: no end).
@@ -350,7 +351,9 @@ class Replayer:
                     if self._options.limit is not None and matched >= self._options.limit:
                         break
                     planned = self._plan(record)
-                    if planned.outcome == "replay" and not await pace(self._limiter, self._stop):
+                    if planned.outcome == "replay" and not await pace(
+                        self._bucket, self._stop, clock=self._clock
+                    ):
                         break  # stopping: commit what was sent so far
                     if planned.outcome != "replay" and self._stop.is_set():
                         break

@@ -9,4 +9,6 @@ One module per concept, none doing I/O or reading a clock (``now`` is always an 
 * :mod:`~streamproc.resilience.claims`: the group-wide :class:`ClaimLedger`, a
   deterministic fold over an ordered log of claim events that every instance replays.
 * :mod:`~streamproc.resilience.health`: the sliding-window success rate behind ``/status``.
+* :mod:`~streamproc.resilience.token_bucket`: the rate limit of Clay submissions and
+  ``replay --rate``.
 """
