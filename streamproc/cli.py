@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from streamproc.errors import ConfigError, KafkaSetupError, StreamprocError
 from streamproc.logs import configure_logging, get_logger
 from streamproc.redact import printable_settings, secret_values
 from streamproc.settings import ProviderMode, Settings, load_settings
+from streamproc.signals import StopSignals
 from streamproc.simulators.command import add_mock_provider_arguments, mock_provider_command
 
 __all__ = ["main"]
@@ -146,26 +146,17 @@ async def _run(settings: Settings, stop_when_idle_s: float | None) -> int:
     from streamproc.app import App
 
     app = App(settings)
-    loop = asyncio.get_running_loop()
-    signals = 0
 
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            log.info("shutdown.requested", grace_s=settings.shutdown_grace_s)
-            app.request_stop()
-        else:
-            log.warning("shutdown.immediate")
-            app.abort()
+    def stop() -> None:
+        log.info("shutdown.requested", grace_s=settings.shutdown_grace_s)
+        app.request_stop()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
-    try:
+    def abort() -> None:
+        log.warning("shutdown.immediate")
+        app.abort()
+
+    with StopSignals(stop, abort):
         await app.run(stop_when_idle_s=stop_when_idle_s)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     app.print_summary()
     return 0
 

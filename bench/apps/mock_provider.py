@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 
 from aiohttp import web
 
 from bench.apps.common import emit, run_main
+from streamproc.signals import StopSignals
 from streamproc.simulators.provider import MockProviderConfig, build_app
 
 #: Above any in-flight window the benchmark uses (the kernel caps it at somaxconn).
@@ -38,18 +38,16 @@ async def main() -> None:
         seed=7,
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(build_app(config), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, config.host, config.port, backlog=_BACKLOG).start()
-        base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        emit(url=f"{base_url}/enrich", base_url=base_url)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    with StopSignals(stop.set):
+        runner = web.AppRunner(build_app(config), access_log=None, shutdown_timeout=2.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, config.host, config.port, backlog=_BACKLOG).start()
+            base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            emit(url=f"{base_url}/enrich", base_url=base_url)
+            await stop.wait()
+        finally:
+            await runner.cleanup()
 
 
 if __name__ == "__main__":

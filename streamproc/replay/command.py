@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
-import signal
 import sys
 from datetime import UTC, datetime
 from typing import TextIO
@@ -30,6 +28,7 @@ from streamproc.replay.filters import KNOWN_CLASSES, ReplayFilter
 from streamproc.replay.progress import MetricsProgress, ProgressSink, make_progress
 from streamproc.replay.replayer import Replayer, ReplayOptions
 from streamproc.settings import Settings
+from streamproc.signals import StopSignals
 
 __all__ = ["add_replay_arguments", "options_from_args", "replay_command", "whole_number"]
 
@@ -199,41 +198,29 @@ async def replay_command(
 async def _run_replay(
     replayer: Replayer, settings: Settings, *, as_json: bool, file: TextIO | None
 ) -> int:
-    loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(replayer.run())
-    signals = 0
 
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            log.warning("replay.stopping", after="the current transaction")
-            replayer.request_stop()
-        else:
-            log.warning("replay.cancelled", note="the open transaction is aborted")
-            task.cancel()
+    def stop() -> None:
+        log.warning("replay.stopping", after="the current transaction")
+        replayer.request_stop()
 
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        # Only the main thread's loop can own signals (tests run commands elsewhere).
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(sig, on_signal)
-            installed.append(sig)
-    try:
-        await task
-    except asyncio.CancelledError:
-        if signals < 2:
-            raise  # cancelled from outside, not by a second signal
-        replayer.report.stop_reason = "interrupted"
-        print_report(replayer, settings, as_json=as_json, file=file)
-        return EXIT_INTERRUPTED
-    except Exception:
-        if replayer.report.read:
+    def cancel() -> None:
+        log.warning("replay.cancelled", note="the open transaction is aborted")
+        task.cancel()
+
+    with StopSignals(stop, cancel) as signals:
+        try:
+            await task
+        except asyncio.CancelledError:
+            if signals.count < 2:
+                raise  # cancelled from outside, not by a second signal
+            replayer.report.stop_reason = "interrupted"
             print_report(replayer, settings, as_json=as_json, file=file)
-        raise
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+            return EXIT_INTERRUPTED
+        except Exception:
+            if replayer.report.read:
+                print_report(replayer, settings, as_json=as_json, file=file)
+            raise
     print_report(replayer, settings, as_json=as_json, file=file)
     reason = replayer.report.stop_reason
     if reason == "interrupted":

@@ -54,7 +54,8 @@ from streamproc.clay.callback import sign
 from streamproc.clay.submitter import AUTH_HEADER
 from streamproc.logs import get_logger
 from streamproc.settings import CallbackAuth
-from streamproc.simulators.provider import _domain_of, _enrichment, serve_app, until_signalled
+from streamproc.signals import until_signalled
+from streamproc.simulators.provider import _domain_of, _enrichment, serve_app
 
 __all__ = [
     "ClaySimulator",

@@ -81,7 +81,6 @@ import asyncio
 import hashlib
 import math
 import random
-import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -93,6 +92,7 @@ import orjson
 from aiohttp import web
 
 from streamproc.logs import get_logger
+from streamproc.signals import until_signalled
 
 __all__ = [
     "MockProviderConfig",
@@ -361,20 +361,6 @@ async def _serve_until_signalled(config: MockProviderConfig) -> None:
             config=repr(config),
         )
         await until_signalled()
-
-
-async def until_signalled() -> None:
-    """Return at the first SIGINT or SIGTERM (the simulators' CLI servers)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
 
 
 # --- handlers -------------------------------------------------------------------------------
