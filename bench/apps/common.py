@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from streamproc.timestamps import utc_iso
+
 __all__ = [
     "AppEnv",
     "emit",
@@ -69,7 +71,7 @@ def enriched_value(lead: dict[str, Any], data: dict[str, Any], credits: int, app
                 "source": "provider",
                 "credits": credits,
                 "attempt": 1,
-                "enriched_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "enriched_at": utc_iso(datetime.now(UTC), "auto"),
                 "processor": {"name": app, "version": "bench"},
             },
         }

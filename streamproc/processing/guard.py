@@ -38,7 +38,6 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from streamproc.errors import (
@@ -65,6 +64,7 @@ from streamproc.resilience.journal import BudgetJournal, Record, parse_key
 from streamproc.resilience.lease import CreditLease, lease_amount
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
 from streamproc.state.store import StateStore
+from streamproc.timestamps import epoch_iso
 
 __all__ = ["BREAKER_KEY", "ResilienceGuard", "fallback_enrichment"]
 
@@ -657,6 +657,4 @@ class ResilienceGuard:
 
 
 def _iso(epoch_s: float | None) -> str | None:
-    if epoch_s is None:
-        return None
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return None if epoch_s is None else epoch_iso(epoch_s)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from streamproc.errors import ErrorClass
+from streamproc.timestamps import utc_iso
 
 __all__ = [
     "ATTEMPT",
@@ -113,7 +114,7 @@ def _int(headers: Headers, name: str) -> int | None:
 
 
 def _iso(moment: datetime) -> bytes:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()
+    return utc_iso(moment, "milliseconds").encode()
 
 
 def _parse_iso(text: str | None) -> datetime | None:

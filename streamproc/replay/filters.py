@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from streamproc.errors import ConfigError, ErrorClass
 from streamproc.replay.interop import UNCLASSIFIED, DlqView
+from streamproc.timestamps import utc_iso
 
 __all__ = ["KNOWN_CLASSES", "ReplayFilter", "parse_error_classes", "parse_moment"]
 
@@ -67,9 +68,9 @@ class ReplayFilter:
         if self.error_classes:
             parts.append("error_class in {" + ", ".join(sorted(self.error_classes)) + "}")
         if self.since is not None:
-            parts.append(f"failed_at >= {_iso(self.since)}")
+            parts.append(f"failed_at >= {utc_iso(self.since)}")
         if self.until is not None:
-            parts.append(f"failed_at < {_iso(self.until)}")
+            parts.append(f"failed_at < {utc_iso(self.until)}")
         if self.key is not None:
             parts.append(f"key = {self.key.decode('utf-8', errors='replace')!r}")
         return ", ".join(parts) or "none (every record)"
@@ -137,7 +138,3 @@ def parse_moment(text: str, flag: str, now: datetime) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TextIO
 
 import orjson
@@ -32,6 +32,7 @@ from streamproc.replay.decision import decide
 from streamproc.replay.interop import DlqView, view_dlq_record
 from streamproc.replay.replayer import replayer_group
 from streamproc.settings import Settings
+from streamproc.timestamps import utc_iso
 
 __all__ = ["DlqStats", "collect_dlq_stats", "dlq_stats", "print_stats"]
 
@@ -100,9 +101,7 @@ class DlqStats:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if moment is None else utc_iso(moment, "milliseconds")
 
 
 async def collect_dlq_stats(
