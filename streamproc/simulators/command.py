@@ -6,12 +6,16 @@ The simulators are imported when the command runs, not when the CLI builds its p
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from streamproc.errors import ConfigError
 from streamproc.settings import CallbackAuth
 
 __all__ = ["add_mock_provider_arguments", "mock_provider_command"]
+
+_Config = TypeVar("_Config")
 
 
 def add_mock_provider_arguments(mock: argparse.ArgumentParser) -> None:
@@ -74,21 +78,7 @@ def mock_provider_command(args: argparse.Namespace) -> int:
     for name in ("error_rate", "rate_limit_rate"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1")
-    extra: dict[str, Any] = {}
-    if args.latency_jitter_ms is not None:
-        extra["latency_jitter_ms"] = args.latency_jitter_ms
-    config = MockProviderConfig(
-        host=args.host,
-        port=args.port,
-        latency_ms=args.latency_ms,
-        error_rate=args.error_rate,
-        rate_limit_rate=args.rate_limit_rate,
-        credits_per_call=args.credits_per_call,
-        outages=tuple(outages),
-        api_key=args.api_key,
-        seed=args.seed,
-        **extra,
-    )
+    config = _config_from(MockProviderConfig, args, outages=tuple(outages))
     run_mock_provider(config)
     return 0
 
@@ -99,26 +89,21 @@ def _clay_simulator(args: argparse.Namespace) -> int:
     if not args.callback_url:
         raise ConfigError("--mode clay needs --callback-url (streamproc's callback receiver)")
     try:
-        config = ClaySimulatorConfig(
-            callback_url=args.callback_url,
-            host=args.host,
-            port=args.port,
-            callback_secret=args.callback_secret,
+        config = _config_from(
+            ClaySimulatorConfig,
+            args,
             callback_auth=CallbackAuth(args.callback_auth),
-            callback_auth_header=args.callback_auth_header,
-            webhook_token=args.webhook_token,
-            min_delay_ms=args.min_delay_ms,
-            max_delay_ms=args.max_delay_ms,
-            duplicate_rate=args.duplicate_rate,
-            missing_rate=args.missing_rate,
-            error_rate=args.error_rate,
-            rate_limit_rate=args.rate_limit_rate,
-            webhook_row_limit=args.webhook_row_limit,
             credits_per_row=args.credits_per_call,
-            callback_retries=args.callback_retries,
-            seed=args.seed,
         )
     except ValueError as exc:
         raise ConfigError(f"mock-provider --mode clay: {exc}") from None
     run_clay_simulator(config)
     return 0
+
+
+def _config_from(make: Callable[..., _Config], args: argparse.Namespace, **given: Any) -> _Config:
+    """``make`` called with each of its parameters the command line set (a flag left out,
+    or ``None``, keeps the default), and with ``given``."""
+    names = inspect.signature(make).parameters.keys() - given.keys()
+    values = {name: getattr(args, name, None) for name in names}
+    return make(**{k: v for k, v in values.items() if v is not None}, **given)
