@@ -8,12 +8,13 @@ from typing import Any
 import orjson
 
 from streamproc.errors import ProviderRejected
+from streamproc.processing.cache import CacheHit
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import Admission, LeadHandler, OpenGuard, RawRecord
 from streamproc.records.lead import Lead
 from streamproc.records.outcome import OutcomeKind, OutRecord
 from streamproc.resilience.budget import budget_day
-from streamproc.settings import Settings
+from streamproc.settings import CacheKey, Settings
 
 
 @dataclass
@@ -60,7 +61,8 @@ class _Deferred:
 
 class _CachingGuard(OpenGuard):
     async def admit(self, lead: Lead) -> Admission:
-        return Admission(enrichment={"company": "Acme"}, source="cache")
+        hit = CacheHit({"company": "Acme"}, CacheKey.DOMAIN, stored_at=1.0)
+        return Admission(enrichment=hit.data, source="cache", cache=hit)
 
 
 def _handler(deferred: _Deferred, guard: Any = None) -> LeadHandler:
