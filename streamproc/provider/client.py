@@ -1,4 +1,4 @@
-"""The provider's HTTP client: the I/O shell around :mod:`.classify` and :mod:`.retry`.
+"""The provider's HTTP client: the I/O shell around :mod:`.classify` and :mod:`.driver`.
 
 One :class:`ProviderClient` per process, shared by every in-flight lead. It owns one
 ``httpx.AsyncClient`` whose connection pool is sized to ``max_in_flight``, so no lead ever
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeAlias
@@ -22,25 +22,18 @@ import httpx
 import orjson
 
 from streamproc import __version__
-from streamproc.errors import (
-    InvalidPayload,
-    LeadError,
-    ProviderError,
-    ProviderTimeout,
-    RateLimited,
-)
-from streamproc.provider.classify import classify_response
+from streamproc.errors import InvalidPayload, ProviderError
+from streamproc.provider.classify import ProviderResult, classify_response
+from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep
 from streamproc.provider.retry import RetryPolicy
 from streamproc.settings import Settings
 
-__all__ = ["AttemptHook", "ProviderCallResult", "ProviderClient", "pool_limits"]
+__all__ = ["AttemptHook", "ProviderCallResult", "ProviderClient", "pool_limits", "retry_driver"]
 
 #: Called after every HTTP attempt with the status (``None`` when no answer came: timeout or
 #: connection error) and the attempt's duration in seconds. Meant for metrics; it runs
 #: inline on the event loop, so it must be cheap and must not raise.
 AttemptHook: TypeAlias = Callable[[int | None, float], None]
-
-Sleep: TypeAlias = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +59,27 @@ def pool_limits(settings: Settings) -> httpx.Limits:
     )
 
 
+def retry_driver(
+    settings: Settings,
+    peer: str,
+    *,
+    sleep: Sleep = asyncio.sleep,
+    rng: Callable[[], float] = random.random,
+    clock: Callable[[], float] = time.monotonic,
+) -> RetryDriver:
+    """The retry driver of httpx calls to ``peer``: the ``provider_*`` retry settings, each
+    call bounded by ``provider_timeout_s``, and httpx's timeouts counted as timeouts."""
+    return RetryDriver(
+        RetryPolicy.from_settings(settings),
+        peer=peer,
+        timeout_s=settings.provider_timeout_s,
+        timeouts=(httpx.TimeoutException,),
+        sleep=sleep,
+        rng=rng,
+        clock=clock,
+    )
+
+
 class ProviderClient:
     """Calls the enrichment provider for one lead at a time, concurrently, with retries.
 
@@ -87,12 +101,10 @@ class ProviderClient:
         self._url = str(settings.require_provider())
         self._timeout_s = settings.provider_timeout_s
         self._default_credits = settings.credits_per_lead
-        self._policy = RetryPolicy.from_settings(settings)
+        self._retry = retry_driver(settings, "provider", sleep=sleep, rng=rng, clock=clock)
         self._limits = pool_limits(settings)
         self._transport = transport
         self._settings = settings
-        self._sleep = sleep
-        self._rng = rng
         self._clock = clock
         self.on_attempt = on_attempt
         self._auth_headers: dict[bytes, bytes] = {}
@@ -114,7 +126,7 @@ class ProviderClient:
 
     @property
     def retry_policy(self) -> RetryPolicy:
-        return self._policy
+        return self._retry.policy
 
     async def start(self) -> None:
         """Open the connection pool. Calling it twice is harmless."""
@@ -152,7 +164,7 @@ class ProviderClient:
         lead: Mapping[str, Any],
         lead_id: str,
         *,
-        keep_trying: Callable[[LeadError], Awaitable[bool]] | None = None,
+        keep_trying: KeepTrying | None = None,
     ) -> ProviderCallResult:
         """Enrich one lead, retrying transient failures per the :class:`RetryPolicy`.
 
@@ -168,29 +180,30 @@ class ProviderClient:
             raise RuntimeError("ProviderClient.start() must be awaited before enrich()")
         body = _encode(lead)
         headers = [*self._headers, (b"Idempotency-Key", _idempotency_key(lead_id))]
-        started = self._clock()
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                return self._result(await self._attempt(http, body, headers), attempts, started)
-            except LeadError as exc:
-                retries_done = attempts - 1
-                retry = self._policy.should_retry(exc, retries_done)
-                if retry and keep_trying is not None:
-                    retry = await keep_trying(exc)
-                if not retry:
-                    if attempts > 1:
-                        exc.add_note(f"gave up after {attempts} provider calls")
-                    raise
-                retry_after = exc.retry_after_s if isinstance(exc, RateLimited) else None
-                delay = self._policy.delay_s(retries_done + 1, self._rng, retry_after)
-            await self._sleep(delay)
 
-    async def _attempt(
+        async def attempt() -> ProviderResult:
+            response = await self._send(http, body, headers)
+            return classify_response(
+                response.status_code,
+                response.content,
+                response.headers,
+                default_credits=self._default_credits,
+                now=time.time,
+            )
+
+        done = await self._retry.run(attempt, keep_trying=keep_trying)
+        return ProviderCallResult(
+            data=done.value.data,
+            credits=done.value.credits,
+            attempts=done.attempts,
+            latency_s=done.elapsed_s,
+        )
+
+    async def _send(
         self, http: httpx.AsyncClient, body: bytes, headers: list[tuple[bytes, bytes]]
     ) -> httpx.Response:
-        """One HTTP call with its errors translated, reported to ``on_attempt``."""
+        """One HTTP call, reported to ``on_attempt``; its errors translated, but for a
+        timeout, which the retry driver translates."""
         began = self._clock()
         try:
             # httpx's timeout bounds each phase (connect, each read...), not the call: a
@@ -200,13 +213,9 @@ class ProviderClient:
                     "POST", self._target, content=body, headers=headers, extensions=self._timeouts
                 )
                 response = await http.send(request)
-        except (httpx.TimeoutException, TimeoutError) as exc:
+        except (httpx.TimeoutException, TimeoutError):
             self._report(None, began)
-            # Any timeout may have been billed: the aiohttp transport reports some server
-            # disconnects after sending as ConnectTimeout, so even that one counts.
-            raise ProviderTimeout(
-                f"provider did not answer within {self._timeout_s:g}s", maybe_charged=True
-            ) from exc
+            raise
         except httpx.RequestError as exc:
             self._report(None, began)
             # The class name says enough (ConnectError, RemoteProtocolError, DecodingError);
@@ -221,23 +230,6 @@ class ProviderClient:
     def _report(self, status: int | None, began: float) -> None:
         if self.on_attempt is not None:
             self.on_attempt(status, self._clock() - began)
-
-    def _result(
-        self, response: httpx.Response, attempts: int, started: float
-    ) -> ProviderCallResult:
-        result = classify_response(
-            response.status_code,
-            response.content,
-            response.headers,
-            default_credits=self._default_credits,
-            now=time.time,
-        )
-        return ProviderCallResult(
-            data=result.data,
-            credits=result.credits,
-            attempts=attempts,
-            latency_s=self._clock() - started,
-        )
 
 
 def _encode(lead: Mapping[str, Any]) -> bytes:
