@@ -10,10 +10,12 @@ callback receiver with the result (:mod:`streamproc.clay`). This module only sub
   documented pace is 10 rows/s with bursts of 20), shared by every lead of the process;
 * a ``429`` pauses *every* submission for its ``Retry-After`` (1 s when absent; at most
   ``provider_retry_after_max_s``, so one ``Retry-After: 86400`` cannot stop every
-  submission for a day) and the row is retried in-process; 5xx, timeouts and connection
-  errors are retried with the provider backoff (``provider_max_retries``,
-  ``provider_backoff_*``); the breaker is told of each failed attempt through
-  ``keep_trying``, exactly as for the synchronous provider;
+  submission for a day);
+* retries are the synchronous provider's, by the same
+  :class:`~streamproc.provider.driver.RetryDriver`: 429s, 5xx, timeouts and connection
+  errors are retried in-process (``provider_max_retries``, ``provider_backoff_*``), the
+  breaker is told of each failed attempt through ``keep_trying``, and every timeout is
+  ``maybe_charged`` (Clay may have taken the row);
 * any ``2xx`` is acceptance; other answers are translated with the synchronous provider's
   table (:func:`~streamproc.provider.classify.classify_response`): 401/403 auth, 402
   credits, other 4xx rejected.
@@ -27,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -35,9 +37,10 @@ import httpx
 import orjson
 
 from streamproc.clay.pacing import Pacer
-from streamproc.errors import InvalidPayload, LeadError, ProviderError, ProviderTimeout, RateLimited
+from streamproc.errors import InvalidPayload, LeadError, ProviderError, RateLimited
 from streamproc.provider.classify import classify_response
-from streamproc.provider.retry import RetryPolicy
+from streamproc.provider.client import retry_driver
+from streamproc.provider.driver import KeepTrying, Sleep
 from streamproc.resilience.token_bucket import TokenBucket
 from streamproc.settings import Settings
 
@@ -92,15 +95,13 @@ class ClaySubmitter:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Any] = asyncio.sleep,
+        sleep: Sleep = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         on_attempt: SubmitHook | None = None,
     ) -> None:
         self._timeout_s = settings.provider_timeout_s
-        self._policy = RetryPolicy.from_settings(settings)
+        self._retry = retry_driver(settings, "clay webhook", sleep=sleep, rng=rng, clock=clock)
         self._transport = transport
-        self._sleep = sleep
-        self._rng = rng
         self.pacer = Pacer(
             TokenBucket(settings.clay_rate_per_s, settings.clay_burst), clock=clock, sleep=sleep
         )
@@ -130,54 +131,34 @@ class ClaySubmitter:
         url: str,
         row: bytes,
         *,
-        keep_trying: Callable[[LeadError], Awaitable[bool]] | None = None,
+        keep_trying: KeepTrying | None = None,
     ) -> SubmitResult:
         """POST one row to ``url``, paced, retrying what a moment later may fix.
 
         Raises the :class:`~streamproc.errors.LeadError` of the last attempt when retries
-        run out or the answer is not retried in-process. An attempt without an answer after
-        the connection was made is ``maybe_charged``: Clay may have taken the row.
+        run out or the answer is not retried in-process. An attempt that timed out, or lost
+        its connection after it was made, is ``maybe_charged``: Clay may have taken the row.
         """
         http = self._http
         if http is None:
             raise RuntimeError("ClaySubmitter.start() must be awaited before submit()")
-        attempts = 0
-        while True:
-            attempts += 1
-            await self.pacer.acquire()
-            try:
-                status = await self._attempt(http, url, row)
-                self._report("accepted")
-                return SubmitResult(attempts, status)
-            except LeadError as exc:
-                retry_after: float | None = None
-                if isinstance(exc, RateLimited):
-                    retry_after = exc.retry_after_s
-                    asked = DEFAULT_RETRY_AFTER_S if retry_after is None else retry_after
-                    self.pacer.pause(min(asked, self._policy.retry_after_max_s))
-                    self._report("rate_limited")
-                else:
-                    self._report("error" if exc.retriable else "rejected")
-                retry = self._policy.should_retry(exc, attempts - 1)
-                if retry and keep_trying is not None:
-                    retry = await keep_trying(exc)
-                if not retry:
-                    if attempts > 1:
-                        exc.add_note(f"gave up after {attempts} webhook calls")
-                    raise
-                delay = self._policy.delay_s(attempts, self._rng, retry_after)
-            await self._sleep(delay)
 
-    async def _attempt(self, http: httpx.AsyncClient, url: str, row: bytes) -> int:
+        async def attempt() -> int:
+            await self.pacer.acquire()
+            status = await self._post(http, url, row)
+            self._report("accepted")
+            return status
+
+        done = await self._retry.run(attempt, keep_trying=keep_trying, on_failure=self._failed)
+        return SubmitResult(done.attempts, done.value)
+
+    async def _post(self, http: httpx.AsyncClient, url: str, row: bytes) -> int:
+        """One POST; its errors translated, but for a timeout, which the driver translates."""
         try:
             async with asyncio.timeout(self._timeout_s):
                 response = await http.post(url, content=row)
-        except (httpx.TimeoutException, TimeoutError) as exc:
-            # A connect timeout never reached Clay; any later one may have added the row.
-            raise ProviderTimeout(
-                f"clay webhook did not answer within {self._timeout_s:g}s",
-                maybe_charged=not isinstance(exc, httpx.ConnectTimeout),
-            ) from exc
+        except httpx.TimeoutException:
+            raise
         except httpx.RequestError as exc:
             # The URL is a credential of sorts; the class name says enough.
             raise ProviderError(
@@ -186,6 +167,15 @@ class ClaySubmitter:
             ) from exc
         check_webhook_answer(response.status_code, response.headers, time.time)
         return response.status_code
+
+    def _failed(self, exc: LeadError) -> None:
+        """A failed attempt: a 429 pauses every submission (capped); each is reported."""
+        if isinstance(exc, RateLimited):
+            asked = DEFAULT_RETRY_AFTER_S if exc.retry_after_s is None else exc.retry_after_s
+            self.pacer.pause(min(asked, self._retry.policy.retry_after_max_s))
+            self._report("rate_limited")
+        else:
+            self._report("error" if exc.retriable else "rejected")
 
     def _report(self, result: str) -> None:
         if self.on_attempt is not None:

@@ -11,7 +11,13 @@ import orjson
 import pytest
 
 from streamproc.clay.submitter import AUTH_HEADER, ClaySubmitter, webhook_row
-from streamproc.errors import ProviderError, ProviderRejected, RateLimited
+from streamproc.errors import (
+    LeadError,
+    ProviderError,
+    ProviderRejected,
+    ProviderTimeout,
+    RateLimited,
+)
 from streamproc.settings import Settings
 
 URL = "https://api.clay.example/hook/a"
@@ -163,3 +169,63 @@ async def test_attempt_results_are_reported() -> None:
     await submitter.submit(URL, b"{}")
     await submitter.close()
     assert results == ["rate_limited", "accepted"]
+
+
+@pytest.mark.parametrize(
+    ("raised", "maybe_charged"),
+    [
+        (httpx.ConnectTimeout("connect timed out"), True),
+        (httpx.ReadTimeout("read timed out"), True),
+        (httpx.ConnectError("refused"), False),
+        (httpx.RemoteProtocolError("dropped after send"), True),
+    ],
+)
+async def test_failures_without_an_answer_say_whether_clay_may_have_the_row(
+    raised: Exception, maybe_charged: bool
+) -> None:
+    """As for the provider, only a refused connection is known not taken: every timeout,
+    a connect timeout too, may have added the row."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise raised
+
+    submitter = ClaySubmitter(
+        _settings(provider_max_retries=0), transport=httpx.MockTransport(handler)
+    )
+    await submitter.start()
+    with pytest.raises((ProviderError, ProviderTimeout)) as info:
+        await submitter.submit(URL, b"{}")
+    await submitter.close()
+    assert info.value.maybe_charged is maybe_charged
+    assert info.value.__cause__ is raised
+
+
+async def test_a_connect_timeout_is_retried_and_told_to_the_breaker_as_maybe_billed() -> None:
+    """A ConnectTimeout then 200: two calls, and keep_trying heard a maybe-billed
+    ProviderTimeout (so the service counts another row on the webhook)."""
+    seen: list[httpx.Request] = []
+    answers: list[httpx.Response | Exception] = [httpx.ConnectTimeout("slow"), httpx.Response(200)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    told: list[LeadError] = []
+
+    async def keep_trying(exc: LeadError) -> bool:
+        told.append(exc)
+        return True
+
+    submitter = ClaySubmitter(
+        _settings(), transport=httpx.MockTransport(handler), sleep=_Clock().sleep
+    )
+    await submitter.start()
+    result = await submitter.submit(URL, b"{}", keep_trying=keep_trying)
+    await submitter.close()
+    assert (result.attempts, len(seen)) == (2, 2)
+    (timeout,) = told
+    assert isinstance(timeout, ProviderTimeout)
+    assert timeout.maybe_charged is True
