@@ -10,8 +10,10 @@ writer's side of that bargain. Keys (all under ``budget/<day>/``):
 ``<claim>/c``              a :class:`Claim`; tombstoned once the claim is over (refused
                            at once; settled once the writer settles a later claim)
 ``<claim>/s``              a :class:`Settle` with the writer's running total; the
-                           writer's newest is rewritten by corrections and kept, older
-                           ones are tombstoned with their claim
+                           writer's newest is kept, older ones are tombstoned with
+                           their claim
+``fix/<writer>-fix-<n>``   a correction: a :class:`Settle` of no claim carrying the
+                           writer's new total; tombstoned at the writer's next settle
 ``open/<owner>``           an :class:`OpenDay`; never rewritten, so the first one of a
                            day keeps its place in the log until the day is tombstoned
 ``exhausted``              an :class:`Exhaust`
@@ -75,6 +77,9 @@ class BudgetJournal:
         # day -> (claim id, actual) of this writer's newest settle: its records are kept.
         self._latest: dict[str, tuple[str, int]] = {}
         self._opened: set[str] = set()
+        # day -> keys of corrections since this writer's newest settle (see correct()).
+        self._fix_keys: dict[str, list[str]] = {}
+        self._fixes = 0
         self._live: dict[str, set[str]] = {}
         self._stale_count = 0
 
@@ -109,18 +114,28 @@ class BudgetJournal:
             # Written after the new total, so no reader (live or restoring after compaction)
             # ever misses the credits the previous settle carried.
             records += [(claim_key(day, previous[0]), None), (_settle_key(day, previous[0]), None)]
+        records += [(key, None) for key in self._fix_keys.pop(day, [])]
         return records
 
     def correct(self, day: str, correction: int) -> list[Record]:
         """A call of a settled lease cost ``correction`` more (or less) than its estimate:
-        the writer's newest settle of ``day`` is written again with the new total."""
-        latest = self._latest.get(day)
-        if correction == 0 or latest is None:
+        a settle of its own carries the writer's new total.
+
+        Its own key, not the newest settle's written again: compaction would keep only that
+        later copy, and the settled claim's record before it would count as outstanding,
+        for a reader restoring from the compacted log, over every claim in between, refusing
+        claims the live readers granted. Corrections go with the writer's next settle.
+        """
+        if correction == 0 or self._latest.get(day) is None:
             return []
         total = max(0, self._totals.get(day, 0) + correction)
         self._totals[day] = total
-        claim_id, actual = latest
-        return [self._settle(claim_id, day, actual, total)]
+        self._fixes += 1
+        fix_id = f"{self.writer}-fix-{self._fixes}"
+        key = f"budget/{day}/fix/{fix_id}"
+        self._fix_keys.setdefault(day, []).append(key)
+        # ``actual`` 0: a reader books the writer's total, which carries the correction.
+        return [(key, Settle(fix_id, day, 0, self.writer, total).to_dict())]
 
     def _settle(self, claim_id: str, day: str, actual: int, total: int) -> Record:
         event = Settle(claim_id, day, actual, self.writer, total)
@@ -171,6 +186,8 @@ class BudgetJournal:
             del self._totals[old]
         for old in [d for d in self._latest if d < horizon]:
             del self._latest[old]
+        for old in [d for d in self._fix_keys if d < horizon]:
+            del self._fix_keys[old]
         self._opened = {d for d in self._opened if d >= horizon}
         self._stale_count = sum(len(k) for d, k in self._live.items() if d < horizon)
         return records

@@ -172,9 +172,9 @@ def test_the_days_before_yesterday_are_tombstoned_once() -> None:
     assert any(key.startswith(f"budget/{D2}/") for key, _ in compacted)
 
 
-def test_a_correction_rewrites_the_newest_settle_with_the_new_total() -> None:
-    """A call of a settled lease charged 2 less than its estimate: the writer's newest
-    settle is written again with a total 2 lower, and spent follows."""
+def test_a_correction_carries_the_writers_new_total() -> None:
+    """A call of a settled lease charged 2 less than its estimate: a correction carries
+    the writer's total 2 lower, and spent follows."""
     group = Group()
     group.claim("w0", D1, 12, LIMIT)
     claim = group.open_claims["w0"].pop()
@@ -182,3 +182,24 @@ def test_a_correction_rewrites_the_newest_settle_with_the_new_total() -> None:
     group.emit(group.journals["w0"].correct(D1, -2))
     assert group.live.spent(D1) == 10
     assert group.journals["w0"].total(D1) == 10
+
+
+def test_a_correction_never_moves_a_settle_behind_later_claims() -> None:
+    """Found by hypothesis: a correction written as a new copy of the writer's newest
+    settle was, after compaction, behind claims granted in between; a reader restoring
+    from the compacted log counted the settled claim as outstanding and refused a claim
+    that the live readers had granted (and its claimant was using)."""
+    group = Group()
+    group.claim("w0", D1, 1, LIMIT)
+    first = group.open_claims["w0"].pop()
+    group.emit(group.journals["w0"].settle(first.claim_id, D1, 0))
+    for amount in (12, 4, 6, 6, 12):  # 40 outstanding: the limit, exactly
+        group.claim("w1", D1, amount, LIMIT)
+    group.emit(group.journals["w0"].correct(D1, 1))
+    assert len(group.live.outstanding_claims()) == 5
+    restored = ClaimLedger(LIMIT)
+    for record in compact(group.log, len(group.log), keep_tombstones=False):
+        apply(restored, record)
+    for claim in group.live.outstanding_claims():
+        assert restored.is_granted(claim.claim_id) is True
+    assert restored.spent(D1) == group.live.spent(D1) == 1
