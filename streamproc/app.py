@@ -62,7 +62,7 @@ class App:
         self.readiness = ReadinessCheck(
             state_restored=self.state.restored.is_set,
             partitions_assigned=self.processor.assigned.is_set,
-            breaker_state=lambda: str(self.guard.status()["breaker"]["state"]),
+            breaker_state=lambda: self.guard.status().breaker.state,
             cooldown_s=settings.breaker_cooldown_s,
         )
         self.metrics.on_scrape(lambda: self.metrics.observe_processor(self.processor.stats))
@@ -91,7 +91,7 @@ class App:
         """The /status document: breaker, budget, health, cache and processing counters."""
         extra = {} if self.clay is None else {"clay": self.clay.status()}
         return {
-            **self.guard.status(),
+            **self.guard.status().to_dict(),
             **extra,
             "processor": dataclasses.asdict(self.processor.stats),
             "group_id": self.settings.group_id,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -37,6 +37,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from streamproc import __version__
 from streamproc.errors import ErrorClass
 from streamproc.logs import get_logger
+from streamproc.records.status import GuardStatus
 
 __all__ = [
     "BREAKER_STATE_VALUES",
@@ -487,20 +488,18 @@ class Metrics:
     def set_held(self, leads: int) -> None:
         self._held.set(leads)
 
-    def observe_status(self, status: Mapping[str, Any]) -> None:
+    def observe_status(self, status: GuardStatus) -> None:
         """Copy breaker, budget, health and held leads from ``ResilienceGuard.status()``."""
-        self.set_breaker_state(str(status["breaker"]["state"]))
-        budget = status["budget"]
+        self.set_breaker_state(status.breaker.state)
+        budget = status.budget
         self.set_budget(
-            limit=int(budget["limit"]),
-            spent=int(budget["spent"]),
-            reserved=int(budget["reserved"]),
-            remaining=int(budget["remaining"]),
+            limit=budget.limit,
+            spent=budget.spent,
+            reserved=budget.reserved,
+            remaining=budget.remaining,
         )
-        health = status["health"]
-        rate = health.get("success_rate")
-        self.set_health(str(health["status"]), None if rate is None else float(rate))
-        self.set_held(int(status.get("holding", 0)))
+        self.set_health(status.health.status, status.health.success_rate)
+        self.set_held(status.holding)
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         self._lag.labels(topic, str(partition)).set(max(lag, 0))

@@ -31,7 +31,7 @@ class ReadinessCheck:
 
     ``state_restored``, ``partitions_assigned`` and ``breaker_state`` are read on each call
     (e.g. ``store.restored.is_set``, ``processor.assigned.is_set`` and
-    ``lambda: guard.status()["breaker"]["state"]``). ``clock`` is monotonic seconds.
+    ``lambda: guard.status().breaker.state``). ``clock`` is monotonic seconds.
     """
 
     def __init__(

@@ -51,6 +51,13 @@ from streamproc.logs import get_logger
 from streamproc.processing.cache import CacheConfig, CacheHit, EnrichmentCache
 from streamproc.processing.handler import Admission, CallResult
 from streamproc.records.lead import Lead
+from streamproc.records.status import (
+    BreakerStatus,
+    BudgetStatus,
+    CacheStatus,
+    GuardStatus,
+    HealthWindowStatus,
+)
 from streamproc.resilience.breaker import (
     BreakerConfig,
     BreakerState,
@@ -628,32 +635,33 @@ class ResilienceGuard:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> GuardStatus:
         now = self._clock()
         day = self.ledger.day_at(now)
-        rate = self.health.success_rate(now)
-        return {
-            "breaker": {
-                "state": self.breaker.state(now).value,
-                "reopens_at": _iso(self.breaker.reopens_at(now)),
-                "failures_in_window": self.breaker.failures_in_window(now),
-            },
-            "budget": {
+        return GuardStatus(
+            breaker=BreakerStatus(
+                state=self.breaker.state(now).value,
+                reopens_at=_iso(self.breaker.reopens_at(now)),
+                failures_in_window=self.breaker.failures_in_window(now),
+            ),
+            budget=BudgetStatus(
                 # The group's day, limit and zone (from the claims log), not this process's.
-                "day": day,
-                "timezone": self.ledger.zone(day),
-                "limit": self.ledger.limit(day),
-                "spent": self.ledger.spent(day),
-                "reserved": self.ledger.outstanding(day),
-                "remaining": self.ledger.remaining(day),
-                "exhausted": self.ledger.exhausted(day),
-                "resets_at": _iso(self.ledger.resets_at(now)),
-                "kept": self.ledger.size() + self._journal.live_keys(),
-            },
-            "health": {"status": self.health.status(now).value, "success_rate": rate},
-            "cache": {"entries": len(self._cache)},
-            "holding": self.holding,
-        }
+                day=day,
+                timezone=self.ledger.zone(day),
+                limit=self.ledger.limit(day),
+                spent=self.ledger.spent(day),
+                reserved=self.ledger.outstanding(day),
+                remaining=self.ledger.remaining(day),
+                exhausted=self.ledger.exhausted(day),
+                resets_at=_iso(self.ledger.resets_at(now)),
+                kept=self.ledger.size() + self._journal.live_keys(),
+            ),
+            health=HealthWindowStatus(
+                status=self.health.status(now).value, success_rate=self.health.success_rate(now)
+            ),
+            cache=CacheStatus(entries=len(self._cache)),
+            holding=self.holding,
+        )
 
 
 def _iso(epoch_s: float | None) -> str | None:

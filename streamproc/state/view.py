@@ -27,6 +27,7 @@ from typing import Any, Protocol, TextIO
 
 import orjson
 
+from streamproc.records.status import StateStatus
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
 
@@ -48,7 +49,7 @@ class StateView(Protocol):
         self, key: str, value: dict[str, Any] | None, partition: int, offset: int
     ) -> None: ...
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> StateStatus: ...
 
 
 @contextlib.asynccontextmanager
@@ -70,15 +71,16 @@ async def load_state(settings: Settings, view: StateView) -> dict[str, Any]:
 
 def state_of(view: StateView, store: StateStore, settings: Settings) -> dict[str, Any]:
     status = view.status()
+    shared = status.to_dict()
     return {
-        "breaker": status["breaker"],
-        "budget": status["budget"],
-        "cache": status["cache"],
+        "breaker": shared["breaker"],
+        "budget": shared["budget"],
+        "cache": shared["cache"],
         "state_topic": {
             "topic": settings.topic_state,
             "partitions": store.partitions,
             "records_restored": store.records_restored,
-            "budget_entries_kept": status["budget"]["kept"],
+            "budget_entries_kept": status.budget.kept,
         },
     }
 

@@ -37,7 +37,7 @@ def wire(app: App) -> tuple[Metrics, ReadinessCheck]:
     ready = ReadinessCheck(
         state_restored=app.state.restored.is_set,
         partitions_assigned=app.processor.assigned.is_set,
-        breaker_state=lambda: str(app.guard.status()["breaker"]["state"]),
+        breaker_state=lambda: app.guard.status().breaker.state,
         cooldown_s=app.settings.breaker_cooldown_s,
     )
     return metrics, ready
@@ -74,7 +74,7 @@ async def test_readiness_and_metrics_follow_a_real_run(topics: Settings) -> None
         app = App(settings)
         metrics, ready = wire(app)
         async with (
-            OpsServer("127.0.0.1", 0, metrics, app.guard.status, ready) as ops,
+            OpsServer("127.0.0.1", 0, metrics, lambda: app.guard.status().to_dict(), ready) as ops,
             httpx.AsyncClient() as http,
         ):
             before = await http.get(f"{ops.url}/readyz")

@@ -80,10 +80,8 @@ async def _restore(settings: Settings) -> Restore:
         seconds = time.monotonic() - started
     finally:
         await store.stop()
-    budget = guard.status()["budget"]
-    return Restore(
-        store.records_restored, budget["kept"], budget["spent"], budget["reserved"], seconds
-    )
+    budget = guard.status().budget
+    return Restore(store.records_restored, budget.kept, budget.spent, budget.reserved, seconds)
 
 
 async def test_a_restart_after_thousands_of_settled_claims_keeps_a_flat_state(

@@ -11,6 +11,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamproc.errors import ErrorClass
 from streamproc.ops.metrics import METRIC_NAMES, Metrics
 from streamproc.processing.processor import ProcessorStats
+from streamproc.records.status import (
+    BreakerStatus,
+    BudgetStatus,
+    CacheStatus,
+    GuardStatus,
+    HealthWindowStatus,
+)
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -121,12 +128,23 @@ def test_observe_status_copies_guard_status() -> None:
     """The ResilienceGuard.status() shape fills breaker, budget, health and held gauges."""
     m = Metrics()
     m.observe_status(
-        {
-            "breaker": {"state": "open", "reopens_at": None, "failures_in_window": 5},
-            "budget": {"limit": 500, "spent": 120, "reserved": 18, "remaining": 362},
-            "health": {"status": "degraded", "success_rate": 0.9},
-            "holding": 4,
-        }
+        GuardStatus(
+            breaker=BreakerStatus(state="open", reopens_at=None, failures_in_window=5),
+            budget=BudgetStatus(
+                day="2026-11-26",
+                timezone="UTC",
+                limit=500,
+                spent=120,
+                reserved=18,
+                remaining=362,
+                exhausted=False,
+                resets_at="2026-11-27T00:00:00Z",
+                kept=3,
+            ),
+            cache=CacheStatus(entries=0),
+            health=HealthWindowStatus(status="degraded", success_rate=0.9),
+            holding=4,
+        )
     )
     assert value(m, "streamproc_breaker_state") == 2
     assert value(m, "streamproc_budget_remaining_credits") == 362

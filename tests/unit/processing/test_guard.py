@@ -167,7 +167,7 @@ async def test_timeout_counts_as_spent_and_a_retry_needs_a_new_claim() -> None:
     assert await guard.may_retry(first, timeout)  # 6 spent, 6 claimed for the retry
     assert not await guard.may_retry(first, timeout)  # 12 spent: no room for a third
     guard.settle(first, None, timeout)
-    day = guard.status()["budget"]["day"]
+    day = guard.status().budget.day
     assert guard.ledger.spent(day) == 12
     assert guard.ledger.outstanding(day) == 0
 
@@ -177,7 +177,7 @@ async def test_answered_failure_releases_its_claim() -> None:
     guard, _ = _guard(budget_daily_credits=12, breaker_failure_threshold=100)
     admission = await guard.admit(_lead(1))
     guard.settle(admission, None, ProviderError("503"))
-    assert guard.ledger.spent(guard.status()["budget"]["day"]) == 0
+    assert guard.ledger.spent(guard.status().budget.day) == 0
 
 
 async def test_cache_keeps_at_most_max_entries() -> None:
@@ -186,7 +186,7 @@ async def test_cache_keeps_at_most_max_entries() -> None:
     for i in range(3):
         admission = await guard.admit(_lead(i, f"d{i}.example"))
         guard.settle(admission, _Result({"company": f"C{i}"}), None)
-    assert guard.status()["cache"]["entries"] == 2
+    assert guard.status().cache.entries == 2
     assert (await guard.admit(_lead(9, "d0.example"))).enrichment is None
     assert (await guard.admit(_lead(8, "d2.example"))).enrichment == {"company": "C2"}
 
@@ -195,7 +195,7 @@ async def test_one_claim_pays_for_a_lease_of_leads_and_settles_their_sum() -> No
     """budget_claim_leads=50: 100 calls take two claims from the log, not 100; once the
     leases are closed the ledger holds exactly what the calls were charged."""
     guard, _ = _guard(budget_daily_credits=100_000, budget_claim_leads=50)
-    day = guard.status()["budget"]["day"]
+    day = guard.status().budget.day
     for i in range(100):
         admission = await guard.admit(_lead(i))
         guard.settle(admission, _Result({"n": i}, credits=4), None)
@@ -211,7 +211,7 @@ async def test_a_lease_is_capped_at_a_small_share_of_the_day_not_of_what_remains
     credits, 20 leads), not 50 leads or half of what remains; the budget is still used to
     the last lead."""
     guard, _ = _guard(budget_daily_credits=6_000, budget_claim_leads=50)
-    day = guard.status()["budget"]["day"]
+    day = guard.status().budget.day
     await guard.admit(_lead(0))
     assert guard.ledger.outstanding(day) == 120
     for i in range(1, 1_000):
@@ -227,7 +227,7 @@ async def test_an_idle_lease_gives_its_unused_credits_back_after_its_max_age() -
     guard, _ = _guard(
         budget_daily_credits=100_000, budget_claim_leads=50, budget_claim_max_age_s=0.05
     )
-    day = guard.status()["budget"]["day"]
+    day = guard.status().budget.day
     admission = await guard.admit(_lead(1))
     guard.settle(admission, _Result({"n": 1}, credits=6), None)
     assert guard.ledger.outstanding(day) == 300
@@ -383,9 +383,9 @@ async def test_a_crash_strands_at_most_one_small_lease() -> None:
         guard.settle(admission, _Result({"company": "C"}, credits=6), None)
     reader = ResilienceGuard(guard._settings, clock=clock, owner="next-process")
     log.replay(reader)
-    budget = reader.status()["budget"]
-    assert budget["reserved"] <= 120
-    assert budget["spent"] + budget["reserved"] >= 45 * 6
+    budget = reader.status().budget
+    assert budget.reserved <= 120
+    assert budget.spent + budget.reserved >= 45 * 6
     assert len(reader.ledger.outstanding_claims()) <= 1
 
 
@@ -394,7 +394,7 @@ async def test_a_closed_lease_is_settled_while_its_calls_are_still_running() -> 
     once at their estimates, and each call corrects it as it ends (charged 4, not 6)."""
     guard, clock = _guard(budget_daily_credits=6_000, budget_claim_leads=50)
     log = _Log(guard)
-    day = guard.status()["budget"]["day"]
+    day = guard.status().budget.day
     admissions = [await guard.admit(_lead(i)) for i in range(21)]  # the 21st: a new lease
     assert guard.ledger.outstanding(day) == 120  # the second lease only
     assert guard.ledger.spent(day) == 120  # the first, booked at 20 x 6
@@ -419,8 +419,8 @@ async def test_the_budget_day_and_limit_are_the_groups_not_each_instances() -> N
     )
     _Log(a, b)
     await a.admit(_lead(1))
-    assert b.status()["budget"]["day"] == a.status()["budget"]["day"] == "2025-11-26"
-    assert b.status()["budget"]["limit"] == 12
+    assert b.status().budget.day == a.status().budget.day == "2025-11-26"
+    assert b.status().budget.limit == 12
     await b.admit(_lead(2))
     with pytest.raises(BudgetExhausted, match="of 12 credits"):
         await b.admit(_lead(3))
@@ -436,10 +436,10 @@ async def test_thousands_of_settled_leases_leave_the_restored_books_small() -> N
         guard.settle(admission, _Result({"company": "C"}, credits=6), None)
     reader = ResilienceGuard(guard._settings, clock=clock, owner="next-process")
     log.replay(reader)
-    budget = reader.status()["budget"]
-    assert budget["spent"] + budget["reserved"] == 3_000 * 6
+    budget = reader.status().budget
+    assert budget.spent + budget.reserved == 3_000 * 6
     assert len(reader.ledger.snapshot()["claims"]) <= 2
-    assert budget["kept"] <= 10
+    assert budget.kept <= 10
     assert len(log.records) > 9_000
 
 

@@ -134,7 +134,7 @@ async def test_an_expired_entry_is_not_restored_and_is_tombstoned() -> None:
     guard, clock, store = _guard(cache_ttl_s=3600)
     guard.on_state("cache/old.example", {"data": COMPANY, "stored_at": clock.t - 7200}, 1, 0)
     guard.on_state("cache/new.example", {"data": COMPANY, "stored_at": clock.t - 60}, 1, 1)
-    assert guard.status()["cache"]["entries"] == 1
+    assert guard.status().cache.entries == 1
     lead = await guard.admit(_lead("l1", "amy@old.example"))
     assert lead.enrichment is None
     await _drain()

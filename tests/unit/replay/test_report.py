@@ -6,6 +6,7 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
+from streamproc.records.status import BreakerStatus, BudgetStatus, CacheStatus, StateStatus
 from streamproc.replay.progress import LogProgress, eta_s
 from streamproc.replay.report import ReplayReport
 from streamproc.replay.safety import budget_warning, refusal_reason
@@ -61,23 +62,29 @@ def test_log_progress_is_throttled() -> None:
     assert lines[0]["eta_s"] == 2.5
 
 
-def _status(**over: Any) -> dict[str, Any]:
-    status: dict[str, Any] = {
+def _status(**over: Any) -> StateStatus:
+    parts: dict[str, dict[str, Any]] = {
         "breaker": {"state": "closed", "reopens_at": None, "failures_in_window": 0},
         "budget": {
             "day": "2026-11-26",
+            "timezone": "UTC",
             "limit": 600,
             "spent": 0,
             "reserved": 0,
             "remaining": 600,
             "exhausted": False,
             "resets_at": "2026-11-27T00:00:00Z",
+            "kept": 0,
         },
     }
     for key, value in over.items():
         part, field = key.split("__")
-        status[part][field] = value
-    return status
+        parts[part][field] = value
+    return StateStatus(
+        breaker=BreakerStatus(**parts["breaker"]),
+        budget=BudgetStatus(**parts["budget"]),
+        cache=CacheStatus(entries=0),
+    )
 
 
 def test_safe_when_closed_and_budget_left() -> None:
