@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -257,7 +258,21 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _state_show(settings, as_json=args.json)
     else:  # pragma: no cover - argparse rejects unknown commands
         raise ConfigError(f"unknown command {args.command}")
-    return _run_async(runner)
+    if args.command == "run":
+        return _run_async(runner)  # the app runs the preflight itself, with its topics
+    return _run_async(functools.partial(_after_preflight, settings, runner))
+
+
+async def _after_preflight(
+    settings: Settings, runner: Callable[[], Coroutine[Any, Any, int]]
+) -> int:
+    """Every Kafka command first proves the broker reachable and our credentials accepted,
+    so that a dead broker, a wrong CA or password is one line naming the setting (within
+    ``kafka_connect_timeout_s``), the same for every command."""
+    from streamproc.kafka.preflight import check_kafka
+
+    await check_kafka(settings, settings.kafka_connect_timeout_s)
+    return await runner()
 
 
 def _run_async(runner: Callable[[], Coroutine[Any, Any, int]]) -> int:

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
 
-from streamproc.errors import KafkaSetupError
-from streamproc.kafka.client import connection_kwargs
+from streamproc.kafka.client import connection_kwargs, start_client
 from streamproc.settings import Settings
 
 __all__ = ["SampleSummary", "produce_sample", "sample_records"]
@@ -94,12 +92,7 @@ async def produce_sample(
     producer = AIOKafkaProducer(
         **connection_kwargs(settings), acks="all", linger_ms=10, enable_idempotence=True
     )
-    try:
-        await producer.start()
-    except KafkaConnectionError as exc:
-        raise KafkaSetupError(
-            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
-        ) from None
+    await start_client(settings, producer)
     kinds: Counter[str] = Counter()
     try:
         futures = []

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
     CorruptRecordException,
     InvalidTimestampError,
+    KafkaError,
     MessageSizeTooLargeError,
     PolicyViolationError,
     RecordListTooLargeError,
@@ -41,6 +42,7 @@ __all__ = [
     "max_request_bytes",
     "partitions_of",
     "send_all",
+    "start_client",
     "stop_quietly",
     "transaction",
     "transactional_producer",
@@ -167,6 +169,63 @@ async def assign_from_committed(
         consumer.seek(tp, start)
         ranges[tp] = (start, ends[tp])
     return ranges
+
+
+async def start_client(
+    settings: Settings, client: AIOKafkaConsumer | AIOKafkaProducer | AIOKafkaAdminClient
+) -> None:
+    """Start an aiokafka client, or stop it and raise :class:`KafkaSetupError` in one line.
+
+    The one translation of "cannot reach Kafka" for every command. Bounded by
+    ``kafka_connect_timeout_s``: a server that accepts the connection and never answers
+    would otherwise hold a client's start for its request timeout (40 s), and a client
+    left unstopped is reported by asyncio as unclosed at exit.
+    """
+    try:
+        with _bootstrap_errors_unlogged():
+            await asyncio.wait_for(client.start(), timeout=settings.kafka_connect_timeout_s)
+    except asyncio.CancelledError:
+        await _close(client)
+        raise
+    except (TimeoutError, KafkaError, OSError) as exc:
+        await _close(client)
+        reason = (
+            f"no answer within {settings.kafka_connect_timeout_s:g} s "
+            "(STREAMPROC_KAFKA_CONNECT_TIMEOUT_S)"
+            if isinstance(exc, TimeoutError)
+            else exc.__class__.__name__
+        )
+        # The wording of kafka.preflight, which every command runs first.
+        raise KafkaSetupError(
+            f"cannot reach Kafka at {settings.bootstrap_servers} ({reason}): is the broker "
+            "up, and STREAMPROC_BOOTSTRAP_SERVERS right?"
+        ) from None
+
+
+class _BootstrapErrorFilter(logging.Filter):
+    """Drops aiokafka's own "Unable connect to" line: the failure is reported in ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unable connect to")
+
+
+@contextlib.contextmanager
+def _bootstrap_errors_unlogged() -> Iterator[None]:
+    logger = logging.getLogger("aiokafka.client")
+    quiet = _BootstrapErrorFilter()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+async def _close(client: AIOKafkaConsumer | AIOKafkaProducer | AIOKafkaAdminClient) -> None:
+    if isinstance(client, AIOKafkaAdminClient):
+        with contextlib.suppress(Exception):
+            await client.close()
+    else:
+        await stop_quietly(client)
 
 
 async def stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from streamproc.errors import KafkaSetupError
-from streamproc.kafka.client import admin_client
+from streamproc.kafka.client import admin_client, start_client
 from streamproc.settings import Settings
 
 __all__ = [
@@ -57,13 +57,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 async def create_topics(settings: Settings) -> list[TopicReport]:
     """Create whichever of the five topics are missing; existing ones are left as they are."""
     admin = admin_client(settings)
-    try:
-        await admin.start()
-    except KafkaConnectionError as exc:
-        raise KafkaSetupError(
-            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}; "
-            "is the broker up (scripts/kafka-local start)?"
-        ) from None
+    await start_client(settings, admin)
     try:
         existing = set(await admin.list_topics())
         reports = []

@@ -30,7 +30,6 @@ from aiokafka.errors import (
     CorruptRecordException,
     GroupAuthorizationFailedError,
     InvalidProducerEpoch,
-    KafkaConnectionError,
     KafkaError,
     ProducerFenced,
     TopicAuthorizationFailedError,
@@ -38,7 +37,12 @@ from aiokafka.errors import (
 
 from streamproc.errors import KafkaSetupError, UnreadableRecord
 from streamproc.kafka.client import consumer as make_consumer
-from streamproc.kafka.client import max_request_bytes, stop_quietly, transactional_producer
+from streamproc.kafka.client import (
+    max_request_bytes,
+    start_client,
+    stop_quietly,
+    transactional_producer,
+)
 from streamproc.kafka.topics import max_message_bytes
 from streamproc.logs import get_logger
 from streamproc.processing.handler import LeadHandler, Unreadable
@@ -137,13 +141,7 @@ class Processor:
             fetch_max_bytes=max(s.max_lead_bytes * 4, 52_428_800),
             max_poll_interval_ms=s.max_poll_interval_ms,
         )
-        try:
-            await self._consumer.start()
-        except KafkaConnectionError as exc:
-            raise KafkaSetupError(
-                f"cannot reach Kafka at {s.bootstrap_servers}: {exc}; "
-                "is the broker up (scripts/kafka-local start)?"
-            ) from None
+        await start_client(s, self._consumer)
         topics = await self._consumer.topics()
         if s.topic_raw not in topics:
             await self._consumer.stop()

@@ -59,15 +59,15 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     InvalidProducerEpoch,
-    KafkaConnectionError,
     KafkaError,
     ProducerFenced,
 )
 
-from streamproc.errors import KafkaSetupError, ReplayFenced, ReplayRefused, StreamprocError
+from streamproc.errors import ReplayFenced, ReplayRefused, StreamprocError
 from streamproc.kafka.client import (
     assign_from_committed,
     send_all,
+    start_client,
     stop_quietly,
     transaction,
     transactional_producer,
@@ -211,25 +211,14 @@ class Replayer:
             # DLQ records are a lead plus headers: leave room above the lead size cap.
             max_partition_fetch_bytes=max(s.max_lead_bytes * 2, 1_048_576) + 65_536,
         )
-        try:
-            await consumer.start()
-        except KafkaConnectionError as exc:
-            await stop_quietly(consumer)
-            raise KafkaSetupError(
-                f"cannot reach Kafka at {s.bootstrap_servers}: {exc}; "
-                "is the broker up (scripts/kafka-local start)?"
-            ) from None
+        await start_client(s, consumer)
         return consumer
 
     async def _start_producer(self) -> AIOKafkaProducer:
         producer = transactional_producer(self._settings, replayer_transactional_id(self._settings))
-        try:
-            # init_transactions: fences a previous replayer and aborts its open transaction,
-            # so the committed offsets read after this are final.
-            await producer.start()
-        except KafkaConnectionError as exc:
-            await stop_quietly(producer)
-            raise KafkaSetupError(f"cannot reach Kafka: {exc}") from None
+        # init_transactions: fences a previous replayer and aborts its open transaction, so
+        # the committed offsets read after this are final.
+        await start_client(self._settings, producer)
         return producer
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> tuple[list[TopicPartition], int]:

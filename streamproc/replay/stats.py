@@ -23,10 +23,8 @@ from typing import Any, TextIO
 
 import orjson
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaConnectionError
 
-from streamproc.errors import KafkaSetupError
-from streamproc.kafka.client import assign_from_committed
+from streamproc.kafka.client import assign_from_committed, start_client
 from streamproc.kafka.client import consumer as make_consumer
 from streamproc.replay.decision import decide
 from streamproc.replay.interop import DlqView, view_dlq_record
@@ -110,13 +108,7 @@ async def collect_dlq_stats(
     """Read the DLQ (pending part, or all with ``include_all``) up to its end offsets."""
     stats = DlqStats(max_attempts=max_attempts, scope="all" if include_all else "pending")
     consumer = make_consumer(settings, group_id=replayer_group(settings), fetch_max_wait_ms=100)
-    try:
-        await consumer.start()
-    except KafkaConnectionError as exc:
-        raise KafkaSetupError(
-            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}; "
-            "is the broker up (scripts/kafka-local start)?"
-        ) from None
+    await start_client(settings, consumer)
     try:
         await _read(consumer, settings.topic_dlq, stats, include_all)
     finally:

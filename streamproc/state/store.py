@@ -36,10 +36,10 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaError
 
 from streamproc.errors import KafkaSetupError
-from streamproc.kafka.client import connection_kwargs, partitions_of, stop_quietly
+from streamproc.kafka.client import connection_kwargs, partitions_of, start_client, stop_quietly
 from streamproc.kafka.client import consumer as make_consumer
 from streamproc.logs import get_logger
 from streamproc.records.outcome import OutRecord
@@ -95,14 +95,11 @@ class StateStore:
         )
         self._consumer = make_consumer(s, group_id=None, fetch_max_wait_ms=20)
         try:
-            await self._producer.start()
-            await self._consumer.start()
-        except KafkaConnectionError as exc:
+            await start_client(s, self._producer)
+            await start_client(s, self._consumer)
+        except KafkaSetupError:
             await self.stop()
-            raise KafkaSetupError(
-                f"cannot reach Kafka at {s.bootstrap_servers}: {exc}; "
-                "is the broker up (scripts/kafka-local start)?"
-            ) from None
+            raise
         partitions = await partitions_of(self._consumer, s.topic_state)
         if not partitions:
             await self.stop()
