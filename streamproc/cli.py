@@ -195,10 +195,10 @@ async def _produce_sample(settings: Settings, count: int, mix: str) -> int:
 
 
 async def _state_show(settings: Settings, *, as_json: bool) -> int:
-    from streamproc.processing.state_reader import read_only_guard
+    from streamproc.processing.group_state import GroupState
     from streamproc.state.view import state_show
 
-    return await state_show(settings, read_only_guard(settings), as_json=as_json)
+    return await state_show(settings, GroupState.reader(settings), as_json=as_json)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

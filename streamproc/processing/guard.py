@@ -48,36 +48,23 @@ from streamproc.errors import (
     ProviderCreditsExhausted,
 )
 from streamproc.logs import get_logger
-from streamproc.processing.cache import CacheConfig, CacheHit, EnrichmentCache
+from streamproc.processing.cache import CacheHit
+from streamproc.processing.group_state import BREAKER_KEY, GroupState, iso_or_none
 from streamproc.processing.handler import Admission, CallResult
 from streamproc.records.lead import Lead
-from streamproc.records.status import (
-    BreakerStatus,
-    BudgetStatus,
-    CacheStatus,
-    GuardStatus,
-    HealthWindowStatus,
-)
-from streamproc.resilience.breaker import (
-    BreakerConfig,
-    BreakerState,
-    CircuitBreaker,
-    Permit,
-    Transition,
-)
-from streamproc.resilience.claims import Claim, ClaimLedger, ClaimStatus, Settle, event_from_dict
+from streamproc.records.status import GuardStatus, HealthWindowStatus
+from streamproc.resilience.breaker import BreakerState, CircuitBreaker, Permit, Transition
+from streamproc.resilience.claims import Claim, ClaimLedger, ClaimStatus, Settle
 from streamproc.resilience.health import HealthMonitor
-from streamproc.resilience.journal import BudgetJournal, Record, parse_key
+from streamproc.resilience.journal import Record
 from streamproc.resilience.lease import CreditLease, lease_amount
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
 from streamproc.state.store import StateStore
-from streamproc.timestamps import epoch_iso
 
-__all__ = ["BREAKER_KEY", "ResilienceGuard", "fallback_enrichment"]
+__all__ = ["ResilienceGuard", "fallback_enrichment"]
 
 log = get_logger(__name__)
 
-BREAKER_KEY = "breaker/provider"
 #: How often a held lead re-checks when nothing woke it (a missed wake-up costs this much).
 _HOLD_POLL_S = 1.0
 #: Expired cache keys tombstoned per admitted lead: a backlog (a TTL's worth of keys after a
@@ -117,19 +104,20 @@ class ResilienceGuard:
         self._transition_hook = on_transition
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._store: StateStore | None = None
-        self.breaker = CircuitBreaker(
-            BreakerConfig.from_settings(settings), on_transition=self._on_transition
+        self._changed = asyncio.Event()
+        self._state = GroupState(
+            settings,
+            clock=clock,
+            owner=self.owner,
+            on_transition=self._on_transition,
+            on_change=self._wake,
         )
-        self._breaker_changed_at = 0.0
-        self.ledger = ClaimLedger(settings.budget_daily_credits, settings.budget_timezone)
-        # A writer's running totals start at 0, so its id must be new with every guard (a
-        # reused id would replace an earlier process's totals): the owner plus a nonce.
-        self._journal = BudgetJournal(f"{self.owner}-{uuid.uuid4().hex[:8]}")
+        self._journal = self._state.journal
+        self._cache = self._state.cache
         #: Claims whose settle this process journaled and has not read back yet: a second
         #: finish of the same claim (Clay) must not book it twice.
         self._settling: set[str] = set()
         self.health = HealthMonitor(window_s=settings.health_window_s)
-        self._cache = EnrichmentCache(CacheConfig.from_settings(settings))
         #: Clay keeps each lead's claim with its pending record: one lead per claim there.
         self._lease_leads = 1 if settings.provider_mode == "clay" else settings.budget_claim_leads
         self._lease: CreditLease | None = None
@@ -137,12 +125,20 @@ class ResilienceGuard:
         self._slice_waiters: deque[asyncio.Future[CreditLease | None]] = deque()
         self._leasing: asyncio.Task[None] | None = None
         self._flights: dict[str, asyncio.Future[None]] = {}
-        self._changed = asyncio.Event()
         self._writes: set[asyncio.Future[Any]] = set()
         self.transitions: list[Transition] = []
         #: The lead tasks waiting in a hold (breaker open, budget spent, policy hold).
         self._held: set[asyncio.Task[Any]] = set()
         self._releasing = False
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The group's breaker (replaced when another process's transition is adopted)."""
+        return self._state.breaker
+
+    @property
+    def ledger(self) -> ClaimLedger:
+        return self._state.ledger
 
     # --- wiring ---------------------------------------------------------------------------
 
@@ -151,34 +147,23 @@ class ResilienceGuard:
 
     def on_state(self, key: str, value: dict[str, Any] | None, partition: int, offset: int) -> None:
         """Apply one record of the state topic (restore and tail alike)."""
-        kind, _, rest = key.partition("/")
-        try:
-            if kind == "budget":
-                self._apply_budget(key, value)
-            elif kind == "breaker" and value is not None:
-                self._adopt_breaker(value)
-            elif kind == "cache":
-                self._cache.apply(rest, value, self._clock())
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("state.unreadable_record", key=key, offset=offset, error=str(exc))
+        self._state.on_state(key, value, partition, offset)
+        if key.startswith("budget/"):
+            self._read_back(value)
 
-    def _adopt_breaker(self, value: dict[str, Any]) -> None:
-        at = float(value.get("at", 0.0))
-        if value.get("owner") == self.owner or at <= self._breaker_changed_at:
-            return
-        snapshot = {k: v for k, v in value.items() if k not in ("owner", "at")}
-        self.breaker = CircuitBreaker.restore(
-            self.breaker.config, snapshot, on_transition=self._on_transition
-        )
-        self._breaker_changed_at = at
-        log.info("breaker.adopted", state=snapshot.get("state"), from_owner=value.get("owner"))
-        self._wake()
+    def _read_back(self, value: dict[str, Any] | None) -> None:
+        """A budget record came back from the topic: our own settle is journaled."""
+        if (
+            value is not None
+            and value.get("type") == Settle.TYPE
+            and value.get("writer") == self._journal.writer
+        ):
+            self._settling.discard(value.get("claim_id", ""))
 
     def _on_transition(self, transition: Transition) -> None:
         self.transitions.append(transition)
         if self._transition_hook is not None:
             self._transition_hook(transition)
-        self._breaker_changed_at = transition.at
         level = log.warning if transition.to_state is BreakerState.OPEN else log.info
         level(
             "breaker.transition",
@@ -273,7 +258,7 @@ class ResilienceGuard:
             if permit is None:
                 reopens = breaker.reopens_at(now)
                 if s.on_breaker_open is BreakerPolicy.DLQ:
-                    raise BreakerOpen(f"breaker open until {_iso(reopens)}")
+                    raise BreakerOpen(f"breaker open until {iso_or_none(reopens)}")
                 await self._hold(reopens)
                 continue
             try:
@@ -293,7 +278,7 @@ class ResilienceGuard:
                 spent, reserved = self.ledger.spent(day), self.ledger.outstanding(day)
                 raise BudgetExhausted(
                     f"daily budget used up ({spent} spent + {reserved} reserved of "
-                    f"{self.ledger.limit(day)} credits on {day}); resets at {_iso(resets)}"
+                    f"{self.ledger.limit(day)} credits on {day}); resets at {iso_or_none(resets)}"
                 )
             await self._hold(resets)
 
@@ -460,23 +445,10 @@ class ResilienceGuard:
         """Journal budget records, in order (applied at once when there is no store)."""
         for key, value in records:
             if self._store is None:
-                self._apply_budget(key, value)
+                self._state.apply_budget(key, value)
+                self._read_back(value)
             else:
                 self._write(key, value)
-
-    def _apply_budget(self, key: str, value: dict[str, Any] | None) -> None:
-        """One record of the claims log: an event, or a tombstone of a claim that is over."""
-        self._journal.track(key, value is not None, self.ledger.horizon)
-        if value is not None:
-            event = event_from_dict(value)
-            self.ledger.apply(event)
-            if isinstance(event, Settle) and event.writer == self._journal.writer:
-                self._settling.discard(event.claim_id)
-        else:
-            parsed = parse_key(key)
-            if parsed is not None and parsed.claim_id is not None:
-                self.ledger.drop(parsed.claim_id)
-        self._wake()
 
     def settle(
         self, admission: Admission, result: CallResult | None, error: LeadError | None
@@ -636,33 +608,16 @@ class ResilienceGuard:
     # --- reading ----------------------------------------------------------------------------
 
     def status(self) -> GuardStatus:
+        """The group's breaker, budget and cache, and this process's health and holds."""
         now = self._clock()
-        day = self.ledger.day_at(now)
+        shared = self._state.status(now)
+        health = HealthWindowStatus(
+            status=self.health.status(now).value, success_rate=self.health.success_rate(now)
+        )
         return GuardStatus(
-            breaker=BreakerStatus(
-                state=self.breaker.state(now).value,
-                reopens_at=_iso(self.breaker.reopens_at(now)),
-                failures_in_window=self.breaker.failures_in_window(now),
-            ),
-            budget=BudgetStatus(
-                # The group's day, limit and zone (from the claims log), not this process's.
-                day=day,
-                timezone=self.ledger.zone(day),
-                limit=self.ledger.limit(day),
-                spent=self.ledger.spent(day),
-                reserved=self.ledger.outstanding(day),
-                remaining=self.ledger.remaining(day),
-                exhausted=self.ledger.exhausted(day),
-                resets_at=_iso(self.ledger.resets_at(now)),
-                kept=self.ledger.size() + self._journal.live_keys(),
-            ),
-            health=HealthWindowStatus(
-                status=self.health.status(now).value, success_rate=self.health.success_rate(now)
-            ),
-            cache=CacheStatus(entries=len(self._cache)),
+            breaker=shared.breaker,
+            budget=shared.budget,
+            cache=shared.cache,
+            health=health,
             holding=self.holding,
         )
-
-
-def _iso(epoch_s: float | None) -> str | None:
-    return None if epoch_s is None else epoch_iso(epoch_s)

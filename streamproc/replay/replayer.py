@@ -74,7 +74,7 @@ from streamproc.kafka.client import (
 )
 from streamproc.kafka.client import consumer as make_consumer
 from streamproc.logs import get_logger
-from streamproc.processing.state_reader import read_only_guard
+from streamproc.processing.group_state import GroupState
 from streamproc.records.outcome import OutRecord
 from streamproc.replay.decision import DlqRecord, Planned, Targets, plan
 from streamproc.replay.filters import ReplayFilter
@@ -173,7 +173,7 @@ class Replayer:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if not self._options.force:
-                    state = read_only_guard(self._settings)
+                    state = GroupState.reader(self._settings)
                     await stack.enter_async_context(watch_state(self._settings, state))
                     self._state = state
                     reason = self._unsafe()

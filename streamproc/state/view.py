@@ -4,8 +4,8 @@
 ``streamproc run`` restores it, so the view shows what the next instance to start would
 believe, and keeps tailing the topic while inside. Read-only: the view is never attached
 to the store, so nothing is written back (not even a lazy OPEN → HALF_OPEN transition).
-Today the view is a guard that only reads
-(:func:`streamproc.processing.state_reader.read_only_guard`); the replayer's safety check
+The view is the guard's own pure fold of the state
+(:meth:`streamproc.processing.group_state.GroupState.reader`); the replayer's safety check
 and ``state show`` take it as a parameter, so this package needs nothing above it.
 
 The budget's day, limit and time zone are the group's, as the claims log fixed them (see

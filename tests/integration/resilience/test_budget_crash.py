@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from streamproc.processing.state_reader import read_only_guard
+from streamproc.processing.group_state import GroupState
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 from streamproc.state.view import load_state
@@ -55,7 +55,7 @@ async def test_a_kill_strands_at_most_one_small_lease(topics: Settings, tmp_path
             proc.stop()
         await asyncio.sleep(1.0)  # calls in flight at the kill are answered (and billed)
         charged = int((await client.get(f"{url}/stats")).json()["credits"])
-    budget = (await load_state(settings, read_only_guard(settings)))["budget"]
+    budget = (await load_state(settings, GroupState.reader(settings)))["budget"]
     print(f"killed after {charged} credits charged: {budget}")
     assert charged >= 70 * 6
     assert budget["reserved"] <= LEASE
