@@ -1,78 +1,14 @@
-"""A simulator of the enrichment provider (DESIGN.md's HTTP contract), for demos and tests.
+"""A simulator of the synchronous enrichment provider (docs/provider.md), for demos, tests
+and the benchmark.
 
 ``streamproc mock-provider`` runs it; tests start it in-process with
-:func:`serve_mock_provider` on port 0. It is an aiohttp server that speaks the synchronous
-contract: ``POST /enrich`` with a lead, ``Idempotency-Key`` and (when ``api_key`` is set)
-the API key, and it answers like a real, flaky, credit-billed provider would.
-
-Endpoints
----------
-``POST /enrich``
-    The provider. ``200 {"data": {"company", "domain", "employees", "industry"},
-    "credits": credits_per_call}``; the data is made up, but deterministic per domain. A
-    lead with an ``email`` also gets the person's columns (``full_name``, ``title``,
-    ``seniority``, ``phone``, ``linkedin_url``), deterministic per address, as a
-    person-level provider (or a Clay table) returns them.
-``GET /stats``
-    ``{"calls", "credits", "by_status": {"200": n, ...}, "outage", "by_lead",
-    "duplicates_charged", "in_flight", "max_in_flight", "uptime_s"}``: ``by_lead`` is the
-    number of distinct Idempotency-Keys charged, ``duplicates_charged`` how many of them
-    were charged more than once (the number streamproc promises to keep at 0).
-``POST /admin/outage``
-    ``{"on": true|false}``: start or end a manual outage (on top of the schedule).
-``POST /admin/config``
-    Any of ``error_rate``, ``rate_limit_rate``, ``latency_ms``, ``latency_jitter_ms``,
-    ``retry_after_s``, ``credits_per_call``; answers with the new values (400 if invalid).
-``POST /admin/reset``
-    Zero every counter, and forget which Idempotency-Keys were seen.
-``GET /healthz``
-    Always 200 while the process serves: the simulated outage is not the simulator's.
-
-The admin endpoints need no API key: this is a simulator, never bind it to a public address.
-
-How ``POST /enrich`` decides, in this order
--------------------------------------------
-1. During an outage (a scheduled window of ``outages``, relative to server start, or a
-   manual one) every call gets ``503`` at once, like a load balancer with no backend.
-2. With ``api_key`` set, a call without ``<auth_header>: Bearer <api_key>`` (the raw key
-   when ``auth_header`` is not ``Authorization``) gets ``401``.
-3. A call without ``Idempotency-Key`` or whose body is not a JSON object gets ``400``; a
-   lead with neither ``domain`` nor ``email`` gets ``422``.
-4. Deterministic scenarios, keyed on the lead's ``domain`` (or the domain of its ``email``)
-   and overriding the random rates:
-
-   ======================  =========================================================
-   domain ends with        answer
-   ======================  =========================================================
-   ``.reject.test``        422, always
-   ``.fail.test``          500, always
-   ``.ratelimit.test``     429 with ``Retry-After: 0`` on the first call of each
-                           Idempotency-Key, 200 after
-   ``.flaky.test``         500 on the first call of each Idempotency-Key, 200 after
-   ``.authfail.test``      401, always
-   ``.nocredits.test``     402, always
-   ``.slow.test``          200 after ``slow_factor`` x the drawn latency
-   ``.floatcredits.test``  200 whose ``credits`` is a JSON float (``6.0``), as providers
-                           whose encoders write every number as a float send it
-   ======================  =========================================================
-
-5. Otherwise one uniform draw: below ``error_rate`` → ``500``; below
-   ``error_rate + rate_limit_rate`` → ``429`` with ``Retry-After: <retry_after_s>``
-   (decimals allowed, so demos can use sub-second values); else ``200``.
-
-Every answer but an outage's comes after a latency drawn *uniformly* from
-``latency_ms ± latency_jitter_ms`` (clamped at 0): bounded, so a test can reason about the
-slowest call. A client that gives up early does not cancel the work: like a real provider,
-the mock still finishes and charges, which is exactly the double-billing hazard
-``Idempotency-Key`` exists for. Credits are counted for 200 answers only.
-
-Modes
------
-Only the synchronous contract (``mode="sync"``) exists. The seam for Clay's asynchronous
-protocol is :func:`_decide`, which computes an :class:`_Outcome` without delivering it:
-a ``clay`` mode would add its own routes in :func:`build_app` (a table webhook that
-answers at once with no data) and deliver the same outcome to streamproc's callback
-receiver after its delay, instead of in the HTTP answer.
+:func:`serve_mock_provider` on port 0. It answers like a real, flaky, credit-billed
+provider: made-up data deterministic per domain (and person columns per e-mail), a latency
+drawn uniformly from ``latency_ms ± latency_jitter_ms``, random 500s and 429s, outage
+windows, deterministic scenarios by domain suffix (``.fail.test``, ``.reject.test``, …),
+and a count of calls, credits and Idempotency-Keys charged twice on ``GET /stats``.
+Endpoints and scenarios: docs/simulators.md. Never bind it to a public address: its admin
+endpoints take no key.
 """
 
 from __future__ import annotations
