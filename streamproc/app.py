@@ -34,6 +34,14 @@ _LAG_INTERVAL_S = 5.0
 
 
 class App:
+    """One ``streamproc run`` process: builds the parts from the settings and runs them.
+
+    Start order matters and is the guarantee: the ops server (so /healthz answers), the
+    Kafka preflight, the provider client, the state restore (breaker, budget, cache, Clay
+    submissions), Clay's services, then the processor joins the group. Stop is the
+    reverse, within ``shutdown_grace_s``; a second signal aborts (:meth:`abort`).
+    """
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics()

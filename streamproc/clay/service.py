@@ -102,6 +102,15 @@ class _CountJournal:
 
 
 class ClayService:
+    """Clay mode for one process: the handler's deferred provider and the callback side.
+
+    For the lane it reserves a webhook row and submits an admitted lead (returning the
+    pending record to commit with the offset); for Clay it receives callbacks, and with
+    its finisher and sweeper finishes each submission once, across the group
+    (docs/clay.md). Started after the state restore, so its registry of pending
+    submissions and webhook counts is complete.
+    """
+
     def __init__(
         self,
         settings: Settings,

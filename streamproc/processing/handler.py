@@ -219,6 +219,12 @@ async def _no_place(lead: Lead) -> AsyncIterator[object]:
 
 
 class LeadHandler:
+    """One lead from input record to outcome: decode, the guard, the provider, the records
+    to publish. Never raises for a lead (a failure is a DLQ outcome); only cancellation
+    propagates. Synchronous providers (``enricher``) and Clay (``deferred``) share one
+    admit → call → settle loop (:meth:`_guarded`).
+    """
+
     def __init__(
         self,
         settings: Settings,

@@ -102,6 +102,15 @@ class ProcessorStats:
 
 
 class Processor:
+    """The consumer group over ``leads.raw``: a fetch loop, a commit loop, one lane per
+    assigned partition.
+
+    Each lead is handed to its partition's lane and processed by the handler; the commit
+    loop publishes each lane's finished prefix with its offset in one transaction. Never
+    stops on a record (docs/guarantees.md); stops on :meth:`request_stop` (graceful,
+    within the grace) or :meth:`abort`.
+    """
+
     def __init__(
         self,
         settings: Settings,

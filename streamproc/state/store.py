@@ -60,6 +60,11 @@ StateListener = Callable[[str, dict[str, Any] | None, int, int], None]
 
 
 class StateStore:
+    """The state topic for one process: restores it (every partition, to the end offsets
+    seen at start), then tails it, handing each record to ``listener``; appends records in
+    call order. Restore first, then serve: :meth:`start` returns once restored.
+    """
+
     def __init__(self, settings: Settings, listener: StateListener) -> None:
         self._settings = settings
         self._listener = listener
