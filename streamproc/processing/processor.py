@@ -129,6 +129,7 @@ class Processor:
         #: Assigned partitions without a lane (its opening failed, or it was fenced), and
         #: when to open one again; their fetching is paused meanwhile.
         self._reopen_at: dict[TopicPartition, float] = {}
+        self._opening: set[TopicPartition] = set()
         self._publication: Publication | None = None
         self._max_batch_bytes: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -535,8 +536,16 @@ class Processor:
         assert self._consumer is not None
         if self._stopping.is_set():
             return  # a rebalance during shutdown: the next owner takes these partitions
-        tps = [tp for tp in tps if tp not in self._lanes]
-        opened = await asyncio.gather(*(self._open_lane(tp) for tp in tps), return_exceptions=True)
+        # Never two openings of one partition at once (the rebalance callback and a retry
+        # from the fetch loop): two producers of one transactional id fence each other.
+        tps = [tp for tp in tps if tp not in self._lanes and tp not in self._opening]
+        self._opening.update(tps)
+        try:
+            opened = await asyncio.gather(
+                *(self._open_lane(tp) for tp in tps), return_exceptions=True
+            )
+        finally:
+            self._opening.difference_update(tps)
         now = asyncio.get_running_loop().time()
         for tp, result in zip(tps, opened, strict=True):
             if isinstance(result, BaseException):
