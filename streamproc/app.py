@@ -67,11 +67,12 @@ class App:
             log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
             release_holds=self.guard.release_holds,
         )
+        self._stop = asyncio.Event()
+        # Not the breaker, not partitions: see streamproc/ops/readiness.py for why.
         self.readiness = ReadinessCheck(
             state_restored=self.state.restored.is_set,
-            partitions_assigned=self.processor.assigned.is_set,
-            breaker_state=lambda: self.guard.status().breaker.state,
-            cooldown_s=settings.breaker_cooldown_s,
+            in_group=self.processor.joined.is_set,
+            stopping=self._stop.is_set,
         )
         self.metrics.on_scrape(lambda: self.metrics.observe_processor(self.processor.stats))
         self.metrics.on_scrape(lambda: self.metrics.observe_status(self.guard.status()))
@@ -81,7 +82,6 @@ class App:
         if self.clay is not None:
             # Clay's callbacks come to the ops server's port (before start: routes freeze).
             self.ops.app.router.add_post(settings.clay_callback_path, self.clay.receiver.handle)
-        self._stop = asyncio.Event()
         self._abort = False
 
     def _on_state(
@@ -93,7 +93,6 @@ class App:
 
     def _breaker_changed(self, transition: Transition) -> None:
         self.metrics.breaker_transition(transition.from_state.value, transition.to_state.value)
-        self.readiness.breaker_changed(transition.to_state.value)
 
     def status(self) -> dict[str, Any]:
         """The /status document: breaker, budget, health, cache and processing counters."""

@@ -1,85 +1,63 @@
 """Readiness of a processor: what ``/readyz`` answers, with the reasons when it is not ready.
 
-Ready means: the state topic was restored (breaker, budget and cache are the group's, not
-defaults), the consumer owns at least one partition, and the breaker is not *stuck*: out of
-``closed`` for longer than ``stuck_after_cooldowns`` cooldowns. One open spell is the
-breaker doing its job and says nothing about this instance; open → half-open → open over
-and over means the provider (or our key) is broken and somebody should look.
+Ready means *this process can serve its role*: the state topic was restored (breaker,
+budget, cache and Clay's pending submissions are the group's, not defaults, so a Clay
+callback that reaches this process is answered right), its consumer is in the group, and
+it is not shutting down. An orchestrator may route to it and a rollout may go on.
 
-The check is pure apart from the time it keeps: when it first saw the breaker leave
-``closed``. It learns that from being asked (``/readyz`` is polled) and, more precisely,
-from :meth:`ReadinessCheck.breaker_changed` if the shell calls it on each transition.
+Two things are deliberately left out:
+
+* **Partitions.** A group has at most as many busy members as its topic has partitions;
+  the others are standbys that take over in a rebalance and, in Clay mode, answer
+  callbacks. A rollout with more replicas than partitions must still become ready. A
+  rebalance does not make a member leave the group, so readiness does not flap with it.
+* **The breaker.** It is the group's (shared through the state topic), so it opens on
+  every process at once: failing readiness on it would take every pod out of the Service
+  together, Clay's callbacks with them, and stall a rollout for a provider outage that a
+  restart cannot cure. It is on ``/status`` and ``/metrics``, where the alerts read it.
+
+The check is pure: it reads the three conditions each time it is asked.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Final
 
 __all__ = ["Readiness", "ReadinessCheck"]
 
 #: (ready, reasons): what ``OpsServer``'s ``ready_fn`` returns.
 Readiness = tuple[bool, list[str]]
 
-#: Below this, "stuck" would flap with a short test cooldown; an operator needs minutes.
-_MIN_STUCK_S: Final = 60.0
+
+def _never() -> bool:
+    return False
 
 
 class ReadinessCheck:
     """Callable as ``ready_fn`` for :class:`~streamproc.ops.http.OpsServer`.
 
-    ``state_restored``, ``partitions_assigned`` and ``breaker_state`` are read on each call
-    (e.g. ``store.restored.is_set``, ``processor.assigned.is_set`` and
-    ``lambda: guard.status().breaker.state``). ``clock`` is monotonic seconds.
+    ``state_restored``, ``in_group`` and ``stopping`` are read on each call (in ``App``:
+    ``store.restored.is_set``, ``processor.joined.is_set`` and its stop event's
+    ``is_set``). The reasons come in a stable order: restore, group, shutdown.
     """
 
     def __init__(
         self,
         *,
         state_restored: Callable[[], bool],
-        partitions_assigned: Callable[[], bool],
-        breaker_state: Callable[[], str],
-        cooldown_s: float,
-        stuck_after_cooldowns: float = 3.0,
-        require_partitions: bool = True,
-        clock: Callable[[], float] = time.monotonic,
+        in_group: Callable[[], bool],
+        stopping: Callable[[], bool] = _never,
     ) -> None:
         self._state_restored = state_restored
-        self._partitions_assigned = partitions_assigned
-        self._breaker_state = breaker_state
-        self._stuck_after_s = max(cooldown_s * stuck_after_cooldowns, _MIN_STUCK_S)
-        self._cooldowns = stuck_after_cooldowns
-        self._require_partitions = require_partitions
-        self._clock = clock
-        self._not_closed_since: float | None = None
-
-    @property
-    def stuck_after_s(self) -> float:
-        return self._stuck_after_s
-
-    def breaker_changed(self, to_state: str) -> None:
-        """Note a breaker transition as it happens (more precise than polling alone)."""
-        self._observe(to_state)
-
-    def _observe(self, state: str) -> float | None:
-        now = self._clock()
-        if state == "closed":
-            self._not_closed_since = None
-        elif self._not_closed_since is None:
-            self._not_closed_since = now
-        return None if self._not_closed_since is None else now - self._not_closed_since
+        self._in_group = in_group
+        self._stopping = stopping
 
     def __call__(self) -> Readiness:
         reasons: list[str] = []
         if not self._state_restored():
             reasons.append("state not restored")
-        if self._require_partitions and not self._partitions_assigned():
-            reasons.append("no partitions assigned")
-        not_closed_s = self._observe(self._breaker_state())
-        if not_closed_s is not None and not_closed_s > self._stuck_after_s:
-            reasons.append(
-                f"breaker stuck open for {not_closed_s:.0f} s "
-                f"(> {self._cooldowns:g} cooldowns, {self._stuck_after_s:.0f} s)"
-            )
+        if not self._in_group():
+            reasons.append("consumer not in the group")
+        if self._stopping():
+            reasons.append("shutting down")
         return (not reasons, reasons)

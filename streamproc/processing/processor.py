@@ -139,6 +139,10 @@ class Processor:
         self._in_flight = 0
         self.stats = ProcessorStats()
         self.assigned = asyncio.Event()
+        #: Set once the group has given this consumer an assignment, empty or not (a member
+        #: beyond the partition count is a standby, still in the group); cleared when it
+        #: leaves. A rebalance does not clear it: the member stays in the group through it.
+        self.joined = asyncio.Event()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -222,6 +226,7 @@ class Processor:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()  # leaves the group
         self._consumer = None
+        self.joined.clear()
         for tp in list(self._lanes):  # opened by a rebalance while we were stopping
             await self._close_lane(tp, commit=False)
         log.info("processor.stopped", **_summary(self.stats))
@@ -641,6 +646,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._processor._close_lanes(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        # Called after every join, with an empty set too when the group has no partition
+        # left for this member.
+        self._processor.joined.set()
         await self._processor._open_lanes(assigned)
 
 

@@ -2,7 +2,7 @@
 
 The wiring here is the one proposed for ``App`` (see ``streamproc.ops``): a scrape hook
 reads the processor's committed counts and the guard's status, the provider client reports
-each attempt, and ``ReadinessCheck`` reads the state store, the assignment and the breaker.
+each attempt, and ``ReadinessCheck`` reads the state store and the group membership.
 """
 
 from __future__ import annotations
@@ -35,10 +35,7 @@ def wire(app: App) -> tuple[Metrics, ReadinessCheck]:
     metrics.on_scrape(lambda: metrics.observe_processor(app.processor.stats))
     metrics.on_scrape(lambda: metrics.observe_status(app.guard.status()))
     ready = ReadinessCheck(
-        state_restored=app.state.restored.is_set,
-        partitions_assigned=app.processor.assigned.is_set,
-        breaker_state=lambda: app.guard.status().breaker.state,
-        cooldown_s=app.settings.breaker_cooldown_s,
+        state_restored=app.state.restored.is_set, in_group=app.processor.joined.is_set
     )
     return metrics, ready
 
@@ -61,7 +58,7 @@ async def wait_ready(http: httpx.AsyncClient, url: str, timeout_s: float) -> htt
 
 
 async def test_readiness_and_metrics_follow_a_real_run(topics: Settings) -> None:
-    """/readyz is 503 until state is restored and partitions assigned, then 200; after the
+    """/readyz is 503 until state is restored and the consumer joined, then 200; after the
     run /metrics counts exactly the leads produced, by outcome, class and source."""
     records: list[tuple[bytes | None, bytes | None]] = [
         (f"g{i}".encode(), lead(f"g{i}", f"co{i}.example")) for i in range(GOOD)
@@ -85,7 +82,7 @@ async def test_readiness_and_metrics_follow_a_real_run(topics: Settings) -> None
             status = (await http.get(f"{ops.url}/status")).json()
 
     assert before.status_code == 503
-    assert before.json()["reasons"] == ["state not restored", "no partitions assigned"]
+    assert before.json()["reasons"] == ["state not restored", "consumer not in the group"]
     assert during.status_code == 200, during.text
 
     out = "streamproc_leads_out_total"

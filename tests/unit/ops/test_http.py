@@ -67,13 +67,15 @@ async def test_healthz_is_ok_while_the_loop_serves(client_for: Client) -> None:
 
 async def test_readyz_is_503_with_reasons_until_ready(client_for: Client) -> None:
     """/readyz is 503 with the reasons while not ready, 200 once ready_fn says so."""
-    state: dict[str, Readiness] = {"now": (False, ["state not restored", "no partitions assigned"])}
+    state: dict[str, Readiness] = {
+        "now": (False, ["state not restored", "consumer not in the group"])
+    }
     client = await client_for(make_server(ready=lambda: state["now"]))
     before = await client.get("/readyz")
     assert before.status == 503
     assert orjson.loads(await before.read()) == {
         "ready": False,
-        "reasons": ["state not restored", "no partitions assigned"],
+        "reasons": ["state not restored", "consumer not in the group"],
     }
     state["now"] = (True, [])
     after = await client.get("/readyz")
