@@ -3,9 +3,10 @@
 Pure and synchronous: ``now`` (epoch seconds) is always an argument. The guard
 (:mod:`streamproc.processing.guard`) is its shell: per lead it asks :meth:`key_for` and
 :meth:`get`; it journals what :meth:`put` returns to the state topic as ``cache/<key>``,
-feeds every ``cache/`` record of that topic back through :meth:`apply` (restore and tail
-alike, so every instance of the group has the same entries), and writes a tombstone for
-each key :meth:`expired` hands out, so compaction removes it.
+and writes a tombstone for each key :meth:`expired` hands out, so compaction removes it.
+Every ``cache/`` record of that topic comes back through :meth:`apply`
+(:mod:`streamproc.processing.group_state`; restore and tail alike, so every instance of
+the group has the same entries).
 
 Keys (``cache_key``)
     ``domain`` (default): ``<domain>``, the leads of one company share an answer; the key

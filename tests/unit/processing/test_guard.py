@@ -54,6 +54,12 @@ async def _written(offset: int) -> tuple[int, int]:
     return 0, offset
 
 
+async def _turns(n: int = 10) -> None:
+    """Let the other tasks run until they wait (no time passes, real or fake)."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
 class _Log:
     """The state topic as the guards see it: each record applied to every attached guard
     in the order the appends were called (as StateStore.append orders them)."""
@@ -221,19 +227,23 @@ async def test_a_lease_is_capped_at_a_small_share_of_the_day_not_of_what_remains
         await guard.admit(_lead(1_000))
 
 
-async def test_an_idle_lease_gives_its_unused_credits_back_after_its_max_age() -> None:
-    """One call of a 50-lead lease, then nothing: after budget_claim_max_age_s the claim is
-    settled at what was charged and the rest is free for the group again."""
-    guard, _ = _guard(
-        budget_daily_credits=100_000, budget_claim_leads=50, budget_claim_max_age_s=0.05
+async def test_a_lease_older_than_its_max_age_is_settled_and_the_next_lead_claims_anew() -> None:
+    """One call of a 50-lead lease, then the guard's clock passes budget_claim_max_age_s:
+    the claim is settled at what was charged, and the next lead takes a new claim."""
+    guard, clock = _guard(
+        budget_daily_credits=100_000, budget_claim_leads=50, budget_claim_max_age_s=2.0
     )
+    log = _Log(guard)
     day = guard.status().budget.day
     admission = await guard.admit(_lead(1))
     guard.settle(admission, _Result({"n": 1}, credits=6), None)
     assert guard.ledger.outstanding(day) == 300
-    await asyncio.sleep(0.1)
-    assert guard.ledger.outstanding(day) == 0
+    clock.t += 2.0
+    await guard.admit(_lead(2))
+    assert len(log.claims()) == 2
     assert guard.ledger.spent(day) == 6
+    assert guard.ledger.outstanding(day) == 300
+    await guard.flush()
 
 
 async def test_concurrent_leads_share_one_claim_in_flight() -> None:
@@ -272,7 +282,8 @@ async def test_a_lead_cancelled_while_waiting_for_a_slice_holds_none() -> None:
 
 class _SlowLog:
     """The state topic as the guard sees it, with a round trip: each record is applied back
-    to the guard in order, after a real 10 ms and ``advance`` seconds of the guard's clock."""
+    to the guard in order, after a turn of the event loop and ``advance`` seconds of the
+    guard's clock."""
 
     def __init__(self, guard: ResilienceGuard, clock: _Clock, advance: float) -> None:
         self._guard, self._clock, self._advance = guard, clock, advance
@@ -283,7 +294,7 @@ class _SlowLog:
 
     async def append(self, key: str, value: dict[str, Any] | None) -> tuple[int, int]:
         offset, self._next = self._next, self._next + 1
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
         self._clock.t += self._advance
         self._guard.on_state(key, value, 0, offset)
         return 0, offset
@@ -322,7 +333,7 @@ async def test_at_shutdown_held_leads_are_released_and_new_holds_too() -> None:
     admission = await guard.admit(_lead(0))
     guard.settle(admission, None, ProviderError("503"))  # opens the breaker
     held = [asyncio.ensure_future(guard.admit(_lead(i))) for i in (1, 2)]
-    await asyncio.sleep(0.01)
+    await _turns()
     assert guard.holding == 2
     assert guard.release_holds() == 2
     late = asyncio.ensure_future(guard.admit(_lead(3)))
@@ -360,7 +371,7 @@ async def test_a_probe_cancelled_while_waiting_for_its_claim_frees_the_half_open
     guard.attach(log)  # type: ignore[arg-type]
     clock.t += 11  # cooldown over (and the first lease too old to serve): a new claim waits
     probe = asyncio.ensure_future(guard.admit(_lead(1)))
-    await asyncio.sleep(0.01)
+    await _turns()
     assert guard.breaker.probes_in_flight(clock()) == 1
     probe.cancel()
     with contextlib.suppress(asyncio.CancelledError):

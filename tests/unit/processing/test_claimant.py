@@ -1,0 +1,121 @@
+"""The lease claimant on a fake clock: when a lease is too old, by that clock alone."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from streamproc.processing.claimant import LeaseClaimant, LeaseConfig
+from streamproc.processing.group_state import GroupState
+from streamproc.processing.writes import StateWrites
+from streamproc.settings import Settings
+
+#: 50 leads of 6 credits: the lease every test here claims (2% of 100,000 is more).
+LEASE = 300
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 1_764_158_400.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        """The ticker's wait: the fake time moves on by exactly what was asked."""
+        self.slept.append(seconds)
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
+async def _never(seconds: float) -> None:
+    """A ticker's wait that does not end: the test alone moves the clock."""
+    await asyncio.Event().wait()
+
+
+def _claimant(*, ticking: bool = False, **changes: Any) -> tuple[LeaseClaimant, GroupState, _Clock]:
+    clock = _Clock()
+    settings = Settings.model_validate(
+        {"budget_daily_credits": 100_000, "budget_claim_leads": 50, **changes}
+    )
+    state = GroupState(settings, clock=clock, owner="unit")
+    claimant = LeaseClaimant(
+        LeaseConfig.from_settings(settings),
+        state,
+        StateWrites(),
+        owner="unit",
+        clock=clock,
+        sleep=clock.sleep if ticking else _never,
+    )
+    return claimant, state, clock
+
+
+async def _settle_ticks() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_an_idle_lease_is_settled_once_the_clock_passes_its_max_age() -> None:
+    """One call of a 50-lead lease, then nothing: the claim stays whole until the clock
+    reaches budget_claim_max_age_s, then it is settled at what was charged."""
+    claimant, state, clock = _claimant(budget_claim_max_age_s=2.0)
+    day = state.ledger.day_at(clock())
+    lease = await claimant.slice()
+    assert lease is not None
+    claimant.finish(lease, 6)
+    clock.t = lease.opened_at + 1.9
+    assert claimant.expire() == lease.opened_at + 2.0
+    assert state.ledger.outstanding(day) == LEASE
+    clock.t = lease.opened_at + 2.0
+    assert claimant.expire() is None
+    assert state.ledger.outstanding(day) == 0
+    assert state.ledger.spent(day) == 6
+    await claimant.close()
+
+
+async def test_the_ticker_waits_as_long_as_the_clock_says_then_settles() -> None:
+    """The ticker's waits come from the clock (at most a second each): an idle lease with a
+    2 s max age is settled after waits of 1 s and 1 s, and the ticker then stops."""
+    claimant, state, clock = _claimant(ticking=True, budget_claim_max_age_s=2.0)
+    day = state.ledger.day_at(clock())
+    lease = await claimant.slice()
+    assert lease is not None
+    claimant.finish(lease, 6)
+    await _settle_ticks()
+    assert clock.slept == [1.0, 1.0]
+    assert clock.t == lease.opened_at + 2.0
+    assert state.ledger.outstanding(day) == 0
+    assert state.ledger.spent(day) == 6
+    await claimant.close()
+
+
+async def test_a_call_that_ends_after_the_max_age_closes_its_lease() -> None:
+    """A call outlives its lease's max age: when it ends, the lease is closed and settled
+    at what it was charged, and the next call claims a new lease."""
+    claimant, state, clock = _claimant(budget_claim_max_age_s=2.0)
+    day = state.ledger.day_at(clock())
+    lease = await claimant.slice()
+    assert lease is not None
+    clock.t = lease.opened_at + 2.5
+    claimant.finish(lease, 4)
+    assert lease.settled
+    assert state.ledger.spent(day) == 4
+    assert state.ledger.outstanding(day) == 0
+    following = await claimant.slice()
+    assert following is not None and following is not lease
+    assert state.ledger.outstanding(day) == LEASE
+    await claimant.close()
+
+
+async def test_close_settles_the_open_lease_and_stops_the_ticker() -> None:
+    """At shutdown the open lease is settled whatever its age, and no ticker is left."""
+    claimant, state, clock = _claimant()
+    day = state.ledger.day_at(clock())
+    lease = await claimant.slice()
+    assert lease is not None
+    claimant.finish(lease, 6)
+    await claimant.close()
+    assert state.ledger.outstanding(day) == 0
+    assert state.ledger.spent(day) == 6
+    assert claimant.expire() is None
