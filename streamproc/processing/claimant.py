@@ -266,7 +266,7 @@ class LeaseClaimant:
         """A submitted lead's claim is over at ``credits``; booked once however often."""
         if claim_id in self._settling:
             return
-        if self._ledger.status(claim_id) in (ClaimStatus.SETTLED, ClaimStatus.RELEASED):
+        if self._ledger.status(claim_id) is ClaimStatus.SETTLED:
             return
         self._settle_claim(claim_id, day, credits)
 

@@ -21,8 +21,8 @@ Decision rule, for a ``Claim(claim_id, owner, day, amount)``::
     granted  iff  day is not forgotten and not exhausted(day)
              and  spent(day) + outstanding(day) + amount <= limit(day)
 
-where ``outstanding(day)`` is the sum of granted claims of that day not yet settled or
-released, and ``limit(day)`` the day's limit (the ledger's ``daily_limit`` until the day
+where ``outstanding(day)`` is the sum of granted claims of that day not yet settled, and
+``limit(day)`` the day's limit (the ledger's ``daily_limit`` until the day
 is opened).
 
 Other events, each idempotent:
@@ -34,7 +34,6 @@ Other events, each idempotent:
   survive: older settle and claim records can be tombstoned without changing a total. A
   settle without ``writer`` (older logs) adds ``actual`` once per claim id instead; one for
   a claim that was refused or never seen still counts: the books never under-count.
-* ``Release(claim_id, day)``: a granted claim's call failed and cost nothing.
 * ``Exhaust(day)``: the provider answered 402; every later claim of that day is refused.
 * A tombstone of a claim's record (:meth:`ClaimLedger.drop`) forgets the claim, as
   compaction would: a reader that restores after compaction and one that saw the whole log
@@ -46,7 +45,7 @@ so a claim granted live is granted on restore too; a claim refused live may be g
 restore, which over-counts. That is why a claimant tombstones its refused claims at once.
 
 Claims of an owner that died stay outstanding, hence counted, until some process settles
-or releases them, or the day is forgotten: a crash over-counts, it never under-counts.
+them, or the day is forgotten: a crash over-counts, it never under-counts.
 When every call is made under a granted claim and settles with ``actual <= amount``, a
 day's ``spent + outstanding`` never exceeds the limit; a larger ``actual`` can overshoot
 it by at most ``actual - amount`` per claim, since nothing more is granted while the day
@@ -64,7 +63,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 from streamproc.resilience.budget import budget_day, day_end
 
@@ -75,13 +74,9 @@ __all__ = [
     "ClaimStatus",
     "Exhaust",
     "OpenDay",
-    "Release",
     "Settle",
     "event_from_dict",
 ]
-
-#: Version of the :meth:`ClaimLedger.snapshot` format; bump on incompatible changes.
-SNAPSHOT_VERSION = 2
 
 
 def _check_id(value: object, field: str) -> str:
@@ -267,31 +262,6 @@ class Settle:
 
 
 @dataclass(frozen=True, slots=True)
-class Release:
-    """Claim ``claim_id`` of day ``day`` cost nothing (the call failed)."""
-
-    TYPE: ClassVar[str] = "release"
-
-    claim_id: str
-    day: str
-
-    def __post_init__(self) -> None:
-        _check_id(self.claim_id, "claim_id")
-        _check_day(self.day)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.TYPE, "claim_id": self.claim_id, "day": self.day}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Release:
-        _expect_type(data, cls.TYPE)
-        return cls(
-            claim_id=_check_id(_field(data, "claim_id"), "claim_id"),
-            day=_check_day(_field(data, "day")),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class Exhaust:
     """The provider's own credits are gone (402) for budget day ``day``."""
 
@@ -311,11 +281,11 @@ class Exhaust:
         return cls(day=_check_day(_field(data, "day")))
 
 
-ClaimEvent: TypeAlias = OpenDay | Claim | Settle | Release | Exhaust
+ClaimEvent: TypeAlias = OpenDay | Claim | Settle | Exhaust
 
-_EVENT_TYPES: dict[
-    str, type[OpenDay] | type[Claim] | type[Settle] | type[Release] | type[Exhaust]
-] = {cls.TYPE: cls for cls in (OpenDay, Claim, Settle, Release, Exhaust)}
+_EVENT_TYPES: dict[str, type[OpenDay] | type[Claim] | type[Settle] | type[Exhaust]] = {
+    cls.TYPE: cls for cls in (OpenDay, Claim, Settle, Exhaust)
+}
 
 
 def event_from_dict(data: Mapping[str, Any]) -> ClaimEvent:
@@ -334,7 +304,6 @@ class ClaimStatus(StrEnum):
     GRANTED = "granted"  # outstanding: counted at its amount
     REFUSED = "refused"
     SETTLED = "settled"  # counted at its actual charge
-    RELEASED = "released"
 
 
 @dataclass(slots=True)
@@ -355,9 +324,6 @@ class _Day:
     zone: str | None = None
     #: writer -> the total of its latest Settle of this day.
     writers: dict[str, int] = field(default_factory=dict)
-
-
-_Terminal = Literal[ClaimStatus.SETTLED, ClaimStatus.RELEASED]
 
 
 class ClaimLedger:
@@ -409,8 +375,6 @@ class ClaimLedger:
             self._advance(event.day)
         elif isinstance(event, Settle):
             self._settle(event)
-        elif isinstance(event, Release):
-            self._release(event)
         else:
             self._book(event.day).exhausted = True
         return None
@@ -418,7 +382,7 @@ class ClaimLedger:
     def drop(self, claim_id: str) -> None:
         """The claim's record was tombstoned: forget it, as compaction will.
 
-        Claimants tombstone only claims that are over (refused, settled, released), so in
+        Claimants tombstone only claims that are over (refused or settled), so in
         practice this frees memory and changes no total.
         """
         entry = self._entries.pop(claim_id, None)
@@ -453,7 +417,7 @@ class ClaimLedger:
             book.spent += event.total - book.writers.get(event.writer, 0)
             book.writers[event.writer] = event.total
             if entry is not None and entry.status is ClaimStatus.GRANTED:
-                self._finish(entry, ClaimStatus.SETTLED)
+                self._finish(entry)
             elif entry is not None and entry.status is ClaimStatus.REFUSED:
                 entry.status = ClaimStatus.SETTLED
             return
@@ -463,22 +427,17 @@ class ClaimLedger:
             self._entries[event.claim_id] = _Entry(None, event.day, False, ClaimStatus.SETTLED)
             return
         if entry.status is ClaimStatus.GRANTED:
-            self._finish(entry, ClaimStatus.SETTLED)
+            self._finish(entry)
             self._book(entry.day).spent += event.actual
         elif entry.status is ClaimStatus.REFUSED:
             # The call should not have been made; it was, so it is paid for.
             entry.status = ClaimStatus.SETTLED
             self._book(entry.day).spent += event.actual
 
-    def _release(self, event: Release) -> None:
-        entry = self._entries.get(event.claim_id)
-        if entry is not None and entry.status is ClaimStatus.GRANTED:
-            self._finish(entry, ClaimStatus.RELEASED)
-
-    def _finish(self, entry: _Entry, status: _Terminal) -> None:
+    def _finish(self, entry: _Entry) -> None:
         assert entry.claim is not None  # only a seen Claim can be GRANTED
         self._book(entry.day).outstanding -= entry.claim.amount
-        entry.status = status
+        entry.status = ClaimStatus.SETTLED
 
     def _advance(self, day: str) -> None:
         """``day`` was opened: it is the group's day if later, and older days are dropped."""
@@ -549,7 +508,7 @@ class ClaimLedger:
         return 0 if book is None else book.writers.get(writer, 0)
 
     def outstanding(self, day: str) -> int:
-        """Credits held by granted, unsettled, unreleased claims of ``day``."""
+        """Credits held by granted, unsettled claims of ``day``."""
         book = self._days.get(day)
         return 0 if book is None else book.outstanding
 
@@ -565,7 +524,7 @@ class ClaimLedger:
         return max(0, self.limit(day) - self.spent(day) - self.outstanding(day))
 
     def outstanding_claims(self, owner: str | None = None) -> list[Claim]:
-        """Granted claims not yet settled or released, optionally only ``owner``'s."""
+        """Granted claims not yet settled, optionally only ``owner``'s."""
         return [
             entry.claim
             for entry in self._entries.values()
@@ -601,85 +560,6 @@ class ClaimLedger:
         for old_day in [d for d in self._days if d < day]:
             del self._days[old_day]
         return len(old)
-
-    def snapshot(self) -> dict[str, Any]:
-        """JSON-able ledger state, to resume reading the log after the last applied event."""
-        claims: list[dict[str, Any]] = []
-        settles: list[dict[str, Any]] = []
-        for claim_id, entry in self._entries.items():
-            if entry.claim is None:
-                settles.append({"claim_id": claim_id, "day": entry.day})
-            else:
-                claims.append(
-                    {
-                        **entry.claim.to_dict(),
-                        "status": entry.status.value,
-                        "granted": entry.granted,
-                    }
-                )
-        return {
-            "v": SNAPSHOT_VERSION,
-            "current": self._current,
-            "horizon": self._horizon,
-            "days": {
-                day: {
-                    "spent": book.spent,
-                    "exhausted": book.exhausted,
-                    "limit": book.limit,
-                    "zone": book.zone,
-                    "writers": dict(book.writers),
-                }
-                for day, book in self._days.items()
-            },
-            "claims": claims,
-            "orphan_settles": settles,
-        }
-
-    @classmethod
-    def restore(
-        cls, daily_limit: int, snapshot: Mapping[str, Any], timezone: str = "UTC"
-    ) -> ClaimLedger:
-        """A ledger from :meth:`snapshot` output; ``ValueError`` on a malformed one."""
-        if snapshot.get("v") != SNAPSHOT_VERSION:
-            raise ValueError(f"unsupported claims snapshot version {snapshot.get('v')!r}")
-        ledger = cls(daily_limit, timezone)
-        try:
-            current = snapshot.get("current")
-            ledger._current = None if current is None else _check_day(current)
-            horizon = snapshot.get("horizon")
-            ledger._horizon = None if horizon is None else _check_day(horizon)
-            for day, book in snapshot["days"].items():
-                limit = book.get("limit")
-                zone = book.get("zone")
-                ledger._days[_check_day(day)] = _Day(
-                    spent=int(book["spent"]),
-                    exhausted=bool(book["exhausted"]),
-                    limit=None if limit is None else _check_count(limit, "limit"),
-                    zone=None if zone is None else _check_id(zone, "zone"),
-                    writers={
-                        _check_id(w, "writer"): _check_count(t, "total")
-                        for w, t in book.get("writers", {}).items()
-                    },
-                )
-            for item in snapshot["claims"]:
-                claim = Claim.from_dict(
-                    {k: v for k, v in item.items() if k not in ("status", "granted")}
-                )
-                status = ClaimStatus(item["status"])
-                granted = item["granted"]
-                if not isinstance(granted, bool):
-                    raise ValueError("granted must be a boolean")
-                ledger._entries[claim.claim_id] = _Entry(claim, claim.day, granted, status)
-                if status is ClaimStatus.GRANTED:
-                    ledger._book(claim.day).outstanding += claim.amount
-            for item in snapshot.get("orphan_settles", []):
-                claim_id = _check_id(item["claim_id"], "claim_id")
-                ledger._entries[claim_id] = _Entry(
-                    None, _check_day(item["day"]), False, ClaimStatus.SETTLED
-                )
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise ValueError(f"malformed claims snapshot: {exc}") from None
-        return ledger
 
     # --- internals ---------------------------------------------------------------------------
 
