@@ -24,13 +24,20 @@ from streamproc.errors import ConfigError
 from streamproc.logs import get_logger
 from streamproc.ops.http import OpsServer
 from streamproc.ops.metrics import Metrics
-from streamproc.replay.filters import KNOWN_CLASSES, ReplayFilter
+from streamproc.replay.filters import KNOWN_CLASSES, RETRIABLE_CHOICES, ReplayFilter
 from streamproc.replay.progress import MetricsProgress, ProgressSink, make_progress
 from streamproc.replay.replayer import Replayer, ReplayOptions
 from streamproc.settings import Settings
 from streamproc.signals import StopSignals
 
-__all__ = ["add_replay_arguments", "options_from_args", "replay_command", "whole_number"]
+__all__ = [
+    "add_filter_arguments",
+    "add_replay_arguments",
+    "filters_from_args",
+    "options_from_args",
+    "replay_command",
+    "whole_number",
+]
 
 log = get_logger("streamproc.replay")
 
@@ -39,8 +46,8 @@ EXIT_UNSAFE = 1
 EXIT_INTERRUPTED = 130
 
 
-def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``replay`` flags (the settings flags are added by the CLI)."""
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """The record filters, shared by ``replay`` and ``dlq show`` (:func:`filters_from_args`)."""
     f = parser.add_argument_group("which records (filters; all must match)")
     f.add_argument(
         "--error-class",
@@ -56,6 +63,37 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     )
     f.add_argument("--until", metavar="TIME", help="failed before TIME (same formats)")
     f.add_argument("--key", metavar="KEY", help="only the record with this key (lead_id)")
+    f.add_argument(
+        "--retriable",
+        action="append",
+        default=[],
+        metavar="{" + ",".join(RETRIABLE_CHOICES) + "}",
+        help="repeatable or comma-separated; unknown: records that do not say "
+        "(Spring Kafka, Kafka Connect)",
+    )
+    f.add_argument(
+        "--attempt",
+        metavar="N|N+|N-M",
+        help="processed exactly N times, N times or more (3+), or N to M times",
+    )
+
+
+def filters_from_args(args: argparse.Namespace, now: datetime | None = None) -> ReplayFilter:
+    """The filters of :func:`add_filter_arguments`, validated (``ConfigError`` on a bad one)."""
+    return ReplayFilter.parse(
+        error_classes=args.error_class,
+        since=args.since,
+        until=args.until,
+        key=args.key,
+        retriable=args.retriable,
+        attempt=args.attempt,
+        now=now or datetime.now(UTC),
+    )
+
+
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``replay`` flags (the settings flags are added by the CLI)."""
+    add_filter_arguments(parser)
     r = parser.add_argument_group("how")
     r.add_argument("--limit", metavar="N", help="stop after N matching records")
     r.add_argument(
@@ -104,13 +142,7 @@ def whole_number(text: str | None, flag: str, minimum: int) -> int | None:
 
 def options_from_args(args: argparse.Namespace, now: datetime | None = None) -> ReplayOptions:
     """Validate the flags into :class:`ReplayOptions` (``ConfigError`` on the first bad one)."""
-    filters = ReplayFilter.parse(
-        error_classes=args.error_class,
-        since=args.since,
-        until=args.until,
-        key=args.key,
-        now=now or datetime.now(UTC),
-    )
+    filters = filters_from_args(args, now)
     rate: float | None = None
     if args.rate is not None:
         try:
@@ -123,7 +155,8 @@ def options_from_args(args: argparse.Namespace, now: datetime | None = None) -> 
     assert max_attempts is not None
     if args.follow and filters.active:
         raise ConfigError(
-            "--follow cannot be combined with --error-class/--since/--until/--key: a "
+            "--follow cannot be combined with the filters (--error-class, --since, --until, "
+            "--key, --retriable, --attempt): a "
             "following run would read the records it puts back forever; run without "
             "--follow for a filtered replay"
         )

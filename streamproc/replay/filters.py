@@ -1,5 +1,6 @@
-"""Which DLQ records a replay run is about: the ``--error-class``/``--since``/``--until``/
-``--key`` filters, parsed from the command line and matched against a :class:`DlqView`.
+"""Which DLQ records a replay run (or ``dlq show``) is about: the ``--error-class``,
+``--since``/``--until``, ``--key``, ``--retriable`` and ``--attempt`` filters, parsed from
+the command line and matched against a :class:`DlqView`.
 
 Pure. Parsing errors are one-line :class:`~streamproc.errors.ConfigError` s that name the
 flag, what was given and what is accepted (the CLI turns them into exit code 2).
@@ -9,7 +10,10 @@ Matching rules, all of which must hold (an absent filter matches everything):
 * ``error_classes``: the record's class (``unclassified`` for foreign records) is one of them;
 * ``since`` <= failure time < ``until`` (a half-open interval, so consecutive windows
   never overlap); a record whose failure time is unknown matches no time filter;
-* ``key``: the record key is exactly these UTF-8 bytes.
+* ``key``: the record key is exactly these UTF-8 bytes;
+* ``retriable``: the record's ``retriable`` is this value (``None`` in the filter's set
+  stands for "unknown", as foreign records read);
+* ``min_attempt`` <= attempt <= ``max_attempt``.
 """
 
 from __future__ import annotations
@@ -24,11 +28,24 @@ from streamproc.errors import ConfigError, ErrorClass
 from streamproc.replay.interop import UNCLASSIFIED, DlqView
 from streamproc.timestamps import utc_iso
 
-__all__ = ["KNOWN_CLASSES", "ReplayFilter", "parse_error_classes", "parse_moment"]
+__all__ = [
+    "KNOWN_CLASSES",
+    "RETRIABLE_CHOICES",
+    "ReplayFilter",
+    "parse_attempts",
+    "parse_error_classes",
+    "parse_moment",
+    "parse_retriable",
+]
 
 #: Every value ``--error-class`` accepts.
 KNOWN_CLASSES: tuple[str, ...] = (*(c.value for c in ErrorClass), UNCLASSIFIED)
 
+#: Every value ``--retriable`` accepts: foreign records do not say, and read as ``unknown``.
+RETRIABLE_CHOICES: tuple[str, ...] = ("true", "false", "unknown")
+_RETRIABLE = {"true": True, "false": False, "unknown": None}
+
+_ATTEMPTS = re.compile(r"^(\d+)(?:(\+)|-(\d+))?$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -41,12 +58,17 @@ class ReplayFilter:
     since: datetime | None = None
     until: datetime | None = None
     key: bytes | None = None
+    #: The ``retriable`` values that match (``None``: unknown); empty matches every record.
+    retriable: frozenset[bool | None] = frozenset()
+    min_attempt: int | None = None
+    max_attempt: int | None = None
 
     @property
     def active(self) -> bool:
         """Whether any filter is set (``--limit`` is not a filter: it never skips a record)."""
-        return bool(self.error_classes) or any(
-            v is not None for v in (self.since, self.until, self.key)
+        return bool(self.error_classes or self.retriable) or any(
+            v is not None
+            for v in (self.since, self.until, self.key, self.min_attempt, self.max_attempt)
         )
 
     def matches(self, view: DlqView, key: bytes | None) -> bool:
@@ -60,6 +82,12 @@ class ReplayFilter:
                 return False
             if self.until is not None and at >= self.until:
                 return False
+        if self.retriable and view.retriable not in self.retriable:
+            return False
+        if self.min_attempt is not None and view.attempt < self.min_attempt:
+            return False
+        if self.max_attempt is not None and view.attempt > self.max_attempt:
+            return False
         return self.key is None or key == self.key
 
     def describe(self) -> str:
@@ -73,6 +101,16 @@ class ReplayFilter:
             parts.append(f"failed_at < {utc_iso(self.until)}")
         if self.key is not None:
             parts.append(f"key = {self.key.decode('utf-8', errors='replace')!r}")
+        if self.retriable:
+            names = sorted(n for n, v in _RETRIABLE.items() if v in self.retriable)
+            parts.append("retriable in {" + ", ".join(names) + "}")
+        if self.min_attempt is not None and self.min_attempt == self.max_attempt:
+            parts.append(f"attempt = {self.min_attempt}")
+        else:
+            if self.min_attempt is not None:
+                parts.append(f"attempt >= {self.min_attempt}")
+            if self.max_attempt is not None:
+                parts.append(f"attempt <= {self.max_attempt}")
         return ", ".join(parts) or "none (every record)"
 
     @classmethod
@@ -83,6 +121,8 @@ class ReplayFilter:
         since: str | None = None,
         until: str | None = None,
         key: str | None = None,
+        retriable: Iterable[str] = (),
+        attempt: str | None = None,
         now: datetime,
     ) -> ReplayFilter:
         """Build the filters from the flags' text; ``now`` anchors durations such as ``2h``."""
@@ -94,11 +134,15 @@ class ReplayFilter:
             )
         if key is not None and key == "":
             raise ConfigError("--key: give the record key (the lead_id), not an empty string")
+        min_attempt, max_attempt = parse_attempts(attempt) if attempt is not None else (None, None)
         return cls(
             error_classes=parse_error_classes(error_classes),
             since=since_at,
             until=until_at,
             key=key.encode() if key is not None else None,
+            retriable=parse_retriable(retriable),
+            min_attempt=min_attempt,
+            max_attempt=max_attempt,
         )
 
 
@@ -119,6 +163,36 @@ def parse_error_classes(values: Iterable[str]) -> frozenset[str]:
                 )
             out.add(name)
     return frozenset(out)
+
+
+def parse_retriable(values: Iterable[str]) -> frozenset[bool | None]:
+    """Validate ``--retriable`` values (repeatable, comma-separated): true, false, unknown."""
+    out: set[bool | None] = set()
+    for value in values:
+        for part in value.split(","):
+            name = part.strip().lower()
+            if not name:
+                continue
+            if name not in _RETRIABLE:
+                raise ConfigError(
+                    f"--retriable {part.strip()!r}: expected {', '.join(RETRIABLE_CHOICES)}"
+                )
+            out.add(_RETRIABLE[name])
+    return frozenset(out)
+
+
+def parse_attempts(text: str) -> tuple[int, int | None]:
+    """``--attempt``: ``N`` (exactly), ``N+`` (N or more) or ``N-M`` (N to M, inclusive);
+    the bounds ``(min, max)``, ``max`` ``None`` for no upper bound."""
+    match = _ATTEMPTS.match(text.strip())
+    low = int(match.group(1)) if match else 0
+    high = None if match is None or match.group(2) else int(match.group(3) or low)
+    if match is None or low < 1 or (high is not None and high < low):
+        raise ConfigError(
+            f"--attempt {text!r}: expected N (exactly), N+ (N or more) or N-M, N >= 1; "
+            "e.g. 3+ for records processed three times or more"
+        )
+    return low, high
 
 
 def parse_moment(text: str, flag: str, now: datetime) -> datetime:

@@ -34,9 +34,12 @@ def test_all_flags_parse() -> None:
         "--error-class", "rate_limited", "--error-class", "internal", "--since", "2h",
         "--until", "2026-11-26T02:30:00Z", "--key", "L1", "--limit", "5",
         "--max-attempts", "4", "--rate", "2.5", "--dry-run", "--force",
+        "--retriable", "true", "--attempt", "1-2",
     )  # fmt: skip
     assert options.filters.error_classes == {"rate_limited", "internal"}
     assert options.filters.since == datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
+    assert options.filters.retriable == {True}
+    assert (options.filters.min_attempt, options.filters.max_attempt) == (1, 2)
     assert (options.limit, options.max_attempts, options.rate_per_s) == (5, 4, 2.5)
     assert options.dry_run
     assert options.force
@@ -54,6 +57,7 @@ def test_all_flags_parse() -> None:
         (["--since", "last tuesday"], "--since 'last tuesday': expected an ISO-8601"),
         (["--error-class", "timeout"], "--error-class 'timeout' is not an error class"),
         (["--follow", "--key", "x"], "--follow cannot be combined"),
+        (["--follow", "--attempt", "2"], "--follow cannot be combined"),
         (["--follow", "--dry-run"], "cannot --follow"),
     ],
 )

@@ -108,3 +108,63 @@ def test_describe_names_every_filter() -> None:
     assert "error_class in {internal}" in text
     assert "failed_at >= 2026-11-26T00:00:00Z" in text
     assert "key = 'k'" in text
+
+
+def _tried(attempt: int, retriable: bool | None = True) -> DlqView:
+    return DlqView(
+        source=DlqSource.STREAMPROC,
+        error_class="provider_error",
+        message="m",
+        retriable=retriable,
+        attempt=attempt,
+        origin=None,
+        failed_at=NOW,
+        first_failed_at=NOW,
+    )
+
+
+def test_retriable_filter_knows_unknown() -> None:
+    """--retriable false,unknown matches non-retriable and foreign records, not retriable ones."""
+    f = ReplayFilter.parse(retriable=["false,unknown"], now=NOW)
+    assert f.active
+    assert f.matches(_tried(1, retriable=False), None)
+    assert f.matches(_tried(1, retriable=None), None)
+    assert not f.matches(_tried(1, retriable=True), None)
+
+
+@pytest.mark.parametrize(
+    ("text", "matching", "not_matching"),
+    [("2", [2], [1, 3]), ("3+", [3, 9], [2]), ("2-3", [2, 3], [1, 4])],
+)
+def test_attempt_filter_forms(text: str, matching: list[int], not_matching: list[int]) -> None:
+    """--attempt N is exact, N+ is a lower bound, N-M an inclusive range."""
+    f = ReplayFilter.parse(attempt=text, now=NOW)
+    assert f.active
+    assert all(f.matches(_tried(n), None) for n in matching)
+    assert not any(f.matches(_tried(n), None) for n in not_matching)
+
+
+@pytest.mark.parametrize(
+    ("retriable", "attempt", "message"),
+    [
+        (["maybe"], None, "--retriable 'maybe': expected true, false, unknown"),
+        ([], "0", "--attempt '0': expected N"),
+        ([], "3-2", "--attempt '3-2'"),
+        ([], "many", "--attempt 'many'"),
+    ],
+)
+def test_bad_retriable_or_attempt_is_one_line(
+    retriable: list[str], attempt: str | None, message: str
+) -> None:
+    """A bad --retriable or --attempt is a ConfigError naming the flag and the forms."""
+    with pytest.raises(ConfigError) as info:
+        ReplayFilter.parse(retriable=retriable, attempt=attempt, now=NOW)
+    assert message in str(info.value)
+
+
+def test_describe_names_retriable_and_attempt() -> None:
+    """The summary line shows the retriable set and the attempt bounds."""
+    exact = ReplayFilter.parse(retriable=["unknown", "true"], attempt="2", now=NOW).describe()
+    assert "retriable in {true, unknown}" in exact
+    assert "attempt = 2" in exact
+    assert "attempt >= 3" in ReplayFilter.parse(attempt="3+", now=NOW).describe()
