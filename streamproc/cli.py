@@ -133,6 +133,20 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_setting_flags(dlq_stats)
 
+    from streamproc.replay.show import add_show_arguments
+
+    dlq_show = dsub.add_parser(
+        "show",
+        help="list DLQ records (the replay filters, a page at a time) or print one whole",
+        description="List the DLQ records pending for the replayer that match the filters "
+        "(the same flags as `replay`), a page at a time, or print one record whole with "
+        "--partition P --offset O: the error, where it came from, what a replay would do, "
+        "every header decoded (ours, Spring Kafka's, Kafka Connect's) and the payload. "
+        "Read-only: it joins no group and commits nothing.",
+    )
+    add_show_arguments(dlq_show)
+    _add_setting_flags(dlq_show)
+
     state = sub.add_parser("state", help="the group's resilience state")
     ssub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     state_show = ssub.add_parser(
@@ -242,6 +256,13 @@ def _dispatch(args: argparse.Namespace) -> int:
                 show_progress=not args.no_progress,
                 metrics_port=metrics_port,
             )
+    elif args.command == "dlq" and args.dlq_command == "show":
+        from streamproc.replay.show import dlq_show, show_options_from_args
+
+        show_options = show_options_from_args(args)
+
+        def runner() -> Coroutine[Any, Any, int]:
+            return dlq_show(settings, show_options, as_json=args.json)
     elif args.command == "dlq":
         from streamproc.replay.command import whole_number
         from streamproc.replay.stats import dlq_stats

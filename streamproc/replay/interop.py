@@ -58,12 +58,15 @@ from streamproc.records.dlq import (
     decode_dlq_headers,
     sanitize_message,
 )
+from streamproc.timestamps import utc_iso
 
 __all__ = [
     "FOREIGN_FAILURE_HEADERS",
     "UNCLASSIFIED",
     "DlqSource",
     "DlqView",
+    "escape_text",
+    "header_text",
     "origin_headers",
     "view_dlq_record",
 ]
@@ -282,3 +285,46 @@ def origin_headers(origin: Origin) -> list[tuple[str, bytes]]:
         (ORIGINAL_OFFSET, str(origin.offset).encode()),
         (ORIGINAL_TIMESTAMP, str(origin.timestamp_ms).encode()),
     ]
+
+
+def escape_text(raw: bytes) -> str:
+    """Bytes for a terminal: UTF-8 as text, line breaks and tabs kept; invalid bytes as
+    ``\\xff`` and every other control character escaped (``\\x1b``), so a record cannot
+    move the cursor or recolour the screen of whoever reads it."""
+    text = raw.decode("utf-8", errors="backslashreplace")
+    return "".join(
+        ch if ch.isprintable() or ch in "\n\t" else ch.encode("unicode_escape").decode()
+        for ch in text
+    )
+
+
+#: Headers whose value is a number in binary (Spring's ``ByteBuffer`` ints and longs).
+_BINARY_NUMBERS = {
+    SPRING_PARTITION: _java_int,
+    SPRING_OFFSET: _java_int,
+    SPRING_TIMESTAMP: _java_int,
+    SPRING_ATTEMPTS: _big_integer,
+}
+#: Headers that hold epoch milliseconds: shown with their UTC time as well.
+_EPOCH_MS = frozenset({SPRING_TIMESTAMP, ORIGINAL_TIMESTAMP})
+
+
+def header_text(name: str, value: bytes | None) -> str:
+    """One header's value for a person, whichever tool wrote it (never raises).
+
+    Spring's binary partition, offset, timestamp and attempts read as decimal numbers;
+    epoch-millisecond timestamps get their UTC time in brackets; anything else is
+    :func:`escape_text`. A ``None`` value (a header without one) is ``(null)``.
+    """
+    if value is None:
+        return "(null)"
+    decode = _BINARY_NUMBERS.get(name)
+    number = decode(value) if decode is not None else None
+    if number is None and name in _EPOCH_MS:
+        number = _decimal(value)
+    if number is None:
+        return escape_text(value)
+    if name in _EPOCH_MS:
+        moment = _from_epoch_ms(number)
+        return f"{number} ({utc_iso(moment, 'milliseconds')})" if moment else str(number)
+    return str(number)
