@@ -5,7 +5,7 @@ One module per concept, none doing I/O or reading a clock (``now`` is always an 
 * :mod:`~streamproc.resilience.breaker`: the circuit breaker (closed / open / half-open),
   snapshot and restore in epoch seconds.
 * :mod:`~streamproc.resilience.budget`: budget days (:func:`budget_day`,
-  :func:`next_reset`) and the per-process reserve/settle :class:`CreditLedger`.
+  :func:`day_end`) in the budget's time zone.
 * :mod:`~streamproc.resilience.claims`: the group-wide :class:`ClaimLedger`, a
   deterministic fold over an ordered log of claim events that every instance replays.
 * :mod:`~streamproc.resilience.health`: the sliding-window success rate behind ``/status``.
