@@ -35,7 +35,6 @@ __all__ = [
     "Enricher",
     "Guard",
     "LeadHandler",
-    "OpenGuard",
     "RawRecord",
     "Unreadable",
     "enriched_value",
@@ -156,30 +155,6 @@ class Deferred(Protocol):
         by the handler, as for a failed synchronous call).
         """
         ...
-
-
-class OpenGuard:
-    """A guard that admits every call: no breaker, no budget, no cache."""
-
-    async def admit(self, lead: Lead) -> Admission:
-        return Admission()
-
-    def settle(
-        self, admission: Admission, result: CallResult | None, error: LeadError | None
-    ) -> None:
-        return None
-
-    def cancelled(self, admission: Admission) -> None:
-        return None
-
-    def fallback(self, lead: Lead, error: LeadError) -> dict[str, Any] | None:
-        return None
-
-    async def may_retry(self, admission: Admission, error: LeadError) -> bool:
-        return True
-
-    def hold_after(self, error: LeadError) -> bool:
-        return False
 
 
 def enriched_value(

@@ -9,10 +9,11 @@ from typing import Any
 import orjson
 
 from streamproc.errors import BreakerOpen, LeadError, ProviderError
-from streamproc.processing.handler import Admission, CallResult, LeadHandler, OpenGuard
+from streamproc.processing.handler import Admission, CallResult, LeadHandler
 from streamproc.records.lead import EnrichedLead, Lead
 from streamproc.records.outcome import OutcomeKind
 from streamproc.settings import Settings
+from tests.unit.processing.stub_guard import OpenGuard
 
 
 @dataclass

@@ -10,11 +10,12 @@ import orjson
 from streamproc.errors import ProviderRejected
 from streamproc.processing.cache import CacheHit
 from streamproc.processing.guard import ResilienceGuard
-from streamproc.processing.handler import Admission, LeadHandler, OpenGuard, RawRecord
+from streamproc.processing.handler import Admission, LeadHandler, RawRecord
 from streamproc.records.lead import Lead
 from streamproc.records.outcome import OutcomeKind, OutRecord
 from streamproc.resilience.budget import budget_day
 from streamproc.settings import CacheKey, Settings
+from tests.unit.processing.stub_guard import OpenGuard
 
 
 @dataclass
