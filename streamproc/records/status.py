@@ -1,5 +1,5 @@
-"""The guard's status as typed records: what ``/status``, metrics, readiness, the replayer's
-safety check and ``state show`` read.
+"""The guard's status as typed records: what ``/status``, metrics, the replayer's safety
+check and ``state show`` read.
 
 Plain frozen data, built by the guard (:mod:`streamproc.processing.guard`) and the state
 view; :meth:`GuardStatus.to_dict` is the ``/status`` JSON. Times are ISO 8601 UTC strings
