@@ -2,9 +2,9 @@
 
 :class:`Metrics` owns a private :class:`~prometheus_client.CollectorRegistry` (never the
 global one), so a test or a process can hold as many as it likes. The shell reports events
-through methods named for what happened (:meth:`Metrics.lead_consumed`,
-:meth:`Metrics.transaction_committed`, :meth:`Metrics.provider_attempt`, ...); state that
-already lives elsewhere (breaker, budget, health, lag) is copied in at scrape time by
+through methods named for what happened (:meth:`Metrics.provider_attempt`,
+:meth:`Metrics.breaker_transition`, ...); counts and state that already live elsewhere
+(the processor's counts, breaker, budget, health, lag) are copied in at scrape time by
 callbacks registered with :meth:`Metrics.on_scrape`, so gauges are never stale and the hot
 path pays nothing for them.
 
@@ -42,7 +42,6 @@ from streamproc.records.status import GuardStatus
 __all__ = [
     "BREAKER_STATE_VALUES",
     "METRIC_NAMES",
-    "CommittedLead",
     "Metrics",
     "ProcessorCounts",
     "ScrapeHook",
@@ -131,19 +130,6 @@ CLAY_CALLBACK_RESULTS: Final = (
 )
 
 
-class CommittedLead(Protocol):
-    """What :meth:`Metrics.transaction_committed` reads of each lead (``Outcome`` fits)."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def error_class(self) -> str | None: ...
-    @property
-    def source(self) -> str | None: ...
-    @property
-    def credits(self) -> int: ...
-
-
 class ProcessorCounts(Protocol):
     """What :meth:`Metrics.observe_processor` reads (``ProcessorStats`` fits): monotonic
     counts since the processor started, by what was committed."""
@@ -162,14 +148,11 @@ class ProcessorCounts(Protocol):
 class Metrics:
     """The metrics of one process. Not thread-safe; call it from the event loop.
 
-    Two ways to feed the lead counters (``leads_in``, ``leads_out``, ``credits_spent``,
-    ``transactions``); use one per process, never both, or leads count twice:
-
-    * pull: ``on_scrape(lambda: m.observe_processor(processor.stats))`` turns the
-      processor's own monotonic counts into counter increments at each scrape (nothing on
-      the hot path, nothing to forget in a new code path);
-    * push: :meth:`lead_consumed`, :meth:`transaction_committed`,
-      :meth:`transaction_aborted` from the shell, for a loop without such counts.
+    The lead counters (``leads_in``, ``leads_out``, ``credits_spent``, ``transactions``)
+    are pulled: ``on_scrape(lambda: m.observe_processor(processor.stats))`` turns the
+    processor's own monotonic counts into counter increments at each scrape (nothing on
+    the hot path, nothing to forget in a new code path). Leads that Clay finishes outside
+    a processor transaction are counted by :meth:`lead_committed` as they are.
     """
 
     #: The ``Content-Type`` of :meth:`render`'s output (Prometheus text format 0.0.4).
@@ -355,10 +338,6 @@ class Metrics:
 
     # --- events from the shell ------------------------------------------------------------
 
-    def lead_consumed(self, count: int = 1) -> None:
-        """``count`` records were fetched from the raw topic."""
-        self._leads_in.inc(count)
-
     def lead_committed(
         self, outcome: str, error_class: str | None, source: str | None, credits: int
     ) -> None:
@@ -372,22 +351,6 @@ class Metrics:
         self._leads_out.labels(*labels).inc()
         if credits > 0:
             self._credits.inc(credits)
-
-    def transaction_committed(self, leads: Iterable[CommittedLead] = ()) -> None:
-        """A transaction committed with these leads (``CommitResult`` outcomes fit).
-
-        Leads handed to Clay (``submitted``) are not out yet: they are counted when their
-        callback or deadline finishes them (``streamproc.clay`` calls :meth:`lead_committed`).
-        """
-        self._transactions.labels("committed").inc()
-        for lead in leads:
-            if str(lead.kind) == "submitted":
-                continue
-            self.lead_committed(str(lead.kind), lead.error_class, lead.source, lead.credits)
-
-    def transaction_aborted(self) -> None:
-        """A transaction failed or was aborted; its leads will be processed again."""
-        self._transactions.labels("aborted").inc()
 
     def set_in_flight(self, leads: int) -> None:
         self._in_flight.set(leads)

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from streamproc.ops.http import OpsServer
 from streamproc.ops.metrics import Metrics
 from streamproc.ops.readiness import Readiness
+from streamproc.processing.processor import ProcessorStats
 
 Client = Callable[..., Any]
 
@@ -48,7 +49,7 @@ async def client_for() -> AsyncIterator[Callable[[OpsServer], Any]]:
 async def test_metrics_serves_prometheus_text(client_for: Client) -> None:
     """/metrics answers the registry in text format with Prometheus' content type."""
     metrics = Metrics(process_metrics=False)
-    metrics.lead_consumed(7)
+    metrics.observe_processor(ProcessorStats(consumed=7))
     client = await client_for(make_server(metrics=metrics))
     response = await client.get("/metrics")
     body = await response.text()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -33,18 +32,10 @@ def value(metrics: Metrics, name: str, **labels: str) -> float:
     return samples(metrics)[(name, frozenset(labels.items()))]
 
 
-@dataclass(frozen=True)
-class FakeOutcome:
-    kind: str
-    error_class: str | None = None
-    source: str | None = None
-    credits: int = 0
-
-
 def test_two_instances_do_not_share_a_registry() -> None:
     """Each Metrics has its own registry: counting in one leaves the other at zero."""
     a, b = Metrics(), Metrics()
-    a.lead_consumed(3)
+    a.observe_processor(ProcessorStats(consumed=3))
     assert value(a, "streamproc_leads_in_total") == 3
     assert value(b, "streamproc_leads_in_total") == 0
 
@@ -61,24 +52,18 @@ def test_every_declared_metric_is_exposed() -> None:
     assert families == declared
 
 
-def test_committed_transaction_counts_leads_by_outcome_class_and_source() -> None:
-    """A commit counts each lead once under its labels, adds credits and one transaction."""
+def test_a_committed_lead_counts_by_outcome_class_and_source() -> None:
+    """Each lead Clay finishes counts once under its labels and adds its credits."""
     m = Metrics()
-    m.transaction_committed(
-        [
-            FakeOutcome("enriched", source="provider", credits=6),
-            FakeOutcome("enriched", source="cache"),
-            FakeOutcome("enriched", source="provider", credits=4),
-            FakeOutcome("dlq", error_class="provider_timeout"),
-        ]
-    )
+    m.lead_committed("enriched", None, "provider", 6)
+    m.lead_committed("enriched", None, "cache", 0)
+    m.lead_committed("enriched", None, None, 4)
+    m.lead_committed("dlq", "provider_timeout", None, 0)
     out = "streamproc_leads_out_total"
     assert value(m, out, outcome="enriched", error_class="none", source="provider") == 2
     assert value(m, out, outcome="enriched", error_class="none", source="cache") == 1
     assert value(m, out, outcome="dlq", error_class="provider_timeout", source="none") == 1
     assert value(m, "streamproc_credits_spent_total") == 10
-    assert value(m, "streamproc_transactions_total", result="committed") == 1
-    assert value(m, "streamproc_transactions_total", result="aborted") == 0
 
 
 def test_series_exist_at_zero_before_any_event() -> None:
