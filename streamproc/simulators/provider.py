@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -97,7 +97,6 @@ class MockProviderConfig:
     #: Latency multiplier of the ``.slow.test`` scenario.
     slow_factor: float = 5.0
     seed: int | None = None
-    mode: Literal["sync"] = "sync"
 
     def __post_init__(self) -> None:
         # Accept any sequence of pairs (a CLI or a TOML file gives lists) but store tuples,
@@ -121,8 +120,6 @@ class MockProviderConfig:
         for start, end in windows:
             if not (0 <= start < end):
                 raise ValueError("each outage window needs 0 <= start_s < end_s")
-        if self.mode != "sync":
-            raise ValueError("mode must be 'sync' (the only one implemented)")
 
 
 @dataclass(slots=True)
