@@ -57,6 +57,8 @@ _TOMBSTONES_PER_LEAD = 32
 
 @dataclass(slots=True)
 class _Ticket:
+    """What :meth:`ResilienceGuard.admit` holds for one call until it is settled."""
+
     breaker: CircuitBreaker
     permit: Permit
     lease: CreditLease | None
