@@ -164,164 +164,347 @@ class Settings(BaseSettings):
     )
 
     # --- Kafka ---------------------------------------------------------------------------
-    bootstrap_servers: str = "localhost:9092"
-    group_id: str = Field("streamproc", min_length=1)
-    topic_raw: str = Field("leads.raw", min_length=1)
-    topic_enriched: str = Field("leads.enriched", min_length=1)
-    topic_dlq: str = Field("leads.dlq", min_length=1)
-    topic_parked: str = Field("leads.parked", min_length=1)
-    topic_state: str = Field("streamproc.state", min_length=1)
-    #: Partitions `topics create` gives the lead topics; the state topic gets as many.
-    topic_partitions: int = Field(6, ge=1, le=10_000)
-    topic_replication_factor: int = Field(1, ge=1, le=32)
-    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
-    ssl_key_password: SecretStr | None = None
-    sasl_mechanism: SaslMechanism = SaslMechanism.PLAIN
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    #: How long start-up waits for Kafka to answer before failing with a clear message.
-    kafka_connect_timeout_s: float = Field(10.0, gt=0, le=600)
-    #: Kafka's transaction timeout; a batch not committed by then is aborted by the broker.
-    transaction_timeout_ms: int = Field(60_000, ge=1_000, le=900_000)
-    #: How long the consumer may go without polling before the group drops it. The fetch
-    #: loop keeps polling (with held partitions paused) through any hold, so this bounds a
-    #: stuck event loop, not a long breaker cooldown or an exhausted budget.
-    max_poll_interval_ms: int = Field(300_000, ge=1_000, le=3_600_000)
+    bootstrap_servers: str = Field(
+        "localhost:9092", description="Kafka brokers to start from, comma-separated host:port"
+    )
+    group_id: str = Field(
+        "streamproc",
+        min_length=1,
+        description="consumer group of `run`; the replayer's is `<group_id>-replayer`",
+    )
+    topic_raw: str = Field("leads.raw", min_length=1, description="the leads to enrich")
+    topic_enriched: str = Field("leads.enriched", min_length=1, description="enriched leads")
+    topic_dlq: str = Field(
+        "leads.dlq", min_length=1, description="leads that failed, the error in their headers"
+    )
+    topic_parked: str = Field(
+        "leads.parked",
+        min_length=1,
+        description="where `replay` puts records out of attempts or not retriable",
+    )
+    topic_state: str = Field(
+        "streamproc.state",
+        min_length=1,
+        description="compacted topic of the group's breaker, budget and cache",
+    )
+    topic_partitions: int = Field(
+        6,
+        ge=1,
+        le=10_000,
+        description="partitions `topics create` gives the lead topics; the state topic gets "
+        "as many",
+    )
+    topic_replication_factor: int = Field(
+        1, ge=1, le=32, description="replication factor `topics create` gives every topic"
+    )
+    security_protocol: SecurityProtocol = Field(
+        SecurityProtocol.PLAINTEXT,
+        description="TLS (`SSL`), SASL, both (`SASL_SSL`) or neither to the brokers",
+    )
+    ssl_cafile: Path | None = Field(
+        None, description="CA bundle (PEM) that signed the brokers' certificates"
+    )
+    ssl_certfile: Path | None = Field(None, description="client certificate (PEM), for mutual TLS")
+    ssl_keyfile: Path | None = Field(None, description="client private key (PEM), for mutual TLS")
+    ssl_key_password: SecretStr | None = Field(None, description="password of `ssl_keyfile`")
+    sasl_mechanism: SaslMechanism = Field(
+        SaslMechanism.PLAIN, description="SASL mechanism of `SASL_*` security protocols"
+    )
+    sasl_username: str | None = Field(None, description="SASL user")
+    sasl_password: SecretStr | None = Field(None, description="SASL password")
+    kafka_connect_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="how long start-up waits for Kafka to answer before failing with a clear "
+        "message",
+    )
+    transaction_timeout_ms: int = Field(
+        60_000,
+        ge=1_000,
+        le=900_000,
+        description="Kafka's transaction timeout: a batch not committed by then is aborted by "
+        "the broker",
+    )
+    max_poll_interval_ms: int = Field(
+        300_000,
+        ge=1_000,
+        le=3_600_000,
+        description="how long the consumer may go without polling before the group drops "
+        "it; polling goes on (held partitions paused) through any hold, so this bounds a "
+        "stuck event loop, not a breaker cooldown or a spent budget",
+    )
 
     # --- provider ------------------------------------------------------------------------
-    provider_url: AnyHttpUrl | None = None
-    provider_api_key: SecretStr | None = None
-    #: Header that carries the API key; ``Authorization`` gets a ``Bearer`` prefix.
-    provider_auth_header: str = "Authorization"
-    provider_timeout_s: float = Field(10.0, gt=0, le=600)
-    #: ``aiohttp`` (httpx-aiohttp's transport under httpx; the faster, see bench/) or
-    #: ``httpx`` (httpx's own transport).
-    provider_http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
-    provider_max_retries: int = Field(3, ge=0, le=20)
-    #: First backoff step; doubles per retry, with full jitter, capped at the max.
-    provider_backoff_base_s: float = Field(0.2, ge=0, le=60)
-    provider_backoff_max_s: float = Field(10.0, ge=0, le=600)
-    #: Longest wait a provider's ``Retry-After`` may ask for (sync provider and Clay
-    #: submitter alike): a longer one is cut to this, so one ``Retry-After: 86400`` cannot
-    #: pause every call for a day. A lead waiting out a Retry-After keeps its place in the
-    #: window; 60 s is the wait the client capped it at before this setting existed.
-    provider_retry_after_max_s: float = Field(60.0, ge=0, le=86_400)
-    credits_per_lead: int = Field(6, ge=0, le=1_000_000)
-    provider_mode: ProviderMode = ProviderMode.SYNC
+    provider_url: AnyHttpUrl | None = Field(
+        None, description="the enrichment endpoint of `sync` mode, e.g. http://host/enrich"
+    )
+    provider_api_key: SecretStr | None = Field(
+        None, description="the provider's API key, sent in `provider_auth_header`"
+    )
+    provider_auth_header: str = Field(
+        "Authorization",
+        description="header that carries the API key; `Authorization` gets a `Bearer` prefix",
+    )
+    provider_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="per call (the whole call, not per phase)"
+    )
+    provider_http_transport: Literal["aiohttp", "httpx"] = Field(
+        "aiohttp",
+        description="`aiohttp`: httpx over aiohttp's pool (the faster, see bench/); `httpx`: "
+        "httpx's own transport",
+    )
+    provider_max_retries: int = Field(
+        3, ge=0, le=20, description="in-process retries of a 5xx, a timeout or a 429"
+    )
+    provider_backoff_base_s: float = Field(
+        0.2,
+        ge=0,
+        le=60,
+        description="first backoff step; doubles per retry, with full jitter, up to "
+        "`provider_backoff_max_s`",
+    )
+    provider_backoff_max_s: float = Field(10.0, ge=0, le=600, description="longest backoff step")
+    # 60 s: the wait the client capped a Retry-After at before this setting existed.
+    provider_retry_after_max_s: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="longest `Retry-After` honoured (sync provider and Clay alike); a longer "
+        "one waits this long, so one `Retry-After: 86400` cannot pause every call for a day",
+    )
+    credits_per_lead: int = Field(
+        6, ge=0, le=1_000_000, description="credits reserved from the budget before a call"
+    )
+    provider_mode: ProviderMode = Field(
+        ProviderMode.SYNC,
+        description="`sync`: a request/response provider (`provider_url`); `clay`: Clay's "
+        "webhook and callback protocol (`clay_*`)",
+    )
 
     # --- Clay mode (provider_mode = clay; see streamproc.clay) -----------------------------
-    #: Clay table webhooks, used in order; comma-separated in env and flags. The submitter
-    #: moves to the next one before the current one reaches ``clay_webhook_row_limit``.
-    clay_webhook_urls: Annotated[tuple[AnyHttpUrl, ...], NoDecode] = ()
-    #: Sent as ``x-clay-webhook-auth`` on every webhook row.
-    clay_webhook_auth_token: SecretStr | None = None
-    #: Rows Clay accepts per webhook in its lifetime.
-    clay_webhook_row_limit: int = Field(50_000, ge=1)
-    #: A webhook is left this many rows before its limit: other instances' submissions in
-    #: flight are not in our counts yet, and a crash may lose the last count update.
-    clay_webhook_headroom_rows: int = Field(100, ge=0)
-    #: Share of the last webhook's rows after which the capacity alert fires.
-    clay_webhook_alert_ratio: float = Field(0.9, gt=0, le=1)
-    #: Clay's documented pace: 10 rows/s sustained, bursts of 20.
-    clay_rate_per_s: float = Field(10.0, gt=0, le=100_000)
-    clay_burst: int = Field(20, ge=1, le=100_000)
-    #: Leads between their webhook turn and their submission at once, in arrival order: a
-    #: submitted lead's pending record commits within about this / clay_rate_per_s seconds.
-    clay_submit_concurrency: int = Field(20, ge=1, le=10_000)
-    #: How long a submitted lead waits for its callback before it is a provider_timeout.
-    clay_deadline_s: float = Field(900.0, gt=0)
-    clay_callback_path: str = "/clay/callback"
-    #: ``header`` (the default) is what a Clay HTTP API column can send: a static header.
-    #: ``hmac`` needs a signer in between (a proxy, or a Clay function) and never puts the
-    #: secret on the wire.
-    clay_callback_auth: CallbackAuth = CallbackAuth.HEADER
-    clay_callback_secret: SecretStr | None = None
-    #: Header with the secret (``header``) or the body's ``sha256=<hex>`` HMAC (``hmac``).
-    clay_callback_auth_header: str = "X-Streamproc-Callback-Auth"
-    #: Callbacks larger than this are refused with 413 before they are parsed.
-    clay_callback_max_bytes: int = Field(262_144, ge=1_024, le=16_777_216)
-    #: A callback may beat the commit of its lead's pending record (Clay can be fast):
-    #: it waits this long for the lead to appear before it is answered 404.
-    clay_callback_wait_s: float = Field(10.0, ge=0, le=300)
-    #: A pending lead submitted by another (possibly dead) instance is swept this long after
-    #: its deadline; the submitter's own sweep comes first and nobody races it.
-    clay_orphan_grace_s: float = Field(60.0, ge=0)
-    clay_sweep_interval_s: float = Field(1.0, gt=0, le=60)
+    clay_webhook_urls: Annotated[tuple[AnyHttpUrl, ...], NoDecode] = Field(
+        (),
+        description="Clay table webhooks, comma-separated, used in order: the next one before "
+        "the current one reaches `clay_webhook_row_limit`",
+    )
+    clay_webhook_auth_token: SecretStr | None = Field(
+        None, description="sent as `x-clay-webhook-auth` with every webhook row"
+    )
+    clay_webhook_row_limit: int = Field(
+        50_000, ge=1, description="rows Clay accepts per webhook in its lifetime"
+    )
+    clay_webhook_headroom_rows: int = Field(
+        100,
+        ge=0,
+        description="rows left unused before a webhook's limit: other instances' rows in "
+        "flight are not counted yet, and a crash may lose the last count",
+    )
+    clay_webhook_alert_ratio: float = Field(
+        0.9, gt=0, le=1, description="share of the last webhook's rows that raises the alert"
+    )
+    clay_rate_per_s: float = Field(
+        10.0,
+        gt=0,
+        le=100_000,
+        description="webhook rows per second, sustained (Clay's documented pace)",
+    )
+    clay_burst: int = Field(
+        20, ge=1, le=100_000, description="webhook rows at once after a pause (Clay's burst)"
+    )
+    clay_submit_concurrency: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="leads submitted at once, in arrival order: a submitted lead's pending "
+        "record commits within about this / `clay_rate_per_s` seconds",
+    )
+    clay_deadline_s: float = Field(
+        900.0,
+        gt=0,
+        description="how long a submitted lead waits for its callback before it is a "
+        "`provider_timeout`",
+    )
+    clay_callback_path: str = Field(
+        "/clay/callback", description="path of the callback receiver on the ops server"
+    )
+    clay_callback_auth: CallbackAuth = Field(
+        CallbackAuth.HEADER,
+        description="how a callback proves it is Clay's: `header` (the secret itself, what a "
+        "Clay HTTP API column can send) or `hmac` (a signature of the body; needs a signer "
+        "in between, and the secret never travels)",
+    )
+    clay_callback_secret: SecretStr | None = Field(
+        None, description="the callbacks' shared secret (required in Clay mode)"
+    )
+    clay_callback_auth_header: str = Field(
+        "X-Streamproc-Callback-Auth",
+        description="header with the secret (`header`) or the body's `sha256=<hex>` HMAC (`hmac`)",
+    )
+    clay_callback_max_bytes: int = Field(
+        262_144,
+        ge=1_024,
+        le=16_777_216,
+        description="larger callbacks are refused with 413 before they are parsed",
+    )
+    clay_callback_wait_s: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="how long a callback that beat its lead's commit waits for the lead "
+        "before it is answered 404",
+    )
+    clay_orphan_grace_s: float = Field(
+        60.0,
+        ge=0,
+        description="a lead submitted by another (maybe dead) instance is swept this long "
+        "after its deadline; its own submitter's sweep comes first",
+    )
+    clay_sweep_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often deadlines are checked"
+    )
 
     # --- resilience ----------------------------------------------------------------------
-    #: The daily limit and the IANA zone whose midnight ends a budget day. They are the
-    #: group's per day: the first instance to open a day records its own in the claims log
-    #: and every instance follows them that day (a change takes effect the next day).
-    budget_daily_credits: int = Field(500, ge=0)
-    budget_timezone: str = "UTC"
-    #: Leads' worth of credits a process claims from the group's budget at once (a lease;
-    #: see streamproc.resilience.lease). 1 claims per lead: the exact, slow way.
-    budget_claim_leads: int = Field(50, ge=1, le=100_000)
-    #: A lease is also cut to this share of the day's limit (at least one lead): a process
-    #: killed with its lease open strands that lease until the day ends, so 2% keeps a
-    #: crash's cost small, and with a large budget a lease is still budget_claim_leads.
-    budget_lease_max_share: float = Field(0.02, gt=0, le=1)
-    #: A lease is closed after this long and its unused credits given back.
-    budget_claim_max_age_s: float = Field(2.0, gt=0, le=3600)
-    breaker_failure_threshold: int = Field(5, ge=1, le=10_000)
-    breaker_window_s: float = Field(60.0, gt=0)
-    breaker_cooldown_s: float = Field(900.0, ge=0)
-    breaker_half_open_probes: int = Field(1, ge=1, le=1_000)
-    on_breaker_open: BreakerPolicy = BreakerPolicy.HOLD
-    on_budget_exhausted: BudgetPolicy = BudgetPolicy.DLQ
-    health_window_s: float = Field(300.0, gt=0)
-    #: 0 turns the cache off; expired entries are tombstoned in the state topic.
-    cache_ttl_s: float = Field(7 * 24 * 3600.0, ge=0)
-    #: Which leads share a cached answer: ``domain`` (a company's), ``email`` (a person's)
-    #: or ``off``. See streamproc.processing.cache.
-    cache_key: CacheKey = CacheKey.DOMAIN
-    #: The top-level enrichment fields a cached answer may carry, comma-separated; ``*``
-    #: is every field. The default is company-level only: a cached answer never carries
-    #: another person's title, phone or LinkedIn URL.
-    cache_fields: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CACHE_FIELDS
-    #: Domains (and their subdomains) never cached by domain: their leads share a mailbox
-    #: provider, not a company. Comma-separated; setting it replaces the built-in list.
-    cache_freemail_domains: Annotated[tuple[str, ...], NoDecode] = DEFAULT_FREEMAIL_DOMAINS
-    #: Cache entries kept in memory per process (least recently used go first); at a few
-    #: hundred bytes each, the default stays in the tens of MB.
-    cache_max_entries: int = Field(100_000, ge=0)
-    fallback_enabled: bool = False
+    budget_daily_credits: int = Field(
+        500,
+        ge=0,
+        description="the group's daily credit limit; the day's first instance records its "
+        "own and every instance follows it that day (a change takes effect the next day)",
+    )
+    budget_timezone: str = Field(
+        "UTC", description="IANA zone whose midnight ends a budget day (the group's, likewise)"
+    )
+    budget_claim_leads: int = Field(
+        50,
+        ge=1,
+        le=100_000,
+        description="leads' worth of credits a process claims from the budget at once (a "
+        "lease); 1: a claim per lead, the exact, slow way",
+    )
+    # 2 % keeps a crash's cost small; with a large budget a lease is still
+    # budget_claim_leads.
+    budget_lease_max_share: float = Field(
+        0.02,
+        gt=0,
+        le=1,
+        description="a lease is also at most this share of the day's limit (at least one "
+        "lead): a process killed with a lease open strands it until the day ends",
+    )
+    budget_claim_max_age_s: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="a lease is closed after this long and its unused credits given back",
+    )
+    breaker_failure_threshold: int = Field(
+        5, ge=1, le=10_000, description="failed calls within `breaker_window_s` that open it"
+    )
+    breaker_window_s: float = Field(60.0, gt=0, description="the breaker's sliding window")
+    breaker_cooldown_s: float = Field(
+        900.0, ge=0, description="open → half-open: how long the breaker stays open"
+    )
+    breaker_half_open_probes: int = Field(
+        1, ge=1, le=1_000, description="calls let through while half-open"
+    )
+    on_breaker_open: BreakerPolicy = Field(
+        BreakerPolicy.HOLD,
+        description="leads while the breaker is open: `hold` them (partitions paused) or "
+        "send them to the DLQ",
+    )
+    on_budget_exhausted: BudgetPolicy = Field(
+        BudgetPolicy.DLQ,
+        description="leads once the day's budget is spent: to the DLQ, or `hold` them until "
+        "the next day",
+    )
+    health_window_s: float = Field(
+        300.0,
+        gt=0,
+        description="window of the provider's success rate (healthy, degraded, unhealthy in "
+        "/status and metrics)",
+    )
+    cache_ttl_s: float = Field(
+        7 * 24 * 3600.0,
+        ge=0,
+        description="how long a cached answer serves (0: no cache); then tombstoned in the "
+        "state topic",
+    )
+    cache_key: CacheKey = Field(
+        CacheKey.DOMAIN,
+        description="which leads share a cached answer: a company's (`domain`), a person's "
+        "(`email`), or none (`off`)",
+    )
+    cache_fields: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_CACHE_FIELDS,
+        description="enrichment fields a cached answer may carry, comma-separated; `*`: "
+        "every field. The default is company-level only: never another person's title, "
+        "phone or LinkedIn URL",
+    )
+    cache_freemail_domains: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_FREEMAIL_DOMAINS,
+        description="domains (subdomains included) never cached by domain: their leads share "
+        "a mailbox provider, not a company; comma-separated, replaces the built-in list",
+    )
+    # At a few hundred bytes an entry, the default stays in the tens of MB.
+    cache_max_entries: int = Field(
+        100_000,
+        ge=0,
+        description="cache entries kept in memory per process, least recently used dropped "
+        "first (a few hundred bytes each)",
+    )
+    fallback_enabled: bool = Field(
+        False,
+        description="answer with a local guess (`source: fallback`) while the provider is "
+        "unavailable",
+    )
 
     # --- processing ----------------------------------------------------------------------
-    max_in_flight: int = Field(256, ge=1, le=100_000)
-    max_in_flight_per_partition: int = Field(256, ge=1, le=100_000)
-    commit_interval_ms: int = Field(200, ge=10, le=60_000)
-    #: Leads over this size are `invalid_payload`; 1 MiB is Kafka's default message cap.
-    max_lead_bytes: int = Field(1_048_576, ge=64)
-    shutdown_grace_s: float = Field(30.0, ge=0)
-    #: How long a revoked partition's leads in flight may finish before the rebalance goes
-    #: on; leads still running then are cancelled and read again by the next owner.
-    revoke_grace_s: float = Field(10.0, ge=0, le=300)
+    max_in_flight: int = Field(256, ge=1, le=100_000, description="leads in flight per process")
+    max_in_flight_per_partition: int = Field(
+        256, ge=1, le=100_000, description="leads in flight per partition"
+    )
+    commit_interval_ms: int = Field(
+        200, ge=10, le=60_000, description="one transaction per partition per interval"
+    )
+    # 1 MiB: Kafka's default message cap.
+    max_lead_bytes: int = Field(
+        1_048_576,
+        ge=64,
+        description="larger leads are `invalid_payload`",
+    )
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, description="on SIGTERM, how long leads in flight may finish"
+    )
+    revoke_grace_s: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        description="on a rebalance, how long a revoked partition's leads may finish; then "
+        "they are cancelled and read again by the next owner",
+    )
 
     # --- operations ----------------------------------------------------------------------
-    http_host: str = "0.0.0.0"
-    http_port: int = Field(8080, ge=0, le=65_535)
-    log_level: str = "INFO"
-    #: ``json``, ``console`` or ``auto`` (console on a TTY).
-    log_format: str = "auto"
+    http_host: str = Field(
+        "0.0.0.0",
+        description="address of the ops server (metrics, health, status, Clay callbacks)",
+    )
+    http_port: int = Field(
+        8080,
+        ge=0,
+        le=65_535,
+        description="port of the ops server, one per process (a second `run` on a host needs "
+        "another); 0 picks a free one",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="lowest level logged (any case)"
+    )
+    log_format: Literal["json", "console", "auto"] = Field(
+        "auto", description="`auto`: `console` on a terminal, `json` otherwise"
+    )
 
-    @field_validator("log_level")
+    @field_validator("log_level", mode="before")
     @classmethod
-    def _known_level(cls, value: str) -> str:
-        upper = value.upper()
-        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
-        return upper
-
-    @field_validator("log_format")
-    @classmethod
-    def _known_format(cls, value: str) -> str:
-        if value not in {"json", "console", "auto"}:
-            raise ValueError("must be json, console or auto")
-        return value
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("budget_timezone")
     @classmethod
