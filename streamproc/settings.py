@@ -6,8 +6,11 @@ A bad value is reported as one line naming the setting (see :func:`load_settings
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 import tomllib
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +30,9 @@ from streamproc.errors import ConfigError
 __all__ = [
     "DEFAULT_CACHE_FIELDS",
     "DEFAULT_FREEMAIL_DOMAINS",
+    "ENV_PREFIX",
+    "FILE_SUFFIX",
+    "SECRET_FIELDS",
     "BreakerPolicy",
     "BudgetPolicy",
     "CacheKey",
@@ -36,6 +42,15 @@ __all__ = [
     "Settings",
     "load_settings",
 ]
+
+
+#: Every setting is the environment variable ``STREAMPROC_<NAME>``.
+ENV_PREFIX = "STREAMPROC_"
+#: ``STREAMPROC_<SECRET>_FILE`` names a file that holds the secret (a container secret).
+FILE_SUFFIX = "_FILE"
+#: Variables of the test suite that share the prefix (CI exports
+#: ``STREAMPROC_TEST_BOOTSTRAP``): not settings, and not a typo of one.
+_NOT_SETTINGS = "STREAMPROC_TEST_"
 
 
 class BreakerPolicy(StrEnum):
@@ -160,7 +175,7 @@ class Settings(BaseSettings):
     """Everything streamproc can be told. Names carry their units (``_s``, ``_ms``, ``_bytes``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="STREAMPROC_", frozen=True, extra="forbid", validate_default=True
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", validate_default=True
     )
 
     # --- Kafka ---------------------------------------------------------------------------
@@ -622,6 +637,14 @@ class Settings(BaseSettings):
         return self.provider_url
 
 
+#: The ``SecretStr`` settings: never a flag, never printed; from the environment or a file.
+SECRET_FIELDS: frozenset[str] = frozenset(
+    name
+    for name, info in Settings.model_fields.items()
+    if info.annotation is SecretStr or SecretStr in getattr(info.annotation, "__args__", ())
+)
+
+
 def _readable(path: Path) -> bool:
     try:
         with path.open("rb"):
@@ -646,8 +669,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             raise ConfigError(f"--config: {config_file} is not valid TOML: {exc}") from None
         file_values = file_values.get("streamproc", file_values)
     given = {k: v for k, v in overrides.items() if v is not None}
+    check_environment(os.environ)
+    from_files: dict[str, Any] = secrets_from_files(os.environ)
     try:
-        env_and_defaults = Settings()
+        env_and_defaults = Settings(**from_files)
         merged: dict[str, Any] = {}
         merged.update(file_values)
         # Values that came from the environment win over the file.
@@ -658,11 +683,71 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(_one_line(exc)) from None
 
 
+def _nearest(name: str, known: list[str]) -> str | None:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse a ``STREAMPROC_*`` variable that is no setting (a typo is otherwise silently
+    ignored), in one line that suggests the nearest name."""
+    names = [name.upper() for name in Settings.model_fields]
+    files = [name.upper() + FILE_SUFFIX for name in SECRET_FIELDS]
+    for var in sorted(environ):
+        upper = var.upper()
+        if not upper.startswith(ENV_PREFIX) or upper.startswith(_NOT_SETTINGS):
+            continue
+        name = upper.removeprefix(ENV_PREFIX)
+        if name in names or name in files:
+            continue
+        base = name.removesuffix(FILE_SUFFIX)
+        if base != name and base in names:
+            raise ConfigError(
+                f"{var}: only secrets are read from a file; set {ENV_PREFIX}{base} itself"
+            )
+        near = _nearest(name, names + files)
+        hint = f"did you mean {ENV_PREFIX}{near}?" if near else "no setting has that name"
+        raise ConfigError(
+            f"unknown environment variable {var}: {hint} (`streamproc run --help` lists them)"
+        )
+
+
+def secrets_from_files(environ: Mapping[str, str]) -> dict[str, str]:
+    """The secrets named by ``STREAMPROC_<SECRET>_FILE`` variables, read from their files.
+
+    A trailing line break is dropped (``echo key > file`` writes one). Setting both the
+    secret and its ``_FILE`` variable is refused: which one wins would be a guess.
+    """
+    upper = {key.upper(): value for key, value in environ.items()}
+    found: dict[str, str] = {}
+    for name in sorted(SECRET_FIELDS):
+        var = f"{ENV_PREFIX}{name.upper()}{FILE_SUFFIX}"
+        path = upper.get(var)
+        if path is None:
+            continue
+        if f"{ENV_PREFIX}{name.upper()}" in upper:
+            raise ConfigError(
+                f"{var} and {ENV_PREFIX}{name.upper()} are both set: give the secret one way"
+            )
+        try:
+            value = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"{var}: cannot read {path} ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{var}: {path} is not UTF-8 text") from None
+        if not value:
+            raise ConfigError(f"{var}: {path} is empty")
+        found[name] = value
+    return found
+
+
 def _one_line(exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
     loc = ".".join(str(part) for part in err["loc"]) or "settings"
     msg = str(err["msg"]).removeprefix("Value error, ")
-    env = f"STREAMPROC_{loc.upper()}" if err["loc"] else "settings"
+    env = f"{ENV_PREFIX}{loc.upper()}" if err["loc"] else "settings"
     if err["type"] == "extra_forbidden":
-        return f"unknown setting {loc!r}: see `streamproc config show` for the known ones"
+        near = _nearest(loc, list(Settings.model_fields))
+        hint = f"did you mean {near}?" if near else "`streamproc run --help` lists the settings"
+        return f"unknown setting {loc!r}: {hint}"
     return f"invalid setting {loc} ({env}): {msg}"
