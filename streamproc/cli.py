@@ -21,7 +21,7 @@ from streamproc import __version__
 from streamproc.errors import ConfigError, KafkaSetupError, StreamprocError
 from streamproc.logs import configure_logging, get_logger
 from streamproc.redact import printable_settings, secret_values
-from streamproc.settings import ProviderMode, Settings, load_settings
+from streamproc.settings import ENV_PREFIX, FILE_SUFFIX, ProviderMode, Settings, load_settings
 from streamproc.signals import StopSignals
 from streamproc.simulators.command import add_mock_provider_arguments, mock_provider_command
 
@@ -33,19 +33,72 @@ EXIT_RUNTIME = 1
 log = get_logger("streamproc.cli")
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("settings (each also STREAMPROC_<NAME>)")
-    group.add_argument("--config", type=Path, help="TOML file with settings (env and flags win)")
-    for name, info in Settings.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        default_text = "" if info.default is None else f" (default {info.default})"
-        group.add_argument(
-            flag,
-            dest=f"setting_{name}",
-            default=None,
-            metavar="V",
-            help=(info.description or "") + default_text,
+class _RefuseSecret(argparse.Action):
+    """A secret given as a flag: refused in one line that says where secrets go."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        env = ENV_PREFIX + self.dest.removeprefix("secret_").upper()
+        raise ConfigError(
+            f"{option_string}: secrets are not flags (a flag shows in `ps`); set {env}, or "
+            f"{env}{FILE_SUFFIX} to a file that holds it"
         )
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting, its help from the settings model (``streamproc.settings_doc``),
+    in the model's sections; secrets are named in a note and refused as flags."""
+    from streamproc.settings_doc import setting_docs
+
+    docs = setting_docs()
+    secrets = [doc.env for doc in docs if doc.kind == "secret"]
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML file with settings (env and flags win)"
+    )
+    # Seventy settings would make a usage line of fifty; the groups below list them.
+    parser.usage = "%(prog)s [options]"
+    parser.epilog = (
+        f"Each setting is also the environment variable {ENV_PREFIX}<NAME> (flags win). "
+        f"Secrets are never flags: {', '.join(secrets)}, each from the environment or from a "
+        f"file named by <NAME>{FILE_SUFFIX}."
+    )
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for doc in docs:
+        if doc.kind == "secret":
+            parser.add_argument(
+                "--" + doc.name.replace("_", "-"),
+                dest=f"secret_{doc.name}",
+                nargs="?",
+                action=_RefuseSecret,
+                help=argparse.SUPPRESS,
+            )
+            continue
+        if doc.section not in groups:
+            groups[doc.section] = parser.add_argument_group(doc.section)
+        flag = doc.flag
+        assert flag is not None  # every setting but a secret has one
+        help_text = doc.help_text().replace("%", "%%")
+        if doc.kind == "bool":
+            groups[doc.section].add_argument(
+                flag,
+                dest=f"setting_{doc.name}",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        else:
+            groups[doc.section].add_argument(
+                flag,
+                dest=f"setting_{doc.name}",
+                default=None,
+                metavar=doc.metavar,
+                help=help_text,
+            )
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -306,9 +359,8 @@ def _run_async(runner: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
-    args = parser.parse_args(argv)
     try:
-        return _dispatch(args)
+        return _dispatch(parser.parse_args(argv))
     except ConfigError as exc:
         print(f"streamproc: {exc}", file=sys.stderr)
         return EXIT_USAGE
