@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
+import os
 import sys
 import time
 from typing import Any
 
 from streamproc import __version__
 from streamproc.clay import ClayService
+from streamproc.errors import ConfigError
 from streamproc.kafka.preflight import check_kafka
 from streamproc.logs import get_logger
 from streamproc.ops.http import OpsServer
@@ -118,7 +121,7 @@ class App:
     async def run(self, *, stop_when_idle_s: float | None = None) -> None:
         settings = self.settings
         # /healthz answers from the start; /readyz says why it is not ready yet.
-        await self.ops.start()
+        await self._start_ops()
         try:
             await check_kafka(
                 settings,
@@ -177,6 +180,25 @@ class App:
             if self.provider is not None:
                 await self.provider.close()
             await self.ops.stop()
+
+    async def _start_ops(self) -> None:
+        """Bind the ops server, or one line naming the setting: a second ``run`` on the
+        same host (the README's way to scale out) finds the port taken."""
+        try:
+            await self.ops.start()
+        except OSError as exc:
+            host, port = self.settings.http_host, self.settings.http_port
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"http_port: port {port} on {host} is in use (a second streamproc run on "
+                    "this host?): give each process its own STREAMPROC_HTTP_PORT / "
+                    "--http-port, or 0 for any free port"
+                ) from None
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigError(
+                f"http_host/http_port: cannot listen on {host}:{port} ({reason}): check "
+                "STREAMPROC_HTTP_HOST / --http-host and STREAMPROC_HTTP_PORT / --http-port"
+            ) from None
 
     async def _report_lag(self) -> None:
         while True:
