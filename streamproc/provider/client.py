@@ -124,10 +124,6 @@ class ProviderClient:
         ]
         self._timeouts = {"timeout": httpx.Timeout(self._timeout_s).as_dict()}
 
-    @property
-    def retry_policy(self) -> RetryPolicy:
-        return self._retry.policy
-
     async def start(self) -> None:
         """Open the connection pool. Calling it twice is harmless."""
         if self._http is not None:
