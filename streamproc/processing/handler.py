@@ -24,6 +24,7 @@ import orjson
 from streamproc.errors import InternalError, LeadError
 from streamproc.logs import get_logger
 from streamproc.processing.cache import CacheHit
+from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import Failure, Headers, Origin, attempt_of, encode_dlq_headers
 from streamproc.records.lead import EnrichmentMeta, Lead, ProcessorInfo, decode_lead
 from streamproc.records.outcome import Outcome, OutcomeKind, OutRecord
@@ -43,16 +44,8 @@ __all__ = [
 log = get_logger(__name__)
 
 
-class RawRecord(Protocol):
-    """The parts of an aiokafka ``ConsumerRecord`` the handler reads."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
+#: An input record as the handler reads it.
+RawRecord = ConsumedRecord
 
 
 @dataclass(slots=True)

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Literal
 
+from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import ATTEMPT, ORIGINAL_TOPIC, Headers, replay_headers
 from streamproc.replay.filters import ReplayFilter
 from streamproc.replay.interop import (
@@ -49,15 +50,8 @@ PARKED_REASON = "streamproc.parked.reason"
 Outcome = Literal["replay", "park", "skip"]
 
 
-class DlqRecord(Protocol):
-    """The parts of an aiokafka ``ConsumerRecord`` read from the DLQ that a plan needs."""
-
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers
+#: A record read from the DLQ, as a plan reads it.
+DlqRecord = ConsumedRecord
 
 
 class Action(StrEnum):
