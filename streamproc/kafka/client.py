@@ -176,14 +176,20 @@ async def start_client(
 ) -> None:
     """Start an aiokafka client, or stop it and raise :class:`KafkaSetupError` in one line.
 
-    The one translation of "cannot reach Kafka" for every command. Bounded by
-    ``kafka_connect_timeout_s``: a server that accepts the connection and never answers
-    would otherwise hold a client's start for its request timeout (40 s), and a client
-    left unstopped is reported by asyncio as unclosed at exit.
+    The one translation of "cannot reach Kafka" for every command. The bootstrap is
+    bounded by ``kafka_connect_timeout_s``: a server that accepts the connection and never
+    answers would otherwise hold it for the request timeout (40 s). The rest of the start
+    is not: a transactional producer's initialisation waits until the coordinator has
+    aborted the transaction a previous owner left open, which is the point of it. A
+    client left unstopped is reported by asyncio as unclosed at exit, so a failed one is
+    stopped.
     """
+    # aiokafka's network client; a second bootstrap inside start() reuses its state.
+    network = getattr(client, "client", None) or client._client
     try:
         with _bootstrap_errors_unlogged():
-            await asyncio.wait_for(client.start(), timeout=settings.kafka_connect_timeout_s)
+            await asyncio.wait_for(network.bootstrap(), timeout=settings.kafka_connect_timeout_s)
+            await client.start()
     except asyncio.CancelledError:
         await _close(client)
         raise
