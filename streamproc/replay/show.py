@@ -165,10 +165,11 @@ class DlqPage:
 
     def render_text(self) -> str:
         scope = "pending for the replayer" if self.scope == "pending" else "retained"
-        head = f"{self.topic}: {self.matching} records {scope} match (filters: {self.filters})"
+        noun = "record matches" if self.matching == 1 else "records match"
+        filters = "no filters" if self.filters.startswith("none") else f"filters: {self.filters}"
+        head = f"{self.topic}, {scope}: {self.matching} {noun} ({filters})"
         if not self.rows:
-            shown = "nothing to show" if self.matching == 0 else f"none after --skip {self.skip}"
-            return f"{head}; {shown}"
+            return head if self.matching == 0 else f"{head}; none after --skip {self.skip}"
         last = self.skip + len(self.rows)
         lines = [f"{head}; showing {self.skip + 1} to {last}", render_rows(self.rows)]
         if self.next_skip is not None:

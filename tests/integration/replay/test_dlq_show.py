@@ -65,7 +65,7 @@ async def test_list_filters_as_replay_and_pages_in_order(topics: Settings) -> No
     text = await cli(topics, "dlq", "show", "--error-class", "provider_timeout")
     print(text.stdout)
     assert text.returncode == 0, text.stderr
-    assert "2 records pending for the replayer match" in text.stdout
+    assert "pending for the replayer: 2 records match (filters: error_class in" in text.stdout
     assert "provider_timeout happened" in text.stdout
 
 

@@ -88,9 +88,13 @@ def test_page_footer_and_next_skip() -> None:
     ]  # fmt: skip
     assert page.next_skip == 2
     text = page.render_text()
-    assert text.startswith("leads.dlq: 3 records pending for the replayer match")
+    assert text.startswith("leads.dlq, pending for the replayer: 3 records match (no filters)")
     assert "showing 1 to 2" in text
     assert "next page: the same flags with --skip 2" in text
+    past = DlqPage("leads.dlq", "all", "key = 'k'", skip=5, limit=2, matching=1)
+    assert past.render_text() == (
+        "leads.dlq, retained: 1 record matches (filters: key = 'k'); none after --skip 5"
+    )
     last = DlqPage("leads.dlq", "all", "x", skip=2, limit=2, matching=3)
     assert last.next_skip is None
     assert last.to_json()["next_skip"] is None
