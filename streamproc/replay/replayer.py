@@ -1,49 +1,10 @@
 """``streamproc replay``: move DLQ records back to ``leads.raw`` or on to ``leads.parked``.
 
-Offsets and filters — the one rule to remember: **every record the replayer reads leaves
-its place in the DLQ exactly once, in the same Kafka transaction that moves the group's
-offset past it.** It goes
-
-* to ``leads.raw`` (replay: retriable and attempts left),
-* to ``leads.parked`` (out of attempts, or not retriable), or
-* back to the end of the DLQ, unchanged (same key, value, headers, partition and
-  timestamp), when it does not match this run's filters.
-
-So the committed offset of the group ``<group>-replayer`` is a clean line: everything
-before it has been dealt with, everything after it is pending. Consequences an operator
-can rely on:
-
-* a filtered run never loses the records it skipped: a later run, with other filters or
-  none, sees them (``dlq stats`` counts them as pending);
-* no run ever handles a record twice, whatever crashes or how many runs: a crash aborts
-  the open transaction (the broker does, or the next run's producer fences it), and the
-  next run starts from the committed offset;
-* two replayers at once cannot both move a record: they share one transactional id, so the
-  second to start fences the first, which stops with a clear message;
-* ``--limit N`` stops after N matching records; what comes after them is not touched.
-
-A replayer killed mid-transaction leaves that transaction open until the broker times it
-out (``transaction_timeout_ms``), holding back ``read_committed`` readers of the topics it
-wrote to; starting a real replay run again aborts it at once (a ``--dry-run`` has no
-producer, so it does not).
-
-The price of putting skipped records back is writing them again; a filtered run over a
-big DLQ rewrites the records it skips (up to where it stops). Other designs were worse at
-3 a.m.: advancing the offset over skipped records loses them for later runs, and
-committing only up to the first skipped record makes every filtered run re-read, and a
-``--limit`` run re-replay, what an earlier run already moved.
-
-A run stops at the end offsets it saw at start (records put back land after them, so a
-run never sees its own), unless ``--follow``, which keeps going until stopped and cannot
-be combined with filters (it would read its own put-back records forever).
-
-Safety: unless ``--force``, the group's state is restored from the state topic first, and
-the run refuses to start while the breaker is open or the budget is spent. It keeps
-tailing the state during the run: a run stops (``--follow`` pauses) when that becomes
-true, because feeding leads to a failing provider only burns their attempts.
-
-``--dry-run`` joins nothing and commits nothing: it reads from the group's committed
-offsets to the end offsets and counts what a real run would do.
+Every record the replayer reads leaves its place in the DLQ exactly once, in the Kafka
+transaction that moves the group's offset past it: to ``leads.raw`` (retriable, attempts
+left), to ``leads.parked``, or back to the end of the DLQ when it does not match the
+run's filters. Why that rule, what an operator can rely on, safety and ``--dry-run``:
+docs/replay.md.
 """
 
 from __future__ import annotations

@@ -1,60 +1,10 @@
 """The group-wide credit budget as a deterministic ledger over an ordered, compacted log.
 
-Several processes share one daily limit by writing their claims to a single Kafka
-partition and each reading that partition back in log order. Every reader applies the
-same events in the same order to a :class:`ClaimLedger`, so every reader reaches the same
-decision for every :class:`Claim`, and a process calls the provider only once its own
-claim has come back from the log *granted*. Nothing here knows about Kafka: events are
-frozen dataclasses with ``to_dict``/``from_dict`` for JSON.
-
-**The group's day and limit.** A budget day is opened by the first :class:`OpenDay` of
-that day in the log (or, in logs written before ``OpenDay`` existed, by the first claim of
-the day that carries a ``limit``); its ``limit`` and ``timezone`` are the day's, whatever
-each instance's own settings say, so a rolling settings change takes effect on the next
-day. The group's current day is the latest day opened; :meth:`ClaimLedger.day_at` is that
-day until the clock, read in the current day's time zone, reaches a later one, which the
-first instance to get there opens with its own settings. An instance whose clock lags
-follows the group's day; none claims for a day behind it.
-
-Decision rule, for a ``Claim(claim_id, owner, day, amount)``::
-
-    granted  iff  day is not forgotten and not exhausted(day)
-             and  spent(day) + outstanding(day) + amount <= limit(day)
-
-where ``outstanding(day)`` is the sum of granted claims of that day not yet settled, and
-``limit(day)`` the day's limit (the ledger's ``daily_limit`` until the day
-is opened).
-
-Other events, each idempotent:
-
-* ``Settle(claim_id, day, actual, writer, total)``: the claim is over (its amount leaves
-  ``outstanding``, the first time), and ``total`` is everything ``writer`` has booked for
-  ``day`` so far, settles and later corrections included. ``spent(day)`` is the sum of the
-  writers' latest totals, so on a compacted topic only each writer's newest settle needs to
-  survive: older settle and claim records can be tombstoned without changing a total. A
-  settle without ``writer`` (older logs) adds ``actual`` once per claim id instead; one for
-  a claim that was refused or never seen still counts: the books never under-count.
-* ``Exhaust(day)``: the provider answered 402; every later claim of that day is refused.
-* A tombstone of a claim's record (:meth:`ClaimLedger.drop`) forgets the claim, as
-  compaction would: a reader that restores after compaction and one that saw the whole log
-  end with the same books.
-
-**Compaction.** A reader that restores from a compacted log sees, before any claim, a
-subset of what the live readers saw (removed records, and totals that have moved later),
-so a claim granted live is granted on restore too; a claim refused live may be granted on
-restore, which over-counts. That is why a claimant tombstones its refused claims at once.
-
-Claims of an owner that died stay outstanding, hence counted, until some process settles
-them, or the day is forgotten: a crash over-counts, it never under-counts.
-When every call is made under a granted claim and settles with ``actual <= amount``, a
-day's ``spent + outstanding`` never exceeds the limit; a larger ``actual`` can overshoot
-it by at most ``actual - amount`` per claim, since nothing more is granted while the day
-is at its limit.
-
-Memory is bounded by the log, not by its age: opening day ``D`` forgets every day before
-``D - 1`` (their claims are refused, their other events ignored), settled and refused
-claims are forgotten when their records are tombstoned, and what stays is the open
-claims, one running total per writer, and the books of today and yesterday.
+Every process applies the same claims log, in the same order, to a :class:`ClaimLedger`,
+so all reach the same decision for every :class:`Claim` without talking to each other.
+The decision rule, the group's day and limit, settles with writer totals, compaction and
+the bounds on what a crash costs: docs/budget.md. Pure: no Kafka, events are frozen
+dataclasses with ``to_dict``/``from_dict``.
 """
 
 from __future__ import annotations
