@@ -177,6 +177,20 @@ def _configure_stdlib(level: str, redact: Callable[[str], str]) -> None:
         root.setLevel(logging.WARNING if level != "DEBUG" else logging.INFO)
     # aiokafka logs through the standard library; keep its noise out unless debugging.
     logging.getLogger("aiokafka").setLevel(logging.ERROR if level != "DEBUG" else logging.INFO)
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    if not any(isinstance(f, _StartupTransients) for f in coordinator.filters):
+        coordinator.addFilter(_StartupTransients())
+
+
+class _StartupTransients(logging.Filter):
+    """aiokafka logs ERROR while a fresh broker elects the group coordinator, a normal
+    start-up transient it retries by itself (a newcomer's first screen showed it). Such a
+    line is dropped below DEBUG; a coordinator that stays away still shows in the group
+    never joining (/readyz, `partitions.assigned` never logged)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        transient = "GroupCoordinatorNotAvailable" in record.getMessage()
+        return not transient or logging.getLogger("aiokafka").isEnabledFor(logging.DEBUG)
 
 
 def get_logger(name: str) -> Any:

@@ -153,3 +153,34 @@ def test_a_second_configuration_replaces_the_secrets(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().err
     assert "second-secret" not in out
     assert "first-secret" in out
+
+
+def test_the_coordinator_election_transient_is_not_an_error_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """aiokafka's ERROR "GroupCoordinatorNotAvailable" while a fresh broker elects the
+    coordinator is dropped at INFO (the demo's first screen showed it); other aiokafka
+    errors still print."""
+    import logging
+
+    from streamproc import logs
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = []
+    try:
+        logs.configure_logging("INFO", "json")
+        coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+        coordinator.error(
+            "Group Coordinator Request failed: %s", "[Error 15] GroupCoordinatorNotAvailableError"
+        )
+        coordinator.error(
+            "Group Coordinator Request failed: %s", "[Error 30] GroupAuthorizationFailed"
+        )
+    finally:
+        for handler in root.handlers:
+            root.removeHandler(handler)
+        root.handlers = saved
+    err = capsys.readouterr().err
+    assert "GroupCoordinatorNotAvailable" not in err
+    assert "GroupAuthorizationFailed" in err
