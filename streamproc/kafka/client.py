@@ -254,10 +254,10 @@ async def stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
 def delivery_reported_by_commit(delivery: asyncio.Future[Any]) -> None:
     """Mark a transactional send's delivery future as handled.
 
-    Inside a transaction, ``commit_transaction`` (or ``send_offsets_to_transaction``)
-    raises whatever failed a send, so nobody awaits the per-record futures. When a producer
-    is fenced they all fail, and asyncio would print "Future exception was never retrieved"
-    once per record at garbage collection: noise that hides real errors.
+    :func:`send_all` reads every delivery's result, but not when it is cut short (a send
+    that raises, a cancelled commit): when a producer is fenced the futures left behind all
+    fail, and asyncio would print "Future exception was never retrieved" once per record at
+    garbage collection: noise that hides real errors.
     """
     delivery.add_done_callback(_retrieve)
 

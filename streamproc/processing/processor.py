@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -322,10 +322,15 @@ class Processor:
             self.stats.in_flight = self._in_flight
             self.stats.max_in_flight_seen = max(self.stats.max_in_flight_seen, self._in_flight)
 
-    def _submit(self, lane: PartitionLane, record: Any) -> None:
+    def _submit(
+        self,
+        lane: PartitionLane,
+        record: Any,
+        process: Callable[[Any], Coroutine[Any, Any, Outcome]] | None = None,
+    ) -> None:
         self._in_flight += 1
         self.stats.consumed += 1
-        lane.submit(record, self._handler.handle)
+        lane.submit(record, process or self._handler.handle)
 
     async def _read_past_unreadable(self, error: BaseException) -> None:
         """A fetch failed on a record the client cannot decode; aiokafka does not say where.
@@ -375,9 +380,7 @@ class Processor:
         async def dead_letter(_: Any) -> Outcome:
             return self._handler.dead_letter(record, error, None)
 
-        self._in_flight += 1
-        self.stats.consumed += 1
-        lane.submit(record, dead_letter)
+        self._submit(lane, record, dead_letter)
 
     def _apply_backpressure(self) -> None:
         assert self._consumer is not None
