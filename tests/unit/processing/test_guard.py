@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
@@ -23,25 +22,11 @@ from streamproc.records.lead import Lead
 from streamproc.resilience.breaker import BreakerState
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
+from tests.unit.processing.fakes import Clock, Result
 
 
-@dataclass
-class _Result:
-    data: dict[str, Any]
-    credits: int = 6
-    attempts: int = 1
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.t = 1_764_158_400.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def _guard(**changes: Any) -> tuple[ResilienceGuard, _Clock]:
-    clock = _Clock()
+def _guard(**changes: Any) -> tuple[ResilienceGuard, Clock]:
+    clock = Clock()
     settings = Settings.model_validate({"budget_daily_credits": 12, **changes})
     return ResilienceGuard(settings, clock=clock, owner="unit"), clock
 
@@ -95,7 +80,7 @@ async def test_second_lead_of_a_domain_is_served_from_cache() -> None:
     """A domain enriched once costs nothing the second time (source cache)."""
     guard, _ = _guard()
     first = await guard.admit(_lead(1, "acme.example"))
-    guard.settle(first, _Result({"company": "Acme"}), None)
+    guard.settle(first, Result({"company": "Acme"}), None)
     second = await guard.admit(_lead(2, "acme.example"))
     assert second.enrichment == {"company": "Acme"}
     assert second.source == "cache"
@@ -105,7 +90,7 @@ async def test_cache_entry_expires_after_ttl() -> None:
     """After the TTL the provider is asked again."""
     guard, clock = _guard(cache_ttl_s=60)
     first = await guard.admit(_lead(1, "acme.example"))
-    guard.settle(first, _Result({"company": "Acme"}), None)
+    guard.settle(first, Result({"company": "Acme"}), None)
     clock.t += 61
     again = await guard.admit(_lead(2, "acme.example"))
     assert again.enrichment is None
@@ -191,7 +176,7 @@ async def test_cache_keeps_at_most_max_entries() -> None:
     guard, _ = _guard(cache_max_entries=2, budget_daily_credits=1000)
     for i in range(3):
         admission = await guard.admit(_lead(i, f"d{i}.example"))
-        guard.settle(admission, _Result({"company": f"C{i}"}), None)
+        guard.settle(admission, Result({"company": f"C{i}"}), None)
     assert guard.status().cache.entries == 2
     assert (await guard.admit(_lead(9, "d0.example"))).enrichment is None
     assert (await guard.admit(_lead(8, "d2.example"))).enrichment == {"company": "C2"}
@@ -205,7 +190,7 @@ async def test_one_claim_pays_for_a_lease_of_leads_and_settles_their_sum() -> No
     day = guard.status().budget.day
     for i in range(100):
         admission = await guard.admit(_lead(i))
-        guard.settle(admission, _Result({"n": i}, credits=4), None)
+        guard.settle(admission, Result({"n": i}, credits=4), None)
     assert len(log.claims()) == 2
     await guard.flush()
     assert guard.ledger.spent(day) == 400
@@ -236,7 +221,7 @@ async def test_a_lease_older_than_its_max_age_is_settled_and_the_next_lead_claim
     log = _Log(guard)
     day = guard.status().budget.day
     admission = await guard.admit(_lead(1))
-    guard.settle(admission, _Result({"n": 1}, credits=6), None)
+    guard.settle(admission, Result({"n": 1}, credits=6), None)
     assert guard.ledger.outstanding(day) == 300
     clock.t += 2.0
     await guard.admit(_lead(2))
@@ -285,7 +270,7 @@ class _SlowLog:
     to the guard in order, after a turn of the event loop and ``advance`` seconds of the
     guard's clock."""
 
-    def __init__(self, guard: ResilienceGuard, clock: _Clock, advance: float) -> None:
+    def __init__(self, guard: ResilienceGuard, clock: Clock, advance: float) -> None:
         self._guard, self._clock, self._advance = guard, clock, advance
         self._next = 0
 
@@ -391,7 +376,7 @@ async def test_a_crash_strands_at_most_one_small_lease() -> None:
     log = _Log(guard)
     admissions = [await guard.admit(_lead(i)) for i in range(45)]
     for admission in admissions[:30]:
-        guard.settle(admission, _Result({"company": "C"}, credits=6), None)
+        guard.settle(admission, Result({"company": "C"}, credits=6), None)
     reader = ResilienceGuard(guard._settings, clock=clock, owner="next-process")
     log.replay(reader)
     budget = reader.status().budget
@@ -410,7 +395,7 @@ async def test_a_closed_lease_is_settled_while_its_calls_are_still_running() -> 
     assert guard.ledger.outstanding(day) == 120  # the second lease only
     assert guard.ledger.spent(day) == 120  # the first, booked at 20 x 6
     for admission in admissions[:20]:
-        guard.settle(admission, _Result({"company": "C"}, credits=4), None)
+        guard.settle(admission, Result({"company": "C"}, credits=4), None)
     assert guard.ledger.spent(day) == 80
     reader = ResilienceGuard(guard._settings, clock=clock, owner="next-process")
     log.replay(reader)
@@ -444,7 +429,7 @@ async def test_thousands_of_settled_leases_leave_the_restored_books_small() -> N
     log = _Log(guard)
     for i in range(3_000):
         admission = await guard.admit(_lead(i))
-        guard.settle(admission, _Result({"company": "C"}, credits=6), None)
+        guard.settle(admission, Result({"company": "C"}, credits=6), None)
     reader = ResilienceGuard(guard._settings, clock=clock, owner="next-process")
     log.replay(reader)
     budget = reader.status().budget

@@ -4,7 +4,6 @@ and how a cached answer reads in the enriched lead."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -18,24 +17,10 @@ from streamproc.processing.handler import enriched_value
 from streamproc.records.lead import EnrichedLead, EnrichmentMeta, Lead
 from streamproc.settings import CacheKey, Settings
 from streamproc.state.store import StateStore
+from tests.unit.processing.fakes import Clock, Result
 
 PERSON = {"full_name": "Jane Doe", "title": "CFO", "phone": "+1-555-0100"}
 COMPANY = {"company": "Acme", "domain": "acme.example", "industry": "retail"}
-
-
-@dataclass
-class _Result:
-    data: dict[str, Any]
-    credits: int = 6
-    attempts: int = 1
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.t = 1_764_158_400.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class _Store:
@@ -49,8 +34,8 @@ class _Store:
         return 1, len(self.appended) - 1
 
 
-def _guard(**changes: Any) -> tuple[ResilienceGuard, _Clock, _Store]:
-    clock = _Clock()
+def _guard(**changes: Any) -> tuple[ResilienceGuard, Clock, _Store]:
+    clock = Clock()
     # No credits per lead: these tests are about the cache, not the budget's claims.
     settings = Settings.model_validate({"credits_per_lead": 0, **changes})
     guard = ResilienceGuard(settings, clock=clock, owner="unit")
@@ -72,7 +57,7 @@ async def test_the_second_person_of_a_company_gets_company_fields_only() -> None
     """Jane's answer carries her title; John, same domain, gets the company's fields."""
     guard, clock, _ = _guard()
     jane = await guard.admit(_lead("l1", "jane@acme.example"))
-    guard.settle(jane, _Result({**COMPANY, **PERSON}), None)
+    guard.settle(jane, Result({**COMPANY, **PERSON}), None)
     clock.t += 5
     john = await guard.admit(_lead("l2", "john@acme.example"))
     assert john.source == "cache"
@@ -90,7 +75,7 @@ async def test_freemail_leads_neither_wait_for_nor_use_each_other() -> None:
         timeout=1,
     )
     assert ann.token is not None and bob.token is not None
-    guard.settle(ann, _Result({"company": "Gmail", **PERSON}), None)
+    guard.settle(ann, Result({"company": "Gmail", **PERSON}), None)
     again = await guard.admit(_lead("l3", "ann@gmail.com"))
     assert again.enrichment is None
     await _drain()
@@ -101,7 +86,7 @@ async def test_the_state_topic_gets_only_the_allowed_fields() -> None:
     """What is journaled for the group is the filtered answer, never the person's."""
     guard, clock, store = _guard()
     first = await guard.admit(_lead("l1", "jane@acme.example"))
-    guard.settle(first, _Result({**COMPANY, **PERSON}), None)
+    guard.settle(first, Result({**COMPANY, **PERSON}), None)
     await _drain()
     assert store.appended == [("cache/acme.example", {"data": COMPANY, "stored_at": clock.t})]
 
@@ -110,7 +95,7 @@ async def test_by_email_the_same_person_gets_the_whole_answer_and_others_none() 
     """cache_key email with every field: Jane again is served her answer, John is not."""
     guard, _, _ = _guard(cache_key="email", cache_fields="*")
     first = await guard.admit(_lead("l1", "jane@acme.example"))
-    guard.settle(first, _Result({**COMPANY, **PERSON}), None)
+    guard.settle(first, Result({**COMPANY, **PERSON}), None)
     again = await guard.admit(_lead("l2", "Jane@acme.example"))
     other = await guard.admit(_lead("l3", "john@acme.example"))
     assert again.enrichment == {**COMPANY, **PERSON}
@@ -122,7 +107,7 @@ async def test_cache_off_serves_nothing_and_journals_nothing() -> None:
     """cache_key off: every lead is a call, no cache record is written."""
     guard, _, store = _guard(cache_key="off")
     first = await guard.admit(_lead("l1", "jane@acme.example"))
-    guard.settle(first, _Result(COMPANY), None)
+    guard.settle(first, Result(COMPANY), None)
     second = await guard.admit(_lead("l2", "john@acme.example"))
     await _drain()
     assert second.enrichment is None
