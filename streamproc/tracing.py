@@ -25,6 +25,7 @@ on. The OpenTelemetry packages are the ``tracing`` extra.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -70,8 +71,10 @@ _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
 _group_id = ""
 _propagator: TraceContextTextMapPropagator | None = None
-#: How long :func:`shutdown` waits for the last spans to be exported (milliseconds).
-_FLUSH_TIMEOUT_MS = 5_000
+#: How long :func:`shutdown` waits for the last spans to be exported: a few seconds, well
+#: inside any sensible termination grace beyond ``shutdown_grace_s``, since an unreachable
+#: collector would otherwise hold the exit for the exporter's retries (about 8 s measured).
+SHUTDOWN_TIMEOUT_S = 3.0
 
 T = TypeVar("T")
 R = TypeVar("R", bound=ConsumedRecord)
@@ -109,7 +112,13 @@ def configure(settings: Settings, *, exporter: SpanExporter | None = None) -> No
     )
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "streamproc"}))
-    provider = TracerProvider(resource=resource, sampler=_sampler(settings.tracing_sample_ratio))
+    # Not shut down at interpreter exit: that would wait out the exporter's retries; the app
+    # calls shutdown(), which bounds the wait.
+    provider = TracerProvider(
+        resource=resource,
+        sampler=_sampler(settings.tracing_sample_ratio),
+        shutdown_on_exit=False,
+    )
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     elif settings.tracing_exporter == "console":
@@ -129,15 +138,19 @@ def configure(settings: Settings, *, exporter: SpanExporter | None = None) -> No
     enabled = True
 
 
-def shutdown() -> None:
-    """Export what is left (up to a few seconds) and turn tracing off. Blocking: call it
-    from a thread in a running loop. Harmless when tracing is off."""
+def shutdown(timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
+    """Turn tracing off and export what is left, waiting at most ``timeout_s`` seconds (the
+    rest is given up with its daemon thread). Blocking: call it from a thread in a running
+    loop. Harmless when tracing is off."""
     global enabled, _tracer, _provider
     provider, _provider = _provider, None
     enabled, _tracer = False, None
     if provider is not None:
-        provider.force_flush(_FLUSH_TIMEOUT_MS)
-        provider.shutdown()
+        worker = threading.Thread(
+            target=provider.shutdown, name="streamproc-tracing-shutdown", daemon=True
+        )
+        worker.start()
+        worker.join(timeout_s)
 
 
 async def traced_lead(record: R, handle: Callable[[R], Awaitable[Outcome]]) -> Outcome:
@@ -162,17 +175,20 @@ async def traced_lead(record: R, handle: Callable[[R], Awaitable[Outcome]]) -> O
     ) as span:
         record.headers = _with_context(record.headers)
         outcome = await handle(record)
-        span.set_attribute("streamproc.outcome", outcome.kind.value)
-        span.set_attribute("streamproc.attempt", outcome.attempt)
-        if outcome.lead_id is not None:
-            span.set_attribute("streamproc.lead_id", outcome.lead_id)
-        if outcome.source is not None:
-            span.set_attribute("streamproc.source", outcome.source)
-        span.set_attribute("streamproc.credits", outcome.credits)
-        if outcome.kind is OutcomeKind.DLQ:
-            error_class = outcome.error_class or "internal"
-            span.set_attribute("error.type", error_class)
-            span.set_status(Status(StatusCode.ERROR, error_class))
+        if span.is_recording():
+            done: dict[str, Any] = {
+                "streamproc.outcome": outcome.kind.value,
+                "streamproc.attempt": outcome.attempt,
+                "streamproc.credits": outcome.credits,
+            }
+            if outcome.lead_id is not None:
+                done["streamproc.lead_id"] = outcome.lead_id
+            if outcome.source is not None:
+                done["streamproc.source"] = outcome.source
+            if outcome.kind is OutcomeKind.DLQ:
+                done["error.type"] = outcome.error_class or "internal"
+                span.set_status(Status(StatusCode.ERROR, done["error.type"]))
+            span.set_attributes(done)
     return outcome
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import orjson
 from aiohttp import web
@@ -168,3 +169,68 @@ async def test_a_traced_lead_keeps_its_trace_from_input_to_provider_to_output(
     assert _ids(dead.headers["traceparent"]) == (TRACE_ID, _hex(consumes["rej-1"].context.span_id))
     assert dead.headers["streamproc.error.class"] == b"provider_rejected"
     print("\n" + span_tree(spans, TRACE_ID))
+
+
+async def test_spans_go_to_the_configured_otlp_endpoint() -> None:
+    """With tracing_otlp_endpoint set, the spans reach that URL as OTLP/HTTP protobuf, under
+    service.name streamproc, by the time tracing shuts down."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from streamproc import tracing
+    from streamproc.records.outcome import Outcome, OutcomeKind
+
+    received: list[ExportTraceServiceRequest] = []
+
+    async def collect(request: web.Request) -> web.Response:
+        assert request.content_type == "application/x-protobuf"
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(await request.read())
+        received.append(export)
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", collect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        endpoint = f"http://127.0.0.1:{port}/v1/traces"
+        tracing.configure(Settings(tracing_enabled=True, tracing_otlp_endpoint=endpoint))
+
+        @dataclass
+        class Record:
+            topic: str = "leads.raw"
+            partition: int = 0
+            offset: int = 5
+            timestamp: int = 0
+            key: bytes | None = None
+            value: bytes | None = None
+            headers: list[tuple[str, bytes]] = field(
+                default_factory=lambda: [("traceparent", TRACEPARENT)]
+            )
+
+        async def handle(record: Record) -> Outcome:
+            return Outcome(OutcomeKind.ENRICHED, [], "L1", 1)
+
+        await tracing.traced_lead(Record(), handle)
+        await asyncio.to_thread(tracing.shutdown)
+    finally:
+        tracing.shutdown()
+        await runner.cleanup()
+
+    spans = [
+        (resource.resource, span)
+        for export in received
+        for resource in export.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    assert [span.name for _, span in spans] == ["consume leads.raw"]
+    resource, span = spans[0]
+    assert span.trace_id.hex() == TRACE_ID
+    assert span.parent_span_id.hex() == PARENT_ID
+    names = {a.key: a.value.string_value for a in resource.attributes}
+    assert names["service.name"] == "streamproc"
