@@ -1,7 +1,7 @@
 """Tracing (streamproc/tracing.py) with the SDK's in-memory exporter: the spans of a lead,
 their parents, retries as events, and the W3C trace context from input to provider to
-output. The provider is httpx's MockTransport here; tests/integration/processing/
-test_tracing.py runs the same path on the real broker and a real HTTP server."""
+output. The provider is httpx's MockTransport here; the same path runs on the real broker
+and a real HTTP server in tests/integration/processing/test_traced_lead.py."""
 
 from __future__ import annotations
 
