@@ -357,3 +357,12 @@ sys.exit(main(["run", "--provider-url", "http://127.0.0.1:9/enrich"]))
     assert len(lines) == 1, done.stderr
     assert "pip install 'streamproc[tracing]'" in lines[0]
     assert lines[0].startswith("streamproc: tracing_enabled")
+
+
+def test_the_provider_url_on_a_span_has_no_credentials_nor_query() -> None:
+    """A provider URL with a user, a password or a query key shows only scheme, host, port
+    and path on the provider call span."""
+    attributes = tracing._http_attributes("https://user:s3cret@api.example/v1/enrich?key=abc")
+    assert attributes["url.full"] == "https://api.example:443/v1/enrich"
+    assert attributes["server.address"] == "api.example"
+    assert "s3cret" not in repr(attributes) and "abc" not in repr(attributes)
