@@ -9,9 +9,9 @@ import errno
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streamproc import __version__
+from streamproc import __version__, tracing
 from streamproc.clay import ClayService
 from streamproc.errors import ConfigError
 from streamproc.kafka.preflight import check_kafka
@@ -27,6 +27,9 @@ from streamproc.redact import mask_url
 from streamproc.resilience.breaker import Transition
 from streamproc.settings import ProviderMode, Settings
 from streamproc.state.store import StateStore
+
+if TYPE_CHECKING:
+    from streamproc.tracing import SpanExporter
 
 __all__ = ["App"]
 
@@ -45,8 +48,11 @@ class App:
     reverse, within ``shutdown_grace_s``; a second signal aborts (:meth:`abort`).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, span_exporter: SpanExporter | None = None) -> None:
         self.settings = settings
+        # First: without the tracing extra, one line before anything else is built.
+        # ``span_exporter`` is a test's, in place of the configured one.
+        tracing.configure(settings, exporter=span_exporter)
         self.metrics = Metrics()
         self.guard = ResilienceGuard(settings, on_transition=self._breaker_changed)
         self.state = StateStore(settings, self._on_state)
@@ -180,6 +186,8 @@ class App:
             if self.provider is not None:
                 await self.provider.close()
             await self.ops.stop()
+            if tracing.enabled:
+                await asyncio.to_thread(tracing.shutdown)  # the last spans, then off
 
     async def _start_ops(self) -> None:
         """Bind the ops server, or one line naming the setting: a second ``run`` on the

@@ -516,6 +516,36 @@ class Settings(BaseSettings):
         "auto", description="`auto`: `console` on a terminal, `json` otherwise"
     )
 
+    # --- tracing (OpenTelemetry; docs/tracing.md) ---------------------------------------
+    tracing_enabled: bool = Field(
+        False,
+        description="OpenTelemetry spans per lead (consume, provider call, commit) and the "
+        "W3C `traceparent` carried from input to provider to output; needs `pip install "
+        "'streamproc[tracing]'`",
+    )
+    tracing_exporter: Literal["otlp", "console"] = Field(
+        "otlp",
+        description="where spans go: an OTLP/HTTP collector, or stdout (`console`, to try it)",
+    )
+    tracing_otlp_endpoint: AnyHttpUrl | None = Field(
+        None,
+        description="the collector's traces URL, e.g. http://collector:4318/v1/traces; unset: "
+        "`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT` or "
+        "localhost:4318 (`OTEL_EXPORTER_OTLP_HEADERS` adds headers)",
+    )
+    tracing_service_name: str | None = Field(
+        None,
+        min_length=1,
+        description="the spans' `service.name`; unset: `OTEL_SERVICE_NAME`, else `streamproc`",
+    )
+    tracing_sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="share of leads without a `traceparent` that are traced (a lead with one "
+        "follows its sampled flag); a commit is traced when one of its leads is",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:

@@ -50,6 +50,7 @@ SECTIONS: dict[str, str] = {
     "budget_daily_credits": "resilience settings (budget, breaker, cache)",
     "max_in_flight": "processing settings",
     "http_host": "operations settings",
+    "tracing_enabled": "tracing settings (OpenTelemetry)",
 }
 
 TABLE_START = (

@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from streamproc import tracing
 from streamproc.errors import InternalError, LeadError
 from streamproc.logs import get_logger
 from streamproc.processing.cache import CacheHit
@@ -213,6 +214,11 @@ class LeadHandler:
         self._processor = {"name": "streamproc", "version": processor_version}
 
     async def handle(self, record: RawRecord) -> Outcome:
+        if tracing.enabled:  # off: this one check (docs/tracing.md)
+            return await tracing.traced_lead(record, self._handle)
+        return await self._handle(record)
+
+    async def _handle(self, record: RawRecord) -> Outcome:
         attempt = attempt_of(record.headers)
         lead_id: str | None = None
         try:

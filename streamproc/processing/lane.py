@@ -18,6 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from streamproc import tracing
 from streamproc.kafka.client import Refusal, send_all, stop_quietly, transaction
 from streamproc.processing.handler import RawRecord
 from streamproc.processing.publication import Publication, record_bytes
@@ -113,7 +114,11 @@ class PartitionLane:
         is updated to match (a window left behind would publish the prefix again).
         """
         async with self.commit_lock:
-            committing = asyncio.ensure_future(self._commit_prefix())
+            work = self._commit_prefix()
+            if tracing.enabled:  # a commit span linked to its leads' (docs/tracing.md)
+                prefix = lambda: [slot.record for slot in self.done_prefix()]  # noqa: E731
+                work = tracing.traced_commit(self.tp.topic, self.tp.partition, prefix, work)
+            committing = asyncio.ensure_future(work)
             cancelled = False
             while not committing.done():
                 try:

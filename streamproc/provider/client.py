@@ -21,7 +21,7 @@ from typing import Any, Self, TypeAlias
 import httpx
 import orjson
 
-from streamproc import __version__
+from streamproc import __version__, tracing
 from streamproc.errors import InvalidPayload, ProviderError
 from streamproc.provider.classify import ProviderResult, classify_response
 from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep
@@ -187,7 +187,9 @@ class ProviderClient:
                 now=time.time,
             )
 
-        done = await self._retry.run(attempt, keep_trying=keep_trying)
+        call = self._retry.run(attempt, keep_trying=keep_trying)
+        # Tracing: the call's span (docs/tracing.md); its context goes in each attempt.
+        done = await (tracing.provider_call(call, self._url) if tracing.enabled else call)
         return ProviderCallResult(
             data=done.value.data,
             credits=done.value.credits,
@@ -201,6 +203,8 @@ class ProviderClient:
         """One HTTP call, reported to ``on_attempt``; its errors translated, but for a
         timeout, which the retry driver translates."""
         began = self._clock()
+        if tracing.enabled:
+            headers = [*headers, *tracing.http_headers()]
         try:
             # httpx's timeout bounds each phase (connect, each read...), not the call: a
             # server trickling bytes could hold a lead far longer. This bounds the whole.

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar
 
+from streamproc import tracing
 from streamproc.errors import LeadError, ProviderTimeout, RateLimited
 from streamproc.provider.retry import RetryPolicy
 
@@ -103,7 +104,10 @@ class RetryDriver:
                     failure.add_note(f"gave up after {attempts} {self.peer} calls")
                 raise failure
             retry_after = failure.retry_after_s if isinstance(failure, RateLimited) else None
-            await self.sleep(self.policy.delay_s(attempts, self.rng, retry_after))
+            wait_s = self.policy.delay_s(attempts, self.rng, retry_after)
+            if tracing.enabled:  # a span event of the call (docs/tracing.md)
+                tracing.retry_event(attempts, failure.error_class.value, wait_s)
+            await self.sleep(wait_s)
 
     async def _attempt(self, attempt: Callable[[], Awaitable[T]]) -> T:
         try:

@@ -28,7 +28,7 @@ DOCS = ROOT / "docs" / "architecture.md"
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "logs", "timestamps", "signals"}),
     frozenset({"settings", "records"}),
-    frozenset({"redact", "settings_doc", "__init__"}),
+    frozenset({"redact", "settings_doc", "__init__", "tracing"}),
     frozenset({"kafka", "provider", "ops", "resilience"}),
     frozenset({"state"}),
     frozenset({"processing"}),
