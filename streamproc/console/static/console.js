@@ -123,7 +123,7 @@
     for (let h = 0; h <= 24; h += 6) {
       const x = X(x0 + (x1 - x0) * h / 24);
       svg.appendChild(el("svg:line", { x1: x, x2: x, y1: T, y2: H - B, stroke: "#eef0f3" }));
-      svg.appendChild(el("svg:text", { x: x, y: H - 8, "text-anchor": "middle", "font-size": 11, fill: "#6b7482" }, String(h).padStart(2, "0") + ":00"));
+      svg.appendChild(el("svg:text", { x: x, y: H - 8, "text-anchor": h === 24 ? "end" : h === 0 ? "start" : "middle", "font-size": 11, fill: "#6b7482" }, String(h).padStart(2, "0") + ":00"));
     }
     for (const v of [0, top / 2 / 1.08, top / 1.08]) {
       svg.appendChild(el("svg:text", { x: L - 6, y: Y(v) + 4, "text-anchor": "end", "font-size": 11, fill: "#6b7482" }, fmt(Math.round(v))));

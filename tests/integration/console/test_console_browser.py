@@ -40,6 +40,9 @@ from tests.integration.replay.dlq_io import (
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "op-" + uuid.uuid4().hex
 IMAGES = ROOT / "docs" / "images"
+#: Set to 1 to refresh the README's pictures (docs/images/) from this run; otherwise they
+#: go to the test's temporary directory, so a test run leaves the work tree as it was.
+REFRESH_IMAGES = os.environ.get("STREAMPROC_TEST_SCREENSHOTS") == "1"
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists() or shutil.which("chromium") is None,
@@ -86,31 +89,42 @@ async def _seed(settings: Settings) -> None:
         await consumer.stop()
 
 
-@contextlib.asynccontextmanager
-async def _console(settings: Settings, log_path: Path) -> AsyncIterator[tuple[str, Path]]:
-    """``streamproc console`` as a child process; yields its base URL and its log."""
-    env = settings_env(settings)
+def _spawn(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "streamproc", "console"],
-            env=env,
+            env=settings_env(settings),
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,
         )
+
+
+def _finish(proc: subprocess.Popen[bytes], log_path: Path, first: bytes) -> str:
+    """Stop the console (SIGTERM, as an operator's Ctrl-C) and return its whole output."""
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    with log_path.open("ab") as log:
+        log.write(b"--- stdout\n" + first + out)
+    return log_path.read_text()
+
+
+@contextlib.asynccontextmanager
+async def _console(settings: Settings, log_path: Path) -> AsyncIterator[tuple[str, list[str]]]:
+    """``streamproc console`` as a child process; yields its base URL and, once it has
+    stopped, its whole output (in the list)."""
+    proc = _spawn(settings, log_path)
     assert proc.stdout is not None
+    output: list[str] = []
+    first = b""
     try:
-        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
-        text = line.decode()
-        assert text.startswith("streamproc console: http://"), (text, log_path.read_text())
-        url = text.split()[2]
-        yield url, log_path
+        first = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
+        text = first.decode()
+        assert text.startswith("streamproc console: http://"), text
+        yield text.split()[2], output
     finally:
-        proc.send_signal(signal.SIGTERM)
-        rest = await asyncio.to_thread(proc.communicate, timeout=30)
-        with log_path.open("ab") as log:
-            log.write(b"--- stdout\n" + line + rest[0])
-        assert proc.returncode == 0, log_path.read_text()
+        output.append(await asyncio.to_thread(_finish, proc, log_path, first))
+        assert proc.returncode == 0, output[-1]
 
 
 async def _api(url: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -129,8 +143,9 @@ async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
     from playwright.async_api import async_playwright, expect
 
     settings = configure(topics, budget_daily_credits=500, console_token=TOKEN)
+    images = IMAGES if REFRESH_IMAGES else tmp_path
     await _seed(settings)
-    async with _console(settings, tmp_path / "console.log") as (url, log_path):
+    async with _console(settings, tmp_path / "console.log") as (url, output):
         # --- overview: the page shows what the API says -----------------------------------
         overview = (await _api(url, "overview")).json()
         assert overview["mode"] == "standalone"
@@ -158,7 +173,7 @@ async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
                     "--disable-background-networking",
                     "--disable-component-update",
                     "--disable-sync",
-                ],  # fmt: skip
+                ],
                 viewport={"width": 1360, "height": 1000},
             )
             try:
@@ -186,7 +201,7 @@ async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
                 assert await _text(page, "#health-status") == "not known here"
                 await expect(page.locator("#burn-spent")).to_have_count(1)
                 await expect(page.locator("#burn-limit")).to_have_count(1)
-                await page.screenshot(path=str(IMAGES / "console-overview.png"), full_page=True)
+                await page.screenshot(path=str(images / "console-overview.png"), full_page=True)
 
                 # --- DLQ: list, filter, one record -------------------------------------------
                 listed = (await _api(url, "dlq")).json()
@@ -230,7 +245,7 @@ async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
                 assert await _text(page, "#dry-replay") == "1"
                 assert await _text(page, "#dry-park") == "1"
                 assert await _text(page, "#dry-skip") == "22"
-                await page.screenshot(path=str(IMAGES / "console-dlq.png"), full_page=True)
+                await page.screenshot(path=str(images / "console-dlq.png"), full_page=True)
 
                 # --- confirm without the token: refused, nothing moved -----------------------
                 await page.click("#replay-confirm")
@@ -258,5 +273,7 @@ async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
         assert (await _api(url, "dlq", params={"error_class": "rate_limited"})).json()[
             "matching"
         ] == 0
-    assert TOKEN not in log_path.read_text()
-    assert "console.replay" in log_path.read_text()
+    assert TOKEN not in output[0]
+    for name in ("console-overview.png", "console-dlq.png"):
+        assert (images / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "console.replay" in output[0]
