@@ -181,7 +181,10 @@ class Console:
                     now, budget["day"], int(budget.get("spent", 0)), int(budget.get("reserved", 0))
                 )
             try:
-                lag = await self._lag_reader.read()
+                # A broker that stopped answering must not hold the overview for the
+                # client's request timeout: the page shows the lag as unknown instead.
+                async with asyncio.timeout(self._settings.kafka_connect_timeout_s):
+                    lag = await self._lag_reader.read()
             except Exception as exc:
                 await self._lag_reader.close()
                 self._lag = Lag(self._settings.topic_raw, {}, f"cannot read: {_cls(exc)}")

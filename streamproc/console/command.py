@@ -69,7 +69,7 @@ async def console_command(settings: Settings, *, stop: asyncio.Event | None = No
             access = (
                 "replay from the page with the operator token"
                 if settings.console_token is not None
-                else "read-only (set STREAMPROC_CONSOLE_TOKEN to allow replays)"
+                else "read-only; set STREAMPROC_CONSOLE_TOKEN to allow replays"
             )
             print(f"streamproc console: {ops.url}{PREFIX}/ ({access})", file=sys.stdout, flush=True)
             with StopSignals(stop.set):
