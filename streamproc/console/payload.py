@@ -249,7 +249,10 @@ def overview(
             "known": rate is not None,
             "committed_per_s": None if rate is None else round(rate, 2),
             "window_s": round(window_s, 1),
-            "source": "the group's committed offsets on the input topic",
+            # Offsets, not leads: each committed transaction also takes one offset per
+            # partition for its marker, so this reads a little above the leads' rate.
+            "source": "the group's committed offsets on the input topic, transaction "
+            "markers included",
             "this_process": None if processor is None else dict(processor),
         },
         "lag": _lag_json(lag),
