@@ -26,7 +26,7 @@ from streamproc.provider.client import ProviderClient
 from streamproc.redact import mask_url
 from streamproc.resilience.breaker import Transition
 from streamproc.settings import ProviderMode, Settings
-from streamproc.state.store import StateStore
+from streamproc.state.store import StateListener, StateStore
 
 if TYPE_CHECKING:
     from streamproc.tracing import SpanExporter
@@ -92,11 +92,16 @@ class App:
             # Clay's callbacks come to the ops server's port (before start: routes freeze).
             self.ops.app.router.add_post(settings.clay_callback_path, self.clay.receiver.handle)
         self._abort = False
+        #: Further listeners of every state record (restore and tail), added before
+        #: :meth:`run`: the console's breaker history and budget burn.
+        self.state_listeners: list[StateListener] = []
 
     def _on_state(
         self, key: str, value: dict[str, Any] | None, partition: int, offset: int
     ) -> None:
         self.guard.on_state(key, value, partition, offset)
+        for listener in self.state_listeners:
+            listener(key, value, partition, offset)
         if self.clay is not None and key.startswith("clay/"):
             self.clay.on_state(key, value, partition, offset)
 

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamproc import __version__
 from streamproc.errors import ConfigError, KafkaSetupError, StreamprocError
@@ -24,6 +24,9 @@ from streamproc.redact import printable_settings, secret_values
 from streamproc.settings import ENV_PREFIX, FILE_SUFFIX, ProviderMode, Settings, load_settings
 from streamproc.signals import StopSignals
 from streamproc.simulators.command import add_mock_provider_arguments, mock_provider_command
+
+if TYPE_CHECKING:
+    from streamproc.app import App
 
 __all__ = ["main"]
 
@@ -200,6 +203,16 @@ def _build_parser() -> argparse.ArgumentParser:
     add_show_arguments(dlq_show)
     _add_setting_flags(dlq_show)
 
+    console = sub.add_parser(
+        "console",
+        help="the web console on its own: overview, DLQ browser, replay (read from Kafka)",
+        description="Serve the web console (the one a processor serves at /console/ on its "
+        "ops port) without a processor: the group's breaker, budget and lag from Kafka, the "
+        "DLQ browser, and replay from the page when STREAMPROC_CONSOLE_TOKEN is set. Listens "
+        "on --http-host/--http-port.",
+    )
+    _add_setting_flags(console)
+
     state = sub.add_parser("state", help="the group's resilience state")
     ssub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     state_show = ssub.add_parser(
@@ -214,6 +227,7 @@ async def _run(settings: Settings, stop_when_idle_s: float | None) -> int:
     from streamproc.app import App
 
     app = App(settings)
+    _mount_console(app)
 
     def stop() -> None:
         log.info("shutdown.requested", grace_s=settings.shutdown_grace_s)
@@ -227,6 +241,20 @@ async def _run(settings: Settings, stop_when_idle_s: float | None) -> int:
         await app.run(stop_when_idle_s=stop_when_idle_s)
     app.print_summary()
     return 0
+
+
+def _mount_console(app: App) -> None:
+    """The web console on the processor's ops port (``/console/``), fed its state records."""
+    from streamproc.console import Console
+
+    console = Console(
+        app.settings,
+        state=app.status,
+        restored=app.state.restored.is_set,
+        readiness=app.readiness,
+    )
+    app.state_listeners.append(console.on_state)
+    app.ops.mount(console.install)
 
 
 async def _topics_create(settings: Settings) -> int:
@@ -326,6 +354,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             return dlq_stats(
                 settings, as_json=args.json, include_all=args.all, max_attempts=stats_attempts
             )
+    elif args.command == "console":
+        from streamproc.console.command import console_command
+
+        def runner() -> Coroutine[Any, Any, int]:
+            return console_command(settings)
     elif args.command == "state":
 
         def runner() -> Coroutine[Any, Any, int]:

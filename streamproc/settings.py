@@ -509,6 +509,11 @@ class Settings(BaseSettings):
         description="port of the ops server, one per process (a second `run` on a host needs "
         "another); 0 picks a free one",
     )
+    console_token: SecretStr | None = Field(
+        None,
+        description="operator token of the web console (`/console/`): a replay from the page "
+        "needs it in an `Authorization: Bearer` header; unset, the console is read-only",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="lowest level logged (any case)"
     )

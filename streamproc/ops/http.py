@@ -6,6 +6,7 @@
 * ``/readyz``: 200 ``{"ready": true}`` when ``ready_fn`` says so, else 503 with
   ``{"ready": false, "reasons": [...]}``.
 * ``/status``: ``status_fn()`` as JSON (breaker, budget, health, ...).
+* whatever a layer above :meth:`~OpsServer.mount` s (the web console under ``/console/``).
 
 A failing ``status_fn`` or ``ready_fn`` answers 500 with the exception's class name only:
 the payload of an ops endpoint may be public, its error must not carry data. aiohttp's
@@ -66,6 +67,14 @@ class OpsServer:
         self.app.router.add_get("/healthz", self._get_healthz)
         self.app.router.add_get("/readyz", self._get_readyz)
         self.app.router.add_get("/status", self._get_status)
+
+    def mount(self, install: Callable[[web.Application], None]) -> None:
+        """Let a component above this layer (the console) add its routes and background
+        tasks to the server's application; before :meth:`start` (aiohttp freezes the
+        router then)."""
+        if self._runner is not None:
+            raise RuntimeError("OpsServer.mount must come before start()")
+        install(self.app)
 
     @property
     def port(self) -> int:

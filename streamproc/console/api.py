@@ -1,0 +1,327 @@
+"""The console's routes on an aiohttp application: the page, its JSON API, the replay.
+
+``GET /console/`` is the page (``static/``: HTML, CSS and vanilla JS; nothing is fetched
+from anywhere else, and the Content-Security-Policy says so to the browser). The page
+reads, and renders, only what this API returns:
+
+* ``GET /console/api/overview``: breaker and today's transitions, budget and its burn,
+  throughput, lag per partition, health, Clay capacity (:func:`payload.overview`);
+* ``GET /console/api/dlq?error_class=&key=&since=&until=&retriable=&attempt=&skip=&limit=&all=``:
+  a page of DLQ records, read by ``dlq show``'s :func:`~streamproc.replay.show.list_dlq`;
+* ``GET /console/api/dlq/record?partition=P&offset=O``: one record whole
+  (:func:`~streamproc.replay.detail.detail_json`);
+* ``POST /console/api/replay`` ``{"filters": {...}, "max_attempts", "limit", "dry_run"}``:
+  the CLI's :class:`~streamproc.replay.replayer.Replayer`; ``dry_run: false`` needs the
+  operator token (:mod:`streamproc.console.auth`), one run at a time.
+
+A bad filter is 400 with the CLI's one line; nothing answered here carries a traceback.
+Headers are never logged (the token travels in one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from streamproc import __version__
+from streamproc.console.auth import check_token
+from streamproc.console.history import BreakerLog, BurnSeries, ThroughputMeter
+from streamproc.console.lag import LagReader
+from streamproc.console.payload import (
+    Lag,
+    overview,
+    replay_options_from_body,
+    show_options_from_query,
+)
+from streamproc.errors import ConfigError, KafkaSetupError, ReplayRefused, StreamprocError
+from streamproc.logs import get_logger
+from streamproc.replay.detail import detail_json
+from streamproc.replay.filters import KNOWN_CLASSES
+from streamproc.replay.replayer import Replayer
+from streamproc.replay.show import list_dlq, read_dlq_record
+from streamproc.settings import Settings
+
+__all__ = ["PREFIX", "Console"]
+
+log = get_logger(__name__)
+
+PREFIX = "/console"
+#: The page's files, and their types; nothing else under /console/ is served from disk.
+_STATIC = {
+    "index.html": "text/html",
+    "console.css": "text/css",
+    "console.js": "application/javascript",
+}
+#: The browser may load and call this server only: no CDN, no font, no beacon.
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+)
+_HEADERS = {
+    "Content-Security-Policy": _CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+#: How often the overview's history is sampled in the background (burn, throughput, lag).
+SAMPLE_S = 5.0
+#: An overview request samples anew when the last sample is older than this.
+_FRESH_S = 1.0
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body, default=str),
+        status=status,
+        content_type="application/json",
+        headers=_HEADERS,
+    )
+
+
+def _error(message: str, status: int) -> web.Response:
+    return _json({"error": message}, status)
+
+
+def _query(request: web.Request) -> dict[str, list[str]]:
+    return {name: request.query.getall(name) for name in set(request.query.keys())}
+
+
+class Console:
+    """The console of one process.
+
+    ``state`` returns the breaker, budget and cache (a processor: its ``/status`` document,
+    with health, holds, Clay and its counters; ``streamproc console``: the state topic's
+    view); ``restored`` says when that is the group's and not a default; ``readiness`` is
+    a processor's ``/readyz`` check (``None`` for the standalone console). Feed every state
+    record to :meth:`on_state` (the breaker's transitions come from them).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        state: Callable[[], Mapping[str, Any]],
+        restored: Callable[[], bool],
+        readiness: Callable[[], tuple[bool, list[str]]] | None = None,
+        clock: Callable[[], float] = time.time,
+        sample_s: float = SAMPLE_S,
+    ) -> None:
+        self._settings = settings
+        self._state = state
+        self._restored = restored
+        self._readiness = readiness
+        self._clock = clock
+        self._sample_s = sample_s
+        self.breaker_log = BreakerLog()
+        self.burn = BurnSeries()
+        self.throughput = ThroughputMeter()
+        self._lag_reader = LagReader(settings)
+        self._lag: Lag | None = None
+        self._sampled_at = float("-inf")
+        self._sampling = asyncio.Lock()
+        self._replaying = asyncio.Lock()
+
+    @property
+    def mode(self) -> str:
+        return "standalone" if self._readiness is None else "live"
+
+    # --- wiring -----------------------------------------------------------------------------
+
+    def on_state(self, key: str, value: dict[str, Any] | None, partition: int, offset: int) -> None:
+        """A state-topic record (restore and tail alike)."""
+        if key.startswith("breaker/"):
+            self.breaker_log.on_record(value)
+
+    def install(self, app: web.Application) -> None:
+        """Add the routes and the background sampler to ``app`` (an ops server's)."""
+        app.router.add_get(PREFIX, self._redirect)
+        app.router.add_get(f"{PREFIX}/", self._index)
+        app.router.add_get(f"{PREFIX}/api/overview", self._get_overview)
+        app.router.add_get(f"{PREFIX}/api/dlq", self._get_dlq)
+        app.router.add_get(f"{PREFIX}/api/dlq/record", self._get_record)
+        app.router.add_post(f"{PREFIX}/api/replay", self._post_replay)
+        app.router.add_get(PREFIX + "/{name}", self._static)
+        app.cleanup_ctx.append(self._lifespan)
+
+    async def _lifespan(self, _: web.Application) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(self._sample_loop(), name="console-sample")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self._lag_reader.close()
+
+    # --- sampling ---------------------------------------------------------------------------
+
+    async def _sample_loop(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # best effort: the page says what is missing
+                await self.sample()
+            await asyncio.sleep(self._sample_s)
+
+    async def sample(self) -> None:
+        """Read the budget into the burn series, the group's lag and its throughput."""
+        async with self._sampling:
+            if not self._restored():
+                return
+            now = self._clock()
+            budget = self._state().get("budget", {})
+            if isinstance(budget.get("day"), str):
+                self.burn.add(
+                    now, budget["day"], int(budget.get("spent", 0)), int(budget.get("reserved", 0))
+                )
+            try:
+                # A broker that stopped answering must not hold the overview for the
+                # client's request timeout: the page shows the lag as unknown instead.
+                async with asyncio.timeout(self._settings.kafka_connect_timeout_s):
+                    lag = await self._lag_reader.read()
+            except Exception as exc:
+                await self._lag_reader.close()
+                self._lag = Lag(self._settings.topic_raw, {}, f"cannot read: {_cls(exc)}")
+            else:
+                self._lag = lag
+                self.throughput.add(now, sum(c or 0 for c, _ in lag.partitions.values()))
+            self._sampled_at = now
+
+    # --- the page ---------------------------------------------------------------------------
+
+    async def _redirect(self, _: web.Request) -> web.Response:
+        raise web.HTTPFound(f"{PREFIX}/")
+
+    async def _index(self, _: web.Request) -> web.Response:
+        return self._file("index.html")
+
+    async def _static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in _STATIC:
+            raise web.HTTPNotFound()
+        return self._file(name)
+
+    def _file(self, name: str) -> web.Response:
+        body = resources.files(__package__).joinpath("static", name).read_bytes()
+        return web.Response(body=body, content_type=_STATIC[name], headers=_HEADERS)
+
+    # --- the API ----------------------------------------------------------------------------
+
+    async def _get_overview(self, _: web.Request) -> web.Response:
+        if self._clock() - self._sampled_at >= _FRESH_S:
+            await self.sample()
+        try:
+            state = dict(self._state())
+            readiness = self._readiness() if self._readiness is not None else None
+        except Exception as exc:
+            log.warning("console.state_failed", error=repr(exc))
+            return _error(f"state unavailable: {_cls(exc)}", 500)
+        rate = self.throughput.rate()
+        body = overview(
+            mode=self.mode,
+            now=self._clock(),
+            group_id=self._settings.group_id,
+            version=__version__,
+            state=state,
+            transitions=self.breaker_log.since(float("-inf")),
+            burn=self.burn,
+            lag=self._lag,
+            throughput=(rate, self.throughput.window_s),
+            readiness=readiness,
+            replay_enabled=self._token_set(),
+        )
+        body["restored"] = self._restored()
+        body["error_classes"] = list(KNOWN_CLASSES)
+        body["topics"] = {
+            "raw": self._settings.topic_raw,
+            "dlq": self._settings.topic_dlq,
+            "parked": self._settings.topic_parked,
+        }
+        return _json(body)
+
+    async def _get_dlq(self, request: web.Request) -> web.Response:
+        try:
+            options = show_options_from_query(_query(request), datetime.now(UTC))
+            page = await list_dlq(self._settings, options)
+        except ConfigError as exc:
+            return _error(str(exc), 400)
+        except KafkaSetupError as exc:
+            return _error(str(exc), 502)
+        return _json({**page.to_json(), "max_attempts": options.max_attempts})
+
+    async def _get_record(self, request: web.Request) -> web.Response:
+        try:
+            partition = _whole(request.query.get("partition"), "partition")
+            offset = _whole(request.query.get("offset"), "offset")
+            max_attempts = _whole(request.query.get("max_attempts", "3"), "max_attempts") or 3
+        except ConfigError as exc:
+            return _error(str(exc), 400)
+        try:
+            record = await read_dlq_record(self._settings, partition, offset)
+        except ConfigError as exc:  # no such partition, offset, or a transaction marker
+            return _error(str(exc), 404)
+        except KafkaSetupError as exc:
+            return _error(str(exc), 502)
+        return _json(detail_json(record, self._settings.topic_dlq, max_attempts))
+
+    async def _post_replay(self, request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            # A form post from another site cannot set this type without a CORS preflight,
+            # which this server never grants.
+            return _error("expected Content-Type: application/json", 415)
+        try:
+            body = orjson.loads(await request.read())
+            options = replay_options_from_body(body, datetime.now(UTC))
+        except orjson.JSONDecodeError:
+            return _error("the body is not JSON", 400)
+        except ConfigError as exc:
+            return _error(str(exc), 400)
+        if not options.dry_run:
+            verdict = check_token(
+                self._settings.console_token, request.headers.get("Authorization")
+            )
+            if not verdict.allowed:
+                log.warning("console.replay_refused", status=verdict.status, remote=request.remote)
+                return _error(verdict.reason, verdict.status)
+        if self._replaying.locked():
+            return _error("a replay from this console is running: wait for its summary", 409)
+        async with self._replaying:
+            log.info(
+                "console.replay",
+                dry_run=options.dry_run,
+                filters=options.filters.describe(),
+                limit=options.limit,
+                max_attempts=options.max_attempts,
+                remote=request.remote,
+            )
+            replayer = Replayer(self._settings, options)
+            try:
+                report = await replayer.run()
+            except ReplayRefused as exc:
+                return _json({"error": str(exc), "report": replayer.report.to_json()}, 409)
+            except StreamprocError as exc:
+                log.warning("console.replay_failed", error=str(exc))
+                return _json({"error": str(exc), "report": replayer.report.to_json()}, 502)
+        result = report.to_json()
+        log.info("console.replayed", **{k: result[k] for k in ("read", "replayed", "parked")})
+        return _json(result)
+
+    def _token_set(self) -> bool:
+        token = self._settings.console_token
+        return token is not None and bool(token.get_secret_value())
+
+
+def _whole(text: str | None, name: str) -> int:
+    if text is None or not text.strip().isdigit():
+        raise ConfigError(f"{name}: expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def _cls(exc: BaseException) -> str:
+    return type(exc).__name__

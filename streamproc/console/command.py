@@ -1,0 +1,93 @@
+"""``streamproc console``: the web console on its own, for operators with no processor at
+hand (or none running). It reads what Kafka holds: the state topic (restored and tailed
+as a processor does, through the state view, so breaker, budget and transitions are the
+group's), the group's committed offsets (lag, throughput) and the DLQ. A processor's
+health window and Clay's webhook counts live in that processor's memory; the page says so.
+
+Listens on ``http_host``:``http_port`` like a processor's ops server (give it another port
+on a host that runs one). Writes nothing but what a confirmed replay moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import sys
+from typing import Any
+
+from streamproc.console.api import PREFIX, Console
+from streamproc.errors import ConfigError
+from streamproc.logs import get_logger
+from streamproc.ops.http import OpsServer
+from streamproc.ops.metrics import Metrics
+from streamproc.processing.group_state import GroupState
+from streamproc.records.status import StateStatus
+from streamproc.settings import Settings
+from streamproc.signals import StopSignals
+from streamproc.state.view import watch_state
+
+__all__ = ["console_command"]
+
+log = get_logger(__name__)
+
+
+class _Tee:
+    """The state view, with every record shown to the console too (its breaker history)."""
+
+    def __init__(self, view: GroupState, console: Console) -> None:
+        self._view = view
+        self._console = console
+
+    def on_state(self, key: str, value: dict[str, Any] | None, partition: int, offset: int) -> None:
+        self._view.on_state(key, value, partition, offset)
+        self._console.on_state(key, value, partition, offset)
+
+    def status(self) -> StateStatus:
+        return self._view.status()
+
+
+async def console_command(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
+    """Serve the console until SIGINT/SIGTERM (or ``stop``); exit code 0."""
+    view = GroupState.reader(settings)
+    console = Console(settings, state=lambda: view.status().to_dict(), restored=lambda: True)
+    stop = stop or asyncio.Event()
+    async with watch_state(settings, _Tee(view, console)):
+        ops = OpsServer(
+            settings.http_host,
+            settings.http_port,
+            Metrics(),
+            status_fn=lambda: view.status().to_dict(),
+            ready_fn=lambda: (True, []),
+        )
+        ops.mount(console.install)
+        try:
+            await ops.start()
+        except OSError as exc:
+            raise _listen_error(settings, exc) from None
+        try:
+            access = (
+                "replay from the page with the operator token"
+                if settings.console_token is not None
+                else "read-only; set STREAMPROC_CONSOLE_TOKEN to allow replays"
+            )
+            print(f"streamproc console: {ops.url}{PREFIX}/ ({access})", file=sys.stdout, flush=True)
+            with StopSignals(stop.set):
+                await stop.wait()
+        finally:
+            await ops.stop()
+    return 0
+
+
+def _listen_error(settings: Settings, exc: OSError) -> ConfigError:
+    host, port = settings.http_host, settings.http_port
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(
+            f"http_port: port {port} on {host} is in use (a processor's ops server?): give "
+            "the console its own STREAMPROC_HTTP_PORT / --http-port, or 0 for any free port"
+        )
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return ConfigError(
+        f"http_host/http_port: cannot listen on {host}:{port} ({reason}): check "
+        "STREAMPROC_HTTP_HOST / --http-host and STREAMPROC_HTTP_PORT / --http-port"
+    )
