@@ -3,20 +3,20 @@
 The ``[streamproc.provider_declarative]`` table (docs/provider.md, "Declarative HTTP";
 examples in ``examples/providers/``) says how to ask and where to read the answer:
 
-* the request: ``method``, ``url`` (and ``batch_url`` for the bulk endpoint), ``headers``
-  and ``query``, ``body`` (one lead), ``batch_body`` with ``"{{ leads }}"`` standing for the
-  list of ``batch_item`` (default: ``body``), one per lead. In every template a string
-  ``"{{ expr }}"`` is the value of the JMESPath ``expr`` on the lead (its type kept), and
-  ``{{ expr }}`` inside a longer string is its text; ``${NAME}`` is the environment
-  variable ``NAME`` (secrets stay out of the file), read once at start-up;
+* the request: ``method``, ``url`` (``batch_method``, ``batch_url`` for the bulk
+  endpoint), ``headers`` and ``query``, ``body`` (one lead), ``batch_body`` with
+  ``"{{ leads }}"`` standing for the list of ``batch_item`` (default: ``body``), one per
+  lead. In every template a string ``"{{ expr }}"`` is the value of the JMESPath ``expr``
+  on the lead (its type kept), and ``{{ expr }}`` inside a longer string is its text;
+  ``${NAME}`` is the environment variable ``NAME`` (secrets stay out of the file), read
+  once at start-up;
 * the answer (JMESPath): ``items``, the list of per-lead items of a bulk answer, in the
   order of the request, and ``single_item``, the item in a one-lead answer (default: the
-  whole answer); in each item ``result`` (the data
-  to publish), ``status`` and ``statuses`` (a status value → ``success``, ``no_match``,
-  ``rejected``, ``rate_limited``, ``retriable``: how a partial failure is reported), and
-  ``credits`` (the lead's charge) or ``credits_per_match`` (a fixed charge per success);
-  ``no_match`` says whether a lead without a match is ``rejected`` (DLQ) or published
-  ``empty``.
+  whole answer); in each item ``result`` (the data to publish), ``status`` and
+  ``statuses`` (a status value → ``success``, ``no_match``, ``rejected``,
+  ``rate_limited``, ``retriable``: how a partial failure is reported), and ``credits``
+  (the lead's charge) or ``credits_per_match`` (a fixed charge per success); ``no_match``
+  says whether a lead without a match is ``rejected`` (DLQ) or published ``empty``.
 
 An HTTP status other than 2xx is classified for the whole call as the contract's table
 says (429 with ``Retry-After``, 5xx, 401/403, 402, other 4xx). One attempt per call; the
@@ -68,6 +68,7 @@ class DeclarativeConfig(BaseModel):
     method: Literal["GET", "POST", "PUT"] = "POST"
     url: str
     batch_url: str | None = None
+    batch_method: Literal["GET", "POST", "PUT"] = "POST"
     batch_size: int = Field(1, ge=1, le=1_000)
     headers: dict[str, str] = {}
     query: dict[str, Any] = {}
@@ -218,16 +219,19 @@ class DeclarativeProvider:
             url = self._batch_url.render(first)
             body = self._batch_body.render(first, items_in)
             params = None
+            method = config.batch_method
         else:
             url = self._url.render(first)
             body = self._body.render(first)
-            params = self._query.render(first) or None
+            query = self._query.render(first)
+            params = {k: v for k, v in query.items() if v is not None} or None
+            method = config.method
         try:
             response = await http.request(
-                config.method,
+                method,
                 url,
                 params=params,
-                content=None if body is None or config.method == "GET" else orjson.dumps(body),
+                content=None if body is None or method == "GET" else orjson.dumps(body),
                 headers={**self._headers, "Content-Type": "application/json"},
             )
         except httpx.TimeoutException:
