@@ -72,6 +72,8 @@ class App:
             self.handler,
             log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
             release_holds=self.guard.release_holds,
+            # Clay's rate is per table: each instance paces at its share (clay/pacing.py).
+            on_assignment=None if self.clay is None else self.clay.submitter.pacer.share,
         )
         self._stop = asyncio.Event()
         # Not the breaker, not partitions: see streamproc/ops/readiness.py for why.
