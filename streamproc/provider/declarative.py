@@ -70,6 +70,8 @@ class DeclarativeConfig(BaseModel):
     batch_url: str | None = None
     batch_method: Literal["GET", "POST", "PUT"] = "POST"
     batch_size: int = Field(1, ge=1, le=1_000)
+    #: The API has only its bulk endpoint: a lead alone goes there too, as a batch of one.
+    always_batch: bool = False
     headers: dict[str, str] = {}
     query: dict[str, Any] = {}
     body: Any = None
@@ -167,9 +169,10 @@ class DeclarativeProvider:
             err = exc.errors(include_url=False)[0]
             loc = ".".join(str(p) for p in err["loc"])
             raise ConfigError(f"provider_declarative.{loc}: {err['msg']}") from None
-        if config.batch_size > 1 and (config.batch_url is None or config.batch_body is None):
+        batched = config.batch_size > 1 or config.always_batch
+        if batched and (config.batch_url is None or config.batch_body is None):
             raise ConfigError("provider_declarative: batch_size > 1 needs batch_url and batch_body")
-        if config.batch_size > 1 and config.items is None:
+        if batched and config.items is None:
             raise ConfigError("provider_declarative: batch_size > 1 needs items")
         self.config = config
         self.batch_size = config.batch_size
@@ -212,7 +215,7 @@ class DeclarativeProvider:
             raise RuntimeError("DeclarativeProvider.start() must be awaited before call()")
         config = self.config
         # A lead alone (a batch that did not fill) takes the single endpoint.
-        bulk = len(leads) > 1
+        bulk = len(leads) > 1 or config.always_batch
         first = _context(leads[0])
         if bulk:
             items_in = [self._batch_item.render(_context(one)) for one in leads]

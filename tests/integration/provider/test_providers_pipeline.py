@@ -64,12 +64,16 @@ async def _ledger(settings: Settings) -> tuple[int, int]:
 
 
 async def _exactly_once(settings: Settings, n: int) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Each lead once in leads.enriched or leads.dlq: the enriched bodies, the DLQ classes."""
+    """Each lead once in leads.enriched or leads.dlq, each partition's enriched leads in
+    input order: the enriched bodies, the DLQ classes."""
     enriched = await read_all(settings, settings.topic_enriched)
     dlq = await read_all(settings, settings.topic_dlq)
     seen = Counter((r.key or b"").decode() for r in enriched + dlq)
     assert set(seen) == {f"l{i}" for i in range(n)}, "a lead is missing or unknown"
     assert max(seen.values()) == 1, "a lead was published twice"
+    for partition in {r.partition for r in enriched}:
+        order = [int((r.key or b"l0").decode()[1:]) for r in enriched if r.partition == partition]
+        assert order == sorted(order), "a partition's outputs left their input order"
     bodies = {(r.key or b"").decode(): orjson.loads(r.value or b"") for r in enriched}
     classes = {(r.key or b"").decode(): r.headers["streamproc.error.class"] for r in dlq}
     return bodies, classes
@@ -217,3 +221,23 @@ def test_an_unknown_provider_is_one_line(topics: Settings) -> None:
 
     with pytest.raises(ConfigError, match=r"'nope' is not installed .*http"):
         App(configure(topics, provider="nope"))
+
+
+async def test_mock_bulk_batch_with_a_rejected_and_a_rate_limited_lead(
+    topics: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mock's bulk endpoint answers per lead inside one 200: the rejected lead goes to
+    the DLQ alone, the rate-limited one is retried and enriched, the rest once; credits
+    held."""
+    async with serve_mock_provider(MockProviderConfig(port=0, latency_ms=1, seed=5)) as url:
+        monkeypatch.setenv("MOCK_PROVIDER_URL", url)
+        settings = _settings(topics, **_example("mock_bulk.toml"))
+        odd = {4: "no.reject.test", 6: "slow.ratelimit.test"}
+        await _run(settings, _leads(400, odd))
+        stats = await _stats(url)
+    bodies, classes = await _exactly_once(settings, 400)
+    assert classes == {"l4": b"provider_rejected"}
+    assert bodies["l6"]["enrichment"]["domain"] == "slow.ratelimit.test"
+    assert stats["by_status"]["429"] == 1
+    assert stats["credits"] == 6 * 399
+    assert await _ledger(settings) == (6 * 399, 0)
