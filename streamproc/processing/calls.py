@@ -19,7 +19,7 @@ batch to fill. Each call runs through the one retry loop of every provider call
 Each lead keeps its own admission, so the cache, single-flight and the budget work per lead
 as for single calls: every lead of a batch holds its reserved slice before the call is made
 and settles at its own charge. With a batch size of 1 the call is made inline, in the
-lead's own task: nothing waits and no task is created.
+lead's own task: nothing waits, and no task or future is created.
 """
 
 from __future__ import annotations
@@ -115,11 +115,10 @@ class ProviderCalls:
         keep_trying: KeepTrying | None = None,
     ) -> CallDone:
         """Enrich one admitted lead in the next call; raises its failure as a LeadError."""
+        if self.batch_size == 1:
+            return await self._one(LeadIn(lead_id, lead), keep_trying)
         loop = asyncio.get_running_loop()
         member = _Member(LeadIn(lead_id, lead), keep_trying, loop.create_future())
-        if self.batch_size == 1:
-            await self._call([member])
-            return member.future.result()
         self._pending.append(member)
         if len(self._pending) >= self.batch_size:
             self._flush()
@@ -132,6 +131,29 @@ class ProviderCalls:
             if member in self._pending:
                 self._pending.remove(member)
             raise
+
+    async def _one(self, lead: LeadIn, keep_trying: KeepTrying | None) -> CallDone:
+        """A call of one lead, in the lead's own task: the hot path of single calls, so no
+        future and no batch bookkeeping."""
+        provider, timeout_s, leads = self.provider, self._timeout_s, (lead,)
+
+        async def attempt() -> Enrichment:
+            async with asyncio.timeout(timeout_s):
+                answers = await provider.call(leads)
+            if len(answers) != 1:
+                raise ProviderError(f"provider answered {len(answers)} results for 1 lead")
+            answer = answers[0]
+            if isinstance(answer, Enrichment):
+                return answer
+            raise _as_error(answer)
+
+        try:
+            done = await self._driver.run(attempt, keep_trying=keep_trying)
+        except LeadError:
+            raise
+        except Exception as exc:  # a provider's bug fails its lead, never the line
+            raise ProviderError(f"provider raised {type(exc).__name__}") from exc
+        return CallDone(done.value.data, done.value.credits, done.attempts)
 
     def _flush(self) -> None:
         if self._timer is not None:
