@@ -185,10 +185,9 @@ class DeclarativeProvider:
         self._batch_item = _Template(
             config.batch_item if config.batch_item is not None else config.body, "batch_item"
         )
-        self._headers = {
-            "User-Agent": f"streamproc/{__version__}",
-            **{_env(k, "headers"): _env(v, "headers") for k, v in config.headers.items()},
-        }
+        self._headers = _Template(
+            {"User-Agent": f"streamproc/{__version__}", **config.headers}, "headers"
+        )
         self._items = None if config.items is None else _compile(config.items, "items")
         self._single_item = _compile(config.single_item, "single_item")
         self._result = _compile(config.result, "result")
@@ -235,7 +234,9 @@ class DeclarativeProvider:
                 url,
                 params=params,
                 content=None if body is None or method == "GET" else orjson.dumps(body),
-                headers={**self._headers, "Content-Type": "application/json"},
+                # Rendered on the call's first lead: ``{{ lead_id }}`` makes an
+                # Idempotency-Key of a one-lead call.
+                headers={**_header_values(self._headers.render(first)), **_JSON},
             )
         except httpx.TimeoutException:
             raise
@@ -297,6 +298,13 @@ class DeclarativeProvider:
         if self.config.credits_per_match is not None:
             return self.config.credits_per_match
         return self._settings.credits_per_lead
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def _header_values(headers: dict[str, Any]) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else _text(v) for k, v in headers.items()}
 
 
 def _key(value: Any) -> str:
