@@ -19,6 +19,7 @@ DEFAULT_SCENARIOS = (
     "faust",
     "quix",
     "streamproc",
+    "streamproc-batch",
 )
 #: Also selectable with --only: streamproc with credits_per_lead=0 (no budget claims:
 #: isolates the cost of the claims round trip), and the soak.

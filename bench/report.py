@@ -150,6 +150,26 @@ def targets(rows: Sequence[Row], cfg: BenchConfig) -> list[dict[str, Any]]:
                 else ""
             ),
         )
+    batch = _get(rows, "streamproc-batch")
+    if batch is not None and batch.throughput:
+        # Issue 12: batches of 10 against the same mock, same latency per request.
+        ratio = batch.throughput / sp.throughput
+        add(
+            "batch of 10 vs single calls (throughput)",
+            ratio,
+            ">= 3x",
+            ratio >= 3,
+            f"{batch.throughput:.0f} / {sp.throughput:.0f} leads/s",
+        )
+        if batch.cpu_s_per_1k and sp.cpu_s_per_1k:
+            share = batch.cpu_s_per_1k / sp.cpu_s_per_1k
+            add(
+                "batch of 10 vs single calls (CPU per lead)",
+                share,
+                "<= 0.33",
+                share <= 1 / 3,
+                f"{batch.cpu_s_per_1k:.2f} / {sp.cpu_s_per_1k:.2f} CPU s per 1,000 leads",
+            )
     soak = _get(rows, "soak")
     if soak is not None:
         trend = soak.extra.get("rss_trend", {})

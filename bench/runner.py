@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -186,6 +188,23 @@ class Bench:
             }
         )
 
+    def _batch_env(self, t: Topics) -> dict[str, str]:
+        """streamproc with the declarative provider on the mock's bulk endpoint
+        (examples/providers/mock_bulk.toml): batches of 10, the same mock, the same latency
+        per request as the single-call row."""
+        table = tomllib.loads((ROOT / "examples" / "providers" / "mock_bulk.toml").read_text())
+        settings = table["streamproc"]
+        env = self._streamproc_env(t)
+        env.update(
+            {
+                "STREAMPROC_PROVIDER": settings["provider"],
+                "STREAMPROC_PROVIDER_BATCH_SIZE": str(settings["provider_batch_size"]),
+                "STREAMPROC_PROVIDER_DECLARATIVE": json.dumps(settings["provider_declarative"]),
+                "MOCK_PROVIDER_URL": self._provider_base,
+            }
+        )
+        return env
+
     def _streamproc_env(self, t: Topics, credits_per_lead: int | None = None) -> dict[str, str]:
         cfg = self.cfg
         env = {
@@ -239,6 +258,15 @@ class Bench:
                 label,
                 [py, "-m", "streamproc", "run", *idle],
                 lambda t, _: self._streamproc_env(t),
+                processes=processes,
+                streamproc_topics=True,
+                min_rate=50.0,
+            )
+        if name == "streamproc-batch":
+            return _Pipeline(
+                name if processes == 1 else f"{name}-x{processes}",
+                [py, "-m", "streamproc", "run", *idle],
+                lambda t, _: self._batch_env(t),
                 processes=processes,
                 streamproc_topics=True,
                 min_rate=50.0,

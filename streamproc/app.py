@@ -19,10 +19,13 @@ from streamproc.logs import get_logger
 from streamproc.ops.http import OpsServer
 from streamproc.ops.metrics import Metrics
 from streamproc.ops.readiness import ReadinessCheck
+from streamproc.processing.calls import ProviderCalls
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.processor import Processor
-from streamproc.provider.client import ProviderClient
+from streamproc.provider.api import Provider
+from streamproc.provider.client import ProviderClient, retry_driver
+from streamproc.provider.registry import load_provider_factory
 from streamproc.redact import mask_url
 from streamproc.resilience.breaker import Transition
 from streamproc.settings import ProviderMode, Settings
@@ -59,14 +62,14 @@ class App:
         self.guard.attach(self.state)
         # Clay mode: leads are submitted to Clay's webhook and finished by its callback
         # (streamproc.clay); there is no synchronous provider to call.
-        self.provider: ProviderClient | None = None
+        self.provider: ProviderCalls | None = None
         self.clay: ClayService | None = None
         if settings.provider_mode is ProviderMode.CLAY:
             self.clay = ClayService(
                 settings, self.guard, self.state, self.metrics, processor_version=__version__
             )
         else:
-            self.provider = ProviderClient(settings, on_attempt=self.metrics.provider_attempt)
+            self.provider = self._provider_calls(settings)
         self.handler = LeadHandler(
             settings, self.provider, self.guard, processor_version=__version__, deferred=self.clay
         )
@@ -75,6 +78,8 @@ class App:
             self.handler,
             log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
             release_holds=self.guard.release_holds,
+            # Clay's rate is per table: each instance paces at its share (clay/pacing.py).
+            on_assignment=None if self.clay is None else self.clay.submitter.pacer.share,
         )
         self._stop = asyncio.Event()
         # Not the breaker, not partitions: see streamproc/ops/readiness.py for why.
@@ -95,6 +100,29 @@ class App:
         #: Further listeners of every state record (restore and tail), added before
         #: :meth:`run`: the console's breaker history and budget burn.
         self.state_listeners: list[StateListener] = []
+
+    def _provider_calls(self, settings: Settings) -> ProviderCalls:
+        """The provider the ``provider`` setting names (an entry point of
+        ``streamproc.providers``), behind the pipeline's batching and retry loop."""
+        name = settings.provider_name
+        factory = load_provider_factory(name)
+        if factory is ClayService:
+            raise ConfigError("provider clay needs provider_mode clay")
+        provider = factory(settings)
+        if not isinstance(provider, Provider):
+            raise ConfigError(
+                f"provider {name!r} is not a streamproc provider: it needs batch_size, "
+                "start(), close() and call(leads) (docs/provider.md)"
+            )
+        if isinstance(provider, ProviderClient):
+            provider.on_attempt = self.metrics.provider_attempt
+        return ProviderCalls(
+            provider,
+            retry_driver(settings, "provider"),
+            batch_size=settings.provider_batch_size,
+            linger_s=settings.provider_batch_linger_ms / 1000,
+            timeout_s=settings.provider_timeout_s,
+        )
 
     def _on_state(
         self, key: str, value: dict[str, Any] | None, partition: int, offset: int
@@ -158,9 +186,11 @@ class App:
                 "processor.started",
                 group_id=settings.group_id,
                 topic=settings.topic_raw,
-                provider=settings.provider_mode.value
-                if self.clay is not None
+                provider=settings.provider_name,
+                provider_url=None
+                if settings.provider_url is None
                 else mask_url(str(settings.provider_url)),
+                batch_size=None if self.provider is None else self.provider.batch_size,
                 max_in_flight=settings.max_in_flight,
                 http_port=self.ops.port,
             )

@@ -106,6 +106,9 @@ class LeadError(StreamprocError):
         #: The request may have reached the provider and been billed although no answer
         #: came back (a timeout, a connection lost after sending): the budget counts it.
         self.maybe_charged = maybe_charged
+        #: Set on the copy each other lead of a batch gets of its call's failure: the call
+        #: is counted once (breaker, health), by its first lead (processing/calls.py).
+        self.shares_call = False
 
 
 class InvalidPayload(LeadError):

@@ -296,6 +296,31 @@ class Settings(BaseSettings):
         description="`sync`: a request/response provider (`provider_url`); `clay`: Clay's "
         "webhook and callback protocol (`clay_*`)",
     )
+    provider: str | None = Field(
+        None,
+        min_length=1,
+        description="the provider, by its `streamproc.providers` entry point: `http` (the "
+        "contract of docs/provider.md), `clay`, `declarative` (`provider_declarative`) or an "
+        "installed package's; unset: `http`, or `clay` with `provider_mode` clay",
+    )
+    provider_batch_size: int = Field(
+        1,
+        ge=1,
+        le=1_000,
+        description="most admitted leads per provider call (capped by the provider's own "
+        "bulk limit); 1: one lead per call",
+    )
+    provider_batch_linger_ms: float = Field(
+        5.0,
+        ge=0,
+        le=10_000,
+        description="longest a lead waits for its batch to fill before the call goes out",
+    )
+    provider_declarative: dict[str, Any] | None = Field(
+        None,
+        description="the declarative HTTP provider: the `[streamproc.provider_declarative]` "
+        "table of the settings file (docs/provider.md), or its JSON",
+    )
 
     # --- Clay mode (provider_mode = clay; see streamproc.clay) -----------------------------
     clay_webhook_urls: Annotated[tuple[AnyHttpUrl, ...], NoDecode] = Field(
@@ -632,6 +657,32 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("provider_declarative", mode="before")
+    @classmethod
+    def _json_table(cls, value: Any) -> Any:
+        """A table from the settings file, or its JSON from a flag."""
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("must be a table of the settings file, or JSON") from None
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clay_provider(cls, data: Any) -> Any:
+        """``provider = "clay"`` is Clay's mode: the same checks, the same lease rules."""
+        if isinstance(data, dict) and data.get("provider") == "clay":
+            return {**data, "provider_mode": ProviderMode.CLAY}
+        return data
+
+    @property
+    def provider_name(self) -> str:
+        """The entry point name of the provider these settings choose."""
+        if self.provider is not None:
+            return self.provider
+        return "clay" if self.provider_mode is ProviderMode.CLAY else "http"
+
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
         if self.provider_backoff_max_s < self.provider_backoff_base_s:
@@ -644,6 +695,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "security_protocol SASL_* needs STREAMPROC_SASL_USERNAME and "
                 "STREAMPROC_SASL_PASSWORD"
+            )
+        if self.provider_mode is ProviderMode.CLAY and self.provider not in (None, "clay"):
+            raise ValueError(f"provider_mode clay and provider {self.provider} disagree")
+        if self.provider == "declarative" and not self.provider_declarative:
+            raise ValueError(
+                "provider declarative needs a [streamproc.provider_declarative] table in the "
+                "settings file (docs/provider.md; examples/providers/)"
             )
         if self.provider_mode is ProviderMode.CLAY:
             if not self.clay_webhook_urls:

@@ -192,7 +192,7 @@ async def traced_lead(record: R, handle: Callable[[R], Awaitable[Outcome]]) -> O
     return outcome
 
 
-async def provider_call(call: Awaitable[T], url: str) -> T:
+async def provider_call(call: Awaitable[T], url: str | None) -> T:
     """Await one logical provider call (all its attempts) inside a ``provider call`` span,
     a child of the current (the lead's) span. The attempts carry it (:func:`http_headers`)."""
     from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -300,8 +300,11 @@ def _with_context(headers: Headers) -> list[tuple[str, bytes]]:
 
 
 @functools.lru_cache(maxsize=16)
-def _http_attributes(url: str) -> dict[str, Any]:
-    """The HTTP client attributes of a call to ``url``, without its credentials or query."""
+def _http_attributes(url: str | None) -> dict[str, Any]:
+    """The HTTP client attributes of a call to ``url``, without its credentials or query;
+    none for a provider that does not name one endpoint."""
+    if url is None:
+        return {}
     parts = urlsplit(url)
     default_port = 443 if parts.scheme == "https" else 80
     host = parts.hostname or ""

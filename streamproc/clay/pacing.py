@@ -2,6 +2,12 @@
 
 The thin async shell of :mod:`streamproc.resilience.token_bucket` (sleep and clock
 injectable for tests).
+
+Clay's rate limit is per table, not per process, so the group shares it: each instance
+paces at its share, ``clay_rate_per_s`` times the fraction of the input topic's partitions
+assigned to it (:meth:`Pacer.share`, called on every rebalance). With partitions spread
+evenly that is rate / members; unevenly, each member's share follows its load, and the
+shares of the whole group add up to the table's rate (docs/clay.md, "Several instances").
 """
 
 from __future__ import annotations
@@ -29,6 +35,23 @@ class Pacer:
         self.bucket = bucket
         self._clock = clock
         self._sleep = sleep
+        #: The group's rate and burst; this process paces at its share of them.
+        self.group_rate_per_s = bucket.rate_per_s
+        self.group_burst = bucket.burst
+        self.fraction = 1.0
+
+    def share(self, assigned: int, total: int) -> None:
+        """Pace at ``assigned / total`` of the group's rate: this process reads ``assigned``
+        of the input topic's ``total`` partitions. With none assigned (for now) it keeps one
+        partition's share, for the leads of a revoked partition still finishing."""
+        if total <= 0:
+            return
+        fraction = min(1.0, max(assigned, 1) / total)
+        if fraction == self.fraction:
+            return
+        self.fraction = fraction
+        burst = max(1, math.floor(self.group_burst * fraction))
+        self.bucket.set_rate(self.group_rate_per_s * fraction, burst, self._clock())
 
     async def acquire(self) -> None:
         """Return when this caller may submit (a cancelled waiter's slot is simply unused)."""

@@ -66,6 +66,12 @@ class _Ticket:
     flight: asyncio.Future[None] | None
 
 
+def _counts(error: LeadError) -> bool:
+    """Whether a failure counts against the breaker here: once per call, so not for the
+    other leads of a failed batch call (``shares_call``)."""
+    return error.counts_against_breaker and not error.shares_call
+
+
 def fallback_enrichment(lead: Lead) -> dict[str, Any] | None:
     """A local guess from the domain alone; clearly marked by ``source: fallback``."""
     domain = lead.lookup_domain
@@ -246,11 +252,11 @@ class ResilienceGuard:
         if ticket.breaker is self.breaker:
             if result is not None:
                 self.breaker.record_success(ticket.permit, now)
-            elif error is not None and error.counts_against_breaker:
+            elif error is not None and _counts(error):
                 self.breaker.record_failure(ticket.permit, now)
             else:
                 self.breaker.release(ticket.permit, now)
-        if result is not None or (error is not None and error.counts_against_breaker):
+        if result is not None or (error is not None and _counts(error)):
             self.health.record(result is not None, now)
         if ticket.lease is not None:
             lease, ticket.lease = ticket.lease, None
@@ -263,7 +269,7 @@ class ResilienceGuard:
             self._claimant.finish(lease, charged)
         if isinstance(error, ProviderCreditsExhausted):
             self._claimant.credits_exhausted(now)
-        if isinstance(error, ProviderAuthError):
+        if isinstance(error, ProviderAuthError) and not error.shares_call:
             log.error("provider.auth_failed", message=error.message)
         if result is not None and ticket.cache_key is not None:
             self._remember(ticket.cache_key, result.data, now)
@@ -357,7 +363,7 @@ class ResilienceGuard:
         if not isinstance(ticket, _Ticket) or ticket.breaker is not self.breaker:
             return False
         now = self._clock()
-        if error.counts_against_breaker:
+        if _counts(error):
             self.breaker.record_failure(ticket.permit, now)
             self.health.record(False, now)
         if self.breaker.state(now) is not BreakerState.CLOSED:

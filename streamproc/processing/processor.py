@@ -118,8 +118,11 @@ class Processor:
         *,
         log_context: Callable[[], dict[str, Any]] | None = None,
         release_holds: Callable[[], int] | None = None,
+        on_assignment: Callable[[int, int], None] | None = None,
     ) -> None:
         self._settings = settings
+        #: Told after every rebalance: partitions assigned here, partitions of the topic.
+        self._on_assignment = on_assignment
         self._handler = handler
         self._log_context = log_context or dict
         #: Cancels the leads held by the breaker or the budget (see ResilienceGuard).
@@ -573,6 +576,13 @@ class Processor:
         if self._lanes:
             self.assigned.set()
         self._window_freed.set()
+        self._report_assignment()
+
+    def _report_assignment(self) -> None:
+        if self._on_assignment is None or self._consumer is None:
+            return
+        total = len(self._consumer.partitions_for_topic(self._settings.topic_raw) or ())
+        self._on_assignment(len(self._consumer.assignment()), total)
 
     async def _open_lane(self, tp: TopicPartition) -> None:
         assert self._consumer is not None
@@ -622,6 +632,7 @@ class Processor:
             log.info("partitions.revoked", partitions=sorted(tp.partition for tp in tps))
         if not self._lanes:
             self.assigned.clear()
+        self._report_assignment()
 
     async def _close_lane(self, tp: TopicPartition, *, commit: bool) -> None:
         lane = self._lanes.pop(tp, None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeAlias
@@ -23,6 +23,7 @@ import orjson
 
 from streamproc import __version__, tracing
 from streamproc.errors import InvalidPayload, ProviderError
+from streamproc.provider.api import Enrichment, LeadIn
 from streamproc.provider.classify import ProviderResult, classify_response
 from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep
 from streamproc.provider.retry import RetryPolicy
@@ -82,6 +83,10 @@ def retry_driver(
 
 class ProviderClient:
     """Calls the enrichment provider for one lead at a time, concurrently, with retries.
+
+    It is the ``http`` provider (docs/provider.md, "Synchronous HTTP") behind the public
+    interface (:class:`~streamproc.provider.api.Provider`): :meth:`call` is one attempt,
+    and the pipeline drives the retries; :meth:`enrich` is one lead with its retries.
 
     Use as ``async with ProviderClient(settings) as client`` or call :meth:`start` and
     :meth:`close`. ``transport`` replaces the network (``httpx.MockTransport`` in tests);
@@ -154,6 +159,35 @@ class ProviderClient:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    #: One lead per call: the contract has no batch form.
+    batch_size = 1
+
+    @property
+    def url(self) -> str:
+        """The endpoint every call goes to (named on the provider call's span)."""
+        return self._url
+
+    async def call(self, leads: Sequence[LeadIn]) -> list[Enrichment]:
+        """One attempt at one lead (the :class:`~streamproc.provider.api.Provider` call);
+        raises the :class:`~streamproc.errors.LeadError` its answer means."""
+        http = self._http
+        if http is None:
+            raise RuntimeError("ProviderClient.start() must be awaited before call()")
+        if len(leads) != 1:
+            raise ValueError("the http provider takes one lead per call")
+        (one,) = leads
+        body = _encode(one.lead)
+        headers = [*self._headers, (b"Idempotency-Key", _idempotency_key(one.lead_id))]
+        response = await self._send(http, body, headers)
+        result = classify_response(
+            response.status_code,
+            response.content,
+            response.headers,
+            default_credits=self._default_credits,
+            now=time.time,
+        )
+        return [Enrichment(result.data, result.credits)]
 
     async def enrich(
         self,

@@ -47,6 +47,21 @@ class TokenBucket:
         self._tat = max(tat, allowed_at + self._tolerance) + self._interval
         return max(0.0, allowed_at - now)
 
+    def set_rate(self, rate_per_s: float, burst: int, now: float) -> None:
+        """Go on at a new rate and burst from ``now``: slots already reserved keep their
+        times; the next one is a new interval after the last, and the credit of a quiet
+        period is capped at the new burst."""
+        if not (math.isfinite(rate_per_s) and rate_per_s > 0):
+            raise ValueError("rate_per_s must be a finite number > 0")
+        if burst < 1:
+            raise ValueError("burst must be >= 1")
+        self._tat = max(self._tat, now - self._tolerance) - self._interval
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._interval = 1.0 / rate_per_s
+        self._tolerance = (burst - 1) * self._interval
+        self._tat = max(self._tat + self._interval, now - self._tolerance)
+
     def pause_until(self, until: float) -> None:
         """No slot before ``until``; after it, the sustained rate without a burst."""
         if until <= self.blocked_until:

@@ -44,7 +44,12 @@ def add_mock_provider_arguments(mock: argparse.ArgumentParser) -> None:
         "clay mode (--mode clay: webhooks at /webhook/<name>, callbacks to --callback-url; "
         "--error-rate is then the share of error rows, --rate-limit-rate of 429s)"
     )
-    clay.add_argument("--mode", choices=["sync", "clay"], default="sync")
+    clay.add_argument(
+        "--mode",
+        choices=["sync", "clay", "person-match", "company-bulk", "email-finder"],
+        default="sync",
+        help="the contract (sync), Clay, or a real API's simulator (docs/simulators.md)",
+    )
     clay.add_argument("--callback-url", default=None, help="streamproc's callback receiver")
     clay.add_argument("--callback-secret", default=None, help="shared secret of the callbacks")
     clay.add_argument("--callback-auth", choices=["header", "hmac"], default="header")
@@ -62,6 +67,19 @@ def mock_provider_command(args: argparse.Namespace) -> int:
     """Serve the simulator ``args`` describe until SIGINT or SIGTERM; exit code 0."""
     if args.mode == "clay":
         return _clay_simulator(args)
+    if args.mode in ("person-match", "company-bulk", "email-finder"):
+        from streamproc.simulators.apis import ApiSimConfig, run_api
+
+        run_api(
+            ApiSimConfig(
+                kind=args.mode,
+                host=args.host,
+                port=args.port,
+                api_key=args.api_key or "test-key",
+                latency_ms=args.latency_ms,
+            )
+        )
+        return 0
     from streamproc.simulators.provider import MockProviderConfig, run_mock_provider
 
     outages: list[tuple[float, float]] = []

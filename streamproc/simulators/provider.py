@@ -241,6 +241,7 @@ def build_app(
     app = web.Application()
     app[_STATE] = _MockState(config, clock)
     app.router.add_post("/enrich", _handle_enrich)
+    app.router.add_post("/enrich/bulk", _handle_bulk)
     app.router.add_get("/stats", _handle_stats)
     app.router.add_get("/healthz", _handle_healthz)
     app.router.add_post("/admin/outage", _handle_outage)
@@ -324,6 +325,37 @@ async def _handle_enrich(request: web.Request) -> web.Response:
         return _json(outcome.status, outcome.payload, outcome.headers)
     finally:
         state.stats.call_ended(outcome.status, key, outcome.credits)
+
+
+async def _handle_bulk(request: web.Request) -> web.Response:
+    """``{"leads": [...]}`` (each with its ``lead_id``) in one request, one latency for all:
+    ``{"results": [...]}`` in order, each ``{"status", "data", "credits"}`` or
+    ``{"status", "error"}``, decided per lead as ``/enrich`` decides (docs/simulators.md)."""
+    state = request.app[_STATE]
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        body = None
+    leads = body.get("leads") if isinstance(body, dict) else None
+    if not isinstance(leads, list) or not all(
+        isinstance(lead, dict) and isinstance(lead.get("lead_id"), str) for lead in leads
+    ):
+        return _json(400, {"error": "body must be {leads: [{lead_id, ...}]}"})
+    latency_s = state.draw_latency_s()
+    if state.outage():
+        outcomes = [_Outcome(503, {"error": "provider outage"}) for _ in leads]
+    else:
+        outcomes = [_decide(state, lead, lead["lead_id"], latency_s) for lead in leads]
+    for _ in leads:
+        state.stats.call_started()
+    try:
+        if not await state.pause(latency_s):
+            return _json(503, {"error": "shutting down"})
+        items = [{"status": o.status, **o.payload} for o in outcomes]
+        return _json(200, {"results": items})
+    finally:
+        for lead, outcome in zip(leads, outcomes, strict=True):
+            state.stats.call_ended(outcome.status, lead["lead_id"], outcome.credits)
 
 
 async def _answer(state: _MockState, request: web.Request, key: str | None) -> _Outcome:

@@ -455,3 +455,17 @@ async def test_a_lead_finished_twice_is_booked_once() -> None:
     guard.finished(claim.claim_id, claim.day, 6, domain=None, data=None)
     assert guard.ledger.spent(claim.day) == 6
     assert guard.ledger.outstanding(claim.day) == 0
+
+
+async def test_a_failed_batch_call_counts_once_against_the_breaker() -> None:
+    """Three leads of one failed call: the breaker and health hear one failure, the
+    other two leads (``shares_call``) only give their permits back."""
+    guard, _ = _guard(budget_daily_credits=1000, breaker_failure_threshold=2)
+    admissions = [await guard.admit(_lead(i)) for i in range(3)]
+    failure = ProviderError("503")
+    for i, admission in enumerate(admissions):
+        error = failure if i == 0 else ProviderError("503")
+        error.shares_call = i > 0
+        guard.settle(admission, None, error)
+    assert guard.breaker.failures_in_window(guard._clock()) == 1
+    assert guard.breaker.state(guard._clock()) is BreakerState.CLOSED

@@ -1,0 +1,244 @@
+"""Calls to any :class:`~streamproc.provider.api.Provider`, one lead or a batch at a time.
+
+The handler asks for one admitted lead at a time (:meth:`ProviderCalls.enrich`, the
+handler's ``Enricher``); here admitted leads are grouped into calls of up to
+``provider_batch_size`` leads, a call waiting at most ``provider_batch_linger_ms`` for its
+batch to fill. Each call runs through the one retry loop of every provider call
+(:class:`~streamproc.provider.driver.RetryDriver`), each attempt bounded by
+``provider_timeout_s``:
+
+* a failure of the whole call (429, 5xx, timeout) is retried **as a batch**; each lead's
+  ``keep_trying`` (the guard's) is asked, and a lead the guard will not let retry (no
+  claim for a call that may have been billed) leaves the batch with the failure;
+* a lead answered alone is done: enriched, or failed with its own class (a lead rejected
+  inside a batch goes to the DLQ alone); a lead answered with a failure that is retried
+  in-process (a per-lead 429 or 5xx) stays in the batch for the next attempt;
+* **the breaker counts calls**: of a failed call's leads, only the first hears the failure
+  as counting; the others get a copy marked ``shares_call`` that settles without counting.
+
+Each lead keeps its own admission, so the cache, single-flight and the budget work per lead
+as for single calls: every lead of a batch holds its reserved slice before the call is made
+and settles at its own charge. With a batch size of 1 the call is made inline, in the
+lead's own task: nothing waits, and no task or future is created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from streamproc import tracing
+from streamproc.errors import LeadError, ProviderError
+from streamproc.provider.api import Answer, Enrichment, LeadIn, Provider
+from streamproc.provider.driver import RetryDriver
+
+__all__ = ["CallDone", "ProviderCalls"]
+
+KeepTrying = Callable[[LeadError], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class CallDone:
+    """One lead's enrichment, its charge and the attempts its call took."""
+
+    data: dict[str, Any]
+    credits: int
+    attempts: int
+
+
+@dataclass(slots=True)
+class _Member:
+    lead: LeadIn
+    keep_trying: KeepTrying | None
+    future: asyncio.Future[CallDone]
+
+    def done(self, value: CallDone) -> None:
+        if not self.future.done():
+            self.future.set_result(value)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+def _shared(error: LeadError) -> LeadError:
+    """A copy of a whole call's failure for a lead other than the one that counts it."""
+    twin = copy.copy(error)
+    twin.shares_call = True
+    return twin
+
+
+class ProviderCalls:
+    """The handler's ``Enricher`` over any provider. ``batch_size`` is capped by the
+    provider's own; ``linger_s`` bounds how long a lead waits for its batch to fill."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        driver: RetryDriver,
+        *,
+        batch_size: int = 1,
+        linger_s: float = 0.0,
+        timeout_s: float,
+    ) -> None:
+        self.provider = provider
+        self._driver = driver
+        self.batch_size = max(1, min(batch_size, provider.batch_size))
+        self._linger_s = linger_s
+        self._timeout_s = timeout_s
+        # For the provider call's span: a provider that names its endpoint (``url``).
+        self._url: str | None = getattr(provider, "url", None)
+        self._pending: list[_Member] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.provider.start()
+
+    async def close(self) -> None:
+        """Cancel the calls still running (their leads were cancelled before) and close the
+        provider."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in list(self._calls):
+            task.cancel()
+        if self._calls:
+            await asyncio.gather(*self._calls, return_exceptions=True)
+        await self.provider.close()
+
+    async def enrich(
+        self,
+        lead: Mapping[str, Any],
+        lead_id: str,
+        *,
+        keep_trying: KeepTrying | None = None,
+    ) -> CallDone:
+        """Enrich one admitted lead in the next call; raises its failure as a LeadError."""
+        if self.batch_size == 1:
+            return await self._one(LeadIn(lead_id, lead), keep_trying)
+        loop = asyncio.get_running_loop()
+        member = _Member(LeadIn(lead_id, lead), keep_trying, loop.create_future())
+        self._pending.append(member)
+        if len(self._pending) >= self.batch_size:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._linger_s, self._flush)
+        try:
+            return await member.future
+        except asyncio.CancelledError:
+            # Not sent yet: it leaves the batch. Sent: the call goes on for the others.
+            if member in self._pending:
+                self._pending.remove(member)
+            raise
+
+    async def _one(self, lead: LeadIn, keep_trying: KeepTrying | None) -> CallDone:
+        """A call of one lead, in the lead's own task: the hot path of single calls, so no
+        future and no batch bookkeeping."""
+        provider, timeout_s, leads = self.provider, self._timeout_s, (lead,)
+
+        async def attempt() -> Enrichment:
+            async with asyncio.timeout(timeout_s):
+                answers = await provider.call(leads)
+            if len(answers) != 1:
+                raise ProviderError(f"provider answered {len(answers)} results for 1 lead")
+            answer = answers[0]
+            if isinstance(answer, Enrichment):
+                return answer
+            raise _as_error(answer)
+
+        try:
+            call = self._driver.run(attempt, keep_trying=keep_trying)
+            # Tracing: the call's span, a child of the lead's (docs/tracing.md).
+            done = await (tracing.provider_call(call, self._url) if tracing.enabled else call)
+        except LeadError:
+            raise
+        except Exception as exc:  # a provider's bug fails its lead, never the line
+            raise ProviderError(f"provider raised {type(exc).__name__}") from exc
+        return CallDone(done.value.data, done.value.credits, done.attempts)
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._pending:
+            batch = self._pending[: self.batch_size]
+            del self._pending[: self.batch_size]
+            task = asyncio.get_running_loop().create_task(self._call(batch))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+
+    async def _call(self, batch: list[_Member]) -> None:
+        """One logical call for ``batch``: every member ends done or failed."""
+        waiting = batch
+        attempts = 0
+
+        async def attempt() -> None:
+            nonlocal waiting, attempts
+            attempts += 1
+            live = [m for m in waiting if not m.future.done()]
+            waiting = live
+            if not live:
+                return
+            async with asyncio.timeout(self._timeout_s):
+                answers = await self.provider.call([m.lead for m in live])
+            if len(answers) != len(live):
+                raise ProviderError(
+                    f"provider answered {len(answers)} results for {len(live)} leads"
+                )
+            again: list[_Member] = []
+            retry: LeadError | None = None
+            for member, answer in zip(live, answers, strict=True):
+                if isinstance(answer, Enrichment):
+                    member.done(CallDone(answer.data, answer.credits, attempts))
+                elif self._driver.policy.should_retry(_as_error(answer), attempts - 1):
+                    again.append(member)
+                    retry = retry or _as_error(answer)
+                else:
+                    member.fail(_as_error(answer))
+            waiting = again
+            if retry is not None:
+                raise retry
+
+        async def keep_trying(failure: LeadError) -> bool:
+            nonlocal waiting
+            kept: list[_Member] = []
+            first = True
+            for member in waiting:
+                if member.future.done():
+                    continue
+                error = failure if first else _shared(failure)
+                first = False
+                if member.keep_trying is None or await member.keep_trying(error):
+                    kept.append(member)
+                else:
+                    member.fail(error)
+            waiting = kept
+            return bool(kept)
+
+        try:
+            call = self._driver.run(attempt, keep_trying=keep_trying)
+            # A batch's span is a child of the lead whose arrival started the call.
+            await (tracing.provider_call(call, self._url) if tracing.enabled else call)
+        except LeadError as exc:
+            first = True
+            for member in waiting:
+                if not member.future.done():
+                    member.fail(exc if first else _shared(exc))
+                    first = False
+        except Exception as exc:  # a provider's bug fails its leads, never the line
+            for member in waiting:
+                member.fail(ProviderError(f"provider raised {type(exc).__name__}"))
+        finally:
+            for member in batch:  # cancelled: the leads are cancelled with their tasks
+                if not member.future.done():
+                    member.future.cancel()
+
+
+def _as_error(answer: Answer) -> LeadError:
+    if isinstance(answer, LeadError):
+        return answer
+    return ProviderError(f"provider answered a {type(answer).__name__}, not an Enrichment")

@@ -1,0 +1,325 @@
+"""The declarative HTTP provider: any JSON enrichment API, described in the settings file.
+
+The ``[streamproc.provider_declarative]`` table (docs/provider.md, "Declarative HTTP";
+examples in ``examples/providers/``) says how to ask and where to read the answer:
+
+* the request: ``method``, ``url`` (``batch_method``, ``batch_url`` for the bulk
+  endpoint), ``headers`` and ``query``, ``body`` (one lead), ``batch_body`` with
+  ``"{{ leads }}"`` standing for the list of ``batch_item`` (default: ``body``), one per
+  lead. In every template a string ``"{{ expr }}"`` is the value of the JMESPath ``expr``
+  on the lead (its type kept), and ``{{ expr }}`` inside a longer string is its text;
+  ``${NAME}`` is the environment variable ``NAME`` (secrets stay out of the file), read
+  once at start-up;
+* the answer (JMESPath): ``items``, the list of per-lead items of a bulk answer, in the
+  order of the request, and ``single_item``, the item in a one-lead answer (default: the
+  whole answer); in each item ``result`` (the data to publish), ``status`` and
+  ``statuses`` (a status value → ``success``, ``no_match``, ``rejected``,
+  ``rate_limited``, ``retriable``: how a partial failure is reported), and ``credits``
+  (the lead's charge) or ``credits_per_match`` (a fixed charge per success); ``no_match``
+  says whether a lead without a match is ``rejected`` (DLQ) or published ``empty``.
+
+An HTTP status other than 2xx is classified for the whole call as the contract's table
+says (429 with ``Retry-After``, 5xx, 401/403, 402, other 4xx). One attempt per call; the
+pipeline retries (:mod:`streamproc.processing.calls`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import httpx
+import jmespath
+import orjson
+from jmespath.parser import ParsedResult
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from streamproc import __version__, tracing
+from streamproc.errors import (
+    ConfigError,
+    LeadError,
+    ProviderError,
+    ProviderRejected,
+    RateLimited,
+)
+from streamproc.provider.api import Answer, Enrichment, LeadIn
+from streamproc.provider.classify import classify_response, whole_credits
+from streamproc.provider.client import _network_transport, pool_limits
+from streamproc.settings import Settings
+
+__all__ = ["DeclarativeConfig", "DeclarativeProvider"]
+
+Status = Literal["success", "no_match", "rejected", "rate_limited", "retriable"]
+
+_WHOLE = re.compile(r"^\{\{\s*(.+?)\s*\}\}$")
+_PART = re.compile(r"\{\{\s*(.+?)\s*\}\}")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_LEADS = "leads"
+
+
+class DeclarativeConfig(BaseModel):
+    """The ``provider_declarative`` table, validated at start-up."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["GET", "POST", "PUT"] = "POST"
+    url: str
+    batch_url: str | None = None
+    batch_method: Literal["GET", "POST", "PUT"] = "POST"
+    batch_size: int = Field(1, ge=1, le=1_000)
+    #: The API has only its bulk endpoint: a lead alone goes there too, as a batch of one.
+    always_batch: bool = False
+    headers: dict[str, str] = {}
+    query: dict[str, Any] = {}
+    body: Any = None
+    batch_body: Any = None
+    batch_item: Any = None
+    items: str | None = None
+    single_item: str = "@"
+    result: str = "@"
+    status: str | None = None
+    statuses: dict[str, Status] = {}
+    unlisted_status: Status = "rejected"
+    no_match: Literal["rejected", "empty"] = "rejected"
+    credits: str | None = None
+    credits_per_match: int | None = Field(None, ge=0)
+
+
+def _compile(expr: str, where: str) -> ParsedResult:
+    try:
+        return jmespath.compile(expr)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise ConfigError(
+            f"provider_declarative.{where}: {expr!r} is not JMESPath ({exc})"
+        ) from None
+
+
+class _Template:
+    """A JSON template compiled once: its ``{{ expr }}`` parts parsed, ``${ENV}`` read."""
+
+    def __init__(self, template: Any, where: str) -> None:
+        self._where = where
+        self._tree = self._prepare(template)
+
+    def _prepare(self, node: Any) -> Any:
+        if isinstance(node, dict):
+            return {_env(k, self._where): self._prepare(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self._prepare(v) for v in node]
+        if isinstance(node, str):
+            node = _env(node, self._where)
+            whole = _WHOLE.match(node)
+            if whole:
+                name = whole.group(1)
+                return ("leads",) if name == _LEADS else ("whole", _compile(name, self._where))
+            parts = _PART.split(node)
+            if len(parts) == 1:
+                return node
+            return (
+                "text",
+                [p if i % 2 == 0 else _compile(p, self._where) for i, p in enumerate(parts)],
+            )
+        return node
+
+    def render(self, lead: Any, leads: list[Any] | None = None) -> Any:
+        return _render(self._tree, lead, leads)
+
+
+def _render(node: Any, lead: Any, leads: list[Any] | None) -> Any:
+    if isinstance(node, dict):
+        return {k: _render(v, lead, leads) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_render(v, lead, leads) for v in node]
+    if isinstance(node, tuple):
+        if node[0] == "leads":
+            return leads
+        if node[0] == "whole":
+            return node[1].search(lead)
+        return "".join(p if isinstance(p, str) else _text(p.search(lead)) for p in node[1])
+    return node
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _env(text: str, where: str) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        found = os.environ.get(name)
+        if found is None:
+            raise ConfigError(
+                f"provider_declarative.{where}: environment variable {name} is not set"
+            )
+        return found
+
+    return _ENV.sub(value, text)
+
+
+class DeclarativeProvider:
+    """A :class:`~streamproc.provider.api.Provider` configured by ``provider_declarative``."""
+
+    def __init__(self, settings: Settings) -> None:
+        try:
+            config = DeclarativeConfig.model_validate(settings.provider_declarative or {})
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(f"provider_declarative.{loc}: {err['msg']}") from None
+        batched = config.batch_size > 1 or config.always_batch
+        if batched and (config.batch_url is None or config.batch_body is None):
+            raise ConfigError("provider_declarative: batch_size > 1 needs batch_url and batch_body")
+        if batched and config.items is None:
+            raise ConfigError("provider_declarative: batch_size > 1 needs items")
+        self.config = config
+        self.batch_size = config.batch_size
+        self._settings = settings
+        self._url = _Template(config.url, "url")
+        self._batch_url = _Template(config.batch_url or config.url, "batch_url")
+        self._query = _Template(config.query, "query")
+        self._body = _Template(config.body, "body")
+        self._batch_body = _Template(config.batch_body, "batch_body")
+        self._batch_item = _Template(
+            config.batch_item if config.batch_item is not None else config.body, "batch_item"
+        )
+        self._headers = _Template(
+            {"User-Agent": f"streamproc/{__version__}", **config.headers}, "headers"
+        )
+        self._items = None if config.items is None else _compile(config.items, "items")
+        self._single_item = _compile(config.single_item, "single_item")
+        self._result = _compile(config.result, "result")
+        self._status = None if config.status is None else _compile(config.status, "status")
+        self._credits = None if config.credits is None else _compile(config.credits, "credits")
+        self._http: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                transport=_network_transport(self._settings, pool_limits(self._settings)),
+                timeout=httpx.Timeout(self._settings.provider_timeout_s),
+                follow_redirects=False,
+            )
+
+    async def close(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+    async def call(self, leads: Sequence[LeadIn]) -> list[Answer]:
+        http = self._http
+        if http is None:
+            raise RuntimeError("DeclarativeProvider.start() must be awaited before call()")
+        config = self.config
+        # A lead alone (a batch that did not fill) takes the single endpoint.
+        bulk = len(leads) > 1 or config.always_batch
+        first = _context(leads[0])
+        if bulk:
+            items_in = [self._batch_item.render(_context(one)) for one in leads]
+            url = self._batch_url.render(first)
+            body = self._batch_body.render(first, items_in)
+            params = None
+            method = config.batch_method
+        else:
+            url = self._url.render(first)
+            body = self._body.render(first)
+            query = self._query.render(first)
+            params = {k: v for k, v in query.items() if v is not None} or None
+            method = config.method
+        try:
+            response = await http.request(
+                method,
+                url,
+                params=params,
+                content=None if body is None or method == "GET" else orjson.dumps(body),
+                # Rendered on the call's first lead: ``{{ lead_id }}`` makes an
+                # Idempotency-Key of a one-lead call.
+                headers={
+                    **_header_values(self._headers.render(first)),
+                    **_JSON,
+                    # Tracing: the call span's context (docs/tracing.md).
+                    **({k.decode(): v.decode() for k, v in tracing.http_headers()}
+                       if tracing.enabled else {}),
+                },
+            )
+        except httpx.TimeoutException:
+            raise
+        except httpx.RequestError as exc:
+            raise ProviderError(
+                f"provider unreachable: {type(exc).__name__}",
+                maybe_charged=not isinstance(exc, httpx.ConnectError),
+            ) from exc
+        if not 200 <= response.status_code <= 299:
+            # Raises the class of the whole call's failure (or an unreadable 200).
+            classify_response(
+                response.status_code, b"{}", response.headers, default_credits=0, now=time.time
+            )
+        try:
+            answer = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise ProviderError("provider answered an unreadable body") from None
+        if not bulk:
+            return [self._answer(self._single_item.search(answer))]
+        assert self._items is not None
+        items = self._items.search(answer)
+        if not isinstance(items, list) or len(items) != len(leads):
+            raise ProviderError(
+                f"provider's bulk answer has no list of {len(leads)} items at {config.items!r}"
+            )
+        return [self._answer(item) for item in items]
+
+    def _answer(self, item: Any) -> Answer:
+        config = self.config
+        data = self._result.search(item)
+        if self._status is None:
+            status: Status = "success" if data is not None else "no_match"
+        else:
+            value = self._status.search(item)
+            status = config.statuses.get(_key(value), config.unlisted_status)
+        if status == "success":
+            if not isinstance(data, dict):
+                return ProviderError("provider's result is not a JSON object")
+            credits = self._charge(item)
+            if isinstance(credits, LeadError):
+                return credits
+            return Enrichment(data, credits)
+        if status == "no_match":
+            if config.no_match == "empty":
+                return Enrichment({}, 0)
+            return ProviderRejected("provider found no match")
+        if status == "rate_limited":
+            return RateLimited("provider rate-limited this lead")
+        if status == "retriable":
+            return ProviderError("provider failed this lead")
+        return ProviderRejected("provider rejected this lead")
+
+    def _charge(self, item: Any) -> int | LeadError:
+        if self._credits is not None:
+            charged = whole_credits(self._credits.search(item))
+            if charged is None:
+                return ProviderError("provider's charge is not a number")
+            return charged
+        if self.config.credits_per_match is not None:
+            return self.config.credits_per_match
+        return self._settings.credits_per_lead
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def _header_values(headers: dict[str, Any]) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else _text(v) for k, v in headers.items()}
+
+
+def _key(value: Any) -> str:
+    """A status value as the ``statuses`` table's keys spell it (TOML keys are strings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)
+
+
+def _context(one: LeadIn) -> Mapping[str, Any]:
+    lead = one.lead
+    return lead if "lead_id" in lead else {**lead, "lead_id": one.lead_id}

@@ -1,0 +1,303 @@
+"""Simulators of three real enrichment APIs, answering as their public documentation says,
+for the declarative provider's examples (``examples/providers/``), tests and the benchmark.
+
+* ``person-match``: a person-match API in the style of Apollo's People Enrichment:
+  ``POST /api/v1/people/match`` (one person, ``{"person": {...} | null}``) and
+  ``POST /api/v1/people/bulk_match`` (``{"details": [...]}``, at most 10; answers
+  ``{"status": "success", "matches": [person | null, ...], "credits_consumed": n}``), key in
+  ``x-api-key``; one credit per person matched.
+* ``company-bulk``: a company enrichment API in the style of People Data Labs' Company
+  Enrichment: ``GET /v5/company/enrich?website=...`` (``{"status": 200, ...}``, or 404 when
+  no company matches) and ``POST /v5/company/enrich/bulk`` (``{"requests": [{"params":
+  {...}}]}``, at most 100; a list of per-request objects, each with its own ``status``:
+  200 or 404), key in ``X-Api-Key``; one credit per 200 only.
+* ``email-finder``: an e-mail finder in the style of Hunter's: ``GET /v2/email-finder?
+  domain=...&first_name=...&last_name=...&api_key=...`` answers ``{"data": {"email": ... |
+  null, "score": n}}``; billed only when an e-mail is found.
+
+Scenarios by the lead's domain: ``*.nomatch.test`` matches nothing; ``*.ratelimit.test``
+makes the first request that carries it a 429 with ``Retry-After: 0`` (the whole request,
+as these APIs rate-limit by key). ``GET /stats`` gives requests, leads, credits and the
+statuses answered. Run one with ``streamproc mock-provider --mode person-match`` (or
+``company-bulk``, ``email-finder``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+
+from streamproc.logs import get_logger
+from streamproc.signals import until_signalled
+from streamproc.simulators.provider import serve_app
+
+__all__ = ["API_KINDS", "ApiKind", "ApiSimConfig", "api_stats", "build_api", "serve_api"]
+
+ApiKind = Literal["person-match", "company-bulk", "email-finder"]
+API_KINDS: tuple[ApiKind, ...] = ("person-match", "company-bulk", "email-finder")
+
+PERSON_BULK_MAX = 10
+COMPANY_BULK_MAX = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSimConfig:
+    kind: ApiKind
+    host: str = "127.0.0.1"
+    port: int = 0
+    api_key: str = "test-key"
+    #: Latency of every request, bulk or not: what a call costs on the wire.
+    latency_ms: float = 0.0
+
+
+@dataclass(slots=True)
+class ApiStats:
+    requests: int = 0
+    leads: int = 0
+    credits: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    limited: set[str] = field(default_factory=set)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "leads": self.leads,
+            "credits": self.credits,
+            "by_status": dict(self.by_status),
+        }
+
+
+_CONFIG = web.AppKey("config", ApiSimConfig)
+_STATS = web.AppKey("stats", ApiStats)
+
+
+def api_stats(app: web.Application) -> ApiStats:
+    return app[_STATS]
+
+
+def build_api(config: ApiSimConfig) -> web.Application:
+    app = web.Application()
+    app[_CONFIG] = config
+    app[_STATS] = ApiStats()
+    if config.kind == "person-match":
+        app.router.add_post("/api/v1/people/match", _person_one)
+        app.router.add_post("/api/v1/people/bulk_match", _person_bulk)
+    elif config.kind == "company-bulk":
+        app.router.add_get("/v5/company/enrich", _company_one)
+        app.router.add_post("/v5/company/enrich/bulk", _company_bulk)
+    else:
+        app.router.add_get("/v2/email-finder", _email_finder)
+    app.router.add_get("/stats", _stats)
+    return app
+
+
+@asynccontextmanager
+async def serve_api(config: ApiSimConfig) -> AsyncIterator[str]:
+    """Serve the simulator while the block runs; yields its base URL."""
+    async with serve_app(build_api(config), config.host, config.port) as url:
+        yield url
+
+
+def run_api(config: ApiSimConfig) -> None:
+    """Serve until SIGINT or SIGTERM (for the CLI)."""
+
+    async def serve() -> None:
+        async with serve_api(config) as url:
+            get_logger(__name__).info("api simulator listening", kind=config.kind, url=url)
+            await until_signalled()
+
+    asyncio.run(serve())
+
+
+# --- shared -----------------------------------------------------------------------------------
+
+
+def _json(status: int, payload: Any, stats: ApiStats, **headers: str) -> web.Response:
+    stats.by_status[str(status)] += 1
+    return web.Response(
+        status=status, body=orjson.dumps(payload), content_type="application/json", headers=headers
+    )
+
+
+async def _enter(request: web.Request, key: str | None, domains: list[str]) -> web.Response | None:
+    """Latency, key check and the rate-limit scenario: an error answer, or None to go on."""
+    config, stats = request.app[_CONFIG], request.app[_STATS]
+    stats.requests += 1
+    if config.latency_ms:
+        await asyncio.sleep(config.latency_ms / 1000)
+    if key != config.api_key:
+        return _json(401, {"error": "invalid api key"}, stats)
+    fresh = [d for d in domains if d.endswith(".ratelimit.test") and d not in stats.limited]
+    if fresh:
+        stats.limited.update(fresh)
+        return _json(429, {"error": "rate limit exceeded"}, stats, **{"Retry-After": "0"})
+    return None
+
+
+def _matches(domain: str | None) -> bool:
+    return bool(domain) and not str(domain).endswith(".nomatch.test")
+
+
+def _digest(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+def _domain(lead: dict[str, Any]) -> str | None:
+    domain = lead.get("domain")
+    if isinstance(domain, str) and domain:
+        return domain.lower()
+    email = lead.get("email")
+    if isinstance(email, str) and "@" in email:
+        return email.rsplit("@", 1)[1].lower()
+    return None
+
+
+async def _body(request: web.Request) -> Any:
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return None
+
+
+async def _stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[_STATS].to_json())
+
+
+# --- person match (Apollo style) ----------------------------------------------------------------
+
+
+def _person(detail: dict[str, Any]) -> dict[str, Any] | None:
+    domain = _domain(detail)
+    if not _matches(domain):
+        return None
+    email = detail.get("email") or f"someone@{domain}"
+    n = _digest(str(email))
+    return {
+        "id": f"{n:08x}",
+        "email": email,
+        "title": ("CTO", "Head of Sales", "Engineer", "CFO")[n % 4],
+        "organization": {"primary_domain": domain, "estimated_num_employees": 10 + n % 5000},
+    }
+
+
+async def _person_one(request: web.Request) -> web.Response:
+    stats = request.app[_STATS]
+    detail = await _body(request)
+    if not isinstance(detail, dict):
+        return _json(422, {"error": "invalid body"}, stats)
+    refused = await _enter(request, request.headers.get("x-api-key"), [_domain(detail) or ""])
+    if refused is not None:
+        return refused
+    stats.leads += 1
+    person = _person(detail)
+    stats.credits += person is not None
+    return _json(200, {"person": person}, stats)
+
+
+async def _person_bulk(request: web.Request) -> web.Response:
+    stats = request.app[_STATS]
+    body = await _body(request)
+    details = body.get("details") if isinstance(body, dict) else None
+    if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
+        return _json(422, {"error": "details must be a list of objects"}, stats)
+    if len(details) > PERSON_BULK_MAX:
+        return _json(422, {"error": f"at most {PERSON_BULK_MAX} details per request"}, stats)
+    domains = [_domain(d) or "" for d in details]
+    refused = await _enter(request, request.headers.get("x-api-key"), domains)
+    if refused is not None:
+        return refused
+    matches = [_person(d) for d in details]
+    found = sum(m is not None for m in matches)
+    stats.leads += len(details)
+    stats.credits += found
+    return _json(
+        200,
+        {
+            "status": "success",
+            "total_requested_enrichments": len(details),
+            "unique_enriched_records": found,
+            "missing_records": len(details) - found,
+            "credits_consumed": found,
+            "matches": matches,
+        },
+        stats,
+    )
+
+
+# --- company enrichment (People Data Labs style) -------------------------------------------------
+
+
+def _company(website: str | None) -> dict[str, Any]:
+    domain = (website or "").lower().removeprefix("https://").removeprefix("www.")
+    if not _matches(domain):
+        return {"status": 404, "error": {"type": "not_found", "message": "No records were found"}}
+    n = _digest(domain)
+    return {
+        "status": 200,
+        "likelihood": 5 + n % 6,
+        "name": domain.split(".")[0],
+        "website": domain,
+        "industry": ("software", "retail", "healthcare")[n % 3],
+        "employee_count": 5 + n % 10_000,
+    }
+
+
+async def _company_one(request: web.Request) -> web.Response:
+    stats = request.app[_STATS]
+    website = request.query.get("website")
+    refused = await _enter(request, request.headers.get("X-Api-Key"), [website or ""])
+    if refused is not None:
+        return refused
+    stats.leads += 1
+    answer = _company(website)
+    stats.credits += answer["status"] == 200
+    return _json(int(answer["status"]), answer, stats)
+
+
+async def _company_bulk(request: web.Request) -> web.Response:
+    stats = request.app[_STATS]
+    body = await _body(request)
+    requests = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(requests, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("params"), dict) for r in requests
+    ):
+        return _json(400, {"error": {"message": "requests must be a list of {params}"}}, stats)
+    if len(requests) > COMPANY_BULK_MAX:
+        return _json(400, {"error": {"message": f"at most {COMPANY_BULK_MAX} requests"}}, stats)
+    sites = [str(r["params"].get("website") or "") for r in requests]
+    refused = await _enter(request, request.headers.get("X-Api-Key"), sites)
+    if refused is not None:
+        return refused
+    answers = [_company(site) for site in sites]
+    stats.leads += len(answers)
+    stats.credits += sum(a["status"] == 200 for a in answers)
+    return _json(200, answers, stats)
+
+
+# --- e-mail finder (Hunter style) ---------------------------------------------------------------
+
+
+async def _email_finder(request: web.Request) -> web.Response:
+    stats = request.app[_STATS]
+    domain = request.query.get("domain")
+    if not domain:
+        return _json(400, {"errors": [{"id": "wrong_params", "code": 400}]}, stats)
+    refused = await _enter(request, request.query.get("api_key"), [domain])
+    if refused is not None:
+        return refused
+    stats.leads += 1
+    first = request.query.get("first_name") or "alex"
+    email = f"{first.lower()}@{domain}" if _matches(domain) else None
+    stats.credits += email is not None
+    data = {"email": email, "score": 0 if email is None else 60 + _digest(domain) % 40}
+    return _json(
+        200, {"data": {**data, "domain": domain}, "meta": {"params": dict(request.query)}}, stats
+    )

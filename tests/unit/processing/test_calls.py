@@ -1,0 +1,125 @@
+"""ProviderCalls: leads grouped into calls, retried as a batch, failures per lead."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from streamproc.errors import LeadError, ProviderError, ProviderRejected, RateLimited
+from streamproc.processing.calls import ProviderCalls
+from streamproc.provider.api import Answer, Enrichment, LeadIn
+from streamproc.provider.driver import RetryDriver
+from streamproc.provider.retry import RetryPolicy
+
+
+class _Bulk:
+    """A provider that answers by lead id: ``rej-*`` rejected, ``rl-*`` a per-lead 429 once,
+    and the whole call 429 once when ``throttle`` is set."""
+
+    batch_size = 10
+
+    def __init__(self, *, throttle: bool = False) -> None:
+        self.calls: list[list[str]] = []
+        self.throttle = throttle
+        self.limited: set[str] = set()
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+        self.calls.append([one.lead_id for one in leads])
+        if self.throttle:
+            self.throttle = False
+            raise RateLimited("429", retry_after_s=0)
+        out: list[Answer] = []
+        for one in leads:
+            if one.lead_id.startswith("rej"):
+                out.append(ProviderRejected("no"))
+            elif one.lead_id.startswith("rl") and one.lead_id not in self.limited:
+                self.limited.add(one.lead_id)
+                out.append(RateLimited("slow down", retry_after_s=0))
+            else:
+                out.append(Enrichment({"id": one.lead_id}, 2))
+        return out
+
+
+def _calls(provider: _Bulk, size: int) -> ProviderCalls:
+    async def no_sleep(_: float) -> None: ...
+
+    driver = RetryDriver(RetryPolicy(3, 0.0, 0.0), peer="provider", timeout_s=5, sleep=no_sleep)
+    return ProviderCalls(provider, driver, batch_size=size, linger_s=0.05, timeout_s=5)
+
+
+async def _enrich_all(calls: ProviderCalls, ids: list[str]) -> list[object]:
+    async def one(lead_id: str) -> object:
+        try:
+            return await calls.enrich({"lead_id": lead_id}, lead_id)
+        except LeadError as exc:
+            return exc
+
+    return await asyncio.gather(*(one(i) for i in ids))
+
+
+async def test_leads_are_grouped_into_calls_of_the_batch_size() -> None:
+    """25 leads with a batch size of 10 take three calls: 10, 10 and the 5 left by the linger."""
+    provider = _Bulk()
+    results = await _enrich_all(_calls(provider, 10), [f"ok-{i}" for i in range(25)])
+    assert [len(c) for c in provider.calls] == [10, 10, 5]
+    assert all(getattr(r, "credits", None) == 2 for r in results)
+
+
+async def test_the_setting_never_exceeds_the_providers_own_bulk_limit() -> None:
+    """A batch size above the provider's is capped by it."""
+    assert _calls(_Bulk(), 500).batch_size == 10
+
+
+async def test_a_rejected_lead_fails_alone_and_a_rate_limited_batch_is_retried() -> None:
+    """A 429 for the whole call retries the batch; a lead rejected in the answer fails
+    alone; a lead rate-limited in the answer is retried by itself."""
+    provider = _Bulk(throttle=True)
+    ids = ["ok-1", "rej-1", "rl-1", "ok-2"]
+    results = dict(zip(ids, await _enrich_all(_calls(provider, 4), ids), strict=True))
+    assert provider.calls == [ids, ids, ["rl-1"]]
+    assert isinstance(results["rej-1"], ProviderRejected)
+    assert {k: getattr(v, "attempts", None) for k, v in results.items() if k != "rej-1"} == {
+        "ok-1": 2,
+        "ok-2": 2,
+        "rl-1": 3,
+    }
+
+
+async def test_a_failed_call_counts_once() -> None:
+    """Of a call's failure, one lead gets it counting and the others a shared copy."""
+
+    class _Down(_Bulk):
+        async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+            raise ProviderError("503")
+
+    calls = _calls(_Down(), 3)
+    results = await _enrich_all(calls, ["a", "b", "c"])
+    assert all(isinstance(r, ProviderError) for r in results)
+    assert sorted(getattr(r, "shares_call", None) for r in results) == [False, True, True]
+
+
+async def test_a_wrong_number_of_answers_fails_the_call() -> None:
+    """An answer list of the wrong length is the provider's error, retried then failed."""
+
+    class _Short(_Bulk):
+        async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+            return []
+
+    (result,) = await _enrich_all(_calls(_Short(), 1), ["a"])
+    assert isinstance(result, ProviderError)
+
+
+async def test_a_cancelled_lead_leaves_its_batch() -> None:
+    """A lead cancelled while its batch fills is not sent."""
+    provider = _Bulk()
+    calls = _calls(provider, 5)
+    task = asyncio.ensure_future(calls.enrich({"lead_id": "gone"}, "gone"))
+    await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await _enrich_all(calls, ["kept"])
+    assert provider.calls == [["kept"]]

@@ -1,0 +1,64 @@
+"""The declarative provider's table: read from the settings file, one line when wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamproc.errors import ConfigError
+from streamproc.provider.declarative import DeclarativeProvider
+from streamproc.settings import Settings, load_settings
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "providers"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.toml")))
+def test_every_example_loads_from_the_settings_file(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each example is a valid settings file whose table builds a provider."""
+    for var in ("PERSON", "COMPANY", "EMAIL"):
+        monkeypatch.setenv(f"{var}_API_URL", "http://127.0.0.1:1")
+        monkeypatch.setenv(f"{var}_API_KEY", "k")
+    monkeypatch.setenv("MOCK_PROVIDER_URL", "http://127.0.0.1:1")
+    settings = load_settings(EXAMPLES / name)
+    assert settings.provider_name == "declarative"
+    assert DeclarativeProvider(settings).batch_size >= 1
+
+
+def _settings(**table: object) -> Settings:
+    return Settings(provider="declarative", provider_declarative={"url": "http://x", **table})
+
+
+def test_a_secret_missing_from_the_environment_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ${NAME} not set names the variable and where it is used."""
+    monkeypatch.delenv("NO_SUCH_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"headers: environment variable NO_SUCH_KEY"):
+        DeclarativeProvider(_settings(headers={"x-api-key": "${NO_SUCH_KEY}"}))
+
+
+def test_an_expression_that_is_not_jmespath_is_one_line() -> None:
+    """A bad JMESPath names its key."""
+    with pytest.raises(ConfigError, match=r"provider_declarative.result: .* is not JMESPath"):
+        DeclarativeProvider(_settings(result="data[?"))
+
+
+def test_an_unknown_key_is_one_line() -> None:
+    """A typo in the table is refused, naming the key."""
+    with pytest.raises(ConfigError, match=r"provider_declarative.reslt"):
+        DeclarativeProvider(_settings(reslt="data"))
+
+
+def test_a_batch_without_its_endpoint_is_refused() -> None:
+    """batch_size > 1 needs batch_url, batch_body and items."""
+    with pytest.raises(ConfigError, match="batch_url and batch_body"):
+        DeclarativeProvider(_settings(batch_size=10))
+
+
+def test_the_declarative_provider_needs_its_table() -> None:
+    """provider = declarative without the table is one line at validation."""
+    with pytest.raises(ValueError, match="provider_declarative"):
+        Settings(provider="declarative")
