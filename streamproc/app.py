@@ -24,6 +24,7 @@ from streamproc.processing.handler import LeadHandler
 from streamproc.processing.processor import Processor
 from streamproc.provider.client import ProviderClient
 from streamproc.redact import mask_url
+from streamproc.registry.codec import codec_for
 from streamproc.resilience.breaker import Transition
 from streamproc.settings import ProviderMode, Settings
 from streamproc.state.store import StateStore
@@ -61,14 +62,22 @@ class App:
             )
         else:
             self.provider = ProviderClient(settings, on_attempt=self.metrics.provider_attempt)
+        # Leads in the user's shape (lead_fields) or the registry's wire format; None for
+        # plain JSON with our names (docs/schema-registry.md).
+        self.codec = codec_for(settings)
         self.handler = LeadHandler(
-            settings, self.provider, self.guard, processor_version=__version__, deferred=self.clay
+            settings,
+            self.provider,
+            self.guard,
+            processor_version=__version__,
+            deferred=self.clay,
+            codec=self.codec,
         )
         self.processor = Processor(
             settings,
             self.handler,
             log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
-            release_holds=self.guard.release_holds,
+            release_holds=lambda: self.guard.release_holds() + self.handler.release_holds(),
         )
         self._stop = asyncio.Event()
         # Not the breaker, not partitions: see streamproc/ops/readiness.py for why.
@@ -133,6 +142,9 @@ class App:
                     settings.topic_state,
                 ],
             )
+            if self.codec is not None:
+                # The output schema's compatibility, checked before any lead (one line).
+                await self.codec.start()
             if self.provider is not None:
                 await self.provider.start()
             # Breaker, budget and cache are restored before the first lead is fetched. A
@@ -179,6 +191,8 @@ class App:
             await self.state.stop()
             if self.provider is not None:
                 await self.provider.close()
+            if self.codec is not None:
+                await self.codec.close()
             await self.ops.stop()
 
     async def _start_ops(self) -> None:

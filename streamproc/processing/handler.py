@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -21,12 +22,14 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from streamproc.errors import InternalError, LeadError
+from streamproc.errors import InternalError, LeadError, RegistryUnavailable
 from streamproc.logs import get_logger
 from streamproc.processing.cache import CacheHit
+from streamproc.processing.holds import Holds
 from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import Failure, Headers, Origin, attempt_of, encode_dlq_headers
 from streamproc.records.lead import EnrichmentMeta, Lead, ProcessorInfo, decode_lead
+from streamproc.records.mapping import LeadObject
 from streamproc.records.outcome import Outcome, OutcomeKind, OutRecord
 from streamproc.settings import Settings
 
@@ -35,6 +38,7 @@ __all__ = [
     "Deferred",
     "Enricher",
     "Guard",
+    "LeadCodec",
     "LeadHandler",
     "RawRecord",
     "Unreadable",
@@ -42,6 +46,10 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+#: How soon a lead held by a registry outage asks again; the registry client sends one probe
+#: a second whatever the number of leads asking, so this only bounds how late they resume.
+_REGISTRY_RETRY_S = 0.5
 
 
 #: An input record as the handler reads it.
@@ -150,6 +158,20 @@ class Deferred(Protocol):
         ...
 
 
+class LeadCodec(Protocol):
+    """Leads in another shape than plain JSON with our field names (``lead_fields``, the
+    schema registry's wire format): see streamproc.registry.codec."""
+
+    async def decode(self, value: bytes | None) -> tuple[Lead, LeadObject]:
+        """The lead and the record's own object; a LeadError when it is not a lead;
+        RegistryUnavailable while the registry is down (the lead is held)."""
+        ...
+
+    def encode(self, obj: LeadObject, enrichment: dict[str, Any], meta: dict[str, Any]) -> bytes:
+        """The ``leads.enriched`` value: the record's own object with the enrichment."""
+        ...
+
+
 def enriched_value(
     obj: dict[str, Any],
     enrichment: dict[str, Any],
@@ -165,6 +187,27 @@ def enriched_value(
     ``enrichment_meta`` of the published model (``EnrichedLead`` in ``schemas/``),
     validated, with ``cache_key`` and ``cached_at`` when ``cache`` served it. The lead's own
     fields were validated when it was decoded and pass through as they came."""
+    dumped = enrichment_meta(
+        source=source,
+        credits=credits,
+        attempt=attempt,
+        enriched_at=enriched_at,
+        processor=processor,
+        cache=cache,
+    )
+    return orjson.dumps({**obj, "enrichment": enrichment, "enrichment_meta": dumped})
+
+
+def enrichment_meta(
+    *,
+    source: str,
+    credits: int,
+    attempt: int,
+    enriched_at: datetime,
+    processor: dict[str, str],
+    cache: CacheHit | None = None,
+) -> dict[str, Any]:
+    """The ``enrichment_meta`` of an enriched lead, validated, as JSON values."""
     meta = EnrichmentMeta(
         source=source,
         credits=credits,
@@ -174,11 +217,16 @@ def enriched_value(
         cache_key=cache.key.value if cache is not None else None,
         cached_at=datetime.fromtimestamp(cache.stored_at, UTC) if cache is not None else None,
     )
-    dumped = meta.model_dump(mode="json", exclude_none=True)
-    return orjson.dumps({**obj, "enrichment": enrichment, "enrichment_meta": dumped})
+    return meta.model_dump(mode="json", exclude_none=True)
 
 
 _Result = TypeVar("_Result")
+
+
+def _for_provider(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the provider is sent: the lead's fields under our names when the record has
+    its own shape; the record as it came when it is plain JSON with our names."""
+    return obj.lead_fields if isinstance(obj, LeadObject) else obj
 
 
 @contextlib.asynccontextmanager
@@ -202,6 +250,7 @@ class LeadHandler:
         processor_version: str,
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
         deferred: Deferred | None = None,
+        codec: LeadCodec | None = None,
     ) -> None:
         if enricher is None and deferred is None:
             raise ValueError("LeadHandler needs an enricher or a deferred provider")
@@ -211,12 +260,32 @@ class LeadHandler:
         self._utcnow = utcnow
         self._deferred = deferred
         self._processor = {"name": "streamproc", "version": processor_version}
+        #: None: plain JSON with our field names, decoded inline (the fast path).
+        self._codec = codec
+        #: Leads waiting for the schema registry to answer again.
+        self._holds = Holds(time.monotonic)
+
+    def release_holds(self) -> int:
+        """Cancel the leads held by a registry outage (at shutdown); returns how many."""
+        return self._holds.release()
+
+    async def _decode(self, codec: LeadCodec, value: bytes | None) -> tuple[Lead, LeadObject]:
+        """Decode through ``codec``; while the registry is down the lead waits here, so its
+        partition commits nothing past it (a hold), and nothing is dead-lettered for it."""
+        while True:
+            try:
+                return await codec.decode(value)
+            except RegistryUnavailable:
+                await self._holds.hold(time.monotonic() + _REGISTRY_RETRY_S)
 
     async def handle(self, record: RawRecord) -> Outcome:
         attempt = attempt_of(record.headers)
         lead_id: str | None = None
         try:
-            lead, obj = decode_lead(record.value, max_bytes=self._settings.max_lead_bytes)
+            if self._codec is None:
+                lead, obj = decode_lead(record.value, max_bytes=self._settings.max_lead_bytes)
+            else:
+                lead, obj = await self._decode(self._codec, record.value)
             lead_id = lead.lead_id
             try:
                 return await self._enrich(record, lead, obj, attempt)
@@ -242,7 +311,9 @@ class LeadHandler:
 
         async def call(admission: Admission, _: object) -> CallResult:
             return await enricher.enrich(
-                obj, lead.lead_id, keep_trying=functools.partial(self._guard.may_retry, admission)
+                _for_provider(obj),
+                lead.lead_id,
+                keep_trying=functools.partial(self._guard.may_retry, admission),
             )
 
         admission, result = await self._guarded(lead, call, _no_place)
@@ -319,16 +390,27 @@ class LeadHandler:
         credits: int,
         cache: CacheHit | None = None,
     ) -> Outcome:
-        value = enriched_value(
-            obj,
-            enrichment,
-            source=source,
-            credits=credits,
-            attempt=attempt,
-            enriched_at=self._utcnow(),
-            processor=self._processor,
-            cache=cache,
-        )
+        if isinstance(obj, LeadObject) and self._codec is not None:
+            meta = enrichment_meta(
+                source=source,
+                credits=credits,
+                attempt=attempt,
+                enriched_at=self._utcnow(),
+                processor=self._processor,
+                cache=cache,
+            )
+            value = self._codec.encode(obj, enrichment, meta)
+        else:
+            value = enriched_value(
+                obj,
+                enrichment,
+                source=source,
+                credits=credits,
+                attempt=attempt,
+                enriched_at=self._utcnow(),
+                processor=self._processor,
+                cache=cache,
+            )
         out = OutRecord(
             self._settings.topic_enriched,
             record.key if record.key is not None else lead.lead_id.encode(),
