@@ -264,6 +264,8 @@ class LeadHandler:
         self._codec = codec
         #: Leads waiting for the schema registry to answer again.
         self._holds = Holds(time.monotonic)
+        #: How many leads wait for the registry now (in a hold or asking again).
+        self.registry_held = 0
 
     def release_holds(self) -> int:
         """Cancel the leads held by a registry outage (at shutdown); returns how many."""
@@ -272,11 +274,20 @@ class LeadHandler:
     async def _decode(self, codec: LeadCodec, value: bytes | None) -> tuple[Lead, LeadObject]:
         """Decode through ``codec``; while the registry is down the lead waits here, so its
         partition commits nothing past it (a hold), and nothing is dead-lettered for it."""
-        while True:
-            try:
-                return await codec.decode(value)
-            except RegistryUnavailable:
+        try:
+            return await codec.decode(value)
+        except RegistryUnavailable:
+            pass
+        self.registry_held += 1
+        try:
+            while True:
                 await self._holds.hold(time.monotonic() + _REGISTRY_RETRY_S)
+                try:
+                    return await codec.decode(value)
+                except RegistryUnavailable:
+                    continue
+        finally:
+            self.registry_held -= 1
 
     async def handle(self, record: RawRecord) -> Outcome:
         attempt = attempt_of(record.headers)
