@@ -12,12 +12,14 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from confluent_kafka.schema_registry import SchemaRegistryClient
+import pytest
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from streamproc.app import App
+from streamproc.errors import ConfigError
 from streamproc.records.wire import frame
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
@@ -160,3 +162,30 @@ async def test_json_schema_leads_enriched_once_and_read_back(
         assert record["tags"][0] == "a"
         assert record["enrichment"]["domain"] == record["email"].split("@")[1]
         assert record["enrichment_meta"]["credits"] >= 0
+
+
+async def test_an_incompatible_output_subject_stops_the_start_with_one_line(
+    topics: Settings, registry_url: str
+) -> None:
+    """When the enriched schema would break the output subject's compatibility (here its
+    `id` was a string, the input's is a long), `run` refuses to start with one line
+    naming both subjects, before it reads a lead."""
+    registry = SchemaRegistryClient({"url": registry_url})
+    AvroSerializer(registry, json.dumps(AVRO_LEAD))(
+        {"id": 1, "contact": {"email": "a@b.example", "name": None}, "score": 0.0},
+        _context(topics.topic_raw),
+    )
+    taken = {"type": "record", "name": "Old", "fields": [{"name": "id", "type": "string"}]}
+    registry.register_schema(f"{topics.topic_enriched}-value", Schema(json.dumps(taken), "AVRO"))
+    settings = configure(
+        topics,
+        provider_url="http://127.0.0.1:9/enrich",
+        input_format="registry",
+        output_format="registry",
+        schema_registry_url=registry_url,
+    )
+    with pytest.raises(ConfigError) as caught:
+        await asyncio.wait_for(App(settings).run(), timeout=60)
+    message = str(caught.value)
+    assert "\n" not in message and "not compatible" in message
+    assert f"{topics.topic_enriched}-value" in message, message
