@@ -21,6 +21,7 @@ import orjson
 
 from streamproc.errors import RegistryUnavailable, UndecodablePayload, UnknownSchema
 from streamproc.logs import get_logger
+from streamproc.redact import mask_url
 from streamproc.settings import Settings
 
 __all__ = ["RegisteredSchema", "RegistryClient", "Rejected"]
@@ -66,7 +67,9 @@ class RegistryClient:
     ) -> None:
         if settings.schema_registry_url is None:
             raise ValueError("RegistryClient needs schema_registry_url")
-        self.url = str(settings.schema_registry_url).rstrip("/")
+        base = str(settings.schema_registry_url).rstrip("/")
+        #: For logs and messages: credentials in the URL are masked.
+        self.url = mask_url(base)
         auth = None
         if settings.schema_registry_username and settings.schema_registry_password is not None:
             auth = httpx.BasicAuth(
@@ -74,7 +77,7 @@ class RegistryClient:
                 settings.schema_registry_password.get_secret_value(),
             )
         self._http = httpx.AsyncClient(
-            base_url=self.url,
+            base_url=base,
             auth=auth,
             timeout=settings.schema_registry_timeout_s,
             transport=transport,
@@ -103,8 +106,13 @@ class RegistryClient:
         if fetching is None:
             fetching = asyncio.ensure_future(self._fetch(schema_id))
             self._fetching[schema_id] = fetching
-            fetching.add_done_callback(lambda _: self._fetching.pop(schema_id, None))
+            fetching.add_done_callback(lambda done: self._fetched(schema_id, done))
         return await asyncio.shield(fetching)
+
+    def _fetched(self, schema_id: int, done: asyncio.Future[RegisteredSchema]) -> None:
+        self._fetching.pop(schema_id, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every lead that asked may have been cancelled
 
     async def _fetch(self, schema_id: int) -> RegisteredSchema:
         status, body = await self._request("GET", f"/schemas/ids/{schema_id}")

@@ -223,8 +223,13 @@ class RegistryCodec:
         if pending is None:
             pending = asyncio.ensure_future(self._register(schema))
             self._registering[schema.schema_id] = pending
-            pending.add_done_callback(lambda _: self._registering.pop(schema.schema_id, None))
+            pending.add_done_callback(lambda done: self._registered(schema.schema_id, done))
         return await asyncio.shield(pending)
+
+    def _registered(self, schema_id: int, done: asyncio.Future[OutputSchema]) -> None:
+        self._registering.pop(schema_id, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every lead that waited may have been cancelled
 
     async def _register(self, schema: RegisteredSchema) -> OutputSchema:
         try:

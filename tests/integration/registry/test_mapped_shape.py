@@ -34,7 +34,7 @@ async def test_a_mapped_lead_shape_end_to_end(topics: Settings) -> None:
             [(str(lead["id"]).encode(), orjson.dumps(lead)) for lead in leads] + [(b"9", broken)],
         )
         app = App(settings)
-        await asyncio.wait_for(app.run(stop_when_idle_s=3.0), timeout=120)
+        await asyncio.wait_for(app.run(stop_when_idle_s=2.0), timeout=120)
 
     enriched = [
         orjson.loads(r.value or b"") for r in await read_all(settings, settings.topic_enriched)

@@ -90,7 +90,7 @@ async def test_a_stopped_registry_holds_the_partition_and_nothing_goes_to_the_dl
                 registry.signal(signal.SIGSTOP)
                 stopped = True
                 await produce(settings, [(f"b{i}".encode(), v) for i, v in enumerate(after)])
-                await asyncio.sleep(4.0)  # several probes time out meanwhile
+                await asyncio.sleep(3.0)  # several probes time out meanwhile
                 assert len(await read_all(settings, settings.topic_enriched)) == 4
                 assert await read_all(settings, settings.topic_dlq) == []
                 assert app.handler.registry_held == 6

@@ -67,7 +67,7 @@ def _context(topic: str) -> SerializationContext:
 
 async def _run_until_idle(settings: Settings) -> App:
     app = App(settings)
-    await asyncio.wait_for(app.run(stop_when_idle_s=3.0), timeout=120)
+    await asyncio.wait_for(app.run(stop_when_idle_s=2.0), timeout=120)
     return app
 
 
