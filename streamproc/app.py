@@ -24,7 +24,7 @@ from streamproc.processing.handler import LeadHandler
 from streamproc.processing.processor import Processor
 from streamproc.provider.client import ProviderClient
 from streamproc.redact import mask_url
-from streamproc.registry.codec import codec_for
+from streamproc.registry.codec import RegistryCodec, codec_for
 from streamproc.resilience.breaker import Transition
 from streamproc.settings import ProviderMode, Settings
 from streamproc.state.store import StateStore
@@ -108,7 +108,13 @@ class App:
 
     def status(self) -> dict[str, Any]:
         """The /status document: breaker, budget, health, cache and processing counters."""
-        extra = {} if self.clay is None else {"clay": self.clay.status()}
+        extra: dict[str, Any] = {} if self.clay is None else {"clay": self.clay.status()}
+        if isinstance(self.codec, RegistryCodec):
+            # Lag growing while the provider is fine: the registry may be why.
+            extra["registry"] = {
+                "down": self.codec.client.down,
+                "held_leads": self.handler.registry_held,
+            }
         return {
             **self.guard.status().to_dict(),
             **extra,

@@ -28,6 +28,7 @@ __all__ = [
 ENRICHMENT_FIELDS = ("enrichment", "enrichment_meta")
 
 _SCALARS = ["null", "boolean", "long", "double", "string"]
+_LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _OPTIONAL_TEXT = ["null", "string"]
 
 #: ``EnrichmentMeta`` in Avro; named in the ``streamproc`` namespace so that it never meets
@@ -112,10 +113,17 @@ def extend_json_schema(schema: Any) -> dict[str, Any]:
 
 
 def avro_enrichment(enrichment: dict[str, Any]) -> dict[str, Any]:
-    """``enrichment`` as the Avro map holds it: scalars as they are, the rest as JSON text."""
+    """``enrichment`` as the Avro map holds it: scalars as they are, the rest as JSON text
+    (an integer beyond Avro's 64-bit ``long`` as its decimal text)."""
     out: dict[str, Any] = {}
     for name, value in enrichment.items():
-        if value is None or isinstance(value, bool | int | float | str):
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and not _LONG_MIN <= value <= _LONG_MAX
+        ):
+            out[name] = str(value)
+        elif value is None or isinstance(value, bool | int | float | str):
             out[name] = value
         else:
             out[name] = orjson.dumps(value).decode()

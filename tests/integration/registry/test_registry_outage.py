@@ -93,7 +93,7 @@ async def test_a_stopped_registry_holds_the_partition_and_nothing_goes_to_the_dl
                 await asyncio.sleep(3.0)  # several probes time out meanwhile
                 assert len(await read_all(settings, settings.topic_enriched)) == 4
                 assert await read_all(settings, settings.topic_dlq) == []
-                assert app.handler.registry_held == 6
+                assert app.status()["registry"] == {"down": True, "held_leads": 6}
                 assert app.processor.stats.committed == 4
 
                 registry.signal(signal.SIGCONT)
