@@ -14,6 +14,7 @@ long, double, string); a nested value (a list, an object) is written as its JSON
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import orjson
@@ -126,8 +127,15 @@ def avro_enrichment(enrichment: dict[str, Any]) -> dict[str, Any]:
         elif value is None or isinstance(value, bool | int | float | str):
             out[name] = value
         else:
-            out[name] = orjson.dumps(value).decode()
+            out[name] = _json_text(value)
     return out
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson writes no integer beyond 64 bits; the standard library does
+        return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _refuse_taken(names: set[Any]) -> None:
