@@ -126,6 +126,19 @@ class RegistryClient:
         self._schemas[schema_id] = found
         return found
 
+    async def check(self) -> None:
+        """That the URL serves the Confluent-compatible API and takes our credentials
+        (``GET /config``); :class:`Rejected` with the reason when not."""
+        status, body = await self._request("GET", "/config")
+        if status in (401, 403):
+            raise Rejected(status, f"the registry at {self.url} refused the credentials ({status})")
+        if status != 200 or not isinstance(body, dict) or "compatibilityLevel" not in body:
+            raise Rejected(
+                status,
+                f"{self.url} does not serve the Confluent-compatible API (GET /config answered "
+                f"{status}); Apicurio serves it under /apis/ccompat/v7",
+            )
+
     async def latest(self, subject: str) -> RegisteredSchema | None:
         """The latest version under ``subject``; None when the subject has none."""
         status, body = await self._request("GET", f"/subjects/{_quote(subject)}/versions/latest")

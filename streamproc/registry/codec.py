@@ -111,9 +111,18 @@ class RegistryCodec:
         self._registering: dict[int, asyncio.Future[OutputSchema]] = {}
 
     async def start(self) -> None:
-        """Check, before the first lead, that the output schema of the input subject's
-        latest version is compatible with the output subject, and register it. A
-        ConfigError (one line) when it is not, or when the registry does not answer."""
+        """Check, before the first lead, that the registry answers the Confluent-compatible
+        API and, for ``output_format registry``, that the output schema of the input
+        subject's latest version is compatible with the output subject, and register it.
+        A ConfigError (one line) when not, or when the registry does not answer."""
+        try:
+            await self.client.check()
+        except RegistryUnavailable as exc:
+            raise ConfigError(
+                f"schema_registry_url: {exc.args[0]}; check STREAMPROC_SCHEMA_REGISTRY_URL"
+            ) from None
+        except Rejected as exc:
+            raise ConfigError(f"schema_registry_url: {exc.message}") from None
         if not self._write_registry:
             return
         try:

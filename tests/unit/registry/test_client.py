@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from streamproc.errors import RegistryUnavailable, UnknownSchema
-from streamproc.registry.client import RegistryClient
+from streamproc.registry.client import RegistryClient, Rejected
 from streamproc.settings import Settings
 
 SCHEMA = orjson.dumps({"type": "record", "name": "L", "fields": []}).decode()
@@ -76,4 +76,20 @@ async def test_an_outage_is_retriable_and_probed_once_a_second(failure: object) 
     clock.now += 1.0
     assert (await client.schema(3)).schema_type == "JSON"
     assert not client.down
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [(404, "does not serve the Confluent-compatible API"), (401, "refused the credentials")],
+)
+async def test_the_start_up_check_says_what_is_wrong_with_the_url(status: int, says: str) -> None:
+    """A URL without the API (Apicurio's root) or wrong credentials: Rejected, saying which."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"message": "no"})
+
+    client = _client(handler, Clock())
+    with pytest.raises(Rejected, match=says):
+        await client.check()
     await client.close()
