@@ -229,8 +229,8 @@ _Result = TypeVar("_Result")
 
 
 def _shaped(obj: dict[str, Any]) -> LeadObject:
-    """A lead object a codec decoded (the provider is sent its fields under our names; the
-    record as it came when it is plain JSON with our names)."""
+    """The object a codec decoded: the record as it came, with the lead's fields under our
+    names (what the provider is sent; without a codec it is sent the record itself)."""
     assert isinstance(obj, LeadObject)
     return obj
 
