@@ -27,6 +27,7 @@ from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient, retry_driver
 from streamproc.provider.registry import load_provider_factory
 from streamproc.redact import mask_url
+from streamproc.registry.codec import RegistryCodec, codec_for
 from streamproc.resilience.breaker import Transition
 from streamproc.settings import ProviderMode, Settings
 from streamproc.state.store import StateListener, StateStore
@@ -70,14 +71,22 @@ class App:
             )
         else:
             self.provider = self._provider_calls(settings)
+        # Leads in the user's shape (lead_fields) or the registry's wire format; None for
+        # plain JSON with our names (docs/schema-registry.md).
+        self.codec = codec_for(settings)
         self.handler = LeadHandler(
-            settings, self.provider, self.guard, processor_version=__version__, deferred=self.clay
+            settings,
+            self.provider,
+            self.guard,
+            processor_version=__version__,
+            deferred=self.clay,
+            codec=self.codec,
         )
         self.processor = Processor(
             settings,
             self.handler,
             log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
-            release_holds=self.guard.release_holds,
+            release_holds=lambda: self.guard.release_holds() + self.handler.release_holds(),
             # Clay's rate is per table: each instance paces at its share (clay/pacing.py).
             on_assignment=None if self.clay is None else self.clay.submitter.pacer.share,
         )
@@ -138,7 +147,13 @@ class App:
 
     def status(self) -> dict[str, Any]:
         """The /status document: breaker, budget, health, cache and processing counters."""
-        extra = {} if self.clay is None else {"clay": self.clay.status()}
+        extra: dict[str, Any] = {} if self.clay is None else {"clay": self.clay.status()}
+        if isinstance(self.codec, RegistryCodec):
+            # Lag growing while the provider is fine: the registry may be why.
+            extra["registry"] = {
+                "down": self.codec.client.down,
+                "held_leads": self.handler.registry_held,
+            }
         return {
             **self.guard.status().to_dict(),
             **extra,
@@ -172,6 +187,9 @@ class App:
                     settings.topic_state,
                 ],
             )
+            if self.codec is not None:
+                # The output schema's compatibility, checked before any lead (one line).
+                await self.codec.start()
             if self.provider is not None:
                 await self.provider.start()
             # Breaker, budget and cache are restored before the first lead is fetched. A
@@ -220,6 +238,8 @@ class App:
             await self.state.stop()
             if self.provider is not None:
                 await self.provider.close()
+            if self.codec is not None:
+                await self.codec.close()
             await self.ops.stop()
             if tracing.enabled:
                 await asyncio.to_thread(tracing.shutdown)  # the last spans, then off

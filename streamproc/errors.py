@@ -15,10 +15,13 @@ Hierarchy::
     │   ├── BreakerOpen                  the breaker refused the call
     │   ├── BudgetExhausted              the daily credit budget refused the call
     │   ├── UnreadableRecord             the client could not decode the input record
+    │   ├── UnknownSchema                its schema id is not in the schema registry
+    │   ├── UndecodablePayload           not in the wire format, or not as its schema says
     │   ├── OutputTooLarge               the output is over the topic's or producer's limit
     │   ├── OutputRefused                the broker refused the output record
     │   └── InternalError                a bug or an unexpected failure of ours
     ├── KafkaSetupError                  the broker is unreachable or refuses us
+    ├── RegistryUnavailable              the schema registry does not answer (leads wait)
     ├── ReplayRefused                    replaying now is unsafe (breaker open, budget spent)
     └── ReplayFenced                     another replayer of the group took over
 
@@ -49,9 +52,12 @@ __all__ = [
     "ProviderRejected",
     "ProviderTimeout",
     "RateLimited",
+    "RegistryUnavailable",
     "ReplayFenced",
     "ReplayRefused",
     "StreamprocError",
+    "UndecodablePayload",
+    "UnknownSchema",
     "UnreadableRecord",
 ]
 
@@ -67,6 +73,8 @@ class ErrorClass(StrEnum):
     BREAKER_OPEN = "breaker_open"
     BUDGET_EXHAUSTED = "budget_exhausted"
     UNREADABLE_RECORD = "unreadable_record"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    UNDECODABLE_PAYLOAD = "undecodable_payload"
     OUTPUT_TOO_LARGE = "output_too_large"
     OUTPUT_REFUSED = "output_refused"
     INTERNAL = "internal"
@@ -82,6 +90,16 @@ class ConfigError(StreamprocError):
 
 class KafkaSetupError(StreamprocError):
     """The broker cannot be reached, refuses our credentials, or lacks a topic."""
+
+
+class RegistryUnavailable(StreamprocError):
+    """The schema registry did not answer (connection refused, timeout, 5xx, 429).
+
+    Not a lead's failure, so never a DLQ record: the lead waits in a hold and asks again,
+    which holds its partition until the registry is back (docs/schema-registry.md).
+    """
+
+    retriable: ClassVar[bool] = True
 
 
 class ReplayRefused(StreamprocError):
@@ -170,6 +188,24 @@ class UnreadableRecord(LeadError):
     batch that fails its CRC): its contents are not available to us, only its position."""
 
     error_class = ErrorClass.UNREADABLE_RECORD
+
+
+class UnknownSchema(LeadError):
+    """The record names a schema id the registry (which answered) does not know.
+
+    Retriable: replayed once the schema is registered again (a registry restored from a
+    backup, a record copied from another cluster's topic)."""
+
+    error_class = ErrorClass.UNKNOWN_SCHEMA
+    retriable = True
+
+
+class UndecodablePayload(LeadError):
+    """Not in the schema registry's wire format (magic byte 0, 4-byte schema id), or the
+    payload does not decode with the schema it names, or that schema's type is not one
+    streamproc reads (Avro, JSON Schema)."""
+
+    error_class = ErrorClass.UNDECODABLE_PAYLOAD
 
 
 class OutputTooLarge(LeadError):

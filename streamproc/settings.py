@@ -26,18 +26,21 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streamproc.errors import ConfigError
+from streamproc.fieldpaths import parse_path
 
 __all__ = [
     "DEFAULT_CACHE_FIELDS",
     "DEFAULT_FREEMAIL_DOMAINS",
     "ENV_PREFIX",
     "FILE_SUFFIX",
+    "LEAD_FIELD_NAMES",
     "SECRET_FIELDS",
     "BreakerPolicy",
     "BudgetPolicy",
     "CacheKey",
     "CallbackAuth",
     "ProviderMode",
+    "RecordFormat",
     "SecurityProtocol",
     "Settings",
     "load_settings",
@@ -69,6 +72,29 @@ class ProviderMode(StrEnum):
 
     SYNC = "sync"
     CLAY = "clay"
+
+
+class RecordFormat(StrEnum):
+    """How records are written: plain JSON, or a schema registry's wire format (magic byte 0,
+    4-byte schema id, an Avro or JSON Schema payload; docs/schema-registry.md)."""
+
+    JSON = "json"
+    REGISTRY = "registry"
+
+
+#: The lead's fields, which ``lead_fields`` may map (``Lead`` in streamproc.records.lead;
+#: a unit test keeps the two equal: settings may not import the records).
+LEAD_FIELD_NAMES: tuple[str, ...] = (
+    "lead_id",
+    "email",
+    "domain",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "source",
+    "created_at",
+)
 
 
 class CallbackAuth(StrEnum):
@@ -522,6 +548,40 @@ class Settings(BaseSettings):
         "they are cancelled and read again by the next owner",
     )
 
+    # --- record formats ------------------------------------------------------------------
+    input_format: RecordFormat = Field(
+        RecordFormat.JSON,
+        description="how leads are written to `topic_raw`: `json` (plain JSON), or `registry` "
+        "(a schema registry's wire format, Avro or JSON Schema, read through "
+        "`schema_registry_url`)",
+    )
+    output_format: RecordFormat = Field(
+        RecordFormat.JSON,
+        description="how enriched leads are written: `json`, or `registry` (input_format "
+        "registry only: the input's schema extended with the enrichment, registered under "
+        "`<topic_enriched>-value`)",
+    )
+    schema_registry_url: AnyHttpUrl | None = Field(
+        None,
+        description="the registry's Confluent-compatible API, e.g. http://registry:8081 or "
+        "Apicurio's http://registry:8080/apis/ccompat/v7",
+    )
+    schema_registry_username: str | None = Field(
+        None, description="registry basic-auth user (Confluent Cloud: the API key)"
+    )
+    schema_registry_password: SecretStr | None = Field(
+        None, description="registry basic-auth password (Confluent Cloud: the API secret)"
+    )
+    schema_registry_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="one registry request; longer counts as the registry down"
+    )
+    lead_fields: Annotated[dict[str, str], NoDecode] = Field(
+        {},
+        description="where each lead field is in your records: `lead_id=/id,email=contact.email` "
+        "(JSON Pointer or dotted path; a JSON object works too); unmapped fields keep their "
+        "own name",
+    )
+
     # --- operations ----------------------------------------------------------------------
     http_host: str = Field(
         "0.0.0.0",
@@ -648,6 +708,42 @@ class Settings(BaseSettings):
             raise ValueError(f"not a domain: {bad[0]!r} (e.g. gmail.com)")
         return names
 
+    @field_validator("lead_fields", mode="before")
+    @classmethod
+    def _split_mapping(cls, value: Any) -> Any:
+        """``field=path,field=path`` (or a JSON object, as a TOML table or env JSON)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("{"):
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    raise ValueError("must be field=path pairs or a JSON object") from None
+            pairs = [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
+            mapping = {}
+            for pair in pairs:
+                field, sep, path = pair.partition("=")
+                if not sep:
+                    raise ValueError(f"{pair!r} is not field=path (e.g. email=contact.email)")
+                mapping[field.strip()] = path.strip()
+            return mapping
+        return value
+
+    @field_validator("lead_fields")
+    @classmethod
+    def _known_lead_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for field, path in value.items():
+            if field not in LEAD_FIELD_NAMES:
+                close = difflib.get_close_matches(field, LEAD_FIELD_NAMES, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                known = ", ".join(LEAD_FIELD_NAMES)
+                raise ValueError(f"{field!r} is not a lead field{hint}; the fields: {known}")
+            try:
+                parse_path(path)
+            except ValueError as exc:
+                raise ValueError(f"{field}: {exc}") from None
+        return value
+
     @field_validator("clay_callback_path")
     @classmethod
     def _absolute_path(cls, value: str) -> str:
@@ -702,6 +798,23 @@ class Settings(BaseSettings):
             raise ValueError(
                 "provider declarative needs a [streamproc.provider_declarative] table in the "
                 "settings file (docs/provider.md; examples/providers/)"
+            )
+        registry = RecordFormat.REGISTRY
+        if registry in (self.input_format, self.output_format) and self.schema_registry_url is None:
+            raise ValueError(
+                "input_format/output_format registry needs STREAMPROC_SCHEMA_REGISTRY_URL"
+            )
+        if self.output_format is registry and self.input_format is not registry:
+            raise ValueError(
+                "output_format registry extends the input's schema: it needs input_format "
+                "registry too"
+            )
+        if self.provider_mode is ProviderMode.CLAY and registry in (
+            self.input_format,
+            self.output_format,
+        ):
+            raise ValueError(
+                "provider_mode clay reads and writes plain JSON: set the formats to json"
             )
         if self.provider_mode is ProviderMode.CLAY:
             if not self.clay_webhook_urls:

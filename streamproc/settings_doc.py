@@ -49,6 +49,7 @@ SECTIONS: dict[str, str] = {
     "clay_webhook_urls": "Clay mode settings (provider_mode clay)",
     "budget_daily_credits": "resilience settings (budget, breaker, cache)",
     "max_in_flight": "processing settings",
+    "input_format": "record format settings (schema registry, lead field names)",
     "http_host": "operations settings",
     "tracing_enabled": "tracing settings (OpenTelemetry)",
 }

@@ -26,10 +26,10 @@ DOCS = ROOT / "docs" / "architecture.md"
 
 #: Bottom first. Kept equal to the table in docs/architecture.md (a test checks it).
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "logs", "timestamps", "signals"}),
+    frozenset({"errors", "logs", "timestamps", "signals", "fieldpaths"}),
     frozenset({"settings", "records"}),
     frozenset({"redact", "settings_doc", "__init__", "tracing"}),
-    frozenset({"kafka", "provider", "ops", "resilience"}),
+    frozenset({"kafka", "provider", "ops", "resilience", "registry"}),
     frozenset({"state"}),
     frozenset({"processing"}),
     frozenset({"clay", "replay"}),
