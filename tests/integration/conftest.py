@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from streamproc.errors import KafkaSetupError
+from streamproc.kafka.preflight import check_kafka
 from streamproc.kafka.topics import create_topics
 from streamproc.settings import Settings
 
@@ -71,6 +73,27 @@ async def topics(kafka_bootstrap: str) -> Settings:
         log_format="json",
     )
     await create_topics(settings)
-    # Metadata for new topics reaches every client a moment later.
-    await asyncio.sleep(0.2)
+    await wait_for_topics(settings)
     return settings
+
+
+async def wait_for_topics(settings: Settings, timeout_s: float = 30.0) -> None:
+    """Return once the broker's metadata names every topic of ``settings``.
+
+    CreateTopics returns when the controller has the topics; the broker that answers
+    metadata learns of them a moment later, and until then ``run``'s start-up check says
+    "topic ... does not exist". A fixed sleep lost that race now and then on a loaded
+    machine; this asks the same check ``run`` asks until it passes.
+    """
+    names = [settings.topic_raw, settings.topic_enriched, settings.topic_dlq,
+             settings.topic_parked, settings.topic_state]  # fmt: skip
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            await check_kafka(settings, topics=names)
+            return
+        except KafkaSetupError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.05)

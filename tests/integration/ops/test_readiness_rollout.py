@@ -17,7 +17,7 @@ from streamproc.app import App
 from streamproc.kafka.topics import create_topics
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
-from tests.integration.conftest import configure
+from tests.integration.conftest import configure, wait_for_topics
 from tests.integration.kafka_io import produce
 
 
@@ -50,6 +50,7 @@ async def test_a_standby_and_an_open_breaker_stay_ready(topics: Settings) -> Non
             provider_max_retries=0,
         )
         await create_topics(settings)  # the new one-partition input; the others exist
+        await wait_for_topics(settings)
         await produce(settings, records)
         apps = [App(settings), App(settings)]
         runs = [asyncio.ensure_future(app.run()) for app in apps]

@@ -18,7 +18,7 @@ from streamproc.processing.guard import ResilienceGuard
 from streamproc.records.lead import Lead
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
-from tests.integration.conftest import configure
+from tests.integration.conftest import configure, wait_for_topics
 
 WRITERS = 30
 
@@ -93,6 +93,7 @@ async def test_a_restart_after_thousands_of_settled_claims_keeps_a_flat_state(
     small_settings = _settings(topics)
     large_settings = configure(small_settings, topic_state=f"{topics.topic_state}.large")
     await create_topics(large_settings)
+    await wait_for_topics(large_settings)
     await _spend(small_settings, 10)
     await _spend(large_settings, 100)
     small = await _restore(small_settings)
