@@ -37,6 +37,8 @@ from tests.integration.replay.dlq_io import (
 
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "op-" + uuid.uuid4().hex
+#: Two DLQ records per error class and a Spring and a Connect one (``every_kind``).
+PLANTED = len(every_kind())
 IMAGES = ROOT / "docs" / "images"
 #: Set to 1 to refresh the README's pictures (docs/images/) from this run; otherwise they
 #: go to the test's temporary directory, so a test run leaves the work tree as it was.
@@ -54,7 +56,7 @@ def _breaker(state: str, at: float) -> tuple[str, dict[str, Any]]:
 
 
 async def _seed(settings: Settings) -> None:
-    """24 DLQ records of every kind; 30 credits spent and 25 reserved of 500; the breaker
+    """DLQ records of every kind (PLANTED); 30 credits spent and 25 reserved of 500; the breaker
     opened and closed again today; six leads on the input, one committed by the group."""
     await plant_dlq(settings, every_kind())
     now = time.time()
@@ -201,9 +203,9 @@ async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
 
                 # --- DLQ: list, filter, one record -------------------------------------------
                 listed = (await _api(url, "dlq")).json()
-                assert listed["matching"] == 24
+                assert listed["matching"] == PLANTED
                 await page.click("#tab-dlq")
-                await expect(page.locator("#dlq-matching")).to_have_text("24")
+                await expect(page.locator("#dlq-matching")).to_have_text(str(PLANTED))
                 assert await page.locator("#dlq-rows tr").count() == 20  # one page
                 await page.fill("input[name=error_class]", "rate_limited")
                 await page.click("#dlq-apply")
@@ -237,10 +239,10 @@ async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
                         json={"filters": {"error_class": "rate_limited"}, "dry_run": True},
                     )
                 ).json()
-                assert (dry["replayed"], dry["parked"], dry["skipped"]) == (1, 1, 22)
+                assert (dry["replayed"], dry["parked"], dry["skipped"]) == (1, 1, PLANTED - 2)
                 assert await _text(page, "#dry-replay") == "1"
                 assert await _text(page, "#dry-park") == "1"
-                assert await _text(page, "#dry-skip") == "22"
+                assert await _text(page, "#dry-skip") == str(PLANTED - 2)
                 await page.screenshot(path=str(images / "console-dlq.png"), full_page=True)
 
                 # --- confirm without the token: refused, nothing moved -----------------------
@@ -250,7 +252,7 @@ async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
                 assert (await _api(url, "replay", json=body)).status_code == 401
                 wrong = await _api(url, "replay", json=body, headers={"Authorization": "Bearer x"})
                 assert wrong.status_code == 401
-                assert (await _api(url, "dlq")).json()["matching"] == 24
+                assert (await _api(url, "dlq")).json()["matching"] == PLANTED
 
                 # --- with the token: the records move ----------------------------------------
                 await page.fill("#replay-token", TOKEN)
@@ -265,7 +267,7 @@ async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
         assert raw["rate_limited-1"] == 1
         assert keys(await read_all(settings, settings.topic_parked)) == {"rate_limited-3": 1}
         after = (await _api(url, "dlq")).json()
-        assert after["matching"] == 22
+        assert after["matching"] == PLANTED - 2
         assert (await _api(url, "dlq", params={"error_class": "rate_limited"})).json()[
             "matching"
         ] == 0

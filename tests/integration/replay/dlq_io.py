@@ -31,6 +31,7 @@ NOT_RETRIABLE = {
     ErrorClass.UNREADABLE_RECORD,
     ErrorClass.OUTPUT_TOO_LARGE,
     ErrorClass.OUTPUT_REFUSED,
+    ErrorClass.UNDECODABLE_PAYLOAD,
 }
 #: The failure time of every planted record: one hour ago, minutes apart per class.
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)

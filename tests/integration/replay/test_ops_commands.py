@@ -6,10 +6,12 @@ import time
 
 import orjson
 
+from streamproc.errors import ErrorClass
 from streamproc.replay.filters import ReplayFilter
 from streamproc.replay.replayer import Replayer, ReplayOptions
 from streamproc.settings import Settings
 from tests.integration.replay.dlq_io import (
+    NOT_RETRIABLE,
     budget_spend,
     cli,
     every_kind,
@@ -26,15 +28,26 @@ async def test_dlq_stats_json_matches_the_dlq(topics: Settings) -> None:
     result = await cli(topics, "dlq", "stats", "--json")
     assert result.returncode == 0, result.stderr
     stats = orjson.loads(result.stdout)
-    assert stats["total"] == len(planted) == 24
+    # Two records per error class (attempts 1 and 3), a Spring and a Connect record.
+    total = len(planted)
+    assert total == 2 * len(ErrorClass) + 2
     assert stats["by_error_class"] == {
         **{p.error_class: 2 for p in planted if p.error_class != "unclassified"},
         "unclassified": 2,
     }
-    assert stats["by_retriable"] == {"true": 12, "false": 10, "unknown": 2}
-    assert stats["by_attempt"] == {"1": 13, "3": 11}
-    assert stats["by_source"] == {"streamproc": 22, "spring": 1, "connect": 1}
-    assert stats["replay_would"] == {"max_attempts": 3, "replay": 8, "park": 16}
+    not_retriable = 2 * len(NOT_RETRIABLE)
+    assert stats["by_retriable"] == {
+        "true": total - 2 - not_retriable, "false": not_retriable, "unknown": 2
+    }  # fmt: skip
+    assert stats["by_attempt"] == {
+        str(n): sum(p.attempt == n for p in planted) for n in (1, 3)
+    }  # fmt: skip
+    assert stats["by_source"] == {"streamproc": total - 2, "spring": 1, "connect": 1}
+    assert stats["replay_would"] == {
+        "max_attempts": 3,
+        "replay": sum(p.expected == "replay" for p in planted),
+        "park": sum(p.expected == "park" for p in planted),
+    }
     ours = [p for p in planted if p.error_class != "unclassified"]
     oldest = min(p.failed_at for p in ours).isoformat(timespec="milliseconds")
     assert stats["oldest_failure"] == oldest.replace("+00:00", "Z")
@@ -47,14 +60,14 @@ async def test_dlq_stats_json_matches_the_dlq(topics: Settings) -> None:
     filters = ReplayFilter(error_classes=frozenset({"internal"}))
     await Replayer(topics, ReplayOptions(filters=filters)).run()
     pending = orjson.loads((await cli(topics, "dlq", "stats", "--json")).stdout)
-    assert pending["total"] == 22
+    assert pending["total"] == total - 2
     assert "internal" not in pending["by_error_class"]
     everything = orjson.loads((await cli(topics, "dlq", "stats", "--json", "--all")).stdout)
-    assert everything["total"] == 24 + 22  # the originals and the put-back copies
+    assert everything["total"] == total + total - 2  # the originals and the put-back copies
 
     table = await cli(topics, "dlq", "stats")
     print(table.stdout)
-    assert "22 records (pending for the replayer)" in table.stdout
+    assert f"{total - 2} records (pending for the replayer)" in table.stdout
     assert "provider_error happened" in table.stdout
 
 
