@@ -29,8 +29,9 @@ from aiokafka.errors import (
 from aiokafka.helpers import create_ssl_context
 
 from streamproc.errors import ConfigError, KafkaSetupError
+from streamproc.kafka.oauth import token_provider
 from streamproc.records.outcome import OutRecord
-from streamproc.settings import SecurityProtocol, Settings
+from streamproc.settings import SaslMechanism, SecurityProtocol, Settings
 
 __all__ = [
     "Refusal",
@@ -75,7 +76,14 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     }
     if settings.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
         kwargs["ssl_context"] = _ssl_context(settings)
-    if settings.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
+    if settings.security_protocol in (
+        SecurityProtocol.SASL_SSL,
+        SecurityProtocol.SASL_PLAINTEXT,
+    ) and settings.sasl_mechanism in (SaslMechanism.OAUTHBEARER, SaslMechanism.AWS_MSK_IAM):
+        # MSK's IAM tokens travel as OAUTHBEARER too (AWS's signer docs).
+        kwargs["sasl_mechanism"] = "OAUTHBEARER"
+        kwargs["sasl_oauth_token_provider"] = token_provider(settings)
+    elif settings.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
         assert settings.sasl_password is not None  # checked by the settings model
         kwargs["sasl_mechanism"] = settings.sasl_mechanism.value
         kwargs["sasl_plain_username"] = settings.sasl_username

@@ -34,9 +34,9 @@ from aiokafka import errors as kafka_errors
 from aiokafka.conn import create_conn
 from aiokafka.protocol.metadata import MetadataRequest
 
-from streamproc.errors import KafkaSetupError
+from streamproc.errors import KafkaSetupError, KafkaTokenError
 from streamproc.kafka.client import connection_kwargs
-from streamproc.settings import SecurityProtocol, Settings
+from streamproc.settings import ENV_PREFIX, SaslMechanism, SecurityProtocol, Settings
 
 __all__ = ["check_kafka", "parse_bootstrap"]
 
@@ -98,7 +98,11 @@ async def check_kafka(
     kwargs = connection_kwargs(settings)
     secrets = [
         s.get_secret_value()
-        for s in (settings.sasl_password, settings.ssl_key_password)
+        for s in (
+            settings.sasl_password,
+            settings.ssl_key_password,
+            settings.sasl_oauthbearer_client_secret,
+        )
         if s is not None and s.get_secret_value()
     ]
     try:
@@ -195,10 +199,15 @@ async def _check_cluster(
 
 
 def _principal(settings: Settings) -> str:
-    if settings.sasl_username and settings.security_protocol in (
+    sasl = settings.security_protocol in (
         SecurityProtocol.SASL_SSL,
         SecurityProtocol.SASL_PLAINTEXT,
-    ):
+    )
+    if sasl and settings.sasl_mechanism is SaslMechanism.OAUTHBEARER:
+        return f"OAUTHBEARER client {settings.sasl_oauthbearer_client_id!r}"
+    if sasl and settings.sasl_mechanism is SaslMechanism.AWS_MSK_IAM:
+        return "the AWS IAM identity of the credentials"
+    if settings.sasl_username and sasl:
         return f"user {settings.sasl_username!r}"
     if settings.security_protocol is SecurityProtocol.SSL and settings.ssl_certfile:
         return f"the client certificate {settings.ssl_certfile}"
@@ -217,6 +226,25 @@ def _explain(
     if isinstance(exc, kafka_errors.KafkaConnectionError) and isinstance(cause, ssl.SSLError):
         exc = cause
     mechanism = settings.sasl_mechanism.value
+    if isinstance(cause, KafkaTokenError):  # no token to offer (streamproc.kafka.oauth)
+        return _Problem(str(cause), final=True)
+    if isinstance(
+        exc, kafka_errors.SaslAuthenticationFailed | kafka_errors.AuthenticationFailedError
+    ) and settings.sasl_mechanism in (SaslMechanism.OAUTHBEARER, SaslMechanism.AWS_MSK_IAM):
+        # The broker's reason (expired, wrong audience, bad signature) is its own words
+        # about the token, never the token itself.
+        said = str(exc.args[0]) if exc.args else ""
+        detail = f": {said.splitlines()[0][:200]}" if said and said.isprintable() else ""
+        hint = (
+            "check the broker's JWKS/issuer/audience settings and "
+            f"{ENV_PREFIX}SASL_OAUTHBEARER_TOKEN_URL"
+            if settings.sasl_mechanism is SaslMechanism.OAUTHBEARER
+            else "check the IAM policy and STREAMPROC_SASL_AWS_REGION"
+        )
+        return _Problem(
+            f"the broker at {where} refused the token of {_principal(settings)}{detail}; {hint}",
+            final=True,
+        )
     if isinstance(
         exc, kafka_errors.SaslAuthenticationFailed | kafka_errors.AuthenticationFailedError
     ):
