@@ -14,6 +14,7 @@ from typing import Any
 from streamproc import __version__
 from streamproc.clay import ClayService
 from streamproc.errors import ConfigError
+from streamproc.kafka.acls import processor_acls
 from streamproc.kafka.preflight import check_kafka
 from streamproc.logs import get_logger
 from streamproc.ops.http import OpsServer
@@ -132,6 +133,7 @@ class App:
                     settings.topic_dlq,
                     settings.topic_state,
                 ],
+                acls=processor_acls(settings),
             )
             if self.provider is not None:
                 await self.provider.start()
