@@ -19,16 +19,20 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
     CorruptRecordException,
+    GroupAuthorizationFailedError,
     InvalidTimestampError,
     KafkaError,
     MessageSizeTooLargeError,
     PolicyViolationError,
     RecordListTooLargeError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
 )
 from aiokafka.helpers import create_ssl_context
 
-from streamproc.errors import ConfigError, KafkaSetupError
+from streamproc.errors import ConfigError, KafkaAuthorizationError, KafkaSetupError
 from streamproc.kafka.oauth import token_provider
 from streamproc.records.outcome import OutRecord
 from streamproc.settings import SaslMechanism, SecurityProtocol, Settings
@@ -201,6 +205,9 @@ async def start_client(
     except asyncio.CancelledError:
         await _close(client)
         raise
+    except _AUTHORIZATION_REFUSALS as exc:
+        await _close(client)
+        raise KafkaAuthorizationError(_refusal_line(client, exc)) from None
     except (TimeoutError, KafkaError, OSError) as exc:
         await _close(client)
         reason = (
@@ -214,6 +221,37 @@ async def start_client(
             f"cannot reach Kafka at {settings.bootstrap_servers} ({reason}): is the broker "
             "up, and STREAMPROC_BOOTSTRAP_SERVERS right?"
         ) from None
+
+
+#: What the broker answers when an ACL is missing (the preflight catches most of these
+#: first; this is for what it cannot see, such as Describe granted where Read is needed).
+_AUTHORIZATION_REFUSALS = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    ClusterAuthorizationFailedError,
+)
+
+
+def _refusal_line(
+    client: AIOKafkaConsumer | AIOKafkaProducer | AIOKafkaAdminClient, exc: BaseException
+) -> str:
+    what = {
+        TopicAuthorizationFailedError: "a topic",
+        GroupAuthorizationFailedError: "the consumer group",
+        TransactionalIdAuthorizationFailed: "the transactional id",
+        ClusterAuthorizationFailedError: "the cluster",
+    }.get(type(exc), "a resource")
+    txn = getattr(getattr(client, "_txn_manager", None), "transactional_id", None)
+    if isinstance(exc, TransactionalIdAuthorizationFailed) and txn:
+        what = f"transactional id {txn!r} (needs Write)"
+    group = getattr(client, "_group_id", None)
+    if isinstance(exc, GroupAuthorizationFailedError) and group:
+        what = f"group {group!r} (needs Read)"
+    return (
+        f"Kafka refused access to {what} ({type(exc).__name__}): an ACL is missing; "
+        "docs/security.md lists the ACLs of each command"
+    )
 
 
 class _BootstrapErrorFilter(logging.Filter):

@@ -11,6 +11,7 @@ import asyncio
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -131,3 +132,29 @@ async def test_a_missing_acl_fails_start_up_in_one_line_naming_it(
     assert expected in lines[0], lines[0]
     assert f"user {user!r}" in lines[0] and f"--allow-principal User:{user}" in lines[0]
     assert USERS[user] not in done.stderr
+
+
+async def test_write_refused_past_the_preflight_is_one_line_too(
+    auth_topics: Settings, auth_broker: AuthBroker
+) -> None:
+    """Describe granted where Write is needed passes the preflight's coordinator lookup; the
+    producer's start is then refused, still in one line naming the transactional id."""
+    every = replayer_acls(auth_topics)
+    txn = next(a for a in every if a.resource is ResourceType.TRANSACTIONAL_ID)
+    acls = [a for a in every if a is not txn]
+    acls.append(replace(txn, operation=Operation.DESCRIBE))
+    await grant(auth_broker.plaintext, "User:replayer", acls)
+    settings = as_user(auth_topics, auth_broker, "replayer")
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "streamproc", "replay", "--force"],
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    assert done.returncode != 0
+    assert len(lines) == 1, done.stderr
+    assert f"transactional id '{txn.name}' (needs Write)" in lines[0], lines[0]
