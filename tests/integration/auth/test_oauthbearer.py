@@ -110,8 +110,9 @@ async def test_token_refreshed_while_processing(
             await produce(auth_topics, leads("first", 10))
             assert sum((await wait_enriched(auth_topics, 10)).values()) == 10
             calls_after_first = idp.calls()
-            # Two broker session lifetimes: every connection of the first wave has ended.
-            await asyncio.sleep(2 * REAUTH_MS / 1000 + 1)
+            # Past one broker session lifetime: every session of the first wave has ended,
+            # and every token of it is due for refresh (at 80 % of 3 s).
+            await asyncio.sleep(REAUTH_MS / 1000 + 1)
             await produce(auth_topics, leads("second", 10))
             seen = await wait_enriched(auth_topics, 20)
             assert not running.done(), "the processor stopped"
