@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +13,6 @@ from streamproc.kafka.topics import create_topics
 from streamproc.settings import Settings
 from tests.integration.auth.broker import AuthBroker, start_auth_broker, stop_auth_broker
 from tests.integration.auth.idp import IdentityProvider
-
-if shutil.which("java") is None:  # pragma: no cover - CI installs a JDK
-    pytest.skip(
-        "java not found: the auth tests run a real Kafka broker (install a JDK 17+)",
-        allow_module_level=True,
-    )
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,9 @@ from tests.integration.auth.broker import USERS, AuthBroker
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
 from tests.integration.procs import settings_env
+from tests.integration.security.broker import requires_java
+
+pytestmark = requires_java
 
 
 def as_user(topics: Settings, broker: AuthBroker, user: str, **changes: Any) -> Settings:

@@ -24,6 +24,9 @@ from tests.integration.auth.idp import CLIENT_ID, CLIENT_SECRET, IdentityProvide
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
 from tests.integration.procs import settings_env
+from tests.integration.security.broker import requires_java
+
+pytestmark = requires_java
 
 
 def oauth_settings(
