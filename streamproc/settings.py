@@ -42,6 +42,7 @@ __all__ = [
     "SecurityProtocol",
     "Settings",
     "load_settings",
+    "sasl_extensions",
 ]
 
 
@@ -247,6 +248,11 @@ class Settings(BaseSettings):
     )
     sasl_oauthbearer_scope: str | None = Field(
         None, description="`OAUTHBEARER`: scope to ask for, space-separated (none: the default)"
+    )
+    sasl_oauthbearer_extensions: str | None = Field(
+        None,
+        description="`OAUTHBEARER`: SASL extensions sent with the token, comma-separated "
+        "key=value (Confluent Cloud: `logicalCluster=lkc-…,identityPoolId=pool-…`)",
     )
     sasl_aws_region: str | None = Field(
         None, description="`AWS_MSK_IAM`: the cluster's AWS region, e.g. eu-west-1"
@@ -620,6 +626,13 @@ class Settings(BaseSettings):
             raise ValueError(f"not a domain: {bad[0]!r} (e.g. gmail.com)")
         return names
 
+    @field_validator("sasl_oauthbearer_extensions")
+    @classmethod
+    def _sasl_extensions(cls, value: str | None) -> str | None:
+        if value is not None:
+            sasl_extensions(value)
+        return value
+
     @field_validator("clay_callback_path")
     @classmethod
     def _absolute_path(cls, value: str) -> str:
@@ -701,6 +714,24 @@ SECRET_FIELDS: frozenset[str] = frozenset(
     for name, info in Settings.model_fields.items()
     if info.annotation is SecretStr or SecretStr in getattr(info.annotation, "__args__", ())
 )
+
+
+def sasl_extensions(text: str) -> dict[str, str]:
+    """``"a=1,b=2"`` → ``{"a": "1", "b": "2"}``; ``ValueError`` unless each key is letters
+    (RFC 7628's ``key``), none is ``auth`` (the token's own), and no value holds a control
+    character (``%x01`` separates them on the wire)."""
+    out: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isascii() or not key.isalpha() or key == "auth":
+            raise ValueError(f"{item!r} is not key=value with a key of letters (not 'auth')")
+        if not value.isprintable():
+            raise ValueError(f"the value of {key!r} holds a control character")
+        out[key] = value.strip()
+    return out
 
 
 def _readable(path: Path) -> bool:

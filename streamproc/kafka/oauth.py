@@ -35,7 +35,7 @@ from aiokafka.conn import AIOKafkaConnection, OAuthAuthenticator
 from aiokafka.errors import KafkaConnectionError
 
 from streamproc.errors import ConfigError, KafkaTokenError
-from streamproc.settings import ENV_PREFIX, SaslMechanism, Settings
+from streamproc.settings import ENV_PREFIX, SaslMechanism, Settings, sasl_extensions
 
 __all__ = [
     "REFRESH_AT_LIFETIME",
@@ -169,8 +169,10 @@ class OidcTokenProvider(_CachingProvider):
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        extensions: dict[str, str] | None = None,
     ) -> None:
         super().__init__(clock)
+        self._extensions = dict(extensions or {})
         self._url = token_url
         self._client_id = client_id
         self._secret = client_secret
@@ -178,6 +180,11 @@ class OidcTokenProvider(_CachingProvider):
         self._timeout_s = timeout_s
         self._wall_clock = wall_clock
         self._transport = transport
+
+    def extensions(self) -> dict[str, str]:
+        """SASL extensions sent beside the token (RFC 7628), e.g. Confluent Cloud's
+        ``logicalCluster`` and ``identityPoolId``."""
+        return dict(self._extensions)
 
     def _refused(self, what: str) -> KafkaTokenError:
         return KafkaTokenError(
@@ -346,7 +353,14 @@ def token_provider(settings: Settings) -> _CachingProvider:
     client_id = settings.sasl_oauthbearer_client_id
     secret = settings.sasl_oauthbearer_client_secret
     assert url is not None and client_id and secret is not None  # checked by the model
-    key = ("oidc", str(url), client_id, secret.get_secret_value(), settings.sasl_oauthbearer_scope)
+    key = (
+        "oidc",
+        str(url),
+        client_id,
+        secret.get_secret_value(),
+        settings.sasl_oauthbearer_scope,
+        settings.sasl_oauthbearer_extensions,
+    )
     if key not in _PROVIDERS:
         _PROVIDERS[key] = OidcTokenProvider(
             str(url),
@@ -354,5 +368,6 @@ def token_provider(settings: Settings) -> _CachingProvider:
             secret.get_secret_value(),
             scope=settings.sasl_oauthbearer_scope,
             timeout_s=settings.kafka_connect_timeout_s,
+            extensions=sasl_extensions(settings.sasl_oauthbearer_extensions or ""),
         )
     return _PROVIDERS[key]

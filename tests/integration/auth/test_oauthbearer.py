@@ -81,7 +81,13 @@ async def test_oauthbearer_processes_leads(
     await produce(auth_topics, leads("oauth", 12))
     async with serve_mock_provider(MockProviderConfig(port=0, latency_ms=1, seed=3)) as url:
         settings = oauth_settings(
-            auth_topics, auth_broker, idp, provider_url=f"{url}/enrich", cache_ttl_s=0
+            auth_topics,
+            auth_broker,
+            idp,
+            provider_url=f"{url}/enrich",
+            cache_ttl_s=0,
+            # Sent beside the token, as Confluent Cloud wants them; this broker accepts any.
+            sasl_oauthbearer_extensions="logicalCluster=lkc-test,identityPoolId=pool-test",
         )
         await asyncio.wait_for(App(settings).run(stop_when_idle_s=2.0), timeout=90)
     seen = await enriched_keys(auth_topics)

@@ -57,6 +57,10 @@ OIDC = {
             {"STREAMPROC_SASL_OAUTHBEARER_TOKEN_URL": "not a url"},
             "sasl_oauthbearer_token_url",
         ),
+        (
+            {**OIDC, "STREAMPROC_SASL_OAUTHBEARER_EXTENSIONS": "logicalCluster=lkc-1,pool"},
+            "sasl_oauthbearer_extensions",
+        ),
     ],
 )
 def test_auth_misconfiguration_is_one_line(

@@ -235,3 +235,20 @@ async def test_msk_iam_without_credentials_is_one_line(
     line = str(caught.value.__cause__)
     assert line.startswith("AWS_MSK_IAM: cannot sign a token for region us-east-1")
     assert "STREAMPROC_SASL_AWS_PROFILE" in line
+
+
+async def test_sasl_extensions_travel_with_the_token() -> None:
+    """Configured SASL extensions (Confluent Cloud's logicalCluster, identityPoolId) are in
+    the OAUTHBEARER client message aiokafka sends, after the token."""
+    from streamproc.kafka.oauth import _RefusalAwareAuthenticator
+
+    tokens = provider(
+        Endpoint(ok("tok")),
+        Clock(),
+        extensions={"logicalCluster": "lkc-1", "identityPoolId": "pool-2"},
+    )
+    step = await _RefusalAwareAuthenticator(sasl_oauth_token_provider=tokens).step(None)
+    assert step is not None
+    assert step[0] == (
+        b"n,,\x01auth=Bearer tok\x01logicalCluster=lkc-1\x01identityPoolId=pool-2\x01\x01"
+    )
