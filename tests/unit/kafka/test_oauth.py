@@ -252,3 +252,16 @@ async def test_sasl_extensions_travel_with_the_token() -> None:
     assert step[0] == (
         b"n,,\x01auth=Bearer tok\x01logicalCluster=lkc-1\x01identityPoolId=pool-2\x01\x01"
     )
+
+
+def test_msk_iam_without_the_extra_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without AWS's signer package, AWS_MSK_IAM is a ConfigError naming the extra."""
+    import sys
+
+    from streamproc.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "aws_msk_iam_sasl_signer", None)
+    with pytest.raises(ConfigError, match=r"pip install 'streamproc\[msk\]'"):
+        MskIamTokenProvider("eu-west-1")
