@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from streamproc import __version__, tracing
 from streamproc.clay import ClayService
 from streamproc.errors import ConfigError
+from streamproc.kafka.acls import processor_acls
 from streamproc.kafka.preflight import check_kafka
 from streamproc.logs import get_logger
 from streamproc.ops.http import OpsServer
@@ -186,6 +187,7 @@ class App:
                     settings.topic_dlq,
                     settings.topic_state,
                 ],
+                acls=processor_acls(settings),
             )
             if self.codec is not None:
                 # The output schema's compatibility, checked before any lead (one line).

@@ -27,6 +27,7 @@ from streamproc.simulators.command import add_mock_provider_arguments, mock_prov
 
 if TYPE_CHECKING:
     from streamproc.app import App
+    from streamproc.kafka.acls import Acl
 
 __all__ = ["main"]
 
@@ -367,18 +368,27 @@ def _dispatch(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown command {args.command}")
     if args.command == "run":
         return _run_async(runner)  # the app runs the preflight itself, with its topics
-    return _run_async(functools.partial(_after_preflight, settings, runner))
+    acls: list[Acl] = []
+    if args.command == "replay":
+        from streamproc.kafka.acls import Operation, replayer_acls
+
+        acls = replayer_acls(settings)
+        if args.dry_run:  # reads only
+            acls = [acl for acl in acls if acl.operation is not Operation.WRITE]
+    return _run_async(functools.partial(_after_preflight, settings, runner, acls))
 
 
 async def _after_preflight(
-    settings: Settings, runner: Callable[[], Coroutine[Any, Any, int]]
+    settings: Settings,
+    runner: Callable[[], Coroutine[Any, Any, int]],
+    acls: list[Acl] | None = None,
 ) -> int:
     """Every Kafka command first proves the broker reachable and our credentials accepted,
     so that a dead broker, a wrong CA or password is one line naming the setting (within
     ``kafka_connect_timeout_s``), the same for every command."""
     from streamproc.kafka.preflight import check_kafka
 
-    await check_kafka(settings, settings.kafka_connect_timeout_s)
+    await check_kafka(settings, settings.kafka_connect_timeout_s, acls=acls or ())
     return await runner()
 
 

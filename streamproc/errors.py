@@ -21,6 +21,8 @@ Hierarchy::
     │   ├── OutputRefused                the broker refused the output record
     │   └── InternalError                a bug or an unexpected failure of ours
     ├── KafkaSetupError                  the broker is unreachable or refuses us
+    │   ├── KafkaTokenError              no SASL/OAUTHBEARER token (OIDC or AWS refused)
+    │   └── KafkaAuthorizationError      an ACL we need is missing (names it)
     ├── RegistryUnavailable              the schema registry does not answer (leads wait)
     ├── ReplayRefused                    replaying now is unsafe (breaker open, budget spent)
     └── ReplayFenced                     another replayer of the group took over
@@ -42,7 +44,9 @@ __all__ = [
     "ErrorClass",
     "InternalError",
     "InvalidPayload",
+    "KafkaAuthorizationError",
     "KafkaSetupError",
+    "KafkaTokenError",
     "LeadError",
     "OutputRefused",
     "OutputTooLarge",
@@ -100,6 +104,16 @@ class RegistryUnavailable(StreamprocError):
     """
 
     retriable: ClassVar[bool] = True
+
+
+class KafkaTokenError(KafkaSetupError):
+    """The OAUTHBEARER token could not be had: the OIDC token endpoint or AWS refused, or
+    did not answer. The message names the setting to check, never the secret."""
+
+
+class KafkaAuthorizationError(KafkaSetupError):
+    """The broker authenticated us but an ACL is missing: the message names the operation,
+    the resource and the principal (docs/security.md lists the ACLs)."""
 
 
 class ReplayRefused(StreamprocError):

@@ -41,9 +41,11 @@ __all__ = [
     "CallbackAuth",
     "ProviderMode",
     "RecordFormat",
+    "SaslMechanism",
     "SecurityProtocol",
     "Settings",
     "load_settings",
+    "sasl_extensions",
 ]
 
 
@@ -195,6 +197,11 @@ class SaslMechanism(StrEnum):
     PLAIN = "PLAIN"
     SCRAM_SHA_256 = "SCRAM-SHA-256"
     SCRAM_SHA_512 = "SCRAM-SHA-512"
+    #: A bearer token from an OIDC provider (client-credentials grant); docs/security.md.
+    OAUTHBEARER = "OAUTHBEARER"
+    #: Amazon MSK's IAM access control: OAUTHBEARER on the wire, the token a SigV4-signed
+    #: request made by AWS's signer package (the `msk` extra).
+    AWS_MSK_IAM = "AWS_MSK_IAM"
 
 
 class Settings(BaseSettings):
@@ -249,10 +256,41 @@ class Settings(BaseSettings):
     ssl_keyfile: Path | None = Field(None, description="client private key (PEM), for mutual TLS")
     ssl_key_password: SecretStr | None = Field(None, description="password of `ssl_keyfile`")
     sasl_mechanism: SaslMechanism = Field(
-        SaslMechanism.PLAIN, description="SASL mechanism of `SASL_*` security protocols"
+        SaslMechanism.PLAIN,
+        description="SASL mechanism of `SASL_*` security protocols (`OAUTHBEARER`: an OIDC "
+        "token, `sasl_oauthbearer_*`; `AWS_MSK_IAM`: Amazon MSK IAM, `sasl_aws_*`)",
     )
     sasl_username: str | None = Field(None, description="SASL user")
     sasl_password: SecretStr | None = Field(None, description="SASL password")
+    sasl_oauthbearer_token_url: AnyHttpUrl | None = Field(
+        None,
+        description="`OAUTHBEARER`: the OIDC provider's token endpoint (client-credentials grant)",
+    )
+    sasl_oauthbearer_client_id: str | None = Field(
+        None, description="`OAUTHBEARER`: the client id the token is asked for"
+    )
+    sasl_oauthbearer_client_secret: SecretStr | None = Field(
+        None, description="`OAUTHBEARER`: the client secret (sent with HTTP Basic)"
+    )
+    sasl_oauthbearer_scope: str | None = Field(
+        None, description="`OAUTHBEARER`: scope to ask for, space-separated (none: the default)"
+    )
+    sasl_oauthbearer_extensions: str | None = Field(
+        None,
+        description="`OAUTHBEARER`: SASL extensions sent with the token, comma-separated "
+        "key=value (Confluent Cloud: `logicalCluster=lkc-…,identityPoolId=pool-…`)",
+    )
+    sasl_aws_region: str | None = Field(
+        None, description="`AWS_MSK_IAM`: the cluster's AWS region, e.g. eu-west-1"
+    )
+    sasl_aws_profile: str | None = Field(
+        None,
+        description="`AWS_MSK_IAM`: a named profile of the AWS config files (none: the "
+        "default credential chain)",
+    )
+    sasl_aws_role_arn: str | None = Field(
+        None, description="`AWS_MSK_IAM`: a role to assume for the token"
+    )
     kafka_connect_timeout_s: float = Field(
         10.0,
         gt=0,
@@ -744,6 +782,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{field}: {exc}") from None
         return value
 
+    @field_validator("sasl_oauthbearer_extensions")
+    @classmethod
+    def _sasl_extensions(cls, value: str | None) -> str | None:
+        if value is not None:
+            sasl_extensions(value)
+        return value
+
     @field_validator("clay_callback_path")
     @classmethod
     def _absolute_path(cls, value: str) -> str:
@@ -787,7 +832,33 @@ class Settings(BaseSettings):
             SecurityProtocol.SASL_SSL,
             SecurityProtocol.SASL_PLAINTEXT,
         )
-        if sasl and (not self.sasl_username or self.sasl_password is None):
+        mechanism = self.sasl_mechanism
+        if mechanism is SaslMechanism.OAUTHBEARER and sasl:
+            missing = [
+                f"{ENV_PREFIX}{name.upper()}"
+                for name in (
+                    "sasl_oauthbearer_token_url",
+                    "sasl_oauthbearer_client_id",
+                    "sasl_oauthbearer_client_secret",
+                )
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"sasl_mechanism OAUTHBEARER needs {', '.join(missing)}")
+        elif mechanism is SaslMechanism.AWS_MSK_IAM and sasl:
+            if self.security_protocol is not SecurityProtocol.SASL_SSL:
+                raise ValueError(
+                    "sasl_mechanism AWS_MSK_IAM needs security_protocol SASL_SSL (MSK's IAM "
+                    "listeners are TLS only)"
+                )
+            if not self.sasl_aws_region:
+                raise ValueError(
+                    f"sasl_mechanism AWS_MSK_IAM needs {ENV_PREFIX}SASL_AWS_REGION "
+                    "(the cluster's region, e.g. eu-west-1)"
+                )
+            if self.sasl_aws_profile and self.sasl_aws_role_arn:
+                raise ValueError("set sasl_aws_profile or sasl_aws_role_arn, not both")
+        elif sasl and (not self.sasl_username or self.sasl_password is None):
             raise ValueError(
                 "security_protocol SASL_* needs STREAMPROC_SASL_USERNAME and "
                 "STREAMPROC_SASL_PASSWORD"
@@ -849,6 +920,24 @@ SECRET_FIELDS: frozenset[str] = frozenset(
     for name, info in Settings.model_fields.items()
     if info.annotation is SecretStr or SecretStr in getattr(info.annotation, "__args__", ())
 )
+
+
+def sasl_extensions(text: str) -> dict[str, str]:
+    """``"a=1,b=2"`` → ``{"a": "1", "b": "2"}``; ``ValueError`` unless each key is letters
+    (RFC 7628's ``key``), none is ``auth`` (the token's own), and no value holds a control
+    character (``%x01`` separates them on the wire)."""
+    out: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isascii() or not key.isalpha() or key == "auth":
+            raise ValueError(f"{item!r} is not key=value with a key of letters (not 'auth')")
+        if not value.isprintable():
+            raise ValueError(f"the value of {key!r} holds a control character")
+        out[key] = value.strip()
+    return out
 
 
 def _readable(path: Path) -> bool:

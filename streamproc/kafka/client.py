@@ -19,18 +19,23 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
     CorruptRecordException,
+    GroupAuthorizationFailedError,
     InvalidTimestampError,
     KafkaError,
     MessageSizeTooLargeError,
     PolicyViolationError,
     RecordListTooLargeError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
 )
 from aiokafka.helpers import create_ssl_context
 
-from streamproc.errors import ConfigError, KafkaSetupError
+from streamproc.errors import ConfigError, KafkaAuthorizationError, KafkaSetupError
+from streamproc.kafka.oauth import token_provider
 from streamproc.records.outcome import OutRecord
-from streamproc.settings import SecurityProtocol, Settings
+from streamproc.settings import SaslMechanism, SecurityProtocol, Settings
 
 __all__ = [
     "Refusal",
@@ -75,7 +80,14 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     }
     if settings.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
         kwargs["ssl_context"] = _ssl_context(settings)
-    if settings.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
+    if settings.security_protocol in (
+        SecurityProtocol.SASL_SSL,
+        SecurityProtocol.SASL_PLAINTEXT,
+    ) and settings.sasl_mechanism in (SaslMechanism.OAUTHBEARER, SaslMechanism.AWS_MSK_IAM):
+        # MSK's IAM tokens travel as OAUTHBEARER too (AWS's signer docs).
+        kwargs["sasl_mechanism"] = "OAUTHBEARER"
+        kwargs["sasl_oauth_token_provider"] = token_provider(settings)
+    elif settings.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
         assert settings.sasl_password is not None  # checked by the settings model
         kwargs["sasl_mechanism"] = settings.sasl_mechanism.value
         kwargs["sasl_plain_username"] = settings.sasl_username
@@ -193,6 +205,9 @@ async def start_client(
     except asyncio.CancelledError:
         await _close(client)
         raise
+    except _AUTHORIZATION_REFUSALS as exc:
+        await _close(client)
+        raise KafkaAuthorizationError(_refusal_line(client, exc)) from None
     except (TimeoutError, KafkaError, OSError) as exc:
         await _close(client)
         reason = (
@@ -206,6 +221,37 @@ async def start_client(
             f"cannot reach Kafka at {settings.bootstrap_servers} ({reason}): is the broker "
             "up, and STREAMPROC_BOOTSTRAP_SERVERS right?"
         ) from None
+
+
+#: What the broker answers when an ACL is missing (the preflight catches most of these
+#: first; this is for what it cannot see, such as Describe granted where Read is needed).
+_AUTHORIZATION_REFUSALS = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    ClusterAuthorizationFailedError,
+)
+
+
+def _refusal_line(
+    client: AIOKafkaConsumer | AIOKafkaProducer | AIOKafkaAdminClient, exc: BaseException
+) -> str:
+    what = {
+        TopicAuthorizationFailedError: "a topic",
+        GroupAuthorizationFailedError: "the consumer group",
+        TransactionalIdAuthorizationFailed: "the transactional id",
+        ClusterAuthorizationFailedError: "the cluster",
+    }.get(type(exc), "a resource")
+    txn = getattr(getattr(client, "_txn_manager", None), "transactional_id", None)
+    if isinstance(exc, TransactionalIdAuthorizationFailed) and txn:
+        what = f"transactional id {txn!r} (needs Write)"
+    group = getattr(client, "_group_id", None)
+    if isinstance(exc, GroupAuthorizationFailedError) and group:
+        what = f"group {group!r} (needs Read)"
+    return (
+        f"Kafka refused access to {what} ({type(exc).__name__}): an ACL is missing; "
+        "docs/security.md lists the ACLs of each command"
+    )
 
 
 class _BootstrapErrorFilter(logging.Filter):

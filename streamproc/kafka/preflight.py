@@ -32,17 +32,98 @@ from typing import Any
 
 from aiokafka import errors as kafka_errors
 from aiokafka.conn import create_conn
-from aiokafka.protocol.metadata import MetadataRequest
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.coordination import FindCoordinatorRequest
+from aiokafka.protocol.metadata import MetadataRequest_v5
+from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Schema, String
 
-from streamproc.errors import KafkaSetupError
+from streamproc.errors import KafkaAuthorizationError, KafkaSetupError, KafkaTokenError
+from streamproc.kafka.acls import Acl, ResourceType, grant_command
 from streamproc.kafka.client import connection_kwargs
-from streamproc.settings import SecurityProtocol, Settings
+from streamproc.settings import ENV_PREFIX, SaslMechanism, SecurityProtocol, Settings
 
 __all__ = ["check_kafka", "parse_bootstrap"]
 
 #: Kafka error codes in a metadata answer (protocol constants).
 _UNKNOWN_TOPIC = 3
 _TOPIC_AUTHORIZATION_FAILED = 29
+_GROUP_AUTHORIZATION_FAILED = 30
+_TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
+#: FindCoordinator's key types.
+_GROUP_KEY, _TRANSACTION_KEY = 0, 1
+#: "Authorized operations" when the broker did not compute them.
+_OPS_UNKNOWN = -(2**31)
+
+
+class _MetadataResponse_v8(Response):  # type: ignore[misc]
+    API_KEY = 3
+    API_VERSION = 8
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        (
+            "brokers",
+            Array(
+                ("node_id", Int32),
+                ("host", String("utf-8")),
+                ("port", Int32),
+                ("rack", String("utf-8")),
+            ),
+        ),
+        ("cluster_id", String("utf-8")),
+        ("controller_id", Int32),
+        (
+            "topics",
+            Array(
+                ("error_code", Int16),
+                ("topic", String("utf-8")),
+                ("is_internal", Boolean),
+                (
+                    "partitions",
+                    Array(
+                        ("error_code", Int16),
+                        ("partition", Int32),
+                        ("leader", Int32),
+                        ("leader_epoch", Int32),
+                        ("replicas", Array(Int32)),
+                        ("isr", Array(Int32)),
+                        ("offline_replicas", Array(Int32)),
+                    ),
+                ),
+                ("topic_authorized_operations", Int32),
+            ),
+        ),
+        ("cluster_authorized_operations", Int32),
+    )
+
+
+class _MetadataRequest_v8(RequestStruct):  # type: ignore[misc]
+    API_KEY = 3
+    API_VERSION = 8
+    RESPONSE_TYPE = _MetadataResponse_v8
+    SCHEMA = Schema(
+        ("topics", Array(String("utf-8"))),
+        ("allow_auto_topic_creation", Boolean),
+        ("include_cluster_authorized_operations", Boolean),
+        ("include_topic_authorized_operations", Boolean),
+    )
+
+
+class _Metadata(Request[MetadataRequest_v5 | _MetadataRequest_v8]):  # type: ignore[misc]
+    """Metadata for ``topics``, never creating one, with what we may do to each (v8, Kafka
+    2.3+: KIP-430); an older broker answers v5, without the operations."""
+
+    API_KEY = 3
+
+    def __init__(self, topics: list[str]) -> None:
+        self._topics = topics
+
+    def build(
+        self, request_struct_class: type[MetadataRequest_v5 | _MetadataRequest_v8]
+    ) -> MetadataRequest_v5 | _MetadataRequest_v8:
+        if request_struct_class.API_VERSION >= 8:
+            return _MetadataRequest_v8(self._topics, False, False, True)
+        return MetadataRequest_v5(self._topics, False)
+
 
 #: OpenSSL reasons a server sends when it refuses the client's certificate (mTLS).
 _CLIENT_CERT_REFUSED = (
@@ -88,9 +169,18 @@ def parse_bootstrap(servers: str) -> list[tuple[str, int]]:
 
 
 async def check_kafka(
-    settings: Settings, timeout_s: float = 10.0, *, topics: Iterable[str] = ()
+    settings: Settings,
+    timeout_s: float = 10.0,
+    *,
+    topics: Iterable[str] = (),
+    acls: Iterable[Acl] = (),
 ) -> None:
     """Return when Kafka accepts our settings; raise ``KafkaSetupError`` (one line) if not.
+
+    ``acls``: what the command needs (:mod:`streamproc.kafka.acls`). Checked: every topic
+    operation (the broker's authorized operations, KIP-430), and Describe on each group
+    and transactional id (what a coordinator lookup needs; each ACL the lists name implies
+    it). A missing one is a :class:`KafkaAuthorizationError` naming it.
 
     ``ConfigError`` (not ``KafkaSetupError``) comes out when the TLS files cannot be loaded
     at all: that is a bad setting, not a broker problem.
@@ -98,11 +188,15 @@ async def check_kafka(
     kwargs = connection_kwargs(settings)
     secrets = [
         s.get_secret_value()
-        for s in (settings.sasl_password, settings.ssl_key_password)
+        for s in (
+            settings.sasl_password,
+            settings.ssl_key_password,
+            settings.sasl_oauthbearer_client_secret,
+        )
         if s is not None and s.get_secret_value()
     ]
     try:
-        await _check(settings, kwargs, timeout_s, list(topics))
+        await _check(settings, kwargs, timeout_s, list(topics), list(acls))
     except KafkaSetupError as exc:
         line = str(exc)
         for secret in secrets:
@@ -111,7 +205,11 @@ async def check_kafka(
 
 
 async def _check(
-    settings: Settings, kwargs: dict[str, Any], timeout_s: float, topics: list[str]
+    settings: Settings,
+    kwargs: dict[str, Any],
+    timeout_s: float,
+    topics: list[str],
+    acls: list[Acl],
 ) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -129,7 +227,7 @@ async def _check(
             problems.append(problem.line)
             continue
         try:
-            await _check_cluster(settings, kwargs, conn, deadline - loop.time(), topics)
+            await _check_cluster(settings, kwargs, conn, deadline - loop.time(), topics, acls)
         finally:
             conn.close()
         return
@@ -153,13 +251,20 @@ async def _connect(host: str, port: int, kwargs: dict[str, Any], timeout_s: floa
 
 
 async def _check_cluster(
-    settings: Settings, kwargs: dict[str, Any], conn: Any, timeout_s: float, topics: list[str]
+    settings: Settings,
+    kwargs: dict[str, Any],
+    conn: Any,
+    timeout_s: float,
+    topics: list[str],
+    acls: list[Acl],
 ) -> None:
     where = f"{conn.host}:{conn.port}"
+    topic_acls = [acl for acl in acls if acl.resource is ResourceType.TOPIC]
+    topics = list(dict.fromkeys([*topics, *(acl.name for acl in topic_acls)]))
     try:
         async with asyncio.timeout(max(timeout_s, 0.001)):
             # Never auto-create: asking about a topic must not make it (with default settings).
-            metadata = await conn.send(MetadataRequest(topics, allow_auto_topic_creation=False))
+            metadata = await conn.send(_Metadata(topics))
     except (TimeoutError, kafka_errors.KafkaError) as exc:
         raise KafkaSetupError(
             f"the broker at {where} accepted the connection but gave no cluster metadata "
@@ -187,18 +292,70 @@ async def _check_cluster(
         code, name = int(topic_meta[0]), str(topic_meta[1])
         if code == _UNKNOWN_TOPIC:
             raise KafkaSetupError(f"topic {name} does not exist: run `streamproc topics create`")
+        needed = [acl for acl in topic_acls if acl.name == name]
         if code == _TOPIC_AUTHORIZATION_FAILED:
+            if needed:  # any ACL on the topic would let us describe it
+                raise _missing(settings, needed[0])
             raise KafkaSetupError(
                 f"not authorized to describe topic {name} as {_principal(settings)}: "
                 "check the broker's ACLs"
             )
+        allowed = int(topic_meta[4]) if len(topic_meta) > 4 else _OPS_UNKNOWN
+        if allowed == _OPS_UNKNOWN:
+            continue
+        for acl in needed:
+            if not allowed & (1 << int(acl.operation)):
+                raise _missing(settings, acl)
+    for acl in acls:
+        if acl.resource is ResourceType.GROUP:
+            key, key_type, refused = acl.name, _GROUP_KEY, _GROUP_AUTHORIZATION_FAILED
+        elif acl.resource is ResourceType.TRANSACTIONAL_ID:
+            # A prefix ACL: ask about an id it covers, as the first one we would use.
+            key = f"{acl.name}{settings.topic_raw}.0" if acl.prefixed else acl.name
+            key_type, refused = _TRANSACTION_KEY, _TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        else:
+            continue
+        try:
+            async with asyncio.timeout(max(timeout_s, 0.001)):
+                found = await conn.send(FindCoordinatorRequest(key, key_type))
+        except (TimeoutError, kafka_errors.KafkaError):
+            continue  # not an authorization answer: the clients will say what is wrong
+        if int(found.error_code) == refused:
+            raise _missing(settings, acl)
+
+
+def _acl_principal(settings: Settings) -> str:
+    """The principal to grant to, as kafka-acls spells it (as far as we can know it)."""
+    sasl = settings.security_protocol in (
+        SecurityProtocol.SASL_SSL,
+        SecurityProtocol.SASL_PLAINTEXT,
+    )
+    if sasl and settings.sasl_mechanism is SaslMechanism.OAUTHBEARER:
+        # The broker's principal is the token's sub claim: often, not always, the client id.
+        return f"User:{settings.sasl_oauthbearer_client_id}"
+    if sasl and settings.sasl_username and settings.sasl_mechanism is not SaslMechanism.AWS_MSK_IAM:
+        return f"User:{settings.sasl_username}"
+    return "User:<principal>"
+
+
+def _missing(settings: Settings, acl: Acl) -> KafkaAuthorizationError:
+    return KafkaAuthorizationError(
+        f"not authorized: {_principal(settings)} lacks {acl.describe()} ({acl.why}); grant "
+        f"it: `{grant_command(acl, _acl_principal(settings))}` (docs/security.md lists "
+        "every ACL)"
+    )
 
 
 def _principal(settings: Settings) -> str:
-    if settings.sasl_username and settings.security_protocol in (
+    sasl = settings.security_protocol in (
         SecurityProtocol.SASL_SSL,
         SecurityProtocol.SASL_PLAINTEXT,
-    ):
+    )
+    if sasl and settings.sasl_mechanism is SaslMechanism.OAUTHBEARER:
+        return f"OAUTHBEARER client {settings.sasl_oauthbearer_client_id!r}"
+    if sasl and settings.sasl_mechanism is SaslMechanism.AWS_MSK_IAM:
+        return "the AWS IAM identity of the credentials"
+    if settings.sasl_username and sasl:
         return f"user {settings.sasl_username!r}"
     if settings.security_protocol is SecurityProtocol.SSL and settings.ssl_certfile:
         return f"the client certificate {settings.ssl_certfile}"
@@ -217,6 +374,25 @@ def _explain(
     if isinstance(exc, kafka_errors.KafkaConnectionError) and isinstance(cause, ssl.SSLError):
         exc = cause
     mechanism = settings.sasl_mechanism.value
+    if isinstance(cause, KafkaTokenError):  # no token to offer (streamproc.kafka.oauth)
+        return _Problem(str(cause), final=True)
+    if isinstance(
+        exc, kafka_errors.SaslAuthenticationFailed | kafka_errors.AuthenticationFailedError
+    ) and settings.sasl_mechanism in (SaslMechanism.OAUTHBEARER, SaslMechanism.AWS_MSK_IAM):
+        # The broker's reason (expired, wrong audience, bad signature) is its own words
+        # about the token, never the token itself.
+        said = str(exc.args[0]) if exc.args else ""
+        detail = f": {said.splitlines()[0][:200]}" if said and said.isprintable() else ""
+        hint = (
+            "check the broker's JWKS/issuer/audience settings and "
+            f"{ENV_PREFIX}SASL_OAUTHBEARER_TOKEN_URL"
+            if settings.sasl_mechanism is SaslMechanism.OAUTHBEARER
+            else "check the IAM policy and STREAMPROC_SASL_AWS_REGION"
+        )
+        return _Problem(
+            f"the broker at {where} refused the token of {_principal(settings)}{detail}; {hint}",
+            final=True,
+        )
     if isinstance(
         exc, kafka_errors.SaslAuthenticationFailed | kafka_errors.AuthenticationFailedError
     ):

@@ -179,3 +179,16 @@ async def test_topic_check_never_auto_creates(monkeypatch: pytest.MonkeyPatch) -
     wire = request.build(MetadataRequest_v5)
     assert wire.topics == ["leads.raw"]
     assert wire.allow_auto_topic_creation is False
+
+
+def test_metadata_asks_for_authorized_operations_and_falls_back_before_kafka_2_3() -> None:
+    """v8 asks for each topic's authorized operations, never auto-creating; a broker older
+    than Kafka 2.3 gets v5 (no operations: the ACL checks are skipped)."""
+    request = preflight._Metadata(["t"])
+    v8 = request.prepare({3: (0, 12)})
+    assert v8.API_VERSION == 8
+    assert (v8.topics, v8.allow_auto_topic_creation) == (["t"], False)
+    assert v8.include_topic_authorized_operations is True
+    v5 = request.prepare({3: (0, 5)})
+    assert isinstance(v5, MetadataRequest_v5)
+    assert v5.allow_auto_topic_creation is False

@@ -1,0 +1,138 @@
+"""The Kafka ACLs each command needs, and nothing more: the one list docs/security.md
+shows, the preflight checks and the least-privilege test grants.
+
+Pure: names and protocol codes, no I/O. Kafka lets an ACL for ``Read``, ``Write``,
+``Delete`` or ``Alter`` imply ``Describe`` on the same resource, so ``Describe`` is listed
+only where nothing else is granted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from streamproc.settings import Settings
+
+__all__ = [
+    "Acl",
+    "Operation",
+    "ResourceType",
+    "grant_command",
+    "processor_acls",
+    "replayer_acls",
+]
+
+
+class ResourceType(IntEnum):
+    """Kafka's resource type codes (the ``AclResourceType`` of the protocol)."""
+
+    TOPIC = 2
+    GROUP = 3
+    CLUSTER = 4
+    TRANSACTIONAL_ID = 5
+
+
+class Operation(IntEnum):
+    """Kafka's ACL operation codes; bit ``code`` of an "authorized operations" field."""
+
+    READ = 3
+    WRITE = 4
+    DESCRIBE = 8
+    DESCRIBE_CONFIGS = 10
+    IDEMPOTENT_WRITE = 12
+
+
+#: How kafka-acls spells each operation and resource type.
+_CLI_OPERATION = {
+    Operation.READ: "Read",
+    Operation.WRITE: "Write",
+    Operation.DESCRIBE: "Describe",
+    Operation.DESCRIBE_CONFIGS: "DescribeConfigs",
+    Operation.IDEMPOTENT_WRITE: "IdempotentWrite",
+}
+_CLI_RESOURCE = {
+    ResourceType.TOPIC: "--topic",
+    ResourceType.GROUP: "--group",
+    ResourceType.TRANSACTIONAL_ID: "--transactional-id",
+    ResourceType.CLUSTER: "--cluster",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Acl:
+    """One ``Allow`` ACL: an operation on a resource (a name, or every name with a prefix)."""
+
+    resource: ResourceType
+    name: str
+    operation: Operation
+    why: str
+    prefixed: bool = False
+
+    def describe(self) -> str:
+        """``Write on transactional id prefix 'g.'``: how an error line names it."""
+        kind = self.resource.name.lower().replace("_", " ")
+        if self.resource is ResourceType.TRANSACTIONAL_ID:
+            kind = "transactional id"
+        where = "cluster" if self.resource is ResourceType.CLUSTER else f"{kind} {self.name!r}"
+        prefix = " prefix" if self.prefixed else ""
+        return f"{_CLI_OPERATION[self.operation]} on {where}{prefix}"
+
+
+def grant_command(acl: Acl, principal: str) -> str:
+    """The ``kafka-acls`` invocation (without ``--bootstrap-server``) that grants ``acl``."""
+    resource = _CLI_RESOURCE[acl.resource]
+    target = resource if acl.resource is ResourceType.CLUSTER else f"{resource} '{acl.name}'"
+    pattern = " --resource-pattern-type prefixed" if acl.prefixed else ""
+    return (
+        f"kafka-acls --add --allow-principal {principal} "
+        f"--operation {_CLI_OPERATION[acl.operation]} {target}{pattern}"
+    )
+
+
+def processor_acls(settings: Settings) -> list[Acl]:
+    """What ``streamproc run`` needs (docs/security.md explains each)."""
+    s = settings
+    topic, group, txn = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
+    return [
+        Acl(topic, s.topic_raw, Operation.READ, "consume the leads"),
+        Acl(topic, s.topic_enriched, Operation.WRITE, "publish enriched leads"),
+        Acl(topic, s.topic_dlq, Operation.WRITE, "dead-letter failed leads"),
+        Acl(topic, s.topic_state, Operation.READ, "restore breaker, budget and cache"),
+        Acl(topic, s.topic_state, Operation.WRITE, "record breaker, budget and cache"),
+        Acl(
+            topic,
+            s.topic_enriched,
+            Operation.DESCRIBE_CONFIGS,
+            "read max.message.bytes to size batches",
+        ),
+        Acl(topic, s.topic_dlq, Operation.DESCRIBE_CONFIGS, "read max.message.bytes"),
+        Acl(group, s.group_id, Operation.READ, "join the group, commit offsets"),
+        Acl(
+            txn,
+            f"{s.group_id}.",
+            Operation.WRITE,
+            "one transactional producer per partition (and Clay's finishers)",
+            prefixed=True,
+        ),
+    ]
+
+
+def replayer_acls(settings: Settings) -> list[Acl]:
+    """What ``streamproc replay`` needs (docs/security.md explains each)."""
+    s = settings
+    topic = ResourceType.TOPIC
+    group = f"{s.group_id}-replayer"
+    return [
+        Acl(topic, s.topic_dlq, Operation.READ, "read the dead letters"),
+        Acl(topic, s.topic_dlq, Operation.WRITE, "put back records the filters skip"),
+        Acl(topic, s.topic_raw, Operation.WRITE, "replay leads"),
+        Acl(topic, s.topic_parked, Operation.WRITE, "park leads out of attempts"),
+        Acl(topic, s.topic_state, Operation.READ, "the safety check reads breaker and budget"),
+        Acl(ResourceType.GROUP, group, Operation.READ, "commit what was replayed"),
+        Acl(
+            ResourceType.TRANSACTIONAL_ID,
+            f"{group}.{s.topic_dlq}",
+            Operation.WRITE,
+            "one transactional producer; a second replayer fences the first",
+        ),
+    ]
