@@ -13,11 +13,13 @@ import os
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka.preflight import check_kafka
@@ -57,8 +59,13 @@ def configure(settings: Settings, **changes: Any) -> Settings:
 
 
 @pytest.fixture
-async def topics(kafka_bootstrap: str) -> Settings:
-    """Settings naming fresh topics (3 partitions each) and a fresh group on the broker."""
+async def topics(kafka_bootstrap: str) -> AsyncIterator[Settings]:
+    """Settings naming fresh topics (3 partitions each) and a fresh group on the broker;
+    the topics are deleted afterwards.
+
+    Deleting them keeps the broker's partition count flat over a session: a broker left
+    with the topics of every test (and of a developer's day of test runs: 15,000
+    partitions) ran out of its heap mid-run."""
     run = uuid.uuid4().hex[:10]
     settings = Settings(
         bootstrap_servers=kafka_bootstrap,
@@ -74,7 +81,23 @@ async def topics(kafka_bootstrap: str) -> Settings:
     )
     await create_topics(settings)
     await wait_for_topics(settings)
-    return settings
+    yield settings
+    await delete_topics(settings)
+
+
+async def delete_topics(settings: Settings) -> None:
+    """Delete the five topics of ``settings`` (best effort: a test may have deleted one)."""
+    names = [settings.topic_raw, settings.topic_enriched, settings.topic_dlq,
+             settings.topic_parked, settings.topic_state]  # fmt: skip
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        async with asyncio.timeout(15):
+            await admin.start()
+            await admin.delete_topics(names)
+    except (KafkaError, TimeoutError, OSError):
+        pass  # the broker reclaims nothing, the test's outcome stands
+    finally:
+        await admin.close()
 
 
 async def wait_for_topics(settings: Settings, timeout_s: float = 30.0) -> None:
