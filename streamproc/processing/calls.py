@@ -31,11 +31,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamproc import tracing
-from streamproc.errors import LeadError, ProviderError
+from streamproc.errors import InternalError, LeadError, ProviderError
+from streamproc.logs import get_logger
 from streamproc.provider.api import Answer, Enrichment, LeadIn, Provider
 from streamproc.provider.driver import RetryDriver
 
 __all__ = ["CallDone", "ProviderCalls"]
+
+log = get_logger(__name__)
 
 KeepTrying = Callable[[LeadError], Awaitable[bool]]
 
@@ -157,7 +160,7 @@ class ProviderCalls:
         except LeadError:
             raise
         except Exception as exc:  # a provider's bug fails its lead, never the line
-            raise ProviderError(f"provider raised {type(exc).__name__}") from exc
+            raise _provider_bug(exc) from exc
         return CallDone(done.value.data, done.value.credits, done.attempts)
 
     def _flush(self) -> None:
@@ -230,12 +233,25 @@ class ProviderCalls:
                     member.fail(exc if first else _shared(exc))
                     first = False
         except Exception as exc:  # a provider's bug fails its leads, never the line
+            bug = _provider_bug(exc)
+            first = True
             for member in waiting:
-                member.fail(ProviderError(f"provider raised {type(exc).__name__}"))
+                if not member.future.done():
+                    member.fail(bug if first else _shared(bug))
+                    first = False
         finally:
             for member in batch:  # cancelled: the leads are cancelled with their tasks
                 if not member.future.done():
                     member.future.cancel()
+
+
+def _provider_bug(exc: Exception) -> InternalError:
+    """A provider that raised something other than a LeadError has a bug: it is not
+    evidence that the provider's service is down, so it does not count against the breaker
+    (internal, retriable later from the DLQ). The request may have gone out: counted as
+    possibly billed (over-count, never under-count)."""
+    log.error("provider.raised", error=type(exc).__name__, exc_info=exc)
+    return InternalError(f"provider raised {type(exc).__name__}", maybe_charged=True)
 
 
 def _as_error(answer: Answer) -> LeadError:

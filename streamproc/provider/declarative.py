@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from streamproc import __version__, tracing
 from streamproc.errors import (
     ConfigError,
+    InvalidPayload,
     LeadError,
     ProviderError,
     ProviderRejected,
@@ -103,6 +104,8 @@ class _Template:
     def __init__(self, template: Any, where: str) -> None:
         self._where = where
         self._tree = self._prepare(template)
+        #: No ``{{ expr }}`` in it: the same for every lead.
+        self.static = _static(self._tree)
 
     def _prepare(self, node: Any) -> Any:
         if isinstance(node, dict):
@@ -126,6 +129,14 @@ class _Template:
 
     def render(self, lead: Any, leads: list[Any] | None = None) -> Any:
         return _render(self._tree, lead, leads)
+
+
+def _static(node: Any) -> bool:
+    if isinstance(node, dict):
+        return all(_static(v) for v in node.values())
+    if isinstance(node, list):
+        return all(_static(v) for v in node)
+    return not isinstance(node, tuple)
 
 
 def _render(node: Any, lead: Any, leads: list[Any] | None) -> Any:
@@ -193,6 +204,14 @@ class DeclarativeProvider:
         self._result = _compile(config.result, "result")
         self._status = None if config.status is None else _compile(config.status, "status")
         self._credits = None if config.credits is None else _compile(config.credits, "credits")
+        # What the config alone decides is checked once, here: a bad URL or header is the
+        # config's mistake (one line at start-up), not every lead's.
+        for where, template in (("url", self._url), ("batch_url", self._batch_url)):
+            if template.static and (problem := _url_problem(template.render({}))):
+                raise ConfigError(f"provider_declarative.{where}: {problem}")
+        fixed = {k: v for k, v in self._headers._tree.items() if isinstance(v, str)}
+        if problem := _headers_problem(fixed):
+            raise ConfigError(f"provider_declarative.headers: {problem}")
         self._http: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
@@ -212,9 +231,37 @@ class DeclarativeProvider:
         http = self._http
         if http is None:
             raise RuntimeError("DeclarativeProvider.start() must be awaited before call()")
-        config = self.config
         # A lead alone (a batch that did not fill) takes the single endpoint.
-        bulk = len(leads) > 1 or config.always_batch
+        bulk = len(leads) > 1 or self.config.always_batch
+        # What is rendered from a lead's own data (URL, headers) is checked per lead: a lead
+        # that would make an unsendable request (a CR/LF in its id, a bad URL) is answered
+        # invalid_payload alone and left out of the request, so it neither fails the others
+        # nor counts as a provider failure (docs/provider.md).
+        refused: list[Answer | None] = []  # None: the lead is in the request
+        sendable: list[LeadIn] = []
+        for one in leads:
+            problem = self._unsendable(_context(one), bulk)
+            if problem is None:
+                sendable.append(one)
+                refused.append(None)
+            else:
+                refused.append(InvalidPayload(f"lead cannot be sent to the provider: {problem}"))
+        results = iter(await self._request(http, sendable, bulk) if sendable else ())
+        return [next(results) if answer is None else answer for answer in refused]
+
+    def _unsendable(self, lead: Mapping[str, Any], bulk: bool) -> str | None:
+        """Why the request rendered from ``lead`` cannot go out, or None."""
+        url = self._batch_url if bulk else self._url
+        if not url.static and (problem := _url_problem(url.render(lead))):
+            return problem
+        if not self._headers.static:
+            return _headers_problem(_header_values(self._headers.render(lead)))
+        return None
+
+    async def _request(
+        self, http: httpx.AsyncClient, leads: Sequence[LeadIn], bulk: bool
+    ) -> list[Answer]:
+        config = self.config
         first = _context(leads[0])
         if bulk:
             items_in = [self._batch_item.render(_context(one)) for one in leads]
@@ -307,6 +354,28 @@ class DeclarativeProvider:
 
 
 _JSON = {"Content-Type": "application/json"}
+#: A header value both transports send (RFC 9110 field-value, ASCII: httpx encodes header
+#: values as ASCII, h11 refuses edge whitespace, aiohttp control characters).
+_FIELD_VALUE = re.compile(r"(?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?")
+
+
+def _headers_problem(headers: Mapping[str, str]) -> str | None:
+    for name, value in headers.items():
+        if not _FIELD_VALUE.fullmatch(value):
+            return f"header {name} is not a valid HTTP header value (control or non-ASCII)"
+    return None
+
+
+def _url_problem(url: Any) -> str | None:
+    if not isinstance(url, str):
+        return "the URL is not text"
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "not a valid URL"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return "not an absolute http(s) URL"
+    return None
 
 
 def _header_values(headers: dict[str, Any]) -> dict[str, str]:

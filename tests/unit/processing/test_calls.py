@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from streamproc.errors import LeadError, ProviderError, ProviderRejected, RateLimited
+from streamproc.errors import (
+    InternalError,
+    LeadError,
+    ProviderError,
+    ProviderRejected,
+    RateLimited,
+)
 from streamproc.processing.calls import ProviderCalls
 from streamproc.provider.api import Answer, Enrichment, LeadIn
 from streamproc.provider.driver import RetryDriver
@@ -123,3 +129,19 @@ async def test_a_cancelled_lead_leaves_its_batch() -> None:
     await asyncio.gather(task, return_exceptions=True)
     await _enrich_all(calls, ["kept"])
     assert provider.calls == [["kept"]]
+
+
+async def test_a_provider_bug_is_internal_and_counts_once_at_most() -> None:
+    """A provider raising a non-LeadError fails its batch as internal (not a provider
+    failure: the breaker does not count it), the first lead with it, the others with a
+    shared copy; it may have gone out, so it counts as possibly billed."""
+
+    class _Buggy(_Bulk):
+        async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+            raise ValueError("Forbidden control character detected in headers")
+
+    results = await _enrich_all(_calls(_Buggy(), 3), ["a", "b", "c"])
+    assert all(isinstance(r, InternalError) for r in results)
+    assert not any(getattr(r, "counts_against_breaker", True) for r in results)
+    assert sorted(getattr(r, "shares_call", None) for r in results) == [False, True, True]
+    assert all(getattr(r, "maybe_charged", None) for r in results)
