@@ -9,7 +9,8 @@ examples in ``examples/providers/``) says how to ask and where to read the answe
   lead. In every template a string ``"{{ expr }}"`` is the value of the JMESPath ``expr``
   on the lead (its type kept), and ``{{ expr }}`` inside a longer string is its text;
   ``${NAME}`` is the environment variable ``NAME`` (secrets stay out of the file), read
-  once at start-up;
+  once at start-up; a header that uses lead data is rendered on the lead of a one-lead
+  call, and is the request's key in a bulk call (``DeclarativeProvider._header_values``);
 * the answer (JMESPath): ``items``, the list of per-lead items of a bulk answer, in the
   order of the request, and ``single_item``, the item in a one-lead answer (default: the
   whole answer); in each item ``result`` (the data to publish), ``status`` and
@@ -25,6 +26,7 @@ pipeline retries (:mod:`streamproc.processing.calls`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -254,7 +256,7 @@ class DeclarativeProvider:
         url = self._batch_url if bulk else self._url
         if not url.static and (problem := _url_problem(url.render(lead))):
             return problem
-        if not self._headers.static:
+        if not bulk and not self._headers.static:
             return _headers_problem(_header_values(self._headers.render(lead)))
         return None
 
@@ -281,10 +283,8 @@ class DeclarativeProvider:
                 url,
                 params=params,
                 content=None if body is None or method == "GET" else orjson.dumps(body),
-                # Rendered on the call's first lead: ``{{ lead_id }}`` makes an
-                # Idempotency-Key of a one-lead call.
                 headers={
-                    **_header_values(self._headers.render(first)),
+                    **self._header_values(leads, first, bulk),
                     **_JSON,
                     # Tracing: the call span's context (docs/tracing.md).
                     **({k.decode(): v.decode() for k, v in tracing.http_headers()}
@@ -316,6 +316,22 @@ class DeclarativeProvider:
                 f"provider's bulk answer has no list of {len(leads)} items at {config.items!r}"
             )
         return [self._answer(item) for item in items]
+
+    def _header_values(
+        self, leads: Sequence[LeadIn], first: Mapping[str, Any], bulk: bool
+    ) -> dict[str, str]:
+        """The request's headers. A one-lead call renders them on its lead (``{{ lead_id }}``
+        is its Idempotency-Key). In a bulk call a header that uses lead data carries the
+        request's key instead: the same leads give the same key, whatever their order, and
+        any other set another one, so a retry of a different subset is never taken for the
+        first request (docs/provider.md)."""
+        if not bulk or self._headers.static:
+            return _header_values(self._headers.render(first))
+        key = _bulk_key(leads)
+        return {
+            name: value if isinstance(value, str) else key
+            for name, value in self._headers._tree.items()
+        }
 
     def _answer(self, item: Any) -> Answer:
         config = self.config
@@ -357,6 +373,11 @@ _JSON = {"Content-Type": "application/json"}
 #: A header value both transports send (RFC 9110 field-value, ASCII: httpx encodes header
 #: values as ASCII, h11 refuses edge whitespace, aiohttp control characters).
 _FIELD_VALUE = re.compile(r"(?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?")
+
+
+def _bulk_key(leads: Sequence[LeadIn]) -> str:
+    """The hex SHA-256 of the JSON list of the request's lead ids, sorted."""
+    return hashlib.sha256(orjson.dumps(sorted(one.lead_id for one in leads))).hexdigest()
 
 
 def _headers_problem(headers: Mapping[str, str]) -> str | None:

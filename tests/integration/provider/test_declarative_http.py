@@ -116,3 +116,53 @@ async def test_a_lead_that_cannot_be_sent_is_refused_alone(transport: str) -> No
     assert [getattr(r, "data", None) for r in batch[1:]] == [{"ok": "ok-1"}, {"ok": "ok-2"}]
     assert seen == ["ok-1", "ok-2"]
     assert not isinstance(alone[0], Enrichment)
+
+
+async def test_a_bulk_calls_idempotency_key_is_its_set_of_leads() -> None:
+    """In a bulk call a lead-templated header is the hash of the request's sorted lead ids:
+    the same leads in another order repeat it, a retried subset gets another one (over a
+    real HTTP server)."""
+    import hashlib
+
+    import orjson
+    from aiohttp import web
+
+    from streamproc.provider.api import LeadIn
+    from streamproc.simulators.provider import serve_app
+
+    keys: list[str] = []
+
+    async def bulk(request: web.Request) -> web.Response:
+        keys.append(request.headers.get("Idempotency-Key", ""))
+        body = await request.json()
+        return web.json_response({"people": [{"ok": True} for _ in body["leads"]]})
+
+    app = web.Application()
+    app.router.add_post("/bulk", bulk)
+    async with serve_app(app, "127.0.0.1", 0) as url:
+        provider = DeclarativeProvider(
+            Settings(
+                provider="declarative",
+                provider_declarative={
+                    "url": f"{url}/match",
+                    "headers": {"Idempotency-Key": "{{ lead_id }}"},
+                    "batch_size": 3,
+                    "batch_url": f"{url}/bulk",
+                    "batch_body": {"leads": "{{ leads }}"},
+                    "batch_item": {"id": "{{ lead_id }}"},
+                    "items": "people",
+                },
+            )
+        )
+        await provider.start()
+        try:
+            for ids in (["a", "b", "c"], ["c", "b", "a"], ["a", "c"]):
+                await provider.call([LeadIn(i, {}) for i in ids])
+        finally:
+            await provider.close()
+
+    def key(ids: list[str]) -> str:
+        return hashlib.sha256(orjson.dumps(sorted(ids))).hexdigest()
+
+    assert keys == [key(["a", "b", "c"]), key(["a", "b", "c"]), key(["a", "c"])]
+    assert keys[0] != keys[2]
