@@ -118,7 +118,12 @@ class App:
         factory = load_provider_factory(name)
         if factory is ClayService:
             raise ConfigError("provider clay needs provider_mode clay")
-        provider = factory(settings)
+        try:
+            provider = factory(settings)
+        except ConfigError:
+            raise
+        except Exception as exc:  # a third-party provider's: one line, not a traceback
+            raise _failed_to_start(name, exc) from exc
         if not isinstance(provider, Provider):
             raise ConfigError(
                 f"provider {name!r} is not a streamproc provider: it needs batch_size, "
@@ -193,7 +198,7 @@ class App:
                 # The output schema's compatibility, checked before any lead (one line).
                 await self.codec.start()
             if self.provider is not None:
-                await self.provider.start()
+                await self._start_provider(self.provider)
             # Breaker, budget and cache are restored before the first lead is fetched. A
             # stop signal during the restore ends it: nothing is fetched, the group not joined.
             if not await self.state.start(stop=self._stop):
@@ -245,6 +250,14 @@ class App:
             await self.ops.stop()
             if tracing.enabled:
                 await asyncio.to_thread(tracing.shutdown)  # the last spans, then off
+
+    async def _start_provider(self, provider: ProviderCalls) -> None:
+        try:
+            await provider.start()
+        except ConfigError:
+            raise
+        except Exception as exc:  # a third-party provider's: one line, not a traceback
+            raise _failed_to_start(self.settings.provider_name, exc) from exc
 
     async def _start_ops(self) -> None:
         """Bind the ops server, or one line naming the setting: a second ``run`` on the
@@ -309,3 +322,9 @@ class App:
             )
         with contextlib.suppress(Exception):
             print("\n".join(lines), file=sys.stdout, flush=True)
+
+
+def _failed_to_start(name: str, exc: Exception) -> ConfigError:
+    """A provider that raised while being built or started, in one line (exit 2)."""
+    message = " ".join(str(exc).split())  # one line, whatever the provider's message
+    return ConfigError(f"provider {name} failed to start: {type(exc).__name__}: {message}")

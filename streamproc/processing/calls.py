@@ -13,6 +13,9 @@ batch to fill. Each call runs through the one retry loop of every provider call
 * a lead answered alone is done: enriched, or failed with its own class (a lead rejected
   inside a batch goes to the DLQ alone); a lead answered with a failure that is retried
   in-process (a per-lead 429 or 5xx) stays in the batch for the next attempt;
+* a whole call of several leads **rejected** (a 4xx: it may be one lead's fault) is split
+  in halves, each a call of its own, down to single leads, so only the culprit goes to the
+  DLQ as ``provider_rejected`` (a 4xx charges nothing; each lead keeps its slice);
 * **the breaker counts calls**: of a failed call's leads, only the first hears the failure
   as counting; the others get a copy marked ``shares_call`` that settles without counting.
 
@@ -31,11 +34,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamproc import tracing
-from streamproc.errors import LeadError, ProviderError
+from streamproc.errors import InternalError, LeadError, ProviderError, ProviderRejected
+from streamproc.logs import get_logger
 from streamproc.provider.api import Answer, Enrichment, LeadIn, Provider
 from streamproc.provider.driver import RetryDriver
 
 __all__ = ["CallDone", "ProviderCalls"]
+
+log = get_logger(__name__)
 
 KeepTrying = Callable[[LeadError], Awaitable[bool]]
 
@@ -157,7 +163,7 @@ class ProviderCalls:
         except LeadError:
             raise
         except Exception as exc:  # a provider's bug fails its lead, never the line
-            raise ProviderError(f"provider raised {type(exc).__name__}") from exc
+            raise _provider_bug(exc) from exc
         return CallDone(done.value.data, done.value.credits, done.attempts)
 
     def _flush(self) -> None:
@@ -171,8 +177,9 @@ class ProviderCalls:
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
 
-    async def _call(self, batch: list[_Member]) -> None:
-        """One logical call for ``batch``: every member ends done or failed."""
+    async def _call(self, batch: list[_Member], tried: int = 0) -> None:
+        """One logical call for ``batch``: every member ends done or failed. ``tried``: the
+        attempts its members made before, in the call this one was split from."""
         waiting = batch
         attempts = 0
 
@@ -193,7 +200,7 @@ class ProviderCalls:
             retry: LeadError | None = None
             for member, answer in zip(live, answers, strict=True):
                 if isinstance(answer, Enrichment):
-                    member.done(CallDone(answer.data, answer.credits, attempts))
+                    member.done(CallDone(answer.data, answer.credits, tried + attempts))
                 elif self._driver.policy.should_retry(_as_error(answer), attempts - 1):
                     again.append(member)
                     retry = retry or _as_error(answer)
@@ -224,18 +231,40 @@ class ProviderCalls:
             # A batch's span is a child of the lead whose arrival started the call.
             await (tracing.provider_call(call, self._url) if tracing.enabled else call)
         except LeadError as exc:
+            live = [m for m in waiting if not m.future.done()]
+            if isinstance(exc, ProviderRejected) and len(live) > 1:
+                # A 4xx for a whole bulk request may be one lead's fault: bisect, so only
+                # the culprit is rejected. The 4xx charged nothing; each lead keeps its
+                # reserved slice for the calls of its half.
+                half = len(live) // 2
+                tried += attempts
+                await asyncio.gather(self._call(live[:half], tried), self._call(live[half:], tried))
+                return
             first = True
             for member in waiting:
                 if not member.future.done():
                     member.fail(exc if first else _shared(exc))
                     first = False
         except Exception as exc:  # a provider's bug fails its leads, never the line
+            bug = _provider_bug(exc)
+            first = True
             for member in waiting:
-                member.fail(ProviderError(f"provider raised {type(exc).__name__}"))
+                if not member.future.done():
+                    member.fail(bug if first else _shared(bug))
+                    first = False
         finally:
             for member in batch:  # cancelled: the leads are cancelled with their tasks
                 if not member.future.done():
                     member.future.cancel()
+
+
+def _provider_bug(exc: Exception) -> InternalError:
+    """A provider that raised something other than a LeadError has a bug: it is not
+    evidence that the provider's service is down, so it does not count against the breaker
+    (internal, retriable later from the DLQ). The request may have gone out: counted as
+    possibly billed (over-count, never under-count)."""
+    log.error("provider.raised", error=type(exc).__name__, exc_info=exc)
+    return InternalError(f"provider raised {type(exc).__name__}", maybe_charged=True)
 
 
 def _as_error(answer: Answer) -> LeadError:

@@ -64,6 +64,9 @@ class _Ticket:
     lease: CreditLease | None
     cache_key: str | None
     flight: asyncio.Future[None] | None
+    #: Settled or cancelled: a slice won afterwards (a batch's retry, awaited in the
+    #: batch's task) belongs to no call and is given back (``may_retry``).
+    over: bool = False
 
 
 def _counts(error: LeadError) -> bool:
@@ -248,6 +251,7 @@ class ResilienceGuard:
         ticket = admission.token
         if not isinstance(ticket, _Ticket):
             return
+        ticket.over = True
         now = self._clock()
         if ticket.breaker is self.breaker:
             if result is not None:
@@ -280,6 +284,7 @@ class ResilienceGuard:
         (over-count, never under-count)."""
         ticket = admission.token
         if isinstance(ticket, _Ticket):
+            ticket.over = True
             if ticket.breaker is self.breaker:
                 self.breaker.release(ticket.permit, self._clock())
             if ticket.lease is not None:
@@ -371,8 +376,15 @@ class ResilienceGuard:
         if error.maybe_charged and ticket.lease is not None:
             old, ticket.lease = ticket.lease, None
             self._claimant.finish(old, old.estimate)
-            ticket.lease = await self._claimant.slice()
-            return ticket.lease is not None
+            lease = await self._claimant.slice()
+            if ticket.over:
+                # The lead was cancelled while this waited (in a batch the wait runs in the
+                # batch's task, not the lead's): no call will use the slice.
+                if lease is not None:
+                    self._claimant.finish(lease, 0)
+                return False
+            ticket.lease = lease
+            return lease is not None
         return True
 
     def hold_after(self, error: LeadError) -> bool:

@@ -9,7 +9,8 @@ examples in ``examples/providers/``) says how to ask and where to read the answe
   lead. In every template a string ``"{{ expr }}"`` is the value of the JMESPath ``expr``
   on the lead (its type kept), and ``{{ expr }}`` inside a longer string is its text;
   ``${NAME}`` is the environment variable ``NAME`` (secrets stay out of the file), read
-  once at start-up;
+  once at start-up; a header that uses lead data is rendered on the lead of a one-lead
+  call, and is the request's key in a bulk call (``DeclarativeProvider._header_values``);
 * the answer (JMESPath): ``items``, the list of per-lead items of a bulk answer, in the
   order of the request, and ``single_item``, the item in a one-lead answer (default: the
   whole answer); in each item ``result`` (the data to publish), ``status`` and
@@ -25,6 +26,7 @@ pipeline retries (:mod:`streamproc.processing.calls`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -40,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from streamproc import __version__, tracing
 from streamproc.errors import (
     ConfigError,
+    InvalidPayload,
     LeadError,
     ProviderError,
     ProviderRejected,
@@ -103,6 +106,8 @@ class _Template:
     def __init__(self, template: Any, where: str) -> None:
         self._where = where
         self._tree = self._prepare(template)
+        #: No ``{{ expr }}`` in it: the same for every lead.
+        self.static = _static(self._tree)
 
     def _prepare(self, node: Any) -> Any:
         if isinstance(node, dict):
@@ -126,6 +131,14 @@ class _Template:
 
     def render(self, lead: Any, leads: list[Any] | None = None) -> Any:
         return _render(self._tree, lead, leads)
+
+
+def _static(node: Any) -> bool:
+    if isinstance(node, dict):
+        return all(_static(v) for v in node.values())
+    if isinstance(node, list):
+        return all(_static(v) for v in node)
+    return not isinstance(node, tuple)
 
 
 def _render(node: Any, lead: Any, leads: list[Any] | None) -> Any:
@@ -193,6 +206,14 @@ class DeclarativeProvider:
         self._result = _compile(config.result, "result")
         self._status = None if config.status is None else _compile(config.status, "status")
         self._credits = None if config.credits is None else _compile(config.credits, "credits")
+        # What the config alone decides is checked once, here: a bad URL or header is the
+        # config's mistake (one line at start-up), not every lead's.
+        for where, template in (("url", self._url), ("batch_url", self._batch_url)):
+            if template.static and (problem := _url_problem(template.render({}))):
+                raise ConfigError(f"provider_declarative.{where}: {problem}")
+        fixed = {k: v for k, v in self._headers._tree.items() if isinstance(v, str)}
+        if problem := _headers_problem(fixed):
+            raise ConfigError(f"provider_declarative.headers: {problem}")
         self._http: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
@@ -212,9 +233,37 @@ class DeclarativeProvider:
         http = self._http
         if http is None:
             raise RuntimeError("DeclarativeProvider.start() must be awaited before call()")
-        config = self.config
         # A lead alone (a batch that did not fill) takes the single endpoint.
-        bulk = len(leads) > 1 or config.always_batch
+        bulk = len(leads) > 1 or self.config.always_batch
+        # What is rendered from a lead's own data (URL, headers) is checked per lead: a lead
+        # that would make an unsendable request (a CR/LF in its id, a bad URL) is answered
+        # invalid_payload alone and left out of the request, so it neither fails the others
+        # nor counts as a provider failure (docs/provider.md).
+        refused: list[Answer | None] = []  # None: the lead is in the request
+        sendable: list[LeadIn] = []
+        for one in leads:
+            problem = self._unsendable(_context(one), bulk)
+            if problem is None:
+                sendable.append(one)
+                refused.append(None)
+            else:
+                refused.append(InvalidPayload(f"lead cannot be sent to the provider: {problem}"))
+        results = iter(await self._request(http, sendable, bulk) if sendable else ())
+        return [next(results) if answer is None else answer for answer in refused]
+
+    def _unsendable(self, lead: Mapping[str, Any], bulk: bool) -> str | None:
+        """Why the request rendered from ``lead`` cannot go out, or None."""
+        url = self._batch_url if bulk else self._url
+        if not url.static and (problem := _url_problem(url.render(lead))):
+            return problem
+        if not bulk and not self._headers.static:
+            return _headers_problem(_header_values(self._headers.render(lead)))
+        return None
+
+    async def _request(
+        self, http: httpx.AsyncClient, leads: Sequence[LeadIn], bulk: bool
+    ) -> list[Answer]:
+        config = self.config
         first = _context(leads[0])
         if bulk:
             items_in = [self._batch_item.render(_context(one)) for one in leads]
@@ -234,10 +283,8 @@ class DeclarativeProvider:
                 url,
                 params=params,
                 content=None if body is None or method == "GET" else orjson.dumps(body),
-                # Rendered on the call's first lead: ``{{ lead_id }}`` makes an
-                # Idempotency-Key of a one-lead call.
                 headers={
-                    **_header_values(self._headers.render(first)),
+                    **self._header_values(leads, first, bulk),
                     **_JSON,
                     # Tracing: the call span's context (docs/tracing.md).
                     **({k.decode(): v.decode() for k, v in tracing.http_headers()}
@@ -269,6 +316,22 @@ class DeclarativeProvider:
                 f"provider's bulk answer has no list of {len(leads)} items at {config.items!r}"
             )
         return [self._answer(item) for item in items]
+
+    def _header_values(
+        self, leads: Sequence[LeadIn], first: Mapping[str, Any], bulk: bool
+    ) -> dict[str, str]:
+        """The request's headers. A one-lead call renders them on its lead (``{{ lead_id }}``
+        is its Idempotency-Key). In a bulk call a header that uses lead data carries the
+        request's key instead: the same leads give the same key, whatever their order, and
+        any other set another one, so a retry of a different subset is never taken for the
+        first request (docs/provider.md)."""
+        if not bulk or self._headers.static:
+            return _header_values(self._headers.render(first))
+        key = _bulk_key(leads)
+        return {
+            name: value if isinstance(value, str) else key
+            for name, value in self._headers._tree.items()
+        }
 
     def _answer(self, item: Any) -> Answer:
         config = self.config
@@ -307,6 +370,33 @@ class DeclarativeProvider:
 
 
 _JSON = {"Content-Type": "application/json"}
+#: A header value both transports send (RFC 9110 field-value, ASCII: httpx encodes header
+#: values as ASCII, h11 refuses edge whitespace, aiohttp control characters).
+_FIELD_VALUE = re.compile(r"(?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?")
+
+
+def _bulk_key(leads: Sequence[LeadIn]) -> str:
+    """The hex SHA-256 of the JSON list of the request's lead ids, sorted."""
+    return hashlib.sha256(orjson.dumps(sorted(one.lead_id for one in leads))).hexdigest()
+
+
+def _headers_problem(headers: Mapping[str, str]) -> str | None:
+    for name, value in headers.items():
+        if not _FIELD_VALUE.fullmatch(value):
+            return f"header {name} is not a valid HTTP header value (control or non-ASCII)"
+    return None
+
+
+def _url_problem(url: Any) -> str | None:
+    if not isinstance(url, str):
+        return "the URL is not text"
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "not a valid URL"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return "not an absolute http(s) URL"
+    return None
 
 
 def _header_values(headers: dict[str, Any]) -> dict[str, str]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from streamproc.provider.declarative import DeclarativeProvider
 from streamproc.settings import Settings
 
@@ -41,3 +45,124 @@ async def test_a_one_lead_call_carries_its_idempotency_key() -> None:
             await provider.close()
     assert seen == ["lead-7"]
     assert answers == [Enrichment({"ok": True}, 6)]
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_a_lead_that_cannot_be_sent_is_refused_alone(transport: str) -> None:
+    """A lead whose id (in a header) or field (in the URL) holds a CR/LF is answered
+    invalid_payload alone and left out of the request; the others of its bulk call are
+    enriched, and nothing counts against the breaker (over a real HTTP server, both
+    transports)."""
+    from aiohttp import web
+
+    from streamproc.errors import InvalidPayload, LeadError
+    from streamproc.processing.calls import ProviderCalls
+    from streamproc.provider.api import Enrichment, LeadIn
+    from streamproc.provider.driver import RetryDriver
+    from streamproc.provider.retry import RetryPolicy
+    from streamproc.simulators.provider import serve_app
+
+    seen: list[str] = []
+
+    async def one(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Idempotency-Key", ""))
+        return web.json_response({"person": {"ok": True}})
+
+    async def bulk(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.extend(item["id"] for item in body["leads"])
+        return web.json_response({"people": [{"ok": i["id"]} for i in body["leads"]]})
+
+    app = web.Application()
+    app.router.add_post("/match", one)
+    app.router.add_post("/bulk", bulk)
+    async with serve_app(app, "127.0.0.1", 0) as url:
+        provider = DeclarativeProvider(
+            Settings(
+                provider="declarative",
+                provider_http_transport=transport,
+                provider_declarative={
+                    "url": f"{url}/match",
+                    "headers": {"Idempotency-Key": "{{ lead_id }}"},
+                    "body": {"email": "{{ email }}"},
+                    "single_item": "person",
+                    "batch_size": 3,
+                    "batch_url": f"{url}/bulk?tenant={{{{ tenant }}}}",
+                    "batch_body": {"leads": "{{ leads }}"},
+                    "batch_item": {"id": "{{ lead_id }}"},
+                    "items": "people",
+                },
+            )
+        )
+        driver = RetryDriver(RetryPolicy(2, 0.0, 0.0), peer="provider", timeout_s=5)
+        calls = ProviderCalls(provider, driver, batch_size=3, linger_s=0.05, timeout_s=5)
+        await calls.start()
+        try:
+            alone = await provider.call([LeadIn("x\r\nInjected: 1", {"email": "a@b.example"})])
+
+            async def enrich(lead_id: str, tenant: str) -> object:
+                try:
+                    return await calls.enrich({"tenant": tenant}, lead_id)
+                except LeadError as exc:
+                    return exc
+
+            batch = await asyncio.gather(
+                enrich("bad", "t\r\n"), enrich("ok-1", "t"), enrich("ok-2", "t")
+            )
+        finally:
+            await calls.close()
+    assert len(alone) == 1 and isinstance(alone[0], InvalidPayload)
+    assert isinstance(batch[0], InvalidPayload) and not batch[0].counts_against_breaker
+    assert [getattr(r, "data", None) for r in batch[1:]] == [{"ok": "ok-1"}, {"ok": "ok-2"}]
+    assert seen == ["ok-1", "ok-2"]
+    assert not isinstance(alone[0], Enrichment)
+
+
+async def test_a_bulk_calls_idempotency_key_is_its_set_of_leads() -> None:
+    """In a bulk call a lead-templated header is the hash of the request's sorted lead ids:
+    the same leads in another order repeat it, a retried subset gets another one (over a
+    real HTTP server)."""
+    import hashlib
+
+    import orjson
+    from aiohttp import web
+
+    from streamproc.provider.api import LeadIn
+    from streamproc.simulators.provider import serve_app
+
+    keys: list[str] = []
+
+    async def bulk(request: web.Request) -> web.Response:
+        keys.append(request.headers.get("Idempotency-Key", ""))
+        body = await request.json()
+        return web.json_response({"people": [{"ok": True} for _ in body["leads"]]})
+
+    app = web.Application()
+    app.router.add_post("/bulk", bulk)
+    async with serve_app(app, "127.0.0.1", 0) as url:
+        provider = DeclarativeProvider(
+            Settings(
+                provider="declarative",
+                provider_declarative={
+                    "url": f"{url}/match",
+                    "headers": {"Idempotency-Key": "{{ lead_id }}"},
+                    "batch_size": 3,
+                    "batch_url": f"{url}/bulk",
+                    "batch_body": {"leads": "{{ leads }}"},
+                    "batch_item": {"id": "{{ lead_id }}"},
+                    "items": "people",
+                },
+            )
+        )
+        await provider.start()
+        try:
+            for ids in (["a", "b", "c"], ["c", "b", "a"], ["a", "c"]):
+                await provider.call([LeadIn(i, {}) for i in ids])
+        finally:
+            await provider.close()
+
+    def key(ids: list[str]) -> str:
+        return hashlib.sha256(orjson.dumps(sorted(ids))).hexdigest()
+
+    assert keys == [key(["a", "b", "c"]), key(["a", "b", "c"]), key(["a", "c"])]
+    assert keys[0] != keys[2]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from streamproc.errors import LeadError, ProviderError, ProviderRejected, RateLimited
+from streamproc.errors import (
+    InternalError,
+    LeadError,
+    ProviderError,
+    ProviderRejected,
+    RateLimited,
+)
 from streamproc.processing.calls import ProviderCalls
 from streamproc.provider.api import Answer, Enrichment, LeadIn
 from streamproc.provider.driver import RetryDriver
@@ -123,3 +129,84 @@ async def test_a_cancelled_lead_leaves_its_batch() -> None:
     await asyncio.gather(task, return_exceptions=True)
     await _enrich_all(calls, ["kept"])
     assert provider.calls == [["kept"]]
+
+
+async def test_a_provider_bug_is_internal_and_counts_once_at_most() -> None:
+    """A provider raising a non-LeadError fails its batch as internal (not a provider
+    failure: the breaker does not count it), the first lead with it, the others with a
+    shared copy; it may have gone out, so it counts as possibly billed."""
+
+    class _Buggy(_Bulk):
+        async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+            raise ValueError("Forbidden control character detected in headers")
+
+    results = await _enrich_all(_calls(_Buggy(), 3), ["a", "b", "c"])
+    assert all(isinstance(r, InternalError) for r in results)
+    assert not any(getattr(r, "counts_against_breaker", True) for r in results)
+    assert sorted(getattr(r, "shares_call", None) for r in results) == [False, True, True]
+    assert all(getattr(r, "maybe_charged", None) for r in results)
+
+
+async def test_a_rejected_bulk_call_is_bisected_down_to_the_culprit() -> None:
+    """A 4xx for the whole call of several leads splits it in halves until only the lead
+    that caused it is rejected; the others are enriched."""
+
+    class _Strict(_Bulk):
+        async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+            self.calls.append([one.lead_id for one in leads])
+            if any(one.lead_id == "bad" for one in leads):
+                raise ProviderRejected("provider answered 400")
+            return [Enrichment({"id": one.lead_id}, 2) for one in leads]
+
+    provider = _Strict()
+    ids = ["a", "bad", "c", "d"]
+    results = dict(zip(ids, await _enrich_all(_calls(provider, 4), ids), strict=True))
+    assert isinstance(results["bad"], ProviderRejected)
+    assert not results["bad"].shares_call
+    assert {k: getattr(v, "credits", None) for k, v in results.items() if k != "bad"} == {
+        "a": 2,
+        "c": 2,
+        "d": 2,
+    }
+    assert provider.calls == [ids, ["a", "bad"], ["c", "d"], ["a"], ["bad"]]
+    assert getattr(results["a"], "attempts", None) == 3
+
+
+async def test_a_bisected_call_settles_each_lead_at_its_own_charge() -> None:
+    """Through the guard: the rejected bulk call charged nothing, each enriched lead its
+    own 2 credits, the culprit 0; nothing stays reserved."""
+    import functools
+
+    from streamproc.processing.guard import ResilienceGuard
+    from streamproc.records.lead import Lead
+    from streamproc.settings import Settings
+    from tests.unit.processing.fakes import Clock
+
+    class _Strict(_Bulk):
+        async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+            if any(one.lead_id == "bad" for one in leads):
+                raise ProviderRejected("provider answered 400")
+            return [Enrichment({"id": one.lead_id}, 2) for one in leads]
+
+    guard = ResilienceGuard(
+        Settings(budget_daily_credits=1000, cache_key="off"), clock=Clock(), owner="unit"
+    )
+    calls = _calls(_Strict(), 4)
+
+    async def one(lead_id: str) -> None:
+        admission = await guard.admit(Lead(lead_id=lead_id, domain=f"{lead_id}.example"))
+        try:
+            done = await calls.enrich(
+                {"lead_id": lead_id},
+                lead_id,
+                keep_trying=functools.partial(guard.may_retry, admission),
+            )
+        except LeadError as exc:
+            guard.settle(admission, None, exc)
+        else:
+            guard.settle(admission, done, None)
+
+    await asyncio.gather(*(one(i) for i in ["a", "bad", "c", "d"]))
+    await guard.flush()
+    day = guard.status().budget.day
+    assert (guard.ledger.spent(day), guard.ledger.outstanding(day)) == (6, 0)

@@ -469,3 +469,21 @@ async def test_a_failed_batch_call_counts_once_against_the_breaker() -> None:
         guard.settle(admission, None, error)
     assert guard.breaker.failures_in_window(guard._clock()) == 1
     assert guard.breaker.state(guard._clock()) is BreakerState.CLOSED
+
+
+async def test_a_slice_won_after_its_lead_was_cancelled_is_given_back() -> None:
+    """A batch retry asks for a new slice (the timed-out attempt's is spent) in the batch
+    task; the lead's own task is cancelled meanwhile (a rebalance) and the guard told so.
+    The slice that comes afterwards was never used: it is finished at 0, not left on the
+    dead ticket to be settled at the estimate."""
+    guard, _ = _guard(budget_daily_credits=1000, budget_claim_leads=1)
+    admission = await guard.admit(_lead(1))
+    timeout = ProviderTimeout("no answer", maybe_charged=True)
+    retry = asyncio.ensure_future(guard.may_retry(admission, timeout))
+    await asyncio.sleep(0)  # waiting for the next lease
+    assert not retry.done()
+    guard.cancelled(admission)
+    assert not await retry
+    await guard.flush()
+    day = guard.status().budget.day
+    assert (guard.ledger.spent(day), guard.ledger.outstanding(day)) == (6, 0)

@@ -62,3 +62,14 @@ def test_the_declarative_provider_needs_its_table() -> None:
     """provider = declarative without the table is one line at validation."""
     with pytest.raises(ValueError, match="provider_declarative"):
         Settings(provider="declarative")
+
+
+def test_a_fixed_header_or_url_that_cannot_be_sent_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The config's own header values and URLs are checked at start-up, not per lead."""
+    monkeypatch.setenv("KEY_WITH_NEWLINE", "secret\n")
+    with pytest.raises(ConfigError, match=r"headers: header x-api-key is not a valid"):
+        DeclarativeProvider(_settings(headers={"x-api-key": "${KEY_WITH_NEWLINE}"}))
+    with pytest.raises(ConfigError, match=r"provider_declarative.url: not an absolute"):
+        DeclarativeProvider(Settings(provider_declarative={"url": "api.example/match"}))
