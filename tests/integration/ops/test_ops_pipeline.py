@@ -17,6 +17,7 @@ from streamproc.app import App
 from streamproc.ops.http import OpsServer
 from streamproc.ops.metrics import Metrics
 from streamproc.ops.readiness import ReadinessCheck
+from streamproc.provider.client import ProviderClient
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 from tests.integration.conftest import configure
@@ -31,7 +32,9 @@ def lead(lead_id: str, domain: str) -> bytes:
 
 def wire(app: App) -> tuple[Metrics, ReadinessCheck]:
     metrics = Metrics()
-    app.provider.on_attempt = metrics.provider_attempt
+    # The http provider behind the pipeline's calls reports each attempt.
+    assert app.provider is not None and isinstance(app.provider.provider, ProviderClient)
+    app.provider.provider.on_attempt = metrics.provider_attempt
     metrics.on_scrape(lambda: metrics.observe_processor(app.processor.stats))
     metrics.on_scrape(lambda: metrics.observe_status(app.guard.status()))
     ready = ReadinessCheck(

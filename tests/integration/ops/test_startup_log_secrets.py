@@ -37,7 +37,8 @@ async def test_processor_started_line_masks_the_provider_url(topics: Settings) -
     lines = [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
     started = next(line for line in lines if line.get("event") == "processor.started")
     assert (
-        started["provider"] == "http://**********@127.0.0.1:9/enrich?region=eu&api_key=**********"
+        started["provider_url"]
+        == "http://**********@127.0.0.1:9/enrich?region=eu&api_key=**********"
     )
     assert PASSWORD not in text
     assert TOKEN not in text
