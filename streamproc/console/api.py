@@ -75,7 +75,8 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-#: How often the overview's history is sampled in the background (burn, throughput, lag).
+#: How often the budget's burn is sampled in the background (from memory; the lag and
+#: throughput are read from Kafka only when the overview is asked for).
 SAMPLE_S = 5.0
 #: An overview request samples anew when the last sample is older than this.
 _FRESH_S = 1.0
@@ -187,13 +188,16 @@ class Console:
     # --- sampling ---------------------------------------------------------------------------
 
     async def _sample_loop(self) -> None:
+        # The budget only, from memory: Kafka is asked for the lag when someone asks for
+        # the overview, never on a timer (console/lag.py).
         while True:
             with contextlib.suppress(Exception):  # best effort: the page says what is missing
-                await self.sample()
+                await self.sample(lag=False)
             await asyncio.sleep(self._sample_s)
 
-    async def sample(self) -> None:
-        """Read the budget into the burn series, the group's lag and its throughput."""
+    async def sample(self, *, lag: bool = True) -> None:
+        """Read the budget into the burn series, and with ``lag`` the group's lag and its
+        throughput (the lag reader answers from its cache for a few seconds)."""
         async with self._sampling:
             if not self._restored():
                 return
@@ -203,17 +207,19 @@ class Console:
                 self.burn.add(
                     now, budget["day"], int(budget.get("spent", 0)), int(budget.get("reserved", 0))
                 )
+            if not lag:
+                return
             try:
                 # A broker that stopped answering must not hold the overview for the
                 # client's request timeout: the page shows the lag as unknown instead.
                 async with asyncio.timeout(self._settings.kafka_connect_timeout_s):
-                    lag = await self._lag_reader.read()
+                    read = await self._lag_reader.read()
             except Exception as exc:
                 await self._lag_reader.close()
                 self._lag = Lag(self._settings.topic_raw, {}, f"cannot read: {_cls(exc)}")
             else:
-                self._lag = lag
-                self.throughput.add(now, sum(c or 0 for c, _ in lag.partitions.values()))
+                self._lag = read
+                self.throughput.add(now, sum(c or 0 for c, _ in read.partitions.values()))
             self._sampled_at = now
 
     # --- the page ---------------------------------------------------------------------------

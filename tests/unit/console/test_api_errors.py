@@ -38,9 +38,7 @@ async def test_a_kafka_error_in_a_dlq_read_is_a_503_with_one_log_line(
     finally:
         await runner.cleanup()
     assert response.status_code == 503
-    assert response.json() == {
-        "error": "KafkaConnectionError: Connection at broker-1:9092 closed"
-    }
+    assert response.json() == {"error": "KafkaConnectionError: Connection at broker-1:9092 closed"}
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "console.kafka_error" in line]
     assert len(lines) == 1
