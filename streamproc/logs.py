@@ -175,6 +175,10 @@ def _configure_stdlib(level: str, redact: Callable[[str], str]) -> None:
         handler.setFormatter(_ScrubbingFormatter(redact))
         root.addHandler(handler)
         root.setLevel(logging.WARNING if level != "DEBUG" else logging.INFO)
+    # httpx logs every request's full URL at INFO ("HTTP Request: GET https://...?api_key=
+    # ..."), and a provider's key may ride in the query: never, whatever the level.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     # aiokafka logs through the standard library; keep its noise out unless debugging.
     logging.getLogger("aiokafka").setLevel(logging.ERROR if level != "DEBUG" else logging.INFO)
     coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")

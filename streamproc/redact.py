@@ -7,7 +7,9 @@ Three kinds of secret hide in the settings:
   token-like query or fragment parameters (``?api_key=``, ``&sig=``, ``#access_token=``);
 * URLs that *are* a credential: whoever knows a Clay table webhook's URL can add rows to
   the table, so its path is masked and only the scheme and host are shown, with the
-  webhook's id (the hash that metrics and logs use) to tell several apart.
+  webhook's id (the hash that metrics and logs use) to tell several apart;
+* the environment variables the declarative provider's table names as ``${NAME}``
+  (docs/provider.md): they hold its API key, which may travel in a URL's query.
 
 :func:`printable_settings` is what ``config show`` prints; :func:`secret_values` lists the
 strings that must never reach a log line, for :func:`streamproc.logs.configure_logging`.
@@ -16,6 +18,7 @@ strings that must never reach a log line, for :func:`streamproc.logs.configure_l
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +29,7 @@ from pydantic import AnyHttpUrl, SecretStr
 from streamproc.settings import Settings
 
 __all__ = [
+    "ENV_REFERENCE",
     "MASK",
     "is_secret_param",
     "mask_url",
@@ -35,6 +39,9 @@ __all__ = [
 ]
 
 MASK = "**********"
+
+#: ``${NAME}`` in the declarative provider's table: the environment variable ``NAME``.
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def webhook_id(url: str) -> str:
@@ -148,11 +155,28 @@ def printable_settings(settings: Settings) -> dict[str, Any]:
 
 def secret_values(settings: Settings) -> frozenset[str]:
     """Every string in ``settings`` that must never be printed: secret fields' values, URL
-    credentials and token parameter values, and whole secret URLs with their paths."""
+    credentials and token parameter values, whole secret URLs with their paths, and the
+    values of the environment variables the declarative provider's table refers to."""
     return frozenset(value for value in _secrets(settings) if value)
 
 
+def _env_references(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _env_references(key)
+            yield from _env_references(value)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            yield from _env_references(value)
+    elif isinstance(node, str):
+        for name in ENV_REFERENCE.findall(node):
+            found = os.environ.get(name)
+            if found:
+                yield found
+
+
 def _secrets(settings: Settings) -> Iterator[str]:
+    yield from _env_references(settings.provider_declarative)
     for name in type(settings).model_fields:
         raw = getattr(settings, name)
         if isinstance(raw, SecretStr):

@@ -15,7 +15,10 @@ reads, and renders, only what this API returns:
   operator token (:mod:`streamproc.console.auth`), one run at a time.
 
 A bad filter is 400 with the CLI's one line; nothing answered here carries a traceback.
-Headers are never logged (the token travels in one).
+A Kafka error no handler expected (a broker gone mid-read, a transaction fenced during a
+replay) is 503 ``{"error": "<ExcType>: <msg>"}`` and one log line, by
+:func:`kafka_errors`, the console routes' middleware. Headers are never logged (the token
+travels in one).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from streamproc import __version__
 from streamproc.console.auth import check_token
@@ -49,7 +53,7 @@ from streamproc.replay.replayer import Replayer
 from streamproc.replay.show import list_dlq, read_dlq_record
 from streamproc.settings import Settings
 
-__all__ = ["PREFIX", "Console"]
+__all__ = ["PREFIX", "Console", "kafka_errors"]
 
 log = get_logger(__name__)
 
@@ -71,7 +75,8 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-#: How often the overview's history is sampled in the background (burn, throughput, lag).
+#: How often the budget's burn is sampled in the background (from memory; the lag and
+#: throughput are read from Kafka only when the overview is asked for).
 SAMPLE_S = 5.0
 #: An overview request samples anew when the last sample is older than this.
 _FRESH_S = 1.0
@@ -88,6 +93,24 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 def _error(message: str, status: int) -> web.Response:
     return _json({"error": message}, status)
+
+
+@web.middleware
+async def kafka_errors(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
+    """On the console's routes, a Kafka error is a 503 with its type and message, and one
+    log line without a traceback (or the request's headers: the token is one), instead of
+    aiohttp's 500 and a traceback in the processor's log."""
+    if not request.path.startswith(PREFIX):
+        return await handler(request)  # type: ignore[no-any-return]
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    except KafkaError as exc:
+        # aiokafka's str() of most of its errors starts with the type already.
+        error = str(exc) if str(exc).startswith(_cls(exc)) else f"{_cls(exc)}: {exc}"
+        log.warning("console.kafka_error", path=request.path, error=error)
+        return _error(error, 503)
 
 
 def _query(request: web.Request) -> dict[str, list[str]]:
@@ -142,6 +165,7 @@ class Console:
 
     def install(self, app: web.Application) -> None:
         """Add the routes and the background sampler to ``app`` (an ops server's)."""
+        app.middlewares.append(kafka_errors)
         app.router.add_get(PREFIX, self._redirect)
         app.router.add_get(f"{PREFIX}/", self._index)
         app.router.add_get(f"{PREFIX}/api/overview", self._get_overview)
@@ -164,13 +188,16 @@ class Console:
     # --- sampling ---------------------------------------------------------------------------
 
     async def _sample_loop(self) -> None:
+        # The budget only, from memory: Kafka is asked for the lag when someone asks for
+        # the overview, never on a timer (console/lag.py).
         while True:
             with contextlib.suppress(Exception):  # best effort: the page says what is missing
-                await self.sample()
+                await self.sample(lag=False)
             await asyncio.sleep(self._sample_s)
 
-    async def sample(self) -> None:
-        """Read the budget into the burn series, the group's lag and its throughput."""
+    async def sample(self, *, lag: bool = True) -> None:
+        """Read the budget into the burn series, and with ``lag`` the group's lag and its
+        throughput (the lag reader answers from its cache for a few seconds)."""
         async with self._sampling:
             if not self._restored():
                 return
@@ -180,17 +207,19 @@ class Console:
                 self.burn.add(
                     now, budget["day"], int(budget.get("spent", 0)), int(budget.get("reserved", 0))
                 )
+            if not lag:
+                return
             try:
                 # A broker that stopped answering must not hold the overview for the
                 # client's request timeout: the page shows the lag as unknown instead.
                 async with asyncio.timeout(self._settings.kafka_connect_timeout_s):
-                    lag = await self._lag_reader.read()
+                    read = await self._lag_reader.read()
             except Exception as exc:
                 await self._lag_reader.close()
                 self._lag = Lag(self._settings.topic_raw, {}, f"cannot read: {_cls(exc)}")
             else:
-                self._lag = lag
-                self.throughput.add(now, sum(c or 0 for c, _ in lag.partitions.values()))
+                self._lag = read
+                self.throughput.add(now, sum(c or 0 for c, _ in read.partitions.values()))
             self._sampled_at = now
 
     # --- the page ---------------------------------------------------------------------------

@@ -3,7 +3,12 @@ shows, the preflight checks and the least-privilege test grants.
 
 Pure: names and protocol codes, no I/O. Kafka lets an ACL for ``Read``, ``Write``,
 ``Delete`` or ``Alter`` imply ``Describe`` on the same resource, so ``Describe`` is listed
-only where nothing else is granted.
+only where nothing else is granted. An ``optional`` ACL is recommended, not required
+(``DescribeConfigs``: without it the limits are Kafka's defaults, docs/security.md): its
+absence is a warning at start-up, never a refusal.
+
+On Amazon MSK with IAM access control there are no ACLs: the IAM policy allows actions
+(:func:`iam_action`), and that is what a hint names there instead of ``kafka-acls``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ __all__ = [
     "Operation",
     "ResourceType",
     "grant_command",
+    "iam_action",
     "processor_acls",
     "replayer_acls",
 ]
@@ -67,6 +73,7 @@ class Acl:
     operation: Operation
     why: str
     prefixed: bool = False
+    optional: bool = False
 
     def describe(self) -> str:
         """``Write on transactional id prefix 'g.'``: how an error line names it."""
@@ -89,6 +96,29 @@ def grant_command(acl: Acl, principal: str) -> str:
     )
 
 
+#: The MSK IAM action that stands for each ACL (AWS's "IAM access control" reference): the
+#: one a policy must allow; Read and Write need the Describe action beside them too, which
+#: docs/security.md lists.
+_IAM_ACTION = {
+    (ResourceType.TOPIC, Operation.READ): "kafka-cluster:ReadData",
+    (ResourceType.TOPIC, Operation.WRITE): "kafka-cluster:WriteData",
+    (ResourceType.TOPIC, Operation.DESCRIBE): "kafka-cluster:DescribeTopic",
+    (ResourceType.TOPIC, Operation.DESCRIBE_CONFIGS): (
+        "kafka-cluster:DescribeTopicDynamicConfiguration"
+    ),
+    (ResourceType.GROUP, Operation.READ): "kafka-cluster:AlterGroup",
+    (ResourceType.GROUP, Operation.DESCRIBE): "kafka-cluster:DescribeGroup",
+    (ResourceType.TRANSACTIONAL_ID, Operation.WRITE): "kafka-cluster:AlterTransactionalId",
+    (ResourceType.TRANSACTIONAL_ID, Operation.DESCRIBE): "kafka-cluster:DescribeTransactionalId",
+    (ResourceType.CLUSTER, Operation.IDEMPOTENT_WRITE): "kafka-cluster:WriteDataIdempotently",
+}
+
+
+def iam_action(acl: Acl) -> str:
+    """The MSK IAM policy action that grants what ``acl`` grants on a self-managed Kafka."""
+    return _IAM_ACTION[(acl.resource, acl.operation)]
+
+
 def processor_acls(settings: Settings) -> list[Acl]:
     """What ``streamproc run`` needs (docs/security.md explains each)."""
     s = settings
@@ -104,8 +134,15 @@ def processor_acls(settings: Settings) -> list[Acl]:
             s.topic_enriched,
             Operation.DESCRIBE_CONFIGS,
             "read max.message.bytes to size batches",
+            optional=True,
         ),
-        Acl(topic, s.topic_dlq, Operation.DESCRIBE_CONFIGS, "read max.message.bytes"),
+        Acl(
+            topic,
+            s.topic_dlq,
+            Operation.DESCRIBE_CONFIGS,
+            "read max.message.bytes",
+            optional=True,
+        ),
         Acl(group, s.group_id, Operation.READ, "join the group, commit offsets"),
         Acl(
             txn,

@@ -9,6 +9,9 @@ and credentials (:func:`token_provider`), each token reused until
 :data:`REFRESH_AT_LIFETIME` of its life has passed (the decision is :func:`refresh_due`,
 pure), then replaced. If the replacement fails while the old token is still valid, the old
 one is used: an identity provider's short outage costs nothing until the token expires.
+The next attempt waits :func:`retry_after` (a quarter of the remaining life, at most
+``_RETRY_MAX_S``), and new connections meanwhile get the valid token at once instead of
+queueing, one identity-provider timeout each, behind the lock.
 
 A failure reaches aiokafka as a ``KafkaConnectionError`` (so a running client retries, as
 for an unreachable broker) whose cause is our :class:`~streamproc.errors.KafkaTokenError`
@@ -43,6 +46,7 @@ __all__ = [
     "OidcTokenProvider",
     "Token",
     "refresh_due",
+    "retry_after",
     "token_provider",
 ]
 
@@ -55,6 +59,11 @@ REFRESH_AT_LIFETIME = 0.8
 #: A token endpoint that names no lifetime (no ``expires_in``, not a JWT with ``exp``):
 #: assume five minutes, short enough that a real shorter lifetime is rarely exceeded.
 _ASSUMED_LIFETIME_S = 300.0
+#: After a failed refresh, the next attempt waits a quarter of the token's remaining life,
+#: at most this and at least ``_RETRY_MIN_S``: several attempts before it expires, and an
+#: identity provider's outage costs it a request every half minute per process.
+_RETRY_MAX_S = 30.0
+_RETRY_MIN_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,11 @@ def refresh_due(token: Token | None, now: float) -> bool:
     return now >= token.issued_at + lifetime * REFRESH_AT_LIFETIME
 
 
+def retry_after(token: Token, now: float) -> float:
+    """How long to wait after a failed refresh of the still valid ``token`` at ``now``."""
+    return max(_RETRY_MIN_S, min(_RETRY_MAX_S, (token.expires_at - now) / 4))
+
+
 def _usable(token: Token | None, now: float) -> bool:
     return token is not None and now < token.expires_at
 
@@ -84,6 +98,8 @@ class _CachingProvider(AbstractTokenProvider):  # type: ignore[misc]
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._token: Token | None = None
+        #: After a failed refresh: no new attempt before this (the valid token meanwhile).
+        self._retry_at = float("-inf")
         # asyncio locks belong to one loop; tests and the CLI may run several in turn.
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
@@ -91,24 +107,41 @@ class _CachingProvider(AbstractTokenProvider):  # type: ignore[misc]
         #: Tokens fetched so far (logs and tests).
         self.fetches = 0
 
+    def _current(self, now: float) -> str | None:
+        """The token to hand out at ``now`` without asking the identity provider, if any."""
+        token = self._token
+        if token is None:
+            return None
+        if not refresh_due(token, now) or (_usable(token, now) and now < self._retry_at):
+            return token.value
+        return None
+
     async def token(self) -> str:
-        if not refresh_due(self._token, self._clock()):
-            assert self._token is not None
-            return self._token.value
+        current = self._current(self._clock())
+        if current is not None:
+            return current
         loop = asyncio.get_running_loop()
         lock = self._locks.setdefault(loop, asyncio.Lock())
         async with lock:
-            now = self._clock()
-            if not refresh_due(self._token, now):  # another connection fetched it
-                assert self._token is not None
-                return self._token.value
+            current = self._current(self._clock())
+            if current is not None:  # another connection fetched it, or failed to
+                return current
             try:
                 self._token = await self._fetch()
                 self.fetches += 1
+                self._retry_at = float("-inf")
             except KafkaTokenError as exc:
-                if _usable(self._token, self._clock()):
-                    log.warning("kafka.oauth.refresh_failed: %s (the current token is used)", exc)
+                now = self._clock()
+                if _usable(self._token, now):
                     assert self._token is not None
+                    wait = retry_after(self._token, now)
+                    self._retry_at = now + wait
+                    log.warning(
+                        "kafka.oauth.refresh_failed: %s (the current token is used, next "
+                        "attempt in %.0f s)",
+                        exc,
+                        wait,
+                    )
                     return self._token.value
                 raise KafkaConnectionError(str(exc)) from exc
             log.info(

@@ -15,7 +15,10 @@ What it checks, within ``timeout_s`` overall:
 2. the cluster metadata names at least one broker, and every broker it advertises accepts
    a connection too (a wrong ``advertised.listeners`` is the classic "works with the
    bootstrap, hangs afterwards");
-3. the ``topics`` asked for exist and we may describe them.
+3. the ``topics`` asked for exist and we may describe them;
+4. the ACLs the command needs (:mod:`streamproc.kafka.acls`): a missing one is a refusal
+   naming it and how to grant it (a ``kafka-acls`` command, or the IAM action on MSK IAM);
+   a missing optional one (``DescribeConfigs``) is one warning line, and start-up goes on.
 
 Authentication and TLS failures are final at once: another bootstrap server of the same
 cluster would answer the same. An unreachable server makes it try the next one.
@@ -38,11 +41,14 @@ from aiokafka.protocol.metadata import MetadataRequest_v5
 from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Schema, String
 
 from streamproc.errors import KafkaAuthorizationError, KafkaSetupError, KafkaTokenError
-from streamproc.kafka.acls import Acl, ResourceType, grant_command
+from streamproc.kafka.acls import Acl, ResourceType, grant_command, iam_action
 from streamproc.kafka.client import connection_kwargs
+from streamproc.logs import get_logger
 from streamproc.settings import ENV_PREFIX, SaslMechanism, SecurityProtocol, Settings
 
 __all__ = ["check_kafka", "parse_bootstrap"]
+
+log = get_logger(__name__)
 
 #: Kafka error codes in a metadata answer (protocol constants).
 _UNKNOWN_TOPIC = 3
@@ -180,7 +186,8 @@ async def check_kafka(
     ``acls``: what the command needs (:mod:`streamproc.kafka.acls`). Checked: every topic
     operation (the broker's authorized operations, KIP-430), and Describe on each group
     and transactional id (what a coordinator lookup needs; each ACL the lists name implies
-    it). A missing one is a :class:`KafkaAuthorizationError` naming it.
+    it). A missing one is a :class:`KafkaAuthorizationError` naming it; a missing optional
+    one is a ``kafka.acl_missing_optional`` warning line.
 
     ``ConfigError`` (not ``KafkaSetupError``) comes out when the TLS files cannot be loaded
     at all: that is a bad setting, not a broker problem.
@@ -288,6 +295,7 @@ async def _check_cluster(
                 f"{where} answered, but the broker it advertises at {h}:{p} does not: "
                 f"{reason}; check the broker's advertised.listeners for this listener"
             )
+    optional_missing: list[Acl] = []
     for topic_meta in metadata.topics:
         code, name = int(topic_meta[0]), str(topic_meta[1])
         if code == _UNKNOWN_TOPIC:
@@ -295,7 +303,8 @@ async def _check_cluster(
         needed = [acl for acl in topic_acls if acl.name == name]
         if code == _TOPIC_AUTHORIZATION_FAILED:
             if needed:  # any ACL on the topic would let us describe it
-                raise _missing(settings, needed[0])
+                required = [acl for acl in needed if not acl.optional]
+                raise _missing(settings, (required or needed)[0])
             raise KafkaSetupError(
                 f"not authorized to describe topic {name} as {_principal(settings)}: "
                 "check the broker's ACLs"
@@ -305,7 +314,11 @@ async def _check_cluster(
             continue
         for acl in needed:
             if not allowed & (1 << int(acl.operation)):
-                raise _missing(settings, acl)
+                if not acl.optional:
+                    raise _missing(settings, acl)
+                optional_missing.append(acl)
+    if optional_missing:
+        _warn_optional(settings, optional_missing)
     for acl in acls:
         if acl.resource is ResourceType.GROUP:
             key, key_type, refused = acl.name, _GROUP_KEY, _GROUP_AUTHORIZATION_FAILED
@@ -338,11 +351,42 @@ def _acl_principal(settings: Settings) -> str:
     return "User:<principal>"
 
 
+def _msk_iam(settings: Settings) -> bool:
+    return (
+        settings.security_protocol
+        in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT)
+        and settings.sasl_mechanism is SaslMechanism.AWS_MSK_IAM
+    )
+
+
+def _grant_hint(settings: Settings, acls: list[Acl]) -> str:
+    """How to grant ``acls``: ``kafka-acls`` commands, or on MSK IAM the policy's actions
+    (MSK has no ACLs to add)."""
+    if _msk_iam(settings):
+        actions = ", ".join(
+            f"`{iam_action(acl)}` on {acl.describe().split(' on ', 1)[1]}" for acl in acls
+        )
+        return f"allow it in the IAM policy of these credentials: {actions}"
+    commands = "; ".join(f"`{grant_command(acl, _acl_principal(settings))}`" for acl in acls)
+    return f"grant it: {commands}"
+
+
 def _missing(settings: Settings, acl: Acl) -> KafkaAuthorizationError:
     return KafkaAuthorizationError(
-        f"not authorized: {_principal(settings)} lacks {acl.describe()} ({acl.why}); grant "
-        f"it: `{grant_command(acl, _acl_principal(settings))}` (docs/security.md lists "
-        "every ACL)"
+        f"not authorized: {_principal(settings)} lacks {acl.describe()} ({acl.why}); "
+        f"{_grant_hint(settings, [acl])} (docs/security.md lists every ACL)"
+    )
+
+
+def _warn_optional(settings: Settings, acls: list[Acl]) -> None:
+    """One line for the recommended permissions that are missing: start-up goes on."""
+    lacks = ", ".join(f"{acl.describe()} ({acl.why})" for acl in acls)
+    log.warning(
+        "kafka.acl_missing_optional",
+        principal=_principal(settings),
+        detail=f"{_principal(settings)} lacks {lacks}: Kafka's default max.message.bytes "
+        f"(1 MiB) is assumed; recommended, {_grant_hint(settings, acls)} "
+        "(docs/security.md)",
     )
 
 

@@ -360,8 +360,12 @@ class LeadHandler:
             finally:
                 deferred.release(slot)
 
+        # Clay is sent what a synchronous provider is: the lead's fields under our names
+        # (docs/schema-registry.md); the raw record travels in ``record`` for the output.
+        fields = obj if self._codec is None else _shaped(obj).lead_fields
+
         async def call(admission: Admission, slot: object) -> list[OutRecord]:
-            return await deferred.submit(slot, record, lead, obj, attempt, admission)
+            return await deferred.submit(slot, record, lead, fields, attempt, admission)
 
         admission, pending = await self._guarded(lead, call, place)
         if pending is None:

@@ -51,6 +51,7 @@ from streamproc.errors import (
 from streamproc.provider.api import Answer, Enrichment, LeadIn
 from streamproc.provider.classify import classify_response, whole_credits
 from streamproc.provider.client import _network_transport, pool_limits
+from streamproc.redact import ENV_REFERENCE
 from streamproc.settings import Settings
 
 __all__ = ["DeclarativeConfig", "DeclarativeProvider"]
@@ -59,7 +60,7 @@ Status = Literal["success", "no_match", "rejected", "rate_limited", "retriable"]
 
 _WHOLE = re.compile(r"^\{\{\s*(.+?)\s*\}\}$")
 _PART = re.compile(r"\{\{\s*(.+?)\s*\}\}")
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV = ENV_REFERENCE  # redact.secret_values masks what it names in every log line
 _LEADS = "leads"
 
 

@@ -5,6 +5,11 @@ An outage (no connection, a timeout, a 5xx or 429 answer) is :class:`RegistryUna
 which holds the lead asking; while the registry is down, at most one request per
 ``_PROBE_S`` goes out to see whether it is back, the other leads are told at once. A schema
 the registry says it does not have is :class:`UnknownSchema` (a DLQ class).
+
+A schema fetch refused with 401/403 (a rotated key) or 408 is not the lead's fault: it is
+:class:`RegistryUnavailable` too, so the lead is held until the credentials are fixed
+instead of dead-lettered, with one error line at most every ``_REFUSED_LOG_S`` naming the
+status and the settings to fix.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ log = get_logger(__name__)
 #: request a second per process, not one per lead in flight.
 _PROBE_S = 1.0
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+#: Answers to a schema fetch that say "not now / not you", not "no such schema".
+_HELD_STATUSES = frozenset({401, 403, 408})
+#: At most one error line this often while the registry refuses us: every lead in flight
+#: asks, and a line per lead would drown the log.
+_REFUSED_LOG_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,7 @@ class RegistryClient:
         self._fetching: dict[int, asyncio.Future[RegisteredSchema]] = {}
         self._down_since: float | None = None
         self._next_probe = 0.0
+        self._refused_logged_at: float | None = None
 
     @property
     def down(self) -> bool:
@@ -118,6 +129,11 @@ class RegistryClient:
         status, body = await self._request("GET", f"/schemas/ids/{schema_id}")
         if status == 404:
             raise UnknownSchema(f"schema id {schema_id} is not in the registry at {self.url}")
+        if status in _HELD_STATUSES:
+            self._refused(status)
+            raise RegistryUnavailable(
+                f"the schema registry at {self.url} answered {status} for schema id {schema_id}"
+            )
         if status != 200:
             raise UndecodablePayload(
                 f"the registry answered {status} for schema id {schema_id}: {_message(body)}"
@@ -204,6 +220,21 @@ class RegistryClient:
         except orjson.JSONDecodeError:
             parsed = {"message": response.text[:200]}
         return response.status_code, parsed
+
+    def _refused(self, status: int) -> None:
+        now = self._clock()
+        if self._refused_logged_at is not None and now - self._refused_logged_at < _REFUSED_LOG_S:
+            return
+        self._refused_logged_at = now
+        what = "timed out the request" if status == 408 else "refused the credentials"
+        log.error(
+            "registry.refused",
+            url=self.url,
+            status=status,
+            error=f"the schema registry {what} ({status}); leads needing an uncached schema "
+            "are held until it is fixed: check schema_registry_username / "
+            "schema_registry_password",
+        )
 
     def _went_down(self, now: float, why: str) -> None:
         if self._down_since is None:

@@ -161,3 +161,35 @@ async def test_write_refused_past_the_preflight_is_one_line_too(
     assert done.returncode != 0
     assert len(lines) == 1, done.stderr
     assert f"transactional id '{txn.name}' (needs Write)" in lines[0], lines[0]
+
+
+async def test_without_describe_configs_the_processor_starts_with_one_warning(
+    auth_topics: Settings, auth_broker: AuthBroker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DescribeConfigs is recommended, not required (docs/security.md): without it `run`
+    starts and enriches, after one warning line naming the permission and its grant."""
+    from streamproc.logs import configure_logging
+
+    every = processor_acls(auth_topics)
+    acls = [a for a in every if a.operation is not Operation.DESCRIBE_CONFIGS]
+    assert len(acls) == len(every) - 2
+    await grant(auth_broker.plaintext, "User:proc", acls)
+    good = [lead(f"ok-{i}", f"ok{i}.example") for i in range(3)]
+    await produce(auth_topics, good)
+    configure_logging("INFO", "json")
+    try:
+        async with serve_mock_provider(MockProviderConfig(port=0, latency_ms=1, seed=5)) as url:
+            proc = as_user(
+                auth_topics, auth_broker, "proc", provider_url=f"{url}/enrich", cache_ttl_s=0
+            )
+            await asyncio.wait_for(App(proc).run(stop_when_idle_s=2.0), timeout=90)
+        err = capsys.readouterr().err
+    finally:
+        configure_logging("INFO", "json")
+    enriched = Counter(r.key for r in await read_all(auth_topics, auth_topics.topic_enriched))
+    assert enriched == Counter(k for k, _ in good)
+    warnings = [line for line in err.splitlines() if "kafka.acl_missing_optional" in line]
+    assert len(warnings) == 1, err
+    assert f"DescribeConfigs on topic '{auth_topics.topic_enriched}'" in warnings[0]
+    assert f"DescribeConfigs on topic '{auth_topics.topic_dlq}'" in warnings[0]
+    assert "--allow-principal User:proc" in warnings[0]

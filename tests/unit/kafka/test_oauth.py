@@ -159,6 +159,36 @@ async def test_a_failed_refresh_keeps_the_valid_token() -> None:
         await tokens.token()
 
 
+async def test_after_a_failed_refresh_the_valid_token_is_handed_out_without_asking() -> None:
+    """During an identity provider's outage, new connections get the valid token at once:
+    the next attempt waits a quarter of its remaining life (at most 30 s), not one request
+    (and one timeout) per connection."""
+    clock = Clock()
+    endpoint = Endpoint(ok("first", 120), httpx.Response(503), httpx.Response(503), ok("second"))
+    tokens = provider(endpoint, clock)
+    assert await tokens.token() == "first"
+    clock.now += 100  # refresh due (96 s), 20 s left
+    assert await tokens.token() == "first"
+    assert len(endpoint.requests) == 2
+    for _ in range(10):  # ten new connections
+        assert await tokens.token() == "first"
+    clock.now += 4.9  # < 20 s / 4
+    assert await tokens.token() == "first"
+    assert len(endpoint.requests) == 2
+    clock.now += 0.2  # the retry is due: it fails again, 14.9 s left
+    assert await tokens.token() == "first"
+    assert len(endpoint.requests) == 3
+    clock.now += 3.6  # < 14.9 s / 4
+    assert await tokens.token() == "first"
+    assert len(endpoint.requests) == 3
+    clock.now += 0.2
+    assert await tokens.token() == "second"
+    assert len(endpoint.requests) == 4
+    clock.now += 1
+    assert await tokens.token() == "second"
+    assert len(endpoint.requests) == 4
+
+
 async def test_lifetime_from_the_jwt_when_expires_in_is_missing() -> None:
     """Without ``expires_in`` the JWT's ``exp`` claim sets when the token is replaced."""
     now = time.time()

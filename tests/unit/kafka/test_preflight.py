@@ -192,3 +192,29 @@ def test_metadata_asks_for_authorized_operations_and_falls_back_before_kafka_2_3
     v5 = request.prepare({3: (0, 5)})
     assert isinstance(v5, MetadataRequest_v5)
     assert v5.allow_auto_topic_creation is False
+
+
+def test_on_msk_iam_a_missing_permission_names_the_iam_action() -> None:
+    """MSK with IAM access control has no ACLs: the hint names the policy action, never a
+    kafka-acls command; elsewhere it is the kafka-acls command."""
+    from streamproc.kafka.acls import processor_acls
+
+    msk = Settings(
+        security_protocol="SASL_SSL", sasl_mechanism="AWS_MSK_IAM", sasl_aws_region="eu-west-1"
+    )
+    by_op = {(a.name, a.operation.name): a for a in processor_acls(msk)}
+    write = by_op[(msk.topic_enriched, "WRITE")]
+    line = str(preflight._missing(msk, write))
+    assert "kafka-acls" not in line
+    assert f"`kafka-cluster:WriteData` on topic '{msk.topic_enriched}'" in line
+    configs = by_op[(msk.topic_dlq, "DESCRIBE_CONFIGS")]
+    assert "kafka-cluster:DescribeTopicDynamicConfiguration" in preflight._grant_hint(
+        msk, [configs]
+    )
+    plain = Settings(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        sasl_username="proc",
+        sasl_password="pw-unit",
+    )
+    assert "kafka-acls --add --allow-principal User:proc" in str(preflight._missing(plain, write))

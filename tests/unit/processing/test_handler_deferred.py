@@ -37,6 +37,7 @@ class _Deferred:
         self.reserved = 0
         self.released: list[Any] = []
         self.submitted: list[str] = []
+        self.rows: list[dict[str, Any]] = []
 
     async def reserve(self, lead: Lead) -> Any:
         self.reserved += 1
@@ -57,6 +58,7 @@ class _Deferred:
         if self.error is not None:
             raise self.error
         self.submitted.append(lead.lead_id)
+        self.rows.append(dict(obj))
         return [OutRecord("state", b"clay/pending/L1", b"{}", [], 1)]
 
 
@@ -126,3 +128,26 @@ async def test_the_claim_stays_outstanding_from_submit_until_finished() -> None:
     assert guard.ledger.spent(day) == 4
     cached = await guard.admit(Lead(lead_id="L2", domain="acme.example"))
     assert cached.source == "cache"
+
+
+async def test_with_lead_fields_clay_gets_our_names_and_the_raw_record_is_kept() -> None:
+    """docs/schema-registry.md: the provider gets streamproc's names. Clay's row is built
+    from the mapped lead fields; the record submitted (kept for the output) is the raw one."""
+    from streamproc.registry.codec import ShapedJsonCodec
+
+    settings = Settings(lead_fields={"lead_id": "/id", "email": "contact.email"})
+    raw = orjson.dumps({"id": 5, "contact": {"email": "p@acme.example"}})
+    deferred = _Deferred()
+    handler = LeadHandler(
+        settings,
+        None,
+        OpenGuard(),
+        processor_version="t",
+        deferred=deferred,
+        codec=ShapedJsonCodec(settings),
+    )
+    record = _Record(key=b"5", value=raw)
+    outcome = await handler.handle(record)
+    assert outcome.kind is OutcomeKind.SUBMITTED
+    assert deferred.rows == [{"lead_id": "5", "email": "p@acme.example"}]
+    assert record.value == raw

@@ -93,3 +93,33 @@ async def test_the_start_up_check_says_what_is_wrong_with_the_url(status: int, s
     with pytest.raises(Rejected, match=says):
         await client.check()
     await client.close()
+
+
+@pytest.mark.parametrize("status", [401, 403, 408])
+async def test_a_refused_schema_fetch_holds_the_lead_and_logs_once(
+    status: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rotated registry key (401/403) or a 408 is not the lead's fault: the lead is held
+    (RegistryUnavailable, not a DLQ class), with one error line naming the status and the
+    settings to fix, not one per lead."""
+    from streamproc.logs import configure_logging
+
+    configure_logging("INFO", "json")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"message": "no"})
+
+    clock = Clock()
+    client = _client(handler, clock)
+    for _ in range(3):
+        with pytest.raises(RegistryUnavailable):
+            await client.schema(7)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "registry.refused" in line]
+    assert len(lines) == 1
+    assert str(status) in lines[0] and "schema_registry_password" in lines[0]
+    clock.now += 61
+    with pytest.raises(RegistryUnavailable):
+        await client.schema(7)
+    assert capsys.readouterr().err.count("registry.refused") == 1
+    await client.close()
