@@ -33,7 +33,12 @@ class LagReader:
             await start_client(s, consumer)
             self._consumer = consumer
         consumer = self._consumer
-        partitions = await partitions_of(consumer, s.topic_raw)
+        # After the first read the client keeps the topic's metadata fresh by itself
+        # (metadata_max_age_ms): asking for every topic's on each read cost the processor
+        # CPU in proportion to the topics on the cluster (bench/profiles/).
+        partitions = consumer.partitions_for_topic(s.topic_raw) or await partitions_of(
+            consumer, s.topic_raw
+        )
         tps = [TopicPartition(s.topic_raw, p) for p in sorted(partitions)]
         if set(tps) != consumer.assignment():
             consumer.assign(tps)
