@@ -3,6 +3,7 @@ reduced to the top functions by own time and by inclusive time."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import pstats
 import shutil
@@ -70,13 +71,20 @@ def _module(frame: str) -> str:
     return path or "?"
 
 
+def _read(raw: Path) -> str:
+    """A py-spy raw file, gzipped (``*.gz``, as kept in ``bench/profiles/raw/``) or not."""
+    if raw.suffix == ".gz":
+        return gzip.decompress(raw.read_bytes()).decode(errors="replace")
+    return raw.read_text(errors="replace")
+
+
 def summarize_py_spy(raw: Path, top: int = 25) -> dict[str, Any]:
     """Own and inclusive sample shares per function (and own share per package)."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     packages: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text(errors="replace").splitlines():
+    for line in _read(raw).splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
@@ -134,7 +142,7 @@ def frame_shares(raw: Path, names: list[str]) -> str:
     file name contains it (``Request.__init__`` matches aiohttp's ``ClientRequest`` too)."""
     hits: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text(errors="replace").splitlines():
+    for line in _read(raw).splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
@@ -149,10 +157,43 @@ def frame_shares(raw: Path, names: list[str]) -> str:
     return "\n".join(lines)
 
 
+#: Where a sample goes in :func:`split`: the first of these found in its stack.
+_PARTS = (
+    ("ProviderClient.call", "http: ProviderClient.call (httpx + aiohttp)"),
+    ("StateStore", "state store: tail + send"),
+    ("aiokafka", "kafka: aiokafka, lane commits"),
+    ("PartitionLane.commit", "kafka: aiokafka, lane commits"),
+    ("LeadHandler", "handler minus http: decode, guard, calls, driver, encode"),
+    ("importlib", "start-up: imports"),
+    ("Processor", "processor: fetch loop, lanes"),
+)
+
+
+def split(raw: Path) -> str:
+    """The process's samples by part (each sample counted once, for the first part whose
+    marker its stack contains; the rest is the event loop and other callbacks)."""
+    parts: Counter[str] = Counter()
+    total = 0
+    for line in _read(raw).splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        part = next((name for marker, name in _PARTS if marker in stack), "event loop / other")
+        parts[part] += count
+    lines = [f"the process's samples by part (% of {total}):"]
+    lines += [f"  {100 * n / max(total, 1):5.1f}  {name}" for name, n in parts.most_common()]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     # python -m bench.profiling <py-spy raw file> [title]           top entries
     # python -m bench.profiling <py-spy raw file> --frames a b ...   chosen frames' shares
-    if len(sys.argv) > 2 and sys.argv[2] == "--frames":
+    # python -m bench.profiling <py-spy raw file> --split           samples by part
+    if len(sys.argv) > 2 and sys.argv[2] == "--split":
+        print(split(Path(sys.argv[1])))
+    elif len(sys.argv) > 2 and sys.argv[2] == "--frames":
         print(frame_shares(Path(sys.argv[1]), sys.argv[3:]))
     else:
         print(render_summary(Path(sys.argv[1]), " ".join(sys.argv[2:]) or sys.argv[1]))
