@@ -20,6 +20,8 @@ DEFAULT_SCENARIOS = (
     "quix",
     "streamproc",
     "streamproc-batch",
+    "streamproc-window256",
+    "streamproc-scaleout",
 )
 #: Also selectable with --only: streamproc with credits_per_lead=0 (no budget claims:
 #: isolates the cost of the claims round trip), and the soak.
@@ -39,9 +41,25 @@ class BenchConfig:
     max_in_flight: int = 1000
     max_in_flight_per_partition: int | None = None
     commit_interval_ms: int = 200
-    processes: int = 1
+    #: streamproc (and streamproc-noclaim) also run with this many processes in one group.
+    processes: int = 2
     scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
     http_transports: tuple[str, ...] = ("httpx", "httpx-aiohttp", "aiohttp")
+    #: kafka-ceiling drives Kafka until the CPU or the broker is the limit: more leads than
+    #: the others (a 20,000-lead drain at its speed is over within a few commit rounds)...
+    kafka_ceiling_leads: int = 200_000
+    #: ...and a window this large (0: every lead at once), so that neither its window nor
+    #: its commit pacing is what bounds it.
+    kafka_ceiling_in_flight: int = 0
+    #: ``streamproc-window256``: streamproc again with this many leads in flight (the
+    #: default per-partition window), to show whether CPU per lead grows with the window.
+    small_window: int = 256
+    #: ``streamproc-scaleout``: 1 and 2 processes where the window, not the CPU, is the
+    #: limit: a slow provider (this latency, set on the mock for these rows only) and a
+    #: small window (this many in flight per process), on this many leads.
+    scaleout_latency_ms: float = 500.0
+    scaleout_in_flight: int = 200
+    scaleout_leads: int = 10_000
     #: The paced latency phase offers this fraction of the drain throughput...
     latency_load: float = 0.5
     #: ...for this long (0 disables the latency phase).
@@ -110,6 +128,17 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         default=",".join(d.http_transports),
         help="http-ceiling clients: httpx, httpx-aiohttp, aiohttp",
     )
+    p.add_argument("--kafka-ceiling-leads", type=int, default=d.kafka_ceiling_leads)
+    p.add_argument(
+        "--kafka-ceiling-in-flight",
+        type=int,
+        default=d.kafka_ceiling_in_flight,
+        help="kafka-ceiling's window (0: unbounded, every lead at once)",
+    )
+    p.add_argument("--small-window", type=int, default=d.small_window)
+    p.add_argument("--scaleout-latency-ms", type=float, default=d.scaleout_latency_ms)
+    p.add_argument("--scaleout-in-flight", type=int, default=d.scaleout_in_flight)
+    p.add_argument("--scaleout-leads", type=int, default=d.scaleout_leads)
     p.add_argument("--latency-load", type=float, default=d.latency_load)
     p.add_argument("--latency-duration-s", type=float, default=d.latency_duration_s)
     p.add_argument("--quick", action="store_true", help="small N: a smoke run (~2 min)")
@@ -170,6 +199,12 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         processes=a.processes,
         scenarios=scenarios,
         http_transports=tuple(t.strip() for t in a.transports.split(",") if t.strip()),
+        kafka_ceiling_leads=a.kafka_ceiling_leads,
+        kafka_ceiling_in_flight=a.kafka_ceiling_in_flight,
+        small_window=a.small_window,
+        scaleout_latency_ms=a.scaleout_latency_ms,
+        scaleout_in_flight=a.scaleout_in_flight,
+        scaleout_leads=a.scaleout_leads,
         latency_load=a.latency_load,
         latency_duration_s=a.latency_duration_s,
         soak_leads=a.soak_leads,
@@ -190,5 +225,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
             baseline_leads=min(cfg.baseline_leads, 100),
             latency_duration_s=min(cfg.latency_duration_s, 5.0),
             soak_leads=min(cfg.soak_leads, 10_000),
+            kafka_ceiling_leads=min(cfg.kafka_ceiling_leads, 10_000),
+            scaleout_leads=min(cfg.scaleout_leads, 2000),
         )
     return cfg

@@ -101,13 +101,29 @@ class Broker:
         self.started_here = False
 
     def pid(self) -> int | None:
-        """The broker's JVM, when it was started by ``scripts/kafka-local`` (for CPU share)."""
+        """The broker's JVM (for its CPU share): started by ``scripts/kafka-local``, or else
+        the process listening on the bootstrap port."""
         port = self.bootstrap.rsplit(":", 1)[1]
         home = Path(os.environ.get("KAFKA_HOME", ROOT / ".cache" / f"kafka-run-{port}"))
         try:
             return int((home / "broker.pid").read_text().strip())
         except (OSError, ValueError):
+            pass
+        # A broker found running (shared, started by someone else): the process listening
+        # on the port, read only for its CPU share.
+        try:
+            import psutil
+
+            for conn in psutil.net_connections(kind="tcp"):
+                if (
+                    conn.status == psutil.CONN_LISTEN
+                    and conn.laddr
+                    and conn.laddr.port == int(port)
+                ):
+                    return conn.pid
+        except (ImportError, OSError, psutil.Error):
             return None
+        return None
 
 
 async def create_topics(

@@ -3,6 +3,7 @@ reduced to the top functions by own time and by inclusive time."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import pstats
 import shutil
@@ -70,13 +71,20 @@ def _module(frame: str) -> str:
     return path or "?"
 
 
+def _read(raw: Path) -> str:
+    """A py-spy raw file, gzipped (``*.gz``, as kept in ``bench/profiles/raw/``) or not."""
+    if raw.suffix == ".gz":
+        return gzip.decompress(raw.read_bytes()).decode(errors="replace")
+    return raw.read_text(errors="replace")
+
+
 def summarize_py_spy(raw: Path, top: int = 25) -> dict[str, Any]:
     """Own and inclusive sample shares per function (and own share per package)."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     packages: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text(errors="replace").splitlines():
+    for line in _read(raw).splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
@@ -114,3 +122,78 @@ def summarize_cprofile(path: Path, top: int = 25) -> dict[str, Any]:
     stats = pstats.Stats(str(path), stream=out)
     stats.strip_dirs().sort_stats("cumulative").print_stats(top)
     return {"by_tottime": by_own, "by_cumulative": out.getvalue()}
+
+
+def render_summary(raw: Path, title: str, top: int = 25) -> str:
+    """The top entries of a py-spy raw profile as text (kept in ``bench/profiles/``)."""
+    s = summarize_py_spy(raw, top)
+    lines = [title, f"py-spy samples: {s['samples']} (100 Hz, idle excluded)", ""]
+    for key, head in (
+        ("own_pct", "own time, top functions (%)"),
+        ("inclusive_pct", "inclusive time, top functions (%)"),
+        ("own_pct_by_package", "own time by module (%)"),
+    ):
+        lines += [head, *(f"  {pct:5.1f}  {name}" for name, pct in s[key]), ""]
+    return "\n".join(lines)
+
+
+def frame_shares(raw: Path, names: list[str]) -> str:
+    """The inclusive share of chosen frames: a name matches any frame whose function or
+    file name contains it (``Request.__init__`` matches aiohttp's ``ClientRequest`` too)."""
+    hits: Counter[str] = Counter()
+    total = 0
+    for line in _read(raw).splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = {_short(f) for f in stack.split(";") if " (" in f}
+        for name in names:
+            if any(name in frame for frame in frames):
+                hits[name] += count
+    lines = [f"inclusive share of chosen frames (% of {total} samples):"]
+    lines += [f"  {100 * hits[n] / max(total, 1):5.1f}  {n}" for n in names]
+    return "\n".join(lines)
+
+
+#: Where a sample goes in :func:`split`: the first of these found in its stack.
+_PARTS = (
+    ("ProviderClient.call", "http: ProviderClient.call (httpx + aiohttp)"),
+    ("StateStore", "state store: tail + send"),
+    ("aiokafka", "kafka: aiokafka, lane commits"),
+    ("PartitionLane.commit", "kafka: aiokafka, lane commits"),
+    ("LeadHandler", "handler minus http: decode, guard, calls, driver, encode"),
+    ("importlib", "start-up: imports"),
+    ("Processor", "processor: fetch loop, lanes"),
+)
+
+
+def split(raw: Path) -> str:
+    """The process's samples by part (each sample counted once, for the first part whose
+    marker its stack contains; the rest is the event loop and other callbacks)."""
+    parts: Counter[str] = Counter()
+    total = 0
+    for line in _read(raw).splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        part = next((name for marker, name in _PARTS if marker in stack), "event loop / other")
+        parts[part] += count
+    lines = [f"the process's samples by part (% of {total}):"]
+    lines += [f"  {100 * n / max(total, 1):5.1f}  {name}" for name, n in parts.most_common()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    # python -m bench.profiling <py-spy raw file> [title]           top entries
+    # python -m bench.profiling <py-spy raw file> --frames a b ...   chosen frames' shares
+    # python -m bench.profiling <py-spy raw file> --split           samples by part
+    if len(sys.argv) > 2 and sys.argv[2] == "--split":
+        print(split(Path(sys.argv[1])))
+    elif len(sys.argv) > 2 and sys.argv[2] == "--frames":
+        print(frame_shares(Path(sys.argv[1]), sys.argv[3:]))
+    else:
+        print(render_summary(Path(sys.argv[1]), " ".join(sys.argv[2:]) or sys.argv[1]))

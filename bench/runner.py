@@ -147,9 +147,11 @@ class Bench:
                     self.rows.append(await self.http_ceiling(transport))
             elif name == "soak":
                 self.rows.append(await self.soak())
+            elif name == "streamproc-scaleout":
+                self.rows += await self.scaleout()
             else:
                 self.rows.append(await self.pipeline(self._pipeline(name, 1)))
-                if name.startswith("streamproc") and self.cfg.processes > 1:
+                if name in ("streamproc", "streamproc-noclaim") and self.cfg.processes > 1:
                     self.rows.append(await self.pipeline(self._pipeline(name, self.cfg.processes)))
             self.log(f"[bench] {name} done in {time.monotonic() - began:.0f}s")
         if self.cfg.profile:
@@ -205,7 +207,9 @@ class Bench:
         )
         return env
 
-    def _streamproc_env(self, t: Topics, credits_per_lead: int | None = None) -> dict[str, str]:
+    def _streamproc_env(
+        self, t: Topics, credits_per_lead: int | None = None, in_flight: int | None = None
+    ) -> dict[str, str]:
         cfg = self.cfg
         env = {
             "STREAMPROC_BOOTSTRAP_SERVERS": cfg.bootstrap,
@@ -217,7 +221,7 @@ class Bench:
             "STREAMPROC_TOPIC_STATE": t.state,
             "STREAMPROC_TOPIC_PARTITIONS": str(cfg.partitions),
             "STREAMPROC_PROVIDER_URL": self.provider_url,
-            "STREAMPROC_MAX_IN_FLIGHT": str(cfg.max_in_flight),
+            "STREAMPROC_MAX_IN_FLIGHT": str(in_flight or cfg.max_in_flight),
             "STREAMPROC_COMMIT_INTERVAL_MS": str(cfg.commit_interval_ms),
             # Never the limit being measured: a budget and a breaker that cannot trip.
             "STREAMPROC_BUDGET_DAILY_CREDITS": str(10**15),
@@ -280,9 +284,25 @@ class Bench:
                 streamproc_topics=True,
                 min_rate=50.0,
             )
+        if name == "streamproc-window256":
+            # The same pipeline with a smaller window: CPU per lead should not depend on it.
+            window = self.cfg.small_window
+            return _Pipeline(
+                f"streamproc-if{window}",
+                [py, "-m", "streamproc", "run", *idle],
+                lambda t, _: self._streamproc_env(t, in_flight=window),
+                processes=processes,
+                streamproc_topics=True,
+                min_rate=50.0,
+            )
         if name == "kafka-ceiling":
             argv = [py, "-m", "bench.apps.kafka_ceiling"]
-            return _Pipeline(name, argv, self._app_env, min_rate=50.0)
+            window = self.cfg.kafka_ceiling_in_flight or self.cfg.kafka_ceiling_leads
+
+            def ceiling_env(t: Topics, expected: int) -> dict[str, str]:
+                return {**self._app_env(t, expected), "BENCH_MAX_IN_FLIGHT": str(window)}
+
+            return _Pipeline(name, argv, ceiling_env, min_rate=500.0)
         if name == "sequential":
             return _Pipeline(name, [py, "-m", "bench.apps.sequential"], self._app_env)
         if name == "faust":
@@ -336,6 +356,11 @@ class Bench:
             response.raise_for_status()
             data: dict[str, Any] = response.json()
             return data
+
+    async def _provider_config(self, changes: Mapping[str, Any]) -> None:
+        async with httpx.AsyncClient(timeout=10) as http:
+            response = await http.post(f"{self._provider_base}/admin/config", json=changes)
+            response.raise_for_status()
 
     def _watch_common(self, monitor: Monitor) -> None:
         assert self.mock is not None
@@ -418,7 +443,7 @@ class Bench:
                 out[name] = round(100 * sum(u for u in used if u is not None) / span, 1)
         return out
 
-    async def pipeline(self, p: _Pipeline) -> Row:
+    async def pipeline(self, p: _Pipeline, *, leads: int | None = None, paced: bool = True) -> Row:
         row = Row(scenario=p.name, kind="pipeline", processes=p.processes)
         if not p.argv[0]:
             module = "faust" if p.name == "faust" else "quixstreams"
@@ -426,13 +451,55 @@ class Bench:
             row.skipped = f"{module} not importable: pip install {pkg} (or --peer-python)"
             return row
         one_at_a_time = p.name in ("sequential", "faust", "quix")
-        n = self.cfg.baseline_leads if one_at_a_time else self.cfg.leads
+        n = leads or (self.cfg.baseline_leads if one_at_a_time else self.cfg.leads)
         if one_at_a_time:
             row.notes.append(f"throughput measured on {n} leads, not {self.cfg.leads}")
+        if p.name == "kafka-ceiling":
+            # Its throughput and CPU are what it is for; its latency at half of a ceiling's
+            # rate would need 100,000s of paced leads and measure nothing streamproc needs.
+            n, paced = self.cfg.kafka_ceiling_leads, False
         await self._drain(p, n, row)
-        if row.skipped is None and row.throughput and self.cfg.latency_duration_s > 0:
+        if p.name == "kafka-ceiling" and row.skipped is None:
+            _ceiling_limit(row)
+        if paced and row.skipped is None and row.throughput and self.cfg.latency_duration_s > 0:
             await self._paced(p, row, rate=row.throughput * self.cfg.latency_load)
         return row
+
+    async def scaleout(self) -> list[Row]:
+        """streamproc with 1 and with 2 processes where the window, not the CPU, is the
+        limit: a slow provider (``scaleout_latency_ms``, set on the mock for these two rows)
+        and a small window (``scaleout_in_flight`` per process). Drain only."""
+        cfg = self.cfg
+        window = cfg.scaleout_in_flight
+        rows: list[Row] = []
+        await self._provider_config({"latency_ms": cfg.scaleout_latency_ms})
+        try:
+            for processes in (1, 2):
+                name = "streamproc-slow" if processes == 1 else f"streamproc-slow-x{processes}"
+                p = _Pipeline(
+                    name,
+                    [
+                        sys.executable,
+                        "-m",
+                        "streamproc",
+                        "run",
+                        "--stop-when-idle-s",
+                        str(cfg.idle_s),
+                    ],
+                    lambda t, _: self._streamproc_env(t, in_flight=window),
+                    processes=processes,
+                    streamproc_topics=True,
+                    min_rate=20.0,
+                )
+                row = await self.pipeline(p, leads=cfg.scaleout_leads, paced=False)
+                row.notes.append(
+                    f"provider latency {cfg.scaleout_latency_ms:g} ms, {window} in flight "
+                    "per process"
+                )
+                rows.append(row)
+        finally:
+            await self._provider_config({"latency_ms": cfg.latency_ms})
+        return rows
 
     async def _spawn_all(
         self, p: _Pipeline, t: Topics, expected: int, phase: str, monitor: Monitor
@@ -664,6 +731,29 @@ class Bench:
             else:
                 summary.update(summarize_cprofile(out))
         return summary
+
+
+#: A process at or above this share of one core is CPU-bound (what sampling leaves of 100).
+CPU_BOUND_PCT = 85.0
+
+
+def _ceiling_limit(row: Row) -> None:
+    """Say what bounded kafka-ceiling: its own CPU (a core: the process is single-threaded),
+    the machine's CPU, or else the broker (its round trips: the CPU is left idle)."""
+    proc = row.cpu_pct.get("proc", 0.0)
+    total = proc + row.cpu_pct.get("mock", 0.0) + row.cpu_pct.get("broker", 0.0)
+    cores = os.cpu_count() or 1
+    if proc >= CPU_BOUND_PCT:
+        limit = f"CPU: the process at {proc:.0f} % of a core"
+    elif total >= CPU_BOUND_PCT * cores:
+        limit = f"CPU: the machine at {total:.0f} % of {cores} cores"
+    else:
+        limit = (
+            f"broker: the process at {proc:.0f} % of a core, the broker at "
+            f"{row.cpu_pct.get('broker', 0.0):.0f} %"
+        )
+    row.extra["limit"] = limit
+    row.notes.append(f"limit: {limit}")
 
 
 def _rss_trend(points: list[tuple[float, float]], span_s: float) -> dict[str, Any]:

@@ -63,10 +63,16 @@ class LagReader:
             await start_client(s, admin)
             self._admin = admin
         self.reads += 1
-        partitions = await partitions_of(self._consumer, s.topic_raw)
-        tps = [TopicPartition(s.topic_raw, p) for p in partitions]
+        # After the first read the client's metadata names the topic's partitions: asking
+        # for every topic's on each read cost the processor CPU in proportion to the topics
+        # on the cluster (bench/profiles/).
+        consumer = self._consumer
+        partitions = consumer.partitions_for_topic(s.topic_raw) or await partitions_of(
+            consumer, s.topic_raw
+        )
+        tps = [TopicPartition(s.topic_raw, p) for p in sorted(partitions)]
         committed = await self._admin.list_consumer_group_offsets(s.group_id, partitions=tps)
-        ends = await self._consumer.end_offsets(tps)
+        ends = await consumer.end_offsets(tps)
         rows: dict[int, tuple[int | None, int]] = {}
         for tp in tps:
             found = committed.get(tp)

@@ -203,6 +203,7 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self._responses_by_status: dict[int | None, Counter] = {}
         self._credits = Counter(
             "streamproc_credits_spent",
             "Credits charged by the provider for committed leads of this process.",
@@ -358,7 +359,13 @@ class Metrics:
     def provider_attempt(self, status: int | None, seconds: float) -> None:
         """One HTTP attempt ended (``ProviderClient``'s ``on_attempt`` hook has this shape)."""
         self._provider_latency.observe(max(seconds, 0.0))
-        self._provider_responses.labels(NO_ANSWER if status is None else str(status)).inc()
+        # One child per status, looked up once: ``labels()`` takes a lock and builds a
+        # tuple on every call, and this runs once per provider call.
+        child = self._responses_by_status.get(status)
+        if child is None:
+            child = self._provider_responses.labels(NO_ANSWER if status is None else str(status))
+            self._responses_by_status[status] = child
+        child.inc()
 
     def breaker_transition(self, from_state: str, to_state: str) -> None:
         """The breaker changed state in this process (``open``, ``half_open``, ``closed``)."""
