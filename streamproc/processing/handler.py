@@ -216,16 +216,14 @@ def enriched_value(
             {**obj, "enrichment": enrichment, "enrichment_meta": fast},
             option=orjson.OPT_UTC_Z,
         )
-    meta = EnrichmentMeta(
+    dumped = enrichment_meta(
         source=source,
         credits=credits,
         attempt=attempt,
         enriched_at=enriched_at,
-        processor=ProcessorInfo(**processor),
-        cache_key=cache.key.value if cache is not None else None,
-        cached_at=datetime.fromtimestamp(cache.stored_at, UTC) if cache is not None else None,
+        processor=processor,
+        cache=cache,
     )
-    dumped = meta.model_dump(mode="json", exclude_none=True)
     return orjson.dumps({**obj, "enrichment": enrichment, "enrichment_meta": dumped})
 
 

@@ -103,12 +103,9 @@ class EnrichedLead(Lead):
     enrichment_meta: EnrichmentMeta
 
 
-def decode_lead(value: bytes | None, *, max_bytes: int) -> tuple[Lead, dict[str, Any]]:
-    """Decode and validate a raw record value.
-
-    Returns the model and the original JSON object (for pass-through). Raises
-    :class:`InvalidPayload` with a short reason that never quotes the payload.
-    """
+def json_object(value: bytes | None, *, max_bytes: int) -> dict[str, Any]:
+    """A record value as a JSON object; :class:`InvalidPayload` with a short reason (never
+    quoting the payload) when it is null, over ``max_bytes``, not JSON or not an object."""
     if value is None:
         raise InvalidPayload("empty record (null value)")
     if len(value) > max_bytes:
@@ -119,6 +116,16 @@ def decode_lead(value: bytes | None, *, max_bytes: int) -> tuple[Lead, dict[str,
         raise InvalidPayload(f"not JSON: {exc.msg} at position {exc.pos}") from None
     if not isinstance(obj, dict):
         raise InvalidPayload(f"not a JSON object but a JSON {_json_type(obj)}")
+    return obj
+
+
+def decode_lead(value: bytes | None, *, max_bytes: int) -> tuple[Lead, dict[str, Any]]:
+    """Decode and validate a raw record value.
+
+    Returns the model and the original JSON object (for pass-through). Raises
+    :class:`InvalidPayload` with a short reason that never quotes the payload.
+    """
+    obj = json_object(value, max_bytes=max_bytes)
     try:
         lead = Lead.model_validate(obj)
     except ValidationError as exc:

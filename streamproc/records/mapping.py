@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from streamproc.errors import InvalidPayload
 from streamproc.fieldpaths import MISSING, Path, parse_path, read_path
-from streamproc.records.lead import Lead, _json_type, _validation_reason
+from streamproc.records.lead import Lead, _validation_reason, json_object
 
 __all__ = ["LeadObject", "LeadShape", "decode_shaped_json"]
 
@@ -74,15 +73,6 @@ def decode_shaped_json(
     value: bytes | None, shape: LeadShape, *, max_bytes: int
 ) -> tuple[Lead, LeadObject]:
     """A plain JSON record read through ``shape`` (``decode_lead`` for the default names)."""
-    if value is None:
-        raise InvalidPayload("empty record (null value)")
-    if len(value) > max_bytes:
-        raise InvalidPayload(f"record is {len(value)} bytes, over the {max_bytes}-byte limit")
-    try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidPayload(f"not JSON: {exc.msg} at position {exc.pos}") from None
-    if not isinstance(obj, dict):
-        raise InvalidPayload(f"not a JSON object but a JSON {_json_type(obj)}")
+    obj = json_object(value, max_bytes=max_bytes)
     lead, fields = shape.read(obj)
     return lead, LeadObject(obj, fields)
