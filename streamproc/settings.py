@@ -818,6 +818,14 @@ class Settings(BaseSettings):
         return data
 
     @property
+    def sasl_in_use(self) -> SaslMechanism | None:
+        """The SASL mechanism the Kafka clients speak; None when the protocol has no SASL
+        (``sasl_mechanism`` is then ignored)."""
+        if self.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
+            return self.sasl_mechanism
+        return None
+
+    @property
     def provider_name(self) -> str:
         """The entry point name of the provider these settings choose."""
         if self.provider is not None:
@@ -828,12 +836,8 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.provider_backoff_max_s < self.provider_backoff_base_s:
             raise ValueError("provider_backoff_max_s must be >= provider_backoff_base_s")
-        sasl = self.security_protocol in (
-            SecurityProtocol.SASL_SSL,
-            SecurityProtocol.SASL_PLAINTEXT,
-        )
-        mechanism = self.sasl_mechanism
-        if mechanism is SaslMechanism.OAUTHBEARER and sasl:
+        mechanism = self.sasl_in_use
+        if mechanism is SaslMechanism.OAUTHBEARER:
             missing = [
                 f"{ENV_PREFIX}{name.upper()}"
                 for name in (
@@ -845,7 +849,7 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"sasl_mechanism OAUTHBEARER needs {', '.join(missing)}")
-        elif mechanism is SaslMechanism.AWS_MSK_IAM and sasl:
+        elif mechanism is SaslMechanism.AWS_MSK_IAM:
             if self.security_protocol is not SecurityProtocol.SASL_SSL:
                 raise ValueError(
                     "sasl_mechanism AWS_MSK_IAM needs security_protocol SASL_SSL (MSK's IAM "
@@ -858,7 +862,7 @@ class Settings(BaseSettings):
                 )
             if self.sasl_aws_profile and self.sasl_aws_role_arn:
                 raise ValueError("set sasl_aws_profile or sasl_aws_role_arn, not both")
-        elif sasl and (not self.sasl_username or self.sasl_password is None):
+        elif mechanism is not None and (not self.sasl_username or self.sasl_password is None):
             raise ValueError(
                 "security_protocol SASL_* needs STREAMPROC_SASL_USERNAME and "
                 "STREAMPROC_SASL_PASSWORD"

@@ -80,16 +80,14 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     }
     if settings.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
         kwargs["ssl_context"] = _ssl_context(settings)
-    if settings.security_protocol in (
-        SecurityProtocol.SASL_SSL,
-        SecurityProtocol.SASL_PLAINTEXT,
-    ) and settings.sasl_mechanism in (SaslMechanism.OAUTHBEARER, SaslMechanism.AWS_MSK_IAM):
+    mechanism = settings.sasl_in_use
+    if mechanism in (SaslMechanism.OAUTHBEARER, SaslMechanism.AWS_MSK_IAM):
         # MSK's IAM tokens travel as OAUTHBEARER too (AWS's signer docs).
         kwargs["sasl_mechanism"] = "OAUTHBEARER"
         kwargs["sasl_oauth_token_provider"] = token_provider(settings)
-    elif settings.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
+    elif mechanism is not None:
         assert settings.sasl_password is not None  # checked by the settings model
-        kwargs["sasl_mechanism"] = settings.sasl_mechanism.value
+        kwargs["sasl_mechanism"] = mechanism.value
         kwargs["sasl_plain_username"] = settings.sasl_username
         kwargs["sasl_plain_password"] = settings.sasl_password.get_secret_value()
     return kwargs

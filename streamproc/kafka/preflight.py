@@ -339,30 +339,19 @@ async def _check_cluster(
 
 def _acl_principal(settings: Settings) -> str:
     """The principal to grant to, as kafka-acls spells it (as far as we can know it)."""
-    sasl = settings.security_protocol in (
-        SecurityProtocol.SASL_SSL,
-        SecurityProtocol.SASL_PLAINTEXT,
-    )
-    if sasl and settings.sasl_mechanism is SaslMechanism.OAUTHBEARER:
+    mechanism = settings.sasl_in_use
+    if mechanism is SaslMechanism.OAUTHBEARER:
         # The broker's principal is the token's sub claim: often, not always, the client id.
         return f"User:{settings.sasl_oauthbearer_client_id}"
-    if sasl and settings.sasl_username and settings.sasl_mechanism is not SaslMechanism.AWS_MSK_IAM:
+    if mechanism not in (None, SaslMechanism.AWS_MSK_IAM) and settings.sasl_username:
         return f"User:{settings.sasl_username}"
     return "User:<principal>"
-
-
-def _msk_iam(settings: Settings) -> bool:
-    return (
-        settings.security_protocol
-        in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT)
-        and settings.sasl_mechanism is SaslMechanism.AWS_MSK_IAM
-    )
 
 
 def _grant_hint(settings: Settings, acls: list[Acl]) -> str:
     """How to grant ``acls``: ``kafka-acls`` commands, or on MSK IAM the policy's actions
     (MSK has no ACLs to add)."""
-    if _msk_iam(settings):
+    if settings.sasl_in_use is SaslMechanism.AWS_MSK_IAM:
         actions = ", ".join(
             f"`{iam_action(acl)}` on {acl.describe().split(' on ', 1)[1]}" for acl in acls
         )
@@ -391,15 +380,12 @@ def _warn_optional(settings: Settings, acls: list[Acl]) -> None:
 
 
 def _principal(settings: Settings) -> str:
-    sasl = settings.security_protocol in (
-        SecurityProtocol.SASL_SSL,
-        SecurityProtocol.SASL_PLAINTEXT,
-    )
-    if sasl and settings.sasl_mechanism is SaslMechanism.OAUTHBEARER:
+    mechanism = settings.sasl_in_use
+    if mechanism is SaslMechanism.OAUTHBEARER:
         return f"OAUTHBEARER client {settings.sasl_oauthbearer_client_id!r}"
-    if sasl and settings.sasl_mechanism is SaslMechanism.AWS_MSK_IAM:
+    if mechanism is SaslMechanism.AWS_MSK_IAM:
         return "the AWS IAM identity of the credentials"
-    if settings.sasl_username and sasl:
+    if settings.sasl_username and mechanism is not None:
         return f"user {settings.sasl_username!r}"
     if settings.security_protocol is SecurityProtocol.SSL and settings.ssl_certfile:
         return f"the client certificate {settings.ssl_certfile}"
