@@ -47,6 +47,7 @@ from streamproc.console.payload import (
 )
 from streamproc.errors import ConfigError, KafkaSetupError, ReplayRefused, StreamprocError
 from streamproc.logs import get_logger
+from streamproc.ops.http import json_response
 from streamproc.replay.detail import detail_json
 from streamproc.replay.filters import KNOWN_CLASSES
 from streamproc.replay.replayer import Replayer
@@ -83,12 +84,7 @@ _FRESH_S = 1.0
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body, default=str),
-        status=status,
-        content_type="application/json",
-        headers=_HEADERS,
-    )
+    return json_response(body, status, _HEADERS)
 
 
 def _error(message: str, status: int) -> web.Response:

@@ -25,7 +25,7 @@ from streamproc.logs import get_logger
 from streamproc.ops.metrics import Metrics
 from streamproc.ops.readiness import Readiness
 
-__all__ = ["OpsServer", "ReadyFn", "StatusFn"]
+__all__ = ["OpsServer", "ReadyFn", "StatusFn", "json_response"]
 
 log = get_logger(__name__)
 
@@ -36,11 +36,15 @@ ReadyFn = Callable[[], Readiness]
 _SHUTDOWN_TIMEOUT_S = 2.0
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """``body`` as JSON (orjson; anything else as its ``str``), for every ops endpoint."""
     return web.Response(
         body=orjson.dumps(body, default=str),
         status=status,
         content_type="application/json",
+        headers=headers,
     )
 
 
@@ -132,25 +136,26 @@ class OpsServer:
         return web.Response(body=body, headers={"Content-Type": self._metrics.content_type})
 
     async def _get_healthz(self, _: web.Request) -> web.Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     async def _get_readyz(self, _: web.Request) -> web.Response:
         try:
             ready, reasons = self._ready_fn()
         except Exception as exc:
             log.warning("ops.ready_fn_failed", error=repr(exc))
-            return _json({"ready": False, "reasons": [f"readiness check failed: {_cls(exc)}"]}, 500)
+            reasons = [f"readiness check failed: {_cls(exc)}"]
+            return json_response({"ready": False, "reasons": reasons}, 500)
         if ready:
-            return _json({"ready": True})
-        return _json({"ready": False, "reasons": reasons}, 503)
+            return json_response({"ready": True})
+        return json_response({"ready": False, "reasons": reasons}, 503)
 
     async def _get_status(self, _: web.Request) -> web.Response:
         try:
             status = dict(self._status_fn())
         except Exception as exc:
             log.warning("ops.status_fn_failed", error=repr(exc))
-            return _json({"error": f"status unavailable: {_cls(exc)}"}, 500)
-        return _json(status)
+            return json_response({"error": f"status unavailable: {_cls(exc)}"}, 500)
+        return json_response(status)
 
 
 def _cls(exc: BaseException) -> str:
