@@ -14,7 +14,6 @@ status and the settings to fix.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import orjson
 from streamproc.errors import RegistryUnavailable, UndecodablePayload, UnknownSchema
 from streamproc.logs import get_logger
 from streamproc.redact import mask_url
+from streamproc.registry.once import MadeOnce
 from streamproc.settings import Settings
 
 __all__ = ["RegisteredSchema", "RegistryClient", "Rejected"]
@@ -94,8 +94,7 @@ class RegistryClient:
             headers={"Accept": _CONTENT_TYPE},
         )
         self._clock = clock
-        self._schemas: dict[int, RegisteredSchema] = {}
-        self._fetching: dict[int, asyncio.Future[RegisteredSchema]] = {}
+        self._schemas: MadeOnce[int, RegisteredSchema] = MadeOnce()
         self._down_since: float | None = None
         self._next_probe = 0.0
         self._refused_logged_at: float | None = None
@@ -110,20 +109,7 @@ class RegistryClient:
     async def schema(self, schema_id: int) -> RegisteredSchema:
         """The schema with this id, from the cache after the first time (ids never change
         what they name). Concurrent leads asking for one new id make one request."""
-        cached = self._schemas.get(schema_id)
-        if cached is not None:
-            return cached
-        fetching = self._fetching.get(schema_id)
-        if fetching is None:
-            fetching = asyncio.ensure_future(self._fetch(schema_id))
-            self._fetching[schema_id] = fetching
-            fetching.add_done_callback(lambda done: self._fetched(schema_id, done))
-        return await asyncio.shield(fetching)
-
-    def _fetched(self, schema_id: int, done: asyncio.Future[RegisteredSchema]) -> None:
-        self._fetching.pop(schema_id, None)
-        if not done.cancelled():
-            done.exception()  # retrieved: every lead that asked may have been cancelled
+        return await self._schemas.get(schema_id, lambda: self._fetch(schema_id))
 
     async def _fetch(self, schema_id: int) -> RegisteredSchema:
         status, body = await self._request("GET", f"/schemas/ids/{schema_id}")
@@ -138,9 +124,7 @@ class RegistryClient:
             raise UndecodablePayload(
                 f"the registry answered {status} for schema id {schema_id}: {_message(body)}"
             )
-        found = self._parse(schema_id, body)
-        self._schemas[schema_id] = found
-        return found
+        return self._parse(schema_id, body)
 
     async def check(self) -> None:
         """That the URL serves the Confluent-compatible API and takes our credentials

@@ -10,7 +10,6 @@ while the registry is down (the handler then holds the lead); :meth:`encode` is 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from streamproc.records.mapping import LeadObject, LeadShape, decode_shaped_json
 from streamproc.records.wire import frame, split
 from streamproc.registry.client import RegisteredSchema, RegistryClient, Rejected
 from streamproc.registry.extend import avro_enrichment, extend_avro, extend_json_schema
+from streamproc.registry.once import MadeOnce
 from streamproc.settings import RecordFormat, Settings
 
 __all__ = ["OutputSchema", "RegistryCodec", "ShapedJsonCodec", "codec_for"]
@@ -107,8 +107,7 @@ class RegistryCodec:
         self._input_subject = f"{settings.topic_raw}-value"
         self._output_subject = f"{settings.topic_enriched}-value"
         self._avro: dict[int, Any] = {}
-        self._outputs: dict[int, OutputSchema] = {}
-        self._registering: dict[int, asyncio.Future[OutputSchema]] = {}
+        self._outputs: MadeOnce[int, OutputSchema] = MadeOnce()
 
     async def start(self) -> None:
         """Check, before the first lead, that the registry answers the Confluent-compatible
@@ -225,20 +224,7 @@ class RegistryCodec:
     async def _output(self, schema: RegisteredSchema) -> OutputSchema:
         """The output schema of an input schema, registered once per input id; concurrent
         leads of one new input schema wait for one registration."""
-        cached = self._outputs.get(schema.schema_id)
-        if cached is not None:
-            return cached
-        pending = self._registering.get(schema.schema_id)
-        if pending is None:
-            pending = asyncio.ensure_future(self._register(schema))
-            self._registering[schema.schema_id] = pending
-            pending.add_done_callback(lambda done: self._registered(schema.schema_id, done))
-        return await asyncio.shield(pending)
-
-    def _registered(self, schema_id: int, done: asyncio.Future[OutputSchema]) -> None:
-        self._registering.pop(schema_id, None)
-        if not done.cancelled():
-            done.exception()  # retrieved: every lead that waited may have been cancelled
+        return await self._outputs.get(schema.schema_id, lambda: self._register(schema))
 
     async def _register(self, schema: RegisteredSchema) -> OutputSchema:
         try:
@@ -256,7 +242,6 @@ class RegistryCodec:
             ) from None
         avro = fastavro.parse_schema(orjson.loads(text)) if schema_type == "AVRO" else None
         output = OutputSchema(output_id, schema_type, avro)
-        self._outputs[schema.schema_id] = output
         log.info(
             "registry.output_schema",
             subject=self._output_subject,
