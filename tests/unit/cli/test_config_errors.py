@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from streamproc.cli import main
+from tests.unit.config_errors import config_show_error
 
 
 @pytest.mark.parametrize(
@@ -30,12 +31,7 @@ def test_bad_setting_is_one_line_and_exit_2(
     says: str,
 ) -> None:
     """Each invalid value names the setting and what it accepts, without a traceback."""
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    code = main(["config", "show"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1
+    err = config_show_error(monkeypatch, capsys, env)
     assert setting in err
     assert says in err
     assert "Traceback" not in err

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamproc.cli import main
 from streamproc.settings import load_settings
+from tests.unit.config_errors import config_show_error
 
 
 @pytest.mark.parametrize(
@@ -44,12 +44,7 @@ def test_a_bad_format_or_mapping_is_one_line_and_exit_2(
     says: str,
 ) -> None:
     """Each names what is wrong and how to put it right, without a traceback."""
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    code = main(["config", "show"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1
+    err = config_show_error(monkeypatch, capsys, env)
     assert says in err
 
 

@@ -17,6 +17,7 @@ from streamproc.kafka.acls import (
 from streamproc.kafka.client import connection_kwargs
 from streamproc.kafka.oauth import MskIamTokenProvider, OidcTokenProvider
 from streamproc.settings import Settings
+from tests.unit.config_errors import config_show_error
 
 OIDC = {
     "STREAMPROC_SECURITY_PROTOCOL": "SASL_SSL",
@@ -70,12 +71,7 @@ def test_auth_misconfiguration_is_one_line(
     says: str,
 ) -> None:
     """A mechanism without what it needs: one line naming the missing setting, exit 2."""
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    code = main(["config", "show"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1
+    err = config_show_error(monkeypatch, capsys, env)
     assert says in err
     assert "oidc-secret-value" not in err
 
