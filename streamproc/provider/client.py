@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import orjson
 
 from streamproc import __version__, tracing
 from streamproc.errors import InvalidPayload, ProviderError
-from streamproc.provider.api import Enrichment, LeadIn
+from streamproc.provider.api import Enrichment, LeadIn, idempotency_key
 from streamproc.provider.classify import ProviderResult, classify_response
 from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep
 from streamproc.provider.retry import RetryPolicy
@@ -187,7 +186,7 @@ class ProviderClient:
             raise ValueError("the http provider takes one lead per call")
         (one,) = leads
         body = _encode(one.lead)
-        headers = [*self._headers, (b"Idempotency-Key", _idempotency_key(one.lead_id))]
+        headers = [*self._headers, (b"Idempotency-Key", one.idempotency_key.encode("ascii"))]
         # The pipeline bounds every call (ProviderCalls: provider_timeout_s), so no second
         # asyncio.timeout here: one timer per call, not two.
         response = await self._send(wire, body, headers, bounded=False)
@@ -211,16 +210,18 @@ class ProviderClient:
 
         Raises the :class:`~streamproc.errors.LeadError` of the last attempt once retries
         run out or the failure is not retried in-process (4xx, 401/403, 402). The
-        ``Idempotency-Key`` is ``lead_id`` on every attempt, so the provider can charge a
-        retried lead once. ``keep_trying`` is told of each failed attempt that would be retried
-        and answers whether to retry: the breaker counts every failed call through it, and
-        stops retries once it has opened, so an outage costs no more calls than it must.
+        ``Idempotency-Key`` is the lead's :func:`~streamproc.provider.api.idempotency_key`
+        on every attempt, so the provider can charge a retried lead once. ``keep_trying`` is
+        told of each failed attempt that would be retried and answers whether to retry: the
+        breaker counts every failed call through it, and stops retries once it has opened,
+        so an outage costs no more calls than it must.
         """
         wire = self._wire
         if wire is None:
             raise RuntimeError("ProviderClient.start() must be awaited before enrich()")
         body = _encode(lead)
-        headers = [*self._headers, (b"Idempotency-Key", _idempotency_key(lead_id))]
+        key = idempotency_key(lead_id, lead).encode("ascii")
+        headers = [*self._headers, (b"Idempotency-Key", key)]
 
         async def attempt() -> ProviderResult:
             response = await self._send(wire, body, headers)
@@ -316,23 +317,6 @@ def _encode(lead: Mapping[str, Any]) -> bytes:
         return orjson.dumps(lead if isinstance(lead, dict) else dict(lead))
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
         raise InvalidPayload("lead cannot be encoded as JSON") from exc
-
-
-#: What a header value cannot carry (searched in C: a Python loop over the id's characters
-#: was 1.5 % of the process, bench/profiles/).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _idempotency_key(lead_id: str) -> bytes:
-    """``lead_id`` as a header value (UTF-8), refusing what HTTP cannot carry.
-
-    httpx encodes ``str`` header values as ASCII, so a non-ASCII id is passed as UTF-8
-    bytes. A control character (CR/LF above all) would be a header-injection attempt or a
-    broken lead, and would otherwise surface as a transport error retried for nothing.
-    """
-    if not lead_id or _CONTROL.search(lead_id):
-        raise InvalidPayload("lead_id cannot be sent as an Idempotency-Key")
-    return lead_id.encode("utf-8")
 
 
 def _network_transport(settings: Settings, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
