@@ -261,7 +261,7 @@ class App:
 
     async def _start_ops(self) -> None:
         """Bind the ops server, or one line naming the setting: a second ``run`` on the
-        same host (the README's way to scale out) finds the port taken."""
+        same host (the way to scale out on one host) finds the port taken."""
         try:
             await self.ops.start()
         except OSError as exc:
