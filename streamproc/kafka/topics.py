@@ -45,13 +45,19 @@ class TopicReport:
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
     n, rf = settings.topic_partitions, settings.topic_replication_factor
-    return [
-        NewTopic(settings.topic_raw, n, rf),
-        NewTopic(settings.topic_enriched, n, rf),
-        NewTopic(settings.topic_dlq, n, rf, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
-        NewTopic(settings.topic_parked, n, rf, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
-        NewTopic(settings.topic_state, n, rf, topic_configs=dict(STATE_TOPIC_CONFIG)),
+    specs = [
+        NewTopic(settings.topic_raw, n, 1),
+        NewTopic(settings.topic_enriched, n, 1),
+        NewTopic(settings.topic_dlq, n, 1, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
+        NewTopic(settings.topic_parked, n, 1, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
+        NewTopic(settings.topic_state, n, 1, topic_configs=dict(STATE_TOPIC_CONFIG)),
     ]
+    for spec in specs:
+        # Set after construction: aiokafka's NewTopic takes -1 only with an explicit replica
+        # assignment, while CreateTopics (v4+, KIP-464) reads -1 as the broker's
+        # default.replication.factor.
+        spec.replication_factor = rf
+    return specs
 
 
 async def create_topics(settings: Settings) -> list[TopicReport]:
