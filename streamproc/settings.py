@@ -1085,9 +1085,12 @@ def secrets_from_files(environ: Mapping[str, str]) -> dict[str, str]:
 
 def _one_line(exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
-    loc = ".".join(str(part) for part in err["loc"]) or "settings"
+    loc = ".".join(str(part) for part in err["loc"])
     msg = str(err["msg"]).removeprefix("Value error, ")
-    env = f"{ENV_PREFIX}{loc.upper()}" if err["loc"] else "settings"
+    if not loc:
+        # A rule between settings (the model's own check): its message names them.
+        return f"settings do not fit together: {msg}"
+    env = f"{ENV_PREFIX}{loc.upper()}"
     if err["type"] == "extra_forbidden":
         near = _nearest(loc, list(Settings.model_fields))
         hint = f"did you mean {near}?" if near else "`streamproc run --help` lists the settings"
