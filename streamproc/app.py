@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from streamproc import __version__, tracing
 from streamproc.clay import ClayService
-from streamproc.errors import ConfigError
+from streamproc.errors import ConfigError, KafkaSetupError
 from streamproc.kafka.acls import processor_acls
+from streamproc.kafka.groups import group_position
 from streamproc.kafka.preflight import check_kafka
 from streamproc.logs import get_logger
 from streamproc.ops.http import OpsServer
@@ -206,6 +207,7 @@ class App:
             if self.clay is not None:
                 # After the restore: pending leads, deadlines and webhook counts are complete.
                 await self.clay.start()
+            await self._say_plan()
             await self.processor.start()
             log.info(
                 "processor.started",
@@ -251,6 +253,31 @@ class App:
             if tracing.enabled:
                 await asyncio.to_thread(tracing.shutdown)  # the last spans, then off
 
+    async def _say_plan(self) -> None:
+        """One line before the first lead: where the group starts, what the day's budget
+        buys at the provider's price, what a provider outage does. Nothing here may cost
+        money unnoticed: a new group's position and the budget in leads are the two
+        numbers a bill depends on."""
+        s = self.settings
+        try:
+            position = (await group_position(s, s.group_id, s.topic_raw)).describe(s.start_offset)
+        except KafkaSetupError as exc:  # the processor's own start reports Kafka problems
+            position = f"unknown ({exc})"
+        budget = self.guard.status().budget
+        price = s.credits_per_lead
+        log.info(
+            "run.plan",
+            group_id=s.group_id,
+            position=position,
+            budget_day=budget.day,
+            budget_credits=budget.limit,
+            budget_remaining=budget.remaining,
+            credits_per_lead=price,
+            budget_leads=budget.remaining // price if price > 0 else None,
+            on_budget_exhausted=s.on_budget_exhausted.value,
+            on_breaker_open=s.on_breaker_open.value,
+        )
+
     async def _start_provider(self, provider: ProviderCalls) -> None:
         try:
             await provider.start()
@@ -261,7 +288,7 @@ class App:
 
     async def _start_ops(self) -> None:
         """Bind the ops server, or one line naming the setting: a second ``run`` on the
-        same host (the README's way to scale out) finds the port taken."""
+        same host (the way to scale out on one host) finds the port taken."""
         try:
             await self.ops.start()
         except OSError as exc:

@@ -204,6 +204,24 @@ class SaslMechanism(StrEnum):
     AWS_MSK_IAM = "AWS_MSK_IAM"
 
 
+def start_offset_ms(value: str) -> int | None:
+    """``start_offset`` as a time in epoch milliseconds; None for ``earliest``/``latest``."""
+    if value in ("earliest", "latest"):
+        return None
+    from datetime import datetime
+
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            "must be `earliest`, `latest` or an ISO 8601 time with its zone, such as "
+            "2026-12-01T00:00:00Z"
+        ) from None
+    if at.tzinfo is None:
+        raise ValueError("a start time needs its zone, such as 2026-12-01T00:00:00Z")
+    return int(at.timestamp() * 1000)
+
+
 class Settings(BaseSettings):
     """Everything streamproc can be told. Names carry their units (``_s``, ``_ms``, ``_bytes``)."""
 
@@ -243,7 +261,11 @@ class Settings(BaseSettings):
         "as many",
     )
     topic_replication_factor: int = Field(
-        1, ge=1, le=32, description="replication factor `topics create` gives every topic"
+        1,
+        ge=-1,
+        le=32,
+        description="replication factor `topics create` gives every topic; -1: the broker's "
+        "`default.replication.factor`",
     )
     security_protocol: SecurityProtocol = Field(
         SecurityProtocol.PLAINTEXT,
@@ -304,6 +326,14 @@ class Settings(BaseSettings):
         le=900_000,
         description="Kafka's transaction timeout: a batch not committed by then is aborted by "
         "the broker",
+    )
+    start_offset: str = Field(
+        "latest",
+        description="where a new group (no committed offset yet) starts reading `topic_raw`: "
+        "`latest` (leads written from now on: pointing streamproc at a topic with history "
+        "buys nothing until you choose), `earliest` (the whole retained history, every lead "
+        "enriched and paid for), or a time such as 2026-12-01T00:00:00Z (the first lead "
+        "written at or after it); decided once, at the group's first assignment",
     )
     max_poll_interval_ms: int = Field(
         300_000,
@@ -690,6 +720,19 @@ class Settings(BaseSettings):
             raise ValueError("must be an IANA time zone such as UTC or Europe/Berlin") from None
         return value
 
+    @field_validator("topic_replication_factor")
+    @classmethod
+    def _replication(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be 1 or more, or -1 for the broker's default")
+        return value
+
+    @field_validator("start_offset")
+    @classmethod
+    def _start_offset(cls, value: str) -> str:
+        start_offset_ms(value)  # raises ValueError with the accepted forms
+        return value
+
     @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
     @classmethod
     def _readable(cls, value: Path | None) -> Path | None:
@@ -1042,9 +1085,12 @@ def secrets_from_files(environ: Mapping[str, str]) -> dict[str, str]:
 
 def _one_line(exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
-    loc = ".".join(str(part) for part in err["loc"]) or "settings"
+    loc = ".".join(str(part) for part in err["loc"])
     msg = str(err["msg"]).removeprefix("Value error, ")
-    env = f"{ENV_PREFIX}{loc.upper()}" if err["loc"] else "settings"
+    if not loc:
+        # A rule between settings (the model's own check): its message names them.
+        return f"settings do not fit together: {msg}"
+    env = f"{ENV_PREFIX}{loc.upper()}"
     if err["type"] == "extra_forbidden":
         near = _nearest(loc, list(Settings.model_fields))
         hint = f"did you mean {near}?" if near else "`streamproc run --help` lists the settings"

@@ -41,6 +41,7 @@ from streamproc.kafka.client import (
     max_request_bytes,
     start_client,
     stop_quietly,
+    transaction,
     transactional_producer,
 )
 from streamproc.kafka.topics import max_message_bytes
@@ -50,7 +51,7 @@ from streamproc.processing.lane import CommitResult, PartitionLane, transactiona
 from streamproc.processing.publication import Publication
 from streamproc.records.dlq import RECORD_OVERHEAD_BYTES
 from streamproc.records.outcome import Outcome
-from streamproc.settings import Settings
+from streamproc.settings import Settings, start_offset_ms
 
 __all__ = ["Processor", "ProcessorStats"]
 
@@ -592,8 +593,7 @@ class Processor:
             # its transaction is then committed or aborted, never half-way.
             committed = await self._consumer.committed(tp)
             if committed is None:
-                beginning = await self._consumer.beginning_offsets([tp])
-                committed = beginning[tp]
+                committed = await self._start_position(tp, producer)
         except BaseException:
             await stop_quietly(producer)
             raise
@@ -614,6 +614,31 @@ class Processor:
             publication=self._publication,
             new_producer=new_producer,
         )
+
+    async def _start_position(self, tp: TopicPartition, producer: Any) -> int:
+        """Where a partition the group never committed starts (``start_offset``), committed
+        at once: decided once, so a crash before the first lead does not decide again
+        (with ``latest``, the leads written meanwhile would be skipped)."""
+        assert self._consumer is not None
+        at_ms = start_offset_ms(self._settings.start_offset)
+        if self._settings.start_offset == "earliest":
+            offset = (await self._consumer.beginning_offsets([tp]))[tp]
+        elif at_ms is None:  # latest: the last stable offset (the consumer reads committed)
+            offset = (await self._consumer.end_offsets([tp]))[tp]
+        else:
+            found = (await self._consumer.offsets_for_times({tp: at_ms}))[tp]
+            offset = (
+                found.offset if found is not None else (await self._consumer.end_offsets([tp]))[tp]
+            )
+        async with transaction(producer):
+            await producer.send_offsets_to_transaction({tp: offset}, self._settings.group_id)
+        log.info(
+            "partition.start_position",
+            partition=tp.partition,
+            offset=offset,
+            start_offset=self._settings.start_offset,
+        )
+        return int(offset)
 
     async def _close_lanes(self, tps: Iterable[TopicPartition]) -> None:
         tps = list(tps)
