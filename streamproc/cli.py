@@ -28,6 +28,7 @@ from streamproc.simulators.command import add_mock_provider_arguments, mock_prov
 if TYPE_CHECKING:
     from streamproc.app import App
     from streamproc.kafka.acls import Acl
+    from streamproc.ops.http import HttpServer
 
 __all__ = ["main"]
 
@@ -244,18 +245,26 @@ async def _run(settings: Settings, stop_when_idle_s: float | None) -> int:
     return 0
 
 
-def _mount_console(app: App) -> None:
-    """The web console on the processor's ops port (``/console/``), fed its state records."""
+def _mount_console(app: App) -> HttpServer:
+    """The web console (``/console/``), fed its state records, on the processor's ops port
+    or, with ``console_port``, on a listener of its own; returns the server it is on."""
     from streamproc.console import Console
+    from streamproc.ops.http import HttpServer
 
+    settings = app.settings
     console = Console(
-        app.settings,
+        settings,
         state=app.status,
         restored=app.state.restored.is_set,
         readiness=app.readiness,
     )
     app.state_listeners.append(console.on_state)
-    app.ops.mount(console.install)
+    server: HttpServer = app.ops
+    if settings.console_port is not None:
+        server = HttpServer(settings.console_host, settings.console_port, name="console")
+        app.http_servers.append(server)
+    server.mount(console.install)
+    return server
 
 
 async def _topics_create(settings: Settings) -> int:
