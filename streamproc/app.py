@@ -26,6 +26,7 @@ from streamproc.processing.handler import LeadHandler
 from streamproc.processing.processor import Processor
 from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient, retry_driver
+from streamproc.provider.config import ProviderConfig
 from streamproc.provider.registry import load_provider_factory
 from streamproc.redact import mask_url
 from streamproc.registry.codec import RegistryCodec, codec_for
@@ -122,7 +123,8 @@ class App:
         if factory is ClayService:
             raise ConfigError("provider clay needs provider_mode clay")
         try:
-            provider = factory(settings)
+            # Its own configuration only: never the settings, which hold every secret.
+            provider = factory(ProviderConfig.from_settings(settings, name))
         except ConfigError:
             raise
         except Exception as exc:  # a third-party provider's: one line, not a traceback

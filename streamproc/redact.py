@@ -10,7 +10,8 @@ Three kinds of secret hide in the settings:
   webhook's id (the hash that metrics and logs use) to tell several apart;
 * the environment variables the declarative provider's table names as ``${NAME}``
   (docs/provider.md): they hold its API key, which may travel in a URL's query;
-* credentials written literally into that table: a value under a secret-looking name
+* credentials written literally into that table (or into ``provider_options``, an
+  installed provider's own table): a value under a secret-looking name
   anywhere in it (a header ``X-Api-Key`` or ``Authorization: Bearer sk-...``, a query
   parameter ``api_key``, a body field ``password``; :func:`is_secret_param` decides), and
   the credentials of its URLs. A value that only refers to one (``${NAME}``, or
@@ -208,6 +209,8 @@ def printable_settings(settings: Settings) -> dict[str, Any]:
         raw = getattr(settings, name)
         if name == "provider_declarative" and raw is not None:
             values[name] = {**raw, **_masked_table(_request_parts(raw))}
+        elif name == "provider_options" and raw is not None:
+            values[name] = _masked_table(raw)
         elif isinstance(raw, SecretStr):
             values[name] = MASK
         elif isinstance(raw, AnyHttpUrl):
@@ -248,6 +251,7 @@ def _env_references(node: Any) -> Iterator[str]:
 def _secrets(settings: Settings) -> Iterator[str]:
     yield from _env_references(settings.provider_declarative)
     yield from _table_secrets(_request_parts(settings.provider_declarative or {}))
+    yield from _table_secrets(settings.provider_options or {})
     for name in type(settings).model_fields:
         raw = getattr(settings, name)
         if isinstance(raw, SecretStr):

@@ -385,6 +385,12 @@ class Settings(BaseSettings):
         description="the declarative HTTP provider: the `[streamproc.provider_declarative]` "
         "table of the settings file (docs/provider.md), or its JSON",
     )
+    provider_options: dict[str, Any] | None = Field(
+        None,
+        description="an installed provider's own settings: the `[streamproc.provider_options]` "
+        "table of the settings file, or its JSON; handed to the provider, with its URL, key, "
+        "timeout and retry policy, in place of the whole settings (docs/provider.md)",
+    )
 
     # --- Clay mode (provider_mode = clay; see streamproc.clay) -----------------------------
     clay_webhook_urls: Annotated[tuple[AnyHttpUrl, ...], NoDecode] = Field(
@@ -824,7 +830,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("provider_declarative", mode="before")
+    @field_validator("provider_declarative", "provider_options", mode="before")
     @classmethod
     def _json_table(cls, value: Any) -> Any:
         """A table from the settings file, or its JSON from a flag."""
