@@ -210,8 +210,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="the web console on its own: overview, DLQ browser, replay (read from Kafka)",
         description="Serve the web console (the one a processor serves at /console/ on its "
         "ops port) without a processor: the group's breaker, budget and lag from Kafka, the "
-        "DLQ browser, and replay from the page when STREAMPROC_CONSOLE_TOKEN is set. Listens "
-        "on --http-host/--http-port.",
+        "DLQ browser (its records with STREAMPROC_CONSOLE_READ_TOKEN or the operator token), "
+        "and replay from the page when STREAMPROC_CONSOLE_TOKEN is set. Listens on "
+        "--http-host/--http-port, or --console-host/--console-port when set.",
     )
     _add_setting_flags(console)
 
