@@ -415,6 +415,12 @@ class Settings(BaseSettings):
         description="the declarative HTTP provider: the `[streamproc.provider_declarative]` "
         "table of the settings file (docs/provider.md), or its JSON",
     )
+    provider_options: dict[str, Any] | None = Field(
+        None,
+        description="an installed provider's own settings: the `[streamproc.provider_options]` "
+        "table of the settings file, or its JSON; handed to the provider, with its URL, key, "
+        "timeout and retry policy, in place of the whole settings (docs/provider.md)",
+    )
 
     # --- Clay mode (provider_mode = clay; see streamproc.clay) -----------------------------
     clay_webhook_urls: Annotated[tuple[AnyHttpUrl, ...], NoDecode] = Field(
@@ -665,7 +671,31 @@ class Settings(BaseSettings):
     console_token: SecretStr | None = Field(
         None,
         description="operator token of the web console (`/console/`): a replay from the page "
-        "needs it in an `Authorization: Bearer` header; unset, the console is read-only",
+        "needs it in an `Authorization: Bearer` header, and it shows DLQ records too; unset, "
+        "the console is read-only",
+    )
+    console_read_token: SecretStr | None = Field(
+        None,
+        description="a token that lets the web console show DLQ records (the list and a "
+        "record whole: e-mails, names, original headers) without allowing replays; neither "
+        "it nor `console_token` set: no record is shown (the overview stays open)",
+    )
+    console_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="host names (comma-separated) the console answers under besides "
+        "`localhost`, IP addresses, its bind address and this machine's name; a request "
+        "with another `Host` gets 421 (DNS rebinding); `*` answers any",
+    )
+    console_host: str = Field(
+        "127.0.0.1",
+        description="address of the console's own listener (with `console_port`)",
+    )
+    console_port: int | None = Field(
+        None,
+        ge=0,
+        le=65_535,
+        description="port of the console's own listener, apart from the ops server and "
+        "Clay's callbacks; unset: the console is served on `http_port`; 0 picks a free one",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="lowest level logged (any case)"
@@ -754,7 +784,9 @@ class Settings(BaseSettings):
             return tuple(part for part in text.replace("\n", ",").split(",") if part.strip())
         return value
 
-    @field_validator("cache_fields", "cache_freemail_domains", mode="before")
+    @field_validator(
+        "cache_fields", "cache_freemail_domains", "console_allowed_hosts", mode="before"
+    )
     @classmethod
     def _split_names(cls, value: Any) -> Any:
         """Comma-separated (or a JSON array); blanks dropped, each name stripped."""
@@ -841,7 +873,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("provider_declarative", mode="before")
+    @field_validator("provider_declarative", "provider_options", mode="before")
     @classmethod
     def _json_table(cls, value: Any) -> Any:
         """A table from the settings file, or its JSON from a flag."""

@@ -56,6 +56,7 @@ from streamproc.logs import get_logger
 from streamproc.provider.api import Answer, Enrichment, LeadIn, batch_idempotency_key
 from streamproc.provider.classify import classify_response, whole_credits
 from streamproc.provider.client import _network_transport, pool_limits
+from streamproc.provider.config import ProviderConfig
 from streamproc.provider.matching import id_text, match_items
 from streamproc.redact import ENV_REFERENCE
 from streamproc.settings import Settings
@@ -188,11 +189,14 @@ def _env(text: str, where: str) -> str:
 
 
 class DeclarativeProvider:
-    """A :class:`~streamproc.provider.api.Provider` configured by ``provider_declarative``."""
+    """A :class:`~streamproc.provider.api.Provider` configured by ``provider_declarative``
+    (its :class:`~streamproc.provider.config.ProviderConfig`'s ``options``)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, provider: ProviderConfig | Settings) -> None:
+        if isinstance(provider, Settings):
+            provider = ProviderConfig.from_settings(provider, "declarative")
         try:
-            config = DeclarativeConfig.model_validate(settings.provider_declarative or {})
+            config = DeclarativeConfig.model_validate(dict(provider.options))
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             loc = ".".join(str(p) for p in err["loc"])
@@ -204,7 +208,7 @@ class DeclarativeProvider:
             raise ConfigError("provider_declarative: batch_size > 1 needs items")
         self.config = config
         self.batch_size = config.batch_size
-        self._settings = settings
+        self._provider = provider
         self._url = _Template(config.url, "url")
         self._batch_url = _Template(config.batch_url or config.url, "batch_url")
         self._query = _Template(config.query, "query")
@@ -236,8 +240,10 @@ class DeclarativeProvider:
     async def start(self) -> None:
         if self._http is None:
             self._http = httpx.AsyncClient(
-                transport=_network_transport(self._settings, pool_limits(self._settings)),
-                timeout=httpx.Timeout(self._settings.provider_timeout_s),
+                transport=_network_transport(
+                    self._provider.http_transport, pool_limits(self._provider)
+                ),
+                timeout=httpx.Timeout(self._provider.timeout_s),
                 follow_redirects=False,
             )
 
@@ -322,8 +328,11 @@ class DeclarativeProvider:
                     **self._header_values(leads, first, bulk),
                     **_JSON,
                     # Tracing: the call span's context (docs/tracing.md).
-                    **({k.decode(): v.decode() for k, v in tracing.http_headers()}
-                       if tracing.enabled else {}),
+                    **(
+                        {k.decode(): v.decode() for k, v in tracing.http_headers()}
+                        if tracing.enabled
+                        else {}
+                    ),
                 },
             )
         except httpx.TimeoutException:
@@ -440,7 +449,7 @@ class DeclarativeProvider:
             return charged
         if self.config.credits_per_match is not None:
             return self.config.credits_per_match
-        return self._settings.credits_per_lead
+        return self._provider.credits_per_lead
 
 
 _JSON = {"Content-Type": "application/json"}

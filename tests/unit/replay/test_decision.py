@@ -74,6 +74,22 @@ def test_not_retriable_is_parked_even_on_the_first_attempt() -> None:
     assert (d.action, d.reason) == (Action.PARK, "not retriable (invalid_payload)")
 
 
+def test_a_truncated_value_is_parked_with_its_size_and_origin() -> None:
+    """A retriable record whose value the DLQ holds only in part is parked at attempt 1,
+    the reason naming the original size and where the whole value is."""
+    headers = [
+        *_dlq(ErrorClass.PROVIDER_ERROR, 1),
+        ("streamproc.value.truncated", b"true"),
+        ("streamproc.original.size", b"2097152"),
+    ]
+    d = decide(view_dlq_record(headers), 3)
+    assert (d.action, d.reason) == (
+        Action.PARK,
+        "truncated (the DLQ holds only the first bytes of 2097152, last provider_error); "
+        "the whole value is at leads.raw partition 2 offset 40",
+    )
+
+
 def test_unknown_retriability_is_replayed_until_out_of_attempts() -> None:
     """A foreign record (no retriable header) is replayed; attempts still bound it."""
     assert decide(view_dlq_record([]), 3).action is Action.REPLAY
