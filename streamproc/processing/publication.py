@@ -114,6 +114,6 @@ class Publication:
             if out.topic != self._dlq_topic:
                 records.append(out)
                 continue
-            value, headers = fit_record(out.key, out.value, out.headers, self.limit(out.topic))
-            records.append(replace(out, value=value, headers=headers))
+            key, value, headers = fit_record(out.key, out.value, out.headers, self.limit(out.topic))
+            records.append(replace(out, key=key, value=value, headers=headers))
         return replace(outcome, records=records)
