@@ -90,6 +90,7 @@ class PartitionLane:
         self._new_producer = new_producer
         self._window: deque[_Slot] = deque()
         self.commit_lock = asyncio.Lock()
+        self._committing: asyncio.Future[CommitResult | None] | None = None
         self.paused = False
         #: Bumped on every reset, so the fetch loop can tell records fetched before it.
         self.generation = 0
@@ -131,7 +132,7 @@ class PartitionLane:
             if tracing.enabled:  # a commit span linked to its leads' (docs/tracing.md)
                 prefix = lambda: [slot.record for slot in self.done_prefix()]  # noqa: E731
                 work = tracing.traced_commit(self.tp.topic, self.tp.partition, prefix, work)
-            committing = asyncio.ensure_future(work)
+            committing = self._committing = asyncio.ensure_future(work)
             cancelled = False
             while not committing.done():
                 try:
@@ -145,6 +146,13 @@ class PartitionLane:
                     committing.result()
                 raise asyncio.CancelledError
             return committing.result()
+
+    def abandon_commit(self) -> None:
+        """Cut short the commit under way (a shutdown past its grace): its transaction is
+        aborted, or was committed whole by the broker; the next owner of the partition reads
+        from whichever offset that left. The caller of :meth:`commit` gets CancelledError."""
+        if self._committing is not None and not self._committing.done():
+            self._committing.cancel()
 
     async def _commit_prefix(self) -> CommitResult | None:
         prefix = self.done_prefix()

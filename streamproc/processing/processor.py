@@ -72,6 +72,11 @@ _FENCED: tuple[type[BaseException], ...] = (ProducerFenced, InvalidProducerEpoch
 FENCED_STAND_DOWN_S = 30.0
 #: After any other failure (a commit, a producer that would not start): how soon to retry.
 RETRY_LANE_S = 1.0
+#: At shutdown, the least time the lanes' final commits get, even with the grace spent (a
+#: second signal included): a commit is one round trip when the broker is well.
+FINAL_COMMIT_S = 5.0
+#: How long a commit cut short at shutdown may take to abort before the lane is dropped.
+ABANDON_WAIT_S = 1.0
 
 
 @dataclass
@@ -136,6 +141,8 @@ class Processor:
         self._publication: Publication | None = None
         self._max_batch_bytes: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: Each lane's commit under way (see commit_all).
+        self._commits: dict[TopicPartition, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._aborting = asyncio.Event()
         self._window_freed = asyncio.Event()
@@ -201,6 +208,8 @@ class Processor:
         grace = self._settings.shutdown_grace_s if grace_s is None else grace_s
         if self._aborting.is_set():
             grace = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         fetch = self._tasks[0] if self._tasks else None
         if fetch is not None:
             fetch.cancel()
@@ -223,8 +232,14 @@ class Processor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for tp in list(self._lanes):
-            await self._close_lane(tp, commit=True)
+        # Whatever a lane is doing, the process leaves: its commit under way and its final
+        # one get what is left of the grace, and at least FINAL_COMMIT_S.
+        # Each lane at once: a stuck one must not eat the others' time.
+        commits_until = max(deadline, loop.time() + FINAL_COMMIT_S)
+        await asyncio.gather(
+            *(self._close_lane(tp, commit=True, until=commits_until) for tp in list(self._lanes))
+        )
+        self._commits.clear()
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()  # leaves the group
@@ -416,11 +431,28 @@ class Processor:
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
             due = max(due + interval, loop.time())
-            await self.commit_all()
+            await self.commit_all(wait_s=interval)
 
-    async def commit_all(self) -> None:
-        lanes = list(self._lanes.items())
-        await asyncio.gather(*(self._commit_lane(tp, lane) for tp, lane in lanes))
+    async def commit_all(self, wait_s: float | None = None) -> None:
+        """Start a commit of every lane that has none under way, each on its own task, and
+        wait for them up to ``wait_s`` (None: until each is done).
+
+        A lane whose commit is slow or stuck (a broker refusing its outputs round after
+        round, a coordinator that does not answer) never keeps another partition from
+        committing: the commit loop waits one interval, and that lane is skipped until its
+        commit ends.
+        """
+        loop = asyncio.get_running_loop()
+        started = []
+        for tp, lane in list(self._lanes.items()):
+            running = self._commits.get(tp)
+            if running is not None and not running.done():
+                continue
+            task = loop.create_task(self._commit_lane(tp, lane), name=f"commit-{tp.partition}")
+            self._commits[tp] = task
+            started.append(task)
+        if started:
+            await asyncio.wait(started, timeout=wait_s)
 
     async def _commit_lane(self, tp: TopicPartition, lane: PartitionLane) -> None:
         try:
@@ -634,19 +666,32 @@ class Processor:
             self.assigned.clear()
         self._report_assignment()
 
-    async def _close_lane(self, tp: TopicPartition, *, commit: bool) -> None:
+    async def _close_lane(
+        self, tp: TopicPartition, *, commit: bool, until: float | None = None
+    ) -> None:
+        """Drop a lane, first committing its done prefix (up to ``until``, loop time)."""
         lane = self._lanes.pop(tp, None)
         if lane is None:
             return
         if commit:
-            try:
-                result = await lane.commit()
-                if result is not None:
-                    self._account(result)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # read again by the next owner: nothing is lost
-                log.warning("lane.final_commit_failed", partition=tp.partition, error=repr(exc))
+            final = asyncio.ensure_future(lane.commit())
+            timeout = None if until is None else max(until - asyncio.get_running_loop().time(), 0)
+            await asyncio.wait([final], timeout=timeout)
+            if not final.done():
+                # The commit under way (the commit loop's, or this final one) is cut short.
+                log.warning("lane.commit_abandoned", partition=tp.partition)
+                lane.abandon_commit()
+                await asyncio.wait([final], timeout=ABANDON_WAIT_S)
+            # Whatever did not commit is read again by the next owner: nothing is lost.
+            if not final.done():
+                lane.abandon_commit()  # the final commit's own, begun after the one cut short
+                final.cancel()
+            elif final.cancelled():
+                pass  # abandoned above
+            elif (error := final.exception()) is not None:
+                log.warning("lane.final_commit_failed", partition=tp.partition, error=repr(error))
+            elif (result := final.result()) is not None:
+                self._account(result)
         dropped = await lane.cancel_pending()
         self._in_flight -= dropped
         await stop_quietly(lane.producer)

@@ -428,3 +428,71 @@ async def test_outputs_refused_round_after_round_give_up_the_commit_within_a_bou
         await lane.commit()
     assert len(producers) == 1 + 2 * 3 + EXTRA_REFUSAL_ROUNDS
     assert lane.committed_offset == 0 and len(lane) == 3
+
+
+class _StuckProducer(_Stoppable):
+    """A commit that never ends (a coordinator that does not answer)."""
+
+    async def commit_transaction(self) -> None:
+        await asyncio.Event().wait()
+
+
+def _two_lanes() -> tuple[Any, PartitionLane, PartitionLane, _Stoppable]:
+    from streamproc.processing.processor import Processor
+    from streamproc.settings import Settings
+
+    processor = Processor(Settings(commit_interval_ms=20), None)  # type: ignore[arg-type]
+    stuck_tp, well_tp = TopicPartition("raw", 0), TopicPartition("raw", 1)
+    well_producer = _Stoppable(0)
+    stuck = PartitionLane(stuck_tp, _StuckProducer(0), "g", 0)  # type: ignore[arg-type]
+    well = PartitionLane(well_tp, well_producer, "g", 0)  # type: ignore[arg-type]
+    processor._lanes.update({stuck_tp: stuck, well_tp: well})
+    return processor, stuck, well, well_producer
+
+
+async def _until(condition: Any, what: str) -> None:
+    for _ in range(1_000):  # 10 s: generous for a fake producer
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_a_stuck_lane_never_keeps_another_partition_from_committing() -> None:
+    """One lane's commit never ends: the other partition's leads keep committing, round
+    after round, while it hangs."""
+    processor, stuck, well, well_producer = _two_lanes()
+    stuck.submit(_Record(0), _enriched)
+    well.submit(_Record(0, partition=1), _enriched)
+    loop_task = asyncio.ensure_future(processor._commit_loop())
+    try:
+        await _until(lambda: well.committed_offset == 1, "the first commit")
+        well.submit(_Record(1, partition=1), _enriched)
+        await _until(lambda: well.committed_offset == 2, "a commit while the other hangs")
+        assert stuck.committed_offset == 0
+        assert well_producer.committed == [[b"lead-0"], [b"lead-1"]]
+    finally:
+        loop_task.cancel()
+        await asyncio.gather(loop_task, return_exceptions=True)
+        await processor.stop(grace_s=0)
+
+
+async def test_stop_leaves_within_its_grace_whatever_a_lane_is_doing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stop with a lane whose commit never ends: the commit is cut short after the
+    grace and the final-commit allowance, the other lane's final commit is made, and
+    stop returns."""
+    from streamproc.processing import processor as module
+
+    monkeypatch.setattr(module, "FINAL_COMMIT_S", 0.2)
+    processor, stuck, well, well_producer = _two_lanes()
+    stuck.submit(_Record(0), _enriched)
+    well.submit(_Record(0, partition=1), _enriched)
+    await asyncio.sleep(0)
+    await processor.commit_all(wait_s=0.05)
+    well.submit(_Record(1, partition=1), _enriched)
+    await asyncio.wait_for(processor.stop(grace_s=0.2), timeout=30)
+    assert processor._lanes == {}
+    assert well_producer.committed == [[b"lead-0"], [b"lead-1"]]
+    assert stuck.committed_offset == 0
