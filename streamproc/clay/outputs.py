@@ -72,7 +72,7 @@ def dead_letter_record(
         lead.attempt,
         now,
     )
-    key = _key(lead)
+    key: bytes | None = _key(lead)
     value: bytes | None = lead.value
     if max_bytes is not None:
         key, value, headers = fit_record(key, value, headers, max_bytes)

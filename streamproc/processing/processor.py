@@ -43,6 +43,7 @@ from streamproc.kafka.client import (
     stop_quietly,
     transactional_producer,
 )
+from streamproc.kafka.tolerant import Undecodable, read_tolerantly
 from streamproc.kafka.topics import max_message_bytes
 from streamproc.logs import get_logger
 from streamproc.processing.handler import LeadHandler, Unreadable
@@ -351,13 +352,15 @@ class Processor:
         lane.submit(record, process or self._handler.handle)
 
     async def _read_past_unreadable(self, error: BaseException) -> None:
-        """A fetch failed on a record the client cannot decode; aiokafka does not say where.
+        """A fetch failed on a record the client cannot decode; aiokafka does not say where,
+        and it decodes a batch as a whole, so the valid records around the bad one fail too.
 
         Whatever that fetch had already taken from other partitions is lost with the
-        exception, so every lane is seeked back to where it really is. Then each
-        partition is read one record at a time up to its room: a record that fails is the
-        unreadable one, the consumer's position is its offset, and it is dead-lettered by
-        that position (``unreadable_record``), so the partition moves on.
+        exception. Each lane's partition is read again from where its lane really is, raw
+        and one record at a time (:func:`~streamproc.kafka.tolerant.read_tolerantly`), up
+        to its room: a record that cannot be decoded is dead-lettered by its offset
+        (``unreadable_record``), every other one is processed as usual, and the consumer
+        is seeked past what was taken.
         """
         assert self._consumer is not None
         consumer = self._consumer
@@ -366,28 +369,38 @@ class Processor:
         if not lanes:
             await asyncio.sleep(0.2)  # a rebalance under way: its lanes open in a moment
             return
-        for tp, lane in lanes:
-            consumer.seek(tp, lane.position)
         per_partition = self._settings.max_in_flight_per_partition
+        fetch_bytes = max(self._settings.max_lead_bytes + 1024, 1_048_576)
         for tp, lane in lanes:
-            while len(lane) < per_partition and self._in_flight < self._settings.max_in_flight:
-                try:
-                    batch = await consumer.getmany(tp, timeout_ms=500, max_records=1)
-                except _UNREADABLE as exc:
-                    offset = await consumer.position(tp)
-                    self._dead_letter_unreadable(lane, tp, offset, exc)
-                    consumer.seek(tp, offset + 1)
-                    continue
-                records = batch.get(tp, [])
-                if not records:
+            room = min(per_partition - len(lane), self._settings.max_in_flight - self._in_flight)
+            consumer.seek(tp, lane.position)
+            if room <= 0:
+                continue
+            try:
+                read = await read_tolerantly(consumer, tp, lane.position, fetch_bytes)
+            except (KafkaError, CorruptRecordException) as exc:
+                log.warning("fetch.tolerant_read_failed", partition=tp.partition, error=repr(exc))
+                await asyncio.sleep(RETRY_LANE_S)
+                continue
+            if self._lanes.get(tp) is not lane:
+                continue  # reset or revoked while reading
+            next_offset = read.next_offset
+            for item in read.records:
+                if room <= 0:
+                    next_offset = item.offset
                     break
-                self._submit(lane, records[0])
+                if isinstance(item, Undecodable):
+                    self._dead_letter_unreadable(lane, tp, item.offset, item.reason)
+                else:
+                    self._submit(lane, item)
+                room -= 1
+            lane.position = max(lane.position, next_offset)
+            consumer.seek(tp, lane.position)
 
     def _dead_letter_unreadable(
-        self, lane: PartitionLane, tp: TopicPartition, offset: int, exc: BaseException
+        self, lane: PartitionLane, tp: TopicPartition, offset: int, detail: str
     ) -> None:
         self.stats.unreadable += 1
-        detail = f"{exc.__class__.__name__}: {exc}"
         error = UnreadableRecord(
             f"the Kafka client cannot decode this record ({detail}); read it at its "
             "origin coordinates with a client that can"
