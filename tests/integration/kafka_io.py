@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -88,7 +89,7 @@ class _RawHeaderKey(str):
 async def produce_one_batch(
     settings: Settings,
     partition: int,
-    records: list[tuple[bytes | None, bytes | None, list[tuple[bytes, bytes]]]],
+    records: Sequence[tuple[bytes | None, bytes | None, Sequence[tuple[bytes, bytes]]]],
     *,
     compression: str = "gzip",
 ) -> None:
