@@ -371,6 +371,7 @@ class Processor:
             return
         per_partition = self._settings.max_in_flight_per_partition
         fetch_bytes = max(self._settings.max_lead_bytes + 1024, 1_048_576)
+        moved = False
         for tp, lane in lanes:
             room = min(per_partition - len(lane), self._settings.max_in_flight - self._in_flight)
             consumer.seek(tp, lane.position)
@@ -394,8 +395,14 @@ class Processor:
                 else:
                     self._submit(lane, item)
                 room -= 1
+            moved = moved or next_offset > lane.position
             lane.position = max(lane.position, next_offset)
             consumer.seek(tp, lane.position)
+        if not moved:
+            # Nothing read past where the lanes were (no room, or a read that brought
+            # nothing): the next fetch would fail the same way at once.
+            log.warning("fetch.unreadable_no_progress", retry_in_s=RETRY_LANE_S)
+            await asyncio.sleep(RETRY_LANE_S)
 
     def _dead_letter_unreadable(
         self, lane: PartitionLane, tp: TopicPartition, offset: int, detail: str
@@ -689,7 +696,11 @@ class Processor:
         if commit:
             final = asyncio.ensure_future(lane.commit())
             timeout = None if until is None else max(until - asyncio.get_running_loop().time(), 0)
-            await asyncio.wait([final], timeout=timeout)
+            try:
+                await asyncio.wait([final], timeout=timeout)
+            except asyncio.CancelledError:
+                final.cancel()  # the commit finishes what the broker may already have
+                raise
             if not final.done():
                 # The commit under way (the commit loop's, or this final one) is cut short.
                 log.warning("lane.commit_abandoned", partition=tp.partition)
