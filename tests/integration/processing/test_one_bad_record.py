@@ -33,6 +33,14 @@ def _ordinary(
     ]
 
 
+def _mixed_batch() -> list[tuple[bytes, bytes, list[tuple[bytes, bytes]]]]:
+    """12 leads; the second one's header key is not UTF-8."""
+    return [
+        (f"M-{i}".encode(), _lead(f"M-{i}"), [(b"bad\xffkey", b"v")] if i == 1 else [])
+        for i in range(12)
+    ]
+
+
 def _keys(records: list[Read]) -> Counter[str]:
     return Counter((r.key or b"")[:40].decode(errors="replace") for r in records)
 
@@ -41,8 +49,9 @@ async def test_a_3_mb_header_and_a_2_mb_key_are_dead_lettered_and_sigterm_is_obe
     topics: Settings, tmp_path: Path
 ) -> None:
     """Three partitions, 81 ordinary leads; written with gzip (so the broker takes them) one
-    lead with a 3 MB header and one with a 2 MB key: each is dead-lettered once, cut to fit
-    and saying what was cut; every ordinary lead, on every partition, is enriched once;
+    lead with a 3 MB header, one with a 2 MB key, and a batch of 12 whose second record's
+    header key is not UTF-8: each odd record is dead-lettered once (the large ones cut to
+    fit, saying what was cut); every other lead, on every partition, is enriched once;
     then the ``streamproc run`` process obeys SIGTERM within its grace."""
     huge_header = (b"big-header", b"h" * 3_000_000)
     huge_key = b"K" * 2_000_000
@@ -54,6 +63,7 @@ async def test_a_3_mb_header_and_a_2_mb_key_are_dead_lettered_and_sigterm_is_obe
             await produce_one_batch(settings, partition, _ordinary(partition, 0, 13))
         await produce_one_batch(settings, 0, [(b"HDR", _lead("HDR"), [huge_header])])
         await produce_one_batch(settings, 1, [(huge_key, _lead("KEY"), [])])
+        await produce_one_batch(settings, 2, _mixed_batch())
         for partition in range(3):
             await produce_one_batch(settings, partition, _ordinary(partition, 13, 14))
         proc = ProcessorProcess(settings, tmp_path, "odd")
@@ -67,14 +77,15 @@ async def test_a_3_mb_header_and_a_2_mb_key_are_dead_lettered_and_sigterm_is_obe
                 assert proc.alive(), proc.log_tail()
                 enriched = await read_all(settings, settings.topic_enriched)
                 dlq = await read_all(settings, settings.topic_dlq)
-                if len(enriched) >= 81 and len(dlq) >= 2:
+                if len(enriched) >= 81 + 11 and len(dlq) >= 3:
                     break
-            assert _keys(enriched) == Counter(f"P{p}-{i}" for p in range(3) for i in range(27)), (
-                proc.log_tail()
-            )
-            assert sorted(r.headers["streamproc.original.offset"] for r in dlq) == [b"13", b"13"]
+            expected = Counter(f"P{p}-{i}" for p in range(3) for i in range(27))
+            expected.update(f"M-{i}" for i in range(12) if i != 1)
+            assert _keys(enriched) == expected, proc.log_tail()
             by_partition = {int(r.headers["streamproc.original.partition"]): r for r in dlq}
-            assert set(by_partition) == {0, 1}
+            assert len(dlq) == 3 and set(by_partition) == {0, 1, 2}
+            assert {r.headers["streamproc.original.offset"] for r in dlq} == {b"13", b"14"}
+            assert by_partition[2].headers["streamproc.error.class"] == b"unreadable_record"
             header_lead, key_lead = by_partition[0], by_partition[1]
             assert header_lead.headers["streamproc.error.class"] == b"output_too_large"
             assert header_lead.headers["streamproc.headers.truncated"] == b"true"
@@ -102,11 +113,7 @@ async def test_one_bad_header_key_in_a_batch_costs_one_record(topics: Settings) 
         settings = configure(topics, provider_url=f"{url}/enrich", budget_daily_credits=10**9)
         for partition in range(3):
             await produce_one_batch(settings, partition, _ordinary(partition, 0, 5))
-        mixed = [
-            (f"M-{i}".encode(), _lead(f"M-{i}"), [(b"bad\xffkey", b"v")] if i == 1 else [])
-            for i in range(12)
-        ]
-        await produce_one_batch(settings, 1, mixed)
+        await produce_one_batch(settings, 1, _mixed_batch())
         for partition in range(3):
             await produce_one_batch(settings, partition, _ordinary(partition, 5, 5))
         app = App(settings)
