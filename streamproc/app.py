@@ -27,6 +27,7 @@ from streamproc.processing.processor import Processor
 from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient, retry_driver
 from streamproc.provider.registry import load_provider_factory
+from streamproc.provider.stall import LoopWatch
 from streamproc.redact import mask_url
 from streamproc.registry.codec import RegistryCodec, codec_for
 from streamproc.resilience.breaker import Transition
@@ -59,6 +60,8 @@ class App:
         # ``span_exporter`` is a test's, in place of the configured one.
         tracing.configure(settings, exporter=span_exporter)
         self.metrics = Metrics()
+        #: Tells a provider timeout of ours (the process could not run) from the provider's.
+        self.loop_watch = LoopWatch()
         self.guard = ResilienceGuard(settings, on_transition=self._breaker_changed)
         self.state = StateStore(settings, self._on_state)
         self.guard.attach(self.state)
@@ -133,7 +136,7 @@ class App:
             provider.on_attempt = self.metrics.provider_attempt
         return ProviderCalls(
             provider,
-            retry_driver(settings, "provider"),
+            retry_driver(settings, "provider", stalled=self.loop_watch.stalled),
             batch_size=settings.provider_batch_size,
             linger_s=settings.provider_batch_linger_ms / 1000,
             timeout_s=settings.provider_timeout_s,
@@ -182,6 +185,7 @@ class App:
         settings = self.settings
         # /healthz answers from the start; /readyz says why it is not ready yet.
         await self._start_ops()
+        self.loop_watch.start()
         try:
             await check_kafka(
                 settings,
@@ -245,6 +249,7 @@ class App:
             await self.state.stop()
             if self.provider is not None:
                 await self.provider.close()
+            self.loop_watch.stop()
             if self.codec is not None:
                 await self.codec.close()
             await self.ops.stop()

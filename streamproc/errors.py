@@ -10,6 +10,7 @@ Hierarchy::
     │   ├── ProviderAuthError            401/403: broken for every lead
     │   ├── ProviderError                5xx, connection error, unreadable answer
     │   ├── ProviderTimeout              the call timed out
+    │   │   └── LocalStall               ... while this process could not run
     │   ├── RateLimited                  429, after in-process retries ran out
     │   ├── ProviderCreditsExhausted     402: the provider's own credits are gone
     │   ├── BreakerOpen                  the breaker refused the call
@@ -48,6 +49,7 @@ __all__ = [
     "KafkaSetupError",
     "KafkaTokenError",
     "LeadError",
+    "LocalStall",
     "OutputRefused",
     "OutputTooLarge",
     "ProviderAuthError",
@@ -169,6 +171,14 @@ class ProviderTimeout(LeadError):
     error_class = ErrorClass.PROVIDER_TIMEOUT
     retriable = True
     counts_against_breaker = True
+
+
+class LocalStall(ProviderTimeout):
+    """A call timed out while this process could not run (a freeze, a stalled event loop):
+    not evidence against the provider, whose answer may be waiting in the socket. It does
+    not count against the breaker and is retried (streamproc/provider/stall.py)."""
+
+    counts_against_breaker = False
 
 
 class RateLimited(LeadError):

@@ -27,6 +27,7 @@ from streamproc.errors import (
     BreakerOpen,
     BudgetExhausted,
     LeadError,
+    LocalStall,
     ProviderAuthError,
     ProviderCreditsExhausted,
 )
@@ -359,7 +360,8 @@ class ResilienceGuard:
         return fallback_enrichment(lead)
 
     async def may_retry(self, admission: Admission, error: LeadError) -> bool:
-        """Every failed attempt counts against the breaker; retries stop once it opened.
+        """Every failed attempt counts against the breaker (our own stalls excepted);
+        retries stop once it opened.
 
         An attempt that may have been billed (no answer came back) keeps its claim as
         spent, and the retry needs a claim of its own: without one, no retry.
@@ -373,6 +375,10 @@ class ResilienceGuard:
             self.health.record(False, now)
         if self.breaker.state(now) is not BreakerState.CLOSED:
             return False
+        if isinstance(error, LocalStall):
+            # Our own stall: the retry carries the same Idempotency-Key, so the provider
+            # bills the lead once at most, and the slice it holds already covers that.
+            return True
         if error.maybe_charged and ticket.lease is not None:
             old, ticket.lease = ticket.lease, None
             self._claimant.finish(old, old.estimate)

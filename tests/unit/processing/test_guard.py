@@ -12,6 +12,7 @@ import pytest
 from streamproc.errors import (
     BreakerOpen,
     BudgetExhausted,
+    LocalStall,
     ProviderCreditsExhausted,
     ProviderError,
     ProviderRejected,
@@ -160,6 +161,23 @@ async def test_timeout_counts_as_spent_and_a_retry_needs_a_new_claim() -> None:
     guard.settle(first, None, timeout)
     day = guard.status().budget.day
     assert guard.ledger.spent(day) == 12
+    assert guard.ledger.outstanding(day) == 0
+
+
+async def test_our_own_stalls_neither_count_nor_buy_a_second_claim() -> None:
+    """Timeouts of a frozen process (LocalStall) never open the breaker nor feed the health
+    window, are retried, and keep the one claim the call has: settled, it counts once."""
+    guard, _ = _guard(budget_daily_credits=12, breaker_failure_threshold=1)
+    admission = await guard.admit(_lead(1))
+    stall = LocalStall("timed out while frozen", maybe_charged=True)
+    for _ in range(5):
+        assert await guard.may_retry(admission, stall)
+    guard.settle(admission, None, stall)
+    assert guard.breaker.state(guard._clock()) is BreakerState.CLOSED
+    assert not guard.hold_after(stall)
+    assert guard.health.success_rate(guard._clock()) is None
+    day = guard.status().budget.day
+    assert guard.ledger.spent(day) == 6
     assert guard.ledger.outstanding(day) == 0
 
 
