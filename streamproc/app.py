@@ -90,7 +90,9 @@ class App:
             settings,
             self.handler,
             log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
-            release_holds=lambda: self.guard.release_holds() + self.handler.release_holds(),
+            release_holds=lambda tasks: (
+                self.guard.release_holds(tasks) + self.handler.release_holds(tasks)
+            ),
             # Clay's rate is per table: each instance paces at its share (clay/pacing.py).
             on_assignment=None if self.clay is None else self.clay.submitter.pacer.share,
         )

@@ -19,7 +19,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,10 +241,11 @@ class ResilienceGuard:
         """Leads waiting in a hold now."""
         return self._holds.count
 
-    def release_holds(self) -> int:
-        """Cancel the leads waiting in a hold, and any that comes to one later (at
-        shutdown); they are read again from the committed offset."""
-        return self._holds.release()
+    def release_holds(self, tasks: Collection[asyncio.Task[Any]] | None = None) -> int:
+        """Cancel the leads waiting in a hold, and any that comes to one later: all of them
+        (at shutdown) or the lead tasks ``tasks`` (of revoked partitions); they are read
+        again from the committed offset."""
+        return self._holds.release(tasks)
 
     def settle(
         self, admission: Admission, result: CallResult | None, error: LeadError | None

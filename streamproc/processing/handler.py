@@ -11,10 +11,11 @@ is published later by whoever receives the callback (:mod:`streamproc.clay`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -297,9 +298,10 @@ class LeadHandler:
         #: How many leads wait for the registry now (in a hold or asking again).
         self.registry_held = 0
 
-    def release_holds(self) -> int:
-        """Cancel the leads held by a registry outage (at shutdown); returns how many."""
-        return self._holds.release()
+    def release_holds(self, tasks: Collection[asyncio.Task[Any]] | None = None) -> int:
+        """Cancel the leads held by a registry outage, all of them (at shutdown) or the
+        lead tasks ``tasks`` (of revoked partitions); returns how many."""
+        return self._holds.release(tasks)
 
     async def _decode(self, codec: LeadCodec, value: bytes | None) -> tuple[Lead, LeadObject]:
         """Decode through ``codec``; while the registry is down the lead waits here, so its

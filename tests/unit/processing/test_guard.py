@@ -345,6 +345,33 @@ async def test_at_shutdown_held_leads_are_released_and_new_holds_too() -> None:
     assert guard.holding == 0
 
 
+async def test_on_revocation_only_the_revoked_leads_are_released_now_and_later() -> None:
+    """release_holds(tasks) cancels those of the tasks that are held, and cancels them when
+    they come to a hold later; a held lead of another partition stays held."""
+    guard, _ = _guard(breaker_failure_threshold=1, budget_daily_credits=1000)
+    admission = await guard.admit(_lead(0))
+    guard.settle(admission, None, ProviderError("503"))  # opens the breaker
+    revoked = asyncio.ensure_future(guard.admit(_lead(1)))
+    kept = asyncio.ensure_future(guard.admit(_lead(2)))
+    gate = asyncio.Event()
+
+    async def in_a_call_then_held() -> None:
+        await gate.wait()  # stands for a provider call that fails under an open breaker
+        await guard.admit(_lead(3))
+
+    calling = asyncio.ensure_future(in_a_call_then_held())
+    await _turns()
+    assert guard.holding == 2
+    assert guard.release_holds([revoked, calling]) == 1
+    gate.set()
+    for task in (revoked, calling):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert not kept.done() and guard.holding == 1
+    kept.cancel()
+    await asyncio.gather(kept, return_exceptions=True)
+
+
 class _StuckLog:
     """A claims log that holds every append until ``gate`` is set: a claim stays pending."""
 
