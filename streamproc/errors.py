@@ -15,6 +15,7 @@ Hierarchy::
     │   ├── ProviderCreditsExhausted     402: the provider's own credits are gone
     │   ├── BreakerOpen                  the breaker refused the call
     │   ├── BudgetExhausted              the daily credit budget refused the call
+    │   ├── HoldExpired                  held longer than ``hold_max_age_s``
     │   ├── UnreadableRecord             the client could not decode the input record
     │   ├── UnknownSchema                its schema id is not in the schema registry
     │   ├── UndecodablePayload           not in the wire format, or not as its schema says
@@ -43,6 +44,7 @@ __all__ = [
     "BudgetExhausted",
     "ConfigError",
     "ErrorClass",
+    "HoldExpired",
     "InternalError",
     "InvalidPayload",
     "KafkaAuthorizationError",
@@ -83,6 +85,7 @@ class ErrorClass(StrEnum):
     UNDECODABLE_PAYLOAD = "undecodable_payload"
     OUTPUT_TOO_LARGE = "output_too_large"
     OUTPUT_REFUSED = "output_refused"
+    HOLD_EXPIRED = "hold_expired"
     INTERNAL = "internal"
 
 
@@ -204,6 +207,15 @@ class BreakerOpen(LeadError):
 
 class BudgetExhausted(LeadError):
     error_class = ErrorClass.BUDGET_EXHAUSTED
+    retriable = True
+
+
+class HoldExpired(LeadError):
+    """A lead waited in a hold (breaker, budget, schema registry) longer than
+    ``hold_max_age_s``: dead-lettered so its partition moves on, and replayed once what it
+    waited for is back. The message says what it waited for."""
+
+    error_class = ErrorClass.HOLD_EXPIRED
     retriable = True
 
 

@@ -521,6 +521,14 @@ class Settings(BaseSettings):
         description="leads once the day's budget is spent: to the DLQ, or `hold` them until "
         "the next day",
     )
+    hold_max_age_s: float = Field(
+        3600.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="the longest a lead waits in a hold (breaker, schema registry down or "
+        "refusing); a budget hold counts from the day's reset. Then it is dead-lettered, "
+        "retriable, as `hold_expired`, and its partition moves on",
+    )
     health_window_s: float = Field(
         300.0,
         gt=0,

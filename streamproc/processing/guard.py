@@ -26,6 +26,7 @@ from typing import Any
 from streamproc.errors import (
     BreakerOpen,
     BudgetExhausted,
+    HoldExpired,
     LeadError,
     LocalStall,
     ProviderAuthError,
@@ -68,6 +69,10 @@ class _Ticket:
     #: Settled or cancelled: a slice won afterwards (a batch's retry, awaited in the
     #: batch's task) belongs to no call and is given back (``may_retry``).
     over: bool = False
+
+
+def _earliest(first: float | None, second: float) -> float:
+    return second if first is None else min(first, second)
 
 
 def _counts(error: LeadError) -> bool:
@@ -205,6 +210,8 @@ class ResilienceGuard:
 
     async def _permit_and_claim(self) -> tuple[Permit, CreditLease | None]:
         s, ledger = self._settings, self._state.ledger
+        #: When this lead first came to a hold (the guard's clock): its age counts from it.
+        since: float | None = None
         while True:
             now = self._clock()
             breaker = self.breaker
@@ -213,7 +220,12 @@ class ResilienceGuard:
                 reopens = breaker.reopens_at(now)
                 if s.on_breaker_open is BreakerPolicy.DLQ:
                     raise BreakerOpen(f"breaker open until {iso_or_none(reopens)}")
-                await self._holds.hold(reopens)
+                since = now if since is None else since
+                expires = since + s.hold_max_age_s
+                self._expire(
+                    now, expires, f"the breaker to close (open until {iso_or_none(reopens)})"
+                )
+                await self._holds.hold(_earliest(reopens, expires))
                 continue
             try:
                 lease = await self._claimant.slice()
@@ -234,7 +246,21 @@ class ResilienceGuard:
                     f"daily budget used up ({spent} spent + {reserved} reserved of "
                     f"{ledger.limit(day)} credits on {day}); resets at {iso_or_none(resets)}"
                 )
-            await self._holds.hold(resets)
+            since = now if since is None else since
+            # A budget hold is meant to last until the reset: its age counts from there.
+            expires = max(since, resets) + s.hold_max_age_s
+            self._expire(
+                now, expires, f"the daily budget of {day} (resets at {iso_or_none(resets)})"
+            )
+            await self._holds.hold(min(resets, expires))
+
+    def _expire(self, now: float, expires: float, waiting_for: str) -> None:
+        """Raise HoldExpired once a held lead's hold is past its maximum age."""
+        if now >= expires:
+            raise HoldExpired(
+                f"held longer than hold_max_age_s ({self._settings.hold_max_age_s:g}s) "
+                f"waiting for {waiting_for}"
+            )
 
     @property
     def holding(self) -> int:

@@ -12,6 +12,7 @@ import pytest
 from streamproc.errors import (
     BreakerOpen,
     BudgetExhausted,
+    HoldExpired,
     LocalStall,
     ProviderCreditsExhausted,
     ProviderError,
@@ -370,6 +371,44 @@ async def test_on_revocation_only_the_revoked_leads_are_released_now_and_later()
     assert not kept.done() and guard.holding == 1
     kept.cancel()
     await asyncio.gather(kept, return_exceptions=True)
+
+
+async def test_a_breaker_hold_ends_with_hold_expired_after_the_max_age() -> None:
+    """Breaker open for good, policy hold: a held lead is refused as HoldExpired (retriable)
+    once it has waited hold_max_age_s by the guard's clock, not before."""
+    guard, clock = _guard(
+        breaker_failure_threshold=1, breaker_cooldown_s=10_000, hold_max_age_s=600
+    )
+    admission = await guard.admit(_lead(0))
+    guard.settle(admission, None, ProviderError("503"))  # opens the breaker
+    held = asyncio.ensure_future(guard.admit(_lead(1)))
+    await _turns()
+    clock.t += 599
+    guard._holds.wake()
+    await _turns()
+    assert not held.done()
+    clock.t += 1
+    guard._holds.wake()
+    with pytest.raises(HoldExpired) as expired:
+        await asyncio.wait_for(held, 10)
+    assert expired.value.retriable and "breaker" in expired.value.message
+
+
+async def test_a_budget_hold_counts_its_age_from_the_days_reset() -> None:
+    """Budget spent, policy hold: a held lead outlives hold_max_age_s until the reset, and
+    expires hold_max_age_s after it if the budget is still refused."""
+    guard, clock = _guard(budget_daily_credits=6, on_budget_exhausted="hold", hold_max_age_s=600)
+    first = await guard.admit(_lead(0))
+    guard.settle(first, Result({"company": "A"}), None)  # the day's 6 credits spent
+    held = asyncio.ensure_future(guard.admit(_lead(1)))
+    await _turns()
+    resets = guard.ledger.resets_at(clock.t)
+    clock.t += 700
+    guard._holds.wake()
+    await _turns()
+    assert not held.done() and resets - clock.t > 600
+    held.cancel()
+    await asyncio.gather(held, return_exceptions=True)
 
 
 class _StuckLog:
