@@ -114,3 +114,72 @@ async def test_a_member_joining_during_a_hold_leaves_a_stable_assignment(
     counts = Counter((r.key or b"").decode() for r in enriched + dlq)
     assert sorted(counts) == sorted(f"R{i}" for i in range(LEADS))
     assert max(counts.values()) == 1, "a lead was published twice"
+
+
+async def _produce_steadily(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
+    """About 200 leads a second, in slices every tenth of a second."""
+    for start in range(0, len(records), 20):
+        await produce(settings, records[start : start + 20])
+        await asyncio.sleep(0.1)
+
+
+async def test_a_join_and_a_leave_under_load_take_seconds(topics: Settings) -> None:
+    """Two instances under a steady load (provider answering in 100 ms); a third joins, then
+    leaves: every lead is enriched once. How long each rebalance took (until all three
+    partitions had lanes again) is printed, not asserted (speed targets live in bench/)."""
+    leads = 4000
+    records = [
+        (f"J{i}".encode(), orjson.dumps({"lead_id": f"J{i}", "domain": f"j{i}.example"}))
+        for i in range(leads)
+    ]
+    async with serve_mock_provider(MockProviderConfig(port=0, latency_ms=100)) as url:
+        settings = configure(
+            topics,
+            provider_url=f"{url}/enrich",
+            budget_daily_credits=10**9,
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+        )
+        apps = [App(settings), App(settings)]
+        runs = [asyncio.ensure_future(app.run()) for app in apps]
+
+        def lanes() -> int:
+            return sum(len(app.processor._lanes) for app in apps)
+
+        await _until("the two members never held all partitions", lambda: lanes() == 3, 90)
+        writing = asyncio.ensure_future(_produce_steadily(settings, records))
+        await _until(
+            "nothing was committed", lambda: sum(a.processor.stats.committed for a in apps) > 0, 60
+        )
+        third = App(settings)
+        apps.append(third)
+        began = time.monotonic()
+        runs.append(asyncio.ensure_future(third.run()))
+        await _until(
+            "the third member never got a partition",
+            lambda: third.processor.assigned.is_set() and lanes() == 3,
+            90,
+        )
+        join_s = time.monotonic() - began
+        await asyncio.sleep(2.0)
+        began = time.monotonic()
+        third.request_stop()
+        await asyncio.wait_for(runs.pop(), 60)
+        apps.remove(third)
+        await _until("the two left never took all partitions back", lambda: lanes() == 3, 90)
+        leave_s = time.monotonic() - began
+        await writing
+        await _until(
+            "the leads did not drain",
+            lambda: sum(a.processor.stats.committed for a in [*apps, third]) >= leads,
+            120,
+        )
+        for app in apps:
+            app.request_stop()
+        await asyncio.wait_for(asyncio.gather(*runs), timeout=60)
+
+    print(f"under load: a join took {join_s:.1f}s, a leave {leave_s:.1f}s (all partitions laned)")
+    enriched = await read_all(settings, settings.topic_enriched)
+    assert await read_all(settings, settings.topic_dlq) == []
+    counts = Counter((r.key or b"").decode() for r in enriched)
+    assert sorted(counts) == sorted(f"J{i}" for i in range(leads))
+    assert max(counts.values()) == 1, "a lead was published twice"
