@@ -29,6 +29,7 @@ from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient, retry_driver
 from streamproc.provider.config import ProviderConfig
 from streamproc.provider.registry import load_provider_factory
+from streamproc.provider.stall import LoopWatch
 from streamproc.redact import mask_url
 from streamproc.registry.codec import RegistryCodec, codec_for
 from streamproc.resilience.breaker import Transition
@@ -61,6 +62,8 @@ class App:
         # ``span_exporter`` is a test's, in place of the configured one.
         tracing.configure(settings, exporter=span_exporter)
         self.metrics = Metrics()
+        #: Tells a provider timeout of ours (the process could not run) from the provider's.
+        self.loop_watch = LoopWatch()
         self.guard = ResilienceGuard(settings, on_transition=self._breaker_changed)
         self.state = StateStore(settings, self._on_state)
         self.guard.attach(self.state)
@@ -89,7 +92,9 @@ class App:
             settings,
             self.handler,
             log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
-            release_holds=lambda: self.guard.release_holds() + self.handler.release_holds(),
+            release_holds=lambda tasks: (
+                self.guard.release_holds(tasks) + self.handler.release_holds(tasks)
+            ),
             # Clay's rate is per table: each instance paces at its share (clay/pacing.py).
             on_assignment=None if self.clay is None else self.clay.submitter.pacer.share,
         )
@@ -139,7 +144,7 @@ class App:
             provider.on_attempt = self.metrics.provider_attempt
         return ProviderCalls(
             provider,
-            retry_driver(settings, "provider"),
+            retry_driver(settings, "provider", stalled=self.loop_watch.stalled),
             batch_size=settings.provider_batch_size,
             linger_s=settings.provider_batch_linger_ms / 1000,
             timeout_s=settings.provider_timeout_s,
@@ -188,6 +193,7 @@ class App:
         settings = self.settings
         # /healthz answers from the start; /readyz says why it is not ready yet.
         await self._start_ops()
+        self.loop_watch.start()
         try:
             await check_kafka(
                 settings,
@@ -252,6 +258,7 @@ class App:
             await self.state.stop()
             if self.provider is not None:
                 await self.provider.close()
+            self.loop_watch.stop()
             if self.codec is not None:
                 await self.codec.close()
             for server in self.http_servers:

@@ -341,7 +341,8 @@ class Settings(BaseSettings):
         le=3_600_000,
         description="how long the consumer may go without polling before the group drops "
         "it; polling goes on (held partitions paused) through any hold, so this bounds a "
-        "stuck event loop, not a breaker cooldown or a spent budget",
+        "stuck event loop, not a breaker cooldown or a spent budget. Also the group's "
+        "rebalance timeout: how long a rebalance waits for a revoking member to rejoin",
     )
 
     # --- provider ------------------------------------------------------------------------
@@ -556,6 +557,14 @@ class Settings(BaseSettings):
         description="leads once the day's budget is spent: to the DLQ, or `hold` them until "
         "the next day",
     )
+    hold_max_age_s: float = Field(
+        3600.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="the longest a lead waits in a hold (breaker, schema registry down or "
+        "refusing); a budget hold counts from the day's reset. Then it is dead-lettered, "
+        "retriable, as `hold_expired`, and its partition moves on",
+    )
     health_window_s: float = Field(
         300.0,
         gt=0,
@@ -618,8 +627,9 @@ class Settings(BaseSettings):
         10.0,
         ge=0,
         le=300,
-        description="on a rebalance, how long a revoked partition's leads may finish; then "
-        "they are cancelled and read again by the next owner",
+        description="on a rebalance, how long a revoked partition's leads in a provider call "
+        "may finish (held leads are released at once); then they are cancelled and read "
+        "again by the next owner. At most half of `max_poll_interval_ms`",
     )
 
     # --- record formats ------------------------------------------------------------------
@@ -911,6 +921,14 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.provider_backoff_max_s < self.provider_backoff_base_s:
             raise ValueError("provider_backoff_max_s must be >= provider_backoff_base_s")
+        if self.revoke_grace_s * 2_000 > self.max_poll_interval_ms:
+            # The revocation runs before the member rejoins: with the whole rebalance
+            # timeout spent on it the member is evicted, and takes the partitions back from
+            # the others in turn (issue 19).
+            raise ValueError(
+                "revoke_grace_s must be at most half of max_poll_interval_ms (the group's "
+                "rebalance timeout), or a revoking member is dropped from the group"
+            )
         mechanism = self.sasl_in_use
         if mechanism is SaslMechanism.OAUTHBEARER:
             missing = [

@@ -264,6 +264,10 @@ class PartitionLane:
         self.generation += 1
         return len(tasks)
 
+    def pending(self) -> list[asyncio.Task[Outcome]]:
+        """The lead tasks of the window not done yet."""
+        return [slot.task for slot in self._window if not slot.task.done()]
+
     async def wait_idle(self, timeout_s: float) -> bool:
         """Wait until every lead in the window is done; False on timeout."""
         tasks = [slot.task for slot in self._window if not slot.task.done()]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,7 +124,7 @@ class Processor:
         handler: LeadHandler,
         *,
         log_context: Callable[[], dict[str, Any]] | None = None,
-        release_holds: Callable[[], int] | None = None,
+        release_holds: Callable[[Collection[asyncio.Task[Any]] | None], int] | None = None,
         on_assignment: Callable[[int, int], None] | None = None,
     ) -> None:
         self._settings = settings
@@ -132,8 +132,9 @@ class Processor:
         self._on_assignment = on_assignment
         self._handler = handler
         self._log_context = log_context or dict
-        #: Cancels the leads held by the breaker or the budget (see ResilienceGuard).
-        self._release_holds = release_holds or (lambda: 0)
+        #: Cancels the leads held by the breaker, the budget or the registry: all (None)
+        #: or those of the given lead tasks (see ResilienceGuard, LeadHandler).
+        self._release_holds = release_holds or (lambda _: 0)
         self._consumer: AIOKafkaConsumer | None = None
         self._lanes: dict[TopicPartition, PartitionLane] = {}
         #: Assigned partitions without a lane (its opening failed, or it was fenced), and
@@ -218,7 +219,7 @@ class Processor:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await fetch
         lanes = list(self._lanes.values())
-        released = self._release_holds()
+        released = self._release_holds(None)
         if released:
             log.info("shutdown.released_holds", leads=released)
         if lanes and grace > 0:
@@ -697,8 +698,14 @@ class Processor:
         for tp in tps:
             self._reopen_at.pop(tp, None)
         tps = [tp for tp in tps if tp in self._lanes]
-        # Let the leads in flight finish and commit them: a cancelled call may already have
-        # been paid for, and its claim would stay counted against the budget.
+        # Held leads (breaker, budget, registry) go at once: they are not calling the
+        # provider, and waiting for them would keep this member from rejoining the group
+        # in time: evicted, it would take the partitions back and evict the other in turn.
+        released = self._release_holds([t for tp in tps for t in self._lanes[tp].pending()])
+        if released:
+            log.info("revoke.released_holds", leads=released)
+        # Let the leads in a provider call finish and commit them: a cancelled call may
+        # already have been paid for, and its claim would stay counted against the budget.
         grace = self._settings.revoke_grace_s
         if tps and grace > 0:
             await asyncio.gather(*(self._lanes[tp].wait_idle(grace) for tp in tps))

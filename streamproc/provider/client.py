@@ -26,7 +26,7 @@ from streamproc.errors import InvalidPayload, ProviderError
 from streamproc.provider.api import Enrichment, LeadIn, idempotency_key
 from streamproc.provider.classify import ProviderResult, classify_response
 from streamproc.provider.config import ProviderConfig
-from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep
+from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep, Stalled
 from streamproc.provider.retry import RetryPolicy
 from streamproc.settings import Settings
 
@@ -68,9 +68,11 @@ def retry_driver(
     sleep: Sleep = asyncio.sleep,
     rng: Callable[[], float] = random.random,
     clock: Callable[[], float] = time.monotonic,
+    stalled: Stalled | None = None,
 ) -> RetryDriver:
     """The retry driver of httpx calls to ``peer``: the ``provider_*`` retry settings, each
-    call bounded by ``provider_timeout_s``, and httpx's timeouts counted as timeouts."""
+    call bounded by ``provider_timeout_s``, and httpx's timeouts counted as timeouts (ours,
+    when ``stalled`` says this process could not run meanwhile)."""
     if isinstance(settings, ProviderConfig):
         policy, timeout_s = settings.retry, settings.timeout_s
     else:
@@ -83,6 +85,7 @@ def retry_driver(
         sleep=sleep,
         rng=rng,
         clock=clock,
+        stalled=stalled,
     )
 
 
