@@ -534,3 +534,77 @@ async def test_a_stand_down_racing_a_rebalance_leaves_the_new_lane_unpaused() ->
     stopping.set()
     await standing_down
     assert consumer.paused == set() and tp not in processor._reopen_at
+
+
+class _IdleConsumer:
+    """A partition with records behind (end offset 20) that the consumer keeps paused."""
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self._tp = tp
+        self.paused_tps = {tp}
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return {self._tp}
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, 20)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self.paused_tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused_tps -= set(tps)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+async def test_a_partition_left_paused_with_lag_is_reported_and_resumed() -> None:
+    """Lag 9, nothing in flight, no progress: the watch reports the partition stalled (on
+    the lane status too) and resumes its fetching where its lane is."""
+    from streamproc.processing.processor import Processor
+    from streamproc.processing.stall import StallWatch
+    from streamproc.settings import Settings
+
+    tp = TopicPartition("raw", 0)
+    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    processor._stall = StallWatch(after_s=0)  # no progress for "long enough" at once
+    consumer = _IdleConsumer(tp)
+    processor._consumer = consumer  # type: ignore[assignment]
+    processor._lanes[tp] = PartitionLane(tp, _Stoppable(0), "g", 11)  # type: ignore[arg-type]
+    assert await processor.check_stalls() == [0]
+    assert consumer.seeks == [(tp, 11)] and consumer.paused_tps == set()
+    assert processor.stats.stalls == 1 and list(processor.stalled()) == [0]
+    (status,) = processor.lane_status()
+    assert status.stalled_s is not None and status.in_flight == 0
+    assert await processor.check_stalls() == []  # reported once, not on every look
+
+
+async def test_a_rebalance_callback_opens_lanes_without_waiting_for_them() -> None:
+    """The assignment callback returns at once with the new partitions paused; their lanes
+    open in the background, and a lane opened meanwhile is put back at its position."""
+    from streamproc.processing.processor import Processor
+    from streamproc.settings import Settings
+
+    tp0, tp1 = TopicPartition("raw", 0), TopicPartition("raw", 1)
+    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    consumer = _Consumer(tp0, committed=3)
+    consumer.assignment = lambda: {tp0, tp1}  # type: ignore[method-assign]
+    processor._consumer = consumer  # type: ignore[assignment]
+    opened = PartitionLane(tp1, _Stoppable(0), "g", 7)  # type: ignore[arg-type]
+    processor._lanes[tp1] = opened
+    release = asyncio.Event()
+
+    async def slow_producer(_: TopicPartition) -> Any:
+        await release.wait()  # a coordinator that takes its time
+        return _Stoppable(0)
+
+    processor._start_producer = slow_producer  # type: ignore[method-assign]
+    processor._assigned({tp0, tp1})
+    assert consumer.paused == {tp0} and (tp1, 7) in consumer.seeks
+    assert tp0 not in processor._lanes
+    release.set()
+    while tp0 not in processor._lanes:
+        await asyncio.sleep(0)
+    assert processor._lanes[tp0].committed_offset == 3 and (tp0, 3) in consumer.seeks
