@@ -609,11 +609,14 @@ class Processor:
         idle = [tp for tp, lane in lanes.items() if len(lane) == 0]
         ends = await consumer.end_offsets(idle) if idle else {}
         now = asyncio.get_running_loop().time()
+        # A process whose window is full (leads held elsewhere) pauses idle partitions for
+        # a reason: they count as busy, not stalled.
+        full = self._in_flight >= self._settings.max_in_flight
         views = [
             PartitionView(
                 tp.partition,
                 max(ends[tp] - lane.committed_offset, 0) if tp in ends else 0,
-                len(lane),
+                len(lane) or int(full),
                 lane.committed_offset,
             )
             for tp, lane in lanes.items()
