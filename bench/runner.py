@@ -220,6 +220,8 @@ class Bench:
             "STREAMPROC_TOPIC_PARKED": t.parked,
             "STREAMPROC_TOPIC_STATE": t.state,
             "STREAMPROC_TOPIC_PARTITIONS": str(cfg.partitions),
+            # The leads are produced before the pipeline starts.
+            "STREAMPROC_START_OFFSET": "earliest",
             "STREAMPROC_PROVIDER_URL": self.provider_url,
             "STREAMPROC_MAX_IN_FLIGHT": str(in_flight or cfg.max_in_flight),
             "STREAMPROC_COMMIT_INTERVAL_MS": str(cfg.commit_interval_ms),

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from streamproc import __version__, tracing
 from streamproc.clay import ClayService
-from streamproc.errors import ConfigError
+from streamproc.errors import ConfigError, KafkaSetupError
 from streamproc.kafka.acls import processor_acls
+from streamproc.kafka.groups import group_position
 from streamproc.kafka.preflight import check_kafka
 from streamproc.logs import get_logger
-from streamproc.ops.http import OpsServer
+from streamproc.ops.http import HttpServer, OpsServer
 from streamproc.ops.metrics import Metrics
 from streamproc.ops.readiness import ReadinessCheck
 from streamproc.processing.calls import ProviderCalls
@@ -26,6 +27,7 @@ from streamproc.processing.handler import LeadHandler
 from streamproc.processing.processor import Processor
 from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient, retry_driver
+from streamproc.provider.config import ProviderConfig
 from streamproc.provider.registry import load_provider_factory
 from streamproc.redact import mask_url
 from streamproc.registry.codec import RegistryCodec, codec_for
@@ -112,6 +114,9 @@ class App:
         #: Further listeners of every state record (restore and tail), added before
         #: :meth:`run`: the console's breaker history and budget burn.
         self.state_listeners: list[StateListener] = []
+        #: Further HTTP servers, added before :meth:`run`, started after the ops server and
+        #: stopped before it: the console on a port of its own (``console_port``).
+        self.http_servers: list[HttpServer] = []
 
     def _provider_calls(self, settings: Settings) -> ProviderCalls:
         """The provider the ``provider`` setting names (an entry point of
@@ -121,7 +126,8 @@ class App:
         if factory is ClayService:
             raise ConfigError("provider clay needs provider_mode clay")
         try:
-            provider = factory(settings)
+            # Its own configuration only: never the settings, which hold every secret.
+            provider = factory(ProviderConfig.from_settings(settings, name))
         except ConfigError:
             raise
         except Exception as exc:  # a third-party provider's: one line, not a traceback
@@ -209,6 +215,7 @@ class App:
             if self.clay is not None:
                 # After the restore: pending leads, deadlines and webhook counts are complete.
                 await self.clay.start()
+            await self._say_plan()
             await self.processor.start()
             log.info(
                 "processor.started",
@@ -250,9 +257,36 @@ class App:
                 await self.provider.close()
             if self.codec is not None:
                 await self.codec.close()
+            for server in self.http_servers:
+                await server.stop()
             await self.ops.stop()
             if tracing.enabled:
                 await asyncio.to_thread(tracing.shutdown)  # the last spans, then off
+
+    async def _say_plan(self) -> None:
+        """One line before the first lead: where the group starts, what the day's budget
+        buys at the provider's price, what a provider outage does. Nothing here may cost
+        money unnoticed: a new group's position and the budget in leads are the two
+        numbers a bill depends on."""
+        s = self.settings
+        try:
+            position = (await group_position(s, s.group_id, s.topic_raw)).describe(s.start_offset)
+        except KafkaSetupError as exc:  # the processor's own start reports Kafka problems
+            position = f"unknown ({exc})"
+        budget = self.guard.status().budget
+        price = s.credits_per_lead
+        log.info(
+            "run.plan",
+            group_id=s.group_id,
+            position=position,
+            budget_day=budget.day,
+            budget_credits=budget.limit,
+            budget_remaining=budget.remaining,
+            credits_per_lead=price,
+            budget_leads=budget.remaining // price if price > 0 else None,
+            on_budget_exhausted=s.on_budget_exhausted.value,
+            on_breaker_open=s.on_breaker_open.value,
+        )
 
     async def _start_provider(self, provider: ProviderCalls) -> None:
         try:
@@ -264,7 +298,7 @@ class App:
 
     async def _start_ops(self) -> None:
         """Bind the ops server, or one line naming the setting: a second ``run`` on the
-        same host (the README's way to scale out) finds the port taken."""
+        same host (the way to scale out on one host) finds the port taken."""
         try:
             await self.ops.start()
         except OSError as exc:
@@ -280,6 +314,16 @@ class App:
                 f"http_host/http_port: cannot listen on {host}:{port} ({reason}): check "
                 "STREAMPROC_HTTP_HOST / --http-host and STREAMPROC_HTTP_PORT / --http-port"
             ) from None
+        for server in self.http_servers:
+            try:
+                await server.start()
+            except OSError as exc:
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise ConfigError(
+                    f"{server.name}_host/{server.name}_port: cannot listen on {server.address} "
+                    f"({reason}): check STREAMPROC_{server.name.upper()}_HOST and "
+                    f"STREAMPROC_{server.name.upper()}_PORT"
+                ) from None
 
     async def _report_lag(self) -> None:
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import os
 import sys
@@ -21,13 +22,21 @@ from streamproc import __version__
 from streamproc.errors import ConfigError, KafkaSetupError, StreamprocError
 from streamproc.logs import configure_logging, get_logger
 from streamproc.redact import printable_settings, secret_values
-from streamproc.settings import ENV_PREFIX, FILE_SUFFIX, ProviderMode, Settings, load_settings
+from streamproc.settings import (
+    ENV_PREFIX,
+    FILE_SUFFIX,
+    ProviderMode,
+    Settings,
+    load_settings,
+    start_offset_ms,
+)
 from streamproc.signals import StopSignals
 from streamproc.simulators.command import add_mock_provider_arguments, mock_provider_command
 
 if TYPE_CHECKING:
     from streamproc.app import App
     from streamproc.kafka.acls import Acl
+    from streamproc.ops.http import HttpServer
 
 __all__ = ["main"]
 
@@ -54,12 +63,27 @@ class _RefuseSecret(argparse.Action):
         )
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+#: The settings sections a command reads, by the first field of each (settings_doc.SECTIONS):
+#: its --help lists those flags only (`topics create --help` listed 263 lines of settings it
+#: never reads). The environment and --config still reach every setting.
+_KAFKA = ("bootstrap_servers",)
+_READS: dict[str, tuple[str, ...]] = {
+    "kafka": _KAFKA,
+    "state": (*_KAFKA, "budget_daily_credits"),
+    "replay": (*_KAFKA, "provider_url", "budget_daily_credits", "max_in_flight", "http_host"),
+}
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, reads: str | None = None) -> None:
     """One flag per setting, its help from the settings model (``streamproc.settings_doc``),
-    in the model's sections; secrets are named in a note and refused as flags."""
-    from streamproc.settings_doc import setting_docs
+    in the model's sections; secrets are named in a note and refused as flags. ``reads``
+    (a key of :data:`_READS`) keeps the sections the command reads; None: every one."""
+    from streamproc.settings_doc import SECTIONS, setting_docs
 
     docs = setting_docs()
+    if reads is not None:
+        sections = {SECTIONS[first] for first in _READS[reads]}
+        docs = [doc for doc in docs if doc.section in sections]
     secrets = [doc.env for doc in docs if doc.kind == "secret"]
     parser.add_argument(
         "--config", type=Path, metavar="FILE", help="TOML file with settings (env and flags win)"
@@ -135,7 +159,51 @@ def _build_parser() -> argparse.ArgumentParser:
 
     topics = sub.add_parser("topics", help="topic administration")
     tsub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
-    _add_setting_flags(tsub.add_parser("create", help="create the five topics (idempotent)"))
+    create = tsub.add_parser("create", help="create the five topics (idempotent)")
+    create.add_argument("--json", action="store_true")
+    _add_setting_flags(create, "kafka")
+    describe = tsub.add_parser(
+        "describe", help="the five topics: partitions, replication, retention, limits"
+    )
+    describe.add_argument("--json", action="store_true")
+    _add_setting_flags(describe, "kafka")
+
+    group = sub.add_parser("group", help="the consumer group of `run`: lag, members, offsets")
+    gsub = group.add_subparsers(dest="group_command", required=True, metavar="ACTION")
+    gdescribe = gsub.add_parser(
+        "describe", help="state, members and per-partition committed offset, end and lag"
+    )
+    gdescribe.add_argument("--json", action="store_true")
+    gdescribe.add_argument("--group", metavar="ID", help="another group (default: group_id)")
+    _add_setting_flags(gdescribe, "kafka")
+    reset = gsub.add_parser(
+        "reset-offsets",
+        help="move the group's committed offsets on leads.raw (a dry run unless --execute)",
+        description="Move the group's committed offsets on topic_raw: to the earliest or "
+        "latest offset, a time, or an offset. Prints the plan and changes nothing unless "
+        "--execute; refused while the group has members (stop every `streamproc run` "
+        "first). Backfill: --to-datetime; skip a backlog: --to-latest.",
+    )
+    target = reset.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to-earliest", action="store_true")
+    target.add_argument("--to-latest", action="store_true")
+    target.add_argument("--to-datetime", metavar="TIME", help="ISO 8601 with zone")
+    target.add_argument("--to-offset", metavar="N", type=int)
+    reset.add_argument(
+        "--partition", metavar="P", type=int, action="append", default=[], help="repeatable"
+    )
+    reset.add_argument("--execute", action="store_true", help="commit the plan")
+    reset.add_argument("--json", action="store_true")
+    reset.add_argument("--group", metavar="ID", help="another group (default: group_id)")
+    _add_setting_flags(reset, "kafka")
+
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Bash: `source <(streamproc completion bash)`; zsh: "
+        "`source <(streamproc completion zsh)` (in ~/.bashrc or ~/.zshrc).",
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"])
 
     config = sub.add_parser("config", help="configuration")
     csub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -156,7 +224,8 @@ def _build_parser() -> argparse.ArgumentParser:
         default="demo",
         help="demo: mostly good leads plus every failure kind; clean: all good",
     )
-    _add_setting_flags(produce)
+    produce.add_argument("--json", action="store_true")
+    _add_setting_flags(produce, "kafka")
 
     from streamproc.replay.command import add_replay_arguments
 
@@ -169,7 +238,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "and the replayer's offset commit are one transaction.",
     )
     add_replay_arguments(replay)
-    _add_setting_flags(replay)
+    _add_setting_flags(replay, "replay")
 
     dlq = sub.add_parser("dlq", help="dead-letter queue tools")
     dsub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
@@ -188,7 +257,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="for the 'replay would' counts, as `replay --max-attempts` (default 3)",
     )
-    _add_setting_flags(dlq_stats)
+    _add_setting_flags(dlq_stats, "kafka")
 
     from streamproc.replay.show import add_show_arguments
 
@@ -202,17 +271,18 @@ def _build_parser() -> argparse.ArgumentParser:
         "Read-only: it joins no group and commits nothing.",
     )
     add_show_arguments(dlq_show)
-    _add_setting_flags(dlq_show)
+    _add_setting_flags(dlq_show, "kafka")
 
     console = sub.add_parser(
         "console",
         help="the web console on its own: overview, DLQ browser, replay (read from Kafka)",
         description="Serve the web console (the one a processor serves at /console/ on its "
         "ops port) without a processor: the group's breaker, budget and lag from Kafka, the "
-        "DLQ browser, and replay from the page when STREAMPROC_CONSOLE_TOKEN is set. Listens "
-        "on --http-host/--http-port.",
+        "DLQ browser (its records with STREAMPROC_CONSOLE_READ_TOKEN or the operator token), "
+        "and replay from the page when STREAMPROC_CONSOLE_TOKEN is set. Listens on "
+        "--http-host/--http-port, or --console-host/--console-port when set.",
     )
-    _add_setting_flags(console)
+    _add_setting_flags(console, "replay")
 
     state = sub.add_parser("state", help="the group's resilience state")
     ssub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
@@ -220,7 +290,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "show", help="breaker, budget spent/limit/reset, cache size (from the state topic)"
     )
     state_show.add_argument("--json", action="store_true")
-    _add_setting_flags(state_show)
+    _add_setting_flags(state_show, "state")
     return parser
 
 
@@ -244,26 +314,137 @@ async def _run(settings: Settings, stop_when_idle_s: float | None) -> int:
     return 0
 
 
-def _mount_console(app: App) -> None:
-    """The web console on the processor's ops port (``/console/``), fed its state records."""
+def _mount_console(app: App) -> HttpServer:
+    """The web console (``/console/``), fed its state records, on the processor's ops port
+    or, with ``console_port``, on a listener of its own; returns the server it is on."""
     from streamproc.console import Console
+    from streamproc.ops.http import HttpServer
 
+    settings = app.settings
     console = Console(
-        app.settings,
+        settings,
         state=app.status,
         restored=app.state.restored.is_set,
         readiness=app.readiness,
     )
     app.state_listeners.append(console.on_state)
-    app.ops.mount(console.install)
+    server: HttpServer = app.ops
+    if settings.console_port is not None:
+        server = HttpServer(settings.console_host, settings.console_port, name="console")
+        app.http_servers.append(server)
+    server.mount(console.install)
+    return server
 
 
-async def _topics_create(settings: Settings) -> int:
+def _print_json(value: Any) -> None:
+    import orjson
+
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+async def _topics_create(settings: Settings, *, as_json: bool) -> int:
     from streamproc.kafka.topics import create_topics
 
-    for report in await create_topics(settings):
+    reports = await create_topics(settings)
+    if as_json:
+        _print_json([dataclasses.asdict(report) for report in reports])
+        return 0
+    for report in reports:
         state = "created" if report.created else "exists"
         print(f"{report.name:<24} partitions={report.partitions:<4} {state}")
+    return 0
+
+
+async def _topics_describe(settings: Settings, *, as_json: bool) -> int:
+    from streamproc.kafka.topics import DESCRIBED_CONFIGS, describe_topics
+
+    topics = await describe_topics(settings)
+    if as_json:
+        _print_json([dataclasses.asdict(topic) for topic in topics])
+    else:
+        for topic in topics:
+            if not topic.exists:
+                print(f"{topic.name:<28} MISSING ({topic.role}): run `streamproc topics create`")
+                continue
+            configs = " ".join(
+                f"{name}={topic.configs.get(name) or '-'}" for name in DESCRIBED_CONFIGS
+            )
+            print(
+                f"{topic.name:<28} partitions={topic.partitions:<3} "
+                f"replication={topic.replication_factor:<2} {configs}"
+            )
+    return 0 if all(topic.exists for topic in topics) else EXIT_RUNTIME
+
+
+async def _group_describe(settings: Settings, group_id: str, *, as_json: bool) -> int:
+    from streamproc.kafka.groups import group_position, group_state
+
+    state = await group_state(settings, group_id)
+    position = await group_position(settings, group_id, settings.topic_raw)
+    if as_json:
+        _print_json(
+            {
+                "group_id": group_id,
+                "topic": settings.topic_raw,
+                "state": state.state,
+                "members": [dataclasses.asdict(m) for m in state.members],
+                "lag": position.lag,
+                "partitions": [
+                    {**dataclasses.asdict(p), "lag": p.lag} for p in position.partitions
+                ],
+            }
+        )
+        return 0
+    print(
+        f"group {group_id} on {settings.topic_raw}: {state.state}, "
+        f"{len(state.members)} member(s), lag {position.lag}"
+    )
+    for member in state.members:
+        print(f"  member {member.client_id} {member.host} {member.member_id}")
+    print(f"  {'partition':>9} {'committed':>12} {'end':>12} {'lag':>10}")
+    for p in position.partitions:
+        committed = "-" if p.committed is None else str(p.committed)
+        lag = "-" if p.lag is None else str(p.lag)
+        print(f"  {p.partition:>9} {committed:>12} {p.end:>12} {lag:>10}")
+    if position.unstarted:
+        print(f"  (-: never committed; the group starts there at {settings.start_offset})")
+    return 0
+
+
+async def _group_reset(settings: Settings, group_id: str, args: argparse.Namespace) -> int:
+    from streamproc.kafka.groups import move_offsets, plan_offset_move
+
+    if args.to_earliest:
+        to = "earliest"
+    elif args.to_latest:
+        to = "latest"
+    elif args.to_offset is not None:
+        if args.to_offset < 0:
+            raise ConfigError(f"--to-offset {args.to_offset}: expected an offset, 0 or more")
+        to = "offset"
+    else:
+        to = args.to_datetime
+        try:
+            start_offset_ms(to)
+        except ValueError as exc:
+            raise ConfigError(f"--to-datetime {to}: {exc}") from None
+    moves = await plan_offset_move(
+        settings, group_id, settings.topic_raw, to=to, offset=args.to_offset,
+        partitions=args.partition,
+    )  # fmt: skip
+    if args.execute:
+        await move_offsets(settings, group_id, settings.topic_raw, moves)
+    if args.json:
+        _print_json(
+            {"group_id": group_id, "executed": args.execute,
+             "moves": [dataclasses.asdict(m) for m in moves]}
+        )  # fmt: skip
+        return 0
+    verb = "moved" if args.execute else "would move (dry run; --execute to commit)"
+    print(f"group {group_id} on {settings.topic_raw}: {verb}")
+    for move in moves:
+        current = "-" if move.current is None else str(move.current)
+        print(f"  partition {move.partition:>3}: {current:>12} -> {move.target}")
     return 0
 
 
@@ -279,10 +460,15 @@ def _config_show(settings: Settings, as_json: bool) -> int:
     return 0
 
 
-async def _produce_sample(settings: Settings, count: int, mix: str) -> int:
+async def _produce_sample(settings: Settings, count: int, mix: str, *, as_json: bool) -> int:
     from streamproc.sample import produce_sample
 
     summary = await produce_sample(settings, count, mix=mix)
+    if as_json:
+        _print_json(
+            {"topic": settings.topic_raw, "total": summary.total, "by_kind": summary.by_kind}
+        )
+        return 0
     print(
         f"produced {summary.total} leads to {settings.topic_raw}: "
         + ", ".join(f"{k} {v}" for k, v in sorted(summary.by_kind.items()))
@@ -301,6 +487,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "mock-provider":
         configure_logging("INFO", "auto")
         return mock_provider_command(args)
+    if args.command == "completion":
+        from streamproc.completion import completion_script
+
+        sys.stdout.write(completion_script(_build_parser(), args.shell))
+        return 0
     settings = _settings_from(args)
     configure_logging(settings.log_level, settings.log_format, secrets=secret_values(settings))
     runner: Callable[[], Coroutine[Any, Any, int]]
@@ -310,10 +501,21 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         def runner() -> Coroutine[Any, Any, int]:
             return _run(settings, args.stop_when_idle_s)
+    elif args.command == "topics" and args.topics_command == "describe":
+
+        def runner() -> Coroutine[Any, Any, int]:
+            return _topics_describe(settings, as_json=args.json)
     elif args.command == "topics":
 
         def runner() -> Coroutine[Any, Any, int]:
-            return _topics_create(settings)
+            return _topics_create(settings, as_json=args.json)
+    elif args.command == "group":
+        group_id = args.group or settings.group_id
+
+        def runner() -> Coroutine[Any, Any, int]:
+            if args.group_command == "describe":
+                return _group_describe(settings, group_id, as_json=args.json)
+            return _group_reset(settings, group_id, args)
     elif args.command == "config":
         return _config_show(settings, args.json)
     elif args.command == "produce-sample":
@@ -321,7 +523,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise ConfigError("--count must be at least 1")
 
         def runner() -> Coroutine[Any, Any, int]:
-            return _produce_sample(settings, args.count, args.mix)
+            return _produce_sample(settings, args.count, args.mix, as_json=args.json)
     elif args.command == "replay":
         from streamproc.replay.command import options_from_args, replay_command, whole_number
 

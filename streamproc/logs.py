@@ -21,9 +21,10 @@ Lines of the standard library's loggers (aiokafka, asyncio) get the same masking
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import orjson
@@ -114,6 +115,12 @@ class _ScrubbingFormatter(logging.Formatter):
         return self._redact(_clean_traceback(super().format(record)))
 
 
+def wants_color(environ: Mapping[str, str] | None = None) -> bool:
+    """Colour on a terminal unless ``NO_COLOR`` is set to anything non-empty (no-color.org)."""
+    env = os.environ if environ is None else environ
+    return not env.get("NO_COLOR")
+
+
 def configure_logging(
     level: str = "INFO", fmt: str = "auto", *, secrets: Iterable[str] = ()
 ) -> None:
@@ -130,7 +137,7 @@ def configure_logging(
         # The exception is already text when it gets here (format_exc_info below), so the
         # renderer's own formatter, rich with locals by default, never sees an exc_info.
         renderer = structlog.dev.ConsoleRenderer(
-            colors=True, exception_formatter=structlog.dev.plain_traceback
+            colors=wants_color(), exception_formatter=structlog.dev.plain_traceback
         )
     else:
         renderer = structlog.processors.JSONRenderer(

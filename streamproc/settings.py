@@ -204,6 +204,24 @@ class SaslMechanism(StrEnum):
     AWS_MSK_IAM = "AWS_MSK_IAM"
 
 
+def start_offset_ms(value: str) -> int | None:
+    """``start_offset`` as a time in epoch milliseconds; None for ``earliest``/``latest``."""
+    if value in ("earliest", "latest"):
+        return None
+    from datetime import datetime
+
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            "must be `earliest`, `latest` or an ISO 8601 time with its zone, such as "
+            "2026-12-01T00:00:00Z"
+        ) from None
+    if at.tzinfo is None:
+        raise ValueError("a start time needs its zone, such as 2026-12-01T00:00:00Z")
+    return int(at.timestamp() * 1000)
+
+
 class Settings(BaseSettings):
     """Everything streamproc can be told. Names carry their units (``_s``, ``_ms``, ``_bytes``)."""
 
@@ -243,7 +261,11 @@ class Settings(BaseSettings):
         "as many",
     )
     topic_replication_factor: int = Field(
-        1, ge=1, le=32, description="replication factor `topics create` gives every topic"
+        1,
+        ge=-1,
+        le=32,
+        description="replication factor `topics create` gives every topic; -1: the broker's "
+        "`default.replication.factor`",
     )
     security_protocol: SecurityProtocol = Field(
         SecurityProtocol.PLAINTEXT,
@@ -304,6 +326,14 @@ class Settings(BaseSettings):
         le=900_000,
         description="Kafka's transaction timeout: a batch not committed by then is aborted by "
         "the broker",
+    )
+    start_offset: str = Field(
+        "latest",
+        description="where a new group (no committed offset yet) starts reading `topic_raw`: "
+        "`latest` (leads written from now on: pointing streamproc at a topic with history "
+        "buys nothing until you choose), `earliest` (the whole retained history, every lead "
+        "enriched and paid for), or a time such as 2026-12-01T00:00:00Z (the first lead "
+        "written at or after it); decided once, at the group's first assignment",
     )
     max_poll_interval_ms: int = Field(
         300_000,
@@ -384,6 +414,12 @@ class Settings(BaseSettings):
         None,
         description="the declarative HTTP provider: the `[streamproc.provider_declarative]` "
         "table of the settings file (docs/provider.md), or its JSON",
+    )
+    provider_options: dict[str, Any] | None = Field(
+        None,
+        description="an installed provider's own settings: the `[streamproc.provider_options]` "
+        "table of the settings file, or its JSON; handed to the provider, with its URL, key, "
+        "timeout and retry policy, in place of the whole settings (docs/provider.md)",
     )
 
     # --- Clay mode (provider_mode = clay; see streamproc.clay) -----------------------------
@@ -665,7 +701,31 @@ class Settings(BaseSettings):
     console_token: SecretStr | None = Field(
         None,
         description="operator token of the web console (`/console/`): a replay from the page "
-        "needs it in an `Authorization: Bearer` header; unset, the console is read-only",
+        "needs it in an `Authorization: Bearer` header, and it shows DLQ records too; unset, "
+        "the console is read-only",
+    )
+    console_read_token: SecretStr | None = Field(
+        None,
+        description="a token that lets the web console show DLQ records (the list and a "
+        "record whole: e-mails, names, original headers) without allowing replays; neither "
+        "it nor `console_token` set: no record is shown (the overview stays open)",
+    )
+    console_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="host names (comma-separated) the console answers under besides "
+        "`localhost`, IP addresses, its bind address and this machine's name; a request "
+        "with another `Host` gets 421 (DNS rebinding); `*` answers any",
+    )
+    console_host: str = Field(
+        "127.0.0.1",
+        description="address of the console's own listener (with `console_port`)",
+    )
+    console_port: int | None = Field(
+        None,
+        ge=0,
+        le=65_535,
+        description="port of the console's own listener, apart from the ops server and "
+        "Clay's callbacks; unset: the console is served on `http_port`; 0 picks a free one",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="lowest level logged (any case)"
@@ -720,6 +780,19 @@ class Settings(BaseSettings):
             raise ValueError("must be an IANA time zone such as UTC or Europe/Berlin") from None
         return value
 
+    @field_validator("topic_replication_factor")
+    @classmethod
+    def _replication(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be 1 or more, or -1 for the broker's default")
+        return value
+
+    @field_validator("start_offset")
+    @classmethod
+    def _start_offset(cls, value: str) -> str:
+        start_offset_ms(value)  # raises ValueError with the accepted forms
+        return value
+
     @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
     @classmethod
     def _readable(cls, value: Path | None) -> Path | None:
@@ -741,7 +814,9 @@ class Settings(BaseSettings):
             return tuple(part for part in text.replace("\n", ",").split(",") if part.strip())
         return value
 
-    @field_validator("cache_fields", "cache_freemail_domains", mode="before")
+    @field_validator(
+        "cache_fields", "cache_freemail_domains", "console_allowed_hosts", mode="before"
+    )
     @classmethod
     def _split_names(cls, value: Any) -> Any:
         """Comma-separated (or a JSON array); blanks dropped, each name stripped."""
@@ -828,7 +903,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("provider_declarative", mode="before")
+    @field_validator("provider_declarative", "provider_options", mode="before")
     @classmethod
     def _json_table(cls, value: Any) -> Any:
         """A table from the settings file, or its JSON from a flag."""
@@ -1072,9 +1147,12 @@ def secrets_from_files(environ: Mapping[str, str]) -> dict[str, str]:
 
 def _one_line(exc: ValidationError) -> str:
     err = exc.errors(include_url=False)[0]
-    loc = ".".join(str(part) for part in err["loc"]) or "settings"
+    loc = ".".join(str(part) for part in err["loc"])
     msg = str(err["msg"]).removeprefix("Value error, ")
-    env = f"{ENV_PREFIX}{loc.upper()}" if err["loc"] else "settings"
+    if not loc:
+        # A rule between settings (the model's own check): its message names them.
+        return f"settings do not fit together: {msg}"
+    env = f"{ENV_PREFIX}{loc.upper()}"
     if err["type"] == "extra_forbidden":
         near = _nearest(loc, list(Settings.model_fields))
         hint = f"did you mean {near}?" if near else "`streamproc run --help` lists the settings"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -15,8 +15,11 @@ from streamproc.settings import Settings
 
 __all__ = [
     "BROKER_DEFAULT_MAX_MESSAGE_BYTES",
+    "DESCRIBED_CONFIGS",
+    "TopicDescription",
     "TopicReport",
     "create_topics",
+    "describe_topics",
     "max_message_bytes",
     "topic_specs",
 ]
@@ -45,13 +48,19 @@ class TopicReport:
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
     n, rf = settings.topic_partitions, settings.topic_replication_factor
-    return [
-        NewTopic(settings.topic_raw, n, rf),
-        NewTopic(settings.topic_enriched, n, rf),
-        NewTopic(settings.topic_dlq, n, rf, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
-        NewTopic(settings.topic_parked, n, rf, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
-        NewTopic(settings.topic_state, n, rf, topic_configs=dict(STATE_TOPIC_CONFIG)),
+    specs = [
+        NewTopic(settings.topic_raw, n, 1),
+        NewTopic(settings.topic_enriched, n, 1),
+        NewTopic(settings.topic_dlq, n, 1, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
+        NewTopic(settings.topic_parked, n, 1, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
+        NewTopic(settings.topic_state, n, 1, topic_configs=dict(STATE_TOPIC_CONFIG)),
     ]
+    for spec in specs:
+        # Set after construction: aiokafka's NewTopic takes -1 only with an explicit replica
+        # assignment, while CreateTopics (v4+, KIP-464) reads -1 as the broker's
+        # default.replication.factor.
+        spec.replication_factor = rf
+    return specs
 
 
 async def create_topics(settings: Settings) -> list[TopicReport]:
@@ -109,3 +118,68 @@ async def max_message_bytes(settings: Settings, topics: list[str]) -> dict[str, 
     finally:
         await admin.close()
     return limits
+
+
+#: The topic configurations an operator checks first (`topics describe`).
+DESCRIBED_CONFIGS = ("cleanup.policy", "retention.ms", "max.message.bytes", "min.insync.replicas")
+
+
+@dataclass(frozen=True)
+class TopicDescription:
+    name: str
+    role: str
+    exists: bool
+    partitions: int = 0
+    replication_factor: int = 0
+    configs: dict[str, str | None] = field(default_factory=dict)
+
+
+async def describe_topics(settings: Settings) -> list[TopicDescription]:
+    """The five topics as the broker has them: partitions, replication, the configurations
+    of :data:`DESCRIBED_CONFIGS` (the broker's default where the topic sets none)."""
+    roles = {
+        settings.topic_raw: "input",
+        settings.topic_enriched: "enriched output",
+        settings.topic_dlq: "dead letters",
+        settings.topic_parked: "parked by the replayer",
+        settings.topic_state: "group state (compacted)",
+    }
+    admin = admin_client(settings)
+    await start_client(settings, admin)
+    try:
+        described = {d["topic"]: d for d in await admin.describe_topics(list(roles))}
+        present = [t for t, d in described.items() if d["error_code"] == 0]
+        configs: dict[str, dict[str, str | None]] = {t: {} for t in present}
+        if present:
+            resources = [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, t, configs=dict.fromkeys(DESCRIBED_CONFIGS)
+                )
+                for t in present
+            ]
+            for response in await admin.describe_configs(resources):
+                for error_code, _message, _type, name, entries in response.resources:
+                    if error_code == 0 and name in configs:
+                        configs[name] = {e[0]: e[1] for e in entries if e[0] in DESCRIBED_CONFIGS}
+    except KafkaError as exc:
+        raise KafkaSetupError(f"cannot describe the topics: {exc.__class__.__name__}") from None
+    finally:
+        await admin.close()
+    out = []
+    for name, role in roles.items():
+        d = described.get(name)
+        if d is None or d["error_code"] != 0:
+            out.append(TopicDescription(name, role, exists=False))
+            continue
+        parts = d["partitions"]
+        out.append(
+            TopicDescription(
+                name,
+                role,
+                exists=True,
+                partitions=len(parts),
+                replication_factor=len(parts[0]["replicas"]) if parts else 0,
+                configs=configs.get(name, {}),
+            )
+        )
+    return out

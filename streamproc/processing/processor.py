@@ -48,8 +48,10 @@ from streamproc.kafka.client import (
     max_request_bytes,
     start_client,
     stop_quietly,
+    transaction,
     transactional_producer,
 )
+from streamproc.kafka.tolerant import Undecodable, read_tolerantly
 from streamproc.kafka.topics import max_message_bytes
 from streamproc.logs import get_logger
 from streamproc.processing.backoff import Backoff
@@ -60,7 +62,7 @@ from streamproc.processing.stall import PartitionView, StallWatch
 from streamproc.records.dlq import RECORD_OVERHEAD_BYTES
 from streamproc.records.outcome import Outcome
 from streamproc.records.status import LaneStatus
-from streamproc.settings import Settings
+from streamproc.settings import Settings, start_offset_ms
 
 __all__ = ["Processor", "ProcessorStats"]
 
@@ -89,6 +91,11 @@ FENCED_STAND_DOWN_S = 30.0
 RETRY_LANE_S = 1.0
 #: How often the stall watch looks at idle partitions, at most (one end_offsets request).
 STALL_CHECK_MAX_S = 5.0
+#: At shutdown, the least time the lanes' final commits get, even with the grace spent (a
+#: second signal included): a commit is one round trip when the broker is well.
+FINAL_COMMIT_S = 5.0
+#: How long a commit cut short at shutdown may take to abort before the lane is dropped.
+ABANDON_WAIT_S = 1.0
 
 
 @dataclass
@@ -166,6 +173,8 @@ class Processor:
         self._publication: Publication | None = None
         self._max_batch_bytes: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: Each lane's commit under way (see commit_all).
+        self._commits: dict[TopicPartition, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._aborting = asyncio.Event()
         self._window_freed = asyncio.Event()
@@ -232,6 +241,8 @@ class Processor:
         grace = self._settings.shutdown_grace_s if grace_s is None else grace_s
         if self._aborting.is_set():
             grace = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         fetch = self._tasks[0] if self._tasks else None
         if fetch is not None:
             fetch.cancel()
@@ -255,8 +266,14 @@ class Processor:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._cancel_openings()
-        for tp in list(self._lanes):
-            await self._close_lane(tp, commit=True)
+        # Whatever a lane is doing, the process leaves: its commit under way and its final
+        # one get what is left of the grace, and at least FINAL_COMMIT_S.
+        # Each lane at once: a stuck one must not eat the others' time.
+        commits_until = max(deadline, loop.time() + FINAL_COMMIT_S)
+        await asyncio.gather(
+            *(self._close_lane(tp, commit=True, until=commits_until) for tp in list(self._lanes))
+        )
+        self._commits.clear()
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()  # leaves the group
@@ -368,13 +385,15 @@ class Processor:
         lane.submit(record, process or self._handler.handle)
 
     async def _read_past_unreadable(self, error: BaseException) -> None:
-        """A fetch failed on a record the client cannot decode; aiokafka does not say where.
+        """A fetch failed on a record the client cannot decode; aiokafka does not say where,
+        and it decodes a batch as a whole, so the valid records around the bad one fail too.
 
         Whatever that fetch had already taken from other partitions is lost with the
-        exception, so every lane is seeked back to where it really is. Then each
-        partition is read one record at a time up to its room: a record that fails is the
-        unreadable one, the consumer's position is its offset, and it is dead-lettered by
-        that position (``unreadable_record``), so the partition moves on.
+        exception. Each lane's partition is read again from where its lane really is, raw
+        and one record at a time (:func:`~streamproc.kafka.tolerant.read_tolerantly`), up
+        to its room: a record that cannot be decoded is dead-lettered by its offset
+        (``unreadable_record``), every other one is processed as usual, and the consumer
+        is seeked past what was taken.
         """
         assert self._consumer is not None
         consumer = self._consumer
@@ -383,28 +402,45 @@ class Processor:
         if not lanes:
             await asyncio.sleep(0.2)  # a rebalance under way: its lanes open in a moment
             return
-        for tp, lane in lanes:
-            consumer.seek(tp, lane.position)
         per_partition = self._settings.max_in_flight_per_partition
+        fetch_bytes = max(self._settings.max_lead_bytes + 1024, 1_048_576)
+        moved = False
         for tp, lane in lanes:
-            while len(lane) < per_partition and self._in_flight < self._settings.max_in_flight:
-                try:
-                    batch = await consumer.getmany(tp, timeout_ms=500, max_records=1)
-                except _UNREADABLE as exc:
-                    offset = await consumer.position(tp)
-                    self._dead_letter_unreadable(lane, tp, offset, exc)
-                    consumer.seek(tp, offset + 1)
-                    continue
-                records = batch.get(tp, [])
-                if not records:
+            room = min(per_partition - len(lane), self._settings.max_in_flight - self._in_flight)
+            consumer.seek(tp, lane.position)
+            if room <= 0:
+                continue
+            try:
+                read = await read_tolerantly(consumer, tp, lane.position, fetch_bytes)
+            except (KafkaError, CorruptRecordException) as exc:
+                log.warning("fetch.tolerant_read_failed", partition=tp.partition, error=repr(exc))
+                await asyncio.sleep(RETRY_LANE_S)
+                continue
+            if self._lanes.get(tp) is not lane:
+                continue  # reset or revoked while reading
+            next_offset = read.next_offset
+            for item in read.records:
+                if room <= 0:
+                    next_offset = item.offset
                     break
-                self._submit(lane, records[0])
+                if isinstance(item, Undecodable):
+                    self._dead_letter_unreadable(lane, tp, item.offset, item.reason)
+                else:
+                    self._submit(lane, item)
+                room -= 1
+            moved = moved or next_offset > lane.position
+            lane.position = max(lane.position, next_offset)
+            consumer.seek(tp, lane.position)
+        if not moved:
+            # Nothing read past where the lanes were (no room, or a read that brought
+            # nothing): the next fetch would fail the same way at once.
+            log.warning("fetch.unreadable_no_progress", retry_in_s=RETRY_LANE_S)
+            await asyncio.sleep(RETRY_LANE_S)
 
     def _dead_letter_unreadable(
-        self, lane: PartitionLane, tp: TopicPartition, offset: int, exc: BaseException
+        self, lane: PartitionLane, tp: TopicPartition, offset: int, detail: str
     ) -> None:
         self.stats.unreadable += 1
-        detail = f"{exc.__class__.__name__}: {exc}"
         error = UnreadableRecord(
             f"the Kafka client cannot decode this record ({detail}); read it at its "
             "origin coordinates with a client that can"
@@ -451,11 +487,28 @@ class Processor:
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
             due = max(due + interval, loop.time())
-            await self.commit_all()
+            await self.commit_all(wait_s=interval)
 
-    async def commit_all(self) -> None:
-        lanes = list(self._lanes.items())
-        await asyncio.gather(*(self._commit_lane(tp, lane) for tp, lane in lanes))
+    async def commit_all(self, wait_s: float | None = None) -> None:
+        """Start a commit of every lane that has none under way, each on its own task, and
+        wait for them up to ``wait_s`` (None: until each is done).
+
+        A lane whose commit is slow or stuck (a broker refusing its outputs round after
+        round, a coordinator that does not answer) never keeps another partition from
+        committing: the commit loop waits one interval, and that lane is skipped until its
+        commit ends.
+        """
+        loop = asyncio.get_running_loop()
+        started = []
+        for tp, lane in list(self._lanes.items()):
+            running = self._commits.get(tp)
+            if running is not None and not running.done():
+                continue
+            task = loop.create_task(self._commit_lane(tp, lane), name=f"commit-{tp.partition}")
+            self._commits[tp] = task
+            started.append(task)
+        if started:
+            await asyncio.wait(started, timeout=wait_s)
 
     async def _commit_lane(self, tp: TopicPartition, lane: PartitionLane) -> None:
         backoff = lane.backoff
@@ -741,19 +794,13 @@ class Processor:
             raise
         return producer
 
-    async def _read_committed(self, tp: TopicPartition) -> int:
-        """The group's committed offset of ``tp`` (its first offset when none), bounded."""
+    async def _read_committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset of ``tp`` (None: never committed), bounded."""
         assert self._consumer is not None
-        consumer = self._consumer
-
-        async def read() -> int:
-            committed = await consumer.committed(tp)
-            if committed is None:
-                beginning = await consumer.beginning_offsets([tp])
-                committed = beginning[tp]
-            return int(committed)
-
-        return await asyncio.wait_for(read(), timeout=self._settings.lane_open_timeout_s)
+        committed = await asyncio.wait_for(
+            self._consumer.committed(tp), timeout=self._settings.lane_open_timeout_s
+        )
+        return None if committed is None else int(committed)
 
     async def _open_lanes(self, tps: Iterable[TopicPartition]) -> None:
         """Open a lane per partition; never raises (aiokafka swallows what a rebalance
@@ -844,6 +891,10 @@ class Processor:
             # Read the committed offset only after our producer fenced the previous owner:
             # its transaction is then committed or aborted, never half-way.
             committed = await self._read_committed(tp)
+            if committed is None:
+                committed = await asyncio.wait_for(
+                    self._start_position(tp, producer), timeout=self._settings.lane_open_timeout_s
+                )
         except BaseException:
             await stop_quietly(producer)
             raise
@@ -857,7 +908,9 @@ class Processor:
             return await self._start_producer(tp)
 
         async def read_committed() -> int:
-            return await self._read_committed(tp)
+            # The lane's start was committed when it opened: None only if the group lost it.
+            now = await self._read_committed(tp)
+            return committed if now is None else now
 
         s = self._settings
         self._lanes[tp] = PartitionLane(
@@ -870,6 +923,31 @@ class Processor:
             read_committed=read_committed,
             backoff=Backoff(s.lane_retry_initial_s, s.lane_retry_max_s),
         )
+
+    async def _start_position(self, tp: TopicPartition, producer: Any) -> int:
+        """Where a partition the group never committed starts (``start_offset``), committed
+        at once: decided once, so a crash before the first lead does not decide again
+        (with ``latest``, the leads written meanwhile would be skipped)."""
+        assert self._consumer is not None
+        at_ms = start_offset_ms(self._settings.start_offset)
+        if self._settings.start_offset == "earliest":
+            offset = (await self._consumer.beginning_offsets([tp]))[tp]
+        elif at_ms is None:  # latest: the last stable offset (the consumer reads committed)
+            offset = (await self._consumer.end_offsets([tp]))[tp]
+        else:
+            found = (await self._consumer.offsets_for_times({tp: at_ms}))[tp]
+            offset = (
+                found.offset if found is not None else (await self._consumer.end_offsets([tp]))[tp]
+            )
+        async with transaction(producer):
+            await producer.send_offsets_to_transaction({tp: offset}, self._settings.group_id)
+        log.info(
+            "partition.start_position",
+            partition=tp.partition,
+            offset=offset,
+            start_offset=self._settings.start_offset,
+        )
+        return int(offset)
 
     async def _close_lanes(self, tps: Iterable[TopicPartition]) -> None:
         tps = list(tps)
@@ -894,23 +972,44 @@ class Processor:
             self.assigned.clear()
         self._report_assignment()
 
-    async def _close_lane(self, tp: TopicPartition, *, commit: bool) -> None:
+    async def _close_lane(
+        self, tp: TopicPartition, *, commit: bool, until: float | None = None
+    ) -> None:
+        """Drop a lane, first committing its done prefix (up to ``until``, loop time)."""
         lane = self._lanes.pop(tp, None)
         if lane is None:
             return
         if commit:
-            try:
+
+            async def settle_and_commit() -> CommitResult | None:
                 if lane.backoff.failures:  # its last commit failed: settle that one first
                     recovered = await lane.restart()
                     if recovered is not None:
                         self._account(recovered)
-                result = await lane.commit()
-                if result is not None:
-                    self._account(result)
+                return await lane.commit()
+
+            final = asyncio.ensure_future(settle_and_commit())
+            timeout = None if until is None else max(until - asyncio.get_running_loop().time(), 0)
+            try:
+                await asyncio.wait([final], timeout=timeout)
             except asyncio.CancelledError:
+                final.cancel()  # the commit finishes what the broker may already have
                 raise
-            except Exception as exc:  # read again by the next owner: nothing is lost
-                log.warning("lane.final_commit_failed", partition=tp.partition, error=repr(exc))
+            if not final.done():
+                # The commit under way (the commit loop's, or this final one) is cut short.
+                log.warning("lane.commit_abandoned", partition=tp.partition)
+                lane.abandon_commit()
+                await asyncio.wait([final], timeout=ABANDON_WAIT_S)
+            # Whatever did not commit is read again by the next owner: nothing is lost.
+            if not final.done():
+                lane.abandon_commit()  # the final commit's own, begun after the one cut short
+                final.cancel()
+            elif final.cancelled():
+                pass  # abandoned above
+            elif (error := final.exception()) is not None:
+                log.warning("lane.final_commit_failed", partition=tp.partition, error=repr(error))
+            elif (result := final.result()) is not None:
+                self._account(result)
         dropped = await lane.cancel_pending()
         self._in_flight -= dropped
         await stop_quietly(lane.producer)

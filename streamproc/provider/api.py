@@ -25,17 +25,23 @@ settled at each lead's charge), the cache, the DLQ and exactly-once publication.
 provider knows nothing of Kafka.
 
 Providers are found by the entry point group ``streamproc.providers`` (the ``provider``
-setting names one); the entry point is a callable taking the :class:`~streamproc.settings.Settings`
-and returning the provider (a class whose ``__init__`` takes them is one).
+setting names one); the entry point is a callable taking a :class:`ProviderConfig` (its
+own settings table, URL, key, timeout and retry policy; never the whole settings, which
+hold every Kafka and Clay secret) and returning the provider (a class whose ``__init__``
+takes it is one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
+import orjson
+
 from streamproc.errors import (
+    InvalidPayload,
     LeadError,
     ProviderAuthError,
     ProviderCreditsExhausted,
@@ -43,6 +49,7 @@ from streamproc.errors import (
     ProviderRejected,
     RateLimited,
 )
+from streamproc.provider.config import ProviderConfig
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -52,23 +59,60 @@ __all__ = [
     "LeadIn",
     "Provider",
     "ProviderAuthError",
+    "ProviderConfig",
     "ProviderCreditsExhausted",
     "ProviderError",
     "ProviderRejected",
     "RateLimited",
+    "batch_idempotency_key",
+    "idempotency_key",
 ]
 
 #: The entry point group providers are registered under.
 ENTRY_POINT_GROUP = "streamproc.providers"
 
 
+def idempotency_key(lead_id: str, lead: Mapping[str, Any]) -> str:
+    """The lead's idempotency key: the hex SHA-256 of the JSON ``[lead_id, lead]``, keys
+    sorted.
+
+    The same lead with the same input carries the same key on every attempt, in every
+    batch, in every process (a retry, a re-batching after a rebalance, a restart, a replay
+    from the DLQ), so a provider that honours it bills the lead once; the same ``lead_id``
+    with a changed input is another question and carries another key. Hex, so any
+    ``lead_id`` travels in a header, and 64 characters whatever its length. Raises
+    :class:`~streamproc.errors.InvalidPayload` for a lead JSON cannot carry.
+    """
+    try:
+        canonical = orjson.dumps(
+            [lead_id, lead if isinstance(lead, dict) else dict(lead)],
+            option=orjson.OPT_SORT_KEYS,
+        )
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        raise InvalidPayload("lead cannot be encoded as JSON") from exc
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def batch_idempotency_key(keys: Iterable[str]) -> str:
+    """The key of a whole bulk request (for an API that takes one per request): the hex
+    SHA-256 of the JSON list of its leads' :func:`idempotency_key`, sorted. The same leads
+    give the same key in any order; a request of other leads (a retried subset) another
+    (docs/provider.md, "Idempotency")."""
+    return hashlib.sha256(orjson.dumps(sorted(keys))).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class LeadIn:
-    """One lead of a call: its id (send it as an idempotency key where the API takes one)
-    and its JSON object as it came from the input topic."""
+    """One lead of a call: its id, its JSON object as it came from the input topic, and its
+    :func:`idempotency_key` (worked out when not given; send it where the API takes one)."""
 
     lead_id: str
     lead: Mapping[str, Any]
+    idempotency_key: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.idempotency_key:
+            object.__setattr__(self, "idempotency_key", idempotency_key(self.lead_id, self.lead))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,8 +23,9 @@ import orjson
 
 from streamproc import __version__, tracing
 from streamproc.errors import InvalidPayload, ProviderError
-from streamproc.provider.api import Enrichment, LeadIn
+from streamproc.provider.api import Enrichment, LeadIn, idempotency_key
 from streamproc.provider.classify import ProviderResult, classify_response
+from streamproc.provider.config import ProviderConfig
 from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep
 from streamproc.provider.retry import RetryPolicy
 from streamproc.settings import Settings
@@ -52,7 +52,7 @@ class ProviderCallResult:
     latency_s: float
 
 
-def pool_limits(settings: Settings) -> httpx.Limits:
+def pool_limits(settings: Settings | ProviderConfig) -> httpx.Limits:
     """One connection per lead in flight: fewer would queue leads behind each other in the
     pool (and count that wait against their timeout); more could never be used."""
     return httpx.Limits(
@@ -62,7 +62,7 @@ def pool_limits(settings: Settings) -> httpx.Limits:
 
 
 def retry_driver(
-    settings: Settings,
+    settings: Settings | ProviderConfig,
     peer: str,
     *,
     sleep: Sleep = asyncio.sleep,
@@ -71,10 +71,14 @@ def retry_driver(
 ) -> RetryDriver:
     """The retry driver of httpx calls to ``peer``: the ``provider_*`` retry settings, each
     call bounded by ``provider_timeout_s``, and httpx's timeouts counted as timeouts."""
+    if isinstance(settings, ProviderConfig):
+        policy, timeout_s = settings.retry, settings.timeout_s
+    else:
+        policy, timeout_s = RetryPolicy.from_settings(settings), settings.provider_timeout_s
     return RetryDriver(
-        RetryPolicy.from_settings(settings),
+        policy,
         peer=peer,
-        timeout_s=settings.provider_timeout_s,
+        timeout_s=timeout_s,
         timeouts=(httpx.TimeoutException,),
         sleep=sleep,
         rng=rng,
@@ -89,14 +93,16 @@ class ProviderClient:
     interface (:class:`~streamproc.provider.api.Provider`): :meth:`call` is one attempt,
     and the pipeline drives the retries; :meth:`enrich` is one lead with its retries.
 
-    Use as ``async with ProviderClient(settings) as client`` or call :meth:`start` and
-    :meth:`close`. ``transport`` replaces the network (``httpx.MockTransport`` in tests);
-    ``sleep`` and ``rng`` drive the backoff, ``clock`` (monotonic seconds) the latencies.
+    Use as ``async with ProviderClient(config) as client`` or call :meth:`start` and
+    :meth:`close`. ``config`` is its :class:`~streamproc.provider.config.ProviderConfig`
+    (the whole settings are taken too, and narrowed at once, for tools and tests).
+    ``transport`` replaces the network (``httpx.MockTransport`` in tests); ``sleep`` and
+    ``rng`` drive the backoff, ``clock`` (monotonic seconds) the latencies.
     """
 
     def __init__(
         self,
-        settings: Settings,
+        config: ProviderConfig | Settings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
@@ -104,19 +110,21 @@ class ProviderClient:
         on_attempt: AttemptHook | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._url = str(settings.require_provider())
-        self._timeout_s = settings.provider_timeout_s
-        self._default_credits = settings.credits_per_lead
-        self._retry = retry_driver(settings, "provider", sleep=sleep, rng=rng, clock=clock)
-        self._limits = pool_limits(settings)
+        if isinstance(config, Settings):
+            config = ProviderConfig.from_settings(config, "http")
+        self._url = config.require_url()
+        self._timeout_s = config.timeout_s
+        self._default_credits = config.credits_per_lead
+        self._retry = retry_driver(config, "provider", sleep=sleep, rng=rng, clock=clock)
+        self._limits = pool_limits(config)
         self._transport = transport
-        self._settings = settings
+        self._config = config
         self._clock = clock
         self.on_attempt = on_attempt
         self._auth_headers: dict[bytes, bytes] = {}
-        if settings.provider_api_key is not None:
-            key = settings.provider_api_key.get_secret_value()
-            header = settings.provider_auth_header
+        if config.api_key is not None:
+            key = config.api_key.get_secret_value()
+            header = config.auth_header
             value = f"Bearer {key}" if header.lower() == "authorization" else key
             self._auth_headers[header.encode("ascii")] = value.encode("utf-8")
         self._http: httpx.AsyncClient | None = None
@@ -141,7 +149,7 @@ class ProviderClient:
         """Open the connection pool. Calling it twice is harmless."""
         if self._http is not None:
             return
-        transport = self._transport or _network_transport(self._settings, self._limits)
+        transport = self._transport or _network_transport(self._config.http_transport, self._limits)
         self._wire = transport
         self._http = httpx.AsyncClient(
             transport=transport,
@@ -187,7 +195,7 @@ class ProviderClient:
             raise ValueError("the http provider takes one lead per call")
         (one,) = leads
         body = _encode(one.lead)
-        headers = [*self._headers, (b"Idempotency-Key", _idempotency_key(one.lead_id))]
+        headers = [*self._headers, (b"Idempotency-Key", one.idempotency_key.encode("ascii"))]
         # The pipeline bounds every call (ProviderCalls: provider_timeout_s), so no second
         # asyncio.timeout here: one timer per call, not two.
         response = await self._send(wire, body, headers, bounded=False)
@@ -211,16 +219,18 @@ class ProviderClient:
 
         Raises the :class:`~streamproc.errors.LeadError` of the last attempt once retries
         run out or the failure is not retried in-process (4xx, 401/403, 402). The
-        ``Idempotency-Key`` is ``lead_id`` on every attempt, so the provider can charge a
-        retried lead once. ``keep_trying`` is told of each failed attempt that would be retried
-        and answers whether to retry: the breaker counts every failed call through it, and
-        stops retries once it has opened, so an outage costs no more calls than it must.
+        ``Idempotency-Key`` is the lead's :func:`~streamproc.provider.api.idempotency_key`
+        on every attempt, so the provider can charge a retried lead once. ``keep_trying`` is
+        told of each failed attempt that would be retried and answers whether to retry: the
+        breaker counts every failed call through it, and stops retries once it has opened,
+        so an outage costs no more calls than it must.
         """
         wire = self._wire
         if wire is None:
             raise RuntimeError("ProviderClient.start() must be awaited before enrich()")
         body = _encode(lead)
-        headers = [*self._headers, (b"Idempotency-Key", _idempotency_key(lead_id))]
+        key = idempotency_key(lead_id, lead).encode("ascii")
+        headers = [*self._headers, (b"Idempotency-Key", key)]
 
         async def attempt() -> ProviderResult:
             response = await self._send(wire, body, headers)
@@ -318,24 +328,7 @@ def _encode(lead: Mapping[str, Any]) -> bytes:
         raise InvalidPayload("lead cannot be encoded as JSON") from exc
 
 
-#: What a header value cannot carry (searched in C: a Python loop over the id's characters
-#: was 1.5 % of the process, bench/profiles/).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _idempotency_key(lead_id: str) -> bytes:
-    """``lead_id`` as a header value (UTF-8), refusing what HTTP cannot carry.
-
-    httpx encodes ``str`` header values as ASCII, so a non-ASCII id is passed as UTF-8
-    bytes. A control character (CR/LF above all) would be a header-injection attempt or a
-    broken lead, and would otherwise surface as a transport error retried for nothing.
-    """
-    if not lead_id or _CONTROL.search(lead_id):
-        raise InvalidPayload("lead_id cannot be sent as an Idempotency-Key")
-    return lead_id.encode("utf-8")
-
-
-def _network_transport(settings: Settings, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+def _network_transport(kind: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
     """The transport that carries calls, per ``provider_http_transport``.
 
     httpx stays the API; its own asyncio connection pool costs a lot of CPU per call with
@@ -343,7 +336,7 @@ def _network_transport(settings: Settings, limits: httpx.Limits) -> httpx.AsyncB
     calls in flight against the mock provider) httpx's transport managed 26 calls/s and
     httpx-aiohttp's transport 749 calls/s. So aiohttp's transport is the default.
     """
-    if settings.provider_http_transport == "httpx":
+    if kind == "httpx":
         return httpx.AsyncHTTPTransport(limits=limits)
     from httpx_aiohttp import AiohttpTransport
 

@@ -9,10 +9,15 @@ examples in ``examples/providers/``) says how to ask and where to read the answe
   lead. In every template a string ``"{{ expr }}"`` is the value of the JMESPath ``expr``
   on the lead (its type kept), and ``{{ expr }}`` inside a longer string is its text;
   ``${NAME}`` is the environment variable ``NAME`` (secrets stay out of the file), read
-  once at start-up; a header that uses lead data is rendered on the lead of a one-lead
-  call, and is the request's key in a bulk call (``DeclarativeProvider._header_values``);
+  once at start-up. Every template sees the lead with its ``lead_id`` and its
+  ``idempotency_key`` (:func:`~streamproc.provider.api.idempotency_key`: put it in
+  ``batch_item`` where the API takes a key per item); a header that uses lead data is
+  rendered on the lead of a one-lead call, and is the request's key in a bulk call
+  (``DeclarativeProvider._header_values``);
 * the answer (JMESPath): ``items``, the list of per-lead items of a bulk answer, in the
-  order of the request, and ``single_item``, the item in a one-lead answer (default: the
+  order of the request unless ``item_id`` says which lead each item answers (the item's
+  id, equal to the lead's ``lead_item_id``, by default its ``lead_id``:
+  :mod:`.matching`), and ``single_item``, the item in a one-lead answer (default: the
   whole answer); in each item ``result`` (the data to publish), ``status`` and
   ``statuses`` (a status value → ``success``, ``no_match``, ``rejected``,
   ``rate_limited``, ``retriable``: how a partial failure is reported), and ``credits``
@@ -26,7 +31,6 @@ pipeline retries (:mod:`streamproc.processing.calls`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -48,13 +52,18 @@ from streamproc.errors import (
     ProviderRejected,
     RateLimited,
 )
-from streamproc.provider.api import Answer, Enrichment, LeadIn
+from streamproc.logs import get_logger
+from streamproc.provider.api import Answer, Enrichment, LeadIn, batch_idempotency_key
 from streamproc.provider.classify import classify_response, whole_credits
 from streamproc.provider.client import _network_transport, pool_limits
+from streamproc.provider.config import ProviderConfig
+from streamproc.provider.matching import id_text, match_items
 from streamproc.redact import ENV_REFERENCE
 from streamproc.settings import Settings
 
 __all__ = ["DeclarativeConfig", "DeclarativeProvider"]
+
+log = get_logger(__name__)
 
 Status = Literal["success", "no_match", "rejected", "rate_limited", "retriable"]
 
@@ -82,6 +91,12 @@ class DeclarativeConfig(BaseModel):
     batch_body: Any = None
     batch_item: Any = None
     items: str | None = None
+    #: Where each item of a bulk answer says which lead it answers (JMESPath on the item):
+    #: items are matched by this id, not by position (``None``: by position).
+    item_id: str | None = None
+    #: The id a lead's item echoes at ``item_id`` (JMESPath on the lead, with its
+    #: ``lead_id`` and ``idempotency_key``); the request must carry it (``batch_item``).
+    lead_item_id: str = "lead_id"
     single_item: str = "@"
     result: str = "@"
     status: str | None = None
@@ -174,11 +189,14 @@ def _env(text: str, where: str) -> str:
 
 
 class DeclarativeProvider:
-    """A :class:`~streamproc.provider.api.Provider` configured by ``provider_declarative``."""
+    """A :class:`~streamproc.provider.api.Provider` configured by ``provider_declarative``
+    (its :class:`~streamproc.provider.config.ProviderConfig`'s ``options``)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, provider: ProviderConfig | Settings) -> None:
+        if isinstance(provider, Settings):
+            provider = ProviderConfig.from_settings(provider, "declarative")
         try:
-            config = DeclarativeConfig.model_validate(settings.provider_declarative or {})
+            config = DeclarativeConfig.model_validate(dict(provider.options))
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             loc = ".".join(str(p) for p in err["loc"])
@@ -190,7 +208,7 @@ class DeclarativeProvider:
             raise ConfigError("provider_declarative: batch_size > 1 needs items")
         self.config = config
         self.batch_size = config.batch_size
-        self._settings = settings
+        self._provider = provider
         self._url = _Template(config.url, "url")
         self._batch_url = _Template(config.batch_url or config.url, "batch_url")
         self._query = _Template(config.query, "query")
@@ -203,6 +221,8 @@ class DeclarativeProvider:
             {"User-Agent": f"streamproc/{__version__}", **config.headers}, "headers"
         )
         self._items = None if config.items is None else _compile(config.items, "items")
+        self._item_id = None if config.item_id is None else _compile(config.item_id, "item_id")
+        self._lead_item_id = _compile(config.lead_item_id, "lead_item_id")
         self._single_item = _compile(config.single_item, "single_item")
         self._result = _compile(config.result, "result")
         self._status = None if config.status is None else _compile(config.status, "status")
@@ -220,8 +240,10 @@ class DeclarativeProvider:
     async def start(self) -> None:
         if self._http is None:
             self._http = httpx.AsyncClient(
-                transport=_network_transport(self._settings, pool_limits(self._settings)),
-                timeout=httpx.Timeout(self._settings.provider_timeout_s),
+                transport=_network_transport(
+                    self._provider.http_transport, pool_limits(self._provider)
+                ),
+                timeout=httpx.Timeout(self._provider.timeout_s),
                 follow_redirects=False,
             )
 
@@ -242,14 +264,32 @@ class DeclarativeProvider:
         # nor counts as a provider failure (docs/provider.md).
         refused: list[Answer | None] = []  # None: the lead is in the request
         sendable: list[LeadIn] = []
+        ids: list[str] = []  # matched by id: what each lead of the request carries
+        carried: set[str] = set()
         for one in leads:
-            problem = self._unsendable(_context(one), bulk)
+            context = _context(one)
+            problem = self._unsendable(context, bulk)
+            ident = None
+            if problem is None and bulk and self._item_id is not None:
+                ident = id_text(self._lead_item_id.search(context))
+                if ident is None:
+                    problem = f"it has no {self.config.lead_item_id} to match its answer by"
+                elif ident in carried:
+                    # Two leads carrying one id could not be told apart in the answer: the
+                    # second waits for the next attempt, in a request of its own.
+                    refused.append(
+                        ProviderError("another lead of the bulk request carries the same id")
+                    )
+                    continue
             if problem is None:
                 sendable.append(one)
                 refused.append(None)
+                if ident is not None:
+                    ids.append(ident)
+                    carried.add(ident)
             else:
                 refused.append(InvalidPayload(f"lead cannot be sent to the provider: {problem}"))
-        results = iter(await self._request(http, sendable, bulk) if sendable else ())
+        results = iter(await self._request(http, sendable, bulk, ids) if sendable else ())
         return [next(results) if answer is None else answer for answer in refused]
 
     def _unsendable(self, lead: Mapping[str, Any], bulk: bool) -> str | None:
@@ -262,7 +302,7 @@ class DeclarativeProvider:
         return None
 
     async def _request(
-        self, http: httpx.AsyncClient, leads: Sequence[LeadIn], bulk: bool
+        self, http: httpx.AsyncClient, leads: Sequence[LeadIn], bulk: bool, ids: list[str]
     ) -> list[Answer]:
         config = self.config
         first = _context(leads[0])
@@ -288,8 +328,11 @@ class DeclarativeProvider:
                     **self._header_values(leads, first, bulk),
                     **_JSON,
                     # Tracing: the call span's context (docs/tracing.md).
-                    **({k.decode(): v.decode() for k, v in tracing.http_headers()}
-                       if tracing.enabled else {}),
+                    **(
+                        {k.decode(): v.decode() for k, v in tracing.http_headers()}
+                        if tracing.enabled
+                        else {}
+                    ),
                 },
             )
         except httpx.TimeoutException:
@@ -312,23 +355,62 @@ class DeclarativeProvider:
             return [self._answer(self._single_item.search(answer))]
         assert self._items is not None
         items = self._items.search(answer)
+        if self._item_id is not None and isinstance(items, list):
+            return self._matched(items, ids)
         if not isinstance(items, list) or len(items) != len(leads):
             raise ProviderError(
                 f"provider's bulk answer has no list of {len(leads)} items at {config.items!r}"
             )
         return [self._answer(item) for item in items]
 
+    def _matched(self, items: list[Any], ids: list[str]) -> list[Answer]:
+        """Each lead's answer from the item that echoes its id. A lead without one item
+        (dropped, or answered twice) fails alone, retriable and counted as possibly billed
+        (the provider may have charged it; its idempotency key is the same on the retry); an
+        item no lead sent is given to nobody."""
+        assert self._item_id is not None
+        echoed = [id_text(self._item_id.search(item)) for item in items]
+        matched = match_items(ids, echoed, items)
+        if matched.missing or matched.ambiguous or matched.unknown:
+            # Counts only: an id may be an e-mail, and the log is no place for lead data.
+            log.warning(
+                "provider.bulk_unmatched",
+                leads=len(ids),
+                items=len(items),
+                missing=len(matched.missing),
+                ambiguous=len(matched.ambiguous),
+                unknown=matched.unknown,
+            )
+        answers: list[Answer] = []
+        for index, item in enumerate(matched.items):
+            if item is not None:
+                answers.append(self._answer(item))
+            elif index in matched.ambiguous:
+                answers.append(
+                    ProviderError(
+                        "provider's bulk answer has several items for this lead", maybe_charged=True
+                    )
+                )
+            else:
+                answers.append(
+                    ProviderError(
+                        "provider's bulk answer has no item for this lead", maybe_charged=True
+                    )
+                )
+        return answers
+
     def _header_values(
         self, leads: Sequence[LeadIn], first: Mapping[str, Any], bulk: bool
     ) -> dict[str, str]:
-        """The request's headers. A one-lead call renders them on its lead (``{{ lead_id }}``
-        is its Idempotency-Key). In a bulk call a header that uses lead data carries the
-        request's key instead: the same leads give the same key, whatever their order, and
-        any other set another one, so a retry of a different subset is never taken for the
-        first request (docs/provider.md)."""
+        """The request's headers. A one-lead call renders them on its lead
+        (``{{ idempotency_key }}`` is its Idempotency-Key). In a bulk call a header that
+        uses lead data carries the request's key instead
+        (:func:`~streamproc.provider.api.batch_idempotency_key`): the same leads give the
+        same key, whatever their order, and any other set another one, so a retry of a
+        different subset is never taken for the first request (docs/provider.md)."""
         if not bulk or self._headers.static:
             return _header_values(self._headers.render(first))
-        key = _bulk_key(leads)
+        key = batch_idempotency_key(one.idempotency_key for one in leads)
         return {
             name: value if isinstance(value, str) else key
             for name, value in self._headers._tree.items()
@@ -367,18 +449,13 @@ class DeclarativeProvider:
             return charged
         if self.config.credits_per_match is not None:
             return self.config.credits_per_match
-        return self._settings.credits_per_lead
+        return self._provider.credits_per_lead
 
 
 _JSON = {"Content-Type": "application/json"}
 #: A header value both transports send (RFC 9110 field-value, ASCII: httpx encodes header
 #: values as ASCII, h11 refuses edge whitespace, aiohttp control characters).
 _FIELD_VALUE = re.compile(r"(?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?")
-
-
-def _bulk_key(leads: Sequence[LeadIn]) -> str:
-    """The hex SHA-256 of the JSON list of the request's lead ids, sorted."""
-    return hashlib.sha256(orjson.dumps(sorted(one.lead_id for one in leads))).hexdigest()
 
 
 def _headers_problem(headers: Mapping[str, str]) -> str | None:
@@ -412,5 +489,9 @@ def _key(value: Any) -> str:
 
 
 def _context(one: LeadIn) -> Mapping[str, Any]:
+    """The lead as the templates see it: its ``lead_id`` (the lead's own when it has one)
+    and its ``idempotency_key`` (always streamproc's)."""
     lead = one.lead
-    return lead if "lead_id" in lead else {**lead, "lead_id": one.lead_id}
+    if "lead_id" in lead:
+        return {**lead, "idempotency_key": one.idempotency_key}
+    return {**lead, "lead_id": one.lead_id, "idempotency_key": one.idempotency_key}

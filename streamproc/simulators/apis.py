@@ -17,9 +17,14 @@ for the declarative provider's examples (``examples/providers/``), tests and the
 
 Scenarios by the lead's domain: ``*.nomatch.test`` matches nothing; ``*.ratelimit.test``
 makes the first request that carries it a 429 with ``Retry-After: 0`` (the whole request,
-as these APIs rate-limit by key). ``GET /stats`` gives requests, leads, credits and the
-statuses answered. Run one with ``streamproc mock-provider --mode person-match`` (or
-``company-bulk``, ``email-finder``).
+as these APIs rate-limit by key); ``*.dropped.test`` is billed but left out of the first
+bulk answer that carries it. ``reorder`` answers bulk items in reverse order (the company
+API echoes each request's ``metadata`` in its item, as People Data Labs documents, so its
+items can be matched by it). ``honour_idempotency`` answers a request whose
+``Idempotency-Key`` was answered before with that answer again, billing nothing. ``GET
+/stats`` gives requests, leads, credits, the statuses answered, and the charges per person
+or company (``billed_twice``: how many were charged more than once). Run one with
+``streamproc mock-provider --mode person-match`` (or ``company-bulk``, ``email-finder``).
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ class ApiSimConfig:
     api_key: str = "test-key"
     #: Latency of every request, bulk or not: what a call costs on the wire.
     latency_ms: float = 0.0
+    #: Bulk answers in reverse order of the request.
+    reorder: bool = False
+    #: A repeated ``Idempotency-Key`` gets its first (successful) answer, billed once.
+    honour_idempotency: bool = False
 
 
 @dataclass(slots=True)
@@ -65,6 +74,22 @@ class ApiStats:
     credits: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
     limited: set[str] = field(default_factory=set)
+    #: Domains already left out of a bulk answer (``*.dropped.test``: once each).
+    dropped: set[str] = field(default_factory=set)
+    #: Charges per person (e-mail) or company (website), whatever request carried them.
+    charged: Counter[str] = field(default_factory=Counter)
+    #: Successful answers per ``Idempotency-Key`` header (``honour_idempotency``).
+    answered: dict[str, bytes] = field(default_factory=dict)
+    replayed: int = 0
+
+    def charge(self, who: str) -> None:
+        self.credits += 1
+        self.charged[who] += 1
+
+    @property
+    def billed_twice(self) -> int:
+        """How many people or companies were charged more than once."""
+        return sum(1 for count in self.charged.values() if count > 1)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +97,8 @@ class ApiStats:
             "leads": self.leads,
             "credits": self.credits,
             "by_status": dict(self.by_status),
+            "billed_twice": self.billed_twice,
+            "replayed": self.replayed,
         }
 
 
@@ -135,6 +162,12 @@ async def _enter(request: web.Request, key: str | None, domains: list[str]) -> w
         await asyncio.sleep(config.latency_ms / 1000)
     if key != config.api_key:
         return _json(401, {"error": "invalid api key"}, stats)
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if config.honour_idempotency and idempotency_key in stats.answered:
+        stats.replayed += 1
+        body = stats.answered[idempotency_key]
+        stats.by_status["200"] += 1
+        return web.Response(status=200, body=body, content_type="application/json")
     fresh = [d for d in domains if d.endswith(".ratelimit.test") and d not in stats.limited]
     if fresh:
         stats.limited.update(fresh)
@@ -158,6 +191,31 @@ def _domain(lead: dict[str, Any]) -> str | None:
     if isinstance(email, str) and "@" in email:
         return email.rsplit("@", 1)[1].lower()
     return None
+
+
+def _answered(request: web.Request, payload: Any) -> web.Response:
+    """A 200 answer, kept for its ``Idempotency-Key`` when the simulator honours keys."""
+    config, stats = request.app[_CONFIG], request.app[_STATS]
+    response = _json(200, payload, stats)
+    key = request.headers.get("Idempotency-Key")
+    if config.honour_idempotency and key:
+        stats.answered[key] = orjson.dumps(payload)
+    return response
+
+
+def _bulk_items(request: web.Request, items: list[Any], domains: list[str]) -> list[Any]:
+    """The items of a bulk answer as sent: each ``*.dropped.test`` domain left out the
+    first time, and reversed with ``reorder``."""
+    config, stats = request.app[_CONFIG], request.app[_STATS]
+    kept = []
+    for item, domain in zip(items, domains, strict=True):
+        if domain.endswith(".dropped.test") and domain not in stats.dropped:
+            stats.dropped.add(domain)
+            continue
+        kept.append(item)
+    if config.reorder:
+        kept.reverse()
+    return kept
 
 
 async def _body(request: web.Request) -> Any:
@@ -198,8 +256,9 @@ async def _person_one(request: web.Request) -> web.Response:
         return refused
     stats.leads += 1
     person = _person(detail)
-    stats.credits += person is not None
-    return _json(200, {"person": person}, stats)
+    if person is not None:
+        stats.charge(str(person["email"]))
+    return _answered(request, {"person": person})
 
 
 async def _person_bulk(request: web.Request) -> web.Response:
@@ -217,26 +276,31 @@ async def _person_bulk(request: web.Request) -> web.Response:
     matches = [_person(d) for d in details]
     found = sum(m is not None for m in matches)
     stats.leads += len(details)
-    stats.credits += found
-    return _json(
-        200,
+    for match in matches:
+        if match is not None:
+            stats.charge(str(match["email"]))
+    return _answered(
+        request,
         {
             "status": "success",
             "total_requested_enrichments": len(details),
             "unique_enriched_records": found,
             "missing_records": len(details) - found,
             "credits_consumed": found,
-            "matches": matches,
+            "matches": _bulk_items(request, matches, domains),
         },
-        stats,
     )
 
 
 # --- company enrichment (People Data Labs style) -------------------------------------------------
 
 
+def _company_domain(website: str | None) -> str:
+    return (website or "").lower().removeprefix("https://").removeprefix("www.")
+
+
 def _company(website: str | None) -> dict[str, Any]:
-    domain = (website or "").lower().removeprefix("https://").removeprefix("www.")
+    domain = _company_domain(website)
     if not _matches(domain):
         return {"status": 404, "error": {"type": "not_found", "message": "No records were found"}}
     n = _digest(domain)
@@ -258,7 +322,9 @@ async def _company_one(request: web.Request) -> web.Response:
         return refused
     stats.leads += 1
     answer = _company(website)
-    stats.credits += answer["status"] == 200
+    if answer["status"] == 200:
+        stats.charge(str(answer["website"]))
+        return _answered(request, answer)
     return _json(int(answer["status"]), answer, stats)
 
 
@@ -278,8 +344,13 @@ async def _company_bulk(request: web.Request) -> web.Response:
         return refused
     answers = [_company(site) for site in sites]
     stats.leads += len(answers)
-    stats.credits += sum(a["status"] == 200 for a in answers)
-    return _json(200, answers, stats)
+    for answer, one in zip(answers, requests, strict=True):
+        if answer["status"] == 200:
+            stats.charge(str(answer["website"]))
+        if "metadata" in one:  # echoed, as People Data Labs does
+            answer["metadata"] = one["metadata"]
+    domains = [_company_domain(site) for site in sites]
+    return _answered(request, _bulk_items(request, answers, domains))
 
 
 # --- e-mail finder (Hunter style) ---------------------------------------------------------------
@@ -296,7 +367,8 @@ async def _email_finder(request: web.Request) -> web.Response:
     stats.leads += 1
     first = request.query.get("first_name") or "alex"
     email = f"{first.lower()}@{domain}" if _matches(domain) else None
-    stats.credits += email is not None
+    if email is not None:
+        stats.charge(email)
     data = {"email": email, "score": 0 if email is None else 60 + _digest(domain) % 40}
     return _json(
         200, {"data": {**data, "domain": domain}, "meta": {"params": dict(request.query)}}, stats

@@ -40,6 +40,18 @@ def add_mock_provider_arguments(mock: argparse.ArgumentParser) -> None:
     )
     mock.add_argument("--api-key", default=None, help="require this Bearer key (401 otherwise)")
     mock.add_argument("--seed", type=int, default=None)
+    mock.add_argument(
+        "--bulk-reorder",
+        action="store_true",
+        default=None,
+        help="answer bulk items in reverse order (to test matching by item_id)",
+    )
+    mock.add_argument(
+        "--honour-idempotency",
+        action="store_true",
+        default=None,
+        help="answer a repeated Idempotency-Key its first answer again, billing nothing",
+    )
     clay = mock.add_argument_group(
         "clay mode (--mode clay: webhooks at /webhook/<name>, callbacks to --callback-url; "
         "--error-rate is then the share of error rows, --rate-limit-rate of 429s)"
@@ -77,6 +89,8 @@ def mock_provider_command(args: argparse.Namespace) -> int:
                 port=args.port,
                 api_key=args.api_key or "test-key",
                 latency_ms=args.latency_ms,
+                reorder=bool(args.bulk_reorder),
+                honour_idempotency=bool(args.honour_idempotency),
             )
         )
         return 0

@@ -97,6 +97,12 @@ class MockProviderConfig:
     #: Latency multiplier of the ``.slow.test`` scenario.
     slow_factor: float = 5.0
     seed: int | None = None
+    #: ``/enrich/bulk`` answers its items in reverse order: an API that does not keep the
+    #: request's order (items echo their ``lead_id``, to be matched by it).
+    bulk_reorder: bool = False
+    #: A key already charged is answered its first answer again, charging nothing (a
+    #: provider that honours ``Idempotency-Key``); off, every answer is charged.
+    honour_idempotency: bool = False
 
     def __post_init__(self) -> None:
         # Accept any sequence of pairs (a CLI or a TOML file gives lists) but store tuples,
@@ -132,6 +138,11 @@ class MockProviderStats:
     #: Credits-bearing answers per Idempotency-Key. One entry per distinct key (~100 bytes),
     #: affordable for the millions of leads a benchmark sends; a real provider keeps more.
     charged: Counter[str] = field(default_factory=Counter)
+    #: Charges per ``lead_id`` (when the call names it), whatever key each carried: a lead
+    #: charged twice under two keys shows here.
+    charged_leads: Counter[str] = field(default_factory=Counter)
+    #: Answers replayed for a key already charged (``honour_idempotency``), not charged.
+    replayed: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -140,13 +151,28 @@ class MockProviderStats:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
 
-    def call_ended(self, status: int, key: str | None, credits: int) -> None:
+    def call_ended(
+        self,
+        status: int,
+        key: str | None,
+        credits: int,
+        lead_id: str | None = None,
+        *,
+        replay: bool = False,
+    ) -> None:
         self.in_flight -= 1
         self.by_status[status] += 1
-        if status == 200:
+        if status == 200 and not replay:
             self.credits += credits
             if key is not None:
                 self.charged[key] += 1
+            if lead_id is not None:
+                self.charged_leads[lead_id] += 1
+
+    @property
+    def leads_charged_twice(self) -> int:
+        """How many lead_ids were charged more than once, under any keys."""
+        return sum(1 for count in self.charged_leads.values() if count > 1)
 
     @property
     def duplicates_charged(self) -> int:
@@ -159,6 +185,8 @@ class MockProviderStats:
         self.credits = 0
         self.by_status.clear()
         self.charged.clear()
+        self.charged_leads.clear()
+        self.replayed = 0
         self.max_in_flight = self.in_flight
 
     def to_json(self) -> dict[str, Any]:
@@ -168,6 +196,8 @@ class MockProviderStats:
             "by_status": {str(status): n for status, n in sorted(self.by_status.items())},
             "by_lead": len(self.charged),
             "duplicates_charged": self.duplicates_charged,
+            "leads_charged_twice": self.leads_charged_twice,
+            "replayed": self.replayed,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
         }
@@ -182,6 +212,8 @@ class _Outcome:
     delay_s: float = 0.0
     credits: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: The first answer of a key already charged, sent again (``honour_idempotency``).
+    replay: bool = False
 
 
 class _MockState:
@@ -193,6 +225,8 @@ class _MockState:
         self.stats = MockProviderStats()
         #: Calls seen per Idempotency-Key, for the first-call-fails scenarios.
         self.seen: Counter[str] = Counter()
+        #: The charged answer of each key (``honour_idempotency`` only).
+        self.answered: dict[str, _Outcome] = {}
         self.manual_outage = False
         self.clock = clock
         self.started_at = clock()
@@ -210,6 +244,7 @@ class _MockState:
     def reset(self) -> None:
         self.stats.reset()
         self.seen.clear()
+        self.answered.clear()
 
     async def pause(self, seconds: float) -> bool:
         """Sleep ``seconds``; False if the server began stopping first."""
@@ -318,19 +353,23 @@ async def _handle_enrich(request: web.Request) -> web.Response:
     # Counted as 499 ("client closed request", nginx's convention) if the client vanishes
     # before an answer is chosen, e.g. while its body is still being read.
     outcome = _CLIENT_GONE
+    lead_id: str | None = None
     try:
-        outcome = await _answer(state, request, key)
+        outcome, lead_id = await _answer(state, request, key)
         if not await state.pause(outcome.delay_s):
             outcome = _SHUTTING_DOWN
         return _json(outcome.status, outcome.payload, outcome.headers)
     finally:
-        state.stats.call_ended(outcome.status, key, outcome.credits)
+        state.stats.call_ended(outcome.status, key, outcome.credits, lead_id, replay=outcome.replay)
 
 
 async def _handle_bulk(request: web.Request) -> web.Response:
-    """``{"leads": [...]}`` (each with its ``lead_id``) in one request, one latency for all:
-    ``{"results": [...]}`` in order, each ``{"status", "data", "credits"}`` or
-    ``{"status", "error"}``, decided per lead as ``/enrich`` decides (docs/simulators.md)."""
+    """``{"leads": [...]}`` (each with its ``lead_id``, and its ``idempotency_key`` if it
+    has one: its key, else its ``lead_id`` is) in one request, one latency for all:
+    ``{"results": [...]}`` in order (reversed with ``bulk_reorder``), each ``{"lead_id",
+    "status", "data", "credits"}`` or ``{"lead_id", "status", "error"}``, decided per lead
+    as ``/enrich`` decides; a ``.dropped.test`` lead is charged but left out of the first
+    answer that carries its key (docs/simulators.md)."""
     state = request.app[_STATE]
     try:
         body = orjson.loads(await request.read())
@@ -341,26 +380,41 @@ async def _handle_bulk(request: web.Request) -> web.Response:
         isinstance(lead, dict) and isinstance(lead.get("lead_id"), str) for lead in leads
     ):
         return _json(400, {"error": "body must be {leads: [{lead_id, ...}]}"})
+    keys = [_item_key(lead) for lead in leads]
     latency_s = state.draw_latency_s()
+    pairs = list(zip(leads, keys, strict=True))
+    dropped = [False for _ in leads]
     if state.outage():
         outcomes = [_Outcome(503, {"error": "provider outage"}) for _ in leads]
     else:
-        outcomes = [_decide(state, lead, lead["lead_id"], latency_s) for lead in leads]
+        dropped = [_dropped(lead) and state.seen[key] == 0 for lead, key in pairs]
+        outcomes = [_decide(state, lead, key, latency_s) for lead, key in pairs]
     for _ in leads:
         state.stats.call_started()
     try:
         if not await state.pause(latency_s):
             return _json(503, {"error": "shutting down"})
-        items = [{"status": o.status, **o.payload} for o in outcomes]
+        items = [
+            {"lead_id": lead["lead_id"], "status": o.status, **o.payload}
+            for lead, o, drop in zip(leads, outcomes, dropped, strict=True)
+            if not drop
+        ]
+        if state.config.bulk_reorder:
+            items.reverse()
         return _json(200, {"results": items})
     finally:
-        for lead, outcome in zip(leads, outcomes, strict=True):
-            state.stats.call_ended(outcome.status, lead["lead_id"], outcome.credits)
+        for lead, key, outcome in zip(leads, keys, outcomes, strict=True):
+            state.stats.call_ended(
+                outcome.status, key, outcome.credits, lead["lead_id"], replay=outcome.replay
+            )
 
 
-async def _answer(state: _MockState, request: web.Request, key: str | None) -> _Outcome:
+async def _answer(
+    state: _MockState, request: web.Request, key: str | None
+) -> tuple[_Outcome, str | None]:
+    """The answer to one ``/enrich`` call, and the lead_id its body names (if any)."""
     if state.outage():
-        return _Outcome(503, {"error": "provider outage"})
+        return _Outcome(503, {"error": "provider outage"}), None
     cfg = state.config
     latency_s = state.draw_latency_s()
     if cfg.api_key is not None:
@@ -368,23 +422,38 @@ async def _answer(state: _MockState, request: web.Request, key: str | None) -> _
             f"Bearer {cfg.api_key}" if cfg.auth_header.lower() == "authorization" else cfg.api_key
         )
         if request.headers.get(cfg.auth_header) != expected:
-            return _Outcome(401, {"error": "invalid API key"}, delay_s=latency_s)
+            return _Outcome(401, {"error": "invalid API key"}, delay_s=latency_s), None
     if key is None:
-        return _Outcome(400, {"error": "missing Idempotency-Key"}, delay_s=latency_s)
+        return _Outcome(400, {"error": "missing Idempotency-Key"}, delay_s=latency_s), None
     try:
         lead = orjson.loads(await request.read())
     except orjson.JSONDecodeError:
         lead = None
     if not isinstance(lead, dict):
-        return _Outcome(400, {"error": "body must be a JSON object"}, delay_s=latency_s)
-    return _decide(state, lead, key, latency_s)
+        return _Outcome(400, {"error": "body must be a JSON object"}, delay_s=latency_s), None
+    lead_id = lead.get("lead_id")
+    return _decide(state, lead, key, latency_s), lead_id if isinstance(lead_id, str) else None
 
 
 def _decide(state: _MockState, lead: dict[str, Any], key: str, latency_s: float) -> _Outcome:
-    """The answer to one lead: scenario by domain first, then the random rates."""
+    """The answer to one lead: a key already charged (when honoured), then its scenario by
+    domain, then the random rates."""
     cfg = state.config
     first_call = state.seen[key] == 0
     state.seen[key] += 1
+    if cfg.honour_idempotency and key in state.answered:
+        state.stats.replayed += 1
+        return replace(state.answered[key], delay_s=latency_s, replay=True)
+    outcome = _decide_fresh(state, lead, latency_s, first_call)
+    if cfg.honour_idempotency and outcome.status == 200:
+        state.answered[key] = outcome
+    return outcome
+
+
+def _decide_fresh(
+    state: _MockState, lead: dict[str, Any], latency_s: float, first_call: bool
+) -> _Outcome:
+    cfg = state.config
     domain = _domain_of(lead)
     if domain is None:
         return _Outcome(422, {"error": "lead has neither domain nor email"}, delay_s=latency_s)
@@ -464,6 +533,17 @@ async def _handle_reset(request: web.Request) -> web.Response:
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _item_key(lead: Mapping[str, Any]) -> str:
+    """A bulk item's idempotency key: its own ``idempotency_key``, else its ``lead_id``."""
+    key = lead.get("idempotency_key")
+    return key if isinstance(key, str) and key else str(lead["lead_id"])
+
+
+def _dropped(lead: Mapping[str, Any]) -> bool:
+    domain = _domain_of(lead)
+    return domain is not None and f".{domain}".endswith(".dropped.test")
 
 
 def _json(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> web.Response:

@@ -78,6 +78,8 @@ async def topics(kafka_bootstrap: str) -> AsyncIterator[Settings]:
         topic_partitions=3,
         http_port=0,
         log_format="json",
+        # The tests write their leads before the processor joins.
+        start_offset="earliest",
     )
     await create_topics(settings)
     await wait_for_topics(settings)

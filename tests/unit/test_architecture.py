@@ -26,7 +26,7 @@ DOCS = ROOT / "docs" / "architecture.md"
 
 #: Bottom first. Kept equal to the table in docs/architecture.md (a test checks it).
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "logs", "timestamps", "signals", "fieldpaths"}),
+    frozenset({"errors", "logs", "timestamps", "signals", "fieldpaths", "completion"}),
     frozenset({"settings", "records"}),
     frozenset({"redact", "settings_doc", "__init__", "tracing"}),
     frozenset({"kafka", "provider", "ops", "resilience", "registry"}),

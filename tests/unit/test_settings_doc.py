@@ -17,7 +17,7 @@ from streamproc.settings_doc import (
     setting_docs,
 )
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_every_setting_has_a_description() -> None:
@@ -26,12 +26,12 @@ def test_every_setting_has_a_description() -> None:
     assert missing == []
 
 
-def test_the_readme_table_is_the_models() -> None:
-    """The README's settings table is what the generator makes from the model today."""
-    text = README.read_text()
+def test_the_guides_table_is_the_models() -> None:
+    """The guide's settings table is what the generator makes from the model today."""
+    text = GUIDE.read_text()
     assert replace_table(text, markdown_table()) == text, (
-        "README.md's settings table drifted: run `python -m streamproc.settings_doc "
-        "--write README.md`"
+        "docs/configuration.md's settings table drifted: run "
+        "`python -m streamproc.settings_doc --write docs/configuration.md`"
     )
 
 

@@ -65,6 +65,7 @@ async def auth_topics(auth_broker: AuthBroker) -> Settings:
         topic_partitions=2,
         http_port=0,
         log_format="json",
+        start_offset="earliest",
     )
     await create_topics(settings)
     await asyncio.sleep(0.2)

@@ -119,7 +119,7 @@ async def test_a_lead_that_cannot_be_sent_is_refused_alone(transport: str) -> No
 
 
 async def test_a_bulk_calls_idempotency_key_is_its_set_of_leads() -> None:
-    """In a bulk call a lead-templated header is the hash of the request's sorted lead ids:
+    """In a bulk call a lead-templated header is the hash of the request's sorted lead keys:
     the same leads in another order repeat it, a retried subset gets another one (over a
     real HTTP server)."""
     import hashlib
@@ -127,7 +127,7 @@ async def test_a_bulk_calls_idempotency_key_is_its_set_of_leads() -> None:
     import orjson
     from aiohttp import web
 
-    from streamproc.provider.api import LeadIn
+    from streamproc.provider.api import LeadIn, idempotency_key
     from streamproc.simulators.provider import serve_app
 
     keys: list[str] = []
@@ -162,7 +162,8 @@ async def test_a_bulk_calls_idempotency_key_is_its_set_of_leads() -> None:
             await provider.close()
 
     def key(ids: list[str]) -> str:
-        return hashlib.sha256(orjson.dumps(sorted(ids))).hexdigest()
+        lead_keys = sorted(idempotency_key(i, {}) for i in ids)
+        return hashlib.sha256(orjson.dumps(lead_keys)).hexdigest()
 
     assert keys == [key(["a", "b", "c"]), key(["a", "b", "c"]), key(["a", "c"])]
     assert keys[0] != keys[2]

@@ -243,3 +243,50 @@ async def test_mock_bulk_batch_with_a_rejected_and_a_rate_limited_lead(
     assert stats["by_status"]["429"] == 1
     assert stats["credits"] == 6 * 399
     assert await _ledger(settings) == (6 * 399, 0)
+
+
+async def test_mock_bulk_reordered_and_dropped_items_each_reach_their_own_lead(
+    topics: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mock answers its bulk items in reverse order and drops two (billed): every lead
+    is enriched with its own person; each dropped lead is retried in a request of its own
+    with the same item key, which the provider recognises, so nobody is billed twice."""
+    config = MockProviderConfig(
+        port=0, latency_ms=1, seed=5, bulk_reorder=True, honour_idempotency=True
+    )
+    async with serve_mock_provider(config) as url:
+        monkeypatch.setenv("MOCK_PROVIDER_URL", url)
+        settings = _settings(topics, **_example("mock_bulk.toml"))
+        odd = {4: "lost.dropped.test", 150: "gone.dropped.test"}
+        await _run(settings, _leads(300, odd))
+        stats = await _stats(url)
+    bodies, classes = await _exactly_once(settings, 300)
+    assert not classes
+    for lead_id, body in bodies.items():
+        assert body["enrichment"]["full_name"] == f"Pat{lead_id[1:]}", lead_id
+        assert body["enrichment"]["domain"] == body["domain"], lead_id
+    assert stats["replayed"] == 2
+    assert (stats["leads_charged_twice"], stats["duplicates_charged"]) == (0, 0)
+    assert stats["credits"] == 6 * 300
+    spent, reserved = await _ledger(settings)
+    assert spent >= stats["credits"] and reserved == 0
+
+
+async def test_company_bulk_reordered_and_dropped_items_matched_by_metadata(
+    topics: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A People Data Labs style bulk answer reordered, one item dropped: matched by the
+    metadata each item echoes, every lead gets its own company; the dropped lead is
+    retried alone (this API takes no idempotency key: it bills the retry again, the
+    documented rule)."""
+    async with serve_api(ApiSimConfig("company-bulk", latency_ms=1, reorder=True)) as url:
+        monkeypatch.setenv("COMPANY_API_URL", url)
+        monkeypatch.setenv("COMPANY_API_KEY", "test-key")
+        settings = _settings(topics, **_example("company_bulk.toml"), provider_batch_linger_ms=50)
+        await _run(settings, _leads(300, {7: "lost.dropped.test"}))
+        stats = await _stats(url)
+    bodies, classes = await _exactly_once(settings, 300)
+    assert not classes
+    for body in bodies.values():
+        assert body["enrichment"]["website"] == body["domain"]
+    assert stats["billed_twice"] == 1

@@ -19,6 +19,15 @@ from tests.unit.config_errors import config_show_error
         ({"STREAMPROC_ON_BREAKER_OPEN": "panic"}, "on_breaker_open", "'hold' or 'dlq'"),
         ({"STREAMPROC_SSL_CAFILE": "/nonexistent/ca.pem"}, "ssl_cafile", "cannot read"),
         ({"STREAMPROC_BUDGET_TIMEZONE": "Mars/Olympus"}, "budget_timezone", "IANA"),
+        ({"STREAMPROC_START_OFFSET": "beginning"}, "start_offset", "`earliest`, `latest`"),
+        ({"STREAMPROC_START_OFFSET": "2026-12-01T00:00:00"}, "start_offset", "its zone"),
+        ({"STREAMPROC_TOPIC_REPLICATION_FACTOR": "0"}, "replication", "-1 for the broker"),
+        # A rule between two settings: said as such, never "invalid setting settings".
+        (
+            {"STREAMPROC_PROVIDER_BACKOFF_BASE_S": "5", "STREAMPROC_PROVIDER_BACKOFF_MAX_S": "1"},
+            "settings do not fit together",
+            "provider_backoff_max_s must be >= provider_backoff_base_s",
+        ),
         ({"STREAMPROC_MAX_IN_FLIGHT": "many"}, "max_in_flight", "integer"),
         ({"STREAMPROC_SECURITY_PROTOCOL": "SASL_SSL"}, "SASL", "SASL_USERNAME"),
     ],

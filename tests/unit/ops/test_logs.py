@@ -184,3 +184,19 @@ def test_the_coordinator_election_transient_is_not_an_error_line(
     err = capsys.readouterr().err
     assert "GroupCoordinatorNotAvailable" not in err
     assert "GroupAuthorizationFailed" in err
+
+
+@pytest.mark.parametrize(("no_color", "escapes"), [("1", False), ("", True)])
+def test_no_color_turns_off_the_console_formats_colours(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    no_color: str,
+    escapes: bool,
+) -> None:
+    """NO_COLOR (any non-empty value, no-color.org) makes the console format plain text."""
+    monkeypatch.setenv("NO_COLOR", no_color)
+    configure_logging("INFO", "console")
+    get_logger("t").info("lead.committed", lead_id="x-1")
+    err = capsys.readouterr().err
+    assert "lead.committed" in err
+    assert ("\x1b[" in err) is escapes

@@ -19,12 +19,14 @@ from streamproc.errors import (
     ProviderTimeout,
     RateLimited,
 )
+from streamproc.provider.api import idempotency_key
 from streamproc.provider.client import ProviderClient, pool_limits
 from streamproc.settings import Settings
 
 API_KEY = "sk-live-very-secret-123"
 URL = "http://provider.test/enrich"
 LEAD = {"lead_id": "lead-1", "email": "jane@acme.com", "domain": "acme.com", "extra": [1, 2]}
+KEY = idempotency_key("lead-1", LEAD)
 OK = {"data": {"company": "Acme"}, "credits": 5}
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -96,7 +98,7 @@ def client_for(
 
 
 async def test_sends_lead_json_with_idempotency_key_and_bearer_auth() -> None:
-    """The POST carries the lead as JSON, Idempotency-Key = lead_id and Bearer auth."""
+    """The POST carries the lead as JSON, the lead's idempotency key and Bearer auth."""
     handler, seen = scripted(httpx.Response(200, json=OK))
     async with client_for(handler) as client:
         result = await client.enrich(LEAD, "lead-1")
@@ -106,7 +108,7 @@ async def test_sends_lead_json_with_idempotency_key_and_bearer_auth() -> None:
     (request,) = seen
     assert request.method == "POST"
     assert str(request.url) == URL
-    assert request.headers["Idempotency-Key"] == "lead-1"
+    assert request.headers["Idempotency-Key"] == KEY
     assert request.headers["Authorization"] == f"Bearer {API_KEY}"
     assert request.headers["Content-Type"] == "application/json"
     assert orjson.loads(request.content) == LEAD
@@ -129,22 +131,15 @@ async def test_without_api_key_no_auth_header_is_sent() -> None:
     assert "Authorization" not in seen[0].headers
 
 
-async def test_non_ascii_lead_id_is_sent_as_utf8() -> None:
-    """A lead_id outside ASCII still travels, UTF-8 encoded, rather than crashing the call."""
+@pytest.mark.parametrize("lead_id", ["lead-é", "a\r\nX-Injected: 1", "tab\there"])
+async def test_any_lead_id_travels_as_a_hex_key_never_in_a_header(lead_id: str) -> None:
+    """A lead_id outside ASCII or with control characters is sent: the header carries only
+    its hex key, so nothing of the id can break or inject a header."""
     handler, seen = scripted(httpx.Response(200, json=OK))
     async with client_for(handler) as client:
-        await client.enrich(LEAD, "lead-é")
-    assert dict(seen[0].headers.raw)[b"Idempotency-Key"] == "lead-é".encode()
-
-
-@pytest.mark.parametrize("lead_id", ["", "a\r\nX-Injected: 1", "tab\there"])
-async def test_unsendable_lead_id_is_invalid_payload_without_a_call(lead_id: str) -> None:
-    """An empty lead_id or one with control characters is refused before any HTTP call."""
-    handler, seen = scripted(httpx.Response(200, json=OK))
-    async with client_for(handler) as client:
-        with pytest.raises(InvalidPayload):
-            await client.enrich(LEAD, lead_id)
-    assert seen == []
+        await client.enrich(LEAD, lead_id)
+    assert dict(seen[0].headers.raw)[b"Idempotency-Key"] == idempotency_key(lead_id, LEAD).encode()
+    assert "X-Injected" not in seen[0].headers
 
 
 async def test_unencodable_lead_is_invalid_payload() -> None:
@@ -168,7 +163,7 @@ async def test_5xx_is_retried_then_succeeds_with_recorded_sleeps() -> None:
     assert fake.sleeps == pytest.approx([0.05, 0.1])  # rng 0.5 x (0.1, 0.2)
     assert result.latency_s == pytest.approx(0.15)
     assert statuses == [503, 503, 200]
-    assert {r.headers["Idempotency-Key"] for r in seen} == {"lead-1"}
+    assert {r.headers["Idempotency-Key"] for r in seen} == {KEY}
 
 
 async def test_5xx_beyond_retries_raises_provider_error_after_max_retries_plus_one() -> None:
