@@ -215,3 +215,78 @@ async def test_broker_killed_and_restarted_leaves_no_partition_behind(
         f"stand-downs: {log.count('lane.stood_down')}, "
         f"broker restarts took {[round(r, 1) for r in restarts]} s, drained in {drained_s:.1f} s"
     )
+
+
+async def test_a_partition_left_paused_is_noticed_and_fetched_again(
+    private_broker: PrivateBroker,
+) -> None:
+    """A partition paused with no reason (what a stand-down racing a rebalance used to
+    leave): the stall watch reports it, readiness fails while it lasts, and its fetching
+    is restarted, so every lead behind it is processed."""
+    from streamproc.app import App
+    from streamproc.logs import configure_logging
+
+    run = os.urandom(4).hex()
+    topics = Settings(
+        bootstrap_servers=private_broker.bootstrap,
+        group_id=f"stall-{run}",
+        topic_raw=f"s{run}.leads.raw",
+        topic_enriched=f"s{run}.leads.enriched",
+        topic_dlq=f"s{run}.leads.dlq",
+        topic_parked=f"s{run}.leads.parked",
+        topic_state=f"s{run}.state",
+        topic_partitions=3,
+        http_port=0,
+        log_format="json",
+    )
+    await create_topics(topics)
+    await wait_for_topics(topics)
+    configure_logging("INFO", "json")
+    async with serve_mock_provider(MockProviderConfig(port=0, latency_ms=1, seed=3)) as url:
+        settings = Settings.model_validate(
+            {
+                **topics.model_dump(),
+                "provider_url": f"{url}/enrich",
+                "commit_interval_ms": 100,
+                "stall_after_s": 2.0,
+            }
+        )
+        app = App(settings)
+        running = asyncio.ensure_future(app.run())
+        try:
+            processor = app.processor
+            deadline = time.monotonic() + 60
+            while len(processor.lane_status()) < 3 or not all(
+                lane.open for lane in processor.lane_status()
+            ):
+                assert time.monotonic() < deadline and not running.done()
+                await asyncio.sleep(0.1)
+            stuck = TopicPartition(settings.topic_raw, 0)
+            assert processor._consumer is not None
+            processor._consumer.pause(stuck)
+            keys = [f"s-{i}" for i in range(60)]
+            await produce(
+                settings,
+                [
+                    (k.encode(), orjson.dumps({"lead_id": k, "domain": f"{k}.example"}))
+                    for k in keys
+                ],
+            )
+            not_ready: list[str] = []
+            deadline = time.monotonic() + 60
+            while processor.stats.committed < len(keys):
+                assert time.monotonic() < deadline, processor.lane_status()
+                ready, reasons = app.readiness()
+                if not ready:
+                    not_ready += reasons
+                await asyncio.sleep(0.05)
+            assert processor.stats.stalls >= 1
+            assert "partitions stalled: 0" in not_ready
+            assert app.readiness()[0] is True
+        finally:
+            app.request_stop()
+            await asyncio.wait_for(running, timeout=60)
+    landed = Counter(
+        (r.key or b"").decode() for r in await read_all(settings, settings.topic_enriched)
+    )
+    assert landed == Counter(keys)
