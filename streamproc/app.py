@@ -104,8 +104,10 @@ class App:
             state_restored=self.state.restored.is_set,
             in_group=self.processor.joined.is_set,
             stopping=self._stop.is_set,
+            stalled=lambda: sorted(self.processor.stalled()),
         )
         self.metrics.on_scrape(lambda: self.metrics.observe_processor(self.processor.stats))
+        self.metrics.on_scrape(lambda: self.metrics.observe_lanes(self.processor.lane_status()))
         self.metrics.on_scrape(lambda: self.metrics.observe_status(self.guard.status()))
         self.ops = OpsServer(
             settings.http_host, settings.http_port, self.metrics, self.status, self.readiness
@@ -175,6 +177,7 @@ class App:
             **self.guard.status().to_dict(),
             **extra,
             "processor": dataclasses.asdict(self.processor.stats),
+            "lanes": [lane.to_dict() for lane in self.processor.lane_status()],
             "group_id": self.settings.group_id,
             "version": __version__,
         }

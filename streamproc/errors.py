@@ -27,7 +27,8 @@ Hierarchy::
     │   └── KafkaAuthorizationError      an ACL we need is missing (names it)
     ├── RegistryUnavailable              the schema registry does not answer (leads wait)
     ├── ReplayRefused                    replaying now is unsafe (breaker open, budget spent)
-    └── ReplayFenced                     another replayer of the group took over
+    ├── ReplayFenced                     another replayer of the group took over
+    └── PartitionSuperseded              another owner committed a partition this lane holds
 
 Routing reads ``exc.error_class`` and ``exc.retriable`` (class attributes, as in aiokafka's
 errors), never a chain of ``isinstance``. Third-party exceptions are translated where they
@@ -54,6 +55,7 @@ __all__ = [
     "LocalStall",
     "OutputRefused",
     "OutputTooLarge",
+    "PartitionSuperseded",
     "ProviderAuthError",
     "ProviderCreditsExhausted",
     "ProviderError",
@@ -127,6 +129,11 @@ class ReplayRefused(StreamprocError):
 
 class ReplayFenced(StreamprocError):
     """Another replayer of the same group started and took over this one's partitions."""
+
+
+class PartitionSuperseded(StreamprocError):
+    """The group's committed offset of a partition moved past what this lane committed:
+    another process owns it (or did); the lane's window is stale and must be dropped."""
 
 
 class LeadError(StreamprocError):

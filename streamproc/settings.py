@@ -631,6 +631,36 @@ class Settings(BaseSettings):
         "may finish (held leads are released at once); then they are cancelled and read "
         "again by the next owner. At most half of `max_poll_interval_ms`",
     )
+    lane_retry_initial_s: float = Field(
+        1.0,
+        gt=0,
+        le=600,
+        description="after a partition's commit or lane opening fails, the first wait before "
+        "it is tried again; doubled on each failure in a row (finished leads are kept, never "
+        "sent to the provider again)",
+    )
+    lane_retry_max_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="the longest wait between two tries of a partition's failing commit or "
+        "lane opening",
+    )
+    lane_open_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="how long opening a partition's lane (its transactional producer and "
+        "committed offset) may take before it is given up and tried again later",
+    )
+    stall_after_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="a partition with records behind, no lead in flight and a committed "
+        "offset that has not moved for this long is reported stalled (log, `/status`, "
+        "`/readyz`) and its fetching is restarted",
+    )
 
     # --- record formats ------------------------------------------------------------------
     input_format: RecordFormat = Field(

@@ -22,10 +22,12 @@ from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     CorruptRecordException,
     GroupAuthorizationFailedError,
+    InvalidProducerEpoch,
     InvalidTimestampError,
     KafkaError,
     MessageSizeTooLargeError,
     PolicyViolationError,
+    ProducerFenced,
     RecordListTooLargeError,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
@@ -404,7 +406,12 @@ async def send_all(
         else:
             failures.append(error)
     # Once a batch is refused, the producer's later batches fail out of sequence: those
-    # failures follow from the refusal and are not reported.
+    # failures follow from the refusal and are not reported. A fence never follows from a
+    # refusal: another producer owns the partition now, and the caller must stand down
+    # rather than replace its producer (which would fence the new owner back).
+    for error in failures:
+        if isinstance(error, ProducerFenced | InvalidProducerEpoch):
+            raise error
     if failures and not refused:
         raise failures[0]
     refused.sort(key=lambda refusal: refusal.index)

@@ -37,7 +37,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from streamproc import __version__
 from streamproc.errors import ErrorClass
 from streamproc.logs import get_logger
-from streamproc.records.status import GuardStatus
+from streamproc.records.status import GuardStatus, LaneStatus
 
 __all__ = [
     "BREAKER_STATE_VALUES",
@@ -100,6 +100,9 @@ METRIC_NAMES: Final = frozenset(
         "streamproc_health_success_ratio",
         "streamproc_health_status",
         "streamproc_consumer_lag_records",
+        "streamproc_lane_failures",
+        "streamproc_lane_retry_seconds",
+        "streamproc_partition_stalled",
         "streamproc_replay_records_total",
         "streamproc_replay_remaining_records",
         "streamproc_clay_submissions_total",
@@ -316,6 +319,27 @@ class Metrics:
             "1 when the last Clay webhook nears its lifetime limit (add webhooks), else 0.",
             registry=r,
         )
+        self._lane_failures = Gauge(
+            "streamproc_lane_failures",
+            "Failed commits (or lane openings) in a row of an assigned partition; 0 when "
+            "its last one worked.",
+            ["partition"],
+            registry=r,
+        )
+        self._lane_retry = Gauge(
+            "streamproc_lane_retry_seconds",
+            "Seconds until a failing partition's commit or opening is tried again (backoff).",
+            ["partition"],
+            registry=r,
+        )
+        self._stalled = Gauge(
+            "streamproc_partition_stalled",
+            "1 for an assigned partition with records behind, nothing in flight and no "
+            "progress for stall_after_s, else 0.",
+            ["partition"],
+            registry=r,
+        )
+        self._lane_partitions: set[str] = set()
         self._lag_partitions: dict[str, set[int]] = {}
         self._observed: dict[tuple[str, ...], int] = {}
         self._prime()
@@ -470,6 +494,20 @@ class Metrics:
         )
         self.set_health(status.health.status, status.health.success_rate)
         self.set_held(status.holding)
+
+    def observe_lanes(self, lanes: Iterable[LaneStatus]) -> None:
+        """Copy the lanes' failures, backoffs and stalls in; revoked partitions are dropped."""
+        seen = set()
+        for lane in lanes:
+            partition = str(lane.partition)
+            seen.add(partition)
+            self._lane_failures.labels(partition).set(lane.failures)
+            self._lane_retry.labels(partition).set(lane.retry_in_s)
+            self._stalled.labels(partition).set(0 if lane.stalled_s is None else 1)
+        for gone in self._lane_partitions - seen:
+            for gauge in (self._lane_failures, self._lane_retry, self._stalled):
+                gauge.remove(gone)
+        self._lane_partitions = seen
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         self._lag.labels(topic, str(partition)).set(max(lag, 0))

@@ -19,8 +19,10 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from streamproc import tracing
+from streamproc.errors import PartitionSuperseded
 from streamproc.kafka.client import Refusal, send_all, stop_quietly, transaction
 from streamproc.logs import get_logger
+from streamproc.processing.backoff import Backoff
 from streamproc.processing.handler import RawRecord
 from streamproc.processing.publication import Publication, record_bytes
 from streamproc.records.outcome import Outcome, OutRecord
@@ -69,7 +71,9 @@ class PartitionLane:
 
     ``publication`` keeps each output within its topic's limits and says how a lead whose
     output the broker refused leaves instead; ``new_producer`` starts a producer with this
-    lane's transactional id (a refused batch leaves the old one unusable).
+    lane's transactional id (a refused batch leaves the old one unusable);
+    ``read_committed`` reads the group's committed offset of the partition, which says,
+    once a new producer has fenced the old one, what the old one really committed.
     """
 
     def __init__(
@@ -81,6 +85,8 @@ class PartitionLane:
         *,
         publication: Publication | None = None,
         new_producer: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
+        read_committed: Callable[[], Awaitable[int]] | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.tp = tp
         self.producer = producer
@@ -88,6 +94,9 @@ class PartitionLane:
         self._group_id = group_id
         self._publication = publication
         self._new_producer = new_producer
+        self._read_committed = read_committed
+        #: Failed commits in a row and when to try again: the window is kept meanwhile.
+        self.backoff = backoff or Backoff(initial_s=1.0, max_s=60.0)
         self._window: deque[_Slot] = deque()
         self.commit_lock = asyncio.Lock()
         self._committing: asyncio.Future[CommitResult | None] | None = None
@@ -246,11 +255,56 @@ class PartitionLane:
             record, outcome, out, repr(refusal.error), too_large=refusal.too_large, alone=alone
         )
 
-    async def _replace_producer(self) -> None:
+    async def restart(self) -> CommitResult | None:
+        """After a failed commit, before the next: a new producer, then the group's offset.
+
+        The new producer fences the old one, so the failed transaction is settled on the
+        broker (aborted, or committed if its commit had been sent). The committed offset
+        then says which: a prefix of the window it covers was published and is dropped
+        (returned, to be counted); anything else means another owner committed this
+        partition and raises :class:`PartitionSuperseded`. The finished leads of the
+        window are kept either way: their outcomes are published by the next commit,
+        never bought again.
+        """
+        async with self.commit_lock:
+            await self._replace_producer(check=False)
+            if self._read_committed is None:
+                return None
+            committed = await self._read_committed()
+            if committed == self.committed_offset:
+                return None
+            prefix = self.done_prefix()
+            ends = [slot.record.offset + 1 for slot in prefix]
+            if committed < self.committed_offset or committed not in ends:
+                raise PartitionSuperseded(
+                    f"{self.tp.topic}[{self.tp.partition}]: the group's committed offset is "
+                    f"{committed}, this lane committed up to {self.committed_offset}"
+                )
+            done = prefix[: ends.index(committed) + 1]
+            for _ in done:
+                self._window.popleft()
+            self.committed_offset = committed
+            outcomes = [(slot.record, self._fit(slot.record, slot.task.result())) for slot in done]
+            return CommitResult(outcomes, committed)
+
+    async def _replace_producer(self, *, check: bool = True) -> None:
+        """A new producer for this lane's transactional id, fencing the current one.
+
+        ``check``: the lane's own transaction was aborted, so the group's offset must still
+        be the lane's; if it moved, another process owns the partition (this lane is a
+        zombie that has just fenced it) and nothing of this window may be published.
+        """
         if self._new_producer is None:
             return
         await stop_quietly(self.producer)
         self.producer = await self._new_producer()
+        if check and self._read_committed is not None:
+            committed = await self._read_committed()
+            if committed != self.committed_offset:
+                raise PartitionSuperseded(
+                    f"{self.tp.topic}[{self.tp.partition}]: the group's committed offset "
+                    f"moved to {committed} past this lane's {self.committed_offset}"
+                )
 
     async def cancel_pending(self) -> int:
         """Cancel every lead not yet committed; they will be read again from the offset."""

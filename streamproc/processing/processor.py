@@ -12,9 +12,16 @@ cancelled and awaited in ``stop()``):
 * the **rebalance listener** creates a lane (and its producer, which fences the partition's
   previous owner) on assignment and commits or drops a lane on revocation.
 
-On a commit failure the lane aborts, its leads in flight are cancelled, a new producer
-replaces the old one and the consumer is seeked back to the last committed offset: those
-leads are processed again, and the transaction guarantees none was published twice.
+On a commit failure the lane aborts and keeps its window: the partition's fetching is
+paused and the commit is tried again after a backoff (doubled per failure in a row, capped),
+with a new producer that fences the old one; the group's committed offset then says what
+the failed commit really published. A persistent failure (an ACL taken away, a refusing
+DLQ) so costs no provider call: finished leads are published by the first commit that
+works. Only a fence, a revocation or another owner's commit throws the window away.
+
+A watch task notices a partition with records behind, nothing in flight and no progress
+(:mod:`streamproc.processing.stalled_partitions`): it is logged, on ``/status`` and ``/readyz``, and its
+fetching is restarted at its lane's position.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from streamproc.errors import KafkaSetupError, UnreadableRecord
+from streamproc.errors import KafkaSetupError, PartitionSuperseded, UnreadableRecord
 from streamproc.kafka.client import consumer as make_consumer
 from streamproc.kafka.client import (
     max_request_bytes,
@@ -47,11 +54,14 @@ from streamproc.kafka.client import (
 from streamproc.kafka.tolerant import Undecodable, read_tolerantly
 from streamproc.kafka.topics import max_message_bytes
 from streamproc.logs import get_logger
+from streamproc.processing.backoff import Backoff
 from streamproc.processing.handler import LeadHandler, Unreadable
 from streamproc.processing.lane import CommitResult, PartitionLane, transactional_id
 from streamproc.processing.publication import Publication
+from streamproc.processing.stalled_partitions import PartitionView, StallWatch
 from streamproc.records.dlq import RECORD_OVERHEAD_BYTES
 from streamproc.records.outcome import Outcome
+from streamproc.records.status import LaneStatus
 from streamproc.settings import Settings, start_offset_ms
 
 __all__ = ["Processor", "ProcessorStats"]
@@ -66,14 +76,21 @@ _FATAL_FETCH: tuple[type[BaseException], ...] = (
     TopicAuthorizationFailedError,
     GroupAuthorizationFailedError,
 )
-#: A producer another one took over: the partition has a new owner, or will have one.
-_FENCED: tuple[type[BaseException], ...] = (ProducerFenced, InvalidProducerEpoch)
+#: A producer another one took over, or an offset another owner committed: the partition
+#: has a new owner, or will have one.
+_FENCED: tuple[type[BaseException], ...] = (
+    ProducerFenced,
+    InvalidProducerEpoch,
+    PartitionSuperseded,
+)
 #: After a lane was fenced while the consumer still holds its partition: how long the
 #: group has to hand the partition to its new owner before this process takes it back
 #: (above a session timeout, so a real new owner always wins the race).
 FENCED_STAND_DOWN_S = 30.0
-#: After any other failure (a commit, a producer that would not start): how soon to retry.
+#: After a fetch that failed: how soon to fetch again.
 RETRY_LANE_S = 1.0
+#: How often the stall watch looks at idle partitions, at most (one end_offsets request).
+STALL_CHECK_MAX_S = 5.0
 #: At shutdown, the least time the lanes' final commits get, even with the grace spent (a
 #: second signal included): a commit is one round trip when the broker is well.
 FINAL_COMMIT_S = 5.0
@@ -106,6 +123,12 @@ class ProcessorStats:
     fenced: int = 0
     #: Partitions the group took away from this process (rebalances, a member leaving).
     revoked: int = 0
+    #: Commits that failed (each retried after a backoff, its finished leads kept).
+    commit_failures: int = 0
+    #: Lane openings that failed or timed out (each retried after a backoff).
+    open_failures: int = 0
+    #: Partitions found stalled by the watch (lag, nothing in flight, no progress).
+    stalls: int = 0
 
 
 class Processor:
@@ -141,6 +164,13 @@ class Processor:
         #: when to open one again; their fetching is paused meanwhile.
         self._reopen_at: dict[TopicPartition, float] = {}
         self._opening: set[TopicPartition] = set()
+        #: Failed openings in a row per partition (cleared when one opens).
+        self._open_backoff: dict[TopicPartition, Backoff] = {}
+        #: Openings running in the background (rebalance callback, retries), so that no
+        #: partition's opening waits for another's, nor the group for any.
+        self._open_tasks: set[asyncio.Task[None]] = set()
+        self._reopening: asyncio.Task[None] | None = None
+        self._stall = StallWatch(settings.stall_after_s)
         self._publication: Publication | None = None
         self._max_batch_bytes: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -181,6 +211,7 @@ class Processor:
         self._tasks = [
             loop.create_task(self._fetch_loop(), name="streamproc-fetch"),
             loop.create_task(self._commit_loop(), name="streamproc-commit"),
+            loop.create_task(self._watch_loop(), name="streamproc-stall-watch"),
         ]
 
     async def run_until_stopped(self) -> None:
@@ -235,6 +266,7 @@ class Processor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._cancel_openings()
         # Whatever a lane is doing, the process leaves: its commit under way and its final
         # one get what is left of the grace, and at least FINAL_COMMIT_S.
         # Each lane at once: a stuck one must not eat the others' time.
@@ -290,7 +322,7 @@ class Processor:
         consumer = self._consumer
         per_partition = self._settings.max_in_flight_per_partition
         while not self._stopping.is_set():
-            await self._reopen_due_lanes()
+            self._schedule_reopen()
             self._apply_backpressure()
             room = self._settings.max_in_flight - self._in_flight
             if room <= 0:
@@ -428,12 +460,15 @@ class Processor:
         full = self._in_flight >= self._settings.max_in_flight
         pause, resume = [], []
         for tp, lane in self._lanes.items():
-            if (full or len(lane) >= limit) and not lane.paused:
+            # A lane whose commits fail takes no new lead: each would be paid for and then
+            # wait with the others for a commit that may not come for a long time.
+            failing = lane.backoff.failures > 0
+            if (full or failing or len(lane) >= limit) and not lane.paused:
                 pause.append(tp)
                 lane.paused = True
             # Resumed once half the window is free: resuming at the first free slot would
             # fetch a full batch to keep one record and seek back, over and over.
-            elif lane.paused and not full and len(lane) <= limit // 2:
+            elif lane.paused and not full and not failing and len(lane) <= limit // 2:
                 resume.append(tp)
                 lane.paused = False
         if pause:
@@ -477,7 +512,17 @@ class Processor:
             await asyncio.wait(started, timeout=wait_s)
 
     async def _commit_lane(self, tp: TopicPartition, lane: PartitionLane) -> None:
+        backoff = lane.backoff
+        loop = asyncio.get_running_loop()
+        if backoff.failures and not backoff.due(loop.time()):
+            return
         try:
+            if backoff.failures:
+                # The failed transaction is settled by fencing its producer; what it
+                # published (if its commit went through after all) leaves the window.
+                recovered = await lane.restart()
+                if recovered is not None:
+                    self._account(recovered)
             result = await lane.commit()
         except asyncio.CancelledError:
             raise
@@ -490,17 +535,30 @@ class Processor:
             await self._stand_down(tp, lane, retry_in_s=FENCED_STAND_DOWN_S)
             return
         except Exception as exc:
-            # Whatever failed (a Kafka error, a producer in a state aiokafka reports as
-            # AssertionError or IllegalOperation, a DLQ that refuses records), the lane
-            # aborts, and its partition is read again from the committed offset by a new
-            # lane: no record of the window was published, none is lost.
+            # Whatever failed (a Kafka error, an ACL taken away, a producer in a state
+            # aiokafka reports as AssertionError or IllegalOperation, a DLQ that refuses
+            # records), the transaction was aborted and the lane keeps its window: the
+            # finished leads are published by the next commit that works, never bought
+            # again. The retries back off, and the partition takes no new lead meanwhile.
             self.stats.aborted_transactions += 1
-            log.warning("lane.commit_failed", partition=tp.partition, error=repr(exc))
-            await self._stand_down(tp, lane, retry_in_s=0.0)
+            self.stats.commit_failures += 1
+            delay = backoff.failed(loop.time())
+            log.warning(
+                "lane.commit_failed",
+                partition=tp.partition,
+                attempt=backoff.failures,
+                retry_in_s=round(delay, 3),
+                kept=len(lane),
+                error=repr(exc),
+            )
+            self._apply_backpressure()
             return
-        if result is None:
-            return
-        self._account(result)
+        if backoff.failures:
+            log.info("lane.commit_recovered", partition=tp.partition, attempts=backoff.failures)
+            backoff.succeeded()
+            self._apply_backpressure()
+        if result is not None:
+            self._account(result)
 
     def _account(self, result: CommitResult) -> None:
         st = self.stats
@@ -552,9 +610,12 @@ class Processor:
         self._in_flight -= dropped
         self._window_freed.set()
         await stop_quietly(lane.producer)
-        self._reopen_at[tp] = asyncio.get_running_loop().time() + retry_in_s
-        if self._consumer is not None and tp in self._consumer.assignment():
-            self._consumer.pause(tp)
+        # A rebalance during the awaits above may have opened a new lane for the partition
+        # (or be opening one): pausing it now would leave it paused with nobody to resume it.
+        if tp not in self._lanes and tp not in self._opening:
+            self._reopen_at[tp] = asyncio.get_running_loop().time() + retry_in_s
+            if self._consumer is not None and tp in self._consumer.assignment():
+                self._consumer.pause(tp)
         log.info(
             "lane.stood_down",
             partition=tp.partition,
@@ -579,7 +640,144 @@ class Processor:
         if due:
             await self._open_lanes(due)
 
+    # --- watching -------------------------------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        interval = min(self._settings.stall_after_s / 3, STALL_CHECK_MAX_S)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check_stalls()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # end offsets unavailable (a broker away): next round
+                log.debug("stall_watch.unavailable", error=repr(exc))
+
+    async def check_stalls(self) -> list[int]:
+        """Look at the idle partitions once; returns those found stalled just now, after
+        logging each and restarting its fetching at its lane's position."""
+        if self._consumer is None:
+            return []
+        consumer = self._consumer
+        lanes = dict(self._lanes)
+        idle = [tp for tp, lane in lanes.items() if len(lane) == 0]
+        ends = await consumer.end_offsets(idle) if idle else {}
+        now = asyncio.get_running_loop().time()
+        # A process whose window is full (leads held elsewhere) pauses idle partitions for
+        # a reason: they count as busy, not stalled.
+        full = self._in_flight >= self._settings.max_in_flight
+        views = [
+            PartitionView(
+                tp.partition,
+                max(ends[tp] - lane.committed_offset, 0) if tp in ends else 0,
+                len(lane) or int(full),
+                lane.committed_offset,
+            )
+            for tp, lane in lanes.items()
+        ]
+        became = self._stall.observe(views, now)
+        for partition in became:
+            tp = next(tp for tp in lanes if tp.partition == partition)
+            self._heal(tp, lanes[tp], ends[tp])
+        return became
+
+    def _heal(self, tp: TopicPartition, lane: PartitionLane, end: int) -> None:
+        """A stalled partition: say so, and fetch it again from where its lane is."""
+        assert self._consumer is not None
+        consumer = self._consumer
+        self.stats.stalls += 1
+        paused = tp in consumer.paused()
+        log.warning(
+            "partition.stalled",
+            partition=tp.partition,
+            lag=max(end - lane.committed_offset, 0),
+            committed=lane.committed_offset,
+            position=lane.position,
+            consumer_paused=paused,
+            lane_paused=lane.paused,
+            stalled_s=round(self._settings.stall_after_s, 1),
+        )
+        if lane is not self._lanes.get(tp) or tp not in consumer.assignment():
+            return
+        # Nothing in flight: nothing can keep the window full, and a failing lane has its
+        # window; so a pause here has no reason, and the fetch position may be lost.
+        if lane.backoff.failures == 0:
+            lane.paused = False
+            consumer.seek(tp, lane.position)
+            consumer.resume(tp)
+
+    def stalled(self) -> dict[int, float]:
+        """Partitions the watch found stalled, and for how long they have made no progress."""
+        return self._stall.stalled(asyncio.get_running_loop().time())
+
+    def lane_status(self) -> list[LaneStatus]:
+        """One line per assigned partition of this process (``/status``, metrics)."""
+        if self._consumer is None:
+            return []
+        now = asyncio.get_running_loop().time()
+        stalled = self._stall.stalled(now)
+        rows = []
+        for tp in sorted(self._consumer.assignment() | set(self._lanes)):
+            lane = self._lanes.get(tp)
+            if lane is None:
+                backoff = self._open_backoff.get(tp)
+                rows.append(
+                    LaneStatus(
+                        partition=tp.partition,
+                        open=False,
+                        committed_offset=None,
+                        in_flight=0,
+                        paused=True,
+                        failures=0 if backoff is None else backoff.failures,
+                        retry_in_s=round(max(self._reopen_at.get(tp, now) - now, 0.0), 3),
+                        stalled_s=None,
+                    )
+                )
+                continue
+            rows.append(
+                LaneStatus(
+                    partition=tp.partition,
+                    open=True,
+                    committed_offset=lane.committed_offset,
+                    in_flight=len(lane),
+                    paused=lane.paused,
+                    failures=lane.backoff.failures,
+                    retry_in_s=round(lane.backoff.retry_in_s(now), 3),
+                    stalled_s=None
+                    if tp.partition not in stalled
+                    else round(stalled[tp.partition], 1),
+                )
+            )
+        return rows
+
     # --- rebalancing ----------------------------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a lane opening in the background; cancelled by a revocation or a stop."""
+        task = asyncio.get_running_loop().create_task(work, name="streamproc-open-lanes")
+        self._open_tasks.add(task)
+        task.add_done_callback(self._open_done)
+        return task
+
+    def _schedule_reopen(self) -> None:
+        """Open the lanes whose retry is due, without the fetch loop waiting for them."""
+        if not self._reopen_at or (self._reopening is not None and not self._reopening.done()):
+            return
+        now = asyncio.get_running_loop().time()
+        if any(at <= now for at in self._reopen_at.values()):
+            self._reopening = self._spawn(self._reopen_due_lanes())
+
+    def _open_done(self, task: asyncio.Task[None]) -> None:
+        self._open_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("lane.open_crashed", error=repr(task.exception()))
+
+    async def _cancel_openings(self) -> None:
+        tasks = list(self._open_tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _start_producer(self, tp: TopicPartition) -> Any:
         producer = transactional_producer(
@@ -588,11 +786,22 @@ class Processor:
             max_batch_bytes=self._max_batch_bytes,
         )
         try:
-            await producer.start()  # init_transactions: fences the previous owner of this id
+            # init_transactions fences the previous owner of this id and waits for the
+            # coordinator to settle its open transaction: bounded, as a coordinator that
+            # is down would otherwise hold the opening (and the partition) for ever.
+            await asyncio.wait_for(producer.start(), timeout=self._settings.lane_open_timeout_s)
         except BaseException:
             await stop_quietly(producer)
             raise
         return producer
+
+    async def _read_committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset of ``tp`` (None: never committed), bounded."""
+        assert self._consumer is not None
+        committed = await asyncio.wait_for(
+            self._consumer.committed(tp), timeout=self._settings.lane_open_timeout_s
+        )
+        return None if committed is None else int(committed)
 
     async def _open_lanes(self, tps: Iterable[TopicPartition]) -> None:
         """Open a lane per partition; never raises (aiokafka swallows what a rebalance
@@ -612,16 +821,29 @@ class Processor:
         finally:
             self._opening.difference_update(tps)
         now = asyncio.get_running_loop().time()
+        s = self._settings
         for tp, result in zip(tps, opened, strict=True):
             if isinstance(result, BaseException):
                 if isinstance(result, asyncio.CancelledError):
                     raise result
-                log.warning("lane.open_failed", partition=tp.partition, error=repr(result))
-                self._reopen_at[tp] = now + RETRY_LANE_S
+                backoff = self._open_backoff.setdefault(
+                    tp, Backoff(s.lane_retry_initial_s, s.lane_retry_max_s)
+                )
+                delay = backoff.failed(now)
+                self.stats.open_failures += 1
+                log.warning(
+                    "lane.open_failed",
+                    partition=tp.partition,
+                    attempt=backoff.failures,
+                    retry_in_s=round(delay, 3),
+                    error=repr(result) if not isinstance(result, TimeoutError) else "timeout",
+                )
+                self._reopen_at[tp] = backoff.retry_at
                 if tp in self._consumer.assignment():
                     self._consumer.pause(tp)
             else:
                 self._reopen_at.pop(tp, None)
+                self._open_backoff.pop(tp, None)
         if any(not isinstance(result, BaseException) for result in opened):
             log.info(
                 "partitions.assigned",
@@ -631,6 +853,31 @@ class Processor:
             self.assigned.set()
         self._window_freed.set()
         self._report_assignment()
+
+    def _assigned(self, tps: set[TopicPartition]) -> None:
+        """The rebalance callback's part: nothing here waits for Kafka.
+
+        The partitions are paused until their lanes open in the background (each bounded
+        by ``lane_open_timeout_s``, all at once), so the group's rebalance never waits for
+        a transaction coordinator, and no partition for another's. A new assignment comes
+        with new fetch states in aiokafka (unpaused, positioned at the committed offset):
+        a lane that opened during the rebalance is put back where it really is.
+        """
+        assert self._consumer is not None
+        if self._stopping.is_set():
+            return
+        new = []
+        for tp in tps:
+            lane = self._lanes.get(tp)
+            if lane is None:
+                new.append(tp)
+                continue
+            self._consumer.seek(tp, lane.position)
+            if lane.paused:
+                self._consumer.pause(tp)
+        if new:
+            self._consumer.pause(*new)
+        self._spawn(self._open_lanes(new))
 
     def _report_assignment(self) -> None:
         if self._on_assignment is None or self._consumer is None:
@@ -644,9 +891,11 @@ class Processor:
         try:
             # Read the committed offset only after our producer fenced the previous owner:
             # its transaction is then committed or aborted, never half-way.
-            committed = await self._consumer.committed(tp)
+            committed = await self._read_committed(tp)
             if committed is None:
-                committed = await self._start_position(tp, producer)
+                committed = await asyncio.wait_for(
+                    self._start_position(tp, producer), timeout=self._settings.lane_open_timeout_s
+                )
         except BaseException:
             await stop_quietly(producer)
             raise
@@ -659,13 +908,21 @@ class Processor:
         async def new_producer() -> Any:
             return await self._start_producer(tp)
 
+        async def read_committed() -> int:
+            # The lane's start was committed when it opened: None only if the group lost it.
+            now = await self._read_committed(tp)
+            return committed if now is None else now
+
+        s = self._settings
         self._lanes[tp] = PartitionLane(
             tp,
             producer,
-            self._settings.group_id,
+            s.group_id,
             committed,
             publication=self._publication,
             new_producer=new_producer,
+            read_committed=read_committed,
+            backoff=Backoff(s.lane_retry_initial_s, s.lane_retry_max_s),
         )
 
     async def _start_position(self, tp: TopicPartition, producer: Any) -> int:
@@ -695,8 +952,12 @@ class Processor:
 
     async def _close_lanes(self, tps: Iterable[TopicPartition]) -> None:
         tps = list(tps)
+        # Openings still under way would finish into the next assignment's partition state:
+        # stopped here, and the next assignment opens what it assigns.
+        await self._cancel_openings()
         for tp in tps:
             self._reopen_at.pop(tp, None)
+            self._open_backoff.pop(tp, None)
         tps = [tp for tp in tps if tp in self._lanes]
         # Held leads (breaker, budget, registry) go at once: they are not calling the
         # provider, and waiting for them would keep this member from rejoining the group
@@ -726,7 +987,15 @@ class Processor:
         if lane is None:
             return
         if commit:
-            final = asyncio.ensure_future(lane.commit())
+
+            async def settle_and_commit() -> CommitResult | None:
+                if lane.backoff.failures:  # its last commit failed: settle that one first
+                    recovered = await lane.restart()
+                    if recovered is not None:
+                        self._account(recovered)
+                return await lane.commit()
+
+            final = asyncio.ensure_future(settle_and_commit())
             timeout = None if until is None else max(until - asyncio.get_running_loop().time(), 0)
             try:
                 await asyncio.wait([final], timeout=timeout)
@@ -764,7 +1033,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # Called after every join, with an empty set too when the group has no partition
         # left for this member.
         self._processor.joined.set()
-        await self._processor._open_lanes(assigned)
+        self._processor._assigned(assigned)
 
 
 def _summary(stats: ProcessorStats) -> dict[str, Any]:

@@ -17,6 +17,7 @@ __all__ = [
     "CacheStatus",
     "GuardStatus",
     "HealthWindowStatus",
+    "LaneStatus",
     "StateStatus",
 ]
 
@@ -115,4 +116,36 @@ class GuardStatus(StateStatus):
             "health": {"status": self.health.status, "success_rate": self.health.success_rate},
             "cache": shared["cache"],
             "holding": self.holding,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LaneStatus:
+    """One partition assigned to this process, as ``/status`` shows it under ``lanes``."""
+
+    partition: int
+    #: False while its lane is not open (opening, or waiting to retry a failed opening).
+    open: bool
+    committed_offset: int | None
+    #: Leads in its window (processing, held, or finished and waiting for a commit).
+    in_flight: int
+    #: Its fetching is paused (window full, failing commits, or not open).
+    paused: bool
+    #: Commits (or openings, when not open) that failed in a row.
+    failures: int
+    #: Seconds until the next try after those failures (0: none pending).
+    retry_in_s: float
+    #: Seconds without progress although records wait (None: not stalled).
+    stalled_s: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition,
+            "open": self.open,
+            "committed_offset": self.committed_offset,
+            "in_flight": self.in_flight,
+            "paused": self.paused,
+            "failures": self.failures,
+            "retry_in_s": self.retry_in_s,
+            "stalled_s": self.stalled_s,
         }

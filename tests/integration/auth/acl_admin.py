@@ -1,11 +1,12 @@
-"""Grant ACLs as the admin (the PLAINTEXT listener's super user), over the Kafka protocol."""
+"""Grant and revoke ACLs as the admin (the PLAINTEXT listener's super user), over the
+Kafka protocol."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from aiokafka.conn import create_conn
-from aiokafka.protocol.admin import CreateAclsRequest
+from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
 
 from streamproc.kafka.acls import Acl
 
@@ -32,5 +33,28 @@ async def grant(admin_bootstrap: str, principal: str, acls: Iterable[Acl]) -> No
             )
             for error_code, message in response.creation_responses:
                 assert error_code == 0, f"cannot create {acl}: {error_code} {message}"
+    finally:
+        conn.close()
+
+
+async def revoke(admin_bootstrap: str, principal: str, acls: Iterable[Acl]) -> None:
+    """Delete the ``Allow`` ACLs :func:`grant` created for ``principal``."""
+    host, port = admin_bootstrap.rsplit(":", 1)
+    conn = await create_conn(host, int(port), client_id="acl-admin")
+    try:
+        for acl in acls:
+            response = await conn.send(
+                DeleteAclsRequest(
+                    int(acl.resource),
+                    acl.name if acl.name else "kafka-cluster",
+                    _PREFIXED if acl.prefixed else _LITERAL,
+                    principal,
+                    "*",
+                    int(acl.operation),
+                    _ALLOW,
+                )
+            )
+            for error_code, message, matching in response.filter_responses:
+                assert error_code == 0 and matching, f"cannot delete {acl}: {error_code} {message}"
     finally:
         conn.close()

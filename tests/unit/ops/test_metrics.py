@@ -16,6 +16,7 @@ from streamproc.records.status import (
     CacheStatus,
     GuardStatus,
     HealthWindowStatus,
+    LaneStatus,
 )
 
 
@@ -214,3 +215,21 @@ def test_observe_processor_survives_a_new_processor() -> None:
     m.observe_processor(ProcessorStats(consumed=10))
     m.observe_processor(ProcessorStats(consumed=3))
     assert value(m, "streamproc_leads_in_total") == 13
+
+
+def test_lanes_show_failures_backoff_and_stalls_per_partition() -> None:
+    """A failing partition shows its failures in a row and its wait; a stalled one shows 1;
+    a partition no longer assigned leaves the exposition."""
+    m = Metrics(process_metrics=False)
+
+    def lane(partition: int, failures: int, retry: float, stalled: float | None) -> LaneStatus:
+        return LaneStatus(partition, True, 10, 0, failures > 0, failures, retry, stalled)
+
+    m.observe_lanes([lane(0, 3, 4.0, None), lane(1, 0, 0.0, 42.0)])
+    assert value(m, "streamproc_lane_failures", partition="0") == 3
+    assert value(m, "streamproc_lane_retry_seconds", partition="0") == 4.0
+    assert value(m, "streamproc_partition_stalled", partition="1") == 1
+    assert value(m, "streamproc_partition_stalled", partition="0") == 0
+    m.observe_lanes([lane(1, 0, 0.0, None)])
+    assert ("streamproc_lane_failures", frozenset({("partition", "0")})) not in samples(m)
+    assert value(m, "streamproc_partition_stalled", partition="1") == 0

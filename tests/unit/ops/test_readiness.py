@@ -55,7 +55,19 @@ def test_readiness_reads_neither_partitions_nor_the_breaker() -> None:
     check cannot even be given either (a rollout beyond the partition count, and the
     group-wide breaker opening on every pod at once, must not empty the Service)."""
     parameters = set(inspect.signature(ReadinessCheck).parameters)
-    assert parameters == {"state_restored", "in_group", "stopping"}
+    assert parameters == {"state_restored", "in_group", "stopping", "stalled"}
+
+
+def test_a_stalled_partition_fails_readiness_and_names_it() -> None:
+    """A partition left behind (records waiting, nothing in flight, no progress) takes the
+    process out of the Service, the partitions named in the reason."""
+    stalled: list[int] = [2, 5]
+    ready = ReadinessCheck(
+        state_restored=lambda: True, in_group=lambda: True, stalled=lambda: stalled
+    )
+    assert ready() == (False, ["partitions stalled: 2, 5"])
+    stalled.clear()
+    assert ready() == (True, [])
 
 
 def test_conditions_are_read_on_each_call() -> None:

@@ -307,9 +307,9 @@ async def test_a_lane_that_fails_to_open_in_the_rebalance_is_opened_later() -> N
     assert processor._lanes[tp].committed_offset == 3 and consumer.paused == set()
 
 
-async def test_a_commit_failing_with_a_non_kafka_error_resets_the_lane() -> None:
+async def test_a_commit_failing_with_a_non_kafka_error_keeps_the_lane_and_backs_off() -> None:
     """aiokafka reports a broken producer as AssertionError or IllegalOperation: the lane
-    is reset (read again from the committed offset) instead of the process exiting."""
+    stays (its window kept), its fetching is paused, and the next try waits a backoff."""
     from streamproc.processing.processor import Processor
     from streamproc.settings import Settings
 
@@ -322,15 +322,292 @@ async def test_a_commit_failing_with_a_non_kafka_error_resets_the_lane() -> None
 
     lane.commit = broken  # type: ignore[assignment,method-assign]
     processor._lanes[tp] = lane
-    processor._consumer = _Consumer(tp, committed=2)  # type: ignore[assignment]
+    consumer = _Consumer(tp, committed=2)
+    processor._consumer = consumer  # type: ignore[assignment]
+    await processor._commit_lane(tp, lane)
+    assert processor._lanes[tp] is lane and processor.stats.aborted_transactions == 1
+    assert lane.backoff.failures == 1 and lane.paused and consumer.paused == {tp}
+    await processor._commit_lane(tp, lane)  # not due yet: no second try
+    assert lane.backoff.failures == 1
+
+
+class _FailingProducer(_Stoppable):
+    """Every commit raises (an ACL taken away): the transaction is aborted."""
+
+    def __init__(self, failing: asyncio.Event) -> None:
+        super().__init__(0)
+        self.failing = failing
+
+    async def send(self, topic: str, **kw: Any) -> asyncio.Future[None]:
+        from aiokafka.errors import TopicAuthorizationFailedError
+
+        if self.failing.is_set():
+            raise TopicAuthorizationFailedError()
+        return await super().send(topic, **kw)
+
+
+async def test_a_persistent_commit_failure_never_runs_a_lead_again() -> None:
+    """Commits failing round after round: each lead was processed once, the retries wait
+    longer each time, and when the failure lifts the kept outcomes are published once."""
+    from streamproc.processing.processor import Processor
+    from streamproc.settings import Settings
+
+    tp = TopicPartition("raw", 0)
+    processor = Processor(
+        Settings(lane_retry_initial_s=0.01, lane_retry_max_s=0.04),  # type: ignore[call-arg]
+        None,  # type: ignore[arg-type]
+    )
+    failing = asyncio.Event()
+    failing.set()
+    producers: list[_FailingProducer] = []
+
+    async def new_producer() -> Any:
+        producers.append(_FailingProducer(failing))
+        return producers[-1]
+
+    consumer = _Consumer(tp, committed=0)
+
+    async def read_committed() -> int:
+        return await consumer.committed(tp)
+
+    first = await new_producer()
+    lane = PartitionLane(
+        tp, first, "g", 0, new_producer=new_producer, read_committed=read_committed
+    )
+    lane.backoff.initial_s, lane.backoff.max_s = 0.01, 0.04
+    processor._lanes[tp] = lane
+    processor._consumer = consumer  # type: ignore[assignment]
+    runs: list[int] = []
+
+    async def enrich(record: Any) -> Outcome:
+        runs.append(record.offset)
+        return await _enriched(record)
+
+    for offset in range(3):
+        processor._submit(lane, _Record(offset), enrich)
+    await asyncio.sleep(0)
+    delays = []
+    loop = asyncio.get_running_loop()
+    while len(delays) < 4:
+        await processor._commit_lane(tp, lane)
+        if lane.backoff.failures > len(delays):
+            delays.append(lane.backoff.retry_at - loop.time())
+        await asyncio.sleep(0.005)
+    assert delays[0] < delays[1] < delays[2] and delays[3] <= 0.04
+    assert processor._lanes[tp] is lane and len(lane) == 3 and runs == [0, 1, 2]
+    failing.clear()
+    while lane.backoff.failures:
+        await processor._commit_lane(tp, lane)
+        await asyncio.sleep(0.005)
+    assert runs == [0, 1, 2] and processor.stats.committed == 3
+    published = [v for p in producers for txn in p.committed for v in txn]
+    assert published == [b"lead-0", b"lead-1", b"lead-2"]
+    assert not lane.paused and consumer.paused == set()
+
+
+async def test_a_failed_commit_that_did_commit_is_not_published_again() -> None:
+    """A commit raised but went through on the broker: after the new producer fenced the
+    old one the group's offset says so, and those leads leave the window unpublished."""
+    tp = TopicPartition("raw", 0)
+    consumer = _Consumer(tp, committed=0)
+    producers: list[_Stoppable] = [_Stoppable(0)]
+
+    async def new_producer() -> Any:
+        producers.append(_Stoppable(0))
+        return producers[-1]
+
+    async def read_committed() -> int:
+        return await consumer.committed(tp)
+
+    lane = PartitionLane(
+        tp,
+        producers[0],
+        "g",
+        0,
+        new_producer=new_producer,
+        read_committed=read_committed,  # type: ignore[arg-type]
+    )
+    for offset in range(4):
+        lane.submit(_Record(offset), _enriched)
+    await asyncio.sleep(0)
+    consumer._committed = 2  # what the "failed" commit really published (leads 0 and 1)
+    recovered = await lane.restart()
+    assert recovered is not None and [r.offset for r, _ in recovered.outcomes] == [0, 1]
+    assert lane.committed_offset == 2 and len(lane) == 2
+    result = await lane.commit()
+    assert result is not None and result.next_offset == 4
+    assert producers[-1].committed == [[b"lead-2", b"lead-3"]]
+
+
+async def test_a_zombie_that_replaced_its_producer_does_not_publish_its_window() -> None:
+    """After a refused output the lane starts a new producer; if the group's offset has
+    moved past the lane's meanwhile (another owner committed), it raises instead of
+    publishing its stale window over the new owner's."""
+    from streamproc.errors import LeadError, PartitionSuperseded
+    from streamproc.processing.publication import Publication
+
+    tp = TopicPartition("raw", 0)
+    consumer = _Consumer(tp, committed=0)
+    producers = [_BatchingProducer()]
+
+    async def new_producer() -> Any:
+        consumer._committed = 7  # the real owner committed while we were away
+        producers.append(_BatchingProducer())
+        return producers[-1]
+
+    async def read_committed() -> int:
+        return await consumer.committed(tp)
+
+    def dead_letter(record: Any, error: LeadError, previous: Outcome | None) -> Outcome:
+        out = OutRecord("dlq", None, b"dlq-%d" % record.offset)
+        return Outcome(OutcomeKind.DLQ, [out], None, 1, error.error_class.value)
+
+    lane = PartitionLane(
+        tp,
+        producers[0],  # type: ignore[arg-type]
+        "g",
+        0,
+        publication=Publication("dlq", dead_letter, {}, default_limit=1_000_000),
+        new_producer=new_producer,
+        read_committed=read_committed,
+    )
+
+    async def output(record: Any) -> Outcome:
+        value = b"BIG" if record.offset == 1 else b"lead-%d" % record.offset
+        return Outcome(OutcomeKind.ENRICHED, [OutRecord("enriched", None, value)], None, 1)
+
+    for offset in range(3):
+        lane.submit(_Record(offset), output)
+    await asyncio.sleep(0)
+    with pytest.raises(PartitionSuperseded):
+        await lane.commit()
+    assert all(p.committed == [] for p in producers)
+
+
+async def test_a_fence_in_a_round_with_refusals_is_raised() -> None:
+    """A batch refused and another fenced in the same round: the fence is raised (the
+    lane stands down) rather than hidden behind the refusal."""
+    from aiokafka.errors import MessageSizeTooLargeError, ProducerFenced
+
+    from streamproc.kafka.client import send_all
+
+    class _Mixed:
+        async def send(self, topic: str, **kw: Any) -> asyncio.Future[None]:
+            delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            error = MessageSizeTooLargeError() if kw["value"] == b"big" else ProducerFenced()
+            delivery.set_exception(error)
+            return delivery
+
+    records = [OutRecord("enriched", None, b"big"), OutRecord("enriched", None, b"ok")]
+    with pytest.raises(ProducerFenced):
+        await send_all(_Mixed(), records)  # type: ignore[arg-type]
+
+
+async def test_a_stand_down_racing_a_rebalance_leaves_the_new_lane_unpaused() -> None:
+    """A lane stands down; while its producer stops, a rebalance opens a new lane for the
+    partition: the stand-down must not pause the new lane's partition afterwards."""
+    from streamproc.processing.processor import Processor
+    from streamproc.settings import Settings
+
+    tp = TopicPartition("raw", 0)
+    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    consumer = _Consumer(tp, committed=4)
+    consumer.paused = set()
+    processor._consumer = consumer  # type: ignore[assignment]
+    stopping = asyncio.Event()
+
+    class _SlowStop(_Stoppable):
+        async def stop(self) -> None:
+            await stopping.wait()
+
+    old = PartitionLane(tp, _SlowStop(0), "g", 4)  # type: ignore[arg-type]
+    processor._lanes[tp] = old
 
     async def new_producer(_: TopicPartition) -> Any:
         return _Stoppable(0)
 
     processor._start_producer = new_producer  # type: ignore[method-assign]
-    await processor._commit_lane(tp, lane)
-    await processor._reopen_due_lanes()
-    assert processor._lanes[tp] is not lane and processor.stats.aborted_transactions == 1
+    standing_down = asyncio.ensure_future(processor._stand_down(tp, old, retry_in_s=0))
+    await asyncio.sleep(0.01)
+    await processor._open_lanes([tp])  # the rebalance, while the old producer stops
+    assert processor._lanes[tp] is not old and consumer.paused == set()
+    stopping.set()
+    await standing_down
+    assert consumer.paused == set() and tp not in processor._reopen_at
+
+
+class _IdleConsumer:
+    """A partition with records behind (end offset 20) that the consumer keeps paused."""
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self._tp = tp
+        self.paused_tps = {tp}
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return {self._tp}
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, 20)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self.paused_tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused_tps -= set(tps)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+async def test_a_partition_left_paused_with_lag_is_reported_and_resumed() -> None:
+    """Lag 9, nothing in flight, no progress: the watch reports the partition stalled (on
+    the lane status too) and resumes its fetching where its lane is."""
+    from streamproc.processing.processor import Processor
+    from streamproc.processing.stalled_partitions import StallWatch
+    from streamproc.settings import Settings
+
+    tp = TopicPartition("raw", 0)
+    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    processor._stall = StallWatch(after_s=0)  # no progress for "long enough" at once
+    consumer = _IdleConsumer(tp)
+    processor._consumer = consumer  # type: ignore[assignment]
+    processor._lanes[tp] = PartitionLane(tp, _Stoppable(0), "g", 11)  # type: ignore[arg-type]
+    assert await processor.check_stalls() == [0]
+    assert consumer.seeks == [(tp, 11)] and consumer.paused_tps == set()
+    assert processor.stats.stalls == 1 and list(processor.stalled()) == [0]
+    (status,) = processor.lane_status()
+    assert status.stalled_s is not None and status.in_flight == 0
+    assert await processor.check_stalls() == []  # reported once, not on every look
+
+
+async def test_a_rebalance_callback_opens_lanes_without_waiting_for_them() -> None:
+    """The assignment callback returns at once with the new partitions paused; their lanes
+    open in the background, and a lane opened meanwhile is put back at its position."""
+    from streamproc.processing.processor import Processor
+    from streamproc.settings import Settings
+
+    tp0, tp1 = TopicPartition("raw", 0), TopicPartition("raw", 1)
+    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    consumer = _Consumer(tp0, committed=3)
+    consumer.assignment = lambda: {tp0, tp1}  # type: ignore[method-assign]
+    processor._consumer = consumer  # type: ignore[assignment]
+    opened = PartitionLane(tp1, _Stoppable(0), "g", 7)  # type: ignore[arg-type]
+    processor._lanes[tp1] = opened
+    release = asyncio.Event()
+
+    async def slow_producer(_: TopicPartition) -> Any:
+        await release.wait()  # a coordinator that takes its time
+        return _Stoppable(0)
+
+    processor._start_producer = slow_producer  # type: ignore[method-assign]
+    processor._assigned({tp0, tp1})
+    assert consumer.paused == {tp0} and (tp1, 7) in consumer.seeks
+    assert tp0 not in processor._lanes
+    release.set()
+    while tp0 not in processor._lanes:
+        await asyncio.sleep(0)
+    assert processor._lanes[tp0].committed_offset == 3 and (tp0, 3) in consumer.seeks
 
 
 class _SizeLimitedProducer(_Producer):
