@@ -14,6 +14,7 @@ Hierarchy::
     │   ├── ProviderCreditsExhausted     402: the provider's own credits are gone
     │   ├── BreakerOpen                  the breaker refused the call
     │   ├── BudgetExhausted              the daily credit budget refused the call
+    │   ├── BelowFloor                   its priority score is under the configured floor
     │   ├── UnreadableRecord             the client could not decode the input record
     │   ├── UnknownSchema                its schema id is not in the schema registry
     │   ├── UndecodablePayload           not in the wire format, or not as its schema says
@@ -38,6 +39,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 __all__ = [
+    "BelowFloor",
     "BreakerOpen",
     "BudgetExhausted",
     "ConfigError",
@@ -76,6 +78,7 @@ class ErrorClass(StrEnum):
     RATE_LIMITED = "rate_limited"
     BREAKER_OPEN = "breaker_open"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    BELOW_FLOOR = "below_floor"
     UNREADABLE_RECORD = "unreadable_record"
     UNKNOWN_SCHEMA = "unknown_schema"
     UNDECODABLE_PAYLOAD = "undecodable_payload"
@@ -195,6 +198,13 @@ class BreakerOpen(LeadError):
 class BudgetExhausted(LeadError):
     error_class = ErrorClass.BUDGET_EXHAUSTED
     retriable = True
+
+
+class BelowFloor(LeadError):
+    """The lead's priority score is under the configured floor: not worth a credit today
+    or any day, so not retriable (a replay would score it the same)."""
+
+    error_class = ErrorClass.BELOW_FLOOR
 
 
 class UnreadableRecord(LeadError):
