@@ -47,11 +47,14 @@ class DayConfig:
     score_sigma: float = 1.0
     halflife_min: float = 60.0
     #: A deferred lead older than this expires to the DLQ (retriable).
-    max_age_min: float = 240.0
-    #: The plan is met by here, before the reset, because forecasts miss.
-    finish_min: float = 23.5 * 60
+    max_age_min: float = 480.0
+    #: The plan is met by here, before the reset (the fast finish: forecasts miss).
+    finish_min: float = 23 * 60 + 55
     #: alpha: the forecast's weight in the plan against the straight line.
-    blend: float = 0.8
+    blend: float = 0.9
+    #: Share of the budget held for the last stretch, from ``close_min`` to the finish.
+    reserve: float = 0.03
+    close_min: float = 23 * 60
     #: The ledger's gate: no claim past ``plan + slack`` (share of the budget).
     slack_share: float = 0.02
     #: The top score band: this share of the day's best scores.
@@ -183,6 +186,8 @@ def _plan(s: Scenario, cfg: DayConfig) -> SpendPlan:
         finish_s=cfg.finish_min * 60,
         shape=forecast_shape(s.history),
         blend=cfg.blend,
+        reserve=cfg.reserve,
+        close_s=cfg.close_min * 60,
     )
 
 
@@ -280,13 +285,14 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
     def try_admit(lead: Lead, minute: float) -> bool:
         nonlocal spent
         # The ledger's gate: nothing past the plan plus the slack, whatever θ says.
-        if spent + lead.credits > min(cfg.budget, plan.target(minute * 60) + slack):
+        if spent + lead.credits > plan.ceiling(minute * 60, slack):
             return False
         spent += lead.credits
         out.admitted[lead.key] = minute
         out.value += _worth(lead, minute, cfg)
         return True
 
+    best_waiting = 0.0  # the best deferred lead that passed θ but found no room
     leads = iter(s.leads)
     nxt = next(leads, None)
     for minute in range(MINUTES):
@@ -320,10 +326,13 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
                 pool.append(lead)
                 continue
             at = lead.arrival
-            if not (
-                threshold.admits(density(lead, at), tie_draw(lead.key)) and try_admit(lead, at)
-            ):
+            worth = density(lead, at)
+            passes = threshold.admits(worth, tie_draw(lead.key))
+            # Never ahead of a better lead that waits for room: the sweeper serves it first.
+            if not (passes and worth >= best_waiting and try_admit(lead, at)):
                 pool.append(lead)
+                if passes:
+                    best_waiting = max(best_waiting, worth)
         # The sweeper: deferred leads re-offered best-first; from the finish, the rest of
         # the budget goes top-first whatever θ says.
         end = minute + 1.0
@@ -331,14 +340,17 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
             finishing = end * 60 >= cfg.finish_min * 60
             pool.sort(key=lambda lead: density(lead, end), reverse=True)
             kept: list[Lead] = []
+            best_waiting = 0.0
             for lead in pool:
+                worth = density(lead, end)
                 if end - lead.arrival > cfg.max_age_min:
                     out.expired.add(lead.key)
-                elif not (
-                    (finishing or threshold.admits(density(lead, end), tie_draw(lead.key)))
-                    and try_admit(lead, end)
-                ):
+                    continue
+                passes = finishing or threshold.admits(worth, tie_draw(lead.key))
+                if not (passes and try_admit(lead, end)):
                     kept.append(lead)
+                    if passes:
+                        best_waiting = max(best_waiting, worth)
             pool = kept
         elif pool:
             kept = []
@@ -390,6 +402,18 @@ def _p95(values: Sequence[float]) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
 
 
+def top_band(s: Scenario, cfg: DayConfig) -> list[Lead]:
+    """The day's best ``top_share`` of leads by worth per credit when they can first be
+    served (their arrival, or the provider's return): what the rule and the oracle rank
+    by, and what the deferral topics band by (with equal credits: by score)."""
+    ranked = sorted(
+        s.leads,
+        key=lambda lead: _worth(lead, _back_at(s, lead.arrival), cfg) / lead.credits,
+        reverse=True,
+    )
+    return ranked[: max(1, round(cfg.top_share * len(ranked)))]
+
+
 def measure(out: Outcome, s: Scenario, cfg: DayConfig, oracle: Outcome) -> Row:
     budget = float(cfg.budget)
     spent = out.spent_by_minute
@@ -406,9 +430,7 @@ def measure(out: Outcome, s: Scenario, cfg: DayConfig, oracle: Outcome) -> Row:
             for m in range(1, len(spent))
         ]
         step_dev = 100 * max(steps) / budget
-    scores = sorted((lead.score for lead in s.leads), reverse=True)
-    cut = scores[max(0, round(cfg.top_share * len(scores)) - 1)]
-    top = [lead for lead in s.leads if lead.score >= cut]
+    top = top_band(s, cfg)
     waits = [
         out.admitted[lead.key] - _back_at(s, lead.arrival) if lead.key in out.admitted else math.inf
         for lead in top

@@ -145,8 +145,10 @@ class PacerConfig:
     rate_steps: int = 15
     #: The plan's rate is read this far ahead (smooths the bucket edges of the forecast).
     horizon_s: float = 600.0
-    #: A gap to the plan is closed over this long (the proportional gain is 1/catchup_s).
-    catchup_s: float = 600.0
+    #: A gap to the plan is closed over this long (the proportional gain is 1/catchup_s):
+    #: half an hour; at ten minutes a small lead over the plan drove the admit share to
+    #: its minimum and θ to the top of the window (the day simulator showed θ spikes).
+    catchup_s: float = 1800.0
     #: Integral gain per step per unit of error (error: (spent - plan) / limit).
     integral_gain: float = 2.0
     #: |integral| bound: the admit share is never scaled by more than e^±limit.
@@ -213,7 +215,9 @@ class Pacer:
             admit=self.config.start_admit, threshold=Threshold(None, self.config.start_admit)
         )
         self.state = state or start
-        self._window: deque[StepStats] = deque(maxlen=self.config.window_steps)
+        self._window: deque[StepStats] = deque()
+        #: The window's histogram, kept up to date as steps come and go.
+        self._totals: dict[int, int] = {}
         for stats in history:
             self.observe(stats)
 
@@ -224,6 +228,17 @@ class Pacer:
             self._window[-1] = self._window[-1].merge(stats)
         else:
             self._window.append(stats)
+        self._count(stats.histogram, 1)
+        while len(self._window) > self.config.window_steps:
+            self._count(self._window.popleft().histogram, -1)
+
+    def _count(self, histogram: Mapping[int, int], sign: int) -> None:
+        for bucket, credits in histogram.items():
+            left = self._totals.get(bucket, 0) + sign * credits
+            if left:
+                self._totals[bucket] = left
+            else:
+                del self._totals[bucket]
 
     @property
     def history(self) -> tuple[StepStats, ...]:
@@ -233,7 +248,8 @@ class Pacer:
         """Credits offered per second over the last ``rate_steps`` steps (0: none seen)."""
         if not self._window:
             return 0.0
-        recent = list(self._window)[-self.config.rate_steps :]
+        steps = min(len(self._window), self.config.rate_steps)
+        recent = [self._window[-1 - i] for i in range(steps)]
         return sum(s.credits for s in recent) / (len(recent) * self.config.step_s)
 
     def update(
@@ -267,10 +283,7 @@ class Pacer:
 
     def _quantile(self, admit: float) -> Threshold:
         """The threshold that lets through ``admit`` of the window's offered credits."""
-        histogram: dict[int, int] = {}
-        for stats in self._window:
-            for bucket, credits in stats.histogram.items():
-                histogram[bucket] = histogram.get(bucket, 0) + credits
+        histogram = self._totals
         total = sum(histogram.values())
         if total <= 0:
             return Threshold(None, admit)

@@ -2,10 +2,12 @@
 
 ``S*(t) = B · base(t)`` where ``base`` blends the forecast cumulative share of the day's
 arrivals ``F̂`` with a straight line and reaches 1 at ``finish_s`` (the *fast finish*,
-before the reset, because forecasts miss)::
+before the reset, because forecasts miss), a *closing reserve* ``r`` of the limit held
+back until ``close_s`` and released by ``finish_s`` (a late burst finds credits for its
+best leads, and the day is not spent out before its last hour)::
 
     raw(t)  = alpha·F̂(t) + (1-alpha)·t/day_s
-    base(t) = min(1, raw(t) / raw(finish_s))
+    base(t) = (1 - r)·min(1, raw(t) / raw(finish_s)) + r·ramp(close_s .. finish_s)(t)
 
 ``F̂`` is learned from per-bucket arrival counts of past days (:func:`forecast_shape`): a
 pure function of counts, so every instance that reads the same counts gets the same plan.
@@ -82,6 +84,9 @@ class SpendPlan:
     finish_s: float
     shape: tuple[float, ...]
     blend: float = 0.7
+    #: Share of the limit held back until ``close_s`` (None: no reserve).
+    reserve: float = 0.0
+    close_s: float | None = None
     anchor_s: float = 0.0
     anchor_spent: float = 0.0
 
@@ -96,6 +101,10 @@ class SpendPlan:
             raise ValueError("shape must rise from >= 0 to 1")
         if not 0.0 <= self.blend <= 1.0:
             raise ValueError("blend must be in [0, 1]")
+        if not 0.0 <= self.reserve < 1.0:
+            raise ValueError("reserve must be in [0, 1)")
+        if self.close_s is not None and not 0 <= self.close_s < self.finish_s:
+            raise ValueError("close_s must be in [0, finish_s)")
         if self.anchor_spent < 0:
             raise ValueError("anchor_spent must be >= 0")
 
@@ -120,7 +129,11 @@ class SpendPlan:
         def raw(x: float) -> float:
             return self.blend * self.forecast(x) + (1.0 - self.blend) * x / self.day_s
 
-        return min(1.0, raw(t) / raw(self.finish_s))
+        shaped = min(1.0, raw(t) / raw(self.finish_s))
+        if self.reserve <= 0 or self.close_s is None:
+            return shaped
+        ramp = max(0.0, (t - self.close_s) / (self.finish_s - self.close_s))
+        return (1.0 - self.reserve) * shaped + self.reserve * min(1.0, ramp)
 
     def target(self, t: float) -> float:
         """``S*(t)``: credits that should be spent by ``t``; never more than the limit."""
@@ -132,6 +145,20 @@ class SpendPlan:
             return float(self.limit)
         share = (self.base(t) - start) / (1.0 - start)
         return min(float(self.limit), spent + (self.limit - spent) * share)
+
+    def held(self, t: float) -> float:
+        """Credits of the closing reserve still held back at ``t``: all of it until
+        ``close_s``, then less and less until none at ``finish_s``."""
+        if self.reserve <= 0 or self.close_s is None:
+            return 0.0
+        ramp = max(0.0, (t - self.close_s) / (self.finish_s - self.close_s))
+        return self.reserve * self.limit * (1.0 - min(1.0, ramp))
+
+    def ceiling(self, t: float, slack: float) -> float:
+        """The most a group may have spent by ``t`` (the ledger's gate): the plan plus
+        ``slack`` credits, never into what the closing reserve still holds, never past
+        the limit."""
+        return max(0.0, min(self.target(t) + slack, self.limit - self.held(t), float(self.limit)))
 
     def rate(self, t: float, horizon_s: float) -> float:
         """Credits per second the plan asks for over the next ``horizon_s``."""
