@@ -1,4 +1,6 @@
-"""``python -m bench.day [--seed N] [--chart PATH]``: the budget-day simulator's table.
+"""``python -m bench.day [--seed N] [--chart PATH] [--chart-variant NAME]``.
+
+The budget-day simulator's table.
 
 Every variant of issue 21's day against every policy, in one run (bench/daysim.py says
 what each is); the goals checked below the table; one day drawn as an SVG.
@@ -9,8 +11,10 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from bench.daysim import DayConfig, Row, simulate
+from bench.daychart import draw
+from bench.daysim import DayConfig, Row, scenario, simulate
 
 
 def _hhmm(minute: float | None) -> str:
@@ -49,13 +53,25 @@ def table(rows: Sequence[Row]) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.day", description=__doc__)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--chart", type=Path, default=Path("docs/images/budget-day.svg"))
+    parser.add_argument("--chart-variant", default="outage_10_12")
     args = parser.parse_args(argv)
     cfg = DayConfig(seed=args.seed)
     started = time.perf_counter()
-    rows, _ = simulate(cfg)
+    rows, outcomes = simulate(cfg)
     print(table(rows))
     took = time.perf_counter() - started
+    variant = args.chart_variant
+    svg = draw(
+        scenario(variant, cfg),
+        outcomes[(variant, "paced")],
+        outcomes[(variant, "first_come")],
+        cfg.budget,
+    )
+    args.chart.parent.mkdir(parents=True, exist_ok=True)
+    args.chart.write_text(svg)
     print(f"\n{len(rows)} runs in {took:.1f} s; budget {cfg.budget}, {cfg.leads} leads")
+    print(f"chart: {args.chart}")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,11 @@ def tie_draw(key: str) -> float:
     value = 0xCBF29CE484222325
     for byte in key.encode():
         value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    # FNV alone leaves keys that differ in their last characters close together in the
+    # high bits; a splitmix64 finish spreads them over the whole range.
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    value ^= value >> 31
     return (value >> 11) / float(1 << 53)
 
 
