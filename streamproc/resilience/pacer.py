@@ -227,8 +227,8 @@ class Pacer:
             self.observe(stats)
 
     def observe(self, stats: StepStats) -> None:
-        """Add one step's offers (records of one step from several instances: merge
-        them first, or observe each: the window counts steps by their ``step``)."""
+        """Add one step's offers. The records of one step from several instances may
+        come one after another (they are merged), all before the next step's."""
         if self._window and self._window[-1].step == stats.step:
             self._window[-1] = self._window[-1].merge(stats)
         else:
