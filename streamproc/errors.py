@@ -16,6 +16,7 @@ Hierarchy::
     │   ├── BreakerOpen                  the breaker refused the call
     │   ├── BudgetExhausted              the daily credit budget refused the call
     │   ├── HoldExpired                  held longer than ``hold_max_age_s``
+    │   ├── BelowFloor                   its priority score is under the configured floor
     │   ├── UnreadableRecord             the client could not decode the input record
     │   ├── UnknownSchema                its schema id is not in the schema registry
     │   ├── UndecodablePayload           not in the wire format, or not as its schema says
@@ -41,6 +42,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 __all__ = [
+    "BelowFloor",
     "BreakerOpen",
     "BudgetExhausted",
     "ConfigError",
@@ -82,6 +84,7 @@ class ErrorClass(StrEnum):
     RATE_LIMITED = "rate_limited"
     BREAKER_OPEN = "breaker_open"
     BUDGET_EXHAUSTED = "budget_exhausted"
+    BELOW_FLOOR = "below_floor"
     UNREADABLE_RECORD = "unreadable_record"
     UNKNOWN_SCHEMA = "unknown_schema"
     UNDECODABLE_PAYLOAD = "undecodable_payload"
@@ -224,6 +227,13 @@ class HoldExpired(LeadError):
 
     error_class = ErrorClass.HOLD_EXPIRED
     retriable = True
+
+
+class BelowFloor(LeadError):
+    """The lead's priority score is under the configured floor: not worth a credit today
+    or any day, so not retriable (a replay would score it the same)."""
+
+    error_class = ErrorClass.BELOW_FLOOR
 
 
 class UnreadableRecord(LeadError):

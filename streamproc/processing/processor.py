@@ -20,8 +20,8 @@ DLQ) so costs no provider call: finished leads are published by the first commit
 works. Only a fence, a revocation or another owner's commit throws the window away.
 
 A watch task notices a partition with records behind, nothing in flight and no progress
-(:mod:`streamproc.processing.stalled_partitions`): it is logged, on ``/status`` and ``/readyz``, and its
-fetching is restarted at its lane's position.
+(:mod:`streamproc.processing.stalled_partitions`): it is logged, on ``/status`` and
+``/readyz``, and its fetching is restarted at its lane's position.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ NOT_RETRIABLE = {
     ErrorClass.OUTPUT_TOO_LARGE,
     ErrorClass.OUTPUT_REFUSED,
     ErrorClass.UNDECODABLE_PAYLOAD,
+    ErrorClass.BELOW_FLOOR,
 }
 #: The failure time of every planted record: one hour ago, minutes apart per class.
 BASE = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
