@@ -487,7 +487,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     runner: Callable[[], Coroutine[Any, Any, int]]
     if args.command == "run":
         if settings.provider_mode is ProviderMode.SYNC:
-            settings.require_provider()
+            from streamproc.provider.registry import load_provider_factory, needs_provider_url
+
+            # Asked of the provider chosen: only the `http` one calls provider_url.
+            if needs_provider_url(load_provider_factory(settings.provider_name)):
+                settings.require_provider()
 
         def runner() -> Coroutine[Any, Any, int]:
             return _run(settings, args.stop_when_idle_s)

@@ -2,7 +2,7 @@
 
 Pure. The rule, in order:
 
-1. ``streamproc.error.retriable: false`` (``invalid_payload``, ``provider_rejected``):
+1. ``streamproc.error.retriable: false`` (``invalid_payload``, ``provider_rejected``, ``no_match``):
    **park** — the same bytes would fail the same way again.
 2. ``attempt >= max_attempts``: **park** — it has been processed ``max_attempts`` times.
 3. otherwise **replay** into ``leads.raw``.
