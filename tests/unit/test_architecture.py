@@ -33,7 +33,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"state"}),
     frozenset({"processing"}),
     frozenset({"clay", "replay"}),
-    frozenset({"app", "console", "sample", "simulators"}),
+    frozenset({"app", "console", "sample", "simulators", "trial"}),
     frozenset({"cli"}),
     frozenset({"__main__"}),
 )
