@@ -31,6 +31,7 @@ __all__ = [
     "Found",
     "LeadWaterfall",
     "Missed",
+    "ProviderAnswer",
     "Tried",
     "Unavailable",
     "WaterfallResult",
