@@ -18,7 +18,7 @@ from streamproc.kafka.acls import processor_acls
 from streamproc.kafka.groups import group_position
 from streamproc.kafka.preflight import check_kafka
 from streamproc.logs import get_logger
-from streamproc.ops.http import OpsServer
+from streamproc.ops.http import HttpServer, OpsServer
 from streamproc.ops.metrics import Metrics
 from streamproc.ops.readiness import ReadinessCheck
 from streamproc.processing.calls import ProviderCalls
@@ -27,7 +27,9 @@ from streamproc.processing.handler import LeadHandler
 from streamproc.processing.processor import Processor
 from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient, retry_driver
+from streamproc.provider.config import ProviderConfig
 from streamproc.provider.registry import load_provider_factory
+from streamproc.provider.stall import LoopWatch
 from streamproc.redact import mask_url
 from streamproc.registry.codec import RegistryCodec, codec_for
 from streamproc.resilience.breaker import Transition
@@ -60,6 +62,8 @@ class App:
         # ``span_exporter`` is a test's, in place of the configured one.
         tracing.configure(settings, exporter=span_exporter)
         self.metrics = Metrics()
+        #: Tells a provider timeout of ours (the process could not run) from the provider's.
+        self.loop_watch = LoopWatch()
         self.guard = ResilienceGuard(settings, on_transition=self._breaker_changed)
         self.state = StateStore(settings, self._on_state)
         self.guard.attach(self.state)
@@ -88,7 +92,9 @@ class App:
             settings,
             self.handler,
             log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
-            release_holds=lambda: self.guard.release_holds() + self.handler.release_holds(),
+            release_holds=lambda tasks: (
+                self.guard.release_holds(tasks) + self.handler.release_holds(tasks)
+            ),
             # Clay's rate is per table: each instance paces at its share (clay/pacing.py).
             on_assignment=None if self.clay is None else self.clay.submitter.pacer.share,
         )
@@ -111,6 +117,9 @@ class App:
         #: Further listeners of every state record (restore and tail), added before
         #: :meth:`run`: the console's breaker history and budget burn.
         self.state_listeners: list[StateListener] = []
+        #: Further HTTP servers, added before :meth:`run`, started after the ops server and
+        #: stopped before it: the console on a port of its own (``console_port``).
+        self.http_servers: list[HttpServer] = []
 
     def _provider_calls(self, settings: Settings) -> ProviderCalls:
         """The provider the ``provider`` setting names (an entry point of
@@ -120,7 +129,8 @@ class App:
         if factory is ClayService:
             raise ConfigError("provider clay needs provider_mode clay")
         try:
-            provider = factory(settings)
+            # Its own configuration only: never the settings, which hold every secret.
+            provider = factory(ProviderConfig.from_settings(settings, name))
         except ConfigError:
             raise
         except Exception as exc:  # a third-party provider's: one line, not a traceback
@@ -134,7 +144,7 @@ class App:
             provider.on_attempt = self.metrics.provider_attempt
         return ProviderCalls(
             provider,
-            retry_driver(settings, "provider"),
+            retry_driver(settings, "provider", stalled=self.loop_watch.stalled),
             batch_size=settings.provider_batch_size,
             linger_s=settings.provider_batch_linger_ms / 1000,
             timeout_s=settings.provider_timeout_s,
@@ -183,6 +193,7 @@ class App:
         settings = self.settings
         # /healthz answers from the start; /readyz says why it is not ready yet.
         await self._start_ops()
+        self.loop_watch.start()
         try:
             await check_kafka(
                 settings,
@@ -247,8 +258,11 @@ class App:
             await self.state.stop()
             if self.provider is not None:
                 await self.provider.close()
+            self.loop_watch.stop()
             if self.codec is not None:
                 await self.codec.close()
+            for server in self.http_servers:
+                await server.stop()
             await self.ops.stop()
             if tracing.enabled:
                 await asyncio.to_thread(tracing.shutdown)  # the last spans, then off
@@ -304,6 +318,16 @@ class App:
                 f"http_host/http_port: cannot listen on {host}:{port} ({reason}): check "
                 "STREAMPROC_HTTP_HOST / --http-host and STREAMPROC_HTTP_PORT / --http-port"
             ) from None
+        for server in self.http_servers:
+            try:
+                await server.start()
+            except OSError as exc:
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise ConfigError(
+                    f"{server.name}_host/{server.name}_port: cannot listen on {server.address} "
+                    f"({reason}): check STREAMPROC_{server.name.upper()}_HOST and "
+                    f"STREAMPROC_{server.name.upper()}_PORT"
+                ) from None
 
     async def _report_lag(self) -> None:
         while True:

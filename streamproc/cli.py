@@ -36,6 +36,7 @@ from streamproc.simulators.command import add_mock_provider_arguments, mock_prov
 if TYPE_CHECKING:
     from streamproc.app import App
     from streamproc.kafka.acls import Acl
+    from streamproc.ops.http import HttpServer
 
 __all__ = ["main"]
 
@@ -292,8 +293,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="the web console on its own: overview, DLQ browser, replay (read from Kafka)",
         description="Serve the web console (the one a processor serves at /console/ on its "
         "ops port) without a processor: the group's breaker, budget and lag from Kafka, the "
-        "DLQ browser, and replay from the page when STREAMPROC_CONSOLE_TOKEN is set. Listens "
-        "on --http-host/--http-port.",
+        "DLQ browser (its records with STREAMPROC_CONSOLE_READ_TOKEN or the operator token), "
+        "and replay from the page when STREAMPROC_CONSOLE_TOKEN is set. Listens on "
+        "--http-host/--http-port, or --console-host/--console-port when set.",
     )
     _add_setting_flags(console, "replay")
 
@@ -327,18 +329,26 @@ async def _run(settings: Settings, stop_when_idle_s: float | None) -> int:
     return 0
 
 
-def _mount_console(app: App) -> None:
-    """The web console on the processor's ops port (``/console/``), fed its state records."""
+def _mount_console(app: App) -> HttpServer:
+    """The web console (``/console/``), fed its state records, on the processor's ops port
+    or, with ``console_port``, on a listener of its own; returns the server it is on."""
     from streamproc.console import Console
+    from streamproc.ops.http import HttpServer
 
+    settings = app.settings
     console = Console(
-        app.settings,
+        settings,
         state=app.status,
         restored=app.state.restored.is_set,
         readiness=app.readiness,
     )
     app.state_listeners.append(console.on_state)
-    app.ops.mount(console.install)
+    server: HttpServer = app.ops
+    if settings.console_port is not None:
+        server = HttpServer(settings.console_host, settings.console_port, name="console")
+        app.http_servers.append(server)
+    server.mount(console.install)
+    return server
 
 
 def _print_json(value: Any) -> None:

@@ -11,10 +11,12 @@ Hierarchy::
     │   ├── ProviderAuthError            401/403: broken for every lead
     │   ├── ProviderError                5xx, connection error, unreadable answer
     │   ├── ProviderTimeout              the call timed out
+    │   │   └── LocalStall               ... while this process could not run
     │   ├── RateLimited                  429, after in-process retries ran out
     │   ├── ProviderCreditsExhausted     402: the provider's own credits are gone
     │   ├── BreakerOpen                  the breaker refused the call
     │   ├── BudgetExhausted              the daily credit budget refused the call
+    │   ├── HoldExpired                  held longer than ``hold_max_age_s``
     │   ├── UnreadableRecord             the client could not decode the input record
     │   ├── UnknownSchema                its schema id is not in the schema registry
     │   ├── UndecodablePayload           not in the wire format, or not as its schema says
@@ -43,12 +45,14 @@ __all__ = [
     "BudgetExhausted",
     "ConfigError",
     "ErrorClass",
+    "HoldExpired",
     "InternalError",
     "InvalidPayload",
     "KafkaAuthorizationError",
     "KafkaSetupError",
     "KafkaTokenError",
     "LeadError",
+    "LocalStall",
     "NoMatch",
     "OutputRefused",
     "OutputTooLarge",
@@ -84,6 +88,7 @@ class ErrorClass(StrEnum):
     UNDECODABLE_PAYLOAD = "undecodable_payload"
     OUTPUT_TOO_LARGE = "output_too_large"
     OUTPUT_REFUSED = "output_refused"
+    HOLD_EXPIRED = "hold_expired"
     INTERNAL = "internal"
 
 
@@ -191,6 +196,14 @@ class ProviderTimeout(LeadError):
     counts_against_breaker = True
 
 
+class LocalStall(ProviderTimeout):
+    """A call timed out while this process could not run (a freeze, a stalled event loop):
+    not evidence against the provider, whose answer may be waiting in the socket. It does
+    not count against the breaker and is retried (streamproc/provider/stall.py)."""
+
+    counts_against_breaker = False
+
+
 class RateLimited(LeadError):
     error_class = ErrorClass.RATE_LIMITED
     retriable = True
@@ -214,6 +227,15 @@ class BreakerOpen(LeadError):
 
 class BudgetExhausted(LeadError):
     error_class = ErrorClass.BUDGET_EXHAUSTED
+    retriable = True
+
+
+class HoldExpired(LeadError):
+    """A lead waited in a hold (breaker, budget, schema registry) longer than
+    ``hold_max_age_s``: dead-lettered so its partition moves on, and replayed once what it
+    waited for is back. The message says what it waited for."""
+
+    error_class = ErrorClass.HOLD_EXPIRED
     retriable = True
 
 

@@ -9,7 +9,13 @@ Three kinds of secret hide in the settings:
   the table, so its path is masked and only the scheme and host are shown, with the
   webhook's id (the hash that metrics and logs use) to tell several apart;
 * the environment variables the declarative provider's table names as ``${NAME}``
-  (docs/provider.md): they hold its API key, which may travel in a URL's query.
+  (docs/provider.md): they hold its API key, which may travel in a URL's query;
+* credentials written literally into that table (or into ``provider_options``, an
+  installed provider's own table): a value under a secret-looking name
+  anywhere in it (a header ``X-Api-Key`` or ``Authorization: Bearer sk-...``, a query
+  parameter ``api_key``, a body field ``password``; :func:`is_secret_param` decides), and
+  the credentials of its URLs. A value that only refers to one (``${NAME}``, or
+  ``{{ expr }}`` on the lead) holds no literal and stays readable.
 
 :func:`printable_settings` is what ``config show`` prints; :func:`secret_values` lists the
 strings that must never reach a log line, for :func:`streamproc.logs.configure_logging`.
@@ -80,6 +86,11 @@ _SECRET_NAME_WORDS = ("token", "secret", "passw", "signature", "apikey", "creden
 
 _NAME_PARTS = re.compile(r"[^a-z0-9]+")
 
+#: A reference in a declarative template: ``{{ expr }}`` (lead data) or ``${NAME}``.
+_TEMPLATE = re.compile(r"\{\{.*?\}\}|\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+#: Words that may stand before a credential in a header value (``Bearer <token>``).
+_AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "apikey", "api-key", "key", "digest"})
+
 
 def is_secret_param(name: str) -> bool:
     """Whether a query parameter of this name carries a credential (case-insensitive)."""
@@ -133,12 +144,74 @@ def _mask_params(text: str) -> str:
     return "&".join(pairs)
 
 
+def _literal_credential(value: str) -> str | None:
+    """The credential written literally in ``value`` (found under a secret-looking name),
+    without its scheme word; None when the value only refers to one (templates)."""
+    rest = _TEMPLATE.sub("", value).strip()
+    scheme, _, tail = rest.partition(" ")
+    if scheme.lower() in _AUTH_SCHEMES:
+        rest = tail.strip()
+    return rest or None
+
+
+def _is_url(value: str) -> bool:
+    return value[:8].lower().startswith(("http://", "https://"))
+
+
+#: The parts of the declarative table that make the request (the rest reads the answer,
+#: where a status named ``token_expired`` is no credential).
+_REQUEST_PARTS = frozenset(
+    {"url", "batch_url", "headers", "query", "body", "batch_body", "batch_item"}
+)
+
+
+def _request_parts(table: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in table.items() if k in _REQUEST_PARTS}
+
+
+def _masked_table(node: Any, secret_name: bool = False) -> Any:
+    """A copy of a request part of the declarative table, literal credentials masked."""
+    if isinstance(node, dict):
+        return {k: _masked_table(v, is_secret_param(str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_masked_table(v, secret_name) for v in node]
+    if isinstance(node, str):
+        if secret_name and _literal_credential(node) is not None:
+            return MASK
+        return mask_url(node) if _is_url(node) else node
+    if secret_name and isinstance(node, int | float) and not isinstance(node, bool):
+        return MASK
+    return node
+
+
+def _table_secrets(node: Any, secret_name: bool = False) -> Iterator[str]:
+    """The literal credentials of a request part of the declarative table."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _table_secrets(value, is_secret_param(str(key)))
+    elif isinstance(node, list):
+        for value in node:
+            yield from _table_secrets(value, secret_name)
+    elif isinstance(node, str):
+        literal = _literal_credential(node) if secret_name else None
+        if literal is not None:
+            yield from (node, literal)
+        if _is_url(node):
+            yield from _url_secrets(node, secret_path=False)
+    elif secret_name and isinstance(node, int | float) and not isinstance(node, bool):
+        yield str(node)
+
+
 def printable_settings(settings: Settings) -> dict[str, Any]:
     """The settings as JSON-ready values with every secret masked (``config show``)."""
     values = settings.model_dump(mode="json")
     for name in values:
         raw = getattr(settings, name)
-        if isinstance(raw, SecretStr):
+        if name == "provider_declarative" and raw is not None:
+            values[name] = {**raw, **_masked_table(_request_parts(raw))}
+        elif name == "provider_options" and raw is not None:
+            values[name] = _masked_table(raw)
+        elif isinstance(raw, SecretStr):
             values[name] = MASK
         elif isinstance(raw, AnyHttpUrl):
             values[name] = mask_url(str(raw), secret_path=name in _SECRET_PATH_FIELDS)
@@ -177,6 +250,8 @@ def _env_references(node: Any) -> Iterator[str]:
 
 def _secrets(settings: Settings) -> Iterator[str]:
     yield from _env_references(settings.provider_declarative)
+    yield from _table_secrets(_request_parts(settings.provider_declarative or {}))
+    yield from _table_secrets(settings.provider_options or {})
     for name in type(settings).model_fields:
         raw = getattr(settings, name)
         if isinstance(raw, SecretStr):

@@ -341,7 +341,8 @@ class Settings(BaseSettings):
         le=3_600_000,
         description="how long the consumer may go without polling before the group drops "
         "it; polling goes on (held partitions paused) through any hold, so this bounds a "
-        "stuck event loop, not a breaker cooldown or a spent budget",
+        "stuck event loop, not a breaker cooldown or a spent budget. Also the group's "
+        "rebalance timeout: how long a rebalance waits for a revoking member to rejoin",
     )
 
     # --- provider ------------------------------------------------------------------------
@@ -414,6 +415,12 @@ class Settings(BaseSettings):
         None,
         description="the declarative HTTP provider: the `[streamproc.provider_declarative]` "
         "table of the settings file (docs/provider.md), or its JSON",
+    )
+    provider_options: dict[str, Any] | None = Field(
+        None,
+        description="an installed provider's own settings: the `[streamproc.provider_options]` "
+        "table of the settings file, or its JSON; handed to the provider, with its URL, key, "
+        "timeout and retry policy, in place of the whole settings (docs/provider.md)",
     )
 
     # --- Clay mode (provider_mode = clay; see streamproc.clay) -----------------------------
@@ -550,6 +557,14 @@ class Settings(BaseSettings):
         description="leads once the day's budget is spent: to the DLQ, or `hold` them until "
         "the next day",
     )
+    hold_max_age_s: float = Field(
+        3600.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="the longest a lead waits in a hold (breaker, schema registry down or "
+        "refusing); a budget hold counts from the day's reset. Then it is dead-lettered, "
+        "retriable, as `hold_expired`, and its partition moves on",
+    )
     health_window_s: float = Field(
         300.0,
         gt=0,
@@ -612,8 +627,9 @@ class Settings(BaseSettings):
         10.0,
         ge=0,
         le=300,
-        description="on a rebalance, how long a revoked partition's leads may finish; then "
-        "they are cancelled and read again by the next owner",
+        description="on a rebalance, how long a revoked partition's leads in a provider call "
+        "may finish (held leads are released at once); then they are cancelled and read "
+        "again by the next owner. At most half of `max_poll_interval_ms`",
     )
 
     # --- record formats ------------------------------------------------------------------
@@ -665,7 +681,31 @@ class Settings(BaseSettings):
     console_token: SecretStr | None = Field(
         None,
         description="operator token of the web console (`/console/`): a replay from the page "
-        "needs it in an `Authorization: Bearer` header; unset, the console is read-only",
+        "needs it in an `Authorization: Bearer` header, and it shows DLQ records too; unset, "
+        "the console is read-only",
+    )
+    console_read_token: SecretStr | None = Field(
+        None,
+        description="a token that lets the web console show DLQ records (the list and a "
+        "record whole: e-mails, names, original headers) without allowing replays; neither "
+        "it nor `console_token` set: no record is shown (the overview stays open)",
+    )
+    console_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="host names (comma-separated) the console answers under besides "
+        "`localhost`, IP addresses, its bind address and this machine's name; a request "
+        "with another `Host` gets 421 (DNS rebinding); `*` answers any",
+    )
+    console_host: str = Field(
+        "127.0.0.1",
+        description="address of the console's own listener (with `console_port`)",
+    )
+    console_port: int | None = Field(
+        None,
+        ge=0,
+        le=65_535,
+        description="port of the console's own listener, apart from the ops server and "
+        "Clay's callbacks; unset: the console is served on `http_port`; 0 picks a free one",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="lowest level logged (any case)"
@@ -754,7 +794,9 @@ class Settings(BaseSettings):
             return tuple(part for part in text.replace("\n", ",").split(",") if part.strip())
         return value
 
-    @field_validator("cache_fields", "cache_freemail_domains", mode="before")
+    @field_validator(
+        "cache_fields", "cache_freemail_domains", "console_allowed_hosts", mode="before"
+    )
     @classmethod
     def _split_names(cls, value: Any) -> Any:
         """Comma-separated (or a JSON array); blanks dropped, each name stripped."""
@@ -841,7 +883,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("provider_declarative", mode="before")
+    @field_validator("provider_declarative", "provider_options", mode="before")
     @classmethod
     def _json_table(cls, value: Any) -> Any:
         """A table from the settings file, or its JSON from a flag."""
@@ -879,6 +921,14 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.provider_backoff_max_s < self.provider_backoff_base_s:
             raise ValueError("provider_backoff_max_s must be >= provider_backoff_base_s")
+        if self.revoke_grace_s * 2_000 > self.max_poll_interval_ms:
+            # The revocation runs before the member rejoins: with the whole rebalance
+            # timeout spent on it the member is evicted, and takes the partitions back from
+            # the others in turn (issue 19).
+            raise ValueError(
+                "revoke_grace_s must be at most half of max_poll_interval_ms (the group's "
+                "rebalance timeout), or a revoking member is dropped from the group"
+            )
         mechanism = self.sasl_in_use
         if mechanism is SaslMechanism.OAUTHBEARER:
             missing = [

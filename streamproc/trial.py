@@ -43,6 +43,7 @@ from streamproc.errors import (
 from streamproc.processing.handler import enriched_value
 from streamproc.provider.api import Enrichment, LeadIn, Provider
 from streamproc.provider.client import _network_transport, pool_limits
+from streamproc.provider.config import ProviderConfig
 from streamproc.provider.registry import load_provider_factory
 from streamproc.records.dlq import ATTEMPT, ERROR_CLASS, ERROR_MESSAGE, ERROR_RETRIABLE
 from streamproc.records.lead import decode_lead
@@ -232,13 +233,21 @@ def build_provider(
 ) -> tuple[Provider, bool]:
     """The provider ``settings`` choose, given ``transport`` when its factory takes one;
     and whether it did (its exchanges are recorded)."""
+    from streamproc.clay import ClayService
+
     name = settings.provider_name
     factory = load_provider_factory(name)
+    if factory is ClayService:
+        raise ConfigError(
+            "try sends one lead to a synchronous provider; Clay answers by callback "
+            "(docs/clay.md): try its webhook with `streamproc mock-provider --mode clay`"
+        )
     if getattr(factory, "needs_provider_url", False):
         settings.require_provider()
     takes_transport = transport is not None and _takes_transport(factory)
+    config = ProviderConfig.from_settings(settings, name)
     try:
-        provider = factory(settings, transport=transport) if takes_transport else factory(settings)
+        provider = factory(config, transport=transport) if takes_transport else factory(config)
     except ConfigError:
         raise
     except Exception as exc:
@@ -281,7 +290,8 @@ async def try_lead(
     ``transport`` replaces the network (it is wrapped to record each exchange)."""
     mask = Masker(settings)
     recorder = RecordingTransport(
-        transport or _network_transport(settings, pool_limits(settings)), mask
+        transport or _network_transport(settings.provider_http_transport, pool_limits(settings)),
+        mask,
     )
     provider, recorded = build_provider(settings, recorder)
     step = await _ask(settings, provider, LeadIn(lead_id, lead), settings.provider_name)

@@ -61,8 +61,9 @@ def dead_letter_record(
 ) -> OutRecord:
     """The ``leads.dlq`` record: original bytes and headers, plus the failure headers.
 
-    With ``max_bytes``, a record that would be larger keeps only the start of the original
-    value, and says so in its headers (:func:`~streamproc.records.dlq.fit_record`).
+    With ``max_bytes``, a record that would be larger is cut to fit (the value first; the
+    key and headers when they alone are over), and says so in its headers
+    (:func:`~streamproc.records.dlq.fit_record`).
     """
     headers = encode_dlq_headers(
         lead.headers,
@@ -71,8 +72,8 @@ def dead_letter_record(
         lead.attempt,
         now,
     )
-    key = _key(lead)
+    key: bytes | None = _key(lead)
     value: bytes | None = lead.value
     if max_bytes is not None:
-        value, headers = fit_record(key, value, headers, max_bytes)
+        key, value, headers = fit_record(key, value, headers, max_bytes)
     return OutRecord(topic, key, value, headers)

@@ -9,11 +9,14 @@ reads, and renders, only what this API returns:
 * ``GET /console/api/dlq?error_class=&key=&since=&until=&retriable=&attempt=&skip=&limit=&all=``:
   a page of DLQ records, read by ``dlq show``'s :func:`~streamproc.replay.show.list_dlq`;
 * ``GET /console/api/dlq/record?partition=P&offset=O``: one record whole
-  (:func:`~streamproc.replay.detail.detail_json`);
+  (:func:`~streamproc.replay.detail.detail_json`); these two hold leads and need the read
+  or the operator token (:func:`~streamproc.console.auth.check_reader`);
 * ``POST /console/api/replay`` ``{"filters": {...}, "max_attempts", "limit", "dry_run"}``:
   the CLI's :class:`~streamproc.replay.replayer.Replayer`; ``dry_run: false`` needs the
   operator token (:mod:`streamproc.console.auth`), one run at a time.
 
+Every route under ``/console`` answers only under a ``Host`` the console knows
+(:mod:`streamproc.console.hosts`; 421 otherwise), so a DNS-rebinding page reads nothing.
 A bad filter is 400 with the CLI's one line; nothing answered here carries a traceback.
 A Kafka error no handler expected (a broker gone mid-read, a transaction fenced during a
 replay) is 503 ``{"error": "<ExcType>: <msg>"}`` and one log line, by
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
@@ -36,8 +40,9 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from streamproc import __version__
-from streamproc.console.auth import check_token
+from streamproc.console.auth import check_reader, check_token
 from streamproc.console.history import BreakerLog, BurnSeries, ThroughputMeter
+from streamproc.console.hosts import HostAllowList
 from streamproc.console.lag import LagReader
 from streamproc.console.payload import (
     Lag,
@@ -54,7 +59,7 @@ from streamproc.replay.replayer import Replayer
 from streamproc.replay.show import list_dlq, read_dlq_record
 from streamproc.settings import Settings
 
-__all__ = ["PREFIX", "Console", "kafka_errors"]
+__all__ = ["PREFIX", "Console", "console_bind_host", "kafka_errors"]
 
 log = get_logger(__name__)
 
@@ -109,6 +114,12 @@ async def kafka_errors(
         return _error(error, 503)
 
 
+def console_bind_host(settings: Settings) -> str:
+    """The address the console listens on: its own (``console_host``, with
+    ``console_port``), or the ops server's."""
+    return settings.console_host if settings.console_port is not None else settings.http_host
+
+
 def _query(request: web.Request) -> dict[str, list[str]]:
     return {name: request.query.getall(name) for name in set(request.query.keys())}
 
@@ -147,6 +158,11 @@ class Console:
         self._sampled_at = float("-inf")
         self._sampling = asyncio.Lock()
         self._replaying = asyncio.Lock()
+        self.hosts = HostAllowList.of(
+            settings.console_allowed_hosts,
+            bind_host=console_bind_host(settings),
+            machine=socket.gethostname(),
+        )
 
     @property
     def mode(self) -> str:
@@ -161,6 +177,7 @@ class Console:
 
     def install(self, app: web.Application) -> None:
         """Add the routes and the background sampler to ``app`` (an ops server's)."""
+        app.middlewares.append(self._host_check)
         app.middlewares.append(kafka_errors)
         app.router.add_get(PREFIX, self._redirect)
         app.router.add_get(f"{PREFIX}/", self._index)
@@ -170,6 +187,22 @@ class Console:
         app.router.add_post(f"{PREFIX}/api/replay", self._post_replay)
         app.router.add_get(PREFIX + "/{name}", self._static)
         app.cleanup_ctx.append(self._lifespan)
+
+    @web.middleware
+    async def _host_check(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        """Under ``/console``, a request with a ``Host`` the console does not know is
+        421, before any handler reads anything (the rest of the server is not the
+        console's to judge: Clay's callbacks come under Clay's name for this host)."""
+        if request.path.startswith(PREFIX) and not self.hosts.allows(request.headers.get("Host")):
+            log.warning("console.host_refused", remote=request.remote, path=request.path)
+            return _error(
+                "this console does not answer under that host name: add it to "
+                "STREAMPROC_CONSOLE_ALLOWED_HOSTS",
+                421,
+            )
+        return await handler(request)  # type: ignore[no-any-return]
 
     async def _lifespan(self, _: web.Application) -> AsyncIterator[None]:
         task = asyncio.get_running_loop().create_task(self._sample_loop(), name="console-sample")
@@ -262,6 +295,11 @@ class Console:
             replay_enabled=self._token_set(),
         )
         body["restored"] = self._restored()
+        # The page asks for a token before it lists records, and says why without one.
+        body["records_enabled"] = any(
+            t is not None and bool(t.get_secret_value())
+            for t in (self._settings.console_token, self._settings.console_read_token)
+        )
         body["error_classes"] = list(KNOWN_CLASSES)
         body["topics"] = {
             "raw": self._settings.topic_raw,
@@ -270,7 +308,23 @@ class Console:
         }
         return _json(body)
 
+    def _refuse_reader(self, request: web.Request) -> web.Response | None:
+        """None when the request carries a token that may read records; else the refusal."""
+        verdict = check_reader(
+            self._settings.console_token,
+            self._settings.console_read_token,
+            request.headers.get("Authorization"),
+        )
+        if verdict.allowed:
+            return None
+        log.warning(
+            "console.read_refused", status=verdict.status, remote=request.remote, path=request.path
+        )
+        return _error(verdict.reason, verdict.status)
+
     async def _get_dlq(self, request: web.Request) -> web.Response:
+        if (refused := self._refuse_reader(request)) is not None:
+            return refused
         try:
             options = show_options_from_query(_query(request), datetime.now(UTC))
             page = await list_dlq(self._settings, options)
@@ -281,6 +335,8 @@ class Console:
         return _json({**page.to_json(), "max_attempts": options.max_attempts})
 
     async def _get_record(self, request: web.Request) -> web.Response:
+        if (refused := self._refuse_reader(request)) is not None:
+            return refused
         try:
             partition = _whole(request.query.get("partition"), "partition")
             offset = _whole(request.query.get("offset"), "offset")

@@ -1,10 +1,12 @@
-"""Who may change something from the console: the holder of the operator token.
+"""Who may read leads, and who may change something, from the console.
 
-Pure. Reading the DLQ, the state and a dry run are open to whoever reaches the ops port
-(like ``/status``); a replay that moves records needs ``console_token`` in an
-``Authorization: Bearer <token>`` header. Without a configured token the console is
-read-only for everyone. The token is compared in constant time and never echoed; a header,
-not a URL, carries it, so it stays out of access logs, browser history and referrers.
+Pure. The overview (counts, breaker, budget, lag) and a dry run are open to whoever reaches
+the console (like ``/status``). What holds leads (the DLQ's list and a record whole:
+e-mails, names, original headers) needs a token: the read token (``console_read_token``)
+or the operator token (``console_token``), in an ``Authorization: Bearer <token>`` header;
+with neither configured no record is shown to anyone. A replay that moves records needs
+the operator token. Tokens are compared in constant time and never echoed; a header, not a
+URL, carries them, so they stay out of access logs, browser history and referrers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-__all__ = ["Verdict", "check_token"]
+__all__ = ["Verdict", "check_reader", "check_token"]
 
 _SCHEME = "bearer"
 
@@ -22,16 +24,31 @@ _SCHEME = "bearer"
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """``allowed``, or the HTTP status to refuse with (401: no or wrong token; 403: the
-    console is read-only) and a line for the page."""
+    console is read-only, or shows no records) and a line for the page."""
 
     allowed: bool
     status: int = 200
     reason: str = ""
 
 
+def _value(token: SecretStr | None) -> str:
+    return "" if token is None else token.get_secret_value()
+
+
+def _bearer(authorization: str | None) -> str | None:
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    if scheme.lower() != _SCHEME or not given.strip():
+        return None
+    return given.strip()
+
+
+def _matches(given: str, token: str) -> bool:
+    return bool(token) and hmac.compare_digest(given.encode(), token.encode())
+
+
 def check_token(configured: SecretStr | None, authorization: str | None) -> Verdict:
     """Whether an ``Authorization`` header carries the operator token."""
-    token = "" if configured is None else configured.get_secret_value()
+    token = _value(configured)
     if not token:
         return Verdict(
             False,
@@ -39,9 +56,32 @@ def check_token(configured: SecretStr | None, authorization: str | None) -> Verd
             "the console is read-only: set STREAMPROC_CONSOLE_TOKEN (or "
             "STREAMPROC_CONSOLE_TOKEN_FILE) on the server to allow replays from the page",
         )
-    scheme, _, given = (authorization or "").strip().partition(" ")
-    if scheme.lower() != _SCHEME or not given.strip():
+    given = _bearer(authorization)
+    if given is None:
         return Verdict(False, 401, "a replay needs the operator token: enter it and confirm again")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if not _matches(given, token):
         return Verdict(False, 401, "the operator token is wrong: nothing was replayed")
+    return Verdict(True)
+
+
+def check_reader(
+    operator: SecretStr | None, reader: SecretStr | None, authorization: str | None
+) -> Verdict:
+    """Whether an ``Authorization`` header carries a token that may read DLQ records: the
+    read token or the operator token."""
+    tokens = [t for t in (_value(reader), _value(operator)) if t]
+    if not tokens:
+        return Verdict(
+            False,
+            403,
+            "DLQ records hold leads and are not shown: set STREAMPROC_CONSOLE_READ_TOKEN (or "
+            "STREAMPROC_CONSOLE_TOKEN) on the server, then enter it on the page",
+        )
+    given = _bearer(authorization)
+    if given is None:
+        return Verdict(False, 401, "DLQ records hold leads: enter the read token to see them")
+    # Both compared, whichever matches: the time taken says nothing of which one it was.
+    matched = [_matches(given, token) for token in tokens]
+    if not any(matched):
+        return Verdict(False, 401, "the token is wrong: no record is shown")
     return Verdict(True)

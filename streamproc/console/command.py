@@ -5,7 +5,8 @@ group's), the group's committed offsets (lag, throughput) and the DLQ. A process
 health window and Clay's webhook counts live in that processor's memory; the page says so.
 
 Listens on ``http_host``:``http_port`` like a processor's ops server (give it another port
-on a host that runs one). Writes nothing but what a confirmed replay moves.
+on a host that runs one), or on ``console_host``:``console_port`` when that is set. Writes
+nothing but what a confirmed replay moves.
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ async def console_command(settings: Settings, *, stop: asyncio.Event | None = No
     console = Console(settings, state=lambda: view.status().to_dict(), restored=lambda: True)
     stop = stop or asyncio.Event()
     async with watch_state(settings, _Tee(view, console)):
+        host, port = _listen_on(settings)
         ops = OpsServer(
-            settings.http_host,
-            settings.http_port,
+            host,
+            port,
             Metrics(),
             status_fn=lambda: view.status().to_dict(),
             ready_fn=lambda: (True, []),
@@ -71,6 +73,9 @@ async def console_command(settings: Settings, *, stop: asyncio.Event | None = No
                 if settings.console_token is not None
                 else "read-only; set STREAMPROC_CONSOLE_TOKEN to allow replays"
             )
+            if settings.console_token is None and settings.console_read_token is None:
+                access += "; DLQ records hidden: set STREAMPROC_CONSOLE_READ_TOKEN to show them"
+
             print(f"streamproc console: {ops.url}{PREFIX}/ ({access})", file=sys.stdout, flush=True)
             with StopSignals(stop.set):
                 await stop.wait()
@@ -79,8 +84,20 @@ async def console_command(settings: Settings, *, stop: asyncio.Event | None = No
     return 0
 
 
+def _listen_on(settings: Settings) -> tuple[str, int]:
+    if settings.console_port is not None:
+        return settings.console_host, settings.console_port
+    return settings.http_host, settings.http_port
+
+
 def _listen_error(settings: Settings, exc: OSError) -> ConfigError:
-    host, port = settings.http_host, settings.http_port
+    host, port = _listen_on(settings)
+    if settings.console_port is not None:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        return ConfigError(
+            f"console_host/console_port: cannot listen on {host}:{port} ({reason}): check "
+            "STREAMPROC_CONSOLE_HOST and STREAMPROC_CONSOLE_PORT"
+        )
     if exc.errno == errno.EADDRINUSE:
         return ConfigError(
             f"http_port: port {port} on {host} is in use (a processor's ops server?): give "

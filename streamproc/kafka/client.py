@@ -96,6 +96,17 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
 def consumer(
     settings: Settings, *topics: str, group_id: str | None, **extra: Any
 ) -> AIOKafkaConsumer:
+    """A read-committed consumer without auto-commit; ``extra`` adds or overrides options.
+
+    A group's rebalance timeout (how long the coordinator waits for every member to rejoin)
+    is its ``max_poll_interval_ms``, as in the Java client: aiokafka's default is the session
+    timeout (10 s), shorter than a revocation may take (``revoke_grace_s``), so a member
+    still revoking was evicted, and took the partitions back from the other one in turn.
+    """
+    if group_id is not None and "rebalance_timeout_ms" not in extra:
+        extra["rebalance_timeout_ms"] = extra.get(
+            "max_poll_interval_ms", settings.max_poll_interval_ms
+        )
     kwargs: dict[str, Any] = {
         **connection_kwargs(settings),
         "group_id": group_id,

@@ -6,7 +6,8 @@
 * ``/readyz``: 200 ``{"ready": true}`` when ``ready_fn`` says so, else 503 with
   ``{"ready": false, "reasons": [...]}``.
 * ``/status``: ``status_fn()`` as JSON (breaker, budget, health, ...).
-* whatever a layer above :meth:`~OpsServer.mount` s (the web console under ``/console/``).
+* whatever a layer above :meth:`~OpsServer.mount` s (the web console under ``/console/``,
+  unless it has a listener of its own: an :class:`HttpServer` with its routes only).
 
 A failing ``status_fn`` or ``ready_fn`` answers 500 with the exception's class name only:
 the payload of an ops endpoint may be public, its error must not carry data. aiohttp's
@@ -16,7 +17,7 @@ access log is off; Prometheus scrapes every few seconds and would drown the lead
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from aiohttp import web
@@ -25,7 +26,7 @@ from streamproc.logs import get_logger
 from streamproc.ops.metrics import Metrics
 from streamproc.ops.readiness import Readiness
 
-__all__ = ["OpsServer", "ReadyFn", "StatusFn", "json_response"]
+__all__ = ["HttpServer", "OpsServer", "ReadyFn", "StatusFn", "json_response"]
 
 log = get_logger(__name__)
 
@@ -48,44 +49,41 @@ def json_response(
     )
 
 
-class OpsServer:
-    """One small aiohttp server; :meth:`start` binds (``port=0`` picks a free port)."""
+class HttpServer:
+    """One small aiohttp server with the routes others :meth:`mount`; :meth:`start` binds
+    (``port=0`` picks a free port). ``name`` prefixes its log lines."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        metrics: Metrics,
-        status_fn: StatusFn,
-        ready_fn: ReadyFn,
-    ) -> None:
+    def __init__(self, host: str, port: int, *, name: str = "http") -> None:
         self._host = host
         self._requested_port = port
-        self._metrics = metrics
-        self._status_fn = status_fn
-        self._ready_fn = ready_fn
+        self._name = name
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self.app = web.Application()
-        self.app.router.add_get("/metrics", self._get_metrics)
-        self.app.router.add_get("/healthz", self._get_healthz)
-        self.app.router.add_get("/readyz", self._get_readyz)
-        self.app.router.add_get("/status", self._get_status)
 
     def mount(self, install: Callable[[web.Application], None]) -> None:
         """Let a component above this layer (the console) add its routes and background
         tasks to the server's application; before :meth:`start` (aiohttp freezes the
         router then)."""
         if self._runner is not None:
-            raise RuntimeError("OpsServer.mount must come before start()")
+            raise RuntimeError(f"{type(self).__name__}.mount must come before start()")
         install(self.app)
 
     @property
     def port(self) -> int:
         """The bound port (the real one when 0 was asked); only after :meth:`start`."""
         if self._port is None:
-            raise RuntimeError("OpsServer.port is known only after start()")
+            raise RuntimeError(f"{type(self).__name__}.port is known only after start()")
         return self._port
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as asked (before :meth:`start`) or bound."""
+        return f"{self._host}:{self._requested_port if self._port is None else self._port}"
 
     @property
     def url(self) -> str:
@@ -114,7 +112,7 @@ class OpsServer:
             raise
         self._runner = runner
         self._port = int(runner.addresses[0][1])
-        log.info("ops.http_started", host=self._host, port=self._port)
+        log.info(f"{self._name}.http_started", host=self._host, port=self._port)
 
     async def stop(self) -> None:
         """Stop serving. Calling it twice, or before start, is harmless."""
@@ -122,12 +120,33 @@ class OpsServer:
         if runner is not None:
             await runner.cleanup()
 
-    async def __aenter__(self) -> OpsServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+class OpsServer(HttpServer):
+    """The ops server: its four endpoints, and what a layer above mounts on it."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        status_fn: StatusFn,
+        ready_fn: ReadyFn,
+    ) -> None:
+        super().__init__(host, port, name="ops")
+        self._metrics = metrics
+        self._status_fn = status_fn
+        self._ready_fn = ready_fn
+        self.app.router.add_get("/metrics", self._get_metrics)
+        self.app.router.add_get("/healthz", self._get_healthz)
+        self.app.router.add_get("/readyz", self._get_readyz)
+        self.app.router.add_get("/status", self._get_status)
 
     # --- handlers -------------------------------------------------------------------------
 

@@ -19,14 +19,16 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from streamproc.errors import (
     BreakerOpen,
     BudgetExhausted,
+    HoldExpired,
     LeadError,
+    LocalStall,
     ProviderAuthError,
     ProviderCreditsExhausted,
 )
@@ -67,6 +69,10 @@ class _Ticket:
     #: Settled or cancelled: a slice won afterwards (a batch's retry, awaited in the
     #: batch's task) belongs to no call and is given back (``may_retry``).
     over: bool = False
+
+
+def _earliest(first: float | None, second: float) -> float:
+    return second if first is None else min(first, second)
 
 
 def _counts(error: LeadError) -> bool:
@@ -204,6 +210,8 @@ class ResilienceGuard:
 
     async def _permit_and_claim(self) -> tuple[Permit, CreditLease | None]:
         s, ledger = self._settings, self._state.ledger
+        #: When this lead first came to a hold (the guard's clock): its age counts from it.
+        since: float | None = None
         while True:
             now = self._clock()
             breaker = self.breaker
@@ -212,7 +220,12 @@ class ResilienceGuard:
                 reopens = breaker.reopens_at(now)
                 if s.on_breaker_open is BreakerPolicy.DLQ:
                     raise BreakerOpen(f"breaker open until {iso_or_none(reopens)}")
-                await self._holds.hold(reopens)
+                since = now if since is None else since
+                expires = since + s.hold_max_age_s
+                self._expire(
+                    now, expires, f"the breaker to close (open until {iso_or_none(reopens)})"
+                )
+                await self._holds.hold(_earliest(reopens, expires))
                 continue
             try:
                 lease = await self._claimant.slice()
@@ -233,17 +246,32 @@ class ResilienceGuard:
                     f"daily budget used up ({spent} spent + {reserved} reserved of "
                     f"{ledger.limit(day)} credits on {day}); resets at {iso_or_none(resets)}"
                 )
-            await self._holds.hold(resets)
+            since = now if since is None else since
+            # A budget hold is meant to last until the reset: its age counts from there.
+            expires = max(since, resets) + s.hold_max_age_s
+            self._expire(
+                now, expires, f"the daily budget of {day} (resets at {iso_or_none(resets)})"
+            )
+            await self._holds.hold(min(resets, expires))
+
+    def _expire(self, now: float, expires: float, waiting_for: str) -> None:
+        """Raise HoldExpired once a held lead's hold is past its maximum age."""
+        if now >= expires:
+            raise HoldExpired(
+                f"held longer than hold_max_age_s ({self._settings.hold_max_age_s:g}s) "
+                f"waiting for {waiting_for}"
+            )
 
     @property
     def holding(self) -> int:
         """Leads waiting in a hold now."""
         return self._holds.count
 
-    def release_holds(self) -> int:
-        """Cancel the leads waiting in a hold, and any that comes to one later (at
-        shutdown); they are read again from the committed offset."""
-        return self._holds.release()
+    def release_holds(self, tasks: Collection[asyncio.Task[Any]] | None = None) -> int:
+        """Cancel the leads waiting in a hold, and any that comes to one later: all of them
+        (at shutdown) or the lead tasks ``tasks`` (of revoked partitions); they are read
+        again from the committed offset."""
+        return self._holds.release(tasks)
 
     def settle(
         self, admission: Admission, result: CallResult | None, error: LeadError | None
@@ -359,7 +387,8 @@ class ResilienceGuard:
         return fallback_enrichment(lead)
 
     async def may_retry(self, admission: Admission, error: LeadError) -> bool:
-        """Every failed attempt counts against the breaker; retries stop once it opened.
+        """Every failed attempt counts against the breaker (our own stalls excepted);
+        retries stop once it opened.
 
         An attempt that may have been billed (no answer came back) keeps its claim as
         spent, and the retry needs a claim of its own: without one, no retry.
@@ -373,6 +402,10 @@ class ResilienceGuard:
             self.health.record(False, now)
         if self.breaker.state(now) is not BreakerState.CLOSED:
             return False
+        if isinstance(error, LocalStall):
+            # Our own stall: the retry carries the same Idempotency-Key, so the provider
+            # bills the lead once at most, and the slice it holds already covers that.
+            return True
         if error.maybe_charged and ticket.lease is not None:
             old, ticket.lease = ticket.lease, None
             self._claimant.finish(old, old.estimate)

@@ -11,10 +11,11 @@ is published later by whoever receives the callback (:mod:`streamproc.clay`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from streamproc import tracing
-from streamproc.errors import InternalError, LeadError, RegistryUnavailable
+from streamproc.errors import HoldExpired, InternalError, LeadError, RegistryUnavailable
 from streamproc.logs import get_logger
 from streamproc.processing.cache import CacheHit
 from streamproc.processing.holds import Holds
@@ -297,25 +298,35 @@ class LeadHandler:
         #: How many leads wait for the registry now (in a hold or asking again).
         self.registry_held = 0
 
-    def release_holds(self) -> int:
-        """Cancel the leads held by a registry outage (at shutdown); returns how many."""
-        return self._holds.release()
+    def release_holds(self, tasks: Collection[asyncio.Task[Any]] | None = None) -> int:
+        """Cancel the leads held by a registry outage, all of them (at shutdown) or the
+        lead tasks ``tasks`` (of revoked partitions); returns how many."""
+        return self._holds.release(tasks)
 
     async def _decode(self, codec: LeadCodec, value: bytes | None) -> tuple[Lead, LeadObject]:
-        """Decode through ``codec``; while the registry is down the lead waits here, so its
-        partition commits nothing past it (a hold), and nothing is dead-lettered for it."""
+        """Decode through ``codec``; while the registry is down (or refuses) the lead waits
+        here, so its partition commits nothing past it (a hold), up to ``hold_max_age_s``:
+        then it is dead-lettered, retriable, as ``hold_expired``."""
         try:
             return await codec.decode(value)
         except RegistryUnavailable:
             pass
         self.registry_held += 1
+        expires = time.monotonic() + self._settings.hold_max_age_s
         try:
             while True:
-                await self._holds.hold(time.monotonic() + _REGISTRY_RETRY_S)
+                await self._holds.hold(min(time.monotonic() + _REGISTRY_RETRY_S, expires))
                 try:
                     return await codec.decode(value)
-                except RegistryUnavailable:
-                    continue
+                except RegistryUnavailable as exc:
+                    if time.monotonic() >= expires:
+                        # A refusal for one schema id (a 403 on its subject) would hold
+                        # the partition forever: past the age, the lead goes, replayable.
+                        raise HoldExpired(
+                            "held longer than hold_max_age_s "
+                            f"({self._settings.hold_max_age_s:g}s) waiting for the schema "
+                            f"registry: {exc}"
+                        ) from exc
         finally:
             self.registry_held -= 1
 

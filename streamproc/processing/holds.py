@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Collection
 from typing import Any
 
 __all__ = ["Holds"]
@@ -20,7 +21,8 @@ class Holds:
 
     A hold ends at :meth:`wake` (the breaker or the budget changed) or when the injected
     clock reaches the hold's end, read at least every second. At shutdown,
-    :meth:`release` cancels every held lead and every lead that comes to a hold later.
+    :meth:`release` cancels every held lead and every lead that comes to a hold later; on a
+    revocation, :meth:`release` of the revoked partitions' lead tasks does so for them.
     """
 
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -28,6 +30,8 @@ class Holds:
         self._changed = asyncio.Event()
         self._held: set[asyncio.Task[Any]] = set()
         self._releasing = False
+        #: Lead tasks of revoked partitions: released now or whenever they come to a hold.
+        self._doomed: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
     @property
     def count(self) -> int:
@@ -42,9 +46,9 @@ class Holds:
     async def hold(self, until: float | None) -> None:
         """Wait in a hold until a wake-up, or until ``until`` (epoch s) by the clock."""
         task = asyncio.current_task()
-        if self._releasing and task is not None:
-            task.cancel()  # shutting down: a lead that comes to a hold now is released too
-            await asyncio.sleep(0)
+        if task is not None and (self._releasing or task in self._doomed):
+            task.cancel()  # shutting down or revoked: a lead that comes to a hold now is
+            await asyncio.sleep(0)  # released too
         if task is not None:
             self._held.add(task)
         try:
@@ -57,12 +61,18 @@ class Holds:
             if task is not None:
                 self._held.discard(task)
 
-    def release(self) -> int:
-        """Cancel the held leads (at shutdown); returns how many. They are not calling the
-        provider, so nothing is at stake, and waiting for a breaker's cooldown would only
-        spend the shutdown grace. They are read again from the committed offset."""
-        self._releasing = True
-        held = list(self._held)
+    def release(self, tasks: Collection[asyncio.Task[Any]] | None = None) -> int:
+        """Cancel the held leads, all of them (``None``: at shutdown) or those of ``tasks``
+        (a revocation's), and the same leads whenever they come to a hold later; returns
+        how many were held. They are not calling the provider, so nothing is at stake, and
+        waiting for a breaker's cooldown would only spend the grace (and, on a revocation,
+        the group's rebalance). They are read again from the committed offset."""
+        if tasks is None:
+            self._releasing = True
+            held = list(self._held)
+        else:
+            self._doomed.update(tasks)
+            held = [task for task in tasks if task in self._held]
         for task in held:
             task.cancel()
         return len(held)

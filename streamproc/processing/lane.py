@@ -20,11 +20,19 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from streamproc import tracing
 from streamproc.kafka.client import Refusal, send_all, stop_quietly, transaction
+from streamproc.logs import get_logger
 from streamproc.processing.handler import RawRecord
 from streamproc.processing.publication import Publication, record_bytes
 from streamproc.records.outcome import Outcome, OutRecord
 
-__all__ = ["CommitResult", "PartitionLane", "transactional_id"]
+__all__ = ["CommitResult", "PartitionLane", "RefusedTooOften", "transactional_id"]
+
+log = get_logger(__name__)
+
+#: Refusal rounds a commit may take beyond two per lead (one to find the lead among a
+#: refused batch, one to send its DLQ record): room for a DLQ record refused for its size
+#: while the learnt limit halves down to the topic's real one.
+EXTRA_REFUSAL_ROUNDS = 16
 
 
 def transactional_id(group_id: str, tp: TopicPartition) -> str:
@@ -49,6 +57,11 @@ class _Refused(Exception):
     def __init__(self, refusals: list[Refusal]) -> None:
         super().__init__(refusals)
         self.refusals = refusals
+
+
+class RefusedTooOften(Exception):
+    """A commit's outputs were refused round after round beyond the bound: the lane gives
+    up this commit (nothing of it is published) instead of starting producers for ever."""
 
 
 class PartitionLane:
@@ -77,6 +90,7 @@ class PartitionLane:
         self._new_producer = new_producer
         self._window: deque[_Slot] = deque()
         self.commit_lock = asyncio.Lock()
+        self._committing: asyncio.Future[CommitResult | None] | None = None
         self.paused = False
         #: Bumped on every reset, so the fetch loop can tell records fetched before it.
         self.generation = 0
@@ -118,7 +132,7 @@ class PartitionLane:
             if tracing.enabled:  # a commit span linked to its leads' (docs/tracing.md)
                 prefix = lambda: [slot.record for slot in self.done_prefix()]  # noqa: E731
                 work = tracing.traced_commit(self.tp.topic, self.tp.partition, prefix, work)
-            committing = asyncio.ensure_future(work)
+            committing = self._committing = asyncio.ensure_future(work)
             cancelled = False
             while not committing.done():
                 try:
@@ -133,6 +147,13 @@ class PartitionLane:
                 raise asyncio.CancelledError
             return committing.result()
 
+    def abandon_commit(self) -> None:
+        """Cut short the commit under way (a shutdown past its grace): its transaction is
+        aborted, or was committed whole by the broker; the next owner of the partition reads
+        from whichever offset that left. The caller of :meth:`commit` gets CancelledError."""
+        if self._committing is not None and not self._committing.done():
+            self._committing.cancel()
+
     async def _commit_prefix(self) -> CommitResult | None:
         prefix = self.done_prefix()
         if not prefix:
@@ -140,6 +161,8 @@ class PartitionLane:
         outcomes = [self._fit(slot.record, slot.task.result()) for slot in prefix]
         next_offset = prefix[-1].record.offset + 1
         one_at_a_time = False
+        rounds = 0
+        max_rounds = 2 * len(prefix) + EXTRA_REFUSAL_ROUNDS
         while True:
             records: list[OutRecord] = []
             owners: list[int] = []
@@ -155,7 +178,22 @@ class PartitionLane:
                         {self.tp: next_offset}, self._group_id
                     )
             except _Refused as exc:
+                rounds += 1
+                log.warning(
+                    "lane.output_refused",
+                    partition=self.tp.partition,
+                    round=rounds,
+                    max_rounds=max_rounds,
+                    refused=len(exc.refusals),
+                    error=repr(exc.refusals[0].error),
+                )
+                # A refused batch leaves the producer unusable whatever we do next.
                 await self._replace_producer()
+                if rounds >= max_rounds:
+                    raise RefusedTooOften(
+                        f"outputs of partition {self.tp.partition} refused in {rounds} rounds "
+                        f"in a row (last: {exc.refusals[0].error!r})"
+                    ) from None
                 alone = one_at_a_time or len(exc.refusals) == 1
                 culprits = self._culprits(exc.refusals, records, alone=alone)
                 # Several records of one batch refused together: send again one record per
@@ -225,6 +263,10 @@ class PartitionLane:
         self.position = self.committed_offset
         self.generation += 1
         return len(tasks)
+
+    def pending(self) -> list[asyncio.Task[Outcome]]:
+        """The lead tasks of the window not done yet."""
+        return [slot.task for slot in self._window if not slot.task.done()]
 
     async def wait_idle(self, timeout_s: float) -> bool:
         """Wait until every lead in the window is done; False on timeout."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ from streamproc.kafka.client import (
     transaction,
     transactional_producer,
 )
+from streamproc.kafka.tolerant import Undecodable, read_tolerantly
 from streamproc.kafka.topics import max_message_bytes
 from streamproc.logs import get_logger
 from streamproc.processing.handler import LeadHandler, Unreadable
@@ -73,6 +74,11 @@ _FENCED: tuple[type[BaseException], ...] = (ProducerFenced, InvalidProducerEpoch
 FENCED_STAND_DOWN_S = 30.0
 #: After any other failure (a commit, a producer that would not start): how soon to retry.
 RETRY_LANE_S = 1.0
+#: At shutdown, the least time the lanes' final commits get, even with the grace spent (a
+#: second signal included): a commit is one round trip when the broker is well.
+FINAL_COMMIT_S = 5.0
+#: How long a commit cut short at shutdown may take to abort before the lane is dropped.
+ABANDON_WAIT_S = 1.0
 
 
 @dataclass
@@ -118,7 +124,7 @@ class Processor:
         handler: LeadHandler,
         *,
         log_context: Callable[[], dict[str, Any]] | None = None,
-        release_holds: Callable[[], int] | None = None,
+        release_holds: Callable[[Collection[asyncio.Task[Any]] | None], int] | None = None,
         on_assignment: Callable[[int, int], None] | None = None,
     ) -> None:
         self._settings = settings
@@ -126,8 +132,9 @@ class Processor:
         self._on_assignment = on_assignment
         self._handler = handler
         self._log_context = log_context or dict
-        #: Cancels the leads held by the breaker or the budget (see ResilienceGuard).
-        self._release_holds = release_holds or (lambda: 0)
+        #: Cancels the leads held by the breaker, the budget or the registry: all (None)
+        #: or those of the given lead tasks (see ResilienceGuard, LeadHandler).
+        self._release_holds = release_holds or (lambda _: 0)
         self._consumer: AIOKafkaConsumer | None = None
         self._lanes: dict[TopicPartition, PartitionLane] = {}
         #: Assigned partitions without a lane (its opening failed, or it was fenced), and
@@ -137,6 +144,8 @@ class Processor:
         self._publication: Publication | None = None
         self._max_batch_bytes: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: Each lane's commit under way (see commit_all).
+        self._commits: dict[TopicPartition, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._aborting = asyncio.Event()
         self._window_freed = asyncio.Event()
@@ -202,13 +211,15 @@ class Processor:
         grace = self._settings.shutdown_grace_s if grace_s is None else grace_s
         if self._aborting.is_set():
             grace = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         fetch = self._tasks[0] if self._tasks else None
         if fetch is not None:
             fetch.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await fetch
         lanes = list(self._lanes.values())
-        released = self._release_holds()
+        released = self._release_holds(None)
         if released:
             log.info("shutdown.released_holds", leads=released)
         if lanes and grace > 0:
@@ -224,8 +235,14 @@ class Processor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for tp in list(self._lanes):
-            await self._close_lane(tp, commit=True)
+        # Whatever a lane is doing, the process leaves: its commit under way and its final
+        # one get what is left of the grace, and at least FINAL_COMMIT_S.
+        # Each lane at once: a stuck one must not eat the others' time.
+        commits_until = max(deadline, loop.time() + FINAL_COMMIT_S)
+        await asyncio.gather(
+            *(self._close_lane(tp, commit=True, until=commits_until) for tp in list(self._lanes))
+        )
+        self._commits.clear()
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 await self._consumer.stop()  # leaves the group
@@ -337,13 +354,15 @@ class Processor:
         lane.submit(record, process or self._handler.handle)
 
     async def _read_past_unreadable(self, error: BaseException) -> None:
-        """A fetch failed on a record the client cannot decode; aiokafka does not say where.
+        """A fetch failed on a record the client cannot decode; aiokafka does not say where,
+        and it decodes a batch as a whole, so the valid records around the bad one fail too.
 
         Whatever that fetch had already taken from other partitions is lost with the
-        exception, so every lane is seeked back to where it really is. Then each
-        partition is read one record at a time up to its room: a record that fails is the
-        unreadable one, the consumer's position is its offset, and it is dead-lettered by
-        that position (``unreadable_record``), so the partition moves on.
+        exception. Each lane's partition is read again from where its lane really is, raw
+        and one record at a time (:func:`~streamproc.kafka.tolerant.read_tolerantly`), up
+        to its room: a record that cannot be decoded is dead-lettered by its offset
+        (``unreadable_record``), every other one is processed as usual, and the consumer
+        is seeked past what was taken.
         """
         assert self._consumer is not None
         consumer = self._consumer
@@ -352,28 +371,45 @@ class Processor:
         if not lanes:
             await asyncio.sleep(0.2)  # a rebalance under way: its lanes open in a moment
             return
-        for tp, lane in lanes:
-            consumer.seek(tp, lane.position)
         per_partition = self._settings.max_in_flight_per_partition
+        fetch_bytes = max(self._settings.max_lead_bytes + 1024, 1_048_576)
+        moved = False
         for tp, lane in lanes:
-            while len(lane) < per_partition and self._in_flight < self._settings.max_in_flight:
-                try:
-                    batch = await consumer.getmany(tp, timeout_ms=500, max_records=1)
-                except _UNREADABLE as exc:
-                    offset = await consumer.position(tp)
-                    self._dead_letter_unreadable(lane, tp, offset, exc)
-                    consumer.seek(tp, offset + 1)
-                    continue
-                records = batch.get(tp, [])
-                if not records:
+            room = min(per_partition - len(lane), self._settings.max_in_flight - self._in_flight)
+            consumer.seek(tp, lane.position)
+            if room <= 0:
+                continue
+            try:
+                read = await read_tolerantly(consumer, tp, lane.position, fetch_bytes)
+            except (KafkaError, CorruptRecordException) as exc:
+                log.warning("fetch.tolerant_read_failed", partition=tp.partition, error=repr(exc))
+                await asyncio.sleep(RETRY_LANE_S)
+                continue
+            if self._lanes.get(tp) is not lane:
+                continue  # reset or revoked while reading
+            next_offset = read.next_offset
+            for item in read.records:
+                if room <= 0:
+                    next_offset = item.offset
                     break
-                self._submit(lane, records[0])
+                if isinstance(item, Undecodable):
+                    self._dead_letter_unreadable(lane, tp, item.offset, item.reason)
+                else:
+                    self._submit(lane, item)
+                room -= 1
+            moved = moved or next_offset > lane.position
+            lane.position = max(lane.position, next_offset)
+            consumer.seek(tp, lane.position)
+        if not moved:
+            # Nothing read past where the lanes were (no room, or a read that brought
+            # nothing): the next fetch would fail the same way at once.
+            log.warning("fetch.unreadable_no_progress", retry_in_s=RETRY_LANE_S)
+            await asyncio.sleep(RETRY_LANE_S)
 
     def _dead_letter_unreadable(
-        self, lane: PartitionLane, tp: TopicPartition, offset: int, exc: BaseException
+        self, lane: PartitionLane, tp: TopicPartition, offset: int, detail: str
     ) -> None:
         self.stats.unreadable += 1
-        detail = f"{exc.__class__.__name__}: {exc}"
         error = UnreadableRecord(
             f"the Kafka client cannot decode this record ({detail}); read it at its "
             "origin coordinates with a client that can"
@@ -417,11 +453,28 @@ class Processor:
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
             due = max(due + interval, loop.time())
-            await self.commit_all()
+            await self.commit_all(wait_s=interval)
 
-    async def commit_all(self) -> None:
-        lanes = list(self._lanes.items())
-        await asyncio.gather(*(self._commit_lane(tp, lane) for tp, lane in lanes))
+    async def commit_all(self, wait_s: float | None = None) -> None:
+        """Start a commit of every lane that has none under way, each on its own task, and
+        wait for them up to ``wait_s`` (None: until each is done).
+
+        A lane whose commit is slow or stuck (a broker refusing its outputs round after
+        round, a coordinator that does not answer) never keeps another partition from
+        committing: the commit loop waits one interval, and that lane is skipped until its
+        commit ends.
+        """
+        loop = asyncio.get_running_loop()
+        started = []
+        for tp, lane in list(self._lanes.items()):
+            running = self._commits.get(tp)
+            if running is not None and not running.done():
+                continue
+            task = loop.create_task(self._commit_lane(tp, lane), name=f"commit-{tp.partition}")
+            self._commits[tp] = task
+            started.append(task)
+        if started:
+            await asyncio.wait(started, timeout=wait_s)
 
     async def _commit_lane(self, tp: TopicPartition, lane: PartitionLane) -> None:
         try:
@@ -645,8 +698,14 @@ class Processor:
         for tp in tps:
             self._reopen_at.pop(tp, None)
         tps = [tp for tp in tps if tp in self._lanes]
-        # Let the leads in flight finish and commit them: a cancelled call may already have
-        # been paid for, and its claim would stay counted against the budget.
+        # Held leads (breaker, budget, registry) go at once: they are not calling the
+        # provider, and waiting for them would keep this member from rejoining the group
+        # in time: evicted, it would take the partitions back and evict the other in turn.
+        released = self._release_holds([t for tp in tps for t in self._lanes[tp].pending()])
+        if released:
+            log.info("revoke.released_holds", leads=released)
+        # Let the leads in a provider call finish and commit them: a cancelled call may
+        # already have been paid for, and its claim would stay counted against the budget.
         grace = self._settings.revoke_grace_s
         if tps and grace > 0:
             await asyncio.gather(*(self._lanes[tp].wait_idle(grace) for tp in tps))
@@ -659,19 +718,36 @@ class Processor:
             self.assigned.clear()
         self._report_assignment()
 
-    async def _close_lane(self, tp: TopicPartition, *, commit: bool) -> None:
+    async def _close_lane(
+        self, tp: TopicPartition, *, commit: bool, until: float | None = None
+    ) -> None:
+        """Drop a lane, first committing its done prefix (up to ``until``, loop time)."""
         lane = self._lanes.pop(tp, None)
         if lane is None:
             return
         if commit:
+            final = asyncio.ensure_future(lane.commit())
+            timeout = None if until is None else max(until - asyncio.get_running_loop().time(), 0)
             try:
-                result = await lane.commit()
-                if result is not None:
-                    self._account(result)
+                await asyncio.wait([final], timeout=timeout)
             except asyncio.CancelledError:
+                final.cancel()  # the commit finishes what the broker may already have
                 raise
-            except Exception as exc:  # read again by the next owner: nothing is lost
-                log.warning("lane.final_commit_failed", partition=tp.partition, error=repr(exc))
+            if not final.done():
+                # The commit under way (the commit loop's, or this final one) is cut short.
+                log.warning("lane.commit_abandoned", partition=tp.partition)
+                lane.abandon_commit()
+                await asyncio.wait([final], timeout=ABANDON_WAIT_S)
+            # Whatever did not commit is read again by the next owner: nothing is lost.
+            if not final.done():
+                lane.abandon_commit()  # the final commit's own, begun after the one cut short
+                final.cancel()
+            elif final.cancelled():
+                pass  # abandoned above
+            elif (error := final.exception()) is not None:
+                log.warning("lane.final_commit_failed", partition=tp.partition, error=repr(error))
+            elif (result := final.result()) is not None:
+                self._account(result)
         dropped = await lane.cancel_pending()
         self._in_flight -= dropped
         await stop_quietly(lane.producer)

@@ -96,7 +96,12 @@ class Publication:
         anything but its size.
         """
         if too_large and alone:
-            self._limits[out.topic] = min(self.limit(out.topic), record_bytes(out) - 1)
+            # A DLQ record refused for its size is cut again to the limit learnt here: half
+            # its size, so that a real limit far below the one we read is found in a few
+            # rounds rather than a byte at a time.
+            size = record_bytes(out)
+            learnt = size // 2 if out.topic == self._dlq_topic else size - 1
+            self._limits[out.topic] = min(self.limit(out.topic), learnt)
         if outcome.kind is OutcomeKind.DLQ:
             if not too_large:
                 raise Unpublishable(f"the DLQ topic {out.topic} refused a record: {reason}")
@@ -114,6 +119,6 @@ class Publication:
             if out.topic != self._dlq_topic:
                 records.append(out)
                 continue
-            value, headers = fit_record(out.key, out.value, out.headers, self.limit(out.topic))
-            records.append(replace(out, value=value, headers=headers))
+            key, value, headers = fit_record(out.key, out.value, out.headers, self.limit(out.topic))
+            records.append(replace(out, key=key, value=value, headers=headers))
         return replace(outcome, records=records)

@@ -25,8 +25,10 @@ settled at each lead's charge), the cache, the DLQ and exactly-once publication.
 provider knows nothing of Kafka.
 
 Providers are found by the entry point group ``streamproc.providers`` (the ``provider``
-setting names one); the entry point is a callable taking the :class:`~streamproc.settings.Settings`
-and returning the provider (a class whose ``__init__`` takes them is one).
+setting names one); the entry point is a callable taking a :class:`ProviderConfig` (its
+own settings table, URL, key, timeout and retry policy; never the whole settings, which
+hold every Kafka and Clay secret) and returning the provider (a class whose ``__init__``
+takes it is one).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from streamproc.errors import (
     ProviderRejected,
     RateLimited,
 )
+from streamproc.provider.config import ProviderConfig
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -56,6 +59,7 @@ __all__ = [
     "LeadIn",
     "Provider",
     "ProviderAuthError",
+    "ProviderConfig",
     "ProviderCreditsExhausted",
     "ProviderError",
     "ProviderRejected",

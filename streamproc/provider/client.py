@@ -25,7 +25,8 @@ from streamproc import __version__, tracing
 from streamproc.errors import InvalidPayload, ProviderError
 from streamproc.provider.api import Enrichment, LeadIn, idempotency_key
 from streamproc.provider.classify import ProviderResult, classify_response
-from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep
+from streamproc.provider.config import ProviderConfig
+from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep, Stalled
 from streamproc.provider.retry import RetryPolicy
 from streamproc.settings import Settings
 
@@ -51,7 +52,7 @@ class ProviderCallResult:
     latency_s: float
 
 
-def pool_limits(settings: Settings) -> httpx.Limits:
+def pool_limits(settings: Settings | ProviderConfig) -> httpx.Limits:
     """One connection per lead in flight: fewer would queue leads behind each other in the
     pool (and count that wait against their timeout); more could never be used."""
     return httpx.Limits(
@@ -61,23 +62,30 @@ def pool_limits(settings: Settings) -> httpx.Limits:
 
 
 def retry_driver(
-    settings: Settings,
+    settings: Settings | ProviderConfig,
     peer: str,
     *,
     sleep: Sleep = asyncio.sleep,
     rng: Callable[[], float] = random.random,
     clock: Callable[[], float] = time.monotonic,
+    stalled: Stalled | None = None,
 ) -> RetryDriver:
     """The retry driver of httpx calls to ``peer``: the ``provider_*`` retry settings, each
-    call bounded by ``provider_timeout_s``, and httpx's timeouts counted as timeouts."""
+    call bounded by ``provider_timeout_s``, and httpx's timeouts counted as timeouts (ours,
+    when ``stalled`` says this process could not run meanwhile)."""
+    if isinstance(settings, ProviderConfig):
+        policy, timeout_s = settings.retry, settings.timeout_s
+    else:
+        policy, timeout_s = RetryPolicy.from_settings(settings), settings.provider_timeout_s
     return RetryDriver(
-        RetryPolicy.from_settings(settings),
+        policy,
         peer=peer,
-        timeout_s=settings.provider_timeout_s,
+        timeout_s=timeout_s,
         timeouts=(httpx.TimeoutException,),
         sleep=sleep,
         rng=rng,
         clock=clock,
+        stalled=stalled,
     )
 
 
@@ -88,14 +96,16 @@ class ProviderClient:
     interface (:class:`~streamproc.provider.api.Provider`): :meth:`call` is one attempt,
     and the pipeline drives the retries; :meth:`enrich` is one lead with its retries.
 
-    Use as ``async with ProviderClient(settings) as client`` or call :meth:`start` and
-    :meth:`close`. ``transport`` replaces the network (``httpx.MockTransport`` in tests);
-    ``sleep`` and ``rng`` drive the backoff, ``clock`` (monotonic seconds) the latencies.
+    Use as ``async with ProviderClient(config) as client`` or call :meth:`start` and
+    :meth:`close`. ``config`` is its :class:`~streamproc.provider.config.ProviderConfig`
+    (the whole settings are taken too, and narrowed at once, for tools and tests).
+    ``transport`` replaces the network (``httpx.MockTransport`` in tests); ``sleep`` and
+    ``rng`` drive the backoff, ``clock`` (monotonic seconds) the latencies.
     """
 
     def __init__(
         self,
-        settings: Settings,
+        config: ProviderConfig | Settings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
@@ -103,19 +113,21 @@ class ProviderClient:
         on_attempt: AttemptHook | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._url = str(settings.require_provider())
-        self._timeout_s = settings.provider_timeout_s
-        self._default_credits = settings.credits_per_lead
-        self._retry = retry_driver(settings, "provider", sleep=sleep, rng=rng, clock=clock)
-        self._limits = pool_limits(settings)
+        if isinstance(config, Settings):
+            config = ProviderConfig.from_settings(config, "http")
+        self._url = config.require_url()
+        self._timeout_s = config.timeout_s
+        self._default_credits = config.credits_per_lead
+        self._retry = retry_driver(config, "provider", sleep=sleep, rng=rng, clock=clock)
+        self._limits = pool_limits(config)
         self._transport = transport
-        self._settings = settings
+        self._config = config
         self._clock = clock
         self.on_attempt = on_attempt
         self._auth_headers: dict[bytes, bytes] = {}
-        if settings.provider_api_key is not None:
-            key = settings.provider_api_key.get_secret_value()
-            header = settings.provider_auth_header
+        if config.api_key is not None:
+            key = config.api_key.get_secret_value()
+            header = config.auth_header
             value = f"Bearer {key}" if header.lower() == "authorization" else key
             self._auth_headers[header.encode("ascii")] = value.encode("utf-8")
         self._http: httpx.AsyncClient | None = None
@@ -140,7 +152,7 @@ class ProviderClient:
         """Open the connection pool. Calling it twice is harmless."""
         if self._http is not None:
             return
-        transport = self._transport or _network_transport(self._settings, self._limits)
+        transport = self._transport or _network_transport(self._config.http_transport, self._limits)
         self._wire = transport
         self._http = httpx.AsyncClient(
             transport=transport,
@@ -321,7 +333,7 @@ def _encode(lead: Mapping[str, Any]) -> bytes:
         raise InvalidPayload("lead cannot be encoded as JSON") from exc
 
 
-def _network_transport(settings: Settings, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+def _network_transport(kind: str, limits: httpx.Limits) -> httpx.AsyncBaseTransport:
     """The transport that carries calls, per ``provider_http_transport``.
 
     httpx stays the API; its own asyncio connection pool costs a lot of CPU per call with
@@ -329,7 +341,7 @@ def _network_transport(settings: Settings, limits: httpx.Limits) -> httpx.AsyncB
     calls in flight against the mock provider) httpx's transport managed 26 calls/s and
     httpx-aiohttp's transport 749 calls/s. So aiohttp's transport is the default.
     """
-    if settings.provider_http_transport == "httpx":
+    if kind == "httpx":
         return httpx.AsyncHTTPTransport(limits=limits)
     from httpx_aiohttp import AiohttpTransport
 

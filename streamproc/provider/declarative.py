@@ -71,6 +71,7 @@ from streamproc.provider.auth import (
 from streamproc.provider.charges import split_total
 from streamproc.provider.classify import classify_response, parse_retry_after, whole_credits
 from streamproc.provider.client import _network_transport, pool_limits
+from streamproc.provider.config import ProviderConfig
 from streamproc.provider.matching import id_text, match_items
 from streamproc.redact import ENV_REFERENCE
 from streamproc.settings import Settings
@@ -214,7 +215,8 @@ def _env(text: str, where: str) -> str:
 
 
 class DeclarativeProvider:
-    """A :class:`~streamproc.provider.api.Provider` configured by ``provider_declarative``.
+    """A :class:`~streamproc.provider.api.Provider` configured by ``provider_declarative``
+    (its :class:`~streamproc.provider.config.ProviderConfig`'s ``options``).
 
     ``transport`` replaces the network (``streamproc try`` records each exchange with it)."""
 
@@ -222,10 +224,15 @@ class DeclarativeProvider:
     needs_provider_url = False
 
     def __init__(
-        self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        provider: ProviderConfig | Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        if isinstance(provider, Settings):
+            provider = ProviderConfig.from_settings(provider, "declarative")
         try:
-            config = DeclarativeConfig.model_validate(settings.provider_declarative or {})
+            config = DeclarativeConfig.model_validate(dict(provider.options))
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             loc = ".".join(str(p) for p in err["loc"])
@@ -247,7 +254,7 @@ class DeclarativeProvider:
                 )
         self.config = config
         self.batch_size = config.batch_size
-        self._settings = settings
+        self._provider = provider
         self._url = _Template(config.url, "url")
         self._batch_url = _Template(config.batch_url or config.url, "batch_url")
         self._query = _Template(config.query, "query")
@@ -304,8 +311,8 @@ class DeclarativeProvider:
         if self._http is None:
             self._http = httpx.AsyncClient(
                 transport=self._transport
-                or _network_transport(self._settings, pool_limits(self._settings)),
-                timeout=httpx.Timeout(self._settings.provider_timeout_s),
+                or _network_transport(self._provider.http_transport, pool_limits(self._provider)),
+                timeout=httpx.Timeout(self._provider.timeout_s),
                 follow_redirects=False,
             )
 
@@ -396,10 +403,13 @@ class DeclarativeProvider:
                     **auth,
                     **_JSON,
                     # Tracing: the call span's context (docs/tracing.md).
-                    **({k.decode(): v.decode() for k, v in tracing.http_headers()}
-                       if tracing.enabled else {}),
+                    **(
+                        {k.decode(): v.decode() for k, v in tracing.http_headers()}
+                        if tracing.enabled
+                        else {}
+                    ),
                 },
-            )  # fmt: skip
+            )
         except httpx.TimeoutException:
             raise
         except httpx.RequestError as exc:
@@ -570,7 +580,7 @@ class DeclarativeProvider:
             return charged
         if self.config.credits_per_match is not None:
             return self.config.credits_per_match
-        return self._settings.credits_per_lead
+        return self._provider.credits_per_lead
 
 
 _JSON = {"Content-Type": "application/json"}

@@ -23,10 +23,18 @@ from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar
 
 from streamproc import tracing
-from streamproc.errors import LeadError, ProviderTimeout, RateLimited
+from streamproc.errors import LeadError, LocalStall, ProviderTimeout, RateLimited
 from streamproc.provider.retry import RetryPolicy
 
-__all__ = ["Attempted", "FailureHook", "KeepTrying", "RetryDriver", "Sleep"]
+__all__ = [
+    "MAX_STALLS",
+    "Attempted",
+    "FailureHook",
+    "KeepTrying",
+    "RetryDriver",
+    "Sleep",
+    "Stalled",
+]
 
 T = TypeVar("T")
 
@@ -38,6 +46,14 @@ KeepTrying: TypeAlias = Callable[[LeadError], Awaitable[bool]]
 #: Told of every failed attempt, retried or not, before the decision. It runs inline, so it
 #: must be cheap and must not raise.
 FailureHook: TypeAlias = Callable[[LeadError], None]
+#: Whether this process could not run for a while between two times of the driver's clock
+#: (:meth:`streamproc.provider.stall.LoopWatch.stalled`).
+Stalled: TypeAlias = Callable[[float, float], bool]
+
+#: Attempts of one call cut short by our own stalls that are retried beyond the policy's: a
+#: process that keeps freezing gives up on the call (``LocalStall``, retriable from the DLQ)
+#: rather than loop; three covers a freeze and the catch-up that follows it.
+MAX_STALLS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +73,8 @@ class RetryDriver:
     ``peer`` names the other side in messages (``"provider"``, ``"clay webhook"``).
     ``timeout_s`` is the bound the caller puts on each attempt, named in a timeout's message.
     ``timeouts`` are the caller's library's own timeout errors (``httpx.TimeoutException``),
-    treated as ``TimeoutError`` is.
+    treated as ``TimeoutError`` is. ``stalled`` tells a timeout of ours from the peer's
+    (None: every timeout is the peer's).
     """
 
     policy: RetryPolicy
@@ -67,6 +84,7 @@ class RetryDriver:
     sleep: Sleep = asyncio.sleep
     rng: Callable[[], float] = random.random
     clock: Callable[[], float] = time.monotonic
+    stalled: Stalled | None = None
 
     async def run(
         self,
@@ -85,7 +103,7 @@ class RetryDriver:
         was more than one).
         """
         started = self.clock()
-        attempts = 0
+        attempts = stalls = 0
         while True:
             attempts += 1
             try:
@@ -96,13 +114,19 @@ class RetryDriver:
                 return Attempted(value, attempts, self.clock() - started)
             if on_failure is not None:
                 on_failure(failure)
-            retry = self.policy.should_retry(failure, attempts - 1)
+            if isinstance(failure, LocalStall):
+                stalls += 1
+                retry = stalls <= MAX_STALLS
+            else:
+                retry = self.policy.should_retry(failure, attempts - 1 - stalls)
             if retry and keep_trying is not None:
                 retry = await keep_trying(failure)
             if not retry:
                 if attempts > 1:
                     failure.add_note(f"gave up after {attempts} {self.peer} calls")
                 raise failure
+            if isinstance(failure, LocalStall):
+                continue  # the peer was not slow, we were: no backoff owed
             retry_after = failure.retry_after_s if isinstance(failure, RateLimited) else None
             wait_s = self.policy.delay_s(attempts, self.rng, retry_after)
             if tracing.enabled:  # a span event of the call (docs/tracing.md)
@@ -110,17 +134,24 @@ class RetryDriver:
             await self.sleep(wait_s)
 
     async def _attempt(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        began = self.clock()
         try:
             return await attempt()
         except TimeoutError as exc:
-            raise self._timed_out() from exc
+            raise self._timed_out(began) from exc
         except self.timeouts as exc:
-            raise self._timed_out() from exc
+            raise self._timed_out(began) from exc
 
-    def _timed_out(self) -> ProviderTimeout:
+    def _timed_out(self, began: float) -> ProviderTimeout:
         # Any timeout may have been billed, even a connect timeout: the request may have
         # gone out (the aiohttp transport reports some disconnects after sending as
         # ConnectTimeout), and counting a charge that never came only costs budget.
+        if self.stalled is not None and self.stalled(began, self.clock()):
+            return LocalStall(
+                f"{self.peer} call timed out after {self.timeout_s:g}s while this process "
+                "could not run (event loop stalled or process frozen)",
+                maybe_charged=True,
+            )
         return ProviderTimeout(
             f"{self.peer} did not answer within {self.timeout_s:g}s", maybe_charged=True
         )

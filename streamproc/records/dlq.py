@@ -16,6 +16,10 @@ from streamproc.timestamps import utc_iso
 
 __all__ = [
     "ATTEMPT",
+    "HEADERS_TRUNCATED",
+    "KEY_TRUNCATED",
+    "ORIGINAL_HEADERS_SIZE",
+    "ORIGINAL_KEY_SIZE",
     "DlqInfo",
     "Failure",
     "Headers",
@@ -45,6 +49,12 @@ FAILED_AT = "streamproc.failed_at"
 #: original's size in bytes; the rest is read from the origin coordinates.
 ORIGINAL_SIZE = "streamproc.original.size"
 VALUE_TRUNCATED = "streamproc.value.truncated"
+#: Set when the key did not fit either: the DLQ key is its first bytes; the original's size.
+KEY_TRUNCATED = "streamproc.key.truncated"
+ORIGINAL_KEY_SIZE = "streamproc.original.key.size"
+#: Set when original headers were dropped to fit: the bytes of the headers dropped.
+HEADERS_TRUNCATED = "streamproc.headers.truncated"
+ORIGINAL_HEADERS_SIZE = "streamproc.original.headers.size"
 
 #: What a record costs beyond its key, value and header bytes (record and batch framing,
 #: varints, a header's own framing): generous, so that a fitted record always fits.
@@ -209,19 +219,63 @@ def record_size(key: bytes | None, value: bytes | None, headers: Headers) -> int
     return RECORD_OVERHEAD_BYTES + len(key or b"") + len(value or b"") + header_bytes
 
 
+#: Our own headers longer than this are not ours (an upstream record may carry any name):
+#: a minimal record keeps ours whole and needs them small. Ours are under 1 KiB (the
+#: message is at most 300 characters).
+MAX_OWN_HEADER_BYTES = 2048
+#: Room kept for the headers that say what was cut (six names and numbers of 20 digits).
+_MARKERS_BYTES = 6 * (HEADER_OVERHEAD_BYTES + 40 + 20)
+
+
+def _header_bytes(key: str, value: bytes | None) -> int:
+    return len(key.encode()) + len(value or b"") + HEADER_OVERHEAD_BYTES
+
+
+def _own(key: str, value: bytes | None) -> bool:
+    return key.startswith(PREFIX) and _header_bytes(key, value) <= MAX_OWN_HEADER_BYTES
+
+
 def fit_record(
     key: bytes | None, value: bytes | None, headers: Headers, max_bytes: int
-) -> tuple[bytes | None, list[tuple[str, bytes]]]:
-    """The value and headers of a DLQ record cut to fit in ``max_bytes``.
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """The key, value and headers of a DLQ record cut to fit in ``max_bytes``.
 
-    Whole when it fits. Otherwise the value keeps as many leading bytes as fit and the
-    headers say so (``streamproc.value.truncated``, ``streamproc.original.size``): the
-    record still leaves its place, and the operator reads the whole original at its origin
-    coordinates. Never raises; a limit too small for the headers alone yields an empty value.
+    Whole when it fits. Otherwise room goes, in this order, to our own ``streamproc.*``
+    headers (the origin coordinates and the failure: always kept), the key (its first
+    bytes), the other headers (each whole or dropped, in order), then the value (its first
+    bytes); a part that was cut is named in a header, with its original size:
+    ``streamproc.value.truncated`` / ``streamproc.original.size``,
+    ``streamproc.key.truncated`` / ``streamproc.original.key.size``,
+    ``streamproc.headers.truncated`` / ``streamproc.original.headers.size`` (the bytes of
+    the headers dropped). The record still leaves its place, and the operator reads the
+    whole original at its origin coordinates. Never raises; a limit too small for our own
+    headers yields them alone (with an empty key and value).
     """
-    kept = list(headers)
-    if record_size(key, value, kept) <= max_bytes or value is None:
-        return value, kept
-    kept += [(VALUE_TRUNCATED, b"true"), (ORIGINAL_SIZE, str(len(value)).encode())]
-    room = max_bytes - record_size(key, b"", kept)
-    return value[: max(room, 0)], kept
+    kept = [(k, v) for k, v in headers]
+    if record_size(key, value, kept) <= max_bytes:
+        return key, value, kept
+    own = [(k, v) for k, v in kept if _own(k, v)]
+    room = max_bytes - record_size(None, None, own) - _MARKERS_BYTES
+    cut_key = key if key is None else key[: max(room, 0)]
+    room -= len(cut_key or b"")
+    keep = [_own(k, v) for k, v in kept]
+    dropped = 0
+    for index, (k, v) in enumerate(kept):
+        if keep[index]:
+            continue
+        size = _header_bytes(k, v)
+        if size <= room:
+            keep[index] = True
+            room -= size
+        else:
+            dropped += size
+    cut_value = value if value is None else value[: max(room, 0)]
+    # The original order, less what was dropped; our markers after.
+    out = [header for header, kept_it in zip(kept, keep, strict=True) if kept_it]
+    if cut_value is not None and value is not None and len(cut_value) < len(value):
+        out += [(VALUE_TRUNCATED, b"true"), (ORIGINAL_SIZE, str(len(value)).encode())]
+    if cut_key is not None and key is not None and len(cut_key) < len(key):
+        out += [(KEY_TRUNCATED, b"true"), (ORIGINAL_KEY_SIZE, str(len(key)).encode())]
+    if dropped:
+        out += [(HEADERS_TRUNCATED, b"true"), (ORIGINAL_HEADERS_SIZE, str(dropped).encode())]
+    return cut_key, cut_value, out

@@ -2,7 +2,11 @@
 
 Pure. The rule, in order:
 
-1. ``streamproc.error.retriable: false`` (``invalid_payload``, ``provider_rejected``, ``no_match``):
+0. ``streamproc.value.truncated: true``: **park** — the DLQ holds only the first bytes of
+   the value (it was cut to fit), so replaying them would make an ``invalid_payload`` of
+   a lead that may be fine; the whole value is at its origin coordinates.
+1. ``streamproc.error.retriable: false`` (``invalid_payload``, ``provider_rejected``,
+   ``no_match``):
    **park** — the same bytes would fail the same way again.
 2. ``attempt >= max_attempts``: **park** — it has been processed ``max_attempts`` times.
 3. otherwise **replay** into ``leads.raw``.
@@ -67,7 +71,20 @@ class Decision:
 
 
 def decide(view: DlqView, max_attempts: int) -> Decision:
-    """Replay the record, or park it (out of attempts, or not retriable)."""
+    """Replay the record, or park it (truncated, out of attempts, or not retriable)."""
+    if view.truncated:
+        whole = "" if view.original_size is None else f" of {view.original_size}"
+        origin = (
+            ""
+            if view.origin is None
+            else f"; the whole value is at {view.origin.topic} partition "
+            f"{view.origin.partition} offset {view.origin.offset}"
+        )
+        return Decision(
+            Action.PARK,
+            f"truncated (the DLQ holds only the first bytes{whole}, last {view.error_class})"
+            f"{origin}",
+        )
     if view.retriable is False:
         return Decision(Action.PARK, f"not retriable ({view.error_class})")
     if view.attempt >= max_attempts:
@@ -125,6 +142,8 @@ class Planned:
     #: Set for a record put back in the DLQ: same partition, same timestamp.
     partition: int | None = None
     timestamp_ms: int | None = None
+    #: Parked because its value was cut to fit the DLQ (counted apart in the report).
+    truncated: bool = False
 
 
 def plan(record: DlqRecord, filters: ReplayFilter, max_attempts: int, targets: Targets) -> Planned:
@@ -147,4 +166,12 @@ def plan(record: DlqRecord, filters: ReplayFilter, max_attempts: int, targets: T
         return Planned("replay", view.error_class, targets.raw, record.key, record.value, headers)
     assert decision.reason is not None
     headers = park_record_headers(record.headers, decision.reason)
-    return Planned("park", view.error_class, targets.parked, record.key, record.value, headers)
+    return Planned(
+        "park",
+        view.error_class,
+        targets.parked,
+        record.key,
+        record.value,
+        headers,
+        truncated=view.truncated,
+    )

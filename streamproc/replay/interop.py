@@ -49,10 +49,14 @@ from enum import StrEnum
 
 from streamproc.records.dlq import (
     ATTEMPT,
+    HEADERS_TRUNCATED,
+    KEY_TRUNCATED,
     ORIGINAL_OFFSET,
     ORIGINAL_PARTITION,
+    ORIGINAL_SIZE,
     ORIGINAL_TIMESTAMP,
     ORIGINAL_TOPIC,
+    VALUE_TRUNCATED,
     Headers,
     Origin,
     decode_dlq_headers,
@@ -136,6 +140,9 @@ class DlqView:
     ``exception_class`` is the Java exception's class name for foreign records.
     ``failed_at`` falls back to the DLQ record's own timestamp; ``None`` when neither is
     known. ``attempt`` is how many times the record was processed (at least 1).
+    ``truncated``: the DLQ holds only the first bytes of the value
+    (``streamproc.value.truncated``), whose whole size was ``original_size``, or a cut key
+    or dropped headers (``streamproc.key.truncated``, ``streamproc.headers.truncated``).
     """
 
     source: DlqSource
@@ -147,6 +154,8 @@ class DlqView:
     failed_at: datetime | None
     first_failed_at: datetime | None
     exception_class: str | None = None
+    truncated: bool = False
+    original_size: int | None = None
 
 
 def _last(headers: Headers, name: str) -> bytes | None:
@@ -274,6 +283,13 @@ def view_dlq_record(headers: Headers, timestamp_ms: int | None = None) -> DlqVie
         failed_at=ours.failed_at or _from_epoch_ms(timestamp_ms),
         first_failed_at=ours.first_failed_at,
         exception_class=exception_class,
+        # A cut key or dropped headers make a replay as wrong as a cut value: the lead
+        # would come back as another record than the one upstream wrote.
+        truncated=any(
+            (_last(headers, name) or b"").strip().lower() == b"true"
+            for name in (VALUE_TRUNCATED, KEY_TRUNCATED, HEADERS_TRUNCATED)
+        ),
+        original_size=_decimal(_last(headers, ORIGINAL_SIZE)),
     )
 
 

@@ -283,6 +283,7 @@ class Replayer:
                 return
             planned = self._plan(record)
             self.report.add(planned.outcome, planned.error_class)
+            self.report.truncated += planned.truncated
             if planned.outcome != "skip":
                 self._matched += 1
 
@@ -292,6 +293,7 @@ class Replayer:
         """Move a batch and commit the offsets past it, all in one transaction."""
         group = replayer_group(self._settings)
         counts: Counter[tuple[str, str]] = Counter()
+        truncated = 0
         offsets: dict[TopicPartition, int] = {}
         matched = self._matched
         sending: list[tuple[TopicPartition, DlqRecord, OutRecord]] = []
@@ -318,6 +320,7 @@ class Replayer:
                     sending.append((tp, record, out))
                     offsets[tp] = record.offset + 1
                     counts[(planned.outcome, planned.error_class)] += 1
+                    truncated += planned.truncated
                     if planned.outcome != "skip":
                         matched += 1
                 if not offsets:
@@ -347,6 +350,7 @@ class Replayer:
             ) from None
         self._matched = matched
         self.report.merge(counts)
+        self.report.truncated += truncated
         self.report.transactions += 1
         log.debug("replay.committed", records=sum(counts.values()), offsets=_offsets(offsets))
 

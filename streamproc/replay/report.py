@@ -34,6 +34,9 @@ class ReplayReport:
     refusal: str | None = None
     #: Set when today's budget cannot pay for what is (or would be) replayed.
     budget_warning: str | None = None
+    #: Of the parked records, those parked because the DLQ holds only part of their value
+    #: (``streamproc.value.truncated``): never replayed, whatever their class and attempt.
+    truncated: int = 0
 
     def add(self, outcome: Outcome, error_class: str, n: int = 1) -> None:
         self.counts[(outcome, error_class)] += n
@@ -64,6 +67,7 @@ class ReplayReport:
             "read": self.read,
             "replayed": self.total("replay"),
             "parked": self.total("park"),
+            "parked_truncated": self.truncated,
             "skipped": self.total("skip"),
             "by_error_class": self.by_class(),
             "transactions": self.transactions,
@@ -92,6 +96,11 @@ class ReplayReport:
             f"did not match the filters"
             + (" and stay in the DLQ" if self.dry_run else f" and {verb} put back in {dlq}")
         )
+        if self.truncated:
+            lines.append(
+                f"{self.truncated} of the parked {verb} truncated in the DLQ (only their first "
+                "bytes were kept): never replayed, their whole value is at their origin"
+            )
         ending = {
             "end": "stopped at the end offsets seen at start",
             "limit": "stopped at --limit",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -68,3 +69,61 @@ async def read_all(settings: Settings, topic: str) -> list[Read]:
         return out
     finally:
         await consumer.stop()
+
+
+class _RawHeaderKey(str):
+    """A header key that aiokafka's pure-Python batch builder writes as the given bytes
+    (it calls ``key.encode("utf-8")``): how a test writes a key that is not UTF-8."""
+
+    raw: bytes
+
+    def __new__(cls, raw: bytes) -> _RawHeaderKey:
+        made = super().__new__(cls, raw.decode("utf-8", errors="replace"))
+        made.raw = raw
+        return made
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self.raw
+
+
+async def produce_one_batch(
+    settings: Settings,
+    partition: int,
+    records: Sequence[tuple[bytes | None, bytes | None, Sequence[tuple[bytes, bytes]]]],
+    *,
+    compression: str = "gzip",
+) -> None:
+    """``records`` (key, value, raw headers) written as ONE producer batch of one partition,
+    header keys as given bytes (UTF-8 or not), as a librdkafka or Java producer can.
+
+    aiokafka's own (compiled) builder refuses such keys, so the batch is built with its
+    pure-Python builder: test-only use of a private class.
+    """
+    from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        compression_type=compression,
+        max_request_size=16_000_000,
+    )
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        batch._builder = _DefaultRecordBatchBuilderPy(
+            2,
+            {"gzip": 1, "none": 0}[compression],  # the batch header's codec bits
+            is_transactional=0,
+            producer_id=-1,
+            producer_epoch=-1,
+            base_sequence=0,
+            batch_size=16_000_000,
+        )
+        for key, value, headers in records:
+            kept = [(_RawHeaderKey(k), v) for k, v in headers]
+            assert batch.append(timestamp=None, key=key, value=value, headers=kept) is not None
+        batch.close()
+        delivered = await producer.send_batch(batch, settings.topic_raw, partition=partition)
+        await delivered
+    finally:
+        await producer.stop()

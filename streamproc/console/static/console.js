@@ -182,6 +182,12 @@
   }
 
   // --- DLQ ------------------------------------------------------------------------------
+  // Records hold leads: the server shows them to the holder of the read (or operator) token,
+  // sent in a header (never a URL) and kept in this page's memory only.
+  function readHeaders() {
+    const token = $("dlq-token").value || $("replay-token").value;
+    return token ? { Authorization: "Bearer " + token } : {};
+  }
   function filters() {
     const form = $("dlq-filters"), out = {};
     for (const name of ["error_class", "key", "since", "until", "retriable", "attempt"]) {
@@ -197,9 +203,12 @@
   async function loadDlq() {
     const form = $("dlq-filters");
     state.limit = Number(form.elements.limit.value);
-    const r = await call("dlq?" + query({ skip: state.skip, limit: state.limit, all: form.elements.all.value, max_attempts: $("replay-max-attempts").value || "3" }));
+    const r = await call("dlq?" + query({ skip: state.skip, limit: state.limit, all: form.elements.all.value, max_attempts: $("replay-max-attempts").value || "3" }), { headers: readHeaders() });
     const err = $("dlq-error");
-    if (!r.ok) { err.hidden = false; err.textContent = r.body.error; return; }
+    if (!r.ok) {
+      err.hidden = false; err.textContent = (r.status === 401 || r.status === 403 ? "refused (" + r.status + "): " : "") + r.body.error;
+      clear($("dlq-rows")); set("dlq-matching", null); return;
+    }
     err.hidden = true;
     const page = r.body;
     set("dlq-matching", page.matching);
@@ -221,7 +230,7 @@
   async function showRecord(partition, offset, row) {
     for (const tr of document.querySelectorAll("#dlq-rows tr.selected")) tr.classList.remove("selected");
     if (row) row.classList.add("selected");
-    const r = await call("dlq/record?partition=" + partition + "&offset=" + offset + "&max_attempts=" + encodeURIComponent($("replay-max-attempts").value || "3"));
+    const r = await call("dlq/record?partition=" + partition + "&offset=" + offset + "&max_attempts=" + encodeURIComponent($("replay-max-attempts").value || "3"), { headers: readHeaders() });
     const panel = $("dlq-detail"); panel.hidden = false;
     if (!r.ok) { set("detail-title", ""); facts($("detail-facts"), [["error", r.body.error]]); return; }
     const d = r.body, o = d.origin;

@@ -37,6 +37,9 @@ from tests.integration.replay.dlq_io import (
 
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "op-" + uuid.uuid4().hex
+#: The read token: shows DLQ records, moves nothing.
+READ = "rd-" + uuid.uuid4().hex
+READER = {"Authorization": f"Bearer {READ}"}
 #: Two DLQ records per error class and a Spring and a Connect one (``every_kind``).
 PLANTED = len(every_kind())
 IMAGES = ROOT / "docs" / "images"
@@ -126,6 +129,10 @@ async def _console(settings: Settings, log_path: Path) -> AsyncIterator[tuple[st
 
 
 async def _api(url: str, path: str, **kwargs: Any) -> httpx.Response:
+    """The console's API, as the page calls it; DLQ reads carry the read token unless
+    ``headers`` are given."""
+    if path.startswith("dlq"):
+        kwargs.setdefault("headers", READER)
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         if "json" in kwargs:
             return await client.post(f"api/{path}", **kwargs)
@@ -137,10 +144,13 @@ async def _text(page: Any, selector: str) -> str:
 
 
 async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
-    """Overview and DLQ pages render the API's numbers; dry run, refused and real replay."""
+    """Overview and DLQ pages render the API's numbers; records only once the read token is
+    entered; dry run, refused and real replay."""
     from playwright.async_api import async_playwright, expect
 
-    settings = configure(topics, budget_daily_credits=500, console_token=TOKEN)
+    settings = configure(
+        topics, budget_daily_credits=500, console_token=TOKEN, console_read_token=READ
+    )
     images = IMAGES if REFRESH_IMAGES else tmp_path
     await _seed(settings)
     async with _console(settings, tmp_path / "console.log") as (url, output):
@@ -205,6 +215,12 @@ async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
                 listed = (await _api(url, "dlq")).json()
                 assert listed["matching"] == PLANTED
                 await page.click("#tab-dlq")
+                # Records hold leads: none is shown before the read token is entered.
+                await expect(page.locator("#dlq-error")).to_contain_text("refused (401)")
+                assert await page.locator("#dlq-rows tr").count() == 0
+                assert (await _api(url, "dlq", headers={})).status_code == 401
+                await page.fill("#dlq-token", READ)
+                await page.click("#dlq-apply")
                 await expect(page.locator("#dlq-matching")).to_have_text(str(PLANTED))
                 assert await page.locator("#dlq-rows tr").count() == 20  # one page
                 await page.fill("input[name=error_class]", "rate_limited")
@@ -252,13 +268,15 @@ async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
                 assert (await _api(url, "replay", json=body)).status_code == 401
                 wrong = await _api(url, "replay", json=body, headers={"Authorization": "Bearer x"})
                 assert wrong.status_code == 401
+                # The read token reads; it moves nothing.
+                assert (await _api(url, "replay", json=body, headers=READER)).status_code == 401
                 assert (await _api(url, "dlq")).json()["matching"] == PLANTED
 
                 # --- with the token: the records move ----------------------------------------
                 await page.fill("#replay-token", TOKEN)
                 await page.click("#replay-confirm")
                 await expect(page.locator("#replay-done")).to_contain_text("replayed 1")
-                assert TOKEN not in page.url
+                assert TOKEN not in page.url and READ not in page.url
                 assert outside == []  # nothing but this server was asked for anything
             finally:
                 await browser.close()
@@ -271,7 +289,7 @@ async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
         assert (await _api(url, "dlq", params={"error_class": "rate_limited"})).json()[
             "matching"
         ] == 0
-    assert TOKEN not in output[0]
+    assert TOKEN not in output[0] and READ not in output[0]
     for name in ("console-overview.png", "console-dlq.png"):
         assert (images / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "console.replay" in output[0]

@@ -45,6 +45,7 @@ async def test_two_instances_stay_in_the_group_through_a_long_hold(topics: Setti
             max_in_flight=8,
             max_in_flight_per_partition=4,
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+            revoke_grace_s=2.0,
         )
         apps = [App(settings), App(settings)]
         runs = [asyncio.ensure_future(app.run()) for app in apps]

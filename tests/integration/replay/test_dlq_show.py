@@ -136,7 +136,7 @@ async def test_a_truncated_record_says_so(topics: Settings) -> None:
         1,
         datetime.now(UTC),
     )
-    cut, fitted = fit_record(b"big", value, headers, max_bytes=4096)
+    _, cut, fitted = fit_record(b"big", value, headers, max_bytes=4096)
     assert cut is not None
     planted = Planted("big", "output_too_large", 1, "park", datetime.now(UTC))
     await plant_dlq(topics, [(b"big", cut, fitted, planted)])

@@ -92,3 +92,16 @@ def test_run_without_provider_url_says_how_to_set_it(
     monkeypatch.delenv("STREAMPROC_PROVIDER_URL", raising=False)
     assert main(["run"]) == 2
     assert "STREAMPROC_PROVIDER_URL" in capsys.readouterr().err
+
+
+def test_a_revoke_grace_not_well_below_the_rebalance_timeout_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """revoke_grace_s above half of max_poll_interval_ms (the group's rebalance timeout) is
+    one line naming both: a revoking member would be dropped from the group."""
+    err = config_show_error(
+        monkeypatch,
+        capsys,
+        {"STREAMPROC_REVOKE_GRACE_S": "10", "STREAMPROC_MAX_POLL_INTERVAL_MS": "15000"},
+    )
+    assert "revoke_grace_s" in err and "max_poll_interval_ms" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
 import orjson
@@ -10,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamproc.cli import main
+from streamproc.logs import configure_logging, get_logger
 from streamproc.redact import (
     MASK,
     is_secret_param,
@@ -18,7 +20,7 @@ from streamproc.redact import (
     secret_values,
     webhook_id,
 )
-from streamproc.settings import Settings
+from streamproc.settings import Settings, load_settings
 
 USER = "svc-enricher"
 PASSWORD = "pw-Hunter2-0xC0FFEE"
@@ -154,3 +156,70 @@ def test_config_show_prints_no_credential(
     assert webhook_id(WEBHOOK) in out
     if as_json:
         assert orjson.loads(out)["provider_url"].startswith(f"https://{MASK}@")
+
+
+API_KEY = "sk-live-4f9a0b7c2d"
+BODY_PASSWORD = "hunter2-body-pw"
+DECLARATIVE = f"""
+[streamproc]
+provider = "declarative"
+
+[streamproc.provider_declarative]
+url = "https://api.example/v1/match?api_key={API_KEY}&region=eu"
+items = "people"
+batch_size = 1
+body = {{ email = "{{{{ email }}}}", password = "{BODY_PASSWORD}" }}
+
+[streamproc.provider_declarative.headers]
+Authorization = "Bearer {API_KEY}"
+X-Api-Key = "{API_KEY}"
+X-From-Env = "${{PATH}}"
+Idempotency-Key = "{{{{ lead_id }}}}"
+Accept = "application/json"
+
+[streamproc.provider_declarative.statuses]
+token_expired = "rejected"
+"""
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_config_show_masks_literal_secrets_of_the_declarative_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], as_json: bool
+) -> None:
+    """A key written into provider_declarative (a header, the URL's query, a body field)
+    is masked by config show; references (${ENV}, {{ lead }}) and plain values stay."""
+    config = tmp_path / "streamproc.toml"
+    config.write_text(DECLARATIVE)
+    code = main(["config", "show", "--config", str(config), *(["--json"] if as_json else [])])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert API_KEY not in out and BODY_PASSWORD not in out
+    assert "${PATH}" in out and "{{ lead_id }}" in out and "application/json" in out
+    assert "api.example/v1/match" in out
+    if as_json:
+        table = orjson.loads(out)["provider_declarative"]
+        assert table["headers"]["Authorization"] == MASK
+        assert table["headers"]["X-Api-Key"] == MASK
+        assert table["body"]["password"] == MASK
+        assert table["statuses"] == {"token_expired": "rejected"}
+
+
+def test_a_declarative_literal_key_is_masked_in_log_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A log line carrying the declarative table's literal key (a header echoed in an
+    error) shows the mask, not the key; ordinary words of the table stay readable."""
+    config = tmp_path / "streamproc.toml"
+    config.write_text(DECLARATIVE)
+    settings = load_settings(config)
+    secrets = secret_values(settings)
+    assert {API_KEY, BODY_PASSWORD} <= secrets
+    assert "rejected" not in secrets
+    configure_logging("INFO", "json", secrets=secrets)
+    get_logger("test").warning(
+        "provider.refused", header=f"Bearer {API_KEY}", body={"password": BODY_PASSWORD}
+    )
+    err = capsys.readouterr().err
+    assert "provider.refused" in err
+    assert API_KEY not in err and BODY_PASSWORD not in err
+    assert MASK in err

@@ -13,6 +13,8 @@ from streamproc.console.api import Console
 from streamproc.logs import configure_logging
 from streamproc.settings import Settings
 
+TOKEN = "tok-should-not-log"
+
 
 async def test_a_kafka_error_in_a_dlq_read_is_a_503_with_one_log_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -23,7 +25,8 @@ async def test_a_kafka_error_in_a_dlq_read_is_a_503_with_one_log_line(
     monkeypatch.setattr(api, "list_dlq", broker_gone)
     configure_logging("INFO", "json")
     app = web.Application()
-    Console(Settings(), state=dict, restored=lambda: False).install(app)
+    settings = Settings(console_read_token=TOKEN)
+    Console(settings, state=dict, restored=lambda: False).install(app)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -33,7 +36,7 @@ async def test_a_kafka_error_in_a_dlq_read_is_a_503_with_one_log_line(
         async with httpx.AsyncClient() as http:
             response = await http.get(
                 f"http://127.0.0.1:{port}/console/api/dlq",
-                headers={"Authorization": "Bearer tok-should-not-log"},
+                headers={"Authorization": f"Bearer {TOKEN}"},
             )
     finally:
         await runner.cleanup()
@@ -42,4 +45,4 @@ async def test_a_kafka_error_in_a_dlq_read_is_a_503_with_one_log_line(
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "console.kafka_error" in line]
     assert len(lines) == 1
-    assert "Traceback" not in err and "tok-should-not-log" not in err
+    assert "Traceback" not in err and TOKEN not in err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from streamproc.console.auth import check_token
+from streamproc.console.auth import check_reader, check_token
 
 TOKEN = SecretStr("s3cret-token")
 
@@ -49,3 +49,29 @@ def test_the_console_mounts_on_an_ops_server_before_it_starts() -> None:
         "/console/api/replay",
     } <= paths
     assert "/metrics" in paths
+
+
+def test_records_are_hidden_from_everyone_without_a_configured_token() -> None:
+    """Neither the read nor the operator token set: no header shows a record (403)."""
+    for header in (None, "Bearer anything", "Bearer "):
+        verdict = check_reader(None, SecretStr(""), header)
+        assert (verdict.allowed, verdict.status) == (False, 403)
+        assert "STREAMPROC_CONSOLE_READ_TOKEN" in verdict.reason
+
+
+def test_the_read_token_or_the_operator_token_reads_records() -> None:
+    """Either configured token, as a Bearer header, reads; nothing else does (401)."""
+    read = SecretStr("r3ad-token")
+    assert check_reader(TOKEN, read, "Bearer r3ad-token").allowed
+    assert check_reader(TOKEN, read, "bearer s3cret-token").allowed
+    assert check_reader(None, read, "Bearer r3ad-token").allowed
+    assert check_reader(TOKEN, None, "Bearer s3cret-token").allowed
+    for header in (None, "Bearer wrong", "Basic cjNhZC10b2tlbg==", "r3ad-token"):
+        verdict = check_reader(TOKEN, read, header)
+        assert (verdict.allowed, verdict.status) == (False, 401), header
+        assert "r3ad-token" not in verdict.reason and "s3cret-token" not in verdict.reason
+
+
+def test_the_read_token_does_not_replay() -> None:
+    """A replay checks the operator token only: the read token is refused."""
+    assert check_token(TOKEN, "Bearer r3ad-token").status == 401

@@ -12,6 +12,8 @@ import pytest
 from streamproc.errors import (
     BreakerOpen,
     BudgetExhausted,
+    HoldExpired,
+    LocalStall,
     ProviderCreditsExhausted,
     ProviderError,
     ProviderRejected,
@@ -160,6 +162,23 @@ async def test_timeout_counts_as_spent_and_a_retry_needs_a_new_claim() -> None:
     guard.settle(first, None, timeout)
     day = guard.status().budget.day
     assert guard.ledger.spent(day) == 12
+    assert guard.ledger.outstanding(day) == 0
+
+
+async def test_our_own_stalls_neither_count_nor_buy_a_second_claim() -> None:
+    """Timeouts of a frozen process (LocalStall) never open the breaker nor feed the health
+    window, are retried, and keep the one claim the call has: settled, it counts once."""
+    guard, _ = _guard(budget_daily_credits=12, breaker_failure_threshold=1)
+    admission = await guard.admit(_lead(1))
+    stall = LocalStall("timed out while frozen", maybe_charged=True)
+    for _ in range(5):
+        assert await guard.may_retry(admission, stall)
+    guard.settle(admission, None, stall)
+    assert guard.breaker.state(guard._clock()) is BreakerState.CLOSED
+    assert not guard.hold_after(stall)
+    assert guard.health.success_rate(guard._clock()) is None
+    day = guard.status().budget.day
+    assert guard.ledger.spent(day) == 6
     assert guard.ledger.outstanding(day) == 0
 
 
@@ -325,6 +344,71 @@ async def test_at_shutdown_held_leads_are_released_and_new_holds_too() -> None:
     results = await asyncio.gather(*held, late, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
     assert guard.holding == 0
+
+
+async def test_on_revocation_only_the_revoked_leads_are_released_now_and_later() -> None:
+    """release_holds(tasks) cancels those of the tasks that are held, and cancels them when
+    they come to a hold later; a held lead of another partition stays held."""
+    guard, _ = _guard(breaker_failure_threshold=1, budget_daily_credits=1000)
+    admission = await guard.admit(_lead(0))
+    guard.settle(admission, None, ProviderError("503"))  # opens the breaker
+    revoked = asyncio.ensure_future(guard.admit(_lead(1)))
+    kept = asyncio.ensure_future(guard.admit(_lead(2)))
+    gate = asyncio.Event()
+
+    async def in_a_call_then_held() -> None:
+        await gate.wait()  # stands for a provider call that fails under an open breaker
+        await guard.admit(_lead(3))
+
+    calling = asyncio.ensure_future(in_a_call_then_held())
+    await _turns()
+    assert guard.holding == 2
+    assert guard.release_holds([revoked, calling]) == 1
+    gate.set()
+    for task in (revoked, calling):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert not kept.done() and guard.holding == 1
+    kept.cancel()
+    await asyncio.gather(kept, return_exceptions=True)
+
+
+async def test_a_breaker_hold_ends_with_hold_expired_after_the_max_age() -> None:
+    """Breaker open for good, policy hold: a held lead is refused as HoldExpired (retriable)
+    once it has waited hold_max_age_s by the guard's clock, not before."""
+    guard, clock = _guard(
+        breaker_failure_threshold=1, breaker_cooldown_s=10_000, hold_max_age_s=600
+    )
+    admission = await guard.admit(_lead(0))
+    guard.settle(admission, None, ProviderError("503"))  # opens the breaker
+    held = asyncio.ensure_future(guard.admit(_lead(1)))
+    await _turns()
+    clock.t += 599
+    guard._holds.wake()
+    await _turns()
+    assert not held.done()
+    clock.t += 1
+    guard._holds.wake()
+    with pytest.raises(HoldExpired) as expired:
+        await asyncio.wait_for(held, 10)
+    assert expired.value.retriable and "breaker" in expired.value.message
+
+
+async def test_a_budget_hold_counts_its_age_from_the_days_reset() -> None:
+    """Budget spent, policy hold: a held lead outlives hold_max_age_s until the reset, and
+    expires hold_max_age_s after it if the budget is still refused."""
+    guard, clock = _guard(budget_daily_credits=6, on_budget_exhausted="hold", hold_max_age_s=600)
+    first = await guard.admit(_lead(0))
+    guard.settle(first, Result({"company": "A"}), None)  # the day's 6 credits spent
+    held = asyncio.ensure_future(guard.admit(_lead(1)))
+    await _turns()
+    resets = guard.ledger.resets_at(clock.t)
+    clock.t += 700
+    guard._holds.wake()
+    await _turns()
+    assert not held.done() and resets - clock.t > 600
+    held.cancel()
+    await asyncio.gather(held, return_exceptions=True)
 
 
 class _StuckLog:

@@ -94,6 +94,20 @@ async def test_a_lead_held_for_the_registry_is_released_at_shutdown() -> None:
         await task
 
 
+async def test_a_registry_that_keeps_refusing_dead_letters_the_lead_after_the_max_age() -> None:
+    """A registry refusing for good (a 403 for one schema id): past hold_max_age_s the lead
+    is dead-lettered, retriable, as hold_expired, saying what it waited for."""
+    settings = SETTINGS.model_copy(update={"hold_max_age_s": 1.0})
+    codec = _FlakyRegistryCodec(settings, down=10**6)
+    handler = LeadHandler(settings, _Enricher(), OpenGuard(), processor_version="1", codec=codec)
+    outcome = await asyncio.wait_for(handler.handle(_Record(key=b"5", value=RECORD)), 30)
+    assert outcome.kind is OutcomeKind.DLQ and outcome.error_class == "hold_expired"
+    headers = dict(outcome.records[0].headers)
+    assert headers["streamproc.error.retriable"] == b"true"
+    assert b"schema registry: down" in headers["streamproc.error.message"]
+    assert handler.registry_held == 0
+
+
 def test_the_shaped_decoder_reads_what_the_codec_reads() -> None:
     """ShapedJsonCodec is decode_shaped_json with the settings' mapping."""
     lead, obj = decode_shaped_json(RECORD, LeadShape(SETTINGS.lead_fields), max_bytes=1000)

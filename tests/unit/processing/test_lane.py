@@ -331,3 +331,168 @@ async def test_a_commit_failing_with_a_non_kafka_error_resets_the_lane() -> None
     await processor._commit_lane(tp, lane)
     await processor._reopen_due_lanes()
     assert processor._lanes[tp] is not lane and processor.stats.aborted_transactions == 1
+
+
+class _SizeLimitedProducer(_Producer):
+    """Refuses, as the broker does, each record over its topic's real limit (one batch per
+    record); after a refusal its later sends fail out of sequence."""
+
+    def __init__(self, limits: dict[str, int]) -> None:
+        super().__init__(commit_s=0)
+        self.limits = limits
+        self.broken = False
+
+    async def send(self, topic: str, **kw: Any) -> asyncio.Future[None]:
+        from aiokafka.errors import MessageSizeTooLargeError, OutOfOrderSequenceNumber
+
+        from streamproc.records.dlq import record_size
+
+        assert self._open is not None
+        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.broken:
+            delivery.set_exception(OutOfOrderSequenceNumber())
+        elif record_size(kw["key"], kw["value"], kw["headers"] or []) > self.limits[topic]:
+            self.broken = True
+            delivery.set_exception(MessageSizeTooLargeError())
+        else:
+            self._open.append(kw["value"])
+            delivery.set_result(None)
+        return delivery
+
+    async def stop(self) -> None:
+        return None
+
+
+def _limited_lane(
+    real_limits: dict[str, int], producers: list[_SizeLimitedProducer]
+) -> PartitionLane:
+    from streamproc.errors import LeadError
+    from streamproc.processing.publication import Publication
+
+    async def new_producer() -> Any:
+        # A lane that starts producers without end is the defect: stop it here, loudly.
+        assert len(producers) < 500, "the lane replaces its producer in a loop"
+        producers.append(_SizeLimitedProducer(real_limits))
+        return producers[-1]
+
+    def dead_letter(record: Any, error: LeadError, previous: Outcome | None) -> Outcome:
+        headers = [("streamproc.original.offset", str(record.offset).encode())]
+        out = OutRecord("dlq", b"k" * 50_000, b"v" * 50_000, headers)
+        return Outcome(OutcomeKind.DLQ, [out], None, 1, error.error_class.value)
+
+    producers.append(_SizeLimitedProducer(real_limits))
+    return PartitionLane(
+        TopicPartition("raw", 0),
+        producers[0],  # type: ignore[arg-type]
+        "g",
+        0,
+        # Limits as read at start-up: far above what the topics really take.
+        publication=Publication("dlq", dead_letter, {}, default_limit=1_000_000),
+        new_producer=new_producer,
+    )
+
+
+async def _large_output(record: Any) -> Outcome:
+    value = b"x" * 200_000 if record.offset == 1 else b"lead-%d" % record.offset
+    return Outcome(OutcomeKind.ENRICHED, [OutRecord("enriched", None, value)], None, 1)
+
+
+async def test_a_dlq_record_refused_for_its_size_is_cut_until_it_fits_in_a_few_rounds() -> None:
+    """The DLQ takes far less than its limit said (5 kB): the lead's DLQ record is cut
+    again in a few rounds (not a byte at a time) and every lead leaves once."""
+    producers: list[_SizeLimitedProducer] = []
+    lane = _limited_lane({"enriched": 100_000, "dlq": 5_000}, producers)
+    for offset in range(3):
+        lane.submit(_Record(offset), _large_output)
+    await asyncio.sleep(0)
+    result = await lane.commit()
+    assert result is not None and result.next_offset == 3
+    assert [o.kind for _, o in result.outcomes] == ["enriched", "dlq", "enriched"]
+    assert len(producers) <= 12
+    (dlq,) = result.outcomes[1][1].records
+    assert dict(dlq.headers)["streamproc.key.truncated"] == b"true"
+
+
+async def test_outputs_refused_round_after_round_give_up_the_commit_within_a_bound() -> None:
+    """A DLQ that refuses even a minimal record (a 100-byte limit): the lane gives up the
+    commit after a bounded number of rounds, with its own error, instead of starting
+    producers for ever."""
+    from streamproc.processing.lane import EXTRA_REFUSAL_ROUNDS, RefusedTooOften
+
+    producers: list[_SizeLimitedProducer] = []
+    lane = _limited_lane({"enriched": 100_000, "dlq": 100}, producers)
+    for offset in range(3):
+        lane.submit(_Record(offset), _large_output)
+    await asyncio.sleep(0)
+    with pytest.raises(RefusedTooOften):
+        await lane.commit()
+    assert len(producers) == 1 + 2 * 3 + EXTRA_REFUSAL_ROUNDS
+    assert lane.committed_offset == 0 and len(lane) == 3
+
+
+class _StuckProducer(_Stoppable):
+    """A commit that never ends (a coordinator that does not answer)."""
+
+    async def commit_transaction(self) -> None:
+        await asyncio.Event().wait()
+
+
+def _two_lanes() -> tuple[Any, PartitionLane, PartitionLane, _Stoppable]:
+    from streamproc.processing.processor import Processor
+    from streamproc.settings import Settings
+
+    processor = Processor(Settings(commit_interval_ms=20), None)  # type: ignore[arg-type]
+    stuck_tp, well_tp = TopicPartition("raw", 0), TopicPartition("raw", 1)
+    well_producer = _Stoppable(0)
+    stuck = PartitionLane(stuck_tp, _StuckProducer(0), "g", 0)  # type: ignore[arg-type]
+    well = PartitionLane(well_tp, well_producer, "g", 0)  # type: ignore[arg-type]
+    processor._lanes.update({stuck_tp: stuck, well_tp: well})
+    return processor, stuck, well, well_producer
+
+
+async def _until(condition: Any, what: str) -> None:
+    for _ in range(1_000):  # 10 s: generous for a fake producer
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_a_stuck_lane_never_keeps_another_partition_from_committing() -> None:
+    """One lane's commit never ends: the other partition's leads keep committing, round
+    after round, while it hangs."""
+    processor, stuck, well, well_producer = _two_lanes()
+    stuck.submit(_Record(0), _enriched)
+    well.submit(_Record(0, partition=1), _enriched)
+    loop_task = asyncio.ensure_future(processor._commit_loop())
+    try:
+        await _until(lambda: well.committed_offset == 1, "the first commit")
+        well.submit(_Record(1, partition=1), _enriched)
+        await _until(lambda: well.committed_offset == 2, "a commit while the other hangs")
+        assert stuck.committed_offset == 0
+        assert well_producer.committed == [[b"lead-0"], [b"lead-1"]]
+    finally:
+        loop_task.cancel()
+        await asyncio.gather(loop_task, return_exceptions=True)
+        await processor.stop(grace_s=0)
+
+
+async def test_stop_leaves_within_its_grace_whatever_a_lane_is_doing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stop with a lane whose commit never ends: the commit is cut short after the
+    grace and the final-commit allowance, the other lane's final commit is made, and
+    stop returns."""
+    from streamproc.processing import processor as module
+
+    monkeypatch.setattr(module, "FINAL_COMMIT_S", 0.2)
+    processor, stuck, well, well_producer = _two_lanes()
+    stuck.submit(_Record(0), _enriched)
+    well.submit(_Record(0, partition=1), _enriched)
+    await asyncio.sleep(0)
+    await processor.commit_all(wait_s=0.05)
+    well.submit(_Record(1, partition=1), _enriched)
+    await asyncio.wait_for(processor.stop(grace_s=0.2), timeout=30)
+    assert processor._lanes == {}
+    assert well_producer.committed == [[b"lead-0"], [b"lead-1"]]
+    assert stuck.committed_offset == 0

@@ -16,12 +16,13 @@ from hypothesis import strategies as st
 
 from streamproc.errors import (
     LeadError,
+    LocalStall,
     ProviderError,
     ProviderRejected,
     ProviderTimeout,
     RateLimited,
 )
-from streamproc.provider.driver import Attempted, RetryDriver
+from streamproc.provider.driver import MAX_STALLS, Attempted, RetryDriver
 from streamproc.provider.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -236,3 +237,79 @@ def test_a_429_of_a_day_waits_retry_after_max_s_then_succeeds() -> None:
     assert isinstance(result, Attempted)
     assert run.waits == [120.0]
     assert (result.attempts, result.elapsed_s) == (2, 120.0)
+
+
+def stalling(
+    policy: RetryPolicy, script: list[Step], stalls: set[int]
+) -> tuple[Run, Attempted[str] | LeadError]:
+    """Run the driver over ``script`` with a stall detector that says attempt ``n`` (0-based)
+    was cut short by our own stall when ``n`` is in ``stalls``."""
+    run = Run()
+
+    async def attempt() -> str:
+        step = script[min(run.calls, len(script) - 1)]
+        run.calls += 1
+        if step == "ok":
+            return "done"
+        assert not isinstance(step, str)
+        raise step() if isinstance(step, type) else step
+
+    async def keep_trying(exc: LeadError) -> bool:
+        run.asked.append(exc)
+        return True
+
+    retry = RetryDriver(
+        policy,
+        peer="provider",
+        timeout_s=5.0,
+        sleep=run.sleep,
+        rng=lambda: 0.5,
+        clock=run.clock,
+        stalled=lambda start, end: run.calls - 1 in stalls,
+    )
+    try:
+        result: Attempted[str] | LeadError = complete(
+            retry.run(attempt, keep_trying=keep_trying, on_failure=run.heard.append)
+        )
+    except LeadError as exc:
+        result = exc
+    return run, result
+
+
+def test_a_timeout_while_we_could_not_run_is_a_local_stall_retried_at_once() -> None:
+    """A timeout the stall detector blames on us is a LocalStall (not counted against the
+    breaker, maybe billed), retried at once even with no retries configured."""
+    run, result = stalling(
+        RetryPolicy(max_retries=0, base_s=0.1, max_s=1.0), [TimeoutError, "ok"], {0}
+    )
+    assert isinstance(result, Attempted)
+    assert (result.attempts, run.waits) == (2, [])
+    (stall,) = run.asked
+    assert isinstance(stall, LocalStall)
+    assert not stall.counts_against_breaker
+    assert stall.maybe_charged
+
+
+def test_a_stall_does_not_use_one_of_the_policys_retries() -> None:
+    """With one retry, a stalled attempt then two 503s makes three calls: the stall was free."""
+    policy = RetryPolicy(max_retries=1, base_s=0.1, max_s=1.0)
+    run, result = stalling(policy, [TimeoutError, ProviderError("503")], {0})
+    assert isinstance(result, ProviderError)
+    assert run.calls == 3
+
+
+def test_a_process_that_keeps_stalling_gives_up_with_the_local_stall() -> None:
+    """Every attempt stalled: MAX_STALLS retries, then the LocalStall is raised."""
+    stalls = set(range(10))
+    run, result = stalling(
+        RetryPolicy(max_retries=5, base_s=0.1, max_s=1.0), [TimeoutError], stalls
+    )
+    assert isinstance(result, LocalStall)
+    assert run.calls == MAX_STALLS + 1
+
+
+def test_a_timeout_without_a_stall_is_the_providers() -> None:
+    """The detector saying no leaves a timeout a ProviderTimeout that counts."""
+    _, result = stalling(RetryPolicy(max_retries=0, base_s=0.1, max_s=1.0), [TimeoutError], set())
+    assert type(result) is ProviderTimeout
+    assert result.counts_against_breaker

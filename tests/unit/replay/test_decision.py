@@ -6,6 +6,7 @@ import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -72,6 +73,30 @@ def test_not_retriable_is_parked_even_on_the_first_attempt() -> None:
     """invalid_payload is parked at attempt 1: the same bytes fail the same way."""
     d = decide(view_dlq_record(_dlq(ErrorClass.INVALID_PAYLOAD, 1)), 3)
     assert (d.action, d.reason) == (Action.PARK, "not retriable (invalid_payload)")
+
+
+def test_a_truncated_value_is_parked_with_its_size_and_origin() -> None:
+    """A retriable record whose value the DLQ holds only in part is parked at attempt 1,
+    the reason naming the original size and where the whole value is."""
+    headers = [
+        *_dlq(ErrorClass.PROVIDER_ERROR, 1),
+        ("streamproc.value.truncated", b"true"),
+        ("streamproc.original.size", b"2097152"),
+    ]
+    d = decide(view_dlq_record(headers), 3)
+    assert (d.action, d.reason) == (
+        Action.PARK,
+        "truncated (the DLQ holds only the first bytes of 2097152, last provider_error); "
+        "the whole value is at leads.raw partition 2 offset 40",
+    )
+
+
+@pytest.mark.parametrize("cut", ["streamproc.key.truncated", "streamproc.headers.truncated"])
+def test_a_cut_key_or_dropped_headers_are_parked_too(cut: str) -> None:
+    """A DLQ record whose key was cut or headers dropped to fit is parked: replayed, the
+    lead would come back as another record than the one upstream wrote."""
+    d = decide(view_dlq_record([*_dlq(ErrorClass.PROVIDER_ERROR, 1), (cut, b"true")]), 3)
+    assert d.action is Action.PARK and d.reason.startswith("truncated")
 
 
 def test_unknown_retriability_is_replayed_until_out_of_attempts() -> None:

@@ -146,7 +146,7 @@ def test_binary_payload_is_base64_in_json() -> None:
 def test_truncated_payload_says_so_and_where_the_whole_is() -> None:
     """A value cut to fit the DLQ is flagged, with the original's size and origin."""
     value = orjson.dumps({"lead_id": "big", "blob": "x" * 5000})
-    cut, headers = fit_record(b"big", value, _ours(), max_bytes=2048)
+    _, cut, headers = fit_record(b"big", value, _ours(), max_bytes=2048)
     record = Record(key=b"big", value=cut, headers=headers)
     payload = read_payload(record.value, record.headers)
     assert payload.truncated

@@ -1,0 +1,93 @@
+"""What a provider is given: :class:`ProviderConfig`, its own settings and nothing else.
+
+A provider (a third-party package's above all) is handed this, never the whole
+:class:`~streamproc.settings.Settings`: those hold the Kafka credentials, Clay's webhook
+URLs and callback secret, the registry's password and the console's tokens, none of which
+a provider has any business reading. It gets its own table (``options``: the
+``[streamproc.provider_options]`` table, or ``provider_declarative`` for the declarative
+provider), its own URL and API key, and what any provider legitimately needs to size and
+bound its calls: the timeout, the retry policy, the batch size asked for, the calls in
+flight and the HTTP transport.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from streamproc.errors import ConfigError
+from streamproc.provider.retry import RetryPolicy
+from streamproc.settings import Settings
+
+__all__ = ["ProviderConfig"]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """A provider's configuration (frozen). ``options`` is its own settings table, as
+    written (an empty mapping when there is none)."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    #: ``provider_url``: the endpoint of the ``http`` provider (others may use it too).
+    url: str | None = None
+    #: ``provider_api_key`` and the header it goes in (``provider_auth_header``).
+    api_key: SecretStr | None = None
+    auth_header: str = "Authorization"
+    #: Each attempt is bounded by this (``provider_timeout_s``); streamproc enforces it.
+    timeout_s: float = 10.0
+    #: The pipeline's retries (``provider_max_retries``, ``provider_backoff_*``).
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(3, 0.2, 10.0))
+    #: Credits reserved per lead before a call (``credits_per_lead``): a provider that
+    #: cannot tell what a lead cost may answer this.
+    credits_per_lead: int = 6
+    #: Most leads per call asked for (``provider_batch_size``); the provider's own
+    #: ``batch_size`` caps it.
+    batch_size: int = 1
+    #: Calls in flight at once at most (``max_in_flight``): size a connection pool to it.
+    max_in_flight: int = 256
+    #: ``provider_http_transport``, for providers built on httpx.
+    http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, name: str | None = None) -> ProviderConfig:
+        """The configuration of the provider ``name`` (default: the one the settings
+        choose), taken from ``settings``; nothing else of them is kept."""
+        name = name or settings.provider_name
+        table = (
+            settings.provider_declarative if name == "declarative" else settings.provider_options
+        )
+        return cls(
+            name=name,
+            options=copy.deepcopy(table or {}),
+            url=None if settings.provider_url is None else str(settings.provider_url),
+            api_key=settings.provider_api_key,
+            auth_header=settings.provider_auth_header,
+            timeout_s=settings.provider_timeout_s,
+            retry=RetryPolicy.from_settings(settings),
+            credits_per_lead=settings.credits_per_lead,
+            batch_size=settings.provider_batch_size,
+            max_in_flight=settings.max_in_flight,
+            http_transport=settings.provider_http_transport,
+        )
+
+    def __post_init__(self) -> None:
+        # Read-only, whoever built it: a provider cannot change what another part reads.
+        if not isinstance(self.options, MappingProxyType):
+            object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    def require_url(self) -> str:
+        """The provider URL, or a ConfigError saying how to set it."""
+        if self.url is None:
+            raise ConfigError(
+                "provider_url is not set: set STREAMPROC_PROVIDER_URL or --provider-url "
+                "(e.g. http://127.0.0.1:8099/enrich from `streamproc mock-provider`)"
+            )
+        return self.url

@@ -1,0 +1,104 @@
+"""A provider is given its own configuration, never the settings and their secrets."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from streamproc import app as app_module
+from streamproc.provider.api import Answer, LeadIn, ProviderConfig
+from streamproc.provider.declarative import DeclarativeProvider
+from streamproc.provider.retry import RetryPolicy
+from streamproc.settings import Settings
+
+FOREIGN = {
+    "sasl_password": "kafka-pw-91c2e",
+    "schema_registry_password": "registry-pw-7d1f",
+    "console_token": "console-op-55aa",
+    "console_read_token": "console-rd-66bb",
+    "ssl_key_password": "tls-key-pw-01",
+}
+API_KEY = "provider-key-3e8a"
+
+
+class _Recorder:
+    given: list[Any] = []
+    batch_size = 10
+
+    def __init__(self, config: Any) -> None:
+        _Recorder.given.append(config)
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+        return []
+
+
+def _texts(value: Any) -> list[str]:
+    """Every text reachable from a value, secrets revealed."""
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [t for f in dataclasses.fields(value) for t in _texts(getattr(value, f.name))]
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return [t for k, v in value.items() for t in (*_texts(k), *_texts(v))]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _texts(v)]
+    return [str(value)]
+
+
+def test_a_plugin_receives_only_its_own_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed provider is built from a ProviderConfig: its own table, URL, key,
+    timeout and retry policy; no Kafka, registry, console or TLS secret reaches it."""
+    _Recorder.given = []
+    monkeypatch.setattr(app_module, "load_provider_factory", lambda name: _Recorder)
+    settings = Settings(
+        provider="acme",
+        provider_url="https://api.acme.example/v2/enrich",
+        provider_api_key=API_KEY,
+        provider_timeout_s=4.5,
+        provider_max_retries=5,
+        provider_options={"region": "eu", "fields": ["title", "phone"]},
+        security_protocol="SASL_PLAINTEXT",
+        sasl_username="svc",
+        sasl_password=FOREIGN["sasl_password"],
+        schema_registry_password=FOREIGN["schema_registry_password"],
+        console_token=FOREIGN["console_token"],
+        console_read_token=FOREIGN["console_read_token"],
+        ssl_key_password=FOREIGN["ssl_key_password"],
+    )
+    app_module.App(settings)
+    [config] = _Recorder.given
+    assert isinstance(config, ProviderConfig)
+    assert not isinstance(config, Settings)
+    assert config.name == "acme"
+    assert dict(config.options) == {"region": "eu", "fields": ["title", "phone"]}
+    assert config.url == "https://api.acme.example/v2/enrich"
+    assert config.api_key is not None and config.api_key.get_secret_value() == API_KEY
+    assert config.timeout_s == 4.5
+    assert config.retry.max_retries == 5
+    texts = " ".join(_texts(config))
+    for name, secret in FOREIGN.items():
+        assert secret not in texts, name
+    assert not hasattr(config, "sasl_password")
+    with pytest.raises(TypeError):
+        config.options["region"] = "us"  # type: ignore[index]
+
+
+def test_the_declarative_provider_reads_its_table_from_options() -> None:
+    """The declarative provider is built from a ProviderConfig whose options are its table."""
+    config = ProviderConfig(
+        name="declarative",
+        options={"url": "https://api.example/match", "credits_per_match": 2},
+        timeout_s=3.0,
+        retry=RetryPolicy(1, 0.1, 1.0),
+    )
+    provider = DeclarativeProvider(config)
+    assert provider.config.url == "https://api.example/match"
+    assert provider.config.credits_per_match == 2
