@@ -130,3 +130,23 @@ async def test_a_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert bad_lead.returncode == 2
     assert len(bad_lead.stderr.splitlines()) == 1
     assert bad_lead.stderr.startswith("streamproc: --lead: not a lead streamproc would take")
+
+
+async def test_the_http_provider_is_tried_with_its_key_masked() -> None:
+    """The default `http` provider (the mock's contract): the POST with its Bearer key
+    masked and its Idempotency-Key, the 200, the charge the answer states."""
+    from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
+
+    async with serve_mock_provider(MockProviderConfig(port=0, latency_ms=1, api_key=KEY)) as url:
+        env = _env(STREAMPROC_PROVIDER_URL=f"{url}/enrich", STREAMPROC_PROVIDER_API_KEY=KEY)
+        done = await _try(env, "--json", "--lead", _lead("acme.example"))
+    assert done.returncode == 0, done.stderr
+    trial = orjson.loads(done.stdout)
+    (step,) = trial["steps"]
+    (exchange,) = step["exchanges"]
+    assert (exchange["method"], exchange["status"]) == ("POST", 200)
+    assert exchange["headers"]["authorization"] == "Bearer ***"
+    assert len(exchange["headers"]["idempotency-key"]) == 64
+    assert (step["outcome"], step["credits"]) == ("enriched", 6)
+    assert trial["value"]["enrichment_meta"]["credits"] == 6
+    assert KEY not in done.stdout + done.stderr
