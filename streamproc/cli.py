@@ -211,6 +211,21 @@ def _build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     _add_setting_flags(show)
 
+    trial = sub.add_parser(
+        "try",
+        help="send one lead through the configured provider and show each step (no Kafka, "
+        "no budget)",
+        description="Send one lead (a JSON object with lead_id and an e-mail or a domain) "
+        "through the provider the settings choose, one attempt: each request as sent "
+        "(secrets masked), its status, how the answer was classified, what it cost, and the "
+        "record that would be published. Produces nothing, reserves no credits.",
+    )
+    trial.add_argument(
+        "--lead", metavar="JSON", default="-", help="the lead as JSON; - or absent: stdin"
+    )
+    trial.add_argument("--json", action="store_true")
+    _add_setting_flags(trial)
+
     mock = sub.add_parser("mock-provider", help="run the enrichment provider simulator")
     add_mock_provider_arguments(mock)
 
@@ -476,6 +491,17 @@ async def _produce_sample(settings: Settings, count: int, mix: str, *, as_json: 
     return 0
 
 
+async def _try(settings: Settings, lead_id: str, lead: dict[str, Any], *, as_json: bool) -> int:
+    from streamproc.trial import format_trial, try_lead
+
+    trial = await try_lead(settings, lead_id, lead)
+    if as_json:
+        _print_json(trial.to_json())
+    else:
+        print(format_trial(trial))
+    return 0
+
+
 async def _state_show(settings: Settings, *, as_json: bool) -> int:
     from streamproc.processing.group_state import GroupState
     from streamproc.state.view import state_show
@@ -497,7 +523,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     runner: Callable[[], Coroutine[Any, Any, int]]
     if args.command == "run":
         if settings.provider_mode is ProviderMode.SYNC:
-            settings.require_provider()
+            from streamproc.provider.registry import load_provider_factory, needs_provider_url
+
+            # Asked of the provider chosen: only the `http` one calls provider_url.
+            if needs_provider_url(load_provider_factory(settings.provider_name)):
+                settings.require_provider()
 
         def runner() -> Coroutine[Any, Any, int]:
             return _run(settings, args.stop_when_idle_s)
@@ -518,6 +548,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _group_reset(settings, group_id, args)
     elif args.command == "config":
         return _config_show(settings, args.json)
+    elif args.command == "try":
+        from streamproc.trial import read_lead
+
+        lead_id, lead = read_lead(sys.stdin.read() if args.lead == "-" else args.lead, settings)
+
+        def runner() -> Coroutine[Any, Any, int]:
+            return _try(settings, lead_id, lead, as_json=args.json)
     elif args.command == "produce-sample":
         if args.count < 1:
             raise ConfigError("--count must be at least 1")
@@ -568,8 +605,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _state_show(settings, as_json=args.json)
     else:  # pragma: no cover - argparse rejects unknown commands
         raise ConfigError(f"unknown command {args.command}")
-    if args.command == "run":
-        return _run_async(runner)  # the app runs the preflight itself, with its topics
+    if args.command in ("run", "try"):
+        # run: the app runs the preflight itself, with its topics; try: no Kafka at all.
+        return _run_async(runner)
     acls: list[Acl] = []
     if args.command == "replay":
         from streamproc.kafka.acls import Operation, replayer_acls

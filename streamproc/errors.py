@@ -7,6 +7,7 @@ Hierarchy::
     ├── LeadError                        one lead failed; carries a DLQ error class
     │   ├── InvalidPayload               not a valid lead (never retriable)
     │   ├── ProviderRejected             the provider refused this lead (other 4xx)
+    │   ├── NoMatch                      the provider answered and found nothing for it
     │   ├── ProviderAuthError            401/403: broken for every lead
     │   ├── ProviderError                5xx, connection error, unreadable answer
     │   ├── ProviderTimeout              the call timed out
@@ -55,6 +56,7 @@ __all__ = [
     "KafkaTokenError",
     "LeadError",
     "LocalStall",
+    "NoMatch",
     "OutputRefused",
     "OutputTooLarge",
     "PartitionSuperseded",
@@ -79,6 +81,7 @@ class ErrorClass(StrEnum):
 
     INVALID_PAYLOAD = "invalid_payload"
     PROVIDER_REJECTED = "provider_rejected"
+    NO_MATCH = "no_match"
     PROVIDER_ERROR = "provider_error"
     PROVIDER_TIMEOUT = "provider_timeout"
     RATE_LIMITED = "rate_limited"
@@ -164,6 +167,23 @@ class InvalidPayload(LeadError):
 
 class ProviderRejected(LeadError):
     error_class = ErrorClass.PROVIDER_REJECTED
+
+
+class NoMatch(LeadError):
+    """The provider answered and has nothing for this lead (a People Data Labs 404, an
+    Apollo ``null``): an answer, not a failure of the provider, so never against the breaker
+    and never retried (the same question gets the same miss). A waterfall asks its next
+    provider; a single provider dead-letters the lead as ``no_match`` (docs/waterfall.md).
+
+    ``credits`` is what the miss was billed (0 unless the API bills misses). The pipeline
+    settles a lead error at 0, or at the estimate when ``maybe_charged``: a billed miss
+    sets it, so the budget never counts fewer credits than were spent."""
+
+    error_class = ErrorClass.NO_MATCH
+
+    def __init__(self, message: str, *, credits: int = 0) -> None:
+        super().__init__(message, maybe_charged=credits > 0)
+        self.credits = credits
 
 
 class ProviderAuthError(LeadError):

@@ -182,6 +182,8 @@ class ProviderClient:
 
     #: One lead per call: the contract has no batch form.
     batch_size = 1
+    #: It calls ``provider_url``: ``run`` refuses to start without one (docs/provider.md).
+    needs_provider_url = True
 
     @property
     def url(self) -> str:

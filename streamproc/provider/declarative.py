@@ -22,11 +22,18 @@ examples in ``examples/providers/``) says how to ask and where to read the answe
   ``statuses`` (a status value → ``success``, ``no_match``, ``rejected``,
   ``rate_limited``, ``retriable``: how a partial failure is reported), and ``credits``
   (the lead's charge) or ``credits_per_match`` (a fixed charge per success); ``no_match``
-  says whether a lead without a match is ``rejected`` (DLQ) or published ``empty``.
+  says whether a lead without a match is a :class:`~streamproc.errors.NoMatch` (``no_match``:
+  the DLQ class ``no_match``, or the next provider of a waterfall), ``rejected`` (DLQ, as
+  ``provider_rejected``) or published ``empty``;
+* a request's charge as a whole: ``credits_header`` (a response header) or
+  ``batch_credits`` (JMESPath on a bulk answer), split across its leads by
+  :func:`~streamproc.provider.charges.split_total`;
+* ``auth``: HTTP Basic or OAuth2 client credentials (:mod:`.auth`).
 
-An HTTP status other than 2xx is classified for the whole call as the contract's table
-says (429 with ``Retry-After``, 5xx, 401/403, 402, other 4xx). One attempt per call; the
-pipeline retries (:mod:`streamproc.processing.calls`).
+An HTTP status other than 2xx means what ``http_statuses`` says for every lead of the call
+(a People Data Labs 404 is ``no_match``); one it does not list is classified for the whole
+call as the contract's table says (429 with ``Retry-After``, 5xx, 401/403, 402, other 4xx).
+One attempt per call; the pipeline retries (:mod:`streamproc.processing.calls`).
 """
 
 from __future__ import annotations
@@ -48,13 +55,21 @@ from streamproc.errors import (
     ConfigError,
     InvalidPayload,
     LeadError,
+    NoMatch,
     ProviderError,
     ProviderRejected,
     RateLimited,
 )
 from streamproc.logs import get_logger
 from streamproc.provider.api import Answer, Enrichment, LeadIn, batch_idempotency_key
-from streamproc.provider.classify import classify_response, whole_credits
+from streamproc.provider.auth import (
+    AuthConfig,
+    BasicAuthConfig,
+    ClientCredentials,
+    basic_authorization,
+)
+from streamproc.provider.charges import split_total
+from streamproc.provider.classify import classify_response, parse_retry_after, whole_credits
 from streamproc.provider.client import _network_transport, pool_limits
 from streamproc.provider.config import ProviderConfig
 from streamproc.provider.matching import id_text, match_items
@@ -102,9 +117,20 @@ class DeclarativeConfig(BaseModel):
     status: str | None = None
     statuses: dict[str, Status] = {}
     unlisted_status: Status = "rejected"
-    no_match: Literal["rejected", "empty"] = "rejected"
+    #: What a non-2xx HTTP status means for every lead of the call (``"404" = "no_match"``);
+    #: a status not listed is classified as the contract says (docs/provider.md).
+    http_statuses: dict[str, Status] = {}
+    #: ``no_match``: a :class:`~streamproc.errors.NoMatch` (DLQ class ``no_match``; in a
+    #: waterfall, the next provider); ``rejected``: ``provider_rejected``, as before 0.x;
+    #: ``empty``: published with an empty enrichment.
+    no_match: Literal["no_match", "rejected", "empty"] = "no_match"
     credits: str | None = None
     credits_per_match: int | None = Field(None, ge=0)
+    #: A response header with the whole request's charge (``x-call-credits-spent``).
+    credits_header: str | None = None
+    #: JMESPath, on a bulk answer, to the whole request's charge (``credits_consumed``).
+    batch_credits: str | None = None
+    auth: AuthConfig | None = None
 
 
 def _compile(expr: str, where: str) -> ParsedResult:
@@ -190,9 +216,19 @@ def _env(text: str, where: str) -> str:
 
 class DeclarativeProvider:
     """A :class:`~streamproc.provider.api.Provider` configured by ``provider_declarative``
-    (its :class:`~streamproc.provider.config.ProviderConfig`'s ``options``)."""
+    (its :class:`~streamproc.provider.config.ProviderConfig`'s ``options``).
 
-    def __init__(self, provider: ProviderConfig | Settings) -> None:
+    ``transport`` replaces the network (``streamproc try`` records each exchange with it)."""
+
+    #: Its URLs are in its own table: ``provider_url`` is not asked for.
+    needs_provider_url = False
+
+    def __init__(
+        self,
+        provider: ProviderConfig | Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         if isinstance(provider, Settings):
             provider = ProviderConfig.from_settings(provider, "declarative")
         try:
@@ -206,6 +242,16 @@ class DeclarativeProvider:
             raise ConfigError("provider_declarative: batch_size > 1 needs batch_url and batch_body")
         if batched and config.items is None:
             raise ConfigError("provider_declarative: batch_size > 1 needs items")
+        if config.credits_header is not None and config.batch_credits is not None:
+            raise ConfigError(
+                "provider_declarative: credits_header and batch_credits both give the request's "
+                "charge: keep one"
+            )
+        for code in config.http_statuses:
+            if not (code.isdigit() and 300 <= int(code) <= 599):
+                raise ConfigError(
+                    f"provider_declarative.http_statuses: {code!r} is not a non-2xx HTTP status"
+                )
         self.config = config
         self.batch_size = config.batch_size
         self._provider = provider
@@ -227,6 +273,30 @@ class DeclarativeProvider:
         self._result = _compile(config.result, "result")
         self._status = None if config.status is None else _compile(config.status, "status")
         self._credits = None if config.credits is None else _compile(config.credits, "credits")
+        self._batch_credits = (
+            None
+            if config.batch_credits is None
+            else _compile(config.batch_credits, "batch_credits")
+        )
+        self._oauth: ClientCredentials | None = None
+        self._authorization: str | None = None
+        auth = config.auth
+        if isinstance(auth, BasicAuthConfig):
+            self._authorization = basic_authorization(
+                _env(auth.username, "auth.username"), _env(auth.password, "auth.password")
+            )
+        elif auth is not None:
+            auth = auth.model_copy(
+                update={
+                    name: _env(value, f"auth.{name}")
+                    for name, value in auth.model_dump().items()
+                    if isinstance(value, str)
+                }
+            )
+            if problem := _url_problem(auth.token_url):
+                raise ConfigError(f"provider_declarative.auth.token_url: {problem}")
+            self._oauth = ClientCredentials(auth)
+        self._transport = transport
         # What the config alone decides is checked once, here: a bad URL or header is the
         # config's mistake (one line at start-up), not every lead's.
         for where, template in (("url", self._url), ("batch_url", self._batch_url)):
@@ -240,9 +310,8 @@ class DeclarativeProvider:
     async def start(self) -> None:
         if self._http is None:
             self._http = httpx.AsyncClient(
-                transport=_network_transport(
-                    self._provider.http_transport, pool_limits(self._provider)
-                ),
+                transport=self._transport
+                or _network_transport(self._provider.http_transport, pool_limits(self._provider)),
                 timeout=httpx.Timeout(self._provider.timeout_s),
                 follow_redirects=False,
             )
@@ -318,6 +387,11 @@ class DeclarativeProvider:
             query = self._query.render(first)
             params = {k: v for k, v in query.items() if v is not None} or None
             method = config.method
+        auth: dict[str, str] = {}
+        if self._oauth is not None:
+            auth["Authorization"] = await self._oauth.authorization(http)
+        elif self._authorization is not None:
+            auth["Authorization"] = self._authorization
         try:
             response = await http.request(
                 method,
@@ -326,6 +400,7 @@ class DeclarativeProvider:
                 content=None if body is None or method == "GET" else orjson.dumps(body),
                 headers={
                     **self._header_values(leads, first, bulk),
+                    **auth,
                     **_JSON,
                     # Tracing: the call span's context (docs/tracing.md).
                     **(
@@ -342,28 +417,82 @@ class DeclarativeProvider:
                 f"provider unreachable: {type(exc).__name__}",
                 maybe_charged=not isinstance(exc, httpx.ConnectError),
             ) from exc
-        if not 200 <= response.status_code <= 299:
-            # Raises the class of the whole call's failure (or an unreadable 200).
-            classify_response(
-                response.status_code, b"{}", response.headers, default_credits=0, now=time.time
-            )
+        code = response.status_code
+        header_total = self._header_total(response.headers)
+        if not 200 <= code <= 299:
+            meaning = config.http_statuses.get(str(code))
+            if meaning == "no_match":
+                # The whole call found nothing (a People Data Labs 404): a miss per lead.
+                if isinstance(header_total, LeadError):
+                    return [header_total] * len(leads)
+                shares = split_total(header_total or 0, [False] * len(leads))
+                return [self._miss(share) for share in shares]
+            if meaning is not None and meaning != "success":
+                raise _call_failure(meaning, code, response.headers)
+            if meaning is None:
+                if code == 401 and self._oauth is not None:
+                    self._oauth.refused()
+                # Raises the class of the whole call's failure.
+                classify_response(code, b"{}", response.headers, default_credits=0, now=time.time)
         try:
             answer = orjson.loads(response.content)
         except orjson.JSONDecodeError:
             raise ProviderError("provider answered an unreadable body") from None
+        total = header_total
+        if bulk and self._batch_credits is not None:
+            total = _total(self._batch_credits.search(answer))
         if not bulk:
-            return [self._answer(self._single_item.search(answer))]
+            return self._settled([self._single_item.search(answer)], total)
         assert self._items is not None
         items = self._items.search(answer)
         if self._item_id is not None and isinstance(items, list):
-            return self._matched(items, ids)
+            return self._matched(items, ids, total)
         if not isinstance(items, list) or len(items) != len(leads):
             raise ProviderError(
                 f"provider's bulk answer has no list of {len(leads)} items at {config.items!r}"
             )
-        return [self._answer(item) for item in items]
+        return self._settled(items, total)
 
-    def _matched(self, items: list[Any], ids: list[str]) -> list[Answer]:
+    def _header_total(self, headers: httpx.Headers) -> int | LeadError | None:
+        """The request's charge from ``credits_header``: None when not configured or not
+        sent (the per-lead rules apply), a failure when it is not a number."""
+        name = self.config.credits_header
+        if name is None:
+            return None
+        value = headers.get(name)
+        if value is None:
+            return None
+        try:
+            number: float | None = float(value)
+        except ValueError:
+            number = None
+        return _total(number)
+
+    def _settled(self, items: Sequence[Any | None], total: int | LeadError | None) -> list[Answer]:
+        """The answer of each item (``_NO_ITEM``: the lead has none), the request's ``total``
+        (when the API gave one) split across them (:func:`split_total`)."""
+        if isinstance(total, LeadError):
+            return [total] * len(items)
+        verdicts = [None if item is _NO_ITEM else self._verdict(item) for item in items]
+        shares: list[int | None] = [None] * len(items)
+        if total is not None:
+            matched = [v is not None and v[0] == "success" for v in verdicts]
+            shares = list(split_total(total, matched))
+        answers: list[Answer] = []
+        for item, verdict, share in zip(items, verdicts, shares, strict=True):
+            if verdict is None:
+                answers.append(
+                    ProviderError(
+                        "provider's bulk answer has no item for this lead", maybe_charged=True
+                    )
+                )
+            else:
+                answers.append(self._answer(item, *verdict, share))
+        return answers
+
+    def _matched(
+        self, items: list[Any], ids: list[str], total: int | LeadError | None = None
+    ) -> list[Answer]:
         """Each lead's answer from the item that echoes its id. A lead without one item
         (dropped, or answered twice) fails alone, retriable and counted as possibly billed
         (the provider may have charged it; its idempotency key is the same on the retry); an
@@ -381,22 +510,12 @@ class DeclarativeProvider:
                 ambiguous=len(matched.ambiguous),
                 unknown=matched.unknown,
             )
-        answers: list[Answer] = []
-        for index, item in enumerate(matched.items):
-            if item is not None:
-                answers.append(self._answer(item))
-            elif index in matched.ambiguous:
-                answers.append(
-                    ProviderError(
-                        "provider's bulk answer has several items for this lead", maybe_charged=True
-                    )
-                )
-            else:
-                answers.append(
-                    ProviderError(
-                        "provider's bulk answer has no item for this lead", maybe_charged=True
-                    )
-                )
+        # By id, None is a lead no item answered (a null item echoes no id).
+        answers = self._settled([_NO_ITEM if i is None else i for i in matched.items], total)
+        for index in matched.ambiguous:
+            answers[index] = ProviderError(
+                "provider's bulk answer has several items for this lead", maybe_charged=True
+            )
         return answers
 
     def _header_values(
@@ -416,30 +535,42 @@ class DeclarativeProvider:
             for name, value in self._headers._tree.items()
         }
 
-    def _answer(self, item: Any) -> Answer:
+    def _verdict(self, item: Any) -> tuple[Status, Any]:
+        """An item's status and result."""
         config = self.config
         data = self._result.search(item)
         if self._status is None:
-            status: Status = "success" if data is not None else "no_match"
-        else:
-            value = self._status.search(item)
-            status = config.statuses.get(_key(value), config.unlisted_status)
+            return ("success" if data is not None else "no_match"), data
+        value = self._status.search(item)
+        return config.statuses.get(_key(value), config.unlisted_status), data
+
+    def _answer(self, item: Any, status: Status, data: Any, share: int | None) -> Answer:
+        """The lead's answer; ``share`` is its part of the request's charge, when the API
+        gave one (it wins over the per-item rules)."""
         if status == "success":
             if not isinstance(data, dict):
                 return ProviderError("provider's result is not a JSON object")
-            credits = self._charge(item)
+            credits = self._charge(item) if share is None else share
             if isinstance(credits, LeadError):
                 return credits
             return Enrichment(data, credits)
         if status == "no_match":
-            if config.no_match == "empty":
-                return Enrichment({}, 0)
-            return ProviderRejected("provider found no match")
+            return self._miss(share or 0)
         if status == "rate_limited":
             return RateLimited("provider rate-limited this lead")
         if status == "retriable":
             return ProviderError("provider failed this lead")
         return ProviderRejected("provider rejected this lead")
+
+    def _miss(self, credits: int) -> Answer:
+        """A lead the provider found nothing for, billed ``credits`` (0 unless the API bills
+        misses), as ``no_match`` says."""
+        how = self.config.no_match
+        if how == "empty":
+            return Enrichment({}, credits)
+        if how == "rejected":
+            return ProviderRejected("provider found no match", maybe_charged=credits > 0)
+        return NoMatch("provider found no match", credits=credits)
 
     def _charge(self, item: Any) -> int | LeadError:
         if self._credits is not None:
@@ -453,6 +584,34 @@ class DeclarativeProvider:
 
 
 _JSON = {"Content-Type": "application/json"}
+#: A lead of a bulk request that no item of the answer answered (dropped, ambiguous).
+_NO_ITEM = object()
+
+
+def _total(value: Any) -> int | LeadError | None:
+    """A request's whole charge: None when the answer has none, a failure when it is not a
+    number (possibly billed: counted at the estimate)."""
+    if value is None:
+        return None
+    charged = whole_credits(value)
+    if charged is None:
+        return ProviderError("provider's charge is not a number", maybe_charged=True)
+    return charged
+
+
+def _call_failure(meaning: Status, code: int, headers: httpx.Headers) -> LeadError:
+    """The failure of a whole call whose HTTP status ``http_statuses`` maps."""
+    if meaning == "rate_limited":
+        retry = headers.get("retry-after")
+        return RateLimited(
+            f"provider answered {code}",
+            retry_after_s=None if retry is None else parse_retry_after(retry, time.time),
+        )
+    if meaning == "retriable":
+        return ProviderError(f"provider answered {code}")
+    return ProviderRejected(f"provider answered {code}")
+
+
 #: A header value both transports send (RFC 9110 field-value, ASCII: httpx encodes header
 #: values as ASCII, h11 refuses edge whitespace, aiohttp control characters).
 _FIELD_VALUE = re.compile(r"(?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?")

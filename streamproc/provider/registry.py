@@ -17,7 +17,7 @@ from typing import Any
 from streamproc.errors import ConfigError
 from streamproc.provider.api import ENTRY_POINT_GROUP
 
-__all__ = ["installed_providers", "load_provider_factory"]
+__all__ = ["installed_providers", "load_provider_factory", "needs_provider_url"]
 
 
 def installed_providers() -> list[str]:
@@ -43,3 +43,10 @@ def load_provider_factory(name: str) -> Any:
             f"provider {name!r}: its entry point {entry.value} cannot be loaded "
             f"({type(exc).__name__}: {exc}); is its package installed in this environment?"
         ) from None
+
+
+def needs_provider_url(factory: Any) -> bool:
+    """Whether the provider ``factory`` builds calls the ``provider_url`` setting: its
+    ``needs_provider_url`` attribute (the ``http`` provider's is true). A provider with its
+    own URLs (``declarative``, a plugin) does not say so, and ``run`` starts without one."""
+    return getattr(factory, "needs_provider_url", False) is True

@@ -5,7 +5,8 @@ Pure. The rule, in order:
 0. ``streamproc.value.truncated: true``: **park** — the DLQ holds only the first bytes of
    the value (it was cut to fit), so replaying them would make an ``invalid_payload`` of
    a lead that may be fine; the whole value is at its origin coordinates.
-1. ``streamproc.error.retriable: false`` (``invalid_payload``, ``provider_rejected``):
+1. ``streamproc.error.retriable: false`` (``invalid_payload``, ``provider_rejected``,
+   ``no_match``):
    **park** — the same bytes would fail the same way again.
 2. ``attempt >= max_attempts``: **park** — it has been processed ``max_attempts`` times.
 3. otherwise **replay** into ``leads.raw``.

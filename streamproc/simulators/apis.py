@@ -10,10 +10,18 @@ for the declarative provider's examples (``examples/providers/``), tests and the
   Enrichment: ``GET /v5/company/enrich?website=...`` (``{"status": 200, ...}``, or 404 when
   no company matches) and ``POST /v5/company/enrich/bulk`` (``{"requests": [{"params":
   {...}}]}``, at most 100; a list of per-request objects, each with its own ``status``:
-  200 or 404), key in ``X-Api-Key``; one credit per 200 only.
+  200 or 404), key in ``X-Api-Key``; one credit per 200 only, and every answer says what
+  it cost in its ``x-call-credits-spent`` header (0 for a 404), as People Data Labs' do.
 * ``email-finder``: an e-mail finder in the style of Hunter's: ``GET /v2/email-finder?
   domain=...&first_name=...&last_name=...&api_key=...`` answers ``{"data": {"email": ... |
   null, "score": n}}``; billed only when an e-mail is found.
+
+Authentication (``auth``): ``key`` (each API's own key, above); ``oauth2``: OAuth2 client
+credentials, ``POST /oauth/token`` (``grant_type=client_credentials``, the client's id and
+secret, ``client_id`` and ``api_key``, in HTTP Basic or the form) answers an access token
+that lives ``token_ttl_s``, and every API request must carry ``Authorization: Bearer
+<token>`` (401 otherwise; ``DELETE /oauth/tokens`` revokes every token, for tests);
+``basic``: ``Authorization: Basic`` of ``client_id:api_key``.
 
 Scenarios by the lead's domain: ``*.nomatch.test`` matches nothing; ``*.ratelimit.test``
 makes the first request that carries it a 429 with ``Retry-After: 0`` (the whole request,
@@ -30,7 +38,10 @@ or company (``billed_twice``: how many were charged more than once). Run one wit
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import secrets
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,6 +61,8 @@ ApiKind = Literal["person-match", "company-bulk", "email-finder"]
 API_KINDS: tuple[ApiKind, ...] = ("person-match", "company-bulk", "email-finder")
 
 PERSON_BULK_MAX = 10
+#: What People Data Labs' answers say they cost (their response header).
+CREDITS_HEADER = "x-call-credits-spent"
 COMPANY_BULK_MAX = 100
 
 
@@ -65,6 +78,11 @@ class ApiSimConfig:
     reorder: bool = False
     #: A repeated ``Idempotency-Key`` gets its first (successful) answer, billed once.
     honour_idempotency: bool = False
+    #: ``key``: the API's own key; ``oauth2``: a client-credentials token; ``basic``.
+    auth: Literal["key", "oauth2", "basic"] = "key"
+    client_id: str = "test-client"
+    #: Lifetime of an OAuth2 access token.
+    token_ttl_s: float = 3_600.0
 
 
 @dataclass(slots=True)
@@ -81,6 +99,9 @@ class ApiStats:
     #: Successful answers per ``Idempotency-Key`` header (``honour_idempotency``).
     answered: dict[str, bytes] = field(default_factory=dict)
     replayed: int = 0
+    #: OAuth2 access tokens issued, and each one's expiry (monotonic seconds).
+    tokens: dict[str, float] = field(default_factory=dict)
+    tokens_issued: int = 0
 
     def charge(self, who: str) -> None:
         self.credits += 1
@@ -99,6 +120,7 @@ class ApiStats:
             "by_status": dict(self.by_status),
             "billed_twice": self.billed_twice,
             "replayed": self.replayed,
+            "tokens_issued": self.tokens_issued,
         }
 
 
@@ -123,6 +145,9 @@ def build_api(config: ApiSimConfig) -> web.Application:
     else:
         app.router.add_get("/v2/email-finder", _email_finder)
     app.router.add_get("/stats", _stats)
+    if config.auth == "oauth2":
+        app.router.add_post("/oauth/token", _token)
+        app.router.add_delete("/oauth/tokens", _revoke)
     return app
 
 
@@ -160,7 +185,7 @@ async def _enter(request: web.Request, key: str | None, domains: list[str]) -> w
     stats.requests += 1
     if config.latency_ms:
         await asyncio.sleep(config.latency_ms / 1000)
-    if key != config.api_key:
+    if not _authorized(request, key):
         return _json(401, {"error": "invalid api key"}, stats)
     idempotency_key = request.headers.get("Idempotency-Key")
     if config.honour_idempotency and idempotency_key in stats.answered:
@@ -173,6 +198,46 @@ async def _enter(request: web.Request, key: str | None, domains: list[str]) -> w
         stats.limited.update(fresh)
         return _json(429, {"error": "rate limit exceeded"}, stats, **{"Retry-After": "0"})
     return None
+
+
+def _authorized(request: web.Request, key: str | None) -> bool:
+    config, stats = request.app[_CONFIG], request.app[_STATS]
+    given = request.headers.get("Authorization", "")
+    if config.auth == "key":
+        return key == config.api_key
+    if config.auth == "basic":
+        return given == _basic(config.client_id, config.api_key)
+    scheme, _, token = given.partition(" ")
+    expires = stats.tokens.get(token)
+    return scheme.lower() == "bearer" and expires is not None and time.monotonic() < expires
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def _token(request: web.Request) -> web.Response:
+    """RFC 6749 4.4: client credentials, the client authenticated by Basic or the form."""
+    config, stats = request.app[_CONFIG], request.app[_STATS]
+    form = await request.post()
+    if form.get("grant_type") != "client_credentials":
+        return _json(400, {"error": "unsupported_grant_type"}, stats)
+    by_header = request.headers.get("Authorization") == _basic(config.client_id, config.api_key)
+    by_form = (
+        form.get("client_id") == config.client_id and form.get("client_secret") == config.api_key
+    )
+    if not (by_header or by_form):
+        return _json(401, {"error": "invalid_client"}, stats)
+    token = secrets.token_urlsafe(24)
+    stats.tokens[token] = time.monotonic() + config.token_ttl_s
+    stats.tokens_issued += 1
+    payload = {"access_token": token, "token_type": "Bearer", "expires_in": config.token_ttl_s}
+    return _json(200, payload, stats)
+
+
+async def _revoke(request: web.Request) -> web.Response:
+    request.app[_STATS].tokens.clear()
+    return web.Response(status=204)
 
 
 def _matches(domain: str | None) -> bool:
@@ -324,8 +389,11 @@ async def _company_one(request: web.Request) -> web.Response:
     answer = _company(website)
     if answer["status"] == 200:
         stats.charge(str(answer["website"]))
-        return _answered(request, answer)
-    return _json(int(answer["status"]), answer, stats)
+        response = _answered(request, answer)
+        response.headers[CREDITS_HEADER] = "1"
+        return response
+    # A miss is a 404 of the whole call, free (People Data Labs' single enrichment).
+    return _json(int(answer["status"]), answer, stats, **{CREDITS_HEADER: "0"})
 
 
 async def _company_bulk(request: web.Request) -> web.Response:
@@ -350,7 +418,9 @@ async def _company_bulk(request: web.Request) -> web.Response:
         if "metadata" in one:  # echoed, as People Data Labs does
             answer["metadata"] = one["metadata"]
     domains = [_company_domain(site) for site in sites]
-    return _answered(request, _bulk_items(request, answers, domains))
+    response = _answered(request, _bulk_items(request, answers, domains))
+    response.headers[CREDITS_HEADER] = str(sum(a["status"] == 200 for a in answers))
+    return response
 
 
 # --- e-mail finder (Hunter style) ---------------------------------------------------------------

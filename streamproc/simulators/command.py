@@ -52,6 +52,14 @@ def add_mock_provider_arguments(mock: argparse.ArgumentParser) -> None:
         default=None,
         help="answer a repeated Idempotency-Key its first answer again, billing nothing",
     )
+    mock.add_argument(
+        "--api-auth",
+        choices=["key", "oauth2", "basic"],
+        default="key",
+        help="the API simulators (person-match, company-bulk, email-finder): their own key, "
+        "OAuth2 client credentials (POST /oauth/token, client test-client, secret the key), "
+        "or HTTP Basic (test-client:key)",
+    )
     clay = mock.add_argument_group(
         "clay mode (--mode clay: webhooks at /webhook/<name>, callbacks to --callback-url; "
         "--error-rate is then the share of error rows, --rate-limit-rate of 429s)"
@@ -91,6 +99,7 @@ def mock_provider_command(args: argparse.Namespace) -> int:
                 latency_ms=args.latency_ms,
                 reorder=bool(args.bulk_reorder),
                 honour_idempotency=bool(args.honour_idempotency),
+                auth=args.api_auth,
             )
         )
         return 0

@@ -29,11 +29,11 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "logs", "timestamps", "signals", "fieldpaths", "completion"}),
     frozenset({"settings", "records"}),
     frozenset({"redact", "settings_doc", "__init__", "tracing"}),
-    frozenset({"kafka", "provider", "ops", "resilience", "registry"}),
+    frozenset({"kafka", "provider", "ops", "resilience", "registry", "waterfall"}),
     frozenset({"state"}),
     frozenset({"processing"}),
     frozenset({"clay", "replay"}),
-    frozenset({"app", "console", "sample", "simulators"}),
+    frozenset({"app", "console", "sample", "simulators", "trial"}),
     frozenset({"cli"}),
     frozenset({"__main__"}),
 )

@@ -113,7 +113,7 @@ async def test_declarative_person_match_2000_leads(
     topics: Settings, monkeypatch: pytest.MonkeyPatch, batch: int
 ) -> None:
     """The person-match example one lead per call and ten per call (its bulk endpoint): no
-    match goes to the DLQ alone as rejected, billed nothing; credits held."""
+    match goes to the DLQ alone as no_match, billed nothing; credits held."""
     async with serve_api(ApiSimConfig("person-match", latency_ms=1)) as url:
         monkeypatch.setenv("PERSON_API_URL", url)
         monkeypatch.setenv("PERSON_API_KEY", "test-key")
@@ -124,7 +124,7 @@ async def test_declarative_person_match_2000_leads(
         stats = await _stats(url)
     bodies, classes = await _exactly_once(settings, LEADS)
     assert set(classes) == {f"l{i}" for i in misses}
-    assert set(classes.values()) == {b"provider_rejected"}
+    assert set(classes.values()) == {b"no_match"}
     assert all(
         b["enrichment"]["organization"]["primary_domain"] == b["domain"] for b in bodies.values()
     )
@@ -148,7 +148,7 @@ async def test_declarative_company_bulk_partial_failure_and_rate_limit(
         await _run(settings, _leads(300, odd))
         stats = await _stats(url)
     bodies, classes = await _exactly_once(settings, 300)
-    assert classes == {"l3": b"provider_rejected"}
+    assert classes == {"l3": b"no_match"}
     assert bodies["l5"]["enrichment"]["website"] == "busy.ratelimit.test"
     assert stats["by_status"]["429"] == 1
     assert stats["credits"] == 299

@@ -73,3 +73,46 @@ def test_a_fixed_header_or_url_that_cannot_be_sent_is_one_line(
         DeclarativeProvider(_settings(headers={"x-api-key": "${KEY_WITH_NEWLINE}"}))
     with pytest.raises(ConfigError, match=r"provider_declarative.url: not an absolute"):
         DeclarativeProvider(Settings(provider_declarative={"url": "api.example/match"}))
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"http_statuses": {"200": "no_match"}}, r"http_statuses: '200' is not a non-2xx"),
+        ({"http_statuses": {"404": "gone"}}, r"http_statuses\.404"),
+        (
+            {"credits_header": "x-call-credits-spent", "batch_credits": "credits_consumed"},
+            r"credits_header and batch_credits",
+        ),
+        ({"auth": {"type": "digest"}}, r"auth"),
+        (
+            {"auth": {"type": "oauth2_client_credentials", "token_url": "ftp://x",
+                      "client_id": "a", "client_secret": "b"}},
+            r"auth\.token_url: not an absolute http\(s\) URL",
+        ),
+    ],
+)  # fmt: skip
+def test_a_wrong_status_map_charge_or_auth_is_one_line(
+    table: dict[str, object], message: str
+) -> None:
+    """The new keys are checked at start-up: one ConfigError naming the key."""
+    with pytest.raises(ConfigError, match=message):
+        DeclarativeProvider(_settings(**table))
+
+
+def test_the_auth_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client secret in ``${ENV}`` that is not set names the variable and the key."""
+    monkeypatch.delenv("NO_SUCH_SECRET", raising=False)
+    auth = {"type": "basic", "username": "u", "password": "${NO_SUCH_SECRET}"}
+    with pytest.raises(ConfigError, match=r"auth\.password: environment variable NO_SUCH_SEC"):
+        DeclarativeProvider(_settings(auth=auth))
+
+
+def test_only_the_http_provider_asks_for_provider_url() -> None:
+    """`run` asks the chosen provider: the http one needs provider_url, the declarative one
+    and a provider that says nothing do not."""
+    from streamproc.provider.registry import load_provider_factory, needs_provider_url
+
+    assert needs_provider_url(load_provider_factory("http"))
+    assert not needs_provider_url(load_provider_factory("declarative"))
+    assert not needs_provider_url(object)

@@ -1,0 +1,108 @@
+"""Each provider's hits per segment, as the whole group sees them.
+
+Every process counts its own answers, per segment, provider and UTC day, and appends the
+running totals to the state topic under its own key::
+
+    waterfall/hits/<segment>/<provider>/<YYYY-MM-DD>/<instance>  ->  {"calls", "hits", "credits"}
+
+A later record of a key replaces the earlier one (the topic is compacted, and a total is
+idempotent: a record read twice, or compacted away behind a newer one, changes nothing), so
+the fold below is the same in every process that read the same records, whatever their
+order across keys. A :class:`HitLedger` sums the keys of the last ``window_days`` days, so
+old answers age out and a provider that changed is seen as it is now. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+__all__ = ["PREFIX", "HitLedger", "LocalCounts", "Tally", "tally_key"]
+
+PREFIX = "waterfall/hits/"
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Calls made, calls that found something, credits charged."""
+
+    calls: int = 0
+    hits: int = 0
+    credits: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.calls + other.calls, self.hits + other.hits, self.credits + other.credits)
+
+    def to_json(self) -> dict[str, int]:
+        return {"calls": self.calls, "hits": self.hits, "credits": self.credits}
+
+
+def tally_key(segment: str, provider: str, day: date, instance: str) -> str:
+    """The state key of one instance's totals (names are validated to carry no ``/``)."""
+    return f"{PREFIX}{segment}/{provider}/{day.isoformat()}/{instance}"
+
+
+def _tally(value: Mapping[str, Any]) -> Tally | None:
+    numbers = [value.get(name) for name in ("calls", "hits", "credits")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
+        return None
+    calls, hits, credits = numbers
+    assert isinstance(calls, int) and isinstance(hits, int) and isinstance(credits, int)
+    return Tally(calls, min(hits, calls), credits)
+
+
+class HitLedger:
+    """The fold of the ``waterfall/hits/`` records."""
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple[str, str, date, str], Tally] = {}
+
+    def apply(self, key: str, value: Mapping[str, Any] | None) -> None:
+        """Fold one state record (others are ignored; a tombstone forgets its key; a value
+        that is not a tally is ignored, as a record of a newer version would be)."""
+        if not key.startswith(PREFIX):
+            return
+        parts = key[len(PREFIX) :].split("/")
+        if len(parts) != 4:
+            return
+        segment, provider, day_text, instance = parts
+        try:
+            day = date.fromisoformat(day_text)
+        except ValueError:
+            return
+        where = (segment, provider, day, instance)
+        if value is None:
+            self._latest.pop(where, None)
+            return
+        tally = _tally(value)
+        if tally is not None:
+            self._latest[where] = tally
+
+    def tally(self, segment: str, provider: str, today: date, window_days: int) -> Tally:
+        """Every instance's totals for ``provider`` in ``segment`` over the window ending
+        ``today`` (inclusive)."""
+        first = today - timedelta(days=window_days - 1)
+        total = Tally()
+        for (seg, prov, day, _), counted in self._latest.items():
+            if seg == segment and prov == provider and first <= day <= today:
+                total = total + counted
+        return total
+
+
+class LocalCounts:
+    """One instance's running totals, and the record that publishes each change."""
+
+    def __init__(self, instance: str) -> None:
+        self.instance = instance
+        self._counts: dict[tuple[str, str, date], Tally] = {}
+
+    def observe(
+        self, segment: str, provider: str, day: date, *, hit: bool, credits: int
+    ) -> tuple[str, dict[str, int]]:
+        """Count one answer; the (key, value) to append to the state topic."""
+        where = (segment, provider, day)
+        now = self._counts.get(where, Tally()) + Tally(1, int(hit), credits)
+        self._counts[where] = now
+        return tally_key(segment, provider, day, self.instance), now.to_json()

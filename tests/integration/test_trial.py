@@ -1,0 +1,152 @@
+"""``streamproc try``: one lead through the configured provider, as a child process, against
+the API simulators over real HTTP. No broker: the command must not need one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streamproc.simulators.apis import ApiSimConfig, serve_api
+from tests.integration.conftest import ROOT
+
+#: A key that would stand out in any output that leaked it.
+KEY = "sk-live-4f9a1c7e"
+#: Nothing listens here: a command that tried Kafka would fail or hang, not pass.
+NO_KAFKA = "127.0.0.1:1"
+
+
+@dataclass(frozen=True)
+class _Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def _try(env: dict[str, str], *args: str, stdin: bytes | None = None) -> _Done:
+    """The command as a child, awaited: the simulator it calls runs on this loop."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamproc", "try", *args,
+        env=env, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(stdin or b""), timeout=120)
+    assert proc.returncode is not None
+    return _Done(proc.returncode, out.decode(), err.decode())
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMPROC_")}
+    return env | {"STREAMPROC_BOOTSTRAP_SERVERS": NO_KAFKA, "PYTHONPATH": str(ROOT)} | extra
+
+
+def _lead(domain: str) -> str:
+    return orjson.dumps({"lead_id": "l1", "email": f"pat@{domain}", "domain": domain}).decode()
+
+
+async def test_a_404_no_match_is_shown_step_by_step_and_would_go_to_the_dlq() -> None:
+    """The company example, a lead the API does not know: the GET as sent (key masked), its
+    404 and the header's charge of 0, classified no_match, not retriable, and the DLQ record
+    it would be; the key appears nowhere in the output."""
+    async with serve_api(ApiSimConfig("company-bulk", api_key=KEY)) as url:
+        env = _env(COMPANY_API_URL=url, COMPANY_API_KEY=KEY)
+        done = await _try(
+            env, "--config", "examples/providers/company_bulk.toml", "--json",
+            "--lead", _lead("gone.nomatch.test"),
+        )  # fmt: skip
+        text = await _try(
+            env, "--config", "examples/providers/company_bulk.toml",
+            stdin=_lead("gone.nomatch.test").encode(),
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    trial: dict[str, Any] = orjson.loads(done.stdout)
+    (step,) = trial["steps"]
+    (exchange,) = step["exchanges"]
+    assert exchange["method"] == "GET"
+    assert exchange["url"] == f"{url}/v5/company/enrich?website=gone.nomatch.test"
+    assert exchange["headers"]["x-api-key"] == "***"
+    assert (exchange["status"], exchange["answer_headers"]["x-call-credits-spent"]) == (404, "0")
+    assert (step["outcome"], step["retriable"], step["credits"]) == ("no_match", False, 0)
+    assert trial["topic"] == "leads.dlq"
+    assert trial["headers"]["streamproc.error.class"] == "no_match"
+    assert text.returncode == 0 and "answer: no_match" in text.stdout
+    assert "would publish to leads.dlq" in text.stdout
+    for output in (done.stdout, done.stderr, text.stdout, text.stderr):
+        assert KEY not in output
+
+
+async def test_an_oauth2_api_shows_the_token_request_then_the_call_and_the_record(
+    tmp_path: Path,
+) -> None:
+    """Against a simulator that takes only client-credentials tokens: the token request and
+    the API call, both with credentials masked (neither the secret nor the token printed),
+    then the enriched record with the credit charged."""
+    async with serve_api(ApiSimConfig("email-finder", api_key=KEY, auth="oauth2")) as url:
+        settings_file = (ROOT / "examples" / "providers" / "email_finder.toml").read_text()
+        config = settings_file + (
+            "\n[streamproc.provider_declarative.auth]\n"
+            'type = "oauth2_client_credentials"\n'
+            'token_url = "${EMAIL_API_URL}/oauth/token"\n'
+            'client_id = "test-client"\n'
+            'client_secret = "${EMAIL_CLIENT_SECRET}"\n'
+        )
+        env = _env(EMAIL_API_URL=url, EMAIL_API_KEY="unused", EMAIL_CLIENT_SECRET=KEY)
+        path = tmp_path / "oauth2.toml"
+        path.write_text(config)
+        done = await _try(env, "--config", str(path), "--json", "--lead", _lead("acme.example"))
+    assert done.returncode == 0, done.stderr
+    trial = orjson.loads(done.stdout)
+    (step,) = trial["steps"]
+    token, call = step["exchanges"]
+    assert (token["method"], token["url"], token["status"]) == ("POST", f"{url}/oauth/token", 200)
+    assert token["headers"]["authorization"] == "Basic ***"
+    assert call["headers"]["authorization"] == "Bearer ***"
+    assert call["status"] == 200
+    assert (step["outcome"], step["credits"]) == ("enriched", 1)
+    assert trial["topic"] == "leads.enriched"
+    assert trial["value"]["enrichment"]["email"] == "alex@acme.example"  # no first_name
+    assert trial["value"]["enrichment_meta"]["credits"] == 1
+    assert KEY not in done.stdout + done.stderr
+
+
+async def test_a_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """A declarative table without its url, and a lead without lead_id: each one clear line
+    on stderr, exit code 2, nothing on stdout."""
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        '[streamproc]\nprovider = "declarative"\n[streamproc.provider_declarative]\nbody = {}\n'
+    )
+    bad_config = await _try(_env(), "--config", str(config), "--lead", _lead("acme.example"))
+    bad_lead = await _try(_env(), "--config", str(config), "--lead", '{"email": "a@b.example"}')
+    assert bad_config.returncode == 2 and bad_config.stdout == ""
+    assert bad_config.stderr.splitlines() == [
+        "streamproc: provider_declarative.url: Field required"
+    ]
+    assert bad_lead.returncode == 2
+    assert len(bad_lead.stderr.splitlines()) == 1
+    assert bad_lead.stderr.startswith("streamproc: --lead: not a lead streamproc would take")
+
+
+async def test_the_http_provider_is_tried_with_its_key_masked() -> None:
+    """The default `http` provider (the mock's contract): the POST with its Bearer key
+    masked and its Idempotency-Key, the 200, the charge the answer states."""
+    from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
+
+    async with serve_mock_provider(MockProviderConfig(port=0, latency_ms=1, api_key=KEY)) as url:
+        env = _env(STREAMPROC_PROVIDER_URL=f"{url}/enrich", STREAMPROC_PROVIDER_API_KEY=KEY)
+        done = await _try(env, "--json", "--lead", _lead("acme.example"))
+    assert done.returncode == 0, done.stderr
+    trial = orjson.loads(done.stdout)
+    (step,) = trial["steps"]
+    (exchange,) = step["exchanges"]
+    assert (exchange["method"], exchange["status"]) == ("POST", 200)
+    assert exchange["headers"]["authorization"] == "Bearer ***"
+    assert len(exchange["headers"]["idempotency-key"]) == 64
+    assert (step["outcome"], step["credits"]) == ("enriched", 6)
+    assert trial["value"]["enrichment_meta"]["credits"] == 6
+    assert KEY not in done.stdout + done.stderr
