@@ -1,15 +1,19 @@
 """The resilience guard: breaker, group-wide budget, health and cache around each call.
 
-Per lead, :meth:`ResilienceGuard.admit` answers from the **cache** when it can (one call
-per cache key in flight per process: later leads of the key wait for the first), asks the
+Per lead, :meth:`ResilienceGuard.admit` answers from the lead's **receipt** when an earlier
+run of it was already answered (:mod:`streamproc.processing.receipts`: the whole answer it
+paid for, nothing charged again), else from the **cache** when it can (one call per cache
+key in flight per process: later leads of the key wait for the first; never the lead that
+paid for the entry), asks the
 **breaker** for a permit (while it is open the lead is held, dead-lettered as
 ``breaker_open`` or given the local fallback, as the policy says), and takes a slice of
 the process's **credit lease** (:mod:`streamproc.processing.claimant`): the provider is
 called only under a granted claim. :meth:`~ResilienceGuard.settle` reports the call to the
-breaker and the health window, books its charge and caches its answer. Budget and cache
-records go out at once, outside the lead's transaction: they must survive even when the
-lead is processed again after a crash (a cached answer keeps a lead from being paid for
-twice).
+breaker and the health window, books its charge, journals the answer's receipt and caches
+its company-level fields. Budget, receipt and cache records go out at once, outside the
+lead's transaction: they must survive even when the lead is processed again after a crash
+(the receipt keeps the lead from being paid for twice). The receipt's tombstone goes in the
+lead's own transaction (``Admission.after``).
 """
 
 from __future__ import annotations
@@ -36,8 +40,10 @@ from streamproc.processing.claimant import LeaseClaimant, LeaseConfig
 from streamproc.processing.group_state import BREAKER_KEY, GroupState, iso_or_none
 from streamproc.processing.handler import Admission, CallResult
 from streamproc.processing.holds import Holds
+from streamproc.processing.receipts import PREFIX as RECEIPT_PREFIX
 from streamproc.processing.writes import StateWrites
 from streamproc.records.lead import Lead
+from streamproc.records.outcome import OutRecord
 from streamproc.records.status import GuardStatus, HealthWindowStatus
 from streamproc.resilience.breaker import BreakerState, CircuitBreaker, Permit, Transition
 from streamproc.resilience.claims import Claim, ClaimLedger
@@ -64,6 +70,9 @@ class _Ticket:
     lease: CreditLease | None
     cache_key: str | None
     flight: asyncio.Future[None] | None
+    lead_id: str
+    #: The lead's receipt id (None: no receipt is kept, e.g. a Clay submission).
+    receipt: str | None
     #: Settled or cancelled: a slice won afterwards (a batch's retry, awaited in the
     #: batch's task) belongs to no call and is given back (``may_retry``).
     over: bool = False
@@ -170,12 +179,24 @@ class ResilienceGuard:
 
     # --- the Guard protocol ---------------------------------------------------------------
 
-    async def admit(self, lead: Lead) -> Admission:
-        cache = self._state.cache
-        for expired in cache.expired(self._clock(), _TOMBSTONES_PER_LEAD):
+    async def admit(self, lead: Lead, receipt: str | None = None) -> Admission:
+        state, now = self._state, self._clock()
+        cache = state.cache
+        for expired in cache.expired(now, _TOMBSTONES_PER_LEAD):
             self._writes.write(f"cache/{expired}", None)
+        receipts = state.receipts
+        if receipts:
+            for expired in receipts.expired(now, _TOMBSTONES_PER_LEAD):
+                self._writes.write(RECEIPT_PREFIX + expired, None)
+            if receipt is not None and (paid := receipts.get(receipt)) is not None:
+                # Answered before and not yet committed: the same answer, whole, for free.
+                return Admission(
+                    enrichment=dict(paid.data),
+                    credits=paid.credits,
+                    after=self._done(receipt),
+                )
         key = cache.key_for(domain=lead.lookup_domain, email=lead.email)
-        hit = await self._cached(key)
+        hit = await self._cached(key, lead.lead_id)
         if hit is not None:
             return Admission(enrichment=hit.data, source="cache", cache=hit)
         flight: asyncio.Future[None] | None = None
@@ -187,13 +208,19 @@ class ResilienceGuard:
         except BaseException:
             self._land(key, flight)
             raise
-        return Admission(token=_Ticket(self.breaker, permit, lease, key, flight))
+        ticket = _Ticket(self.breaker, permit, lease, key, flight, lead.lead_id, receipt)
+        return Admission(token=ticket)
 
-    async def _cached(self, key: str | None) -> CacheHit | None:
+    def _done(self, receipt: str) -> list[OutRecord] | None:
+        """The receipt's tombstone, to commit with the lead's output."""
+        record = self._writes.record(RECEIPT_PREFIX + receipt, None)
+        return None if record is None else [record]
+
+    async def _cached(self, key: str | None, lead_id: str) -> CacheHit | None:
         if key is None:
             return None
         while True:
-            hit = self._state.cache.get(key, self._clock())
+            hit = self._state.cache.get(key, self._clock(), lead_id)
             if hit is not None:
                 return hit
             flight = self._flights.get(key)
@@ -275,8 +302,15 @@ class ResilienceGuard:
             self._claimant.credits_exhausted(now)
         if isinstance(error, ProviderAuthError) and not error.shares_call:
             log.error("provider.auth_failed", message=error.message)
-        if result is not None and ticket.cache_key is not None:
-            self._remember(ticket.cache_key, result.data, now)
+        if result is not None:
+            if ticket.receipt is not None:
+                # Before the cache record: a reader that sees the cache entry (which never
+                # answers this lead) has the receipt that does.
+                record = self._state.receipts.put(ticket.receipt, result.data, result.credits, now)
+                self._writes.write(RECEIPT_PREFIX + ticket.receipt, record)
+                admission.after = self._done(ticket.receipt)
+            if ticket.cache_key is not None:
+                self._remember(ticket.cache_key, result.data, now, ticket.lead_id)
         self._land(ticket.cache_key, ticket.flight)
 
     def cancelled(self, admission: Admission) -> None:
@@ -343,10 +377,12 @@ class ResilienceGuard:
         if data is not None and key is not None:
             self._remember(key, data, now)
 
-    def _remember(self, key: str, data: dict[str, Any], now: float) -> None:
+    def _remember(
+        self, key: str, data: dict[str, Any], now: float, origin: str | None = None
+    ) -> None:
         """Cache what of an enrichment may be cached, here and, for the group and the next
-        start, in the state topic."""
-        record = self._state.cache.put(key, data, now)
+        start, in the state topic; ``origin``: the lead that paid for it."""
+        record = self._state.cache.put(key, data, now, origin)
         if record is not None:
             self._writes.write(f"cache/{key}", record)
 

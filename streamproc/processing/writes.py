@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from streamproc.logs import get_logger
+from streamproc.records.outcome import OutRecord
 from streamproc.state.store import StateStore
 
 __all__ = ["StateWrites"]
@@ -40,6 +41,10 @@ class StateWrites:
         task = asyncio.ensure_future(self._store.append(key, value))
         self._pending.add(task)
         task.add_done_callback(self._done)
+
+    def record(self, key: str, value: dict[str, Any] | None) -> OutRecord | None:
+        """A state record to write in a lead's transaction; None when no store is attached."""
+        return None if self._store is None else self._store.record(key, value)
 
     async def round_trip(self, key: str, value: dict[str, Any] | None) -> None:
         """Append one record and wait until this process has applied it from the topic."""
