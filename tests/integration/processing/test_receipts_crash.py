@@ -91,7 +91,7 @@ async def test_a_sigkill_loses_no_paid_answer_and_buys_none_twice(
     once with its own person (source provider), the provider billed a lead twice only for a
     call in flight at the kill (with the same Idempotency-Key), and no receipt outlives its
     lead's commit."""
-    records = [
+    records: list[tuple[bytes | None, bytes | None]] = [
         (f"L{i}".encode(), orjson.dumps({"lead_id": f"L{i}", "email": f"p{i}@co{i}.example"}))
         for i in range(LEADS)
     ]

@@ -4,6 +4,7 @@ the handler use them before the cache and before any claim."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -109,7 +110,12 @@ def test_receipts_expire_after_their_ttl_once_each() -> None:
 def test_an_unreadable_receipt_is_refused() -> None:
     """A record without data or credits is a ValueError (logged and skipped by the fold)."""
     book = ReceiptBook(ttl_s=100, max_entries=10)
-    for bad in ({"credits": 1, "at": 0}, {"data": {}, "credits": -1, "at": 0}, {"data": {}}):
+    bads: list[dict[str, Any]] = [
+        {"credits": 1, "at": 0},
+        {"data": {}, "credits": -1, "at": 0},
+        {"data": {}},
+    ]
+    for bad in bads:
         try:
             book.apply("x/h", bad)
         except ValueError:
@@ -217,7 +223,7 @@ class _Record:
     timestamp: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=list)
 
 
 class _Enricher:
