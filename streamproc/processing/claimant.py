@@ -26,7 +26,7 @@ from streamproc.resilience.journal import Record
 from streamproc.resilience.lease import CreditLease, lease_amount
 from streamproc.settings import Settings
 
-__all__ = ["LeaseClaimant", "LeaseConfig"]
+__all__ = ["LeaseClaimant", "LeaseConfig", "provider_price"]
 
 log = get_logger(__name__)
 
@@ -54,8 +54,9 @@ class LeaseConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> LeaseConfig:
         clay = settings.provider_mode == "clay"
+        price = provider_price(settings)
         return cls(
-            estimate=settings.credits_per_lead,
+            estimate=settings.credits_per_lead if price is None else price,
             daily_limit=settings.budget_daily_credits,
             timezone=settings.budget_timezone,
             # Clay keeps each lead's claim with its pending record: one lead per claim there.
@@ -64,6 +65,19 @@ class LeaseConfig:
             max_age_s=settings.budget_claim_max_age_s,
             settle_when_closed=not clay,
         )
+
+
+def provider_price(settings: Settings) -> int | None:
+    """The provider's own fixed price per lead, when its configuration says it: the
+    declarative provider's ``credits_per_match`` (unless a ``credits`` expression reads the
+    charge from each answer). None: only ``credits_per_lead``'s estimate is known."""
+    table = settings.provider_declarative
+    if settings.provider != "declarative" or not table or table.get("credits") is not None:
+        return None
+    price = table.get("credits_per_match")
+    if isinstance(price, bool) or not isinstance(price, int) or price < 0:
+        return None
+    return price
 
 
 class LeaseClaimant:
@@ -101,6 +115,11 @@ class LeaseClaimant:
         #: Claims whose settle this process journaled and has not read back yet: a second
         #: finish of the same claim (Clay) must not book it twice.
         self._settling: set[str] = set()
+
+    @property
+    def estimate(self) -> int:
+        """Credits one call reserves (the provider's price, else ``credits_per_lead``)."""
+        return self._config.estimate
 
     # --- slices ------------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from streamproc.errors import (
 )
 from streamproc.logs import get_logger
 from streamproc.processing.cache import CacheHit
-from streamproc.processing.claimant import LeaseClaimant, LeaseConfig
+from streamproc.processing.claimant import LeaseClaimant, LeaseConfig, provider_price
 from streamproc.processing.group_state import BREAKER_KEY, GroupState, iso_or_none
 from streamproc.processing.handler import Admission, CallResult
 from streamproc.processing.holds import Holds
@@ -48,7 +48,7 @@ from streamproc.records.status import GuardStatus, HealthWindowStatus
 from streamproc.resilience.breaker import BreakerState, CircuitBreaker, Permit, Transition
 from streamproc.resilience.claims import Claim, ClaimLedger
 from streamproc.resilience.health import HealthMonitor
-from streamproc.resilience.lease import CreditLease
+from streamproc.resilience.lease import CallPrice, CreditLease
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
 from streamproc.state.store import StateStore
 
@@ -132,6 +132,7 @@ class ResilienceGuard:
             clock=clock,
         )
         self.health = HealthMonitor(window_s=settings.health_window_s)
+        self._price = CallPrice(provider_price(settings))
         self._flights: dict[str, asyncio.Future[None]] = {}
         self.transitions: list[Transition] = []
 
@@ -249,7 +250,7 @@ class ResilienceGuard:
                 # with every later lead held.
                 breaker.release(permit, self._clock())
                 raise
-            if lease is not None or s.credits_per_lead == 0:
+            if lease is not None or self._claimant.estimate == 0:
                 return permit, lease
             breaker.release(permit, now)
             day = ledger.day_at(now)
@@ -293,8 +294,10 @@ class ResilienceGuard:
             lease, ticket.lease = ticket.lease, None
             if result is not None:
                 charged = result.credits
+                self._price.answered_at(charged)
             elif error is not None and error.maybe_charged:
-                charged = lease.estimate  # no answer, maybe a bill: never under-count
+                # No answer, maybe a bill: at the provider's own price, not a global guess.
+                charged = self._price.maybe_charged(lease.estimate)
             else:
                 charged = 0
             self._claimant.finish(lease, charged)
@@ -314,8 +317,8 @@ class ResilienceGuard:
         self._land(ticket.cache_key, ticket.flight)
 
     def cancelled(self, admission: Admission) -> None:
-        """A call cut short: it may have been billed, so its slice counts the estimate
-        (over-count, never under-count)."""
+        """A call cut short: it may have been billed, so its slice counts what such a call
+        costs (the provider's price; over-count, never under-count)."""
         ticket = admission.token
         if isinstance(ticket, _Ticket):
             ticket.over = True
@@ -323,7 +326,7 @@ class ResilienceGuard:
                 self.breaker.release(ticket.permit, self._clock())
             if ticket.lease is not None:
                 lease, ticket.lease = ticket.lease, None
-                self._claimant.finish(lease, lease.estimate)
+                self._claimant.finish(lease, self._price.maybe_charged(lease.estimate))
             self._land(ticket.cache_key, ticket.flight)
 
     def _land(self, key: str | None, flight: asyncio.Future[None] | None) -> None:
@@ -411,7 +414,7 @@ class ResilienceGuard:
             return False
         if error.maybe_charged and ticket.lease is not None:
             old, ticket.lease = ticket.lease, None
-            self._claimant.finish(old, old.estimate)
+            self._claimant.finish(old, self._price.maybe_charged(old.estimate))
             lease = await self._claimant.slice()
             if ticket.over:
                 # The lead was cancelled while this waited (in a batch the wait runs in the
