@@ -19,7 +19,7 @@ from typing import Any
 
 from streamproc.logs import get_logger
 from streamproc.processing.cache import CacheConfig, EnrichmentCache
-from streamproc.processing.receipts import ReceiptBook
+from streamproc.processing.receipts import ReceiptBook, carries
 from streamproc.records.status import BreakerStatus, BudgetStatus, CacheStatus, StateStatus
 from streamproc.resilience.breaker import BreakerConfig, CircuitBreaker, Transition
 from streamproc.resilience.claims import ClaimLedger, event_from_dict
@@ -85,8 +85,10 @@ class GroupState:
                 self._adopt_breaker(value)
             elif kind == "cache":
                 self.cache.apply(rest, value, self._clock())
+                if value is not None and carries(value):
+                    self.receipts.carried(key, value, self._clock())
             elif kind == "receipt":
-                self.receipts.apply(rest, value)
+                self.receipts.apply(rest, value, self._clock())
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("state.unreadable_record", key=key, offset=offset, error=str(exc))
 

@@ -41,6 +41,7 @@ from streamproc.processing.group_state import BREAKER_KEY, GroupState, iso_or_no
 from streamproc.processing.handler import Admission, CallResult
 from streamproc.processing.holds import Holds
 from streamproc.processing.receipts import PREFIX as RECEIPT_PREFIX
+from streamproc.processing.receipts import carry
 from streamproc.processing.writes import StateWrites
 from streamproc.records.lead import Lead
 from streamproc.records.outcome import OutRecord
@@ -194,7 +195,7 @@ class ResilienceGuard:
                 return Admission(
                     enrichment=dict(paid.data),
                     credits=paid.credits,
-                    after=self._done(receipt),
+                    after=self._done(receipt, paid.home),
                 )
         key = cache.key_for(domain=lead.lookup_domain, email=lead.email)
         hit = await self._cached(key, lead.lead_id)
@@ -212,9 +213,10 @@ class ResilienceGuard:
         ticket = _Ticket(self.breaker, permit, lease, key, flight, lead.lead_id, receipt)
         return Admission(token=ticket)
 
-    def _done(self, receipt: str) -> list[OutRecord] | None:
-        """The receipt's tombstone, to commit with the lead's output."""
-        record = self._writes.record(RECEIPT_PREFIX + receipt, None)
+    def _done(self, receipt: str, home: str | None) -> list[OutRecord] | None:
+        """The receipt's tombstone, to commit with the lead's output, on the partition of
+        the record that carries the receipt (``home``), so every reader applies it after."""
+        record = self._writes.record(RECEIPT_PREFIX + receipt, None, beside=home)
         return None if record is None else [record]
 
     async def _cached(self, key: str | None, lead_id: str) -> CacheHit | None:
@@ -306,15 +308,29 @@ class ResilienceGuard:
         if isinstance(error, ProviderAuthError) and not error.shares_call:
             log.error("provider.auth_failed", message=error.message)
         if result is not None:
-            if ticket.receipt is not None:
-                # Before the cache record: a reader that sees the cache entry (which never
-                # answers this lead) has the receipt that does.
-                record = self._state.receipts.put(ticket.receipt, result.data, result.credits, now)
-                self._writes.write(RECEIPT_PREFIX + ticket.receipt, record)
-                admission.after = self._done(ticket.receipt)
-            if ticket.cache_key is not None:
-                self._remember(ticket.cache_key, result.data, now, ticket.lead_id)
+            self._keep(admission, ticket, result, now)
         self._land(ticket.cache_key, ticket.flight)
+
+    def _keep(self, admission: Admission, ticket: _Ticket, result: CallResult, now: float) -> None:
+        """Journal the answer's receipt and cache its company fields: in one record, the
+        cache entry carrying the receipt, when the lead has a cache key (one state record
+        per lead, as before receipts); else the receipt alone. The cache entry names the
+        lead that paid for it, which it never answers: that lead has its receipt."""
+        key, rid, data = ticket.cache_key, ticket.receipt, result.data
+        record = None if key is None else self._state.cache.put(key, data, now, ticket.lead_id)
+        home: str | None = None
+        if rid is not None:
+            if record is not None:
+                home = f"cache/{key}"
+                carry(record, rid, data, result.credits)
+                self._state.receipts.put(rid, data, result.credits, now, home)
+            else:
+                home = RECEIPT_PREFIX + rid
+                receipt = self._state.receipts.put(rid, data, result.credits, now, home)
+                self._writes.write(home, receipt)
+            admission.after = self._done(rid, home)
+        if record is not None:
+            self._writes.write(f"cache/{key}", record)
 
     def cancelled(self, admission: Admission) -> None:
         """A call cut short: it may have been billed, so its slice counts what such a call

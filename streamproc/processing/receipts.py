@@ -4,10 +4,13 @@ A lead can run again after the provider answered it and before its output commit
 crash, a rebalance, a stand-down after a failed commit, a fenced lane, a batch retried.
 Without a receipt it would be answered by the domain cache (company-level fields only) or
 paid for again. So the guard journals every paid answer at once, as
-``receipt/<lead_id>/<input hash>`` (the whole answer, its credits, when), and a lead that
+``receipt/<lead_id>/<input hash>`` (the whole answer, its credits, when; carried inside
+the ``cache/<key>`` record the answer writes anyway when it has one), and a lead that
 finds its receipt is published with that answer, charged nothing new, the provider not
 called. The receipt's tombstone travels in the lead's own output transaction: it leaves the
-topic exactly when the output commits, and stays when the transaction aborts.
+topic exactly when the output commits, and stays when the transaction aborts. It goes to
+the partition of the record that carries the receipt, so every reader (a restore included)
+applies it after the receipt.
 
 Keyed by the lead *and its input*: the same lead written again with other fields (an
 update upstream) is a new question, and is asked. The hash is of the input record's value
@@ -30,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PREFIX", "Receipt", "ReceiptBook", "receipt_id"]
+__all__ = ["PREFIX", "Receipt", "ReceiptBook", "carries", "carry", "receipt_id"]
 
 #: The state-topic key prefix of receipts.
 PREFIX = "receipt/"
@@ -48,17 +51,19 @@ def receipt_id(lead_id: str, value: bytes | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """What a lead was answered and charged, and when (epoch s)."""
+    """What a lead was answered and charged, and when (epoch s); ``home``: the state key
+    whose record carries it (its tombstone goes to that key's partition)."""
 
     data: dict[str, Any]
     credits: int
     at: float
+    home: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"data": self.data, "credits": self.credits, "at": self.at}
 
     @classmethod
-    def from_dict(cls, value: Mapping[str, Any]) -> Receipt:
+    def from_dict(cls, value: Mapping[str, Any], home: str | None = None) -> Receipt:
         data, credits, at = value.get("data"), value.get("credits"), value.get("at")
         if not isinstance(data, dict):
             raise ValueError("receipt needs data (an object)")
@@ -66,7 +71,26 @@ class Receipt:
             raise ValueError("receipt needs credits (a non-negative integer)")
         if isinstance(at, bool) or not isinstance(at, int | float):
             raise ValueError("receipt needs at (a number)")
-        return cls(data, credits, float(at))
+        return cls(data, credits, float(at), home)
+
+
+_CARRIED_ID = "receipt"
+_CARRIED_DATA = "answer"
+_CARRIED_CREDITS = "credits"
+
+
+def carry(record: dict[str, Any], rid: str, data: dict[str, Any], credits: int) -> None:
+    """Put a lead's receipt into the cache record its answer writes anyway: one state
+    record per lead instead of two (the cache record is keyed by domain; its ``stored_at``
+    is the receipt's time)."""
+    record[_CARRIED_ID] = rid
+    record[_CARRIED_DATA] = data
+    record[_CARRIED_CREDITS] = credits
+
+
+def carries(value: Mapping[str, Any] | None) -> bool:
+    """Whether a cache record carries a receipt."""
+    return value is not None and _CARRIED_ID in value
 
 
 class ReceiptBook:
@@ -85,20 +109,37 @@ class ReceiptBook:
     def get(self, rid: str) -> Receipt | None:
         return self._receipts.get(rid)
 
-    def put(self, rid: str, data: dict[str, Any], credits: int, now: float) -> dict[str, Any]:
+    def put(
+        self, rid: str, data: dict[str, Any], credits: int, now: float, home: str | None = None
+    ) -> dict[str, Any]:
         """Keep an answer; returns the state record to journal as ``receipt/<rid>``."""
-        receipt = Receipt(data, credits, now)
+        receipt = Receipt(data, credits, now, home)
         self._keep(rid, receipt)
         return receipt.to_dict()
 
-    def apply(self, rid: str, value: Mapping[str, Any] | None) -> None:
+    def apply(self, rid: str, value: Mapping[str, Any] | None, now: float) -> None:
         """A ``receipt/<rid>`` record of the state topic; ValueError when unreadable."""
         if not rid:
             raise ValueError("receipt record without an id")
         if value is None:
             self._receipts.pop(rid, None)
             return
-        self._keep(rid, Receipt.from_dict(value))
+        self._fresh(rid, Receipt.from_dict(value, PREFIX + rid), now)
+
+    def carried(self, home: str, value: Mapping[str, Any], now: float) -> None:
+        """A cache record (``home``) that carries its lead's receipt (see :func:`carry`);
+        ValueError when the receipt in it is unreadable."""
+        rid, data = value.get(_CARRIED_ID), value.get(_CARRIED_DATA)
+        if not isinstance(rid, str) or not rid:
+            raise ValueError("carried receipt without an id")
+        fields = {"data": data, "credits": value.get(_CARRIED_CREDITS), "at": value.get("stored_at")}
+        self._fresh(rid, Receipt.from_dict(fields, home), now)
+
+    def _fresh(self, rid: str, receipt: Receipt, now: float) -> None:
+        # One past its TTL was tombstoned (or due to be): a restore after the tombstone was
+        # compacted away must not bring it back.
+        if now - receipt.at <= self.ttl_s:
+            self._keep(rid, receipt)
 
     def expired(self, now: float, limit: int) -> list[str]:
         """Up to ``limit`` receipts older than ``ttl_s``, to tombstone: forgotten here."""

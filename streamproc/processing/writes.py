@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from streamproc.logs import get_logger
@@ -42,9 +43,18 @@ class StateWrites:
         self._pending.add(task)
         task.add_done_callback(self._done)
 
-    def record(self, key: str, value: dict[str, Any] | None) -> OutRecord | None:
-        """A state record to write in a lead's transaction; None when no store is attached."""
-        return None if self._store is None else self._store.record(key, value)
+    def record(
+        self, key: str, value: dict[str, Any] | None, *, beside: str | None = None
+    ) -> OutRecord | None:
+        """A state record to write in a lead's transaction, on the partition of ``beside``
+        (default: its own key's); None when no store is attached."""
+        store = self._store
+        if store is None:
+            return None
+        record = store.record(key, value)
+        if beside is None:
+            return record
+        return replace(record, partition=store.partition_for(beside))
 
     async def round_trip(self, key: str, value: dict[str, Any] | None) -> None:
         """Append one record and wait until this process has applied it from the topic."""

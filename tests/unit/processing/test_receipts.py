@@ -46,7 +46,11 @@ class _Store:
 
     def record(self, key: str, value: dict[str, Any] | None) -> OutRecord:
         payload = None if value is None else orjson.dumps(value)
-        return OutRecord(STATE, key.encode(), payload, [], 1)
+        return OutRecord(STATE, key.encode(), payload, [], self.partition_for(key))
+
+    @staticmethod
+    def partition_for(key: str) -> int:
+        return 1 if key.startswith("cache/") else 2
 
 
 def _guard(**changes: Any) -> tuple[ResilienceGuard, Clock, _Store]:
@@ -78,11 +82,12 @@ def test_the_fold_keeps_the_last_record_of_each_receipt(ops: list[tuple[str, int
     latest: dict[str, int | None] = {}
     for rid, credits in ops:
         value = None if credits is None else {"data": {"n": credits}, "credits": credits, "at": 1.0}
-        book.apply(rid, value)
+        book.apply(rid, value, 1.0)
         latest[rid] = credits
     for rid, credits in latest.items():
         got = book.get(rid)
-        assert (got is None) if credits is None else (got == Receipt({"n": credits}, credits, 1.0))
+        want = None if credits is None else Receipt({"n": credits}, credits, 1.0, f"receipt/{rid}")
+        assert got == want
     assert len(book) == sum(credits is not None for credits in latest.values())
 
 
@@ -117,7 +122,7 @@ def test_an_unreadable_receipt_is_refused() -> None:
     ]
     for bad in bads:
         try:
-            book.apply("x/h", bad)
+            book.apply("x/h", bad, 0.0)
         except ValueError:
             continue
         raise AssertionError(f"accepted {bad}")
@@ -156,20 +161,83 @@ async def test_a_lead_run_again_gets_its_whole_paid_answer_not_the_cache() -> No
     assert store.appended[written:] == []  # nothing booked, nothing claimed
 
 
-async def test_the_receipt_is_journaled_before_the_cache_entry() -> None:
-    """The answer's receipt reaches the state topic first, then the cache entry naming its
-    lead."""
+async def test_the_receipt_rides_in_the_cache_record_and_its_tombstone_beside_it() -> None:
+    """With a cache key, the answer writes one state record, the cache entry naming its lead
+    and carrying its receipt; the receipt's tombstone goes to that record's partition."""
     guard, clock, store = _guard()
     first = await guard.admit(Lead(lead_id="L1", email="jane@acme.example"), "L1/h")
     guard.settle(first, Result({**COMPANY, **PERSON}, credits=2), None)
     await _drain()
-    keys = [key for key, _ in store.appended if not key.startswith("budget/")]
-    assert keys == ["receipt/L1/h", "cache/acme.example"]
-    assert dict(store.appended)["receipt/L1/h"] == {
-        "data": {**COMPANY, **PERSON},
-        "credits": 2,
-        "at": clock.t,
+    written = [(key, value) for key, value in store.appended if not key.startswith("budget/")]
+    assert written == [
+        (
+            "cache/acme.example",
+            {
+                "data": COMPANY,
+                "stored_at": clock.t,
+                "lead": "L1",
+                "receipt": "L1/h",
+                "answer": {**COMPANY, **PERSON},
+                "credits": 2,
+            },
+        )
+    ]
+    assert first.after is not None
+    assert first.after[0].partition == _Store.partition_for("cache/acme.example")
+
+
+async def test_without_a_cache_key_the_receipt_is_a_record_of_its_own() -> None:
+    """A freemail lead (no cache entry) gets its receipt as ``receipt/<id>``; the receipt
+    answers its lead again after a restore of that record."""
+    guard, clock, store = _guard()
+    first = await guard.admit(Lead(lead_id="L1", email="jane@gmail.com"), "L1/h")
+    guard.settle(first, Result(PERSON, credits=2), None)
+    await _drain()
+    written = [(key, value) for key, value in store.appended if not key.startswith("budget/")]
+    assert written == [("receipt/L1/h", {"data": PERSON, "credits": 2, "at": clock.t})]
+    assert first.after is not None
+    assert first.after[0].partition == _Store.partition_for("receipt/L1/h")
+    restored, _, _ = _guard()
+    restored.on_state("receipt/L1/h", written[0][1], 2, 0)
+    again = await restored.admit(Lead(lead_id="L1", email="jane@gmail.com"), "L1/h")
+    assert again.enrichment == PERSON
+
+
+async def test_a_carried_receipt_is_folded_and_forgotten_by_its_tombstone() -> None:
+    """A cache record from the state topic that carries a receipt answers that lead whole
+    (another instance's answer, or a restore) until the receipt's tombstone comes."""
+    guard, clock, _ = _guard()
+    carried = {
+        "data": COMPANY,
+        "stored_at": clock.t,
+        "lead": "L1",
+        "receipt": "L1/h",
+        "answer": {**COMPANY, **PERSON},
+        "credits": 1,
     }
+    guard.on_state("cache/acme.example", carried, 1, 0)
+    lead = Lead(lead_id="L1", email="jane@acme.example")
+    paid = await guard.admit(lead, "L1/h")
+    assert paid.enrichment == {**COMPANY, **PERSON} and paid.credits == 1
+    assert paid.after is not None and paid.after[0].partition == 1
+    other = await guard.admit(Lead(lead_id="L2", email="john@acme.example"), "L2/h")
+    assert other.source == "cache" and other.enrichment == COMPANY
+    guard.on_state("receipt/L1/h", None, 1, 1)
+    again = await guard.admit(lead, "L1/h")
+    assert again.enrichment is None and again.token is not None
+
+
+def test_a_restore_does_not_bring_back_a_receipt_past_its_ttl() -> None:
+    """A receipt read back older than receipt_ttl_s (its tombstone compacted away) is not
+    kept."""
+    book = ReceiptBook(ttl_s=100, max_entries=10)
+    book.apply("a/h", {"data": {}, "credits": 1, "at": 0.0}, 101.0)
+    book.carried(
+        "cache/x.example",
+        {"data": {}, "stored_at": 0.0, "receipt": "b/h", "answer": {}, "credits": 1},
+        101.0,
+    )
+    assert len(book) == 0
 
 
 async def test_a_cache_entry_never_answers_the_lead_that_paid_for_it() -> None:
