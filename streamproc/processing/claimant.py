@@ -115,6 +115,8 @@ class LeaseClaimant:
         #: Claims whose settle this process journaled and has not read back yet: a second
         #: finish of the same claim (Clay) must not book it twice.
         self._settling: set[str] = set()
+        #: Days on which this instance's limit was found not to be the group's (logged).
+        self._disagreed: set[str] = set()
 
     @property
     def estimate(self) -> int:
@@ -208,8 +210,11 @@ class LeaseClaimant:
         config, ledger = self._config, self._ledger
         # Days before yesterday are over for the group: their records go from the topic.
         self._append(self._journal.stale(ledger.horizon))
-        if not ledger.is_open(day):
+        if not ledger.is_open(day) or ledger.limit(day) > config.daily_limit:
+            # Not open, or open with a higher limit than ours: ours is recorded and, the
+            # lowest, rules the group's day (docs/budget.md).
             self._append(self._journal.open_day(day, config.daily_limit, config.timezone))
+        self._check_limit(day)
         # Small, so a crash strands little (see streamproc.resilience.lease).
         wanted = lease_amount(
             config.estimate, config.leads_per_lease, ledger.limit(day), config.max_share
@@ -231,6 +236,21 @@ class LeaseClaimant:
                     settle_when_closed=config.settle_when_closed,
                 )
         return None
+
+    def _check_limit(self, day: str) -> None:
+        """Say once a day, as an error, that this instance's configured limit is not the
+        group's: the group runs on the lowest (an instance configured higher obeys it)."""
+        limit = self._ledger.limit(day)
+        if limit >= self._config.daily_limit or day in self._disagreed:
+            return
+        self._disagreed.add(day)
+        log.error(
+            "budget.limit_disagrees",
+            day=day,
+            configured=self._config.daily_limit,
+            group_limit=limit,
+            rule="the lowest budget_daily_credits of the group's instances rules the day",
+        )
 
     async def _granted(self, claim: Claim) -> bool:
         if not self._writes.attached:
