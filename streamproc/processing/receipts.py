@@ -132,7 +132,8 @@ class ReceiptBook:
         rid, data = value.get(_CARRIED_ID), value.get(_CARRIED_DATA)
         if not isinstance(rid, str) or not rid:
             raise ValueError("carried receipt without an id")
-        fields = {"data": data, "credits": value.get(_CARRIED_CREDITS), "at": value.get("stored_at")}
+        credits, at = value.get(_CARRIED_CREDITS), value.get("stored_at")
+        fields = {"data": data, "credits": credits, "at": at}
         self._fresh(rid, Receipt.from_dict(fields, home), now)
 
     def _fresh(self, rid: str, receipt: Receipt, now: float) -> None:

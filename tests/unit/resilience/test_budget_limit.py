@@ -92,7 +92,7 @@ async def test_an_instance_configured_lower_lowers_the_day_and_the_higher_one_sa
             first = await high.slice()
             await _settled()
             assert first is not None
-    errors: list[dict[str, Any]] = [e for e in logs if e["event"] == "budget.limit_disagrees"]
+    errors = [e for e in logs if e["event"] == "budget.limit_disagrees"]
     assert len(errors) == 1
     assert errors[0]["log_level"] == "error"
     assert (errors[0]["configured"], errors[0]["group_limit"]) == (1_000, 600)
