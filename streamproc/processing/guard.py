@@ -35,7 +35,6 @@ from streamproc.errors import (
     ProviderCreditsExhausted,
 )
 from streamproc.logs import get_logger
-from streamproc.processing.cache import CacheHit
 from streamproc.processing.claimant import LeaseClaimant, LeaseConfig, provider_price
 from streamproc.processing.group_state import BREAKER_KEY, GroupState, iso_or_none
 from streamproc.processing.handler import Admission, CallResult
@@ -190,6 +189,8 @@ class ResilienceGuard:
         if receipts:
             for expired in receipts.expired(now, _TOMBSTONES_PER_LEAD):
                 self._writes.write(RECEIPT_PREFIX + expired, None)
+        key = cache.key_for(domain=lead.lookup_domain, email=lead.email)
+        while True:
             if receipt is not None and (paid := receipts.get(receipt)) is not None:
                 # Answered before and not yet committed: the same answer, whole, for free.
                 return Admission(
@@ -197,10 +198,17 @@ class ResilienceGuard:
                     credits=paid.credits,
                     after=self._done(receipt, paid.home),
                 )
-        key = cache.key_for(domain=lead.lookup_domain, email=lead.email)
-        hit = await self._cached(key, lead.lead_id)
-        if hit is not None:
-            return Admission(enrichment=hit.data, source="cache", cache=hit)
+            if key is None:
+                break
+            hit = cache.get(key, self._clock(), lead.lead_id)
+            if hit is not None:
+                return Admission(enrichment=hit.data, source="cache", cache=hit)
+            waiting = self._flights.get(key)
+            if waiting is None:
+                break
+            # Another lead with this key is being enriched: its answer may serve us (its
+            # company fields; or, a copy of this very lead, its receipt).
+            await asyncio.shield(waiting)
         flight: asyncio.Future[None] | None = None
         if key is not None:
             flight = asyncio.get_running_loop().create_future()
@@ -218,19 +226,6 @@ class ResilienceGuard:
         the record that carries the receipt (``home``), so every reader applies it after."""
         record = self._writes.record(RECEIPT_PREFIX + receipt, None, beside=home)
         return None if record is None else [record]
-
-    async def _cached(self, key: str | None, lead_id: str) -> CacheHit | None:
-        if key is None:
-            return None
-        while True:
-            hit = self._state.cache.get(key, self._clock(), lead_id)
-            if hit is not None:
-                return hit
-            flight = self._flights.get(key)
-            if flight is None:
-                return None
-            # Another lead with this key is being enriched: its answer may serve us.
-            await asyncio.shield(flight)
 
     async def _permit_and_claim(self) -> tuple[Permit, CreditLease | None]:
         s, ledger = self._settings, self._state.ledger

@@ -325,3 +325,19 @@ async def test_a_lead_processed_twice_is_bought_once_and_published_whole_both_ti
         assert tombstone.topic == STATE and tombstone.value is None
         assert tombstone.key == f"receipt/{receipt_id('L1', value)}".encode()
     assert [outcome.credits for outcome in outcomes] == [1, 0]  # charged once
+
+
+async def test_a_copy_of_a_lead_in_flight_waits_and_gets_the_receipt() -> None:
+    """Two copies of one lead (same input) at once: the second waits for the first's call
+    and is answered from its receipt, the whole person, not called and not the cache."""
+    guard, _, _ = _guard()
+    lead = Lead(lead_id="L1", email="jane@acme.example")
+    first = await guard.admit(lead, "L1/h")
+    assert first.token is not None
+    copy = asyncio.ensure_future(guard.admit(lead, "L1/h"))
+    await _drain()
+    assert not copy.done()
+    guard.settle(first, Result({**COMPANY, **PERSON}, credits=1), None)
+    second = await asyncio.wait_for(copy, timeout=5)
+    assert second.enrichment == {**COMPANY, **PERSON}
+    assert second.source == "provider" and second.token is None
