@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import Any
 
 from streamproc.logs import get_logger
@@ -54,7 +53,8 @@ class StateWrites:
         record = store.record(key, value)
         if beside is None:
             return record
-        return replace(record, partition=store.partition_for(beside))
+        # Built, not dataclasses.replace'd: this is once per lead (bench/).
+        return OutRecord(record.topic, record.key, record.value, [], store.partition_for(beside))
 
     async def round_trip(self, key: str, value: dict[str, Any] | None) -> None:
         """Append one record and wait until this process has applied it from the topic."""
