@@ -600,6 +600,20 @@ class Settings(BaseSettings):
         description="cache entries kept in memory per process, least recently used dropped "
         "first (a few hundred bytes each)",
     )
+    # A receipt lives from a lead's answer to its commit; these bound the ones whose
+    # tombstone never came (a lead dead-lettered after its answer) in every instance.
+    receipt_ttl_s: float = Field(
+        24 * 3600.0,
+        gt=0,
+        description="how long a paid answer's receipt (docs/guarantees.md) answers its lead "
+        "again if the lead's output never committed; then tombstoned in the state topic",
+    )
+    receipt_max_entries: int = Field(
+        50_000,
+        ge=1,
+        description="receipts kept in memory per process, oldest dropped first (the group's "
+        "answers not yet committed; about an answer's size each)",
+    )
     fallback_enabled: bool = Field(
         False,
         description="answer with a local guess (`source: fallback`) while the provider is "

@@ -91,6 +91,8 @@ class CacheHit:
 class _Entry:
     data: dict[str, Any]
     stored_at: float
+    #: The lead whose paid answer this is: never served to that lead (see ``get``).
+    origin: str | None = None
 
 
 class EnrichmentCache:
@@ -129,10 +131,14 @@ class EnrichmentCache:
             return None if address is None else _EMAIL_PREFIX + address
         return None
 
-    def get(self, key: str, now: float) -> CacheHit | None:
-        """The answer for ``key`` if it is fresh and has a field the cache may serve."""
+    def get(self, key: str, now: float, lead_id: str | None = None) -> CacheHit | None:
+        """The answer for ``key`` if it is fresh and has a field the cache may serve, and
+        was not paid for by ``lead_id`` itself: that lead paid for its whole answer (its
+        receipt), and must never be published with the company-level part of it."""
         entry = self._entries.get(key)
         if entry is None:
+            return None
+        if lead_id is not None and entry.origin == lead_id:
             return None
         if now - entry.stored_at > self.config.ttl_s:
             del self._entries[key]
@@ -141,14 +147,19 @@ class EnrichmentCache:
         # A copy: whoever builds the lead's record must not change the next lead's answer.
         return CacheHit(dict(entry.data), _kind_of(key), entry.stored_at)
 
-    def put(self, key: str, data: Mapping[str, Any], now: float) -> dict[str, Any] | None:
-        """Keep a provider's answer; returns the state record to journal as ``cache/<key>``
-        (only the allowed fields), or None when nothing of it may be cached."""
+    def put(
+        self, key: str, data: Mapping[str, Any], now: float, origin: str | None = None
+    ) -> dict[str, Any] | None:
+        """Keep a provider's answer, paid for by lead ``origin``; returns the state record
+        to journal as ``cache/<key>`` (only the allowed fields), or None when nothing of it
+        may be cached."""
         allowed = self._allowed(data)
         if not allowed:
             return None
-        self._keep(key, allowed, now)
-        return {"data": allowed, "stored_at": now}
+        self._keep(key, allowed, now, origin)
+        if origin is None:
+            return {"data": allowed, "stored_at": now}
+        return {"data": allowed, "stored_at": now, "lead": origin}
 
     def apply(self, key: str, value: Mapping[str, Any] | None, now: float) -> None:
         """A ``cache/<key>`` record of the state topic; ValueError when it is unreadable."""
@@ -165,8 +176,9 @@ class EnrichmentCache:
         self._track(key, stored_at)
         allowed = self._allowed(data)
         fresh = now - stored_at <= self.config.ttl_s
+        origin = value.get("lead")
         if fresh and allowed and self._serves(key):
-            self._keep(key, allowed, stored_at)
+            self._keep(key, allowed, stored_at, origin if isinstance(origin, str) else None)
         else:
             self._entries.pop(key, None)
 
@@ -184,11 +196,13 @@ class EnrichmentCache:
             out.append(key)
         return out
 
-    def _keep(self, key: str, data: dict[str, Any], stored_at: float) -> None:
+    def _keep(
+        self, key: str, data: dict[str, Any], stored_at: float, origin: str | None = None
+    ) -> None:
         self._track(key, stored_at)
         if self.config.max_entries <= 0:
             return
-        self._entries[key] = _Entry(data, stored_at)
+        self._entries[key] = _Entry(data, stored_at, origin)
         self._entries.move_to_end(key)
         while len(self._entries) > self.config.max_entries:
             self._entries.popitem(last=False)

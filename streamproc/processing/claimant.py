@@ -26,7 +26,7 @@ from streamproc.resilience.journal import Record
 from streamproc.resilience.lease import CreditLease, lease_amount
 from streamproc.settings import Settings
 
-__all__ = ["LeaseClaimant", "LeaseConfig"]
+__all__ = ["LeaseClaimant", "LeaseConfig", "provider_price"]
 
 log = get_logger(__name__)
 
@@ -54,8 +54,9 @@ class LeaseConfig:
     @classmethod
     def from_settings(cls, settings: Settings) -> LeaseConfig:
         clay = settings.provider_mode == "clay"
+        price = provider_price(settings)
         return cls(
-            estimate=settings.credits_per_lead,
+            estimate=settings.credits_per_lead if price is None else price,
             daily_limit=settings.budget_daily_credits,
             timezone=settings.budget_timezone,
             # Clay keeps each lead's claim with its pending record: one lead per claim there.
@@ -64,6 +65,19 @@ class LeaseConfig:
             max_age_s=settings.budget_claim_max_age_s,
             settle_when_closed=not clay,
         )
+
+
+def provider_price(settings: Settings) -> int | None:
+    """The provider's own fixed price per lead, when its configuration says it: the
+    declarative provider's ``credits_per_match`` (unless a ``credits`` expression reads the
+    charge from each answer). None: only ``credits_per_lead``'s estimate is known."""
+    table = settings.provider_declarative
+    if settings.provider != "declarative" or not table or table.get("credits") is not None:
+        return None
+    price = table.get("credits_per_match")
+    if isinstance(price, bool) or not isinstance(price, int) or price < 0:
+        return None
+    return price
 
 
 class LeaseClaimant:
@@ -101,6 +115,13 @@ class LeaseClaimant:
         #: Claims whose settle this process journaled and has not read back yet: a second
         #: finish of the same claim (Clay) must not book it twice.
         self._settling: set[str] = set()
+        #: Days on which this instance's limit was found not to be the group's (logged).
+        self._disagreed: set[str] = set()
+
+    @property
+    def estimate(self) -> int:
+        """Credits one call reserves (the provider's price, else ``credits_per_lead``)."""
+        return self._config.estimate
 
     # --- slices ------------------------------------------------------------------------------
 
@@ -189,8 +210,11 @@ class LeaseClaimant:
         config, ledger = self._config, self._ledger
         # Days before yesterday are over for the group: their records go from the topic.
         self._append(self._journal.stale(ledger.horizon))
-        if not ledger.is_open(day):
+        if not ledger.is_open(day) or ledger.limit(day) > config.daily_limit:
+            # Not open, or open with a higher limit than ours: ours is recorded and, the
+            # lowest, rules the group's day (docs/budget.md).
             self._append(self._journal.open_day(day, config.daily_limit, config.timezone))
+        self._check_limit(day)
         # Small, so a crash strands little (see streamproc.resilience.lease).
         wanted = lease_amount(
             config.estimate, config.leads_per_lease, ledger.limit(day), config.max_share
@@ -212,6 +236,21 @@ class LeaseClaimant:
                     settle_when_closed=config.settle_when_closed,
                 )
         return None
+
+    def _check_limit(self, day: str) -> None:
+        """Say once a day, as an error, that this instance's configured limit is not the
+        group's: the group runs on the lowest (an instance configured higher obeys it)."""
+        limit = self._ledger.limit(day)
+        if limit >= self._config.daily_limit or day in self._disagreed:
+            return
+        self._disagreed.add(day)
+        log.error(
+            "budget.limit_disagrees",
+            day=day,
+            configured=self._config.daily_limit,
+            group_limit=limit,
+            rule="the lowest budget_daily_credits of the group's instances rules the day",
+        )
 
     async def _granted(self, claim: Claim) -> bool:
         if not self._writes.attached:

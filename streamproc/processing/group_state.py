@@ -1,4 +1,5 @@
-"""The group's shared state as one process knows it: breaker, claims ledger and cache.
+"""The group's shared state as one process knows it: breaker, claims ledger, cache and
+receipts.
 
 Pure and synchronous: it folds the records of the state topic (restore and tail alike) and
 reads its status on the injected clock; it writes nothing. The guard
@@ -18,6 +19,7 @@ from typing import Any
 
 from streamproc.logs import get_logger
 from streamproc.processing.cache import CacheConfig, EnrichmentCache
+from streamproc.processing.receipts import ReceiptBook, carries
 from streamproc.records.status import BreakerStatus, BudgetStatus, CacheStatus, StateStatus
 from streamproc.resilience.breaker import BreakerConfig, CircuitBreaker, Transition
 from streamproc.resilience.claims import ClaimLedger, event_from_dict
@@ -62,6 +64,9 @@ class GroupState:
         # reused id would replace an earlier process's totals): the owner plus a nonce.
         self.journal = BudgetJournal(f"{owner}-{uuid.uuid4().hex[:8]}")
         self.cache = EnrichmentCache(CacheConfig.from_settings(settings))
+        self.receipts = ReceiptBook(
+            ttl_s=settings.receipt_ttl_s, max_entries=settings.receipt_max_entries
+        )
 
     @classmethod
     def reader(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> GroupState:
@@ -80,6 +85,10 @@ class GroupState:
                 self._adopt_breaker(value)
             elif kind == "cache":
                 self.cache.apply(rest, value, self._clock())
+                if value is not None and carries(value):
+                    self.receipts.carried(key, value, self._clock())
+            elif kind == "receipt":
+                self.receipts.apply(rest, value, self._clock())
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("state.unreadable_record", key=key, offset=offset, error=str(exc))
 

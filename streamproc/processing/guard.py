@@ -1,15 +1,19 @@
 """The resilience guard: breaker, group-wide budget, health and cache around each call.
 
-Per lead, :meth:`ResilienceGuard.admit` answers from the **cache** when it can (one call
-per cache key in flight per process: later leads of the key wait for the first), asks the
+Per lead, :meth:`ResilienceGuard.admit` answers from the lead's **receipt** when an earlier
+run of it was already answered (:mod:`streamproc.processing.receipts`: the whole answer it
+paid for, nothing charged again), else from the **cache** when it can (one call per cache
+key in flight per process: later leads of the key wait for the first; never the lead that
+paid for the entry), asks the
 **breaker** for a permit (while it is open the lead is held, dead-lettered as
 ``breaker_open`` or given the local fallback, as the policy says), and takes a slice of
 the process's **credit lease** (:mod:`streamproc.processing.claimant`): the provider is
 called only under a granted claim. :meth:`~ResilienceGuard.settle` reports the call to the
-breaker and the health window, books its charge and caches its answer. Budget and cache
-records go out at once, outside the lead's transaction: they must survive even when the
-lead is processed again after a crash (a cached answer keeps a lead from being paid for
-twice).
+breaker and the health window, books its charge, journals the answer's receipt and caches
+its company-level fields. Budget, receipt and cache records go out at once, outside the
+lead's transaction: they must survive even when the lead is processed again after a crash
+(the receipt keeps the lead from being paid for twice). The receipt's tombstone goes in the
+lead's own transaction (``Admission.after``).
 """
 
 from __future__ import annotations
@@ -33,18 +37,20 @@ from streamproc.errors import (
     ProviderCreditsExhausted,
 )
 from streamproc.logs import get_logger
-from streamproc.processing.cache import CacheHit
-from streamproc.processing.claimant import LeaseClaimant, LeaseConfig
+from streamproc.processing.claimant import LeaseClaimant, LeaseConfig, provider_price
 from streamproc.processing.group_state import BREAKER_KEY, GroupState, iso_or_none
 from streamproc.processing.handler import Admission, CallResult
 from streamproc.processing.holds import Holds
+from streamproc.processing.receipts import PREFIX as RECEIPT_PREFIX
+from streamproc.processing.receipts import carry
 from streamproc.processing.writes import StateWrites
 from streamproc.records.lead import Lead
+from streamproc.records.outcome import OutRecord
 from streamproc.records.status import GuardStatus, HealthWindowStatus
 from streamproc.resilience.breaker import BreakerState, CircuitBreaker, Permit, Transition
 from streamproc.resilience.claims import Claim, ClaimLedger
 from streamproc.resilience.health import HealthMonitor
-from streamproc.resilience.lease import CreditLease
+from streamproc.resilience.lease import CallPrice, CreditLease
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
 from streamproc.state.store import StateStore
 
@@ -66,6 +72,9 @@ class _Ticket:
     lease: CreditLease | None
     cache_key: str | None
     flight: asyncio.Future[None] | None
+    lead_id: str
+    #: The lead's receipt id (None: no receipt is kept, e.g. a Clay submission).
+    receipt: str | None
     #: Settled or cancelled: a slice won afterwards (a batch's retry, awaited in the
     #: batch's task) belongs to no call and is given back (``may_retry``).
     over: bool = False
@@ -129,6 +138,7 @@ class ResilienceGuard:
             clock=clock,
         )
         self.health = HealthMonitor(window_s=settings.health_window_s)
+        self._price = CallPrice(provider_price(settings))
         self._flights: dict[str, asyncio.Future[None]] = {}
         self.transitions: list[Transition] = []
 
@@ -176,14 +186,35 @@ class ResilienceGuard:
 
     # --- the Guard protocol ---------------------------------------------------------------
 
-    async def admit(self, lead: Lead) -> Admission:
-        cache = self._state.cache
-        for expired in cache.expired(self._clock(), _TOMBSTONES_PER_LEAD):
+    async def admit(self, lead: Lead, receipt: str | None = None) -> Admission:
+        state, now = self._state, self._clock()
+        cache = state.cache
+        for expired in cache.expired(now, _TOMBSTONES_PER_LEAD):
             self._writes.write(f"cache/{expired}", None)
+        receipts = state.receipts
+        if receipts:
+            for expired in receipts.expired(now, _TOMBSTONES_PER_LEAD):
+                self._writes.write(RECEIPT_PREFIX + expired, None)
         key = cache.key_for(domain=lead.lookup_domain, email=lead.email)
-        hit = await self._cached(key)
-        if hit is not None:
-            return Admission(enrichment=hit.data, source="cache", cache=hit)
+        while True:
+            if receipt is not None and (paid := receipts.get(receipt)) is not None:
+                # Answered before and not yet committed: the same answer, whole, for free.
+                return Admission(
+                    enrichment=dict(paid.data),
+                    credits=paid.credits,
+                    after=self._done(receipt, paid.home),
+                )
+            if key is None:
+                break
+            hit = cache.get(key, self._clock(), lead.lead_id)
+            if hit is not None:
+                return Admission(enrichment=hit.data, source="cache", cache=hit)
+            waiting = self._flights.get(key)
+            if waiting is None:
+                break
+            # Another lead with this key is being enriched: its answer may serve us (its
+            # company fields; or, a copy of this very lead, its receipt).
+            await asyncio.shield(waiting)
         flight: asyncio.Future[None] | None = None
         if key is not None:
             flight = asyncio.get_running_loop().create_future()
@@ -193,20 +224,14 @@ class ResilienceGuard:
         except BaseException:
             self._land(key, flight)
             raise
-        return Admission(token=_Ticket(self.breaker, permit, lease, key, flight))
+        ticket = _Ticket(self.breaker, permit, lease, key, flight, lead.lead_id, receipt)
+        return Admission(token=ticket)
 
-    async def _cached(self, key: str | None) -> CacheHit | None:
-        if key is None:
-            return None
-        while True:
-            hit = self._state.cache.get(key, self._clock())
-            if hit is not None:
-                return hit
-            flight = self._flights.get(key)
-            if flight is None:
-                return None
-            # Another lead with this key is being enriched: its answer may serve us.
-            await asyncio.shield(flight)
+    def _done(self, receipt: str, home: str | None) -> list[OutRecord] | None:
+        """The receipt's tombstone, to commit with the lead's output, on the partition of
+        the record that carries the receipt (``home``), so every reader applies it after."""
+        record = self._writes.record(RECEIPT_PREFIX + receipt, None, beside=home)
+        return None if record is None else [record]
 
     async def _permit_and_claim(self) -> tuple[Permit, CreditLease | None]:
         s, ledger = self._settings, self._state.ledger
@@ -235,7 +260,7 @@ class ResilienceGuard:
                 # with every later lead held.
                 breaker.release(permit, self._clock())
                 raise
-            if lease is not None or s.credits_per_lead == 0:
+            if lease is not None or self._claimant.estimate == 0:
                 return permit, lease
             breaker.release(permit, now)
             day = ledger.day_at(now)
@@ -294,8 +319,10 @@ class ResilienceGuard:
             lease, ticket.lease = ticket.lease, None
             if result is not None:
                 charged = result.credits
+                self._price.answered_at(charged)
             elif error is not None and error.maybe_charged:
-                charged = lease.estimate  # no answer, maybe a bill: never under-count
+                # No answer, maybe a bill: at the provider's own price, not a global guess.
+                charged = self._price.maybe_charged(lease.estimate)
             else:
                 charged = 0
             self._claimant.finish(lease, charged)
@@ -303,13 +330,34 @@ class ResilienceGuard:
             self._claimant.credits_exhausted(now)
         if isinstance(error, ProviderAuthError) and not error.shares_call:
             log.error("provider.auth_failed", message=error.message)
-        if result is not None and ticket.cache_key is not None:
-            self._remember(ticket.cache_key, result.data, now)
+        if result is not None:
+            self._keep(admission, ticket, result, now)
         self._land(ticket.cache_key, ticket.flight)
 
+    def _keep(self, admission: Admission, ticket: _Ticket, result: CallResult, now: float) -> None:
+        """Journal the answer's receipt and cache its company fields: in one record, the
+        cache entry carrying the receipt, when the lead has a cache key (one state record
+        per lead, as before receipts); else the receipt alone. The cache entry names the
+        lead that paid for it, which it never answers: that lead has its receipt."""
+        key, rid, data = ticket.cache_key, ticket.receipt, result.data
+        record = None if key is None else self._state.cache.put(key, data, now, ticket.lead_id)
+        home: str | None = None
+        if rid is not None:
+            if record is not None:
+                home = f"cache/{key}"
+                carry(record, rid, data, result.credits)
+                self._state.receipts.put(rid, data, result.credits, now, home)
+            else:
+                home = RECEIPT_PREFIX + rid
+                receipt = self._state.receipts.put(rid, data, result.credits, now, home)
+                self._writes.write(home, receipt)
+            admission.after = self._done(rid, home)
+        if record is not None:
+            self._writes.write(f"cache/{key}", record)
+
     def cancelled(self, admission: Admission) -> None:
-        """A call cut short: it may have been billed, so its slice counts the estimate
-        (over-count, never under-count)."""
+        """A call cut short: it may have been billed, so its slice counts what such a call
+        costs (the provider's price; over-count, never under-count)."""
         ticket = admission.token
         if isinstance(ticket, _Ticket):
             ticket.over = True
@@ -317,7 +365,7 @@ class ResilienceGuard:
                 self.breaker.release(ticket.permit, self._clock())
             if ticket.lease is not None:
                 lease, ticket.lease = ticket.lease, None
-                self._claimant.finish(lease, lease.estimate)
+                self._claimant.finish(lease, self._price.maybe_charged(lease.estimate))
             self._land(ticket.cache_key, ticket.flight)
 
     def _land(self, key: str | None, flight: asyncio.Future[None] | None) -> None:
@@ -371,10 +419,12 @@ class ResilienceGuard:
         if data is not None and key is not None:
             self._remember(key, data, now)
 
-    def _remember(self, key: str, data: dict[str, Any], now: float) -> None:
+    def _remember(
+        self, key: str, data: dict[str, Any], now: float, origin: str | None = None
+    ) -> None:
         """Cache what of an enrichment may be cached, here and, for the group and the next
-        start, in the state topic."""
-        record = self._state.cache.put(key, data, now)
+        start, in the state topic; ``origin``: the lead that paid for it."""
+        record = self._state.cache.put(key, data, now, origin)
         if record is not None:
             self._writes.write(f"cache/{key}", record)
 
@@ -408,7 +458,7 @@ class ResilienceGuard:
             return True
         if error.maybe_charged and ticket.lease is not None:
             old, ticket.lease = ticket.lease, None
-            self._claimant.finish(old, old.estimate)
+            self._claimant.finish(old, self._price.maybe_charged(old.estimate))
             lease = await self._claimant.slice()
             if ticket.over:
                 # The lead was cancelled while this waited (in a batch the wait runs in the

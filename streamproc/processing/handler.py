@@ -28,6 +28,7 @@ from streamproc.errors import HoldExpired, InternalError, LeadError, RegistryUna
 from streamproc.logs import get_logger
 from streamproc.processing.cache import CacheHit
 from streamproc.processing.holds import Holds
+from streamproc.processing.receipts import receipt_id
 from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import Failure, Headers, Origin, attempt_of, encode_dlq_headers
 from streamproc.records.lead import EnrichmentMeta, Lead, ProcessorInfo, decode_lead
@@ -100,13 +101,21 @@ class Admission:
     cache: CacheHit | None = None
     #: Opaque to the handler; the guard uses it to settle what it reserved.
     token: Any = None
+    #: What the lead was charged for ``enrichment`` when an earlier run paid for it (its
+    #: receipt): said in the lead's meta, not charged again.
+    credits: int = 0
+    #: State records to commit in the lead's own transaction (a receipt's tombstone), set
+    #: by the guard at admit or settle.
+    after: list[OutRecord] | None = None
 
 
 class Guard(Protocol):
     """Breaker, budget and cache in front of the provider (see ``streamproc.resilience``)."""
 
-    async def admit(self, lead: Lead) -> Admission:
-        """Admit a call, answer from the cache, wait (hold policies) or raise a LeadError."""
+    async def admit(self, lead: Lead, receipt: str | None = None) -> Admission:
+        """Admit a call, answer from the lead's ``receipt`` (its id, see
+        :mod:`streamproc.processing.receipts`) or the cache, wait (hold policies) or raise a
+        LeadError."""
         ...
 
     def settle(
@@ -373,11 +382,21 @@ class LeadHandler:
                 keep_trying=functools.partial(self._guard.may_retry, admission),
             )
 
-        admission, result = await self._guarded(lead, call, None)
+        receipt = receipt_id(lead.lead_id, record.value)
+        admission, result = await self._guarded(lead, call, None, receipt)
         if result is None:
             return self._answered(record, lead, obj, attempt, admission)
         self._guard.settle(admission, result, None)
-        return self._enriched(record, lead, obj, attempt, result.data, "provider", result.credits)
+        return self._enriched(
+            record,
+            lead,
+            obj,
+            attempt,
+            result.data,
+            "provider",
+            result.credits,
+            after=admission.after,
+        )
 
     async def _submit(
         self, deferred: Deferred, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int
@@ -411,6 +430,7 @@ class LeadHandler:
         lead: Lead,
         call: Callable[[Admission, object], Awaitable[_Result]],
         place: Callable[[Lead], AbstractAsyncContextManager[object]] | None,
+        receipt: str | None = None,
     ) -> tuple[Admission, _Result | None]:
         """The one lead loop of both modes: within a ``place`` (a Clay webhook row; None
         for a synchronous provider, which needs none), admit the lead through the guard and
@@ -422,18 +442,22 @@ class LeadHandler:
             if place is None:
                 # No context manager at all: entering and leaving an empty one cost a
                 # generator and two coroutines per lead (bench/profiles/).
-                answered = await self._admit_and_call(lead, call, None)
+                answered = await self._admit_and_call(lead, call, None, receipt)
             else:
                 async with place(lead) as slot:
-                    answered = await self._admit_and_call(lead, call, slot)
+                    answered = await self._admit_and_call(lead, call, slot, receipt)
             if answered is not None:
                 return answered
 
     async def _admit_and_call(
-        self, lead: Lead, call: Callable[[Admission, object], Awaitable[_Result]], slot: object
+        self,
+        lead: Lead,
+        call: Callable[[Admission, object], Awaitable[_Result]],
+        slot: object,
+        receipt: str | None,
     ) -> tuple[Admission, _Result | None] | None:
         """One round of :meth:`_guarded`; None when the lead is held and goes again."""
-        admission = await self._guard.admit(lead)
+        admission = await self._guard.admit(lead, receipt)
         if admission.enrichment is not None:
             return admission, None
         try:
@@ -450,10 +474,22 @@ class LeadHandler:
     def _answered(
         self, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int, admission: Admission
     ) -> Outcome:
-        """A lead the guard answered itself (from the cache): nothing charged."""
+        """A lead the guard answered itself (from its receipt or the cache): nothing charged
+        now; a receipt's answer says what the lead was charged when it was bought."""
         assert admission.enrichment is not None
         enrichment, source, cache = admission.enrichment, admission.source, admission.cache
-        return self._enriched(record, lead, obj, attempt, enrichment, source, 0, cache=cache)
+        return self._enriched(
+            record,
+            lead,
+            obj,
+            attempt,
+            enrichment,
+            source,
+            0,
+            cache=cache,
+            paid=admission.credits,
+            after=admission.after,
+        )
 
     def _enriched(
         self,
@@ -465,13 +501,16 @@ class LeadHandler:
         source: str,
         credits: int,
         cache: CacheHit | None = None,
+        paid: int = 0,
+        after: list[OutRecord] | None = None,
     ) -> Outcome:
+        """``credits`` charged now; ``paid`` charged by an earlier run (said in the meta)."""
         if self._codec is None:
             value = enriched_value(
                 obj,
                 enrichment,
                 source=source,
-                credits=credits,
+                credits=credits or paid,
                 attempt=attempt,
                 enriched_at=self._utcnow(),
                 processor=self._processor,
@@ -480,7 +519,7 @@ class LeadHandler:
         else:
             meta = enrichment_meta(
                 source=source,
-                credits=credits,
+                credits=credits or paid,
                 attempt=attempt,
                 enriched_at=self._utcnow(),
                 processor=self._processor,
@@ -495,7 +534,7 @@ class LeadHandler:
         )
         return Outcome(
             OutcomeKind.ENRICHED,
-            [out],
+            [out] if after is None else [out, *after],
             lead.lead_id,
             attempt,
             source=source,
@@ -512,9 +551,16 @@ class LeadHandler:
         outcome = self._dead_letter(record, error, attempt, lead_id)
         if previous is None:
             return outcome
+        # A receipt's tombstone still commits with the lead: the lead is over either way.
+        state = self._settings.topic_state
+        kept = [
+            out
+            for out in previous.records
+            if out.topic == state and out.value is None and (out.key or b"").startswith(b"receipt/")
+        ]
         return Outcome(
             outcome.kind,
-            outcome.records,
+            outcome.records + kept,
             lead_id,
             attempt,
             error_class=outcome.error_class,

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from streamproc.logs import get_logger
+from streamproc.records.outcome import OutRecord
 from streamproc.state.store import StateStore
 
 __all__ = ["StateWrites"]
@@ -40,6 +41,20 @@ class StateWrites:
         task = asyncio.ensure_future(self._store.append(key, value))
         self._pending.add(task)
         task.add_done_callback(self._done)
+
+    def record(
+        self, key: str, value: dict[str, Any] | None, *, beside: str | None = None
+    ) -> OutRecord | None:
+        """A state record to write in a lead's transaction, on the partition of ``beside``
+        (default: its own key's); None when no store is attached."""
+        store = self._store
+        if store is None:
+            return None
+        record = store.record(key, value)
+        if beside is None:
+            return record
+        # Built, not dataclasses.replace'd: this is once per lead (bench/).
+        return OutRecord(record.topic, record.key, record.value, [], store.partition_for(beside))
 
     async def round_trip(self, key: str, value: dict[str, Any] | None) -> None:
         """Append one record and wait until this process has applied it from the topic."""

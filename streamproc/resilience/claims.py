@@ -74,7 +74,8 @@ def _day_before(day: str) -> str:
 class OpenDay:
     """``owner`` opens budget day ``day`` with its ``limit`` and ``timezone`` (IANA).
 
-    Only the first one of a day in the log counts; the rest are ignored.
+    The day's limit is the lowest of its OpenDays so far in the log (an instance configured
+    lower writes its own); its timezone is the first one's.
     """
 
     TYPE: ClassVar[str] = "day"
@@ -269,7 +270,8 @@ class _Day:
     spent: int = 0
     outstanding: int = 0
     exhausted: bool = False
-    #: Fixed by the day's first OpenDay (or legacy limited Claim); None: not opened yet.
+    #: The lowest limit of the day's OpenDays (or a legacy limited Claim's); None: not
+    #: opened yet.
     limit: int | None = None
     zone: str | None = None
     #: writer -> the total of its latest Settle of this day.
@@ -318,7 +320,9 @@ class ClaimLedger:
             return None
         if isinstance(event, OpenDay):
             book = self._book(event.day)
-            if book.limit is None:
+            # The lowest wins: no instance spends past its own configured limit, whichever
+            # instance happened to open the day first.
+            if book.limit is None or event.limit < book.limit:
                 book.limit = event.limit
             if book.zone is None:
                 book.zone = event.timezone

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from streamproc.resilience.claims import Claim
 
-__all__ = ["CreditLease", "lease_amount"]
+__all__ = ["CallPrice", "CreditLease", "lease_amount"]
 
 
 def lease_amount(estimate: int, leads: int, limit: int, max_share: float) -> int:
@@ -131,3 +131,33 @@ class CreditLease:
         self.settled = True
         self.booked = self.committed
         return self.booked
+
+
+@dataclass(slots=True)
+class CallPrice:
+    """What one call costs, as far as this process can know.
+
+    ``configured``: the provider's own fixed price per lead (a declarative provider's
+    ``credits_per_match``), when it has one; it is then also what a lease reserves per
+    call. A call that may have been billed but brought no answer (cut by a timeout, a
+    cancel, a kill) is booked at :meth:`maybe_charged`: that price, else what this
+    provider's answered calls were charged on average (rounded up, so a mix of 0s and 1s
+    books 1), else the lease's ``estimate`` (``credits_per_lead``), never the global
+    estimate when the provider has told us better.
+    """
+
+    configured: int | None = None
+    charged: int = 0
+    answered: int = 0
+
+    def answered_at(self, credits: int) -> None:
+        """An answered call was charged ``credits``."""
+        self.charged += credits
+        self.answered += 1
+
+    def maybe_charged(self, estimate: int) -> int:
+        if self.configured is not None:
+            return self.configured
+        if self.answered == 0:
+            return estimate
+        return -(-self.charged // self.answered)

@@ -12,7 +12,7 @@ from streamproc.records.lead import Lead
 class OpenGuard:
     """Admits every call and remembers nothing; subclass it to change one answer."""
 
-    async def admit(self, lead: Lead) -> Admission:
+    async def admit(self, lead: Lead, receipt: str | None = None) -> Admission:
         return Admission()
 
     def settle(

@@ -88,7 +88,9 @@ async def test_the_state_topic_gets_only_the_allowed_fields() -> None:
     first = await guard.admit(_lead("l1", "jane@acme.example"))
     guard.settle(first, Result({**COMPANY, **PERSON}), None)
     await _drain()
-    assert store.appended == [("cache/acme.example", {"data": COMPANY, "stored_at": clock.t})]
+    assert store.appended == [
+        ("cache/acme.example", {"data": COMPANY, "stored_at": clock.t, "lead": "l1"})
+    ]
 
 
 async def test_by_email_the_same_person_gets_the_whole_answer_and_others_none() -> None:

@@ -63,7 +63,7 @@ class _HoldingGuard(OpenGuard):
         self.admitted = 0
         self.settled: list[str] = []
 
-    async def admit(self, lead: Lead) -> Admission:
+    async def admit(self, lead: Lead, receipt: str | None = None) -> Admission:
         self.admitted += 1
         return Admission()
 

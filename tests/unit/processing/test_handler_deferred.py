@@ -63,7 +63,7 @@ class _Deferred:
 
 
 class _CachingGuard(OpenGuard):
-    async def admit(self, lead: Lead) -> Admission:
+    async def admit(self, lead: Lead, receipt: str | None = None) -> Admission:
         hit = CacheHit({"company": "Acme"}, CacheKey.DOMAIN, stored_at=1.0)
         return Admission(enrichment=hit.data, source="cache", cache=hit)
 
