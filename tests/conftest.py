@@ -1,6 +1,8 @@
 """Shared by every test directory."""
 
-from pathlib import Path
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 # CPython 3.11.7 (this machine's) can fail to compile a module with "SystemError: AST
 # constructor recursion depth mismatch" (CPython gh-106905, fixed in 3.11.8). Seen when
@@ -9,21 +11,30 @@ from pathlib import Path
 import hypothesis  # noqa: F401
 import pytest
 
-HERE = Path(__file__).resolve().parent
+if TYPE_CHECKING:
+    from xdist.scheduler.protocol import Scheduling
 
 #: Directories whose tests share a session-wide server of their own (an authorizing broker
 #: and its identity provider, a secured broker, a schema registry). The README's command
-#: runs two pytest-xdist workers with ``--dist loadgroup``: each of these directories runs
-#: on one worker, so its server starts once per run instead of once per worker; every
-#: other test goes to whichever worker is free.
-ONE_WORKER_DIRS = ("integration/auth", "integration/security", "integration/registry")
+#: runs two pytest-xdist workers: each of these directories runs on one worker, so its
+#: server starts once per run instead of once per worker; every other test goes to
+#: whichever worker is free.
+ONE_WORKER_DIRS = ("tests/integration/auth/", "tests/integration/security/",
+                   "tests/integration/registry/")  # fmt: skip
 
 
-# tryfirst: xdist's own hook reads the groups from the markers when it renames the items.
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        where = item.path.resolve().parent.relative_to(HERE).as_posix() + "/"
-        group = next((d for d in ONE_WORKER_DIRS if where.startswith(d + "/")), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+# xdist's own `--dist loadgroup` (xdist_group markers) renames items through an attribute
+# pytest 9 no longer reads, so every test landed on either worker: the grouping is here.
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Scheduling | None:
+    """With ``-n`` (xdist's default ``--dist load``), tests one at a time to whichever worker
+    is free, except that each of ``ONE_WORKER_DIRS`` is one unit of work."""
+    if config.getvalue("dist") != "load":
+        return None  # an explicit --dist mode is obeyed
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedServersScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return next((d for d in ONE_WORKER_DIRS if nodeid.startswith(d)), nodeid)
+
+    return SharedServersScheduling(config, log)
