@@ -9,6 +9,8 @@ group id, so tests never see each other's records.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import socket
 import subprocess
@@ -40,17 +42,65 @@ def _answers(address: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """The address of a running broker (started here when none is)."""
-    if _answers(BOOTSTRAP):
-        yield BOOTSTRAP
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The address of a running broker (started here when none is).
+
+    Under pytest-xdist every worker runs this fixture: a lock file in the run's temporary
+    directory, which the workers share, lets the first one start the broker, and the last
+    one done stops it (a worker stopping it under another's tests would fail them)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        started = _start_broker_unless_one_answers()
+        try:
+            yield BOOTSTRAP
+        finally:
+            if started:
+                _stop_broker()
         return
-    env = {**os.environ, "KAFKA_PORT": BOOTSTRAP.rsplit(":", 1)[1]}
-    subprocess.run([str(ROOT / "scripts" / "kafka-local"), "start"], check=True, env=env)
+    shared = tmp_path_factory.getbasetemp().parent
+    users, ours = shared / "kafka-broker.users", shared / "kafka-broker.ours"
+    with _locked(shared / "kafka-broker.lock"):
+        if _start_broker_unless_one_answers():
+            ours.touch()
+        users.write_text(str(_count(users) + 1))
     try:
         yield BOOTSTRAP
     finally:
-        subprocess.run([str(ROOT / "scripts" / "kafka-local"), "stop"], check=False, env=env)
+        with _locked(shared / "kafka-broker.lock"):
+            left = _count(users) - 1
+            users.write_text(str(left))
+            if left == 0 and ours.exists():
+                ours.unlink()
+                _stop_broker()
+
+
+def _broker_env() -> dict[str, str]:
+    return {**os.environ, "KAFKA_PORT": BOOTSTRAP.rsplit(":", 1)[1]}
+
+
+def _start_broker_unless_one_answers() -> bool:
+    """Start a broker at ``BOOTSTRAP`` when none answers there; True if this started it."""
+    if _answers(BOOTSTRAP):
+        return False
+    subprocess.run([str(ROOT / "scripts" / "kafka-local"), "start"], check=True, env=_broker_env())
+    return True
+
+
+def _stop_broker() -> None:
+    subprocess.run([str(ROOT / "scripts" / "kafka-local"), "stop"], check=False, env=_broker_env())
+
+
+def _count(path: Path) -> int:
+    return int(path.read_text() or 0) if path.exists() else 0
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def configure(settings: Settings, **changes: Any) -> Settings:

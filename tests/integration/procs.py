@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +79,31 @@ class ProcessorProcess:
             self.proc.kill()
             self.proc.wait(timeout=30)
 
+    def logged(self, event: str) -> bool:
+        """Whether the process has logged ``event`` (a JSON log line's ``event``) so far."""
+        try:
+            return f'"event":"{event}"' in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+async def until(predicate: Callable[[], Awaitable[bool] | bool], timeout_s: float) -> None:
+    """Return once ``predicate`` holds (polled every 0.2 s without blocking the event loop,
+    which may serve the test's provider); fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        held = predicate()
+        if held if isinstance(held, bool) else await held:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout_s} s: {predicate}")
+        await asyncio.sleep(0.2)
 
 
 def wait_until(predicate: Any, timeout_s: float, interval_s: float = 0.5) -> bool:

@@ -35,7 +35,9 @@ async def test_duplicate_callbacks_on_two_instances_publish_each_lead_once(
         (f"L{i}".encode(), orjson.dumps({"lead_id": f"L{i}", "domain": f"d{i}.example"}))
         for i in range(LEADS)
     ]
-    async with serve_clay_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    # 300 callbacks at once through one client: httpx's 5 s pool timeout ran out on a
+    # loaded machine (PoolTimeout) while the instances fenced each other.
+    async with serve_clay_simulator(sim_config) as sim, httpx.AsyncClient(timeout=60) as client:
         settings = configure(
             topics,
             provider_mode="clay",

@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
@@ -13,9 +14,14 @@ from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
-from tests.integration.procs import ProcessorProcess
+from tests.integration.procs import ProcessorProcess, until
 
 LEADS = 3000
+
+
+async def _calls(url: str, at_least: int) -> bool:
+    async with httpx.AsyncClient() as client:
+        return int((await client.get(f"{url}/stats")).json()["calls"]) >= at_least
 
 
 @pytest.mark.slow
@@ -44,9 +50,11 @@ async def test_instances_joining_and_leaving_keep_exactly_once(
         c = ProcessorProcess(settings, tmp_path, "c")
         try:
             a.start()
-            await asyncio.sleep(3)
+            # Conditions, not fixed sleeps: on a loaded machine a process may not even have
+            # imported its modules (nor set its SIGTERM handler) after a few seconds.
+            await until(lambda: _calls(url, 300), 120)
             b.start("--stop-when-idle-s", "4")
-            await asyncio.sleep(3)
+            await until(lambda: b.logged("partitions.assigned"), 120)
             assert await asyncio.to_thread(a.terminate) == 0, a.log_tail()
             c.start("--stop-when-idle-s", "4")
             for p in (b, c):

@@ -14,9 +14,14 @@ from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
-from tests.integration.procs import ProcessorProcess
+from tests.integration.procs import ProcessorProcess, until
 
 LEADS = 1500
+
+
+async def _calls(url: str, at_least: int) -> bool:
+    async with httpx.AsyncClient() as client:
+        return int((await client.get(f"{url}/stats")).json()["calls"]) >= at_least
 
 
 def _domain(i: int, slow_every: int) -> str:
@@ -47,7 +52,9 @@ async def _scenario(topics: Settings, tmp_path: Path, signals: int, slow_every: 
         proc = ProcessorProcess(settings, tmp_path, f"sig{signals}")
         try:
             proc.start()
-            await asyncio.sleep(4)
+            # Busy (and its SIGTERM handler set): a fixed sleep could signal a process that
+            # had not finished importing on a loaded machine.
+            await until(lambda: _calls(url, 200), 120)
             assert proc.proc is not None
             for _ in range(signals):
                 proc.proc.send_signal(15)

@@ -132,8 +132,9 @@ async def test_once_compacted_a_restart_reads_a_flat_number_of_records(topics: S
     await roller.start()
     after = before
     try:
-        # The cleaner skips the active segment and wakes every 15 s: roll it, and wait for
-        # a pass that drops the tombstoned keys and one that drops the tombstones.
+        # The cleaner skips the active segment and wakes every 15 s by default (every 1 s
+        # on scripts/kafka-local's broker): roll it, and wait for a pass that drops the
+        # tombstoned keys and one that drops the tombstones.
         for _ in range(90):
             await roller.append("budget/1970-01-01/roll/c", None)
             await asyncio.sleep(1)
