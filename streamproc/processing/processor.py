@@ -558,6 +558,8 @@ class Processor:
             backoff.succeeded()
             self._apply_backpressure()
         if result is not None:
+            # Progress ends a stall at once: readiness must not wait for the next look.
+            self._stall.progressed(tp.partition)
             self._account(result)
 
     def _account(self, result: CommitResult) -> None:

@@ -62,6 +62,11 @@ class StallWatch:
                 became.append(view.partition)
         return became
 
+    def progressed(self, partition: int) -> None:
+        """``partition`` committed: whatever the last look found, it is not stalled now."""
+        self._idle_since.pop(partition, None)
+        self._stalled.pop(partition, None)
+
     def stalled(self, now: float) -> dict[int, float]:
         """Stalled partitions and for how many seconds they have made no progress."""
         return {p: now - since for p, since in self._stalled.items()}

@@ -282,7 +282,7 @@ async def test_a_partition_left_paused_is_noticed_and_fetched_again(
                 await asyncio.sleep(0.05)
             assert processor.stats.stalls >= 1
             assert "partitions stalled: 0" in not_ready
-            assert app.readiness()[0] is True
+            assert app.readiness()[0] is True, app.readiness()
         finally:
             app.request_stop()
             await asyncio.wait_for(running, timeout=60)

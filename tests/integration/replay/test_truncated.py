@@ -31,7 +31,7 @@ def _timed_out(
         _AT,
     )
     if max_bytes is not None:
-        cut, headers = fit_record(key.encode(), value, headers, max_bytes)
+        _, cut, headers = fit_record(key.encode(), value, headers, max_bytes)
         assert cut is not None and len(cut) < len(value)
         value = cut
     return key.encode(), value, headers, Planted(key, "provider_timeout", 1, "replay", _AT)

@@ -47,3 +47,13 @@ def test_a_partition_no_longer_assigned_is_forgotten() -> None:
     assert sorted(watch.observe([view(0), view(1)], now=5)) == [0, 1]
     watch.observe([view(1)], now=6)
     assert watch.stalled(now=6) == {1: 6}
+
+
+def test_a_commit_ends_a_stall_at_once() -> None:
+    """A stalled partition that commits is not stalled any more, before the next look."""
+    watch = StallWatch(after_s=10)
+    view = PartitionView(partition=0, lag=5, in_flight=0, committed_offset=3)
+    watch.observe([view], now=0.0)
+    assert watch.observe([view], now=10.0) == [0]
+    watch.progressed(0)
+    assert watch.stalled(now=11.0) == {}
