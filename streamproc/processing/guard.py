@@ -450,12 +450,13 @@ class ResilienceGuard:
         if _counts(error):
             self.breaker.record_failure(ticket.permit, now)
             self.health.record(False, now)
+        if isinstance(error, LocalStall):
+            # Our own stall says nothing of the provider, whatever the breaker's state: the
+            # retry carries the same Idempotency-Key, so the provider bills the lead once at
+            # most, and the slice it holds already covers that (MAX_STALLS bounds it).
+            return True
         if self.breaker.state(now) is not BreakerState.CLOSED:
             return False
-        if isinstance(error, LocalStall):
-            # Our own stall: the retry carries the same Idempotency-Key, so the provider
-            # bills the lead once at most, and the slice it holds already covers that.
-            return True
         if error.maybe_charged and ticket.lease is not None:
             old, ticket.lease = ticket.lease, None
             self._claimant.finish(old, self._price.maybe_charged(old.estimate))

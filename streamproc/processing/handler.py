@@ -551,16 +551,12 @@ class LeadHandler:
         outcome = self._dead_letter(record, error, attempt, lead_id)
         if previous is None:
             return outcome
-        # A receipt's tombstone still commits with the lead: the lead is over either way.
-        state = self._settings.topic_state
-        kept = [
-            out
-            for out in previous.records
-            if out.topic == state and out.value is None and (out.key or b"").startswith(b"receipt/")
-        ]
+        # The receipt's tombstone is left out: a lead dead-lettered after its answer (its
+        # output too large, refused) keeps its receipt until receipt_ttl_s, so a replay of
+        # it within that time is answered from the receipt, not bought again.
         return Outcome(
             outcome.kind,
-            outcome.records + kept,
+            outcome.records,
             lead_id,
             attempt,
             error_class=outcome.error_class,

@@ -459,7 +459,10 @@ class Processor:
         limit = self._settings.max_in_flight_per_partition
         full = self._in_flight >= self._settings.max_in_flight
         pause, resume = [], []
+        assignment = self._consumer.assignment()
         for tp, lane in self._lanes.items():
+            if tp not in assignment:
+                continue  # revoked a moment ago: pausing it would raise IllegalStateError
             # A lane whose commits fail takes no new lead: each would be paid for and then
             # wait with the others for a commit that may not come for a long time.
             failing = lane.backoff.failures > 0
@@ -664,6 +667,16 @@ class Processor:
         lanes = dict(self._lanes)
         idle = [tp for tp, lane in lanes.items() if len(lane) == 0]
         ends = await consumer.end_offsets(idle) if idle else {}
+        # Behind means records to fetch: the last stable offset can stand past the lane's
+        # committed offset by a transaction's commit marker (a replay, an exactly-once
+        # producer upstream) or trailing aborted records, which a fetch skips without a
+        # lead. So the consumer's own fetch position counts when it is further on.
+        behind = {tp: max(end - lanes[tp].committed_offset, 0) for tp, end in ends.items()}
+        for tp, end in ends.items():
+            if behind[tp] and tp in consumer.assignment():
+                with contextlib.suppress(Exception):  # no valid position (a seek pending)
+                    position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+                    behind[tp] = max(end - max(position, lanes[tp].committed_offset), 0)
         now = asyncio.get_running_loop().time()
         # A process whose window is full (leads held elsewhere) pauses idle partitions for
         # a reason: they count as busy, not stalled.
@@ -671,7 +684,7 @@ class Processor:
         views = [
             PartitionView(
                 tp.partition,
-                max(ends[tp] - lane.committed_offset, 0) if tp in ends else 0,
+                behind.get(tp, 0),
                 len(lane) or int(full),
                 lane.committed_offset,
             )
@@ -954,12 +967,14 @@ class Processor:
 
     async def _close_lanes(self, tps: Iterable[TopicPartition]) -> None:
         tps = list(tps)
-        # Openings still under way would finish into the next assignment's partition state:
-        # stopped here, and the next assignment opens what it assigns.
-        await self._cancel_openings()
+        # Before any await: a reopening the fetch loop schedules meanwhile must not find
+        # these partitions due (aiokafka still reports the old assignment until the new one).
         for tp in tps:
             self._reopen_at.pop(tp, None)
             self._open_backoff.pop(tp, None)
+        # Openings still under way would finish into the next assignment's partition state:
+        # stopped here, and the next assignment opens what it assigns.
+        await self._cancel_openings()
         tps = [tp for tp in tps if tp in self._lanes]
         # Held leads (breaker, budget, registry) go at once: they are not calling the
         # provider, and waiting for them would keep this member from rejoining the group
@@ -972,8 +987,9 @@ class Processor:
         grace = self._settings.revoke_grace_s
         if tps and grace > 0:
             await asyncio.gather(*(self._lanes[tp].wait_idle(grace) for tp in tps))
-        for tp in tps:
-            await self._close_lane(tp, commit=True)
+        # Side by side: one slow final commit must not add to the next one's wait while the
+        # group waits for this member to rejoin.
+        await asyncio.gather(*(self._close_lane(tp, commit=True) for tp in tps))
         if tps:
             self.stats.revoked += len(tps)
             log.info("partitions.revoked", partitions=sorted(tp.partition for tp in tps))

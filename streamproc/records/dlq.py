@@ -231,8 +231,17 @@ def _header_bytes(key: str, value: bytes | None) -> int:
     return len(key.encode()) + len(value or b"") + HEADER_OVERHEAD_BYTES
 
 
+#: The headers this module writes: only these are kept whole when a record is cut. An
+#: upstream header that merely starts with ``streamproc.`` is the producer's, cut like any.
+_OWN_NAMES = frozenset({
+    ERROR_CLASS, ERROR_MESSAGE, ERROR_RETRIABLE, ATTEMPT, ORIGINAL_TOPIC, ORIGINAL_PARTITION,
+    ORIGINAL_OFFSET, ORIGINAL_TIMESTAMP, FIRST_FAILED_AT, FAILED_AT, ORIGINAL_SIZE,
+    VALUE_TRUNCATED, KEY_TRUNCATED, ORIGINAL_KEY_SIZE, HEADERS_TRUNCATED, ORIGINAL_HEADERS_SIZE,
+})  # fmt: skip
+
+
 def _own(key: str, value: bytes | None) -> bool:
-    return key.startswith(PREFIX) and _header_bytes(key, value) <= MAX_OWN_HEADER_BYTES
+    return key in _OWN_NAMES and _header_bytes(key, value) <= MAX_OWN_HEADER_BYTES
 
 
 def fit_record(

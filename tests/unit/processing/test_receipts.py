@@ -341,3 +341,26 @@ async def test_a_copy_of_a_lead_in_flight_waits_and_gets_the_receipt() -> None:
     second = await asyncio.wait_for(copy, timeout=5)
     assert second.enrichment == {**COMPANY, **PERSON}
     assert second.source == "provider" and second.token is None
+
+
+async def test_a_paid_lead_turned_into_a_dlq_record_keeps_its_receipt() -> None:
+    """A lead whose output cannot be published (too large, refused) is dead-lettered
+    without its receipt's tombstone: a replay of it within receipt_ttl_s is answered from
+    the receipt, not bought again."""
+    from streamproc.errors import OutputTooLarge
+
+    guard, _, _ = _guard()
+    enricher = _Enricher()
+    handler = LeadHandler(
+        Settings(), enricher, guard, processor_version="t", utcnow=lambda: datetime.now(UTC)
+    )
+    value = orjson.dumps({"lead_id": "L2", "email": "joe@acme.example"})
+    record = _Record("leads.raw", 0, 7, 0, b"L2", value)
+    enriched = await handler.handle(record)
+    assert any(out.topic == STATE for out in enriched.records)
+    dead = handler.dead_letter(record, OutputTooLarge("too large"), enriched)
+    assert [out.topic for out in dead.records] == [Settings().topic_dlq]
+    assert dead.credits == enriched.credits
+    replayed = await handler.handle(record)
+    assert enricher.calls == 1
+    assert orjson.loads(replayed.records[0].value or b"")["enrichment"]["n"] == 1

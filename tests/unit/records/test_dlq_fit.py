@@ -113,3 +113,13 @@ def test_any_record_fits_and_keeps_its_origin(
             assert int(found[ORIGINAL_SIZE]) == len(value)
     kept = [h for h in fitted if not h[0].startswith("streamproc.")]
     assert (HEADERS_TRUNCATED in found) == (len(kept) < len(original))
+
+
+def test_many_upstream_headers_under_our_prefix_are_cut_like_any() -> None:
+    """An upstream header that only starts with ``streamproc.`` is not ours: a thousand of
+    them cannot keep a DLQ record over its limit."""
+    from streamproc.records.dlq import record_size
+
+    headers = [(f"streamproc.custom.{i}", b"x" * 1000) for i in range(1000)]
+    key, value, fitted = fit_record(b"k", b"v", headers, max_bytes=8192)
+    assert record_size(key, value, fitted) <= 8192
