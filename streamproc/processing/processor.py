@@ -276,8 +276,10 @@ class Processor:
         )
         self._commits.clear()
         if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._consumer.stop()  # leaves the group
+            # Leaves the group. stop_quietly: aiokafka's fetcher re-raises the cancellation
+            # of its own fetch task when it was in a retry backoff (a connection closed, as
+            # at a SASL re-authentication), which would end App.run with CancelledError.
+            await stop_quietly(self._consumer)
         self._consumer = None
         self.joined.clear()
         for tp in list(self._lanes):  # opened by a rebalance while we were stopping
