@@ -466,9 +466,7 @@ async def _group_reset(settings: Settings, group_id: str, args: argparse.Namespa
 def _config_show(settings: Settings, as_json: bool) -> int:
     values = printable_settings(settings)
     if as_json:
-        import orjson
-
-        sys.stdout.write(orjson.dumps(values, option=orjson.OPT_INDENT_2).decode() + "\n")
+        _print_json(values)
     else:
         for key, value in values.items():
             print(f"{key:<32} {value if value is not None else '-'}")

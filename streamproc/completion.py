@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import shlex
 
-__all__ = ["completion_script"]
+__all__ = ["completion_script", "subcommands"]
 
 #: The key of the top level: bash refuses an empty key in an associative array.
 _ROOT = "streamproc"
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands of ``parser`` by name (empty for a command that takes none)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
@@ -37,7 +38,7 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
 def _table(
     parser: argparse.ArgumentParser, path: str, words: dict[str, str], commands: dict[str, str]
 ) -> None:
-    subs = _subcommands(parser)
+    subs = subcommands(parser)
     commands[path] = " ".join(subs)
     words[path] = " ".join([*subs, *_options(parser)])
     for name, child in subs.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 import shlex
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamproc.cli import _build_parser
+from streamproc.completion import subcommands
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -54,13 +54,6 @@ def test_the_pages_name_commands() -> None:
     assert "streamproc topics create" in commands
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
 @pytest.mark.parametrize("command", _commands())
 def test_every_documented_command_exists(command: str) -> None:
     """Each `streamproc <command>` the pages name is a command of the CLI: every word is a
@@ -68,9 +61,9 @@ def test_every_documented_command_exists(command: str) -> None:
     come its arguments, or prose)."""
     parser = _build_parser()
     for word in shlex.split(command)[1:]:
-        choices = _subcommands(parser)
+        choices = subcommands(parser)
         if not choices:
             break
         assert word in choices, f"`{command}`: {word!r} is not one of {sorted(choices)}"
         parser = choices[word]
-    assert not _subcommands(parser), f"`{command}` stops before naming an action"
+    assert not subcommands(parser), f"`{command}` stops before naming an action"
