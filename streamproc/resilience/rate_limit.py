@@ -97,12 +97,7 @@ def _count(text: str) -> int | None:
     """A whole count, or the smallest of a JSON object's (one per window, as PDL sends)."""
     text = text.strip()
     if text.startswith("{"):
-        try:
-            windows = orjson.loads(text.replace("'", '"'))
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(windows, dict):
-            return None
+        windows = _windows(text)
         counts = [v for v in windows.values() if isinstance(v, int | float) and v >= 0]
         return int(min(counts)) if counts else None
     try:
@@ -112,17 +107,21 @@ def _count(text: str) -> int | None:
     return int(value) if math.isfinite(value) and value >= 0 else None
 
 
+def _windows(text: str) -> dict[str, object]:
+    """A JSON object of one value per window (PDL's ``{'minute': 99}``, quoted either way);
+    empty when it is not one."""
+    try:
+        windows = orjson.loads(text.replace("'", '"'))
+    except orjson.JSONDecodeError:
+        return {}
+    return windows if isinstance(windows, dict) else {}
+
+
 def _reset_in_s(text: str, now: float) -> float | None:
     """Seconds until the reset a header states: seconds, a Unix time, or a date."""
     text = text.strip()
     if text.startswith("{"):
-        try:
-            windows = orjson.loads(text.replace("'", '"'))
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(windows, dict):
-            return None
-        found = [s for v in windows.values() if (s := _reset_in_s(str(v), now)) is not None]
+        found = [s for v in _windows(text).values() if (s := _reset_in_s(str(v), now)) is not None]
         return min(found) if found else None
     try:
         value = float(text)

@@ -12,14 +12,14 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-import httpx
 import orjson
 
 from streamproc.app import App
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
-from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
+from tests.integration.provider.test_providers_pipeline import _settings as _pipeline_settings
+from tests.integration.provider.test_providers_pipeline import _stats
 
 LEADS = 40
 PLAN = MockProviderConfig(
@@ -35,24 +35,9 @@ def _leads(n: int) -> list[tuple[bytes | None, bytes | None]]:
 
 
 def _settings(topics: Settings, url: str, **changes: Any) -> Settings:
-    # A big budget, no cache (every lead is a call), retries that do not wait long.
-    return configure(
-        topics,
-        budget_daily_credits=10**9,
-        cache_key="off",
-        provider="http",
-        provider_url=f"{url}/enrich",
-        max_in_flight=256,
-        provider_backoff_base_s=0.01,
-        provider_backoff_max_s=0.05,
-        **changes,
+    return _pipeline_settings(
+        topics, provider="http", provider_url=f"{url}/enrich", max_in_flight=256, **changes
     )
-
-
-async def _stats(url: str) -> dict[str, Any]:
-    async with httpx.AsyncClient() as client:
-        stats: dict[str, Any] = (await client.get(f"{url}/stats")).json()
-        return stats
 
 
 async def test_a_paced_provider_never_goes_over_its_plan(topics: Settings) -> None:
