@@ -9,6 +9,7 @@ import errno
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from streamproc import __version__, tracing
@@ -24,6 +25,7 @@ from streamproc.ops.readiness import ReadinessCheck
 from streamproc.processing.calls import ProviderCalls
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
+from streamproc.processing.pacing import provider_pacer
 from streamproc.processing.processor import Processor
 from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient, retry_driver
@@ -95,8 +97,9 @@ class App:
             release_holds=lambda tasks: (
                 self.guard.release_holds(tasks) + self.handler.release_holds(tasks)
             ),
-            # Clay's rate is per table: each instance paces at its share (clay/pacing.py).
-            on_assignment=None if self.clay is None else self.clay.submitter.pacer.share,
+            # An API's rate is per key (Clay's per table): each instance paces at its share
+            # of the input partitions (processing/pacing.py).
+            on_assignment=self._pacer_share(),
         )
         self._stop = asyncio.Event()
         # Not the breaker, not partitions: see streamproc/ops/readiness.py for why.
@@ -123,6 +126,13 @@ class App:
         #: stopped before it: the console on a port of its own (``console_port``).
         self.http_servers: list[HttpServer] = []
 
+    def _pacer_share(self) -> Callable[[int, int], None] | None:
+        if self.clay is not None:
+            return self.clay.submitter.pacer.share
+        if self.provider is not None and self.provider.pacer is not None:
+            return self.provider.pacer.share
+        return None
+
     def _provider_calls(self, settings: Settings) -> ProviderCalls:
         """The provider the ``provider`` setting names (an entry point of
         ``streamproc.providers``), behind the pipeline's batching and retry loop."""
@@ -132,7 +142,8 @@ class App:
             raise ConfigError("provider clay needs provider_mode clay")
         try:
             # Its own configuration only: never the settings, which hold every secret.
-            provider = factory(ProviderConfig.from_settings(settings, name))
+            config = ProviderConfig.from_settings(settings, name)
+            provider = factory(config)
         except ConfigError:
             raise
         except Exception as exc:  # a third-party provider's: one line, not a traceback
@@ -150,6 +161,7 @@ class App:
             batch_size=settings.provider_batch_size,
             linger_s=settings.provider_batch_linger_ms / 1000,
             timeout_s=settings.provider_timeout_s,
+            pacer=provider_pacer(config),
         )
 
     def _on_state(

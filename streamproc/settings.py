@@ -383,6 +383,28 @@ class Settings(BaseSettings):
         description="longest `Retry-After` honoured (sync provider and Clay alike); a longer "
         "one waits this long, so one `Retry-After: 86400` cannot pause every call for a day",
     )
+    provider_rate_per_s: float | None = Field(
+        None,
+        gt=0,
+        le=100_000,
+        description="the provider's rate limit, requests per second, shared by the group (each "
+        "process paces at its share of the input partitions); also learns from `Retry-After` "
+        "and `x-ratelimit-*` answers; unset (with `provider_rate_per_min`): no pacing",
+    )
+    provider_rate_per_min: float | None = Field(
+        None,
+        gt=0,
+        le=6_000_000,
+        description="the provider's plan limit, requests per minute, shared like "
+        "`provider_rate_per_s` (the lower of the two is kept); set it a little below the plan",
+    )
+    provider_rate_burst: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        description="requests sent at once after a quiet period, on top of the paced rate "
+        "(the group's; each process gets its share)",
+    )
     credits_per_lead: int = Field(
         6, ge=0, le=1_000_000, description="credits reserved from the budget before a call"
     )

@@ -36,8 +36,8 @@ from typing import Any, TypeAlias
 import httpx
 import orjson
 
-from streamproc.clay.pacing import Pacer
 from streamproc.errors import InvalidPayload, LeadError, ProviderError, RateLimited
+from streamproc.processing.pacing import Pacer
 from streamproc.provider.classify import classify_response
 from streamproc.provider.client import retry_driver
 from streamproc.provider.driver import KeepTrying, Sleep

@@ -17,7 +17,11 @@ batch to fill. Each call runs through the one retry loop of every provider call
   in halves, each a call of its own, down to single leads, so only the culprit goes to the
   DLQ as ``provider_rejected`` (a 4xx charges nothing; each lead keeps its slice);
 * **the breaker counts calls**: of a failed call's leads, only the first hears the failure
-  as counting; the others get a copy marked ``shares_call`` that settles without counting.
+  as counting; the others get a copy marked ``shares_call`` that settles without counting;
+* **calls are paced** when the provider has a rate limit (``pacer``, :mod:`.pacing`): each
+  attempt waits for its slot (outside its timeout), a 429's ``Retry-After`` holds every
+  call of the process, and the quota an answer's headers state (``x-ratelimit-*``, for a
+  provider with an ``on_headers`` hook) slows the pace until the quota's window resets.
 
 Each lead keeps its own admission, so the cache, single-flight and the budget work per lead
 as for single calls: every lead of a batch holds its reserved slice before the call is made
@@ -29,15 +33,24 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from streamproc import tracing
-from streamproc.errors import InternalError, LeadError, ProviderError, ProviderRejected
+from streamproc.errors import (
+    InternalError,
+    LeadError,
+    ProviderError,
+    ProviderRejected,
+    RateLimited,
+)
 from streamproc.logs import get_logger
+from streamproc.processing.pacing import Pacer
 from streamproc.provider.api import Answer, Enrichment, LeadIn, Provider
 from streamproc.provider.driver import RetryDriver
+from streamproc.resilience.rate_limit import parse_quota
 
 __all__ = ["CallDone", "ProviderCalls"]
 
@@ -79,7 +92,9 @@ def _shared(error: LeadError) -> LeadError:
 
 class ProviderCalls:
     """The handler's ``Enricher`` over any provider. ``batch_size`` is capped by the
-    provider's own; ``linger_s`` bounds how long a lead waits for its batch to fill."""
+    provider's own; ``linger_s`` bounds how long a lead waits for its batch to fill;
+    ``pacer`` (``None``: not paced) paces every attempt, ``wall_clock`` (Unix seconds) reads
+    a quota's reset given as a time."""
 
     def __init__(
         self,
@@ -89,8 +104,14 @@ class ProviderCalls:
         batch_size: int = 1,
         linger_s: float = 0.0,
         timeout_s: float,
+        pacer: Pacer | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.provider = provider
+        self.pacer = pacer
+        self._wall_clock = wall_clock
+        if pacer is not None and hasattr(provider, "on_headers"):
+            cast(Any, provider).on_headers = self._learn
         self._driver = driver
         self.batch_size = max(1, min(batch_size, provider.batch_size))
         self._linger_s = linger_s
@@ -147,8 +168,11 @@ class ProviderCalls:
         provider, timeout_s, leads = self.provider, self._timeout_s, (lead,)
 
         async def attempt() -> Enrichment:
-            async with asyncio.timeout(timeout_s):
-                answers = await provider.call(leads)
+            if self.pacer is None:
+                async with asyncio.timeout(timeout_s):
+                    answers = await provider.call(leads)
+            else:
+                answers = await self._paced(self.pacer, leads)
             if len(answers) != 1:
                 raise ProviderError(f"provider answered {len(answers)} results for 1 lead")
             answer = answers[0]
@@ -165,6 +189,24 @@ class ProviderCalls:
         except Exception as exc:  # a provider's bug fails its lead, never the line
             raise _provider_bug(exc) from exc
         return CallDone(done.value.data, done.value.credits, done.attempts)
+
+    async def _paced(self, pacer: Pacer, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+        """One attempt after its slot (the wait is not the provider's: outside the bound);
+        a 429's ``Retry-After`` holds the process's every call, not only this one's."""
+        await pacer.acquire()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self.provider.call(leads)
+        except RateLimited as exc:
+            if exc.retry_after_s is not None:
+                pacer.pause(min(exc.retry_after_s, self._driver.policy.retry_after_max_s))
+            raise
+
+    def _learn(self, headers: Mapping[str, str]) -> None:
+        """The provider's ``on_headers``: what an answer says of the API's quota."""
+        quota = parse_quota(headers, self._wall_clock())
+        if quota is not None and self.pacer is not None:
+            self.pacer.learn(quota)
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -190,8 +232,11 @@ class ProviderCalls:
             waiting = live
             if not live:
                 return
-            async with asyncio.timeout(self._timeout_s):
-                answers = await self.provider.call([m.lead for m in live])
+            if self.pacer is None:
+                async with asyncio.timeout(self._timeout_s):
+                    answers = await self.provider.call([m.lead for m in live])
+            else:
+                answers = await self._paced(self.pacer, [m.lead for m in live])
             if len(answers) != len(live):
                 raise ProviderError(
                     f"provider answered {len(answers)} results for {len(live)} leads"

@@ -34,7 +34,7 @@ takes it is one).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
@@ -55,6 +55,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Answer",
     "Enrichment",
+    "HeadersHook",
     "LeadError",
     "LeadIn",
     "Provider",
@@ -126,6 +127,13 @@ class Enrichment:
 
 #: What a call answers for one lead.
 Answer: TypeAlias = Enrichment | LeadError
+
+#: A provider's optional ``on_headers`` attribute (``None`` at first): when the provider has
+#: a rate limit (``provider_rate_per_s``), the pipeline sets it, and the provider calls it
+#: with the headers of every HTTP answer (any status, a 429's too) before reading it, so the
+#: pacer learns the API's quota from ``x-ratelimit-*`` (docs/provider.md, "Rate limit").
+#: It runs inline on the event loop: cheap, never raises.
+HeadersHook: TypeAlias = Callable[[Mapping[str, str]], None]
 
 
 @runtime_checkable

@@ -23,7 +23,7 @@ import orjson
 
 from streamproc import __version__, tracing
 from streamproc.errors import InvalidPayload, ProviderError
-from streamproc.provider.api import Enrichment, LeadIn, idempotency_key
+from streamproc.provider.api import Enrichment, HeadersHook, LeadIn, idempotency_key
 from streamproc.provider.classify import ProviderResult, classify_response
 from streamproc.provider.config import ProviderConfig
 from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep, Stalled
@@ -124,6 +124,7 @@ class ProviderClient:
         self._config = config
         self._clock = clock
         self.on_attempt = on_attempt
+        self.on_headers: HeadersHook | None = None
         self._auth_headers: dict[bytes, bytes] = {}
         if config.api_key is not None:
             key = config.api_key.get_secret_value()
@@ -204,6 +205,8 @@ class ProviderClient:
         # The pipeline bounds every call (ProviderCalls: provider_timeout_s), so no second
         # asyncio.timeout here: one timer per call, not two.
         response = await self._send(wire, body, headers, bounded=False)
+        if self.on_headers is not None:
+            self.on_headers(response.headers)
         result = classify_response(
             response.status_code,
             response.content,

@@ -55,6 +55,12 @@ class ProviderConfig:
     max_in_flight: int = 256
     #: ``provider_http_transport``, for providers built on httpx.
     http_transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    #: The API's rate limit, shared by the group (``provider_rate_per_s``,
+    #: ``provider_rate_per_min``; ``None``: not paced), and its burst: the pipeline paces
+    #: this provider's calls (docs/provider.md, "Rate limit").
+    rate_per_s: float | None = None
+    rate_per_min: float | None = None
+    rate_burst: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings, name: str | None = None) -> ProviderConfig:
@@ -76,12 +82,28 @@ class ProviderConfig:
             batch_size=settings.provider_batch_size,
             max_in_flight=settings.max_in_flight,
             http_transport=settings.provider_http_transport,
+            rate_per_s=settings.provider_rate_per_s,
+            rate_per_min=settings.provider_rate_per_min,
+            rate_burst=settings.provider_rate_burst,
         )
 
     def __post_init__(self) -> None:
         # Read-only, whoever built it: a provider cannot change what another part reads.
         if not isinstance(self.options, MappingProxyType):
             object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    @property
+    def rate_limit_per_s(self) -> float | None:
+        """The group's pace, requests per second: the lower of the two limits, or ``None``."""
+        rates = [
+            r
+            for r in (
+                self.rate_per_s,
+                None if self.rate_per_min is None else self.rate_per_min / 60,
+            )
+            if r is not None
+        ]
+        return min(rates) if rates else None
 
     def require_url(self) -> str:
         """The provider URL, or a ConfigError saying how to set it."""

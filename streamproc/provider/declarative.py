@@ -61,7 +61,13 @@ from streamproc.errors import (
     RateLimited,
 )
 from streamproc.logs import get_logger
-from streamproc.provider.api import Answer, Enrichment, LeadIn, batch_idempotency_key
+from streamproc.provider.api import (
+    Answer,
+    Enrichment,
+    HeadersHook,
+    LeadIn,
+    batch_idempotency_key,
+)
 from streamproc.provider.auth import (
     AuthConfig,
     BasicAuthConfig,
@@ -306,6 +312,8 @@ class DeclarativeProvider:
         if problem := _headers_problem(fixed):
             raise ConfigError(f"provider_declarative.headers: {problem}")
         self._http: httpx.AsyncClient | None = None
+        #: Told every answer's headers (the pipeline's pacer learns the API's quota).
+        self.on_headers: HeadersHook | None = None
 
     async def start(self) -> None:
         if self._http is None:
@@ -418,6 +426,8 @@ class DeclarativeProvider:
                 maybe_charged=not isinstance(exc, httpx.ConnectError),
             ) from exc
         code = response.status_code
+        if self.on_headers is not None:
+            self.on_headers(response.headers)
         header_total = self._header_total(response.headers)
         if not 200 <= code <= 299:
             meaning = config.http_statuses.get(str(code))

@@ -1,10 +1,10 @@
 """A token bucket: ``rate_per_s`` sustained, ``burst`` at once, and pauses (``Retry-After``).
 
-Pure: ``now`` (seconds of any monotonic clock) is an argument. Clay's submissions
-(:mod:`streamproc.clay.pacing`) and ``replay --rate`` (:mod:`streamproc.replay.rate`) are
-paced by it. It is written as the *generic cell rate algorithm*: instead of a token count
-it keeps the theoretical arrival time (``tat``) of the next slot, which makes two things
-exact that a counter makes awkward:
+Pure: ``now`` (seconds of any monotonic clock) is an argument. Clay's submissions and the
+synchronous providers' calls (:mod:`streamproc.processing.pacing`) and ``replay --rate``
+(:mod:`streamproc.replay.rate`) are paced by it. It is written as the *generic cell rate
+algorithm*: instead of a token count it keeps the theoretical arrival time (``tat``) of the
+next slot, which makes two things exact that a counter makes awkward:
 
 * callers queue in order: each :meth:`TokenBucket.take` reserves the next free slot and
   returns how long to wait for it, so ``n`` concurrent callers are spread at ``1/rate``

@@ -38,6 +38,15 @@ def add_mock_provider_arguments(mock: argparse.ArgumentParser) -> None:
         metavar="START:END",
         help="seconds after start during which every call is 503 (repeatable)",
     )
+    mock.add_argument(
+        "--plan-limit",
+        type=int,
+        default=None,
+        help="the plan's rate limit: at most this many calls per --plan-window-s, 429 with "
+        "Retry-After and x-ratelimit-* headers over it (counted as plan_limited in /stats)",
+    )
+    mock.add_argument("--plan-window-s", type=float, default=None, help="default 60")
+    mock.add_argument("--plan-window", choices=["fixed", "sliding"], default=None)
     mock.add_argument("--api-key", default=None, help="require this Bearer key (401 otherwise)")
     mock.add_argument("--seed", type=int, default=None)
     mock.add_argument(

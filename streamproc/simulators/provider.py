@@ -18,11 +18,11 @@ import hashlib
 import math
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from aiohttp import web
@@ -33,6 +33,7 @@ from streamproc.signals import until_signalled
 __all__ = [
     "MockProviderConfig",
     "MockProviderStats",
+    "PlanLimit",
     "build_app",
     "run_mock_provider",
     "serve_mock_provider",
@@ -103,6 +104,14 @@ class MockProviderConfig:
     #: A key already charged is answered its first answer again, charging nothing (a
     #: provider that honours ``Idempotency-Key``); off, every answer is charged.
     honour_idempotency: bool = False
+    #: The plan's rate limit: at most ``plan_limit`` calls to ``/enrich`` per
+    #: ``plan_window_s``, in a ``fixed`` window (Apollo, People Data Labs) or a ``sliding``
+    #: one; a call over it is answered 429 with ``Retry-After`` and counted in
+    #: ``plan_limited``; every answer carries ``x-ratelimit-limit``/``-remaining``/``-reset``
+    #: (seconds). ``None``: no plan limit.
+    plan_limit: int | None = None
+    plan_window_s: float = 60.0
+    plan_window: Literal["fixed", "sliding"] = "fixed"
 
     def __post_init__(self) -> None:
         # Accept any sequence of pairs (a CLI or a TOML file gives lists) but store tuples,
@@ -121,6 +130,12 @@ class MockProviderConfig:
             raise ValueError("credits_per_call must be an integer")
         if self.credits_per_call < 0:
             raise ValueError("credits_per_call must be >= 0")
+        if self.plan_limit is not None and self.plan_limit < 1:
+            raise ValueError("plan_limit must be >= 1")
+        if not (math.isfinite(self.plan_window_s) and self.plan_window_s > 0):
+            raise ValueError("plan_window_s must be a finite number > 0")
+        if self.plan_window not in ("fixed", "sliding"):
+            raise ValueError("plan_window must be fixed or sliding")
         if not 0 <= self.port <= 65_535:
             raise ValueError("port must be between 0 and 65535")
         for start, end in windows:
@@ -143,6 +158,8 @@ class MockProviderStats:
     charged_leads: Counter[str] = field(default_factory=Counter)
     #: Answers replayed for a key already charged (``honour_idempotency``), not charged.
     replayed: int = 0
+    #: Calls answered 429 because they went over the plan's limit (``plan_limit``).
+    plan_limited: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -187,6 +204,7 @@ class MockProviderStats:
         self.charged.clear()
         self.charged_leads.clear()
         self.replayed = 0
+        self.plan_limited = 0
         self.max_in_flight = self.in_flight
 
     def to_json(self) -> dict[str, Any]:
@@ -198,9 +216,42 @@ class MockProviderStats:
             "duplicates_charged": self.duplicates_charged,
             "leads_charged_twice": self.leads_charged_twice,
             "replayed": self.replayed,
+            "plan_limited": self.plan_limited,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
         }
+
+
+class PlanLimit:
+    """A plan's rate limit: ``limit`` calls per ``window_s``, counted in fixed windows from
+    the first call (as Apollo and People Data Labs count) or in a sliding one. Time is an
+    argument (monotonic seconds)."""
+
+    def __init__(self, limit: int, window_s: float, kind: Literal["fixed", "sliding"]) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.sliding = kind == "sliding"
+        self._admitted: deque[float] = deque()  # sliding: the calls still in the window
+        self._window_start = -math.inf  # fixed: when the current window began
+        self._used = 0  # fixed: calls admitted in it
+
+    def admit(self, now: float) -> tuple[bool, int, float]:
+        """Whether a call at ``now`` is within the plan; the calls left after it and the
+        seconds until the window frees one (fixed: until it resets)."""
+        if self.sliding:
+            while self._admitted and self._admitted[0] <= now - self.window_s:
+                self._admitted.popleft()
+            ok = len(self._admitted) < self.limit
+            if ok:
+                self._admitted.append(now)
+            reset_s = self._admitted[0] + self.window_s - now if self._admitted else 0.0
+            return ok, self.limit - len(self._admitted), reset_s
+        if now >= self._window_start + self.window_s:
+            self._window_start, self._used = now, 0
+        ok = self._used < self.limit
+        if ok:
+            self._used += 1
+        return ok, self.limit - self._used, self._window_start + self.window_s - now
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +279,11 @@ class _MockState:
         #: The charged answer of each key (``honour_idempotency`` only).
         self.answered: dict[str, _Outcome] = {}
         self.manual_outage = False
+        self.plan = (
+            None
+            if config.plan_limit is None
+            else PlanLimit(config.plan_limit, config.plan_window_s, config.plan_window)
+        )
         self.clock = clock
         self.started_at = clock()
         self.stopping = asyncio.Event()
@@ -243,6 +299,9 @@ class _MockState:
 
     def reset(self) -> None:
         self.stats.reset()
+        cfg = self.config
+        if cfg.plan_limit is not None:
+            self.plan = PlanLimit(cfg.plan_limit, cfg.plan_window_s, cfg.plan_window)
         self.seen.clear()
         self.answered.clear()
 
@@ -415,8 +474,28 @@ async def _answer(
     """The answer to one ``/enrich`` call, and the lead_id its body names (if any)."""
     if state.outage():
         return _Outcome(503, {"error": "provider outage"}), None
-    cfg = state.config
     latency_s = state.draw_latency_s()
+    if state.plan is not None:
+        ok, left, reset_s = state.plan.admit(state.clock())
+        quota = {
+            "x-ratelimit-limit": str(state.plan.limit),
+            "x-ratelimit-remaining": str(left),
+            "x-ratelimit-reset": f"{reset_s:.3f}",
+        }
+        if not ok:
+            state.stats.plan_limited += 1
+            # Whole seconds, rounded up, as the real APIs send it.
+            quota["Retry-After"] = str(max(1, math.ceil(reset_s)))
+            return _Outcome(429, {"error": "plan rate limit"}, latency_s, headers=quota), None
+        outcome, lead_id = await _answer_within_plan(state, request, key, latency_s)
+        return replace(outcome, headers={**quota, **outcome.headers}), lead_id
+    return await _answer_within_plan(state, request, key, latency_s)
+
+
+async def _answer_within_plan(
+    state: _MockState, request: web.Request, key: str | None, latency_s: float
+) -> tuple[_Outcome, str | None]:
+    cfg = state.config
     if cfg.api_key is not None:
         expected = (
             f"Bearer {cfg.api_key}" if cfg.auth_header.lower() == "authorization" else cfg.api_key

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from streamproc.clay.pacing import Pacer
 from streamproc.processing.handler import LeadHandler
+from streamproc.processing.pacing import Pacer
 from streamproc.processing.processor import Processor
 from streamproc.resilience.token_bucket import TokenBucket
 from streamproc.settings import Settings

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+import pytest
 
 from streamproc.errors import (
     InternalError,
@@ -13,9 +15,11 @@ from streamproc.errors import (
     RateLimited,
 )
 from streamproc.processing.calls import ProviderCalls
+from streamproc.processing.pacing import Pacer
 from streamproc.provider.api import Answer, Enrichment, LeadIn
 from streamproc.provider.driver import RetryDriver
 from streamproc.provider.retry import RetryPolicy
+from streamproc.resilience.token_bucket import TokenBucket
 
 
 class _Bulk:
@@ -210,3 +214,64 @@ async def test_a_bisected_call_settles_each_lead_at_its_own_charge() -> None:
     await guard.flush()
     day = guard.status().budget.day
     assert (guard.ledger.spent(day), guard.ledger.outstanding(day)) == (6, 0)
+
+
+class _Limited:
+    """A single-lead API with a quota: tells ``on_headers`` the ``x-ratelimit-*`` headers
+    given, and answers the first call a 429 with ``Retry-After: 5``."""
+
+    batch_size = 1
+
+    def __init__(self, clock: list[float], headers: Mapping[str, str]) -> None:
+        self.clock = clock
+        self.headers = headers
+        self.on_headers: Callable[[Mapping[str, str]], None] | None = None
+        self.sent_at: list[float] = []
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+        self.sent_at.append(self.clock[0])
+        if self.on_headers is not None:
+            self.on_headers(self.headers)
+        if len(self.sent_at) == 1:
+            raise RateLimited("429", retry_after_s=5.0)
+        return [Enrichment({"id": leads[0].lead_id}, 1)]
+
+
+async def _paced_pair(headers: Mapping[str, str]) -> tuple[_Limited, Pacer]:
+    """Lead ``a`` (a 429, not retried), then lead ``b``, through a pacer of 100/s."""
+    clock = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    provider = _Limited(clock, headers)
+    pacer = Pacer(TokenBucket(100.0, 1), clock=lambda: clock[0], sleep=sleep)
+    driver = RetryDriver(RetryPolicy(3, 0.0, 0.0), peer="provider", timeout_s=5, sleep=sleep)
+    calls = ProviderCalls(provider, driver, timeout_s=5, pacer=pacer, wall_clock=lambda: 0.0)
+    with pytest.raises(RateLimited):
+        await calls.enrich({"lead_id": "a"}, "a", keep_trying=_never)
+    done = await calls.enrich({"lead_id": "b"}, "b")
+    assert done.data == {"id": "b"}
+    return provider, pacer
+
+
+async def test_a_429_holds_every_call_of_the_process_for_its_retry_after() -> None:
+    """Lead b was not the one that got the 429, yet it waits out its Retry-After of 5 s."""
+    provider, _ = await _paced_pair({"X-RateLimit-Remaining": "5000", "X-RateLimit-Reset": "9"})
+    assert provider.sent_at[1] >= 5.0
+
+
+async def test_a_paced_provider_learns_its_quota_from_its_answers() -> None:
+    """10 left for 100 s (told through the provider's ``on_headers``) lowers the pace from
+    100/s to 0.1/s."""
+    provider, pacer = await _paced_pair({"X-RateLimit-Remaining": "10", "X-RateLimit-Reset": "100"})
+    assert provider.on_headers is not None
+    assert pacer.bucket.rate_per_s == pytest.approx(0.1)
+
+
+async def _never(_: LeadError) -> bool:
+    return False

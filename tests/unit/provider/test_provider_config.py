@@ -102,3 +102,31 @@ def test_the_declarative_provider_reads_its_table_from_options() -> None:
     provider = DeclarativeProvider(config)
     assert provider.config.url == "https://api.example/match"
     assert provider.config.credits_per_match == 2
+
+
+def test_a_rate_limited_provider_is_paced_at_its_groups_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rate settings reach the provider's config, and the app paces its calls at the
+    lower limit, told its share of the input partitions on every rebalance."""
+    _Recorder.given = []
+    monkeypatch.setattr(app_module, "load_provider_factory", lambda name: _Recorder)
+    settings = Settings(
+        provider="acme", provider_rate_per_s=3.0, provider_rate_per_min=120, provider_rate_burst=4
+    )
+    app = app_module.App(settings)
+    [config] = _Recorder.given
+    assert (config.rate_per_s, config.rate_per_min, config.rate_burst) == (3.0, 120, 4)
+    assert app.provider is not None and app.provider.pacer is not None
+    pacer = app.provider.pacer
+    assert (pacer.bucket.rate_per_s, pacer.bucket.burst) == (2.0, 4)
+    app.processor._on_assignment(1, 4)  # type: ignore[misc]
+    assert (pacer.bucket.rate_per_s, pacer.bucket.burst) == (0.5, 1)
+
+
+def test_a_provider_without_a_rate_is_not_paced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No rate setting: no pacer, and nothing to tell of a rebalance."""
+    monkeypatch.setattr(app_module, "load_provider_factory", lambda name: _Recorder)
+    app = app_module.App(Settings(provider="acme"))
+    assert app.provider is not None and app.provider.pacer is None
+    assert app.processor._on_assignment is None
