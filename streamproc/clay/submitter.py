@@ -37,10 +37,11 @@ import httpx
 import orjson
 
 from streamproc.clay.pacing import Pacer
-from streamproc.errors import InvalidPayload, LeadError, ProviderError, RateLimited
+from streamproc.errors import InvalidPayload, LeadError, RateLimited
 from streamproc.provider.classify import classify_response
 from streamproc.provider.client import retry_driver
 from streamproc.provider.driver import KeepTrying, Sleep
+from streamproc.provider.http_errors import request_errors
 from streamproc.resilience.token_bucket import TokenBucket
 from streamproc.settings import Settings
 
@@ -154,17 +155,10 @@ class ClaySubmitter:
 
     async def _post(self, http: httpx.AsyncClient, url: str, row: bytes) -> int:
         """One POST; its errors translated, but for a timeout, which the driver translates."""
-        try:
+        # The URL is a credential of sorts: request_errors names only the error's class.
+        with request_errors("clay webhook"):
             async with asyncio.timeout(self._timeout_s):
                 response = await http.post(url, content=row)
-        except httpx.TimeoutException:
-            raise
-        except httpx.RequestError as exc:
-            # The URL is a credential of sorts; the class name says enough.
-            raise ProviderError(
-                f"clay webhook unreachable: {type(exc).__name__}",
-                maybe_charged=not isinstance(exc, httpx.ConnectError),
-            ) from exc
         check_webhook_answer(response.status_code, response.headers, time.time)
         return response.status_code
 
