@@ -25,6 +25,7 @@ import httpx
 
 from streamproc.clay.callback import Callback
 from streamproc.clay.completer import Completer
+from streamproc.clay.config import ClayConfig
 from streamproc.clay.expiry import Expiry
 from streamproc.clay.finisher import Finish, Finished, Finisher
 from streamproc.clay.journal import CountJournal
@@ -73,29 +74,32 @@ class ClayService:
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if settings.clay_callback_secret is None:
+        #: What the parts below read of the settings; only the finisher, which builds Kafka
+        #: clients, and the guard (given) see the whole settings.
+        self.config = config = ClayConfig.from_settings(settings)
+        secret = config.callback_secret
+        if secret is None:
             raise ValueError("clay mode needs clay_callback_secret")
-        self._settings = settings
         self._guard = guard
         self._store = store
         self.owner = guard.owner
         self.registry = PendingRegistry(on_change=self._registry_changed)
         self.rotation = WebhookRotation(
-            [str(url) for url in settings.clay_webhook_urls],
+            list(config.webhook_urls),
             owner=self.owner,
-            limit=settings.clay_webhook_row_limit,
-            headroom=settings.clay_webhook_headroom_rows,
-            alert_ratio=settings.clay_webhook_alert_ratio,
+            limit=config.webhook_row_limit,
+            headroom=config.webhook_headroom_rows,
+            alert_ratio=config.webhook_alert_ratio,
         )
         self.report = ClayReport(self.registry, self.rotation, metrics, owner=self.owner)
         self.counts: Counter[str] = self.report.counts
         self.turns = Turns(
             self.rotation,
-            concurrency=settings.clay_submit_concurrency,
+            concurrency=config.submit_concurrency,
             on_reserve=self.report.check_capacity,
         )
         self.submitter = ClaySubmitter(
-            settings,
+            config,
             transport=transport,
             on_attempt=metrics.clay_submission if metrics is not None else None,
         )
@@ -107,7 +111,7 @@ class ClayService:
             self.submitter,
             self.counts,
             owner=self.owner,
-            deadline_s=settings.clay_deadline_s,
+            deadline_s=config.deadline_s,
             clock=clock,
         )
         self.finisher = Finisher(settings, store, self.registry)
@@ -116,10 +120,10 @@ class ClayService:
             guard,
             self._finish,
             self.report,
-            topic_enriched=settings.topic_enriched,
-            topic_dlq=settings.topic_dlq,
-            callback_wait_s=settings.clay_callback_wait_s,
-            credits_per_lead=settings.credits_per_lead,
+            topic_enriched=config.topic_enriched,
+            topic_dlq=config.topic_dlq,
+            callback_wait_s=config.callback_wait_s,
+            credits_per_lead=config.credits_per_lead,
             processor={"name": "streamproc", "version": processor_version},
             utcnow=utcnow,
         )
@@ -127,7 +131,7 @@ class ClayService:
             guard,
             self._finish,
             self.report,
-            topic_dlq=settings.topic_dlq,
+            topic_dlq=config.topic_dlq,
             owner=self.owner,
             utcnow=utcnow,
         )
@@ -135,16 +139,16 @@ class ClayService:
             self.registry,
             self.expiry.expire,
             owner=self.owner,
-            orphan_grace_s=settings.clay_orphan_grace_s,
-            interval_s=settings.clay_sweep_interval_s,
+            orphan_grace_s=config.orphan_grace_s,
+            interval_s=config.sweep_interval_s,
             clock=clock,
         )
         self.receiver = CallbackReceiver(
             self,
-            mode=settings.clay_callback_auth,
-            secret=settings.clay_callback_secret.get_secret_value(),
-            auth_header=settings.clay_callback_auth_header,
-            max_bytes=settings.clay_callback_max_bytes,
+            mode=config.callback_auth,
+            secret=secret.get_secret_value(),
+            auth_header=config.callback_auth_header,
+            max_bytes=config.callback_max_bytes,
             on_result=self.report.callback_answered,
         )
         self._started = False
@@ -173,7 +177,7 @@ class ClayService:
             pending=len(self.registry),
             webhooks=len(self.rotation.urls),
             remaining_rows=self.rotation.remaining_rows(),
-            deadline_s=self._settings.clay_deadline_s,
+            deadline_s=self.config.deadline_s,
         )
 
     async def stop(self) -> None:
