@@ -20,7 +20,7 @@ The body is a JSON object, the row Clay's HTTP API column sends::
 ``lead_id`` and ``correlation_id`` (the value sent with the row) are required: the
 correlation id names the one submission the callback is about, so a callback captured on
 the way cannot be replayed against a later submission of the same lead (see
-:mod:`streamproc.clay.service`). ``error`` (a non-empty string) makes it an *error row*. Otherwise
+:mod:`streamproc.clay.completer`). ``error`` (a non-empty string) makes it an *error row*. Otherwise
 ``data`` is the enrichment when it is an object; when it is absent, every other column is
 the enrichment (a Clay table maps its columns into the body one by one). ``credits`` is
 optional (a whole number >= 0): what Clay charged, else the configured estimate.

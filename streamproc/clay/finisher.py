@@ -53,7 +53,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -83,6 +83,7 @@ from streamproc.state.store import StateStore
 
 __all__ = [
     "Finish",
+    "FinishJob",
     "FinishUnavailable",
     "Finished",
     "Finisher",
@@ -148,6 +149,10 @@ class Finish:
     future: asyncio.Future[Finished] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+
+#: Finishes one submission (:meth:`Finisher.finish`): what a callback or a deadline needs.
+FinishJob: TypeAlias = Callable[[Finish], Awaitable[Finished]]
 
 
 @dataclass(frozen=True, slots=True)

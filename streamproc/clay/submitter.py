@@ -36,13 +36,13 @@ from typing import Any, TypeAlias
 import httpx
 import orjson
 
-from streamproc.errors import InvalidPayload, LeadError, ProviderError, RateLimited
+from streamproc.clay.config import ClayConfig
+from streamproc.errors import InvalidPayload, LeadError, RateLimited
 from streamproc.processing.pacing import Pacer
 from streamproc.provider.classify import classify_response
-from streamproc.provider.client import retry_driver
-from streamproc.provider.driver import KeepTrying, Sleep
+from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep
+from streamproc.provider.http_errors import TIMEOUTS, request_errors
 from streamproc.resilience.token_bucket import TokenBucket
-from streamproc.settings import Settings
 
 __all__ = [
     "AUTH_HEADER",
@@ -91,7 +91,7 @@ class ClaySubmitter:
 
     def __init__(
         self,
-        settings: Settings,
+        config: ClayConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -99,16 +99,23 @@ class ClaySubmitter:
         rng: Callable[[], float] = random.random,
         on_attempt: SubmitHook | None = None,
     ) -> None:
-        self._timeout_s = settings.provider_timeout_s
-        self._retry = retry_driver(settings, "clay webhook", sleep=sleep, rng=rng, clock=clock)
-        self._transport = transport
-        self.pacer = Pacer(
-            TokenBucket(settings.clay_rate_per_s, settings.clay_burst), clock=clock, sleep=sleep
+        self._timeout_s = config.timeout_s
+        # The synchronous provider's retries (provider/client.py's retry_driver), on httpx.
+        self._retry = RetryDriver(
+            config.retry,
+            peer="clay webhook",
+            timeout_s=config.timeout_s,
+            timeouts=TIMEOUTS,
+            sleep=sleep,
+            rng=rng,
+            clock=clock,
         )
+        self._transport = transport
+        self.pacer = Pacer(TokenBucket(config.rate_per_s, config.burst), clock=clock, sleep=sleep)
         self.on_attempt = on_attempt
         self._headers: dict[str, str] = {"Content-Type": "application/json"}
-        if settings.clay_webhook_auth_token is not None:
-            self._headers[AUTH_HEADER] = settings.clay_webhook_auth_token.get_secret_value()
+        if config.webhook_auth_token is not None:
+            self._headers[AUTH_HEADER] = config.webhook_auth_token.get_secret_value()
         self._http: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
@@ -154,17 +161,10 @@ class ClaySubmitter:
 
     async def _post(self, http: httpx.AsyncClient, url: str, row: bytes) -> int:
         """One POST; its errors translated, but for a timeout, which the driver translates."""
-        try:
+        # The URL is a credential of sorts: request_errors names only the error's class.
+        with request_errors("clay webhook"):
             async with asyncio.timeout(self._timeout_s):
                 response = await http.post(url, content=row)
-        except httpx.TimeoutException:
-            raise
-        except httpx.RequestError as exc:
-            # The URL is a credential of sorts; the class name says enough.
-            raise ProviderError(
-                f"clay webhook unreachable: {type(exc).__name__}",
-                maybe_charged=not isinstance(exc, httpx.ConnectError),
-            ) from exc
         check_webhook_answer(response.status_code, response.headers, time.time)
         return response.status_code
 

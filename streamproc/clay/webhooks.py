@@ -7,7 +7,7 @@ first webhook whose count is below ``limit - headroom``.
 Counts are group-wide and live in the state topic: each process writes its own count per
 webhook under ``clay/webhook/<webhook id>/<owner>`` (a stable key per process and webhook,
 so compaction keeps one record each), and every process sums the records of all owners.
-A row is counted **before** it is POSTed (durably, see ``streamproc.clay.service``) and
+A row is counted **before** it is POSTed (durably, see ``streamproc.clay.journal``) and
 uncounted when Clay did not accept it, so:
 
 * a crash between the count and Clay's answer over-counts by the rows in flight (the

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from streamproc.errors import ProviderAuthError, ProviderError, RateLimited
 from streamproc.provider.classify import parse_retry_after
+from streamproc.provider.http_errors import Charged, request_errors
 
 __all__ = [
     "AuthConfig",
@@ -157,12 +158,8 @@ class ClientCredentials:
             form["client_id"] = config.client_id
             form["client_secret"] = config.client_secret
         asked = self._clock()
-        try:
+        with request_errors("token endpoint", charged=Charged.NEVER):
             response = await http.post(config.token_url, data=form, headers=headers)
-        except httpx.TimeoutException:
-            raise
-        except httpx.RequestError as exc:
-            raise ProviderError(f"token endpoint unreachable: {type(exc).__name__}") from exc
         status = response.status_code
         if status == 429:
             retry = response.headers.get("retry-after")

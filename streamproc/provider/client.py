@@ -22,11 +22,12 @@ import httpx
 import orjson
 
 from streamproc import __version__, tracing
-from streamproc.errors import InvalidPayload, ProviderError
+from streamproc.errors import InvalidPayload
 from streamproc.provider.api import Enrichment, HeadersHook, LeadIn, idempotency_key
 from streamproc.provider.classify import ProviderResult, classify_response
 from streamproc.provider.config import ProviderConfig
 from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep, Stalled
+from streamproc.provider.http_errors import TIMEOUTS, request_errors
 from streamproc.provider.retry import RetryPolicy
 from streamproc.settings import Settings
 
@@ -81,7 +82,7 @@ def retry_driver(
         policy,
         peer=peer,
         timeout_s=timeout_s,
-        timeouts=(httpx.TimeoutException,),
+        timeouts=TIMEOUTS,
         sleep=sleep,
         rng=rng,
         clock=clock,
@@ -281,23 +282,12 @@ class ProviderClient:
         began = self._clock()
         if tracing.enabled:
             headers = [*headers, *tracing.http_headers()]
-        try:
+        with request_errors("provider", on_failure=lambda: self._report(None, began)):
             if bounded:
                 async with asyncio.timeout(self._timeout_s):
                     response = await self._exchange(wire, body, headers)
             else:
                 response = await self._exchange(wire, body, headers)
-        except (httpx.TimeoutException, TimeoutError):
-            self._report(None, began)
-            raise
-        except httpx.RequestError as exc:
-            self._report(None, began)
-            # The class name says enough (ConnectError, RemoteProtocolError, DecodingError);
-            # str(exc) may carry the URL, and a URL may carry credentials.
-            raise ProviderError(
-                f"provider unreachable: {type(exc).__name__}",
-                maybe_charged=not isinstance(exc, httpx.ConnectError),
-            ) from exc
         self._report(response.status_code, began)
         return response
 

@@ -78,6 +78,7 @@ from streamproc.provider.charges import split_total
 from streamproc.provider.classify import classify_response, parse_retry_after, whole_credits
 from streamproc.provider.client import _network_transport, pool_limits
 from streamproc.provider.config import ProviderConfig
+from streamproc.provider.http_errors import request_errors
 from streamproc.provider.matching import id_text, match_items
 from streamproc.redact import ENV_REFERENCE
 from streamproc.settings import Settings
@@ -400,7 +401,7 @@ class DeclarativeProvider:
             auth["Authorization"] = await self._oauth.authorization(http)
         elif self._authorization is not None:
             auth["Authorization"] = self._authorization
-        try:
+        with request_errors("provider"):
             response = await http.request(
                 method,
                 url,
@@ -418,13 +419,6 @@ class DeclarativeProvider:
                     ),
                 },
             )
-        except httpx.TimeoutException:
-            raise
-        except httpx.RequestError as exc:
-            raise ProviderError(
-                f"provider unreachable: {type(exc).__name__}",
-                maybe_charged=not isinstance(exc, httpx.ConnectError),
-            ) from exc
         code = response.status_code
         if self.on_headers is not None:
             self.on_headers(response.headers)

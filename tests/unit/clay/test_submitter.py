@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from streamproc.clay.config import ClayConfig
 from streamproc.clay.submitter import AUTH_HEADER, ClaySubmitter, webhook_row
 from streamproc.errors import (
     LeadError,
@@ -23,8 +24,8 @@ from streamproc.settings import Settings
 URL = "https://api.clay.example/hook/a"
 
 
-def _settings(**changes: Any) -> Settings:
-    return Settings.model_validate(
+def _config(**changes: Any) -> ClayConfig:
+    settings = Settings.model_validate(
         {
             "clay_webhook_auth_token": "tok",
             "provider_max_retries": 2,
@@ -32,6 +33,7 @@ def _settings(**changes: Any) -> Settings:
             **changes,
         }
     )
+    return ClayConfig.from_settings(settings)
 
 
 class _Clock:
@@ -56,7 +58,7 @@ def _submitter(
 
     clock = _Clock()
     submitter = ClaySubmitter(
-        _settings(**changes),
+        _config(**changes),
         transport=httpx.MockTransport(handler),
         clock=clock,
         sleep=clock.sleep,
@@ -190,7 +192,7 @@ async def test_failures_without_an_answer_say_whether_clay_may_have_the_row(
         raise raised
 
     submitter = ClaySubmitter(
-        _settings(provider_max_retries=0), transport=httpx.MockTransport(handler)
+        _config(provider_max_retries=0), transport=httpx.MockTransport(handler)
     )
     await submitter.start()
     with pytest.raises((ProviderError, ProviderTimeout)) as info:
@@ -220,7 +222,7 @@ async def test_a_connect_timeout_is_retried_and_told_to_the_breaker_as_maybe_bil
         return True
 
     submitter = ClaySubmitter(
-        _settings(), transport=httpx.MockTransport(handler), sleep=_Clock().sleep
+        _config(), transport=httpx.MockTransport(handler), sleep=_Clock().sleep
     )
     await submitter.start()
     result = await submitter.submit(URL, b"{}", keep_trying=keep_trying)
