@@ -105,7 +105,7 @@ class SpendingControl:
         if not isinstance(paused, bool):
             raise ValueError("paused must be true or false")
         try:
-            action = SpendingAction(data.get("action"))
+            action = SpendingAction(str(data.get("action")))
         except ValueError:
             raise ValueError(f"unknown spending action {data.get('action')!r}") from None
         limit, day = data.get("limit"), data.get("day")
