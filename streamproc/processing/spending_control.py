@@ -46,9 +46,7 @@ def default_by() -> str:
         return "unknown"
 
 
-def validate_change(
-    action: SpendingAction, *, by: str, why: str, limit: int | None = None
-) -> None:
+def validate_change(action: SpendingAction, *, by: str, why: str, limit: int | None = None) -> None:
     """``ConfigError`` (one line) for a request that no state could make valid, before any
     connection is made."""
     try:
