@@ -306,6 +306,29 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     state_show.add_argument("--json", action="store_true")
     _add_setting_flags(state_show, "state")
+
+    budget = sub.add_parser(
+        "budget", help="the group's credit budget today: show it, pause, resume, set its limit"
+    )
+    bsub = budget.add_subparsers(dest="budget_command", required=True, metavar="ACTION")
+    budget_show = bsub.add_parser(
+        "show", help="today's limit, spent, reserved, whether paused and the last change"
+    )
+    budget_show.add_argument("--json", action="store_true")
+    _add_setting_flags(budget_show, "state")
+    levers = {
+        "set-limit": "change today's limit for the whole group (lower than spent: stop now)",
+        "pause": "stop spending group-wide: leads are held, nothing is charged or lost",
+        "resume": "spend again: the held leads go on",
+    }
+    for name, help_text in levers.items():
+        lever = bsub.add_parser(name, help=help_text)
+        if name == "set-limit":
+            lever.add_argument("limit", metavar="CREDITS", help="today's new limit, >= 0")
+        lever.add_argument("--reason", required=True, metavar="TEXT", help="why (logged)")
+        lever.add_argument("--by", metavar="NAME", help="who (default: the OS user)")
+        lever.add_argument("--json", action="store_true")
+        _add_setting_flags(lever, "state")
     return parser
 
 
@@ -507,6 +530,37 @@ async def _state_show(settings: Settings, *, as_json: bool) -> int:
     return await state_show(settings, GroupState.reader(settings), as_json=as_json)
 
 
+async def _budget(settings: Settings, args: argparse.Namespace) -> int:
+    from streamproc.processing.spending_control import change_spending, load_budget, print_budget
+    from streamproc.resilience.spending import SpendingAction
+
+    if args.budget_command == "show":
+        print_budget(await load_budget(settings), as_json=args.json)
+        return 0
+    action = SpendingAction(args.budget_command.replace("-", "_"))
+    limit = getattr(args, "limit_value", None)
+    budget = await change_spending(settings, action, by=args.by, why=args.reason, limit=limit)
+    print_budget(budget, as_json=args.json)
+    return 0
+
+
+def _budget_args(args: argparse.Namespace) -> None:
+    """Check a lever's input before any connection: one line for a bad one."""
+    from streamproc.processing.spending_control import default_by, validate_change
+    from streamproc.resilience.spending import SpendingAction
+
+    if args.budget_command == "show":
+        return
+    args.by = default_by() if args.by is None else args.by
+    if args.budget_command == "set-limit":
+        text = str(args.limit).strip()
+        if not text.isdigit():
+            raise ConfigError(f"set-limit {args.limit}: expected a whole number of credits >= 0")
+        args.limit_value = int(text)
+    action = SpendingAction(args.budget_command.replace("-", "_"))
+    validate_change(action, by=args.by, why=args.reason, limit=getattr(args, "limit_value", None))
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "mock-provider":
         configure_logging("INFO", "auto")
@@ -601,6 +655,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         def runner() -> Coroutine[Any, Any, int]:
             return _state_show(settings, as_json=args.json)
+    elif args.command == "budget":
+        _budget_args(args)
+
+        def runner() -> Coroutine[Any, Any, int]:
+            return _budget(settings, args)
     else:  # pragma: no cover - argparse rejects unknown commands
         raise ConfigError(f"unknown command {args.command}")
     if args.command in ("run", "try"):

@@ -13,7 +13,11 @@ reads, and renders, only what this API returns:
   or the operator token (:func:`~streamproc.console.auth.check_reader`);
 * ``POST /console/api/replay`` ``{"filters": {...}, "max_attempts", "limit", "dry_run"}``:
   the CLI's :class:`~streamproc.replay.replayer.Replayer`; ``dry_run: false`` needs the
-  operator token (:mod:`streamproc.console.auth`), one run at a time.
+  operator token (:mod:`streamproc.console.auth`), one run at a time;
+* ``POST /console/api/spending`` ``{"action": "pause"|"resume"|"set_limit", "reason",
+  "by", "limit"}``: the group's spending levers, as ``streamproc budget`` pulls them
+  (:func:`~streamproc.processing.spending_control.change_spending`); needs the operator
+  token; answers the budget as it then stands.
 
 Every route under ``/console`` answers only under a ``Host`` the console knows
 (:mod:`streamproc.console.hosts`; 421 otherwise), so a DNS-rebinding page reads nothing.
@@ -53,10 +57,12 @@ from streamproc.console.payload import (
 from streamproc.errors import ConfigError, KafkaSetupError, ReplayRefused, StreamprocError
 from streamproc.logs import get_logger
 from streamproc.ops.http import json_response
+from streamproc.processing.spending_control import change_spending
 from streamproc.replay.detail import detail_json
 from streamproc.replay.filters import KNOWN_CLASSES
 from streamproc.replay.replayer import Replayer
 from streamproc.replay.show import list_dlq, read_dlq_record
+from streamproc.resilience.spending import SpendingAction
 from streamproc.settings import Settings
 
 __all__ = ["PREFIX", "Console", "console_bind_host", "kafka_errors"]
@@ -185,6 +191,7 @@ class Console:
         app.router.add_get(f"{PREFIX}/api/dlq", self._get_dlq)
         app.router.add_get(f"{PREFIX}/api/dlq/record", self._get_record)
         app.router.add_post(f"{PREFIX}/api/replay", self._post_replay)
+        app.router.add_post(f"{PREFIX}/api/spending", self._post_spending)
         app.router.add_get(PREFIX + "/{name}", self._static)
         app.cleanup_ctx.append(self._lifespan)
 
@@ -393,9 +400,62 @@ class Console:
         log.info("console.replayed", **{k: result[k] for k in ("read", "replayed", "parked")})
         return _json(result)
 
+    async def _post_spending(self, request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            return _error("expected Content-Type: application/json", 415)
+        verdict = check_token(
+            self._settings.console_token,
+            request.headers.get("Authorization"),
+            action="a change of spending",
+            actions="spending changes",
+            refused="spending was not changed",
+        )
+        if not verdict.allowed:
+            log.warning("console.spending_refused", status=verdict.status, remote=request.remote)
+            return _error(verdict.reason, verdict.status)
+        try:
+            body = orjson.loads(await request.read())
+            action, by, why, limit = _spending_request(body)
+            budget = await change_spending(self._settings, action, by=by, why=why, limit=limit)
+        except orjson.JSONDecodeError:
+            return _error("the body is not JSON", 400)
+        except ConfigError as exc:
+            return _error(str(exc), 400)
+        except KafkaSetupError as exc:
+            return _error(str(exc), 502)
+        log.info(
+            "console.spending",
+            action=action.value,
+            by=by,
+            why=why,
+            limit=limit,
+            remote=request.remote,
+        )
+        return _json(budget)
+
     def _token_set(self) -> bool:
         token = self._settings.console_token
         return token is not None and bool(token.get_secret_value())
+
+
+def _spending_request(body: object) -> tuple[SpendingAction, str, str, int | None]:
+    """(action, by, why, limit) of a spending request; ConfigError (400) for a bad one."""
+    if not isinstance(body, dict):
+        raise ConfigError("expected a JSON object")
+    try:
+        action = SpendingAction(str(body.get("action")))
+    except ValueError:
+        raise ConfigError("action: expected pause, resume or set_limit") from None
+    limit = body.get("limit")
+    if action is SpendingAction.SET_LIMIT:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ConfigError("limit: expected a whole number of credits >= 0")
+    else:
+        limit = None
+    by, why = body.get("by") or "console", body.get("reason")
+    if not isinstance(by, str) or not isinstance(why, str):
+        raise ConfigError("reason and by must be text")
+    return action, by, why, limit
 
 
 def _whole(text: str | None, name: str) -> int:

@@ -5,8 +5,9 @@ the console (like ``/status``). What holds leads (the DLQ's list and a record wh
 e-mails, names, original headers) needs a token: the read token (``console_read_token``)
 or the operator token (``console_token``), in an ``Authorization: Bearer <token>`` header;
 with neither configured no record is shown to anyone. A replay that moves records needs
-the operator token. Tokens are compared in constant time and never echoed; a header, not a
-URL, carries them, so they stay out of access logs, browser history and referrers.
+the operator token, and so does a change of spending (pause, resume, today's limit).
+Tokens are compared in constant time and never echoed; a header, not a URL, carries them,
+so they stay out of access logs, browser history and referrers.
 """
 
 from __future__ import annotations
@@ -46,21 +47,29 @@ def _matches(given: str, token: str) -> bool:
     return bool(token) and hmac.compare_digest(given.encode(), token.encode())
 
 
-def check_token(configured: SecretStr | None, authorization: str | None) -> Verdict:
-    """Whether an ``Authorization`` header carries the operator token."""
+def check_token(
+    configured: SecretStr | None,
+    authorization: str | None,
+    *,
+    action: str = "a replay",
+    actions: str = "replays",
+    refused: str = "nothing was replayed",
+) -> Verdict:
+    """Whether an ``Authorization`` header carries the operator token; the refusal names
+    the ``action`` asked for (a replay, a spending change)."""
     token = _value(configured)
     if not token:
         return Verdict(
             False,
             403,
             "the console is read-only: set STREAMPROC_CONSOLE_TOKEN (or "
-            "STREAMPROC_CONSOLE_TOKEN_FILE) on the server to allow replays from the page",
+            f"STREAMPROC_CONSOLE_TOKEN_FILE) on the server to allow {actions} from the page",
         )
     given = _bearer(authorization)
     if given is None:
-        return Verdict(False, 401, "a replay needs the operator token: enter it and confirm again")
+        return Verdict(False, 401, f"{action} needs the operator token: enter it and confirm again")
     if not _matches(given, token):
-        return Verdict(False, 401, "the operator token is wrong: nothing was replayed")
+        return Verdict(False, 401, f"the operator token is wrong: {refused}")
     return Verdict(True)
 
 

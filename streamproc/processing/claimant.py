@@ -21,7 +21,7 @@ from typing import Any
 from streamproc.logs import get_logger
 from streamproc.processing.group_state import GroupState
 from streamproc.processing.writes import StateWrites
-from streamproc.resilience.claims import Claim, ClaimStatus, Settle
+from streamproc.resilience.claims import Claim, ClaimStatus, SetLimit, Settle
 from streamproc.resilience.journal import Record
 from streamproc.resilience.lease import CreditLease, lease_amount
 from streamproc.settings import Settings
@@ -210,9 +210,12 @@ class LeaseClaimant:
         config, ledger = self._config, self._ledger
         # Days before yesterday are over for the group: their records go from the topic.
         self._append(self._journal.stale(ledger.horizon))
-        if not ledger.is_open(day) or ledger.limit(day) > config.daily_limit:
+        if not ledger.is_open(day) or (
+            ledger.limit(day) > config.daily_limit and not ledger.limit_set(day)
+        ):
             # Not open, or open with a higher limit than ours: ours is recorded and, the
-            # lowest, rules the group's day (docs/budget.md).
+            # lowest, rules the group's day (docs/budget.md); an operator's limit rules
+            # over every configured one.
             self._append(self._journal.open_day(day, config.daily_limit, config.timezone))
         self._check_limit(day)
         # Small, so a crash strands little (see streamproc.resilience.lease).
@@ -243,6 +246,8 @@ class LeaseClaimant:
         limit = self._ledger.limit(day)
         if limit >= self._config.daily_limit or day in self._disagreed:
             return
+        if self._ledger.limit_set(day):
+            return  # set by an operator, for the group: not a disagreement
         self._disagreed.add(day)
         log.error(
             "budget.limit_disagrees",
@@ -310,7 +315,13 @@ class LeaseClaimant:
         self._settle_claim(claim_id, day, credits)
 
     def read_back(self, value: dict[str, Any] | None) -> None:
-        """A budget record came back from the topic: our own settle is journaled."""
+        """A budget record came back from the topic: our own settle is journaled; an
+        operator's new limit retires the current lease (its unused room was granted under
+        the old limit: the next lease is claimed under the new one)."""
+        if value is not None and value.get("type") == SetLimit.TYPE and self._lease is not None:
+            log.info("budget.limit_changed", day=value.get("day"), limit=value.get("limit"))
+            self._retire(self._lease)
+            return
         if (
             value is not None
             and value.get("type") == Settle.TYPE

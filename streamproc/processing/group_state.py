@@ -24,6 +24,7 @@ from streamproc.records.status import BreakerStatus, BudgetStatus, CacheStatus, 
 from streamproc.resilience.breaker import BreakerConfig, CircuitBreaker, Transition
 from streamproc.resilience.claims import ClaimLedger, event_from_dict
 from streamproc.resilience.journal import BudgetJournal, parse_key
+from streamproc.resilience.spending import CONTROL_KEY, SpendingFold
 from streamproc.settings import Settings
 from streamproc.timestamps import epoch_iso
 
@@ -67,6 +68,8 @@ class GroupState:
         self.receipts = ReceiptBook(
             ttl_s=settings.receipt_ttl_s, max_entries=settings.receipt_max_entries
         )
+        #: The operator's pause and limit changes (``control/spending``).
+        self.spending = SpendingFold()
 
     @classmethod
     def reader(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> GroupState:
@@ -89,6 +92,8 @@ class GroupState:
                     self.receipts.carried(key, value, self._clock())
             elif kind == "receipt":
                 self.receipts.apply(rest, value, self._clock())
+            elif key == CONTROL_KEY:
+                self._control(value)
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("state.unreadable_record", key=key, offset=offset, error=str(exc))
 
@@ -101,6 +106,21 @@ class GroupState:
             parsed = parse_key(key)
             if parsed is not None and parsed.claim_id is not None:
                 self.ledger.drop(parsed.claim_id)
+        self._changed()
+
+    def _control(self, value: dict[str, Any] | None) -> None:
+        control = self.spending.apply(value)
+        if control is not None:
+            log.warning(
+                "spending.control",
+                action=control.action.value,
+                paused=control.paused,
+                limit=control.limit,
+                day=control.day,
+                by=control.by,
+                why=control.why,
+                at=epoch_iso(control.at),
+            )
         self._changed()
 
     def _adopt_breaker(self, value: dict[str, Any]) -> None:
@@ -145,6 +165,8 @@ class GroupState:
                 exhausted=ledger.exhausted(day),
                 resets_at=iso_or_none(ledger.resets_at(now)),
                 kept=ledger.size() + self.journal.live_keys(),
+                paused=self.spending.paused,
+                control=self.spending.status(),
             ),
             cache=CacheStatus(entries=len(self.cache)),
         )

@@ -238,6 +238,13 @@ class ResilienceGuard:
         #: When this lead first came to a hold (the guard's clock): its age counts from it.
         since: float | None = None
         while True:
+            if self._state.spending.paused:
+                # An operator's pause: no claim, no call, and no DLQ however long it lasts
+                # (a hold's age counts anew after it: docs/budget.md, "Levers"). Not a
+                # failure: the breaker hears nothing.
+                since = None
+                await self._holds.hold(None)
+                continue
             now = self._clock()
             breaker = self.breaker
             permit = breaker.try_acquire(now)

@@ -49,6 +49,10 @@ class BudgetStatus:
     resets_at: str | None
     #: Budget entries this process keeps in memory (what a restore costs).
     kept: int
+    #: An operator paused spending for the group (``streamproc budget pause``).
+    paused: bool = False
+    #: The operator's last change: paused, action, by, why, at, limit, day (None: none).
+    control: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,8 @@ class StateStatus:
                 "exhausted": d.exhausted,
                 "resets_at": d.resets_at,
                 "kept": d.kept,
+                "paused": d.paused,
+                "control": d.control,
             },
             "cache": {"entries": self.cache.entries},
         }

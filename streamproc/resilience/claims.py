@@ -24,6 +24,7 @@ __all__ = [
     "ClaimStatus",
     "Exhaust",
     "OpenDay",
+    "SetLimit",
     "Settle",
     "event_from_dict",
 ]
@@ -232,11 +233,38 @@ class Exhaust:
         return cls(day=_check_day(_field(data, "day")))
 
 
-ClaimEvent: TypeAlias = OpenDay | Claim | Settle | Exhaust
+@dataclass(frozen=True, slots=True)
+class SetLimit:
+    """An operator set budget day ``day``'s limit to ``limit`` (``streamproc budget
+    set-limit``): from this record on, claims of the day are decided against it, whatever
+    the day's OpenDays say; a later SetLimit of the day replaces it."""
 
-_EVENT_TYPES: dict[str, type[OpenDay] | type[Claim] | type[Settle] | type[Exhaust]] = {
-    cls.TYPE: cls for cls in (OpenDay, Claim, Settle, Exhaust)
-}
+    TYPE: ClassVar[str] = "limit"
+
+    day: str
+    limit: int
+
+    def __post_init__(self) -> None:
+        _check_day(self.day)
+        _check_count(self.limit, "limit")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "day": self.day, "limit": self.limit}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SetLimit:
+        _expect_type(data, cls.TYPE)
+        return cls(
+            day=_check_day(_field(data, "day")),
+            limit=_check_count(_field(data, "limit"), "limit"),
+        )
+
+
+ClaimEvent: TypeAlias = OpenDay | Claim | Settle | Exhaust | SetLimit
+
+_EVENT_TYPES: dict[
+    str, type[OpenDay] | type[Claim] | type[Settle] | type[Exhaust] | type[SetLimit]
+] = {cls.TYPE: cls for cls in (OpenDay, Claim, Settle, Exhaust, SetLimit)}
 
 
 def event_from_dict(data: Mapping[str, Any]) -> ClaimEvent:
@@ -274,6 +302,8 @@ class _Day:
     #: opened yet.
     limit: int | None = None
     zone: str | None = None
+    #: The operator's limit for the day (the latest SetLimit); rules over ``limit``.
+    set_limit: int | None = None
     #: writer -> the total of its latest Settle of this day.
     writers: dict[str, int] = field(default_factory=dict)
 
@@ -329,6 +359,8 @@ class ClaimLedger:
             self._advance(event.day)
         elif isinstance(event, Settle):
             self._settle(event)
+        elif isinstance(event, SetLimit):
+            self._book(event.day).set_limit = event.limit
         else:
             self._book(event.day).exhausted = True
         return None
@@ -356,7 +388,7 @@ class ClaimLedger:
         if book.limit is None and claim.limit is not None:
             book.limit = claim.limit  # a log from before OpenDay: its first limit rules
         self._advance(claim.day)
-        limit = self._limit if book.limit is None else book.limit
+        limit = self.limit(claim.day)
         granted = not book.exhausted and book.spent + book.outstanding + claim.amount <= limit
         if granted:
             book.outstanding += claim.amount
@@ -429,9 +461,17 @@ class ClaimLedger:
         return book is not None and book.limit is not None and book.zone is not None
 
     def limit(self, day: str) -> int:
-        """``day``'s limit: fixed by the log once the day is opened, else this reader's."""
+        """``day``'s limit: the operator's (a SetLimit), else fixed by the log once the day
+        is opened, else this reader's."""
         book = self._days.get(day)
+        if book is not None and book.set_limit is not None:
+            return book.set_limit
         return self._limit if book is None or book.limit is None else book.limit
+
+    def limit_set(self, day: str) -> bool:
+        """Whether an operator set ``day``'s limit (a SetLimit was applied)."""
+        book = self._days.get(day)
+        return book is not None and book.set_limit is not None
 
     # --- queries -----------------------------------------------------------------------------
 

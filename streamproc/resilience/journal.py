@@ -17,6 +17,9 @@ writer's side of that bargain. Keys (all under ``budget/<day>/``):
 ``open/<owner>``           an :class:`OpenDay`; never rewritten, so the first one of a
                            day keeps its place in the log until the day is tombstoned
 ``exhausted``              an :class:`Exhaust`
+``limit/<nonce>``          a :class:`SetLimit` (an operator's ``budget set-limit``);
+                           every one of the day is kept, in log order, until the day is
+                           tombstoned, so a restore decides claims as the live readers did
 =========================  ==========================================================
 
 Every key of a day before yesterday (as the ledger's horizon says) is tombstoned by the
@@ -33,7 +36,7 @@ from typing import Any, TypeAlias
 
 from streamproc.resilience.claims import Claim, Exhaust, OpenDay, Settle
 
-__all__ = ["BudgetJournal", "Record", "claim_key", "parse_key"]
+__all__ = ["BudgetJournal", "Record", "claim_key", "limit_key", "parse_key"]
 
 #: A state-topic record: key and JSON value, or ``None`` for a tombstone.
 Record: TypeAlias = tuple[str, dict[str, Any] | None]
@@ -45,6 +48,13 @@ STALE_KEYS_MAX = 10_000
 
 def claim_key(day: str, claim_id: str) -> str:
     return f"budget/{day}/{claim_id}/c"
+
+
+def limit_key(day: str, nonce: str) -> str:
+    """The key of a :class:`SetLimit`: unique, so that compaction keeps every limit change of
+    the day where it was, not only the last one (claims between two changes were decided
+    against the first)."""
+    return f"budget/{day}/limit/{nonce}"
 
 
 def _settle_key(day: str, claim_id: str) -> str:

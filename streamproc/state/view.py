@@ -30,6 +30,7 @@ import orjson
 from streamproc.records.status import StateStatus
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
+from streamproc.timestamps import epoch_iso
 
 __all__ = [
     "StateView",
@@ -108,6 +109,19 @@ def render_state_table(state: dict[str, Any], file: TextIO) -> None:
     exhausted = "[red]yes[/]" if budget["exhausted"] else "no"
     table.add_row("  exhausted (402)", exhausted)
     table.add_row("  resets at", str(budget["resets_at"]))
+    table.add_row("  spending", "[red]paused[/]" if budget.get("paused") else "on")
+    control = budget.get("control")
+    if control:
+        limit = (
+            f", limit {control['limit']} for {control['day']}"
+            if control.get("limit") is not None
+            else ""
+        )
+        table.add_row(
+            "  last change",
+            f"{control['action']} by {control['by']} at {epoch_iso(control['at'])}: "
+            f"{control['why']}{limit}",
+        )
     table.add_row("cache entries", str(cache["entries"]))
     table.add_row("state records read", str(state["state_topic"]["records_restored"]))
     table.add_row("  budget entries kept", str(state["state_topic"]["budget_entries_kept"]))

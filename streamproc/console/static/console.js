@@ -61,6 +61,10 @@
     set("budget-remaining", fmt(g.remaining)); set("budget-limit", fmt(g.limit));
     set("budget-day", g.day ? g.day + " (" + g.timezone + ")" : "");
     set("budget-resets", time(g.resets_at)); set("budget-exhausted", g.exhausted ? "yes" : "no");
+    set("spending-state", g.paused ? "paused" : "on");
+    const c = g.control;
+    set("spending-last", c ? "last change: " + c.action.replace("_", " ") + " by " + c.by + " at " +
+      time(new Date(c.at * 1000).toISOString()) + ": " + c.why + (c.limit !== null ? " (limit " + c.limit + " for " + c.day + ")" : "") : "");
     drawBurn(g, o.generated_at);
     // Throughput
     const t = o.throughput;
@@ -301,6 +305,21 @@
     state.skip = 0; loadDlq();
   }
 
+  // --- spending levers (operator token) ----------------------------------------------------
+  async function changeSpending(action) {
+    const body = { action: action, reason: $("spending-reason").value };
+    if (action === "set_limit") body.limit = parseInt($("spending-limit").value, 10);
+    const headers = { "Content-Type": "application/json" };
+    const token = $("spending-token").value;
+    if (token) headers.Authorization = "Bearer " + token;  // a header: never in a URL
+    const r = await call("spending", { method: "POST", headers: headers, body: JSON.stringify(body) });
+    const m = $("spending-message");
+    m.hidden = false;
+    m.textContent = r.ok ? "done: " + (r.body.paused ? "paused" : "spending") + ", limit " + r.body.limit
+      : "refused (" + r.status + "): " + r.body.error;
+    if (r.ok) loadOverview();
+  }
+
   // --- navigation -----------------------------------------------------------------------
   function route() {
     const view = location.hash === "#dlq" ? "dlq" : "overview";
@@ -319,6 +338,9 @@
     $("dlq-next").addEventListener("click", () => { if (state.next !== null) { state.skip = state.next; loadDlq(); } });
     $("replay-dry").addEventListener("click", dryRun);
     $("replay-confirm").addEventListener("click", confirmReplay);
+    $("spending-pause").addEventListener("click", () => changeSpending("pause"));
+    $("spending-resume").addEventListener("click", () => changeSpending("resume"));
+    $("spending-set-limit").addEventListener("click", () => changeSpending("set_limit"));
     window.addEventListener("hashchange", route);
     route();
   });

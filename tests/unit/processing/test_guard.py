@@ -571,3 +571,67 @@ async def test_a_slice_won_after_its_lead_was_cancelled_is_given_back() -> None:
     await guard.flush()
     day = guard.status().budget.day
     assert (guard.ledger.spent(day), guard.ledger.outstanding(day)) == (6, 0)
+
+
+def _control(action: str, at: float, **extra: Any) -> dict[str, Any]:
+    return {"paused": action == "pause", "action": action, "by": "ops", "why": "unit",
+            "at": at, "limit": None, "day": None, **extra}  # fmt: skip
+
+
+async def test_a_pause_holds_leads_before_any_claim_and_never_expires_them() -> None:
+    """Paused: a lead is held with no claim written and no breaker failure, past
+    hold_max_age_s; a resume admits it under a claim."""
+    guard, clock = _guard(hold_max_age_s=60, breaker_failure_threshold=1)
+    log = _Log(guard)
+    await log.append("control/spending", _control("pause", clock.t))
+    held = asyncio.ensure_future(guard.admit(_lead(1)))
+    await _turns()
+    clock.t += 3_600
+    guard._holds.wake()
+    await _turns()
+    assert not held.done() and guard.holding == 1
+    assert log.claims() == []
+    assert guard.status().budget.paused
+    assert guard.breaker.state(clock.t) is BreakerState.CLOSED
+    await log.append("control/spending", _control("resume", clock.t))
+    admission = await asyncio.wait_for(held, 10)
+    assert admission.token is not None and len(log.claims()) == 1
+
+
+async def test_a_process_restored_during_a_pause_stays_paused() -> None:
+    """A guard that restores a log whose last control record is a pause holds its leads."""
+    first, clock = _guard()
+    log = _Log(first)
+    await log.append("control/spending", _control("pause", clock.t))
+    restarted = ResilienceGuard(
+        Settings.model_validate({"budget_daily_credits": 12}), clock=clock, owner="r"
+    )
+    log.replay(restarted)
+    held = asyncio.ensure_future(restarted.admit(_lead(1)))
+    await _turns()
+    assert not held.done() and restarted.status().budget.paused
+    held.cancel()
+    await asyncio.gather(held, return_exceptions=True)
+
+
+async def test_a_lowered_limit_retires_the_open_lease_of_every_instance() -> None:
+    """Two instances with open leases of 10 leads (limit 600, 6 each); the limit set to
+    what is reserved: neither admits another lead from its lease, and each settles its
+    lease so the books hold only what was used."""
+    settings = Settings.model_validate({"budget_daily_credits": 600, "budget_claim_leads": 10})
+    clock = Clock()
+    a = ResilienceGuard(settings, clock=clock, owner="a")
+    b = ResilienceGuard(settings, clock=clock, owner="b")
+    log = _Log(a, b)
+    first = await a.admit(_lead(1))
+    await b.admit(_lead(2))
+    a.settle(first, Result({"company": "A"}, credits=6), None)
+    day = a.ledger.day_at(clock.t)
+    await log.append(f"budget/{day}/limit/x", {"type": "limit", "day": day, "limit": 12})
+    assert a.status().budget.limit == b.status().budget.limit == 12
+    # a: 6 spent; b: 6 in flight; nothing remains under 12
+    with pytest.raises(BudgetExhausted):
+        await a.admit(_lead(3))
+    with pytest.raises(BudgetExhausted):
+        await b.admit(_lead(4))
+    assert a.ledger.spent(day) + a.ledger.outstanding(day) == 12
