@@ -444,6 +444,17 @@ class Settings(BaseSettings):
         "table of the settings file, or its JSON; handed to the provider, with its URL, key, "
         "timeout and retry policy, in place of the whole settings (docs/provider.md)",
     )
+    providers: dict[str, dict[str, Any]] | None = Field(
+        None,
+        description="named provider instances for a waterfall: `[streamproc.providers.NAME]` "
+        "tables, each with `type` (`declarative`, the default, `http` or an installed "
+        "provider's name) and its own settings (docs/waterfall.md)",
+    )
+    waterfall: dict[str, Any] | None = Field(
+        None,
+        description="the waterfall over `providers`: the `[streamproc.waterfall]` table "
+        "(docs/waterfall.md); unset: the one provider of `provider`",
+    )
 
     # --- Clay mode (provider_mode = clay; see streamproc.clay) -----------------------------
     clay_webhook_urls: Annotated[tuple[AnyHttpUrl, ...], NoDecode] = Field(
