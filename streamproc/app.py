@@ -29,7 +29,7 @@ from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.pacing import provider_pacer
 from streamproc.processing.processor import Processor
-from streamproc.processing.waterfall import HITS_PREFIX, Member, WaterfallEnricher
+from streamproc.processing.waterfall import Member, WaterfallEnricher
 from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient, retry_driver
 from streamproc.provider.config import ProviderConfig
@@ -214,14 +214,18 @@ class App:
                 CircuitBreaker(BreakerConfig.from_settings(settings)),
             )
         return WaterfallEnricher(
-            config, members, instance=self.guard.owner, on_step=self.metrics.waterfall_step
+            config,
+            members,
+            instance=self.guard.owner,
+            on_step=self.metrics.waterfall_step,
+            ttl_s=settings.receipt_ttl_s,
         )
 
     def _on_state(
         self, key: str, value: dict[str, Any] | None, partition: int, offset: int
     ) -> None:
         self.guard.on_state(key, value, partition, offset)
-        if isinstance(self.provider, WaterfallEnricher) and key.startswith(HITS_PREFIX):
+        if isinstance(self.provider, WaterfallEnricher) and key.startswith("waterfall/"):
             self.provider.on_state(key, value)
         for listener in self.state_listeners:
             listener(key, value, partition, offset)

@@ -19,6 +19,17 @@ unless ``last_resort`` is ``publish``), else :class:`~streamproc.errors.Provider
 failure of the whole waterfall, counted against the group breaker, whose policy
 (``on_breaker_open``) then holds or dead-letters the leads as with one provider.
 
+**The step journal**: a step that charged (a find, a billed miss) is appended to the state
+topic under ``waterfall/steps/<digest of the lead>`` (every step paid so far, with its
+answer) and acknowledged *before* the next provider is asked. A lead run again after a
+crash (its waterfall unfinished, so no receipt) takes those steps from the journal instead
+of asking their providers again: it pays no provider twice, except for a call that was in
+flight at the crash. Once the waterfall ends, its journal is tombstoned right after the
+guard has written the lead's receipt (the tombstone is issued with ``call_soon``, after
+the handler's synchronous settle, and the state topic keeps the order of its appends:
+the journal is gone only once the receipt is written). Entries left by a crash expire
+after ``ttl_s``.
+
 Each member's answers are counted per segment and UTC day (:class:`LocalCounts`) and the
 running totals appended to the state topic about once a second, so every instance and
 every restart folds the same hit rates (:class:`HitLedger`).
@@ -28,12 +39,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+
+import orjson
 
 from streamproc.errors import LeadError, LocalStall, NoMatch, ProviderError
 from streamproc.logs import get_logger
@@ -55,13 +69,19 @@ from streamproc.waterfall.run import (
     Unavailable,
 )
 
-__all__ = ["HITS_PREFIX", "Member", "WaterfallDone", "WaterfallEnricher"]
+__all__ = ["HITS_PREFIX", "STEPS_PREFIX", "Member", "WaterfallDone", "WaterfallEnricher"]
 
 log = get_logger(__name__)
 
 #: How often the running hit totals go to the state topic, and how stale the tallies the
 #: order is drawn from may be: the order needs trends, not the last lead.
 _FLUSH_S = 1.0
+
+#: The state keys of the step journal: ``waterfall/steps/<digest of lead id and lead>``.
+STEPS_PREFIX = "waterfall/steps/"
+
+#: Expired journal entries tombstoned per lead: a backlog goes out over many leads.
+_TOMBSTONES_PER_LEAD = 8
 
 #: ``(provider, outcome, credits)`` of each step, for the metrics.
 StepHook = Callable[[str, str, int], None]
@@ -105,6 +125,7 @@ class WaterfallEnricher:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         on_step: StepHook | None = None,
+        ttl_s: float = 24 * 3600.0,
     ) -> None:
         missing = {p.name for p in config.providers} - members.keys()
         if missing:
@@ -124,6 +145,10 @@ class WaterfallEnricher:
         self._tallies: dict[tuple[str, str], Tally] = {}
         self._tallied_at = -_FLUSH_S
         self._flusher: asyncio.Task[None] | None = None
+        self._store: StateStore | None = None
+        #: The step journal: key -> (written at, {provider: its paid step}).
+        self._journal: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
+        self._ttl_s = ttl_s
 
     #: The handler puts each lead's :attr:`WaterfallDone.steps` in its ``enrichment_meta``.
     has_steps = True
@@ -135,14 +160,23 @@ class WaterfallEnricher:
     # --- wiring ---------------------------------------------------------------------------
 
     def attach(self, store: StateStore) -> None:
-        """Write the hit totals to ``store``'s topic."""
+        """Write the hit totals and the step journal to ``store``'s topic."""
         self._writes.attach(store)
+        self._store = store
 
     def on_state(self, key: str, value: dict[str, Any] | None) -> None:
         """Fold one state record: another instance's (or an earlier process's) totals. Our
         own are folded when counted, so their echo, older by then, is not applied."""
         if key.startswith(HITS_PREFIX) and not key.endswith("/" + self._instance):
             self.ledger.apply(key, value)
+        elif key.startswith(STEPS_PREFIX):
+            journal = key[len(STEPS_PREFIX) :]
+            steps = None if value is None else value.get("steps")
+            at = None if value is None else value.get("at")
+            if isinstance(steps, dict) and isinstance(at, int | float):
+                self._journal[journal] = (float(at), steps)
+            else:
+                self._journal.pop(journal, None)
 
     async def start(self) -> None:
         for member in self._members.values():
@@ -190,12 +224,27 @@ class WaterfallEnricher:
         plan = plan_order(self._config, routed, self._tally, self._rng)
         run = LeadWaterfall(self._config, plan.order)
         attempts = 0
+        journal = self._journal_key(lead, lead_id, now)
+        paid = {} if journal is None else dict(self._journal.get(journal, (0.0, {}))[1])
         while (name := run.next_provider()) is not None:
+            earlier = paid.get(name)
+            if earlier is not None:
+                # Paid by an earlier run of this lead (killed mid-waterfall): its answer
+                # again, nothing charged now (the earlier run's claim counted it).
+                run.record(name, _replayed(earlier))
+                log.info("waterfall.step_replayed", provider=name, lead_id=lead_id)
+                continue
             answer, tries = await self._ask(self._members[name], lead, lead_id)
             attempts += tries
             run.record(name, answer)
             if not isinstance(answer, Unavailable):
                 self._observe(routed.segment, name, today, answer)
+            if journal is not None and isinstance(answer, Found | Missed) and answer.credits:
+                paid[name] = _journaled(answer)
+                await self._write_journal(journal, paid, now)
+        if journal is not None and paid:
+            # After the handler's settle has written the receipt (see the module's doc).
+            asyncio.get_running_loop().call_soon(self._forget, journal)
         result = run.result()
         steps = [
             {"provider": t.provider, "outcome": t.outcome, "credits": t.credits}
@@ -215,6 +264,32 @@ class WaterfallEnricher:
                 maybe_charged=result.credits > 0,
             )
         raise NoMatch(f"no provider found the lead ({said})", credits=result.credits)
+
+    def _journal_key(self, lead: Mapping[str, Any], lead_id: str, now: float) -> str | None:
+        """The lead's journal key (None: no state store); tombstones a few expired ones."""
+        store = self._store
+        if store is None:
+            return None
+        if self._journal:
+            expired = [k for k, (at, _) in self._journal.items() if at + self._ttl_s <= now]
+            for key in expired[:_TOMBSTONES_PER_LEAD]:
+                self._forget(key)
+        digest = hashlib.sha256(lead_id.encode())
+        digest.update(orjson.dumps(lead, option=orjson.OPT_SORT_KEYS))
+        return digest.hexdigest()[:40]
+
+    async def _write_journal(
+        self, journal: str, paid: dict[str, dict[str, Any]], now: float
+    ) -> None:
+        """Append the steps paid so far and wait for the broker's acknowledgement: the next
+        provider is asked only once this one's charge is durable."""
+        assert self._store is not None
+        self._journal[journal] = (now, dict(paid))
+        await self._store.append(STEPS_PREFIX + journal, {"at": now, "steps": paid})
+
+    def _forget(self, journal: str) -> None:
+        self._journal.pop(journal, None)
+        self._writes.write(STEPS_PREFIX + journal, None)
 
     async def _ask(
         self, member: Member, lead: Mapping[str, Any], lead_id: str
@@ -290,3 +365,17 @@ class WaterfallEnricher:
             found = self.ledger.tally(segment, provider, today, self._config.adaptive.window_days)
             self._tallies[(segment, provider)] = found
         return found
+
+
+def _journaled(answer: Found | Missed) -> dict[str, Any]:
+    if isinstance(answer, Found):
+        return {"outcome": "found", "credits": answer.credits, "data": answer.data}
+    return {"outcome": "missed", "credits": answer.credits}
+
+
+def _replayed(step: Mapping[str, Any]) -> ProviderAnswer:
+    """A journaled step as the answer it was, charging nothing now."""
+    data = step.get("data")
+    if step.get("outcome") == "found" and isinstance(data, dict):
+        return Found(data, 0)
+    return Missed(0)

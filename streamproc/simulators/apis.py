@@ -111,9 +111,13 @@ class ApiStats:
     #: Set by ``POST /outage?status=503``: every API request answers it (an outage).
     outage: int | None = None
 
+    #: When each person or company was first charged (this process's monotonic clock).
+    first_charged_at: dict[str, float] = field(default_factory=dict)
+
     def charge(self, who: str) -> None:
         self.credits += 1
         self.charged[who] += 1
+        self.first_charged_at.setdefault(who, time.monotonic())
 
     @property
     def billed_twice(self) -> int:
@@ -127,6 +131,10 @@ class ApiStats:
             "credits": self.credits,
             "by_status": dict(self.by_status),
             "billed_twice": self.billed_twice,
+            # Who was charged more than once, and when first (monotonic seconds).
+            "twice_first_at": {
+                who: self.first_charged_at[who] for who, count in self.charged.items() if count > 1
+            },
             "replayed": self.replayed,
             "tokens_issued": self.tokens_issued,
         }

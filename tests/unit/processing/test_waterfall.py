@@ -3,6 +3,7 @@ breaker; misses, failures and open breakers pass the lead on; the hit tallies.""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -11,7 +12,12 @@ import pytest
 
 from streamproc.errors import NoMatch, ProviderError
 from streamproc.processing.calls import ProviderCalls
-from streamproc.processing.waterfall import Member, WaterfallDone, WaterfallEnricher
+from streamproc.processing.waterfall import (
+    STEPS_PREFIX,
+    Member,
+    WaterfallDone,
+    WaterfallEnricher,
+)
 from streamproc.provider.api import Answer, Enrichment, LeadIn
 from streamproc.provider.driver import RetryDriver
 from streamproc.provider.retry import RetryPolicy
@@ -166,3 +172,70 @@ def test_a_waterfall_names_only_configured_instances() -> None:
     """A waterfall provider without an instance is refused when it is built."""
     with pytest.raises(ValueError, match="no provider instance"):
         WaterfallEnricher(_config(), {"a": _member("a", _Api(".x"))}, instance="me")
+
+
+class _Store:
+    """The state topic as the enricher writes it: every append, in order, acknowledged."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, dict[str, object] | None]] = []
+
+    def append(self, key: str, value: dict[str, object] | None) -> asyncio.Future[tuple[int, int]]:
+        self.log.append((key, value))
+        done: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        done.set_result((1, len(self.log)))
+        return done
+
+
+class _Hanging(_Api):
+    """Never answers while ``hang`` is set: a process killed during this call."""
+
+    def __init__(self) -> None:
+        super().__init__(".any")
+        self.hang = True
+
+    async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+        if self.hang:
+            await asyncio.Event().wait()
+        self.asked.append(leads[0].lead_id)
+        return [Enrichment({"title": "CTO"}, 2)]
+
+
+async def test_a_lead_run_again_after_a_crash_pays_no_provider_twice() -> None:
+    """A lead killed while its second provider was asked is run again by a new process
+    that folded the journal: the first provider's paid answer comes from the journal (not
+    asked, nothing charged now), the second is asked; once done the journal is tombstoned."""
+    clock, store = Clock(), _Store()
+    a, b = _Api(".any"), _Hanging()
+    lead = {"lead_id": "l1", "domain": "x.any"}
+
+    def enricher() -> WaterfallEnricher:
+        members = {"a": _member("a", a), "b": _member("b", b)}
+        config = _config(stop_when=["email", "title"])
+        built = WaterfallEnricher(config, members, instance="me", clock=clock)
+        built.attach(store)  # type: ignore[arg-type]
+        return built
+
+    first = enricher()
+    killed = asyncio.ensure_future(first.enrich(lead, "l1"))
+    while not any(key.startswith(STEPS_PREFIX) for key, _ in store.log):
+        await asyncio.sleep(0)
+    killed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await killed
+    assert a.asked == ["l1"]
+
+    second = enricher()
+    for key, value in store.log:
+        second.on_state(key, value)
+    b.hang = False
+    done = await second.enrich(lead, "l1")
+    assert a.asked == ["l1"], "the first provider was paid twice"
+    assert done.data == {"email": "pat@x.any", "by": ".any", "title": "CTO"}
+    assert done.steps == [
+        {"provider": "a", "outcome": "found", "credits": 0},
+        {"provider": "b", "outcome": "found", "credits": 2},
+    ]
+    await asyncio.sleep(0)
+    journal = [key for key, _ in store.log if key.startswith(STEPS_PREFIX)]
+    assert store.log[-1] == (journal[0], None), "the journal was not tombstoned"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from streamproc import app as app_module
+from streamproc.errors import ConfigError
 from streamproc.provider.api import Answer, LeadIn, ProviderConfig
 from streamproc.provider.declarative import DeclarativeProvider
 from streamproc.provider.retry import RetryPolicy
@@ -130,3 +132,59 @@ def test_a_provider_without_a_rate_is_not_paced(monkeypatch: pytest.MonkeyPatch)
     app = app_module.App(Settings(provider="acme"))
     assert app.provider is not None and app.provider.pacer is None
     assert app.processor._on_assignment is None
+
+
+def test_each_waterfall_instance_gets_its_own_table_url_and_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A waterfall builds one provider per ``[streamproc.providers.<name>]`` table: a
+    declarative one gets the rest of its table as options, any other its own url, key and
+    options; none gets the one-provider settings' key or another instance's."""
+    _Recorder.given = []
+    monkeypatch.setattr(app_module, "load_provider_factory", lambda name: _Recorder)
+    settings = Settings(
+        provider_api_key="single-provider-key",
+        providers={
+            "finder": {"type": "declarative", "url": "https://finder.example/v2", "x": 1},
+            "people": {
+                "type": "acme",
+                "url": "https://people.example/match",
+                "api_key": API_KEY,
+                "options": {"region": "eu"},
+            },
+        },
+        waterfall={"providers": [{"name": "finder"}, {"name": "people"}]},
+    )
+    app = app_module.App(settings)
+    finder, people = _Recorder.given
+    assert (finder.name, dict(finder.options), finder.api_key) == (
+        "declarative",
+        {"url": "https://finder.example/v2", "x": 1},
+        None,
+    )
+    assert (people.name, dict(people.options), people.url) == (
+        "acme",
+        {"region": "eu"},
+        "https://people.example/match",
+    )
+    assert people.api_key is not None and people.api_key.get_secret_value() == API_KEY
+    assert list(getattr(app.provider, "members", {})) == ["finder", "people"]
+
+
+@pytest.mark.parametrize(
+    ("providers", "waterfall", "says"),
+    [
+        ({}, {"providers": [{"name": "finder"}]}, "no [streamproc.providers.finder] table"),
+        ({"f": {"type": "acme", "path": "/x"}}, {"providers": [{"name": "f"}]}, "unknown keys"),
+        ({}, {"providers": []}, "waterfall.providers"),
+    ],
+)
+def test_a_waterfall_misconfigured_is_one_config_error(
+    monkeypatch: pytest.MonkeyPatch, providers: Any, waterfall: Any, says: str
+) -> None:
+    """A waterfall naming an instance with no table, an instance with keys its type does
+    not read, or an invalid waterfall table is one ConfigError naming it."""
+    monkeypatch.setattr(app_module, "load_provider_factory", lambda name: _Recorder)
+    settings = Settings(providers=providers, waterfall=waterfall)
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        app_module.App(settings)
