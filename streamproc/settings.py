@@ -998,6 +998,10 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.provider_backoff_max_s < self.provider_backoff_base_s:
             raise ValueError("provider_backoff_max_s must be >= provider_backoff_base_s")
+        if self.waterfall is not None and self.provider_mode is ProviderMode.CLAY:
+            raise ValueError(
+                "waterfall runs synchronous providers: it cannot run with provider_mode clay"
+            )
         if self.revoke_grace_s * 2_000 > self.max_poll_interval_ms:
             # The revocation runs before the member rejoins: with the whole rebalance
             # timeout spent on it the member is evicted, and takes the partitions back from

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from streamproc import app as app_module
 from streamproc.errors import ConfigError
@@ -188,3 +188,15 @@ def test_a_waterfall_misconfigured_is_one_config_error(
     settings = Settings(providers=providers, waterfall=waterfall)
     with pytest.raises(ConfigError, match=re.escape(says)):
         app_module.App(settings)
+
+
+def test_a_waterfall_cannot_run_in_clay_mode() -> None:
+    """A waterfall with provider_mode clay is refused when the settings are read (Clay
+    would take the leads and the waterfall would never run)."""
+    with pytest.raises(ValidationError, match="provider_mode clay"):
+        Settings(
+            provider_mode="clay",
+            clay_webhook_urls="https://api.clay.example/hook/a",
+            clay_callback_secret="s",
+            waterfall={"providers": [{"name": "finder"}]},
+        )
