@@ -200,3 +200,35 @@ def test_a_waterfall_cannot_run_in_clay_mode() -> None:
             clay_callback_secret="s",
             waterfall={"providers": [{"name": "finder"}]},
         )
+
+
+def test_each_waterfall_instance_is_paced_at_its_own_plan_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A waterfall instance's rate_per_s / rate_per_min pace that instance only (the
+    provider_rate_* settings are the one provider's), and a rebalance tells every paced
+    instance its share of the input partitions."""
+    _Recorder.given = []
+    monkeypatch.setattr(app_module, "load_provider_factory", lambda name: _Recorder)
+    settings = Settings(
+        provider_rate_per_s=100.0,
+        providers={
+            "finder": {"type": "acme", "rate_per_min": 120, "rate_burst": 2},
+            "people": {"type": "acme"},
+        },
+        waterfall={"providers": [{"name": "finder"}, {"name": "people"}]},
+    )
+    app = app_module.App(settings)
+    members = getattr(app.provider, "members", {})
+    finder, people = members["finder"].calls.pacer, members["people"].calls.pacer
+    assert people is None
+    assert finder is not None and (finder.bucket.rate_per_s, finder.bucket.burst) == (2.0, 2)
+    assert app.processor._on_assignment is not None
+    app.processor._on_assignment(1, 4)
+    assert finder.bucket.rate_per_s == 0.5
+
+
+def test_a_waterfall_instances_rate_must_be_a_positive_number() -> None:
+    """A rate of 0 (or text) in an instance's table is one ConfigError naming it."""
+    with pytest.raises(ConfigError, match=re.escape("providers.finder.rate_per_s")):
+        ProviderConfig.member(Settings(), "finder", {"rate_per_s": 0})
