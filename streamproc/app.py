@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from streamproc import __version__, tracing
 from streamproc.clay import ClayService
 from streamproc.errors import ConfigError, KafkaSetupError
@@ -27,6 +29,7 @@ from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.pacing import provider_pacer
 from streamproc.processing.processor import Processor
+from streamproc.processing.waterfall import Member, WaterfallEnricher
 from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient, retry_driver
 from streamproc.provider.config import ProviderConfig
@@ -34,9 +37,10 @@ from streamproc.provider.registry import load_provider_factory
 from streamproc.provider.stall import LoopWatch
 from streamproc.redact import mask_url
 from streamproc.registry.codec import RegistryCodec, codec_for
-from streamproc.resilience.breaker import Transition
+from streamproc.resilience.breaker import BreakerConfig, CircuitBreaker, Transition
 from streamproc.settings import ProviderMode, Settings
 from streamproc.state.store import StateListener, StateStore
+from streamproc.waterfall.config import WaterfallConfig
 
 if TYPE_CHECKING:
     from streamproc.tracing import SpanExporter
@@ -71,12 +75,15 @@ class App:
         self.guard.attach(self.state)
         # Clay mode: leads are submitted to Clay's webhook and finished by its callback
         # (streamproc.clay); there is no synchronous provider to call.
-        self.provider: ProviderCalls | None = None
+        self.provider: ProviderCalls | WaterfallEnricher | None = None
         self.clay: ClayService | None = None
         if settings.provider_mode is ProviderMode.CLAY:
             self.clay = ClayService(
                 settings, self.guard, self.state, self.metrics, processor_version=__version__
             )
+        elif settings.waterfall is not None:
+            self.provider = self._waterfall(settings)
+            self.provider.attach(self.state)
         else:
             self.provider = self._provider_calls(settings)
         # Leads in the user's shape (lead_fields) or the registry's wire format; None for
@@ -129,20 +136,34 @@ class App:
     def _pacer_share(self) -> Callable[[int, int], None] | None:
         if self.clay is not None:
             return self.clay.submitter.pacer.share
+        if isinstance(self.provider, WaterfallEnricher):
+            # Each instance of a waterfall has its own API and plan limit, each shared.
+            pacers = [m.calls.pacer for m in self.provider.members.values() if m.calls.pacer]
+            if not pacers:
+                return None
+
+            def share(assigned: int, total: int) -> None:
+                for pacer in pacers:
+                    pacer.share(assigned, total)
+
+            return share
         if self.provider is not None and self.provider.pacer is not None:
             return self.provider.pacer.share
         return None
 
-    def _provider_calls(self, settings: Settings) -> ProviderCalls:
+    def _provider_calls(
+        self, settings: Settings, member: tuple[str, ProviderConfig] | None = None
+    ) -> ProviderCalls:
         """The provider the ``provider`` setting names (an entry point of
-        ``streamproc.providers``), behind the pipeline's batching and retry loop."""
-        name = settings.provider_name
-        factory = load_provider_factory(name)
+        ``streamproc.providers``), or the waterfall's ``member`` (its instance name and
+        configuration), behind the pipeline's batching and retry loop."""
+        config = ProviderConfig.from_settings(settings) if member is None else member[1]
+        name = config.name if member is None else f"{member[0]} ({config.name})"
+        factory = load_provider_factory(config.name)
         if factory is ClayService:
             raise ConfigError("provider clay needs provider_mode clay")
         try:
             # Its own configuration only: never the settings, which hold every secret.
-            config = ProviderConfig.from_settings(settings, name)
             provider = factory(config)
         except ConfigError:
             raise
@@ -157,17 +178,55 @@ class App:
             provider.on_attempt = self.metrics.provider_attempt
         return ProviderCalls(
             provider,
-            retry_driver(settings, "provider", stalled=self.loop_watch.stalled),
+            retry_driver(
+                settings,
+                "provider" if member is None else member[0],
+                stalled=self.loop_watch.stalled,
+            ),
             batch_size=settings.provider_batch_size,
             linger_s=settings.provider_batch_linger_ms / 1000,
             timeout_s=settings.provider_timeout_s,
             pacer=provider_pacer(config),
         )
 
+    def _waterfall(self, settings: Settings) -> WaterfallEnricher:
+        """The ``[streamproc.waterfall]`` over the ``[streamproc.providers.<name>]``
+        instances: each its own provider, retry loop and breaker (docs/waterfall.md)."""
+        try:
+            config = WaterfallConfig.model_validate(settings.waterfall)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"waterfall.{where}: {first['msg']}") from None
+        tables = settings.providers or {}
+        members: dict[str, Member] = {}
+        for price in config.providers:
+            table = tables.get(price.name)
+            if table is None:
+                raise ConfigError(
+                    f"waterfall provider {price.name!r} has no [streamproc.providers."
+                    f"{price.name}] table (configured: {', '.join(sorted(tables)) or 'none'})"
+                )
+            member = ProviderConfig.member(settings, price.name, table)
+            members[price.name] = Member(
+                price.name,
+                self._provider_calls(settings, (price.name, member)),
+                CircuitBreaker(BreakerConfig.from_settings(settings)),
+            )
+        return WaterfallEnricher(
+            config,
+            members,
+            instance=self.guard.owner,
+            on_step=self.metrics.waterfall_step,
+            ttl_s=settings.receipt_ttl_s,
+        )
+
     def _on_state(
         self, key: str, value: dict[str, Any] | None, partition: int, offset: int
     ) -> None:
         self.guard.on_state(key, value, partition, offset)
+        if isinstance(self.provider, WaterfallEnricher) and key.startswith("waterfall/"):
+            self.provider.on_state(key, value)
         for listener in self.state_listeners:
             listener(key, value, partition, offset)
         if self.clay is not None and key.startswith("clay/"):
@@ -243,7 +302,10 @@ class App:
                 provider_url=None
                 if settings.provider_url is None
                 else mask_url(str(settings.provider_url)),
-                batch_size=None if self.provider is None else self.provider.batch_size,
+                batch_size=getattr(self.provider, "batch_size", None),
+                waterfall=None
+                if not isinstance(self.provider, WaterfallEnricher)
+                else list(self.provider.members),
                 max_in_flight=settings.max_in_flight,
                 http_port=self.ops.port,
             )
@@ -307,7 +369,7 @@ class App:
             on_breaker_open=s.on_breaker_open.value,
         )
 
-    async def _start_provider(self, provider: ProviderCalls) -> None:
+    async def _start_provider(self, provider: ProviderCalls | WaterfallEnricher) -> None:
         try:
             await provider.start()
         except ConfigError:

@@ -578,7 +578,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             from streamproc.provider.registry import load_provider_factory, needs_provider_url
 
             # Asked of the provider chosen: only the `http` one calls provider_url.
-            if needs_provider_url(load_provider_factory(settings.provider_name)):
+            if settings.waterfall is None and needs_provider_url(
+                load_provider_factory(settings.provider_name)
+            ):
                 settings.require_provider()
 
         def runner() -> Coroutine[Any, Any, int]:

@@ -211,6 +211,9 @@ def printable_settings(settings: Settings) -> dict[str, Any]:
             values[name] = {**raw, **_masked_table(_request_parts(raw))}
         elif name == "provider_options" and raw is not None:
             values[name] = _masked_table(raw)
+        elif name == "providers" and raw is not None:
+            # A waterfall's instances: each table as a declarative one's, or any provider's.
+            values[name] = {member: _masked_table(table) for member, table in raw.items()}
         elif isinstance(raw, SecretStr):
             values[name] = MASK
         elif isinstance(raw, AnyHttpUrl):
@@ -252,6 +255,9 @@ def _secrets(settings: Settings) -> Iterator[str]:
     yield from _env_references(settings.provider_declarative)
     yield from _table_secrets(_request_parts(settings.provider_declarative or {}))
     yield from _table_secrets(settings.provider_options or {})
+    for table in (settings.providers or {}).values():
+        yield from _env_references(table)
+        yield from _table_secrets(table)
     for name in type(settings).model_fields:
         raw = getattr(settings, name)
         if isinstance(raw, SecretStr):

@@ -444,6 +444,17 @@ class Settings(BaseSettings):
         "table of the settings file, or its JSON; handed to the provider, with its URL, key, "
         "timeout and retry policy, in place of the whole settings (docs/provider.md)",
     )
+    providers: dict[str, dict[str, Any]] | None = Field(
+        None,
+        description="named provider instances for a waterfall: `[streamproc.providers.NAME]` "
+        "tables, each with `type` (`declarative`, the default, `http` or an installed "
+        "provider's name) and its own settings (docs/waterfall.md)",
+    )
+    waterfall: dict[str, Any] | None = Field(
+        None,
+        description="the waterfall over `providers`: the `[streamproc.waterfall]` table "
+        "(docs/waterfall.md); unset: the one provider of `provider`",
+    )
 
     # --- Clay mode (provider_mode = clay; see streamproc.clay) -----------------------------
     clay_webhook_urls: Annotated[tuple[AnyHttpUrl, ...], NoDecode] = Field(
@@ -987,6 +998,10 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.provider_backoff_max_s < self.provider_backoff_base_s:
             raise ValueError("provider_backoff_max_s must be >= provider_backoff_base_s")
+        if self.waterfall is not None and self.provider_mode is ProviderMode.CLAY:
+            raise ValueError(
+                "waterfall runs synchronous providers: it cannot run with provider_mode clay"
+            )
         if self.revoke_grace_s * 2_000 > self.max_poll_interval_ms:
             # The revocation runs before the member rejoins: with the whole rebalance
             # timeout spent on it the member is evicted, and takes the partitions back from

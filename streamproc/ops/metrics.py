@@ -91,6 +91,8 @@ METRIC_NAMES: Final = frozenset(
         "streamproc_provider_request_duration_seconds",
         "streamproc_provider_responses_total",
         "streamproc_credits_spent_total",
+        "streamproc_waterfall_calls_total",
+        "streamproc_waterfall_credits_total",
         "streamproc_budget_limit_credits",
         "streamproc_budget_spent_credits",
         "streamproc_budget_reserved_credits",
@@ -210,6 +212,20 @@ class Metrics:
         self._credits = Counter(
             "streamproc_credits_spent",
             "Credits charged by the provider for committed leads of this process.",
+            registry=r,
+        )
+        self._waterfall_calls = Counter(
+            "streamproc_waterfall_calls",
+            "A waterfall's steps by provider instance and outcome (found, missed, failed, "
+            "unavailable, over_ceiling), counted when the step ends.",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self._waterfall_credits = Counter(
+            "streamproc_waterfall_credits",
+            "Credits each provider instance of a waterfall charged, counted when the call "
+            "ends (what its bill says; a lead processed again after a crash may pay again).",
+            ["provider"],
             registry=r,
         )
         self._budget_limit = Gauge(
@@ -390,6 +406,13 @@ class Metrics:
             child = self._provider_responses.labels(NO_ANSWER if status is None else str(status))
             self._responses_by_status[status] = child
         child.inc()
+
+    def waterfall_step(self, provider: str, outcome: str, credits: int) -> None:
+        """One provider of a lead's waterfall was asked (or passed over): its outcome and
+        what it charged."""
+        self._waterfall_calls.labels(provider, outcome).inc()
+        if credits > 0:
+            self._waterfall_credits.labels(provider).inc(credits)
 
     def breaker_transition(self, from_state: str, to_state: str) -> None:
         """The breaker changed state in this process (``open``, ``half_open``, ``closed``)."""

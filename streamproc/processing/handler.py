@@ -31,7 +31,13 @@ from streamproc.processing.holds import Holds
 from streamproc.processing.receipts import receipt_id
 from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import Failure, Headers, Origin, attempt_of, encode_dlq_headers
-from streamproc.records.lead import EnrichmentMeta, Lead, ProcessorInfo, decode_lead
+from streamproc.records.lead import (
+    EnrichmentMeta,
+    Lead,
+    ProcessorInfo,
+    ProviderStep,
+    decode_lead,
+)
 from streamproc.records.mapping import LeadObject
 from streamproc.records.outcome import Outcome, OutcomeKind, OutRecord
 from streamproc.settings import Settings
@@ -193,6 +199,7 @@ def enriched_value(
     enriched_at: datetime,
     processor: dict[str, str],
     cache: CacheHit | None = None,
+    steps: list[dict[str, Any]] | None = None,
 ) -> bytes:
     """The ``leads.enriched`` value: the lead's own fields, ``enrichment``, and the
     ``enrichment_meta`` of the published model (``EnrichedLead`` in ``schemas/``),
@@ -222,6 +229,8 @@ def enriched_value(
             "enriched_at": enriched_at,
             "processor": processor,
         }
+        if steps is not None:
+            fast["providers"] = steps
         return orjson.dumps(
             {**obj, "enrichment": enrichment, "enrichment_meta": fast},
             option=orjson.OPT_UTC_Z,
@@ -233,6 +242,7 @@ def enriched_value(
         enriched_at=enriched_at,
         processor=processor,
         cache=cache,
+        steps=steps,
     )
     return orjson.dumps({**obj, "enrichment": enrichment, "enrichment_meta": dumped})
 
@@ -250,6 +260,7 @@ def enrichment_meta(
     enriched_at: datetime,
     processor: dict[str, str],
     cache: CacheHit | None = None,
+    steps: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``enrichment_meta`` of an enriched lead, validated, as JSON values."""
     meta = EnrichmentMeta(
@@ -260,6 +271,7 @@ def enrichment_meta(
         processor=ProcessorInfo(**processor),
         cache_key=cache.key.value if cache is not None else None,
         cached_at=datetime.fromtimestamp(cache.stored_at, UTC) if cache is not None else None,
+        providers=None if steps is None else [ProviderStep(**step) for step in steps],
     )
     return meta.model_dump(mode="json", exclude_none=True)
 
@@ -296,6 +308,8 @@ class LeadHandler:
             raise ValueError("LeadHandler needs an enricher or a deferred provider")
         self._settings = settings
         self._enricher = enricher
+        #: A waterfall's answers say which providers were tried (``enrichment_meta``).
+        self._steps = getattr(enricher, "has_steps", False) is True
         self._guard = guard
         self._utcnow = utcnow
         self._deferred = deferred
@@ -396,6 +410,7 @@ class LeadHandler:
             "provider",
             result.credits,
             after=admission.after,
+            steps=getattr(result, "steps", None) if self._steps else None,
         )
 
     async def _submit(
@@ -503,8 +518,10 @@ class LeadHandler:
         cache: CacheHit | None = None,
         paid: int = 0,
         after: list[OutRecord] | None = None,
+        steps: list[dict[str, Any]] | None = None,
     ) -> Outcome:
-        """``credits`` charged now; ``paid`` charged by an earlier run (said in the meta)."""
+        """``credits`` charged now; ``paid`` charged by an earlier run (said in the meta);
+        ``steps``: a waterfall's providers tried."""
         if self._codec is None:
             value = enriched_value(
                 obj,
@@ -515,6 +532,7 @@ class LeadHandler:
                 enriched_at=self._utcnow(),
                 processor=self._processor,
                 cache=cache,
+                steps=steps,
             )
         else:
             meta = enrichment_meta(
@@ -525,6 +543,8 @@ class LeadHandler:
                 processor=self._processor,
                 cache=cache,
             )
+            # The registry's output schemas carry no steps (their compatibility is the
+            # user's): a waterfall's steps are in the plain JSON output only.
             value = self._codec.encode(_shaped(obj), enrichment, meta)
         out = OutRecord(
             self._settings.topic_enriched,

@@ -13,6 +13,7 @@ flight and the HTTP transport.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -27,6 +28,19 @@ from streamproc.settings import Settings
 __all__ = ["ProviderConfig"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+#: The keys of a waterfall's provider instance table read for any provider type.
+_MEMBER_KEYS = frozenset({"type", "rate_per_s", "rate_per_min", "rate_burst"})
+
+
+def _rate(table: Mapping[str, Any], name: str, key: str) -> float | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"providers.{name}.{key} must be a number above 0, not {value!r}")
+    if key == "rate_burst" and not float(value).is_integer():
+        raise ConfigError(f"providers.{name}.rate_burst must be a whole number, not {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +99,43 @@ class ProviderConfig:
             rate_per_s=settings.provider_rate_per_s,
             rate_per_min=settings.provider_rate_per_min,
             rate_burst=settings.provider_rate_burst,
+        )
+
+    @classmethod
+    def member(cls, settings: Settings, name: str, table: Mapping[str, Any]) -> ProviderConfig:
+        """The configuration of the waterfall's provider instance ``name``, from its
+        ``[streamproc.providers.<name>]`` table: ``type`` (default ``declarative``) picks
+        the provider; a declarative one's table is the rest, as ``provider_declarative``
+        is; any other's reads ``url``, ``api_key``, ``auth_header`` and ``options``. Any
+        type's ``rate_per_s``, ``rate_per_min`` and ``rate_burst`` are this API's plan
+        limit (unset: not paced; the ``provider_rate_*`` settings are the one provider's).
+        The timeout, retry policy and sizes are the pipeline's, as for one provider. The
+        returned ``name`` is the entry point's, as providers expect."""
+        rest = {key: value for key, value in table.items() if key not in _MEMBER_KEYS}
+        kind = table.get("type", "declarative")
+        if not isinstance(kind, str) or not kind:
+            raise ConfigError(f"providers.{name}.type must be a provider's name")
+        base = dataclasses.replace(
+            cls.from_settings(settings, kind),
+            rate_per_s=_rate(table, name, "rate_per_s"),
+            rate_per_min=_rate(table, name, "rate_per_min"),
+            rate_burst=int(_rate(table, name, "rate_burst") or 1),
+        )
+        if kind == "declarative":
+            return dataclasses.replace(base, options=copy.deepcopy(rest), url=None, api_key=None)
+        unknown = set(rest) - {"url", "api_key", "auth_header", "options"}
+        if unknown:
+            raise ConfigError(
+                f"providers.{name}: unknown keys {sorted(unknown)} for a {kind!r} provider "
+                "(url, api_key, auth_header, options)"
+            )
+        key = rest.get("api_key")
+        return dataclasses.replace(
+            base,
+            options=copy.deepcopy(rest.get("options") or {}),
+            url=None if rest.get("url") is None else str(rest["url"]),
+            api_key=None if key is None else SecretStr(str(key)),
+            auth_header=str(rest.get("auth_header", base.auth_header)),
         )
 
     def __post_init__(self) -> None:

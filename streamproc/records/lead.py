@@ -14,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from streamproc.errors import InvalidPayload
 
-__all__ = ["EnrichedLead", "EnrichmentMeta", "Lead", "ProcessorInfo", "decode_lead"]
+__all__ = [
+    "EnrichedLead",
+    "EnrichmentMeta",
+    "Lead",
+    "ProcessorInfo",
+    "ProviderStep",
+    "decode_lead",
+]
 
 EnrichmentSource = Literal["provider", "cache", "fallback"]
 #: What a cached answer was keyed by: the company's domain or the person's e-mail.
@@ -59,6 +66,16 @@ class ProcessorInfo(BaseModel):
     version: str
 
 
+class ProviderStep(BaseModel):
+    """One provider of a lead's waterfall: what it answered and what it charged."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    outcome: Literal["found", "missed", "unavailable", "failed", "over_ceiling"]
+    credits: int = Field(ge=0)
+
+
 class EnrichmentMeta(BaseModel):
     """How a lead was enriched: where the data came from and what it cost."""
 
@@ -84,6 +101,11 @@ class EnrichmentMeta(BaseModel):
     )
     cached_at: datetime | None = Field(
         None, description="Source cache only: when the provider's answer was cached."
+    )
+    providers: list[ProviderStep] | None = Field(
+        None,
+        description="A waterfall's lead only: each provider tried, in order, its outcome "
+        "and what it charged (their sum is `credits`).",
     )
 
     @model_validator(mode="after")

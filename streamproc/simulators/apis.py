@@ -33,6 +33,9 @@ items can be matched by it). ``honour_idempotency`` answers a request whose
 /stats`` gives requests, leads, credits, the statuses answered, and the charges per person
 or company (``billed_twice``: how many were charged more than once). Run one with
 ``streamproc mock-provider --mode person-match`` (or ``company-bulk``, ``email-finder``).
+``misses`` adds domain suffixes one simulator finds nothing for (two simulators then find
+different shares of the leads); ``POST /outage?status=503`` makes every API request answer
+that status until ``DELETE /outage``.
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ class ApiSimConfig:
     client_id: str = "test-client"
     #: Lifetime of an OAuth2 access token.
     token_ttl_s: float = 3_600.0
+    #: Domain suffixes this API matches nothing for, beside ``.nomatch.test``: two
+    #: simulators with different ones find different shares of the leads (a waterfall's).
+    misses: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -102,10 +108,16 @@ class ApiStats:
     #: OAuth2 access tokens issued, and each one's expiry (monotonic seconds).
     tokens: dict[str, float] = field(default_factory=dict)
     tokens_issued: int = 0
+    #: Set by ``POST /outage?status=503``: every API request answers it (an outage).
+    outage: int | None = None
+
+    #: When each person or company was first charged (this process's monotonic clock).
+    first_charged_at: dict[str, float] = field(default_factory=dict)
 
     def charge(self, who: str) -> None:
         self.credits += 1
         self.charged[who] += 1
+        self.first_charged_at.setdefault(who, time.monotonic())
 
     @property
     def billed_twice(self) -> int:
@@ -119,6 +131,10 @@ class ApiStats:
             "credits": self.credits,
             "by_status": dict(self.by_status),
             "billed_twice": self.billed_twice,
+            # Who was charged more than once, and when first (monotonic seconds).
+            "twice_first_at": {
+                who: self.first_charged_at[who] for who, count in self.charged.items() if count > 1
+            },
             "replayed": self.replayed,
             "tokens_issued": self.tokens_issued,
         }
@@ -145,6 +161,8 @@ def build_api(config: ApiSimConfig) -> web.Application:
     else:
         app.router.add_get("/v2/email-finder", _email_finder)
     app.router.add_get("/stats", _stats)
+    app.router.add_post("/outage", _outage)
+    app.router.add_delete("/outage", _outage)
     if config.auth == "oauth2":
         app.router.add_post("/oauth/token", _token)
         app.router.add_delete("/oauth/tokens", _revoke)
@@ -185,6 +203,8 @@ async def _enter(request: web.Request, key: str | None, domains: list[str]) -> w
     stats.requests += 1
     if config.latency_ms:
         await asyncio.sleep(config.latency_ms / 1000)
+    if stats.outage is not None:
+        return _json(stats.outage, {"error": "service unavailable"}, stats)
     if not _authorized(request, key):
         return _json(401, {"error": "invalid api key"}, stats)
     idempotency_key = request.headers.get("Idempotency-Key")
@@ -240,8 +260,16 @@ async def _revoke(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _matches(domain: str | None) -> bool:
-    return bool(domain) and not str(domain).endswith(".nomatch.test")
+def _matches(domain: str | None, misses: tuple[str, ...] = ()) -> bool:
+    return bool(domain) and not str(domain).endswith((".nomatch.test", *misses))
+
+
+async def _outage(request: web.Request) -> web.Response:
+    """``POST /outage?status=503``: every API request answers that status from now on;
+    ``DELETE /outage``: the API is back."""
+    stats = request.app[_STATS]
+    stats.outage = int(request.query.get("status", "503")) if request.method == "POST" else None
+    return web.Response(status=204)
 
 
 def _digest(text: str) -> int:
@@ -297,9 +325,9 @@ async def _stats(request: web.Request) -> web.Response:
 # --- person match (Apollo style) ----------------------------------------------------------------
 
 
-def _person(detail: dict[str, Any]) -> dict[str, Any] | None:
+def _person(detail: dict[str, Any], misses: tuple[str, ...]) -> dict[str, Any] | None:
     domain = _domain(detail)
-    if not _matches(domain):
+    if not _matches(domain, misses):
         return None
     email = detail.get("email") or f"someone@{domain}"
     n = _digest(str(email))
@@ -320,7 +348,7 @@ async def _person_one(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     stats.leads += 1
-    person = _person(detail)
+    person = _person(detail, request.app[_CONFIG].misses)
     if person is not None:
         stats.charge(str(person["email"]))
     return _answered(request, {"person": person})
@@ -338,7 +366,7 @@ async def _person_bulk(request: web.Request) -> web.Response:
     refused = await _enter(request, request.headers.get("x-api-key"), domains)
     if refused is not None:
         return refused
-    matches = [_person(d) for d in details]
+    matches = [_person(d, request.app[_CONFIG].misses) for d in details]
     found = sum(m is not None for m in matches)
     stats.leads += len(details)
     for match in matches:
@@ -364,9 +392,9 @@ def _company_domain(website: str | None) -> str:
     return (website or "").lower().removeprefix("https://").removeprefix("www.")
 
 
-def _company(website: str | None) -> dict[str, Any]:
+def _company(website: str | None, misses: tuple[str, ...]) -> dict[str, Any]:
     domain = _company_domain(website)
-    if not _matches(domain):
+    if not _matches(domain, misses):
         return {"status": 404, "error": {"type": "not_found", "message": "No records were found"}}
     n = _digest(domain)
     return {
@@ -386,7 +414,7 @@ async def _company_one(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     stats.leads += 1
-    answer = _company(website)
+    answer = _company(website, request.app[_CONFIG].misses)
     if answer["status"] == 200:
         stats.charge(str(answer["website"]))
         response = _answered(request, answer)
@@ -410,7 +438,7 @@ async def _company_bulk(request: web.Request) -> web.Response:
     refused = await _enter(request, request.headers.get("X-Api-Key"), sites)
     if refused is not None:
         return refused
-    answers = [_company(site) for site in sites]
+    answers = [_company(site, request.app[_CONFIG].misses) for site in sites]
     stats.leads += len(answers)
     for answer, one in zip(answers, requests, strict=True):
         if answer["status"] == 200:
@@ -436,7 +464,7 @@ async def _email_finder(request: web.Request) -> web.Response:
         return refused
     stats.leads += 1
     first = request.query.get("first_name") or "alex"
-    email = f"{first.lower()}@{domain}" if _matches(domain) else None
+    email = f"{first.lower()}@{domain}" if _matches(domain, request.app[_CONFIG].misses) else None
     if email is not None:
         stats.charge(email)
     data = {"email": email, "score": 0 if email is None else 60 + _digest(domain) % 40}

@@ -69,6 +69,12 @@ def add_mock_provider_arguments(mock: argparse.ArgumentParser) -> None:
         "OAuth2 client credentials (POST /oauth/token, client test-client, secret the key), "
         "or HTTP Basic (test-client:key)",
     )
+    mock.add_argument(
+        "--misses",
+        default="",
+        help="the API simulators: comma-separated domain suffixes they find nothing for "
+        "(beside .nomatch.test), so two simulators find different shares of the leads",
+    )
     clay = mock.add_argument_group(
         "clay mode (--mode clay: webhooks at /webhook/<name>, callbacks to --callback-url; "
         "--error-rate is then the share of error rows, --rate-limit-rate of 429s)"
@@ -109,6 +115,7 @@ def mock_provider_command(args: argparse.Namespace) -> int:
                 reorder=bool(args.bulk_reorder),
                 honour_idempotency=bool(args.honour_idempotency),
                 auth=args.api_auth,
+                misses=tuple(m for m in args.misses.split(",") if m),
             )
         )
         return 0

@@ -223,3 +223,27 @@ def test_a_declarative_literal_key_is_masked_in_log_lines(
     assert "provider.refused" in err
     assert API_KEY not in err and BODY_PASSWORD not in err
     assert MASK in err
+
+
+def test_a_waterfall_instances_literal_keys_are_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key written into a waterfall's provider instance (a declarative header, another
+    type's api_key) is masked by config show and listed for the log masking."""
+    config = tmp_path / "streamproc.toml"
+    config.write_text(
+        "[streamproc.providers.finder]\n"
+        'url = "https://finder.example/v2"\n'
+        f'headers = {{ "X-Api-Key" = "{API_KEY}" }}\n'
+        "[streamproc.providers.people]\n"
+        'type = "acme"\n'
+        f'api_key = "{BODY_PASSWORD}"\n'
+    )
+    code = main(["config", "show", "--config", str(config), "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert API_KEY not in out and BODY_PASSWORD not in out
+    table = orjson.loads(out)["providers"]
+    assert table["finder"]["headers"]["X-Api-Key"] == MASK
+    assert table["people"]["api_key"] == MASK
+    assert {API_KEY, BODY_PASSWORD} <= secret_values(load_settings(config))

@@ -108,3 +108,46 @@ async def test_a_failure_that_is_not_held_is_dead_lettered_once() -> None:
     outcome = await _handler(_Enricher(ProviderError("500")), guard).handle(_Record())
     assert outcome.kind is OutcomeKind.DLQ and outcome.error_class == "provider_error"
     assert (guard.admitted, guard.settled) == (1, ["error"])
+
+
+@dataclass
+class _Steps:
+    data: dict[str, Any]
+    credits: int
+    attempts: int
+    steps: list[dict[str, Any]]
+
+
+class _Waterfall(_Enricher):
+    """An enricher that says which providers it tried (a waterfall's)."""
+
+    has_steps = True
+
+    async def enrich(
+        self,
+        lead: Any,
+        lead_id: str,
+        *,
+        keep_trying: Callable[[LeadError], Awaitable[bool]] | None = None,
+    ) -> CallResult:
+        steps = [
+            {"provider": "finder", "outcome": "missed", "credits": 0},
+            {"provider": "people", "outcome": "found", "credits": 2},
+        ]
+        return _Steps({"email": "pat@acme.example"}, 2, 2, steps)
+
+
+async def test_a_waterfalls_lead_says_which_providers_were_tried() -> None:
+    """A waterfall's steps are the published meta's ``providers``, valid as the model;
+    one provider's lead has no ``providers`` at all."""
+    outcome = await _handler(_Waterfall()).handle(_Record())
+    (out,) = outcome.records
+    published = EnrichedLead.model_validate_json(out.value or b"")
+    assert published.enrichment_meta.providers is not None
+    assert [(s.provider, s.outcome, s.credits) for s in published.enrichment_meta.providers] == [
+        ("finder", "missed", 0),
+        ("people", "found", 2),
+    ]
+    assert published.enrichment_meta.credits == 2
+    (single,) = (await _handler(_Enricher()).handle(_Record())).records
+    assert "providers" not in orjson.loads(single.value or b"")["enrichment_meta"]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from streamproc import app as app_module
+from streamproc.errors import ConfigError
 from streamproc.provider.api import Answer, LeadIn, ProviderConfig
 from streamproc.provider.declarative import DeclarativeProvider
 from streamproc.provider.retry import RetryPolicy
@@ -130,3 +132,103 @@ def test_a_provider_without_a_rate_is_not_paced(monkeypatch: pytest.MonkeyPatch)
     app = app_module.App(Settings(provider="acme"))
     assert app.provider is not None and app.provider.pacer is None
     assert app.processor._on_assignment is None
+
+
+def test_each_waterfall_instance_gets_its_own_table_url_and_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A waterfall builds one provider per ``[streamproc.providers.<name>]`` table: a
+    declarative one gets the rest of its table as options, any other its own url, key and
+    options; none gets the one-provider settings' key or another instance's."""
+    _Recorder.given = []
+    monkeypatch.setattr(app_module, "load_provider_factory", lambda name: _Recorder)
+    settings = Settings(
+        provider_api_key="single-provider-key",
+        providers={
+            "finder": {"type": "declarative", "url": "https://finder.example/v2", "x": 1},
+            "people": {
+                "type": "acme",
+                "url": "https://people.example/match",
+                "api_key": API_KEY,
+                "options": {"region": "eu"},
+            },
+        },
+        waterfall={"providers": [{"name": "finder"}, {"name": "people"}]},
+    )
+    app = app_module.App(settings)
+    finder, people = _Recorder.given
+    assert (finder.name, dict(finder.options), finder.api_key) == (
+        "declarative",
+        {"url": "https://finder.example/v2", "x": 1},
+        None,
+    )
+    assert (people.name, dict(people.options), people.url) == (
+        "acme",
+        {"region": "eu"},
+        "https://people.example/match",
+    )
+    assert people.api_key is not None and people.api_key.get_secret_value() == API_KEY
+    assert list(getattr(app.provider, "members", {})) == ["finder", "people"]
+
+
+@pytest.mark.parametrize(
+    ("providers", "waterfall", "says"),
+    [
+        ({}, {"providers": [{"name": "finder"}]}, "no [streamproc.providers.finder] table"),
+        ({"f": {"type": "acme", "path": "/x"}}, {"providers": [{"name": "f"}]}, "unknown keys"),
+        ({}, {"providers": []}, "waterfall.providers"),
+    ],
+)
+def test_a_waterfall_misconfigured_is_one_config_error(
+    monkeypatch: pytest.MonkeyPatch, providers: Any, waterfall: Any, says: str
+) -> None:
+    """A waterfall naming an instance with no table, an instance with keys its type does
+    not read, or an invalid waterfall table is one ConfigError naming it."""
+    monkeypatch.setattr(app_module, "load_provider_factory", lambda name: _Recorder)
+    settings = Settings(providers=providers, waterfall=waterfall)
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        app_module.App(settings)
+
+
+def test_a_waterfall_cannot_run_in_clay_mode() -> None:
+    """A waterfall with provider_mode clay is refused when the settings are read (Clay
+    would take the leads and the waterfall would never run)."""
+    with pytest.raises(ValidationError, match="provider_mode clay"):
+        Settings(
+            provider_mode="clay",
+            clay_webhook_urls="https://api.clay.example/hook/a",
+            clay_callback_secret="s",
+            waterfall={"providers": [{"name": "finder"}]},
+        )
+
+
+def test_each_waterfall_instance_is_paced_at_its_own_plan_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A waterfall instance's rate_per_s / rate_per_min pace that instance only (the
+    provider_rate_* settings are the one provider's), and a rebalance tells every paced
+    instance its share of the input partitions."""
+    _Recorder.given = []
+    monkeypatch.setattr(app_module, "load_provider_factory", lambda name: _Recorder)
+    settings = Settings(
+        provider_rate_per_s=100.0,
+        providers={
+            "finder": {"type": "acme", "rate_per_min": 120, "rate_burst": 2},
+            "people": {"type": "acme"},
+        },
+        waterfall={"providers": [{"name": "finder"}, {"name": "people"}]},
+    )
+    app = app_module.App(settings)
+    members = getattr(app.provider, "members", {})
+    finder, people = members["finder"].calls.pacer, members["people"].calls.pacer
+    assert people is None
+    assert finder is not None and (finder.bucket.rate_per_s, finder.bucket.burst) == (2.0, 2)
+    assert app.processor._on_assignment is not None
+    app.processor._on_assignment(1, 4)
+    assert finder.bucket.rate_per_s == 0.5
+
+
+def test_a_waterfall_instances_rate_must_be_a_positive_number() -> None:
+    """A rate of 0 (or text) in an instance's table is one ConfigError naming it."""
+    with pytest.raises(ConfigError, match=re.escape("providers.finder.rate_per_s")):
+        ProviderConfig.member(Settings(), "finder", {"rate_per_s": 0})

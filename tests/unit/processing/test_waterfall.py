@@ -1,0 +1,241 @@
+"""The waterfall as the handler's Enricher: members asked in order, each under its own
+breaker; misses, failures and open breakers pass the lead on; the hit tallies."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from streamproc.errors import NoMatch, ProviderError
+from streamproc.processing.calls import ProviderCalls
+from streamproc.processing.waterfall import (
+    STEPS_PREFIX,
+    Member,
+    WaterfallDone,
+    WaterfallEnricher,
+)
+from streamproc.provider.api import Answer, Enrichment, LeadIn
+from streamproc.provider.driver import RetryDriver
+from streamproc.provider.retry import RetryPolicy
+from streamproc.resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from streamproc.waterfall.config import WaterfallConfig
+from streamproc.waterfall.ledger import tally_key
+from tests.unit.processing.fakes import Clock
+
+
+class _Api:
+    """Finds leads whose domain ends with ``finds``; ``down`` answers every call 503."""
+
+    batch_size = 1
+
+    def __init__(self, finds: str, *, credits: int = 1) -> None:
+        self.finds = finds
+        self.credits = credits
+        self.down = False
+        self.asked: list[str] = []
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+        self.asked.append(leads[0].lead_id)
+        if self.down:
+            raise ProviderError("503")
+        domain = str(leads[0].lead["domain"])
+        if domain.endswith(self.finds):
+            return [Enrichment({"email": f"pat@{domain}", "by": self.finds}, self.credits)]
+        return [NoMatch("nothing")]
+
+
+def _member(name: str, api: _Api, threshold: int = 2) -> Member:
+    async def no_sleep(_: float) -> None: ...
+
+    driver = RetryDriver(RetryPolicy(1, 0.0, 0.0), peer=name, timeout_s=5, sleep=no_sleep)
+    calls = ProviderCalls(api, driver, timeout_s=5)
+    return Member(name, calls, CircuitBreaker(BreakerConfig(threshold, 60.0, 30.0, 1)))
+
+
+def _config(**changes: object) -> WaterfallConfig:
+    return WaterfallConfig.model_validate(
+        {
+            "providers": [
+                {"name": "a", "credits_per_hit": 1},
+                {"name": "b", "credits_per_hit": 1},
+            ],
+            "stop_when": ["email"],
+            "adaptive": {"mode": "off"},
+            **changes,
+        }
+    )
+
+
+def _waterfall(
+    a: _Api, b: _Api, clock: Clock, **changes: object
+) -> tuple[WaterfallEnricher, dict[str, Member]]:
+    members = {"a": _member("a", a), "b": _member("b", b)}
+    enricher = WaterfallEnricher(
+        _config(**changes), members, instance="me", clock=clock, rng=random.Random(1)
+    )
+    return enricher, members
+
+
+async def test_a_miss_goes_to_the_next_provider_and_the_steps_say_what_each_cost() -> None:
+    """A lead the first provider misses is found by the second; the steps list both, the
+    credits are the second's charge."""
+    a, b = _Api(".small", credits=1), _Api(".big", credits=3)
+    enricher, _ = _waterfall(a, b, Clock())
+    done = await enricher.enrich({"domain": "x.big"}, "l1")
+    assert isinstance(done, WaterfallDone)
+    assert done.data == {"email": "pat@x.big", "by": ".big"}
+    assert done.credits == 3
+    assert done.steps == [
+        {"provider": "a", "outcome": "missed", "credits": 0},
+        {"provider": "b", "outcome": "found", "credits": 3},
+    ]
+    assert (a.asked, b.asked) == (["l1"], ["l1"])
+
+
+async def test_a_find_that_meets_the_stop_rule_asks_no_one_else() -> None:
+    """The first provider's e-mail stops the waterfall: the second is never asked."""
+    a, b = _Api(".small"), _Api(".small")
+    enricher, _ = _waterfall(a, b, Clock())
+    await enricher.enrich({"domain": "x.small"}, "l1")
+    assert b.asked == []
+
+
+async def test_nothing_found_by_anyone_is_a_no_match() -> None:
+    """Every provider missed: NoMatch (the DLQ's no_match), not a provider failure."""
+    enricher, _ = _waterfall(_Api(".small"), _Api(".big"), Clock())
+    with pytest.raises(NoMatch):
+        await enricher.enrich({"domain": "x.none"}, "l1")
+
+
+async def test_a_provider_down_passes_its_leads_on_and_its_open_breaker_skips_it() -> None:
+    """A provider answering 503 fails its leads over to the next; once its own breaker is
+    open it is not asked at all (``unavailable``), and the lead still finds its answer."""
+    a, b = _Api(".any"), _Api(".any")
+    a.down = True
+    enricher, members = _waterfall(a, b, Clock())
+    first = await enricher.enrich({"domain": "x.any"}, "l1")
+    assert [s["outcome"] for s in first.steps] == ["failed", "found"]
+    assert members["a"].breaker.state(Clock().t) is BreakerState.OPEN
+    asked = len(a.asked)
+    second = await enricher.enrich({"domain": "y.any"}, "l2")
+    assert [s["outcome"] for s in second.steps] == ["unavailable", "found"]
+    assert len(a.asked) == asked, "a provider whose breaker is open was asked"
+
+
+async def test_nothing_found_while_a_provider_failed_is_a_provider_error() -> None:
+    """A lead nobody found while one provider could not answer is a failure of the
+    waterfall (the group breaker's policy holds or dead-letters it), not a no_match."""
+    a, b = _Api(".small"), _Api(".big")
+    b.down = True
+    enricher, _ = _waterfall(a, b, Clock())
+    with pytest.raises(ProviderError):
+        await enricher.enrich({"domain": "x.big"}, "l1")
+
+
+async def test_answers_are_tallied_per_segment_and_written_once_a_flush() -> None:
+    """Each answer counts in its segment's tally (the hit ledger), and a flush hands the
+    running totals to the state writes; an echo of our own key is not folded again."""
+    clock = Clock()
+    a, b = _Api(".small"), _Api(".big")
+    routes = [{"when": "ends_with(domain, '.big')", "segment": "enterprise"}]
+    enricher, _ = _waterfall(a, b, clock, routes=routes)
+    await enricher.enrich({"domain": "x.big"}, "l1")
+    await enricher.enrich({"domain": "y.big"}, "l2")
+    day = datetime.fromtimestamp(clock.t, UTC)
+    tally_b = enricher.ledger.tally("enterprise", "b", day.date(), 14)
+    tally_a = enricher.ledger.tally("enterprise", "a", day.date(), 14)
+    assert (tally_b.calls, tally_b.hits, tally_b.credits) == (2, 2, 2)
+    assert (tally_a.calls, tally_a.hits) == (2, 0)
+    own = tally_key("enterprise", "b", day.date(), "me")
+    enricher.on_state(own, {"calls": 1, "hits": 1, "credits": 1})
+    assert enricher.ledger.tally("enterprise", "b", day.date(), 14).calls == 2
+    other = tally_key("enterprise", "b", day.date(), "them")
+    enricher.on_state(other, {"calls": 5, "hits": 1, "credits": 1})
+    assert enricher.ledger.tally("enterprise", "b", day.date(), 14).calls == 7
+    written: list[str] = []
+    enricher._writes.write = lambda key, value: written.append(key)  # type: ignore[method-assign]
+    enricher.flush()
+    assert sorted(written) == sorted([own, tally_key("enterprise", "a", day.date(), "me")])
+    enricher.flush()
+    assert len(written) == 2, "an unchanged total was written again"
+
+
+def test_a_waterfall_names_only_configured_instances() -> None:
+    """A waterfall provider without an instance is refused when it is built."""
+    with pytest.raises(ValueError, match="no provider instance"):
+        WaterfallEnricher(_config(), {"a": _member("a", _Api(".x"))}, instance="me")
+
+
+class _Store:
+    """The state topic as the enricher writes it: every append, in order, acknowledged."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, dict[str, object] | None]] = []
+
+    def append(self, key: str, value: dict[str, object] | None) -> asyncio.Future[tuple[int, int]]:
+        self.log.append((key, value))
+        done: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        done.set_result((1, len(self.log)))
+        return done
+
+
+class _Hanging(_Api):
+    """Never answers while ``hang`` is set: a process killed during this call."""
+
+    def __init__(self) -> None:
+        super().__init__(".any")
+        self.hang = True
+
+    async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+        if self.hang:
+            await asyncio.Event().wait()
+        self.asked.append(leads[0].lead_id)
+        return [Enrichment({"title": "CTO"}, 2)]
+
+
+async def test_a_lead_run_again_after_a_crash_pays_no_provider_twice() -> None:
+    """A lead killed while its second provider was asked is run again by a new process
+    that folded the journal: the first provider's paid answer comes from the journal (not
+    asked, nothing charged now), the second is asked; once done the journal is tombstoned."""
+    clock, store = Clock(), _Store()
+    a, b = _Api(".any"), _Hanging()
+    lead = {"lead_id": "l1", "domain": "x.any"}
+
+    def enricher() -> WaterfallEnricher:
+        members = {"a": _member("a", a), "b": _member("b", b)}
+        config = _config(stop_when=["email", "title"])
+        built = WaterfallEnricher(config, members, instance="me", clock=clock)
+        built.attach(store)  # type: ignore[arg-type]
+        return built
+
+    first = enricher()
+    killed = asyncio.ensure_future(first.enrich(lead, "l1"))
+    while not any(key.startswith(STEPS_PREFIX) for key, _ in store.log):
+        await asyncio.sleep(0)
+    killed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await killed
+    assert a.asked == ["l1"]
+
+    second = enricher()
+    for key, value in store.log:
+        second.on_state(key, value)
+    b.hang = False
+    done = await second.enrich(lead, "l1")
+    assert a.asked == ["l1"], "the first provider was paid twice"
+    assert done.data == {"email": "pat@x.any", "by": ".any", "title": "CTO"}
+    assert done.steps == [
+        {"provider": "a", "outcome": "found", "credits": 0},
+        {"provider": "b", "outcome": "found", "credits": 2},
+    ]
+    await asyncio.sleep(0)
+    journal = [key for key, _ in store.log if key.startswith(STEPS_PREFIX)]
+    assert store.log[-1] == (journal[0], None), "the journal was not tombstoned"
