@@ -24,6 +24,7 @@ from streamproc.ops.readiness import ReadinessCheck
 from streamproc.processing.calls import ProviderCalls
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
+from streamproc.processing.pacing import LeadPacing, PacingGate, SpendView
 from streamproc.processing.processor import Processor
 from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient, retry_driver
@@ -32,7 +33,8 @@ from streamproc.provider.registry import load_provider_factory
 from streamproc.provider.stall import LoopWatch
 from streamproc.redact import mask_url
 from streamproc.registry.codec import RegistryCodec, codec_for
-from streamproc.resilience.breaker import Transition
+from streamproc.resilience.breaker import BreakerState, Transition
+from streamproc.resilience.priority import PriorityScore
 from streamproc.settings import ProviderMode, Settings
 from streamproc.state.store import StateListener, StateStore
 
@@ -80,6 +82,9 @@ class App:
         # Leads in the user's shape (lead_fields) or the registry's wire format; None for
         # plain JSON with our names (docs/schema-registry.md).
         self.codec = codec_for(settings)
+        # None unless a score or pacing is configured: the handler then checks one
+        # attribute per lead (docs/budget.md).
+        self.pacing = self._pacing(settings)
         self.handler = LeadHandler(
             settings,
             self.provider,
@@ -87,13 +92,20 @@ class App:
             processor_version=__version__,
             deferred=self.clay,
             codec=self.codec,
+            pacing=self.pacing,
         )
         self.processor = Processor(
             settings,
             self.handler,
             log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
             release_holds=lambda tasks: (
-                self.guard.release_holds(tasks) + self.handler.release_holds(tasks)
+                self.guard.release_holds(tasks)
+                + self.handler.release_holds(tasks)
+                + (
+                    0
+                    if self.pacing is None or self.pacing.gate is None
+                    else self.pacing.gate.release(tasks)
+                )
             ),
             # Clay's rate is per table: each instance paces at its share (clay/pacing.py).
             on_assignment=None if self.clay is None else self.clay.submitter.pacer.share,
@@ -122,6 +134,36 @@ class App:
         #: Further HTTP servers, added before :meth:`run`, started after the ops server and
         #: stopped before it: the console on a port of its own (``console_port``).
         self.http_servers: list[HttpServer] = []
+
+    def _pacing(self, settings: Settings) -> LeadPacing | None:
+        """The score (compiled now: a bad expression is one start-up line) and, with
+        ``pacing_enabled``, the controller reading the group's budget and breaker."""
+        if settings.priority_score is None and not settings.pacing_enabled:
+            return None
+        score = None
+        if settings.priority_score is not None:
+            score = PriorityScore.compile(
+                settings.priority_score,
+                floor=settings.priority_floor,
+                halflife_s=settings.priority_halflife_s,
+            )
+        gate = None
+        if settings.pacing_enabled:
+            guard = self.guard
+
+            def day_window(now: float) -> tuple[str, float]:
+                ledger = guard.ledger
+                # A day is 24 h but for DST changes; the plan is drawn on 24 h.
+                return ledger.day_at(now), ledger.resets_at(now) - 86_400.0
+
+            view = SpendView(
+                day_window,
+                lambda day: guard.ledger.limit(day),
+                lambda day: float(guard.ledger.spent(day)),
+                lambda now: guard.breaker.state(now) is not BreakerState.CLOSED,
+            )
+            gate = PacingGate(len(settings.deferral_topics), view, step_s=settings.pacing_step_s)
+        return LeadPacing(settings, score, gate)
 
     def _provider_calls(self, settings: Settings) -> ProviderCalls:
         """The provider the ``provider`` setting names (an entry point of
@@ -206,6 +248,7 @@ class App:
                     settings.topic_enriched,
                     settings.topic_dlq,
                     settings.topic_state,
+                    *settings.deferral_topics,
                 ],
                 acls=processor_acls(settings),
             )
@@ -222,6 +265,8 @@ class App:
                 # After the restore: pending leads, deadlines and webhook counts are complete.
                 await self.clay.start()
             await self._say_plan()
+            if self.pacing is not None and self.pacing.gate is not None:
+                self.pacing.gate.start()
             await self.processor.start()
             log.info(
                 "processor.started",
@@ -253,6 +298,8 @@ class App:
                     raise task.exception()  # type: ignore[misc]
         finally:
             await self.processor.stop(grace_s=0 if self._abort else None)
+            if self.pacing is not None and self.pacing.gate is not None:
+                await self.pacing.gate.stop()
             if self.clay is not None:
                 # Callbacks arriving from now on are answered 503; Clay's retry, or the
                 # next start's sweep, takes care of them.

@@ -28,6 +28,7 @@ from streamproc.errors import HoldExpired, InternalError, LeadError, RegistryUna
 from streamproc.logs import get_logger
 from streamproc.processing.cache import CacheHit
 from streamproc.processing.holds import Holds
+from streamproc.processing.pacing import LeadPacing
 from streamproc.processing.receipts import receipt_id
 from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import Failure, Headers, Origin, attempt_of, encode_dlq_headers
@@ -291,6 +292,7 @@ class LeadHandler:
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
         deferred: Deferred | None = None,
         codec: LeadCodec | None = None,
+        pacing: LeadPacing | None = None,
     ) -> None:
         if enricher is None and deferred is None:
             raise ValueError("LeadHandler needs an enricher or a deferred provider")
@@ -302,6 +304,8 @@ class LeadHandler:
         self._processor = {"name": "streamproc", "version": processor_version}
         #: None: plain JSON with our field names, decoded inline (the fast path).
         self._codec = codec
+        #: None: no priority score and no pacing (the one check per lead they cost).
+        self._pacing = pacing
         #: Leads waiting for the schema registry to answer again.
         self._holds = Holds(time.monotonic)
         #: How many leads wait for the registry now (in a hold or asking again).
@@ -345,6 +349,8 @@ class LeadHandler:
         return await self._handle(record)
 
     async def _handle(self, record: RawRecord) -> Outcome:
+        if self._pacing is not None:  # off: this one check (docs/budget.md)
+            record = self._pacing.view(record)
         attempt = attempt_of(record.headers)
         lead_id: str | None = None
         try:
@@ -354,6 +360,8 @@ class LeadHandler:
                 lead, obj = await self._decode(self._codec, record.value)
             lead_id = lead.lead_id
             try:
+                if self._pacing is not None:
+                    return await self._paced(self._pacing, record, lead, obj, attempt)
                 return await self._enrich(record, lead, obj, attempt)
             except LeadError as exc:
                 guessed = self._guard.fallback(lead, exc)
@@ -366,6 +374,20 @@ class LeadHandler:
             log.exception("lead.internal_error", lead_id=lead_id, offset=record.offset)
             error = InternalError(f"internal error: {exc.__class__.__name__}")
             return self._dead_letter(record, error, attempt, lead_id)
+
+    async def _paced(
+        self, pacing: LeadPacing, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int
+    ) -> Outcome:
+        """Score the lead (its floor), then enrich it now or defer it to its band's topic:
+        a deferral is the lead's one output, committed with its offset like a DLQ record."""
+        fields = obj if self._codec is None else _shaped(obj).lead_fields
+        deferral = await pacing.admit(record, lead.lead_id, fields)
+        if deferral is not None:
+            return Outcome(OutcomeKind.DEFERRED, [deferral], lead.lead_id, attempt)
+        try:
+            return await self._enrich(record, lead, obj, attempt)
+        finally:
+            pacing.finished(record)
 
     async def _enrich(
         self, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int
