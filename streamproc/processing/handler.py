@@ -304,8 +304,10 @@ class LeadHandler:
         self._processor = {"name": "streamproc", "version": processor_version}
         #: None: plain JSON with our field names, decoded inline (the fast path).
         self._codec = codec
-        #: None: no priority score and no pacing (the one check per lead they cost).
         self._pacing = pacing
+        # Chosen once here: with no score and no pacing a lead pays no check for them.
+        self._handle_one = self._handle if pacing is None else self._handle_paced
+        self._enrich_one = self._enrich if pacing is None else self._enrich_paced
         #: Leads waiting for the schema registry to answer again.
         self._holds = Holds(time.monotonic)
         #: How many leads wait for the registry now (in a hold or asking again).
@@ -345,12 +347,16 @@ class LeadHandler:
 
     async def handle(self, record: RawRecord) -> Outcome:
         if tracing.enabled:  # off: this one check (docs/tracing.md)
-            return await tracing.traced_lead(record, self._handle)
-        return await self._handle(record)
+            return await tracing.traced_lead(record, self._handle_one)
+        return await self._handle_one(record)
+
+    async def _handle_paced(self, record: RawRecord) -> Outcome:
+        """A deferral record is handled as the input record it was (its DLQ record points
+        there)."""
+        assert self._pacing is not None
+        return await self._handle(self._pacing.view(record))
 
     async def _handle(self, record: RawRecord) -> Outcome:
-        if self._pacing is not None:  # off: this one check (docs/budget.md)
-            record = self._pacing.view(record)
         attempt = attempt_of(record.headers)
         lead_id: str | None = None
         try:
@@ -360,9 +366,7 @@ class LeadHandler:
                 lead, obj = await self._decode(self._codec, record.value)
             lead_id = lead.lead_id
             try:
-                if self._pacing is not None:
-                    return await self._paced(self._pacing, record, lead, obj, attempt)
-                return await self._enrich(record, lead, obj, attempt)
+                return await self._enrich_one(record, lead, obj, attempt)
             except LeadError as exc:
                 guessed = self._guard.fallback(lead, exc)
                 if guessed is None:
@@ -375,11 +379,13 @@ class LeadHandler:
             error = InternalError(f"internal error: {exc.__class__.__name__}")
             return self._dead_letter(record, error, attempt, lead_id)
 
-    async def _paced(
-        self, pacing: LeadPacing, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int
+    async def _enrich_paced(
+        self, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int
     ) -> Outcome:
         """Score the lead (its floor), then enrich it now or defer it to its band's topic:
         a deferral is the lead's one output, committed with its offset like a DLQ record."""
+        pacing = self._pacing
+        assert pacing is not None
         fields = obj if self._codec is None else _shaped(obj).lead_fields
         deferral = await pacing.admit(record, lead.lead_id, fields)
         if deferral is not None:

@@ -301,7 +301,12 @@ class Processor:
         """
         if self._consumer is None or not self._lanes:
             return {}
-        lanes = dict(self._lanes)
+        # The input's partitions only: deferred leads wait on purpose (and would share
+        # their partition numbers).
+        deferral = self._deferral_topics
+        lanes = {tp: lane for tp, lane in self._lanes.items() if tp.topic not in deferral}
+        if not lanes:
+            return {}
         ends = await self._consumer.end_offsets(list(lanes))
         return {
             tp.partition: max(ends[tp] - lane.committed_offset, 0)
