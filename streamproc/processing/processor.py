@@ -761,6 +761,8 @@ class Processor:
         stalled = self._stall.stalled(now)
         rows = []
         for tp in sorted(self._consumer.assignment() | set(self._lanes)):
+            if tp.topic in self._deferral_topics:
+                continue  # rows are by partition number: the input's (deferred leads wait)
             lane = self._lanes.get(tp)
             if lane is None:
                 backoff = self._open_backoff.get(tp)
