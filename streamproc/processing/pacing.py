@@ -1,23 +1,24 @@
 """Priority and pacing around the provider call: the score's floor, the controller's
 threshold, deferral to the band topics and the best-first drain of them.
 
-Off unless ``priority_score`` or ``pacing_enabled`` is set: the handler then checks one
-attribute per lead and does nothing else (docs/budget.md, "Deferral").
+Off unless ``priority_score`` or ``pacing_enabled`` is set: the handler then takes its
+plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
 
 * **Score**: the ``priority_score`` CEL expression (:class:`PriorityScore`); a lead it
   fails on gets ``priority_default_score``; under ``priority_floor``: ``below_floor``.
 * **Admit or defer** (``pacing_enabled``): a new lead whose density ``score · decay(age) /
-  credits`` clears the threshold :class:`PacingGate` holds, and with no deferred lead of a
-  higher band waiting, goes on to the guard. Else it is **deferred**: its outcome is one
-  record to the deferral topic of its score band, which the lane commits with the input
-  offset in one transaction, as a DLQ record is. The partition never waits for it.
+  credits`` clears the threshold :class:`PacingGate` holds, with no deferred lead of a
+  higher band going before it, goes on to the guard. Else it is **deferred**: its outcome
+  is one record to the deferral topic of its score band, which the lane commits with the
+  input offset in one transaction, as a DLQ record is. The partition never waits for it.
 * **Drain**: the processor also consumes the deferral topics. A deferred lead waits in
   memory (its deferral partition's window is ``deferral_window``) until it clears the
-  threshold *and* no lead of a higher band is still waiting or being enriched: higher
-  bands first. It is never written again while it waits, so a lead that does not clear
-  costs nothing per step; a lead waiting behind it in the same partition waits too (one
-  band holds leads of like scores, and the window lets ``deferral_window`` of them be
-  looked at). After ``deferral_max_age_s`` since it was deferred it goes to the DLQ,
+  threshold, no earlier lead of its deferral partition waits, and no lead of a higher band
+  that may go now is waiting or being enriched: higher bands first, each partition in
+  offset order (so its commit never holds a bought answer behind a lead that waits). It is
+  never written again while it waits: a lead that does not clear costs nothing per step,
+  and the leads behind it in its partition wait with it (a band holds leads of like
+  scores). After ``deferral_max_age_s`` since it was deferred it goes to the DLQ,
   retriable (``deferral_expired``), with its original coordinates.
 * **Controller**: every ``pacing_step_s`` the threshold is moved by :class:`Pacer` from the
   day's plan (:class:`SpendPlan`) and the day's spend as the group's ledger has it; while
@@ -85,6 +86,8 @@ class DeferredView:
     headers: Headers
     band: int
     deferred_at_s: float
+    #: The deferral record's own topic, partition and offset.
+    place: tuple[str, int, int]
 
 
 class SpendView:
@@ -122,8 +125,15 @@ class PacingGate:
         self._config = PacerConfig(step_s=step_s)
         self._pacer = Pacer(self._config)
         self.threshold: Threshold = self._pacer.state.threshold
-        #: Deferred leads of each band waiting for their turn or being enriched.
-        self._pending = [0] * bands
+        #: Deferred leads of each band waiting for their turn, by their deferral record's
+        #: (topic, partition, offset): (density, draw).
+        self._waiting: list[dict[tuple[str, int, int], tuple[float, float]]] = [
+            {} for _ in range(bands)
+        ]
+        #: The offsets waiting in each deferral partition: only the lowest may go.
+        self._lanes: dict[tuple[str, int], set[int]] = {}
+        #: Deferred leads of each band past their turn and not done yet (being enriched).
+        self._going = [0] * bands
         self._offers: list[tuple[float, int]] = []
         #: Deferred leads waiting for their turn: woken when the threshold moves or a band
         #: empties, released (cancelled, read again later) at shutdown and revocation.
@@ -151,41 +161,79 @@ class PacingGate:
         """A new lead was offered (admitted or not): the supply the controller ranks on."""
         self._offers.append((density, credits))
 
-    def higher_pending(self, band: int) -> bool:
-        return any(self._pending[band + 1 :])
+    def higher_ahead(self, band: int) -> bool:
+        """Whether a deferred lead of a higher band goes before one of ``band``: one being
+        enriched, or one waiting that clears the threshold now. A higher lead that does
+        not clear blocks nobody (it may wait for hours, or never clear)."""
+        return any(
+            self._going[higher]
+            or any(
+                self._may_go(place, density, draw)
+                for place, (density, draw) in self._waiting[higher].items()
+            )
+            for higher in range(band + 1, len(self._going))
+        )
+
+    def _may_go(self, place: tuple[str, int, int], density: float, draw: float) -> bool:
+        """It clears the threshold and is the first waiting lead of its deferral partition
+        (leads go in offset order, so a partition's commit never waits behind a lead that
+        waits: what was bought is published at the next commit)."""
+        topic, partition, offset = place
+        return self.threshold.admits(density, draw) and offset == min(
+            self._lanes[(topic, partition)]
+        )
 
     def admits_new(self, band: int, density: float, key: str) -> bool:
-        """A new lead goes on now: it clears the threshold and no better deferred lead
-        waits (a new lead never jumps ahead of a higher band's)."""
-        return self.threshold.admits(density, tie_draw(key)) and not self.higher_pending(band)
+        """A new lead goes on now: it clears the threshold and no deferred lead of a higher
+        band goes before it (a new lead never jumps ahead of a better deferred one)."""
+        return self.threshold.admits(density, tie_draw(key)) and not self.higher_ahead(band)
 
-    async def turn(self, band: int, density: float, key: str, expires_s: float) -> None:
-        """Wait until a deferred lead of ``band`` may go: it clears the threshold and no lead
-        of a higher band is pending. Counts it pending until :meth:`done`;
-        :class:`DeferralExpired` at ``expires_s`` (epoch seconds)."""
-        self._pending[band] += 1
+    async def turn(
+        self,
+        band: int,
+        place: tuple[str, int, int],
+        density: float,
+        key: str,
+        expires_s: float,
+    ) -> None:
+        """Wait until the deferred lead at ``place`` (its deferral record's topic, partition
+        and offset) of ``band`` may go: it clears the threshold, no earlier lead of its
+        partition waits, and no lead of a higher band goes before it
+        (:meth:`higher_ahead`). Then it counts as going until :meth:`done`.
+        :class:`DeferralExpired` at ``expires_s`` (epoch seconds): an expired lead leaves
+        whatever waits before it."""
         draw = tie_draw(key)
+        waiting = self._waiting[band]
+        lane = self._lanes.setdefault(place[:2], set())
+        waiting[place] = (density, draw)
+        lane.add(place[2])
         try:
-            while not (self.threshold.admits(density, draw) and not self.higher_pending(band)):
+            while not (self._may_go(place, density, draw) and not self.higher_ahead(band)):
                 if self._clock() >= expires_s:
                     raise DeferralExpired(
                         "deferred by pacing longer than deferral_max_age_s; not enriched"
                     )
                 await self._holds.hold(expires_s)
-        except BaseException:
-            self.done(band)
-            raise
+        finally:
+            del waiting[place]
+            lane.discard(place[2])
+            if not lane:
+                del self._lanes[place[:2]]
+            # The next lead of its partition, or a lower band's, may go now (or once this
+            # one is done): a lead that left waiting wakes the others.
+            self._wake()
+        self._going[band] += 1
 
     def done(self, band: int) -> None:
-        """A deferred lead of ``band`` is no longer pending (enriched, failed, cancelled)."""
-        self._pending[band] -= 1
-        if self._pending[band] == 0:
+        """A deferred lead of ``band`` that went is done (enriched, failed, cancelled)."""
+        self._going[band] -= 1
+        if self._going[band] == 0:
             self._wake()
 
     @property
     def pending(self) -> tuple[int, ...]:
-        """Deferred leads pending per band, lowest first (for /status and tests)."""
-        return tuple(self._pending)
+        """Deferred leads waiting or going per band, lowest first (for tests, a status)."""
+        return tuple(len(w) + g for w, g in zip(self._waiting, self._going, strict=True))
 
     # --- the controller -------------------------------------------------------------------
 
@@ -295,6 +343,7 @@ class LeadPacing:
             headers=[(k, v) for k, v in record.headers if k not in _OWN_HEADERS],
             band=band,
             deferred_at_s=deferred_at_s,
+            place=(record.topic, record.partition, record.offset),
         )
 
     def score(self, lead_id: str, fields: Mapping[str, Any]) -> float:
@@ -332,7 +381,7 @@ class LeadPacing:
         density = self._density(score, record.timestamp)
         if isinstance(record, DeferredView):
             expires = record.deferred_at_s + self._max_age_s
-            await gate.turn(record.band, density, lead_id, expires)
+            await gate.turn(record.band, record.place, density, lead_id, expires)
             return None
         gate.offer(density, self._credits)
         if gate.admits_new(band, density, lead_id):

@@ -18,6 +18,8 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streamproc.app import App
+from streamproc.errors import KafkaSetupError
+from streamproc.kafka.preflight import check_kafka
 from streamproc.kafka.topics import create_topics
 from streamproc.processing.pacing import PacingGate
 from streamproc.resilience.pacer import Threshold, density_bucket
@@ -59,6 +61,15 @@ async def _paced(settings: Settings, **changes: object) -> AsyncIterator[Setting
         )
         await create_topics(paced)
         await wait_for_topics(paced)
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:  # the deferral topics too, as wait_for_topics does for the five
+            try:
+                await check_kafka(paced, topics=list(paced.deferral_topics))
+                break
+            except KafkaSetupError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
         try:
             yield paced
         finally:

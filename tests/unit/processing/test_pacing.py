@@ -126,6 +126,7 @@ async def test_a_lead_under_the_threshold_is_deferred_to_its_band_with_its_origi
     assert isinstance(view, DeferredView)
     assert (view.topic, view.partition, view.offset, view.band) == ("leads.raw", 1, 2, 1)
     assert view.headers == [("h", b"v")] and view.deferred_at_s == 2000.0
+    assert view.place == ("leads.deferred.b1", 0, 7)
     raw = _raw(3, 5.0)
     assert pacing.view(raw) is raw
 
@@ -136,8 +137,8 @@ async def test_a_lower_band_waits_until_no_higher_band_is_pending() -> None:
     clock = _Clock(1000.0)
     gate = PacingGate(3, None, clock=clock)
     gate.set_threshold(closed_below(1e9))
-    high = asyncio.ensure_future(gate.turn(2, 50.0, "H", expires_s=9999.0))
-    low = asyncio.ensure_future(gate.turn(0, 5.0, "L", expires_s=9999.0))
+    high = asyncio.ensure_future(gate.turn(2, ("d.b2", 0, 0), 50.0, "H", expires_s=9999.0))
+    low = asyncio.ensure_future(gate.turn(0, ("d.b0", 0, 0), 5.0, "L", expires_s=9999.0))
     await asyncio.sleep(0.05)
     assert gate.pending == (1, 0, 1) and not high.done() and not low.done()
     gate.set_threshold(OPEN)
@@ -202,3 +203,41 @@ def test_the_step_freezes_while_the_provider_is_out_and_replans_after() -> None:
     plan = gate._plan
     assert plan is not None and plan.anchor_s == 36_000.0 + 90 * 60
     assert plan.target(plan.anchor_s) == spent["now"]
+
+
+async def test_a_higher_lead_that_does_not_clear_blocks_no_lower_band() -> None:
+    """Threshold between 5 and 50: a band-2 lead of density 2 (decayed) waits, and a band-0
+    lead of density 8 goes past it; a new lead of band 1 that clears goes too."""
+    gate = PacingGate(3, None, clock=_Clock(1000.0))
+    gate.set_threshold(closed_below(5.0))
+    stuck = asyncio.ensure_future(gate.turn(2, ("d.b2", 0, 0), 2.0, "S", expires_s=9999.0))
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(gate.turn(0, ("d.b0", 0, 0), 8.0, "L", expires_s=9999.0), 5)
+    assert gate.admits_new(1, 8.0, "N") and not stuck.done()
+    gate.done(0)
+    # As a shutdown does: a task cancelled in the tick that woke it may swallow a bare
+    # cancel() (Python 3.11's wait_for); a released one is cancelled again at its next hold.
+    assert gate.release([stuck]) == 1
+    await asyncio.wait_for(asyncio.gather(stuck, return_exceptions=True), 5)
+    assert gate.pending == (0, 0, 0)
+
+
+async def test_a_deferral_partition_goes_in_offset_order() -> None:
+    """Two leads of one deferral partition: the later one clears, the earlier does not;
+    the later waits until the earlier has left (here: expired), so the partition's commit
+    never holds a bought answer behind a waiting lead; another partition is not held."""
+    clock = _Clock(1000.0)
+    gate = PacingGate(1, None, clock=clock)
+    gate.set_threshold(closed_below(5.0))
+    first = asyncio.ensure_future(gate.turn(0, ("d.b0", 0, 10), 2.0, "A", expires_s=1050.0))
+    second = asyncio.ensure_future(gate.turn(0, ("d.b0", 0, 11), 8.0, "B", expires_s=9999.0))
+    await asyncio.wait_for(gate.turn(0, ("d.b0", 1, 3), 8.0, "C", expires_s=9999.0), 5)
+    await asyncio.sleep(0.05)
+    assert not first.done() and not second.done()
+    clock.now = 1051.0
+    with pytest.raises(DeferralExpired):
+        await asyncio.wait_for(first, 5)
+    await asyncio.wait_for(second, 5)
+    gate.done(0)
+    gate.done(0)
+    assert gate.pending == (0,)
