@@ -259,12 +259,15 @@ class PacingGate:
         """One controller step at the clock's now."""
         view = self._view
         assert view is not None
+        # Taken first: a step that fails must not let the offers pile up.
+        offers, self._offers = self._offers, []
         now = self._clock()
         day, start = view.day_window(now)
         t = now - start
         limit = view.limit(day)
         if day != self._day or self._plan is None:
-            # A new day: a new plan and a controller that starts slow again.
+            # A new day: a new plan, and a controller whose integral starts afresh (θ still
+            # ranks on the offers of the last hour).
             self._day, self._pacer = day, Pacer(self._config, history=self._pacer.history)
             self._plan = SpendPlan(
                 limit, _DAY_S, _FINISH_S, uniform_shape(24), _BLEND, _RESERVE, _CLOSE_S
@@ -278,8 +281,7 @@ class PacingGate:
             self._plan = self._plan.replan(t, spent)
         self._frozen = out
         step = int(t // self._step_s)
-        self._pacer.observe(StepStats.of(step, self._offers))
-        self._offers = []
+        self._pacer.observe(StepStats.of(step, offers))
         state = self._pacer.update(step, t, spent, self._plan, frozen=out)
         log.debug(
             "pacing.step",
