@@ -29,6 +29,7 @@ from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.pacing import provider_pacer
 from streamproc.processing.processor import Processor
+from streamproc.processing.spend_pacing import LeadPacing, PacingGate, SpendView
 from streamproc.processing.waterfall import Member, WaterfallEnricher
 from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient, retry_driver
@@ -37,7 +38,8 @@ from streamproc.provider.registry import load_provider_factory
 from streamproc.provider.stall import LoopWatch
 from streamproc.redact import mask_url
 from streamproc.registry.codec import RegistryCodec, codec_for
-from streamproc.resilience.breaker import BreakerConfig, CircuitBreaker, Transition
+from streamproc.resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker, Transition
+from streamproc.resilience.priority import PriorityScore
 from streamproc.settings import ProviderMode, Settings
 from streamproc.state.store import StateListener, StateStore
 from streamproc.waterfall.config import WaterfallConfig
@@ -89,6 +91,9 @@ class App:
         # Leads in the user's shape (lead_fields) or the registry's wire format; None for
         # plain JSON with our names (docs/schema-registry.md).
         self.codec = codec_for(settings)
+        # None unless a score or pacing is configured: the handler then checks one
+        # attribute per lead (docs/budget.md).
+        self.pacing = self._pacing(settings)
         self.handler = LeadHandler(
             settings,
             self.provider,
@@ -96,13 +101,20 @@ class App:
             processor_version=__version__,
             deferred=self.clay,
             codec=self.codec,
+            pacing=self.pacing,
         )
         self.processor = Processor(
             settings,
             self.handler,
             log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
             release_holds=lambda tasks: (
-                self.guard.release_holds(tasks) + self.handler.release_holds(tasks)
+                self.guard.release_holds(tasks)
+                + self.handler.release_holds(tasks)
+                + (
+                    0
+                    if self.pacing is None or self.pacing.gate is None
+                    else self.pacing.gate.release(tasks)
+                )
             ),
             # An API's rate is per key (Clay's per table): each instance paces at its share
             # of the input partitions (processing/pacing.py).
@@ -150,6 +162,36 @@ class App:
         if self.provider is not None and self.provider.pacer is not None:
             return self.provider.pacer.share
         return None
+
+    def _pacing(self, settings: Settings) -> LeadPacing | None:
+        """The score (compiled now: a bad expression is one start-up line) and, with
+        ``pacing_enabled``, the controller reading the group's budget and breaker."""
+        if settings.priority_score is None and not settings.pacing_enabled:
+            return None
+        score = None
+        if settings.priority_score is not None:
+            score = PriorityScore.compile(
+                settings.priority_score,
+                floor=settings.priority_floor,
+                halflife_s=settings.priority_halflife_s,
+            )
+        gate = None
+        if settings.pacing_enabled:
+            guard = self.guard
+
+            def day_window(now: float) -> tuple[str, float]:
+                ledger = guard.ledger
+                # A day is 24 h but for DST changes; the plan is drawn on 24 h.
+                return ledger.day_at(now), ledger.resets_at(now) - 86_400.0
+
+            view = SpendView(
+                day_window,
+                lambda day: guard.ledger.limit(day),
+                lambda day: float(guard.ledger.spent(day)),
+                lambda now: guard.breaker.state(now) is not BreakerState.CLOSED,
+            )
+            gate = PacingGate(len(settings.deferral_topics), view, step_s=settings.pacing_step_s)
+        return LeadPacing(settings, score, gate)
 
     def _provider_calls(
         self, settings: Settings, member: tuple[str, ProviderConfig] | None = None
@@ -277,6 +319,7 @@ class App:
                     settings.topic_enriched,
                     settings.topic_dlq,
                     settings.topic_state,
+                    *settings.deferral_topics,
                 ],
                 acls=processor_acls(settings),
             )
@@ -293,6 +336,8 @@ class App:
                 # After the restore: pending leads, deadlines and webhook counts are complete.
                 await self.clay.start()
             await self._say_plan()
+            if self.pacing is not None and self.pacing.gate is not None:
+                self.pacing.gate.start()
             await self.processor.start()
             log.info(
                 "processor.started",
@@ -327,6 +372,8 @@ class App:
                     raise task.exception()  # type: ignore[misc]
         finally:
             await self.processor.stop(grace_s=0 if self._abort else None)
+            if self.pacing is not None and self.pacing.gate is not None:
+                await self.pacing.gate.stop()
             if self.clay is not None:
                 # Callbacks arriving from now on are answered 503; Clay's retry, or the
                 # next start's sweep, takes care of them.

@@ -18,6 +18,7 @@ Hierarchy::
     │   ├── BudgetExhausted              the daily credit budget refused the call
     │   ├── HoldExpired                  held longer than ``hold_max_age_s``
     │   ├── BelowFloor                   its priority score is under the configured floor
+    │   ├── DeferralExpired              deferred (pacing) longer than ``deferral_max_age_s``
     │   ├── UnreadableRecord             the client could not decode the input record
     │   ├── UnknownSchema                its schema id is not in the schema registry
     │   ├── UndecodablePayload           not in the wire format, or not as its schema says
@@ -47,6 +48,7 @@ __all__ = [
     "BreakerOpen",
     "BudgetExhausted",
     "ConfigError",
+    "DeferralExpired",
     "ErrorClass",
     "HoldExpired",
     "InternalError",
@@ -88,6 +90,7 @@ class ErrorClass(StrEnum):
     BREAKER_OPEN = "breaker_open"
     BUDGET_EXHAUSTED = "budget_exhausted"
     BELOW_FLOOR = "below_floor"
+    DEFERRAL_EXPIRED = "deferral_expired"
     UNREADABLE_RECORD = "unreadable_record"
     UNKNOWN_SCHEMA = "unknown_schema"
     UNDECODABLE_PAYLOAD = "undecodable_payload"
@@ -254,6 +257,14 @@ class BelowFloor(LeadError):
     or any day, so not retriable (a replay would score it the same)."""
 
     error_class = ErrorClass.BELOW_FLOOR
+
+
+class DeferralExpired(LeadError):
+    """Deferred by pacing longer than ``deferral_max_age_s``; retriable: a replay on a day
+    with credits to spare enriches it."""
+
+    error_class = ErrorClass.DEFERRAL_EXPIRED
+    retriable = True
 
 
 class UnreadableRecord(LeadError):

@@ -7,6 +7,7 @@ A bad value is reported as one line naming the setting (see :func:`load_settings
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import os
 import tomllib
@@ -252,6 +253,12 @@ class Settings(BaseSettings):
         "streamproc.state",
         min_length=1,
         description="compacted topic of the group's breaker, budget and cache",
+    )
+    topic_deferred: str = Field(
+        "leads.deferred",
+        min_length=1,
+        description="prefix of the deferral topics, one per score band: `<prefix>.b0` "
+        "(lowest) .. `<prefix>.bN` (with `pacing_enabled`; `topics create` makes them)",
     )
     topic_partitions: int = Field(
         6,
@@ -598,6 +605,49 @@ class Settings(BaseSettings):
         "refusing); a budget hold counts from the day's reset. Then it is dead-lettered, "
         "retriable, as `hold_expired`, and its partition moves on",
     )
+    priority_score: str | None = Field(
+        None,
+        description="a lead's priority score: a CEL expression over the lead as `lead`, "
+        "e.g. `lead.company_size >= 200 ? 50.0 : 10.0` (none: no score, no floor)",
+    )
+    priority_floor: float | None = Field(
+        None,
+        description="a lead scoring under this goes to the DLQ as `below_floor`, not "
+        "retriable (none: no floor)",
+    )
+    priority_default_score: float = Field(
+        0.0, description="the score of a lead the expression fails on (a missing field)"
+    )
+    priority_halflife_s: float | None = Field(
+        None, gt=0, description="a lead's worth halves every this long it waits (none: no decay)"
+    )
+    pacing_enabled: bool = Field(
+        False,
+        description="spread the day's budget over the day (docs/budget.md): a lead is "
+        "admitted when its score clears the controller's threshold, else deferred to the "
+        "deferral topic of its score band",
+    )
+    # Three edges, four bands: enough to drain best-first without many topics.
+    pacing_band_edges: Annotated[tuple[float, ...], NoDecode] = Field(
+        (10.0, 30.0, 100.0),
+        description="scores where the deferral bands begin, ascending, comma-separated: "
+        "band 0 below the first, band N from the last",
+    )
+    pacing_step_s: float = Field(
+        60.0, gt=0, le=3600, description="how often the pacing controller moves its threshold"
+    )
+    deferral_max_age_s: float = Field(
+        8 * 3600.0,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="a deferred lead waiting longer goes to the DLQ, retriable, as "
+        "`deferral_expired`",
+    )
+    # Deferred leads wait in memory for their turn: a small window per deferral partition
+    # keeps them from taking the process's whole max_in_flight from new leads.
+    deferral_window: int = Field(
+        8, ge=1, le=10_000, description="deferred leads waiting in memory per deferral partition"
+    )
     health_window_s: float = Field(
         300.0,
         gt=0,
@@ -890,6 +940,25 @@ class Settings(BaseSettings):
             return tuple(v.strip() for v in value if v.strip())
         return value
 
+    @field_validator("pacing_band_edges", mode="before")
+    @classmethod
+    def _split_numbers(cls, value: Any) -> Any:
+        """Comma-separated numbers (or a JSON array)."""
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                return tuple(json.loads(text) if text.startswith("[") else text.split(","))
+            except ValueError:
+                raise ValueError("must be comma-separated numbers or a JSON array") from None
+        return value
+
+    @field_validator("pacing_band_edges")
+    @classmethod
+    def _ascending(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(b <= a for a, b in itertools.pairwise(value)):
+            raise ValueError("must be strictly ascending")
+        return value
+
     @field_validator("cache_fields")
     @classmethod
     def _known_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -986,6 +1055,15 @@ class Settings(BaseSettings):
         if self.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
             return self.sasl_mechanism
         return None
+
+    @property
+    def deferral_topics(self) -> tuple[str, ...]:
+        """The deferral topics, lowest score band first (none unless pacing is enabled)."""
+        if not self.pacing_enabled:
+            return ()
+        return tuple(
+            f"{self.topic_deferred}.b{band}" for band in range(len(self.pacing_band_edges) + 1)
+        )
 
     @property
     def provider_name(self) -> str:

@@ -123,7 +123,16 @@ def processor_acls(settings: Settings) -> list[Acl]:
     """What ``streamproc run`` needs (docs/security.md explains each)."""
     s = settings
     topic, group, txn = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
+    deferral = [
+        acl
+        for name in s.deferral_topics
+        for acl in (
+            Acl(topic, name, Operation.READ, "re-offer deferred leads (pacing)"),
+            Acl(topic, name, Operation.WRITE, "defer leads (pacing)"),
+        )
+    ]
     return [
+        *deferral,
         Acl(topic, s.topic_raw, Operation.READ, "consume the leads"),
         Acl(topic, s.topic_enriched, Operation.WRITE, "publish enriched leads"),
         Acl(topic, s.topic_dlq, Operation.WRITE, "dead-letter failed leads"),

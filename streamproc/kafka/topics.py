@@ -54,6 +54,12 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.topic_dlq, n, 1, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
         NewTopic(settings.topic_parked, n, 1, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
         NewTopic(settings.topic_state, n, 1, topic_configs=dict(STATE_TOPIC_CONFIG)),
+        # Pacing's deferral topics, one per score band: kept as long as the DLQ, well past
+        # deferral_max_age_s, so no deferred lead is deleted before it expires.
+        *(
+            NewTopic(name, n, 1, topic_configs=dict(HOLDING_TOPIC_CONFIG))
+            for name in settings.deferral_topics
+        ),
     ]
     for spec in specs:
         # Set after construction: aiokafka's NewTopic takes -1 only with an explicit replica

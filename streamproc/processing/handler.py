@@ -29,6 +29,7 @@ from streamproc.logs import get_logger
 from streamproc.processing.cache import CacheHit
 from streamproc.processing.holds import Holds
 from streamproc.processing.receipts import receipt_id
+from streamproc.processing.spend_pacing import LeadPacing
 from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import Failure, Headers, Origin, attempt_of, encode_dlq_headers
 from streamproc.records.lead import (
@@ -303,6 +304,7 @@ class LeadHandler:
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
         deferred: Deferred | None = None,
         codec: LeadCodec | None = None,
+        pacing: LeadPacing | None = None,
     ) -> None:
         if enricher is None and deferred is None:
             raise ValueError("LeadHandler needs an enricher or a deferred provider")
@@ -316,6 +318,10 @@ class LeadHandler:
         self._processor = {"name": "streamproc", "version": processor_version}
         #: None: plain JSON with our field names, decoded inline (the fast path).
         self._codec = codec
+        self._pacing = pacing
+        # Chosen once here: with no score and no pacing a lead pays no check for them.
+        self._handle_one = self._handle if pacing is None else self._handle_paced
+        self._enrich_one = self._enrich if pacing is None else self._enrich_paced
         #: Leads waiting for the schema registry to answer again.
         self._holds = Holds(time.monotonic)
         #: How many leads wait for the registry now (in a hold or asking again).
@@ -355,8 +361,14 @@ class LeadHandler:
 
     async def handle(self, record: RawRecord) -> Outcome:
         if tracing.enabled:  # off: this one check (docs/tracing.md)
-            return await tracing.traced_lead(record, self._handle)
-        return await self._handle(record)
+            return await tracing.traced_lead(record, self._handle_one)
+        return await self._handle_one(record)
+
+    async def _handle_paced(self, record: RawRecord) -> Outcome:
+        """A deferral record is handled as the input record it was (its DLQ record points
+        there)."""
+        assert self._pacing is not None
+        return await self._handle(self._pacing.view(record))
 
     async def _handle(self, record: RawRecord) -> Outcome:
         attempt = attempt_of(record.headers)
@@ -368,7 +380,7 @@ class LeadHandler:
                 lead, obj = await self._decode(self._codec, record.value)
             lead_id = lead.lead_id
             try:
-                return await self._enrich(record, lead, obj, attempt)
+                return await self._enrich_one(record, lead, obj, attempt)
             except LeadError as exc:
                 guessed = self._guard.fallback(lead, exc)
                 if guessed is None:
@@ -380,6 +392,22 @@ class LeadHandler:
             log.exception("lead.internal_error", lead_id=lead_id, offset=record.offset)
             error = InternalError(f"internal error: {exc.__class__.__name__}")
             return self._dead_letter(record, error, attempt, lead_id)
+
+    async def _enrich_paced(
+        self, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int
+    ) -> Outcome:
+        """Score the lead (its floor), then enrich it now or defer it to its band's topic:
+        a deferral is the lead's one output, committed with its offset like a DLQ record."""
+        pacing = self._pacing
+        assert pacing is not None
+        fields = obj if self._codec is None else _shaped(obj).lead_fields
+        deferral = await pacing.admit(record, lead.lead_id, fields)
+        if deferral is not None:
+            return Outcome(OutcomeKind.DEFERRED, [deferral], lead.lead_id, attempt)
+        try:
+            return await self._enrich(record, lead, obj, attempt)
+        finally:
+            pacing.finished(record)
 
     async def _enrich(
         self, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int

@@ -108,6 +108,8 @@ class ProcessorStats:
     dlq: int = 0
     #: Handed to an asynchronous provider (Clay); their output is published later by it.
     submitted: int = 0
+    #: Not admitted by pacing yet: written to their band's deferral topic.
+    deferred: int = 0
     by_error_class: dict[str, int] = field(default_factory=dict)
     by_source: dict[str, int] = field(default_factory=dict)
     credits: int = 0
@@ -171,6 +173,8 @@ class Processor:
         self._open_tasks: set[asyncio.Task[None]] = set()
         self._reopening: asyncio.Task[None] | None = None
         self._stall = StallWatch(settings.stall_after_s)
+        #: Deferred leads wait in memory for their turn: their partitions get a small window.
+        self._deferral_topics = frozenset(settings.deferral_topics)
         self._publication: Publication | None = None
         self._max_batch_bytes: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -200,13 +204,16 @@ class Processor:
         )
         await start_client(s, self._consumer)
         topics = await self._consumer.topics()
-        if s.topic_raw not in topics:
+        # Pacing drains the deferral topics in the same group, lane for lane like leads.raw.
+        inputs = [s.topic_raw, *s.deferral_topics]
+        missing = [topic for topic in inputs if topic not in topics]
+        if missing:
             await self._consumer.stop()
             raise KafkaSetupError(
-                f"topic {s.topic_raw} does not exist: run `streamproc topics create`"
+                f"topic {missing[0]} does not exist: run `streamproc topics create`"
             )
         await self._read_output_limits()
-        self._consumer.subscribe([s.topic_raw], listener=_Listener(self))
+        self._consumer.subscribe(inputs, listener=_Listener(self))
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._fetch_loop(), name="streamproc-fetch"),
@@ -294,7 +301,12 @@ class Processor:
         """
         if self._consumer is None or not self._lanes:
             return {}
-        lanes = dict(self._lanes)
+        # The input's partitions only: deferred leads wait on purpose (and would share
+        # their partition numbers).
+        deferral = self._deferral_topics
+        lanes = {tp: lane for tp, lane in self._lanes.items() if tp.topic not in deferral}
+        if not lanes:
+            return {}
         ends = await self._consumer.end_offsets(list(lanes))
         return {
             tp.partition: max(ends[tp] - lane.committed_offset, 0)
@@ -366,7 +378,7 @@ class Processor:
                 # One fetch may bring more of a partition than its window has room for,
                 # or than the process has (a poll while full): the rest is read again
                 # once there is room (never held in memory).
-                fits = max(min(per_partition - len(lane), room), 0)
+                fits = max(min(self._window_limit(tp, per_partition) - len(lane), room), 0)
                 if len(records) > fits:
                     records = records[:fits]
                     consumer.seek(tp, lane.position if not records else records[-1].offset + 1)
@@ -409,7 +421,10 @@ class Processor:
         fetch_bytes = max(self._settings.max_lead_bytes + 1024, 1_048_576)
         moved = False
         for tp, lane in lanes:
-            room = min(per_partition - len(lane), self._settings.max_in_flight - self._in_flight)
+            room = min(
+                self._window_limit(tp, per_partition) - len(lane),
+                self._settings.max_in_flight - self._in_flight,
+            )
             consumer.seek(tp, lane.position)
             if room <= 0:
                 continue
@@ -456,9 +471,14 @@ class Processor:
 
         self._submit(lane, record, dead_letter)
 
+    def _window_limit(self, tp: TopicPartition, per_partition: int) -> int:
+        return (
+            self._settings.deferral_window if tp.topic in self._deferral_topics else per_partition
+        )
+
     def _apply_backpressure(self) -> None:
         assert self._consumer is not None
-        limit = self._settings.max_in_flight_per_partition
+        per_partition = self._settings.max_in_flight_per_partition
         full = self._in_flight >= self._settings.max_in_flight
         pause, resume = [], []
         assignment = self._consumer.assignment()
@@ -468,6 +488,7 @@ class Processor:
             # A lane whose commits fail takes no new lead: each would be paid for and then
             # wait with the others for a commit that may not come for a long time.
             failing = lane.backoff.failures > 0
+            limit = self._window_limit(tp, per_partition)
             if (full or failing or len(lane) >= limit) and not lane.paused:
                 pause.append(tp)
                 lane.paused = True
@@ -593,6 +614,8 @@ class Processor:
                 st.by_source[src] = st.by_source.get(src, 0) + 1
             elif outcome.kind == "submitted":
                 st.submitted += 1
+            elif outcome.kind == "deferred":
+                st.deferred += 1
             else:
                 st.dlq += 1
                 ec = outcome.error_class or "internal"
@@ -666,7 +689,10 @@ class Processor:
         if self._consumer is None:
             return []
         consumer = self._consumer
-        lanes = dict(self._lanes)
+        # A deferral partition waits on purpose (its leads' turn), and the watch knows
+        # partitions by number: it watches the input's.
+        deferral = self._deferral_topics
+        lanes = {tp: lane for tp, lane in self._lanes.items() if tp.topic not in deferral}
         idle = [tp for tp, lane in lanes.items() if len(lane) == 0]
         ends = await consumer.end_offsets(idle) if idle else {}
         # Behind means records to fetch: the last stable offset can stand past the lane's
@@ -735,6 +761,8 @@ class Processor:
         stalled = self._stall.stalled(now)
         rows = []
         for tp in sorted(self._consumer.assignment() | set(self._lanes)):
+            if tp.topic in self._deferral_topics:
+                continue  # rows are by partition number: the input's (deferred leads wait)
             lane = self._lanes.get(tp)
             if lane is None:
                 backoff = self._open_backoff.get(tp)
@@ -899,8 +927,10 @@ class Processor:
     def _report_assignment(self) -> None:
         if self._on_assignment is None or self._consumer is None:
             return
-        total = len(self._consumer.partitions_for_topic(self._settings.topic_raw) or ())
-        self._on_assignment(len(self._consumer.assignment()), total)
+        raw = self._settings.topic_raw
+        total = len(self._consumer.partitions_for_topic(raw) or ())
+        mine = sum(1 for tp in self._consumer.assignment() if tp.topic == raw)
+        self._on_assignment(mine, total)
 
     async def _open_lane(self, tp: TopicPartition) -> None:
         assert self._consumer is not None

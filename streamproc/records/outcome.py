@@ -14,6 +14,9 @@ class OutcomeKind(StrEnum):
     #: Handed to an asynchronous provider (Clay): the transaction carries the pending-lead
     #: state record and the offset, no output; the output follows when the callback comes.
     SUBMITTED = "submitted"
+    #: Not admitted by pacing now: the transaction carries the lead to its deferral topic
+    #: (docs/budget.md) and the offset.
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,243 @@
+"""Priority and pacing around the provider call: floor, defer, best-first turn, expiry,
+and the controller's step frozen by the breaker (no broker; an injected clock)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import orjson
+import pytest
+
+from streamproc.errors import BelowFloor, DeferralExpired
+from streamproc.processing.spend_pacing import (
+    DEFERRED_AT_HEADER,
+    ORIGIN_HEADER,
+    DeferredView,
+    LeadPacing,
+    PacingGate,
+    SpendView,
+)
+from streamproc.resilience.pacer import Threshold, density_bucket
+from streamproc.resilience.priority import PriorityScore
+from streamproc.settings import Settings
+
+#: Admits every density: the plan is open.
+OPEN = Threshold(-10_000, 1.0)
+
+
+def closed_below(density: float) -> Threshold:
+    """Admits densities in buckets above ``density``'s only."""
+    return Threshold(density_bucket(density), 0.0)
+
+
+@dataclass
+class _Record:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _pacing(clock: _Clock, **changes: object) -> LeadPacing:
+    settings = Settings.model_validate(
+        {
+            "priority_score": "double(lead.score)",
+            "priority_floor": 2.0,
+            "pacing_enabled": True,
+            "pacing_band_edges": (10.0, 30.0),
+            "credits_per_lead": 1,  # density = score
+            **changes,
+        }
+    )
+    assert settings.priority_score is not None
+    score = PriorityScore.compile(settings.priority_score, floor=settings.priority_floor)
+    gate = PacingGate(len(settings.deferral_topics), None, clock=clock)
+    return LeadPacing(settings, score, gate, clock=clock)
+
+
+def _raw(offset: int, score: float) -> _Record:
+    value = orjson.dumps({"lead_id": f"L{offset}", "score": score})
+    return _Record("leads.raw", 1, offset, 1_000_000, f"L{offset}".encode(), value, [("h", b"v")])
+
+
+def test_band_edges_split_scores_lowest_band_first() -> None:
+    """A score below the first edge is band 0, one at an edge is in the band it begins."""
+    pacing = _pacing(_Clock(1000.0))
+    assert [pacing.band(s) for s in (3.0, 10.0, 29.9, 30.0, 1e6)] == [0, 1, 1, 2, 2]
+    assert Settings(pacing_enabled=True, pacing_band_edges=(1.0,)).deferral_topics == (
+        "leads.deferred.b0",
+        "leads.deferred.b1",
+    )
+    assert Settings().deferral_topics == ()
+
+
+def test_band_edges_must_ascend() -> None:
+    """Edges out of order are one settings error."""
+    with pytest.raises(ValueError, match="strictly ascending"):
+        Settings.model_validate({"pacing_band_edges": "10,5"})
+    assert Settings.model_validate({"pacing_band_edges": "1, 2.5"}).pacing_band_edges == (1.0, 2.5)
+
+
+async def test_a_lead_under_the_floor_is_below_floor_and_a_failing_expression_scores_default() -> (
+    None
+):
+    """Score 1 under floor 2: BelowFloor (not retriable); no `score` field: the default
+    score (0, under the floor too), counted."""
+    pacing = _pacing(_Clock(1000.0))
+    pacing.gate.set_threshold(OPEN)  # type: ignore[union-attr]
+    with pytest.raises(BelowFloor) as caught:
+        await pacing.admit(_raw(1, 1.0), "L1", {"lead_id": "L1", "score": 1.0})
+    assert not caught.value.retriable
+    with pytest.raises(BelowFloor):
+        await pacing.admit(_raw(2, 0.0), "L2", {"lead_id": "L2"})
+    assert pacing.score_errors == 1
+    assert await pacing.admit(_raw(3, 50.0), "L3", {"lead_id": "L3", "score": 50.0}) is None
+
+
+async def test_a_lead_under_the_threshold_is_deferred_to_its_band_with_its_origin() -> None:
+    """Threshold between 20 and 50: score 50 goes on; score 20 becomes a record to band 1's
+    topic, same key and value, its origin and deferral time in headers, which the view of
+    that record gives back as the original coordinates."""
+    clock = _Clock(2000.0)
+    pacing = _pacing(clock)
+    assert pacing.gate is not None
+    pacing.gate.set_threshold(closed_below(25.0))
+    assert await pacing.admit(_raw(1, 50.0), "L1", {"score": 50.0}) is None
+    out = await pacing.admit(_raw(2, 20.0), "L2", {"score": 20.0})
+    assert out is not None and out.topic == "leads.deferred.b1" and out.key == b"L2"
+    assert out.value == _raw(2, 20.0).value
+    origin = orjson.loads(dict(out.headers)[ORIGIN_HEADER])
+    assert origin == {"topic": "leads.raw", "partition": 1, "offset": 2, "timestamp": 1_000_000}
+    assert dict(out.headers)[DEFERRED_AT_HEADER] == b"2000000"
+    deferred = _Record("leads.deferred.b1", 0, 7, 2_000_000, out.key, out.value, out.headers)
+    view = pacing.view(deferred)
+    assert isinstance(view, DeferredView)
+    assert (view.topic, view.partition, view.offset, view.band) == ("leads.raw", 1, 2, 1)
+    assert view.headers == [("h", b"v")] and view.deferred_at_s == 2000.0
+    assert view.place == ("leads.deferred.b1", 0, 7)
+    raw = _raw(3, 5.0)
+    assert pacing.view(raw) is raw
+
+
+async def test_a_lower_band_waits_until_no_higher_band_is_pending() -> None:
+    """With the plan open, a band-0 lead waits while a band-2 lead is waiting or being
+    enriched, and goes once that lead is done; a new lead is deferred meanwhile too."""
+    clock = _Clock(1000.0)
+    gate = PacingGate(3, None, clock=clock)
+    gate.set_threshold(closed_below(1e9))
+    high = asyncio.ensure_future(gate.turn(2, ("d.b2", 0, 0), 50.0, "H", expires_s=9999.0))
+    low = asyncio.ensure_future(gate.turn(0, ("d.b0", 0, 0), 5.0, "L", expires_s=9999.0))
+    await asyncio.sleep(0.05)
+    assert gate.pending == (1, 0, 1) and not high.done() and not low.done()
+    gate.set_threshold(OPEN)
+    await asyncio.wait_for(high, 5)
+    await asyncio.sleep(0.05)
+    assert not low.done()  # the high lead is still being enriched
+    assert not gate.admits_new(1, 20.0, "N")
+    gate.done(2)
+    await asyncio.wait_for(low, 5)
+    gate.done(0)
+    assert gate.pending == (0, 0, 0) and gate.admits_new(1, 20.0, "N")
+
+
+async def test_a_deferred_lead_past_its_age_expires_retriable() -> None:
+    """A deferred lead that never clears, once the clock passes its deferral time plus
+    deferral_max_age_s: DeferralExpired, retriable, and it is no longer pending."""
+    clock = _Clock(1000.0)
+    pacing = _pacing(clock, deferral_max_age_s=60.0)
+    assert pacing.gate is not None
+    pacing.gate.set_threshold(closed_below(1e9))
+    out = await pacing.admit(_raw(1, 20.0), "L1", {"score": 20.0})
+    assert out is not None
+    view = pacing.view(_Record(out.topic, 0, 0, 0, out.key, out.value, out.headers))
+    waiting = asyncio.ensure_future(pacing.admit(view, "L1", {"score": 20.0}))
+    await asyncio.sleep(0.05)
+    assert pacing.gate.pending == (0, 1, 0)
+    clock.now = 1061.0
+    pacing.gate.set_threshold(closed_below(1e9))  # any wake-up; the hold also polls
+    with pytest.raises(DeferralExpired) as caught:
+        await asyncio.wait_for(waiting, 5)
+    assert caught.value.retriable and caught.value.error_class.value == "deferral_expired"
+    assert pacing.gate.pending == (0, 0, 0)
+
+
+def test_the_step_freezes_while_the_provider_is_out_and_replans_after() -> None:
+    """Breaker not closed: the threshold holds whatever the spend; closed again: the plan
+    is re-anchored at the spend then, so the controller does not chase the missed part."""
+    clock = _Clock(0.0)
+    spent = {"now": 0.0}
+    out = {"now": False}
+    view = SpendView(
+        lambda now: ("2026-12-07", 0.0),
+        lambda day: 10_000,
+        lambda day: spent["now"],
+        lambda now: out["now"],
+    )
+    gate = PacingGate(2, view, step_s=60.0, clock=clock)
+    for minute in range(1, 30):
+        clock.now = 36_000.0 + minute * 60
+        gate.offer(float(minute % 7 + 1), 1)
+        gate.step()
+    before = gate.threshold
+    out["now"] = True
+    for minute in range(30, 90):
+        clock.now = 36_000.0 + minute * 60
+        gate.offer(float(minute % 7 + 1), 1)
+        gate.step()
+        assert gate.threshold == before
+    out["now"] = False
+    clock.now = 36_000.0 + 90 * 60
+    gate.step()
+    plan = gate._plan
+    assert plan is not None and plan.anchor_s == 36_000.0 + 90 * 60
+    assert plan.target(plan.anchor_s) == spent["now"]
+
+
+async def test_a_higher_lead_that_does_not_clear_blocks_no_lower_band() -> None:
+    """Threshold between 5 and 50: a band-2 lead of density 2 (decayed) waits, and a band-0
+    lead of density 8 goes past it; a new lead of band 1 that clears goes too."""
+    gate = PacingGate(3, None, clock=_Clock(1000.0))
+    gate.set_threshold(closed_below(5.0))
+    stuck = asyncio.ensure_future(gate.turn(2, ("d.b2", 0, 0), 2.0, "S", expires_s=9999.0))
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(gate.turn(0, ("d.b0", 0, 0), 8.0, "L", expires_s=9999.0), 5)
+    assert gate.admits_new(1, 8.0, "N") and not stuck.done()
+    gate.done(0)
+    # As a shutdown does: a task cancelled in the tick that woke it may swallow a bare
+    # cancel() (Python 3.11's wait_for); a released one is cancelled again at its next hold.
+    assert gate.release([stuck]) == 1
+    await asyncio.wait_for(asyncio.gather(stuck, return_exceptions=True), 5)
+    assert gate.pending == (0, 0, 0)
+
+
+async def test_a_deferral_partition_goes_in_offset_order() -> None:
+    """Two leads of one deferral partition: the later one clears, the earlier does not;
+    the later waits until the earlier has left (here: expired), so the partition's commit
+    never holds a bought answer behind a waiting lead; another partition is not held."""
+    clock = _Clock(1000.0)
+    gate = PacingGate(1, None, clock=clock)
+    gate.set_threshold(closed_below(5.0))
+    first = asyncio.ensure_future(gate.turn(0, ("d.b0", 0, 10), 2.0, "A", expires_s=1050.0))
+    second = asyncio.ensure_future(gate.turn(0, ("d.b0", 0, 11), 8.0, "B", expires_s=9999.0))
+    await asyncio.wait_for(gate.turn(0, ("d.b0", 1, 3), 8.0, "C", expires_s=9999.0), 5)
+    await asyncio.sleep(0.05)
+    assert not first.done() and not second.done()
+    clock.now = 1051.0
+    with pytest.raises(DeferralExpired):
+        await asyncio.wait_for(first, 5)
+    await asyncio.wait_for(second, 5)
+    gate.done(0)
+    gate.done(0)
+    assert gate.pending == (0,)
