@@ -176,3 +176,11 @@ def test_the_package_metadata_says_where_it_lives_and_what_it_runs_on() -> None:
     assert re.fullmatch(
         rf"## {re.escape(streamproc.__version__)} — \d{{4}}-\d{{2}}-\d{{2}}", headings[0]
     ), headings[0]
+
+
+def test_compose_checks_the_simulators_health_on_its_own_port() -> None:
+    """The mock provider serves no ops port, so compose overrides the image's HEALTHCHECK
+    with one on the simulator's own port (else it would show unhealthy)."""
+    service = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["mock-provider"]
+    port = service["command"][service["command"].index("--port") + 1]
+    assert f"127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"])
