@@ -20,8 +20,10 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-# The wheel comes from the builder by a bind mount, so no layer keeps a copy of it.
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+# The wheel comes from the builder by a bind mount (BuildKit, Docker's builder since 23.0),
+# so no layer keeps a copy of it.
 RUN --mount=type=bind,from=builder,source=/dist,target=/tmp/dist \
     --mount=type=bind,source=constraints.txt,target=/tmp/constraints.txt \
     pip install --no-cache-dir --constraint /tmp/constraints.txt \
@@ -29,7 +31,8 @@ RUN --mount=type=bind,from=builder,source=/dist,target=/tmp/dist \
     && streamproc --version
 # A user of its own, not root: the process needs no file it did not bring. Kubernetes
 # manifests run as this uid (deploy/kubernetes, deploy/helm).
-RUN useradd --system --uid 10001 --user-group --no-create-home streamproc
+RUN groupadd --system --gid 10001 streamproc \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home streamproc
 USER 10001
 # /metrics, /healthz, /readyz, /status (and Clay callbacks)
 EXPOSE 8080
