@@ -7,6 +7,6 @@ everything else is internal.
 from streamproc.records.lead import EnrichedLead, EnrichmentMeta, Lead
 from streamproc.settings import Settings, load_settings
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["EnrichedLead", "EnrichmentMeta", "Lead", "Settings", "__version__", "load_settings"]
