@@ -62,9 +62,9 @@
     set("budget-day", g.day ? g.day + " (" + g.timezone + ")" : "");
     set("budget-resets", time(g.resets_at)); set("budget-exhausted", g.exhausted ? "yes" : "no");
     set("spending-state", g.paused ? "paused" : "on");
-    const c = g.control;
-    set("spending-last", c ? "last change: " + c.action.replace("_", " ") + " by " + c.by + " at " +
-      time(new Date(c.at * 1000).toISOString()) + ": " + c.why + (c.limit !== null ? " (limit " + c.limit + " for " + c.day + ")" : "") : "");
+    const ctl = g.control;
+    set("spending-last", ctl ? "last change: " + ctl.action.replace("_", " ") + " by " + ctl.by + " at " +
+      time(new Date(ctl.at * 1000).toISOString()) + ": " + ctl.why + (ctl.limit !== null ? " (limit " + ctl.limit + " for " + ctl.day + ")" : "") : "");
     drawBurn(g, o.generated_at);
     // Throughput
     const t = o.throughput;
