@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-__all__ = ["PREFIX", "HitLedger", "LocalCounts", "Tally", "tally_key"]
+__all__ = ["PREFIX", "HitLedger", "LocalCounts", "ProviderSummary", "Tally", "tally_key"]
 
 PREFIX = "waterfall/hits/"
 
@@ -37,6 +37,31 @@ class Tally:
 
     def to_json(self) -> dict[str, int]:
         return {"calls": self.calls, "hits": self.hits, "credits": self.credits}
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSummary:
+    """One provider's tally with what an operator reads off it: the fill rate (hits per
+    call) and the credits per found answer (every credit it charged, misses included, over
+    its hits); None where there is nothing to divide by."""
+
+    tally: Tally
+
+    @property
+    def fill_rate(self) -> float | None:
+        return self.tally.hits / self.tally.calls if self.tally.calls else None
+
+    @property
+    def credits_per_found(self) -> float | None:
+        return self.tally.credits / self.tally.hits if self.tally.hits else None
+
+    def to_json(self) -> dict[str, Any]:
+        rate, cost = self.fill_rate, self.credits_per_found
+        return {
+            **self.tally.to_json(),
+            "fill_rate": None if rate is None else round(rate, 4),
+            "credits_per_found": None if cost is None else round(cost, 4),
+        }
 
 
 def tally_key(segment: str, provider: str, day: date, instance: str) -> str:
@@ -89,6 +114,34 @@ class HitLedger:
             if seg == segment and prov == provider and first <= day <= today:
                 total = total + counted
         return total
+
+    def by_provider(self, today: date, window_days: int) -> dict[str, ProviderSummary]:
+        """Every provider's totals over the window ending ``today`` (inclusive), summed
+        over segments and instances, by provider name."""
+        first = today - timedelta(days=window_days - 1)
+        totals: dict[str, Tally] = {}
+        for (_, prov, day, _), counted in self._latest.items():
+            if first <= day <= today:
+                totals[prov] = totals.get(prov, Tally()) + counted
+        return {name: ProviderSummary(totals[name]) for name in sorted(totals)}
+
+    def summary(self, today: date, window_days: int) -> dict[str, Any]:
+        """Per provider, ``today``'s numbers and the window's, as JSON: what ``state show``
+        and the console print (docs/waterfall.md, "Per provider")."""
+        day = self.by_provider(today, 1)
+        window = self.by_provider(today, window_days)
+        return {
+            "day": today.isoformat(),
+            "window_days": window_days,
+            "providers": [
+                {
+                    "provider": name,
+                    "today": day.get(name, ProviderSummary(Tally())).to_json(),
+                    "window": counted.to_json(),
+                }
+                for name, counted in window.items()
+            ],
+        }
 
 
 class LocalCounts:
