@@ -55,7 +55,7 @@ from streamproc.processing.calls import ProviderCalls
 from streamproc.processing.writes import StateWrites
 from streamproc.resilience.breaker import BreakerState, CircuitBreaker, Permit
 from streamproc.state.store import StateStore
-from streamproc.waterfall.config import WaterfallConfig
+from streamproc.waterfall.config import ProviderPrice, WaterfallConfig
 from streamproc.waterfall.ledger import PREFIX as HITS_PREFIX
 from streamproc.waterfall.ledger import HitLedger, LocalCounts, Tally
 from streamproc.waterfall.order import plan_order
@@ -69,7 +69,14 @@ from streamproc.waterfall.run import (
     Unavailable,
 )
 
-__all__ = ["HITS_PREFIX", "STEPS_PREFIX", "Member", "WaterfallDone", "WaterfallEnricher"]
+__all__ = [
+    "HITS_PREFIX",
+    "STEPS_PREFIX",
+    "Member",
+    "WaterfallDone",
+    "WaterfallEnricher",
+    "worst_charge",
+]
 
 log = get_logger(__name__)
 
@@ -317,8 +324,7 @@ class WaterfallEnricher:
                 breaker.release(permit, self._clock())
             # A failure that may have been billed counts at the member's worst case: the
             # budget over-counts, it never under-counts.
-            price = self._config.price(member.name)
-            worst = int(price.credits_per_call + price.credits_per_hit + 0.999999)
+            worst = worst_charge(self._config.price(member.name))
             log.info(
                 "waterfall.provider_failed",
                 provider=member.name,
@@ -365,6 +371,12 @@ class WaterfallEnricher:
             found = self.ledger.tally(segment, provider, today, self._config.adaptive.window_days)
             self._tallies[(segment, provider)] = found
         return found
+
+
+def worst_charge(price: ProviderPrice) -> int:
+    """What a failed call that may have been billed counts at: the member's worst case, so
+    the budget over-counts, it never under-counts."""
+    return int(price.credits_per_call + price.credits_per_hit + 0.999999)
 
 
 def _journaled(answer: Found | Missed) -> dict[str, Any]:
