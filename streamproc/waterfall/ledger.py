@@ -83,6 +83,9 @@ class HitLedger:
 
     def __init__(self) -> None:
         self._latest: dict[tuple[str, str, date, str], Tally] = {}
+        #: Credits by provider and day, every segment and instance: kept as records come,
+        #: so a credit cap reads the group's day without a sum over every key.
+        self._credits: dict[tuple[str, date], int] = {}
 
     def apply(self, key: str, value: Mapping[str, Any] | None) -> None:
         """Fold one state record (others are ignored; a tombstone forgets its key; a value
@@ -98,12 +101,19 @@ class HitLedger:
         except ValueError:
             return
         where = (segment, provider, day, instance)
-        if value is None:
-            self._latest.pop(where, None)
+        tally = None if value is None else _tally(value)
+        if value is not None and tally is None:
             return
-        tally = _tally(value)
+        before = self._latest.pop(where, None)
         if tally is not None:
             self._latest[where] = tally
+        change = (0 if tally is None else tally.credits) - (0 if before is None else before.credits)
+        if change:
+            self._credits[(provider, day)] = self._credits.get((provider, day), 0) + change
+
+    def credits(self, provider: str, day: date) -> int:
+        """Every instance's credits charged by ``provider`` on ``day``, all segments."""
+        return self._credits.get((provider, day), 0)
 
     def tally(self, segment: str, provider: str, today: date, window_days: int) -> Tally:
         """Every instance's totals for ``provider`` in ``segment`` over the window ending
