@@ -42,6 +42,7 @@ from streamproc.resilience.breaker import BreakerConfig, BreakerState, CircuitBr
 from streamproc.resilience.priority import PriorityScore
 from streamproc.settings import ProviderMode, Settings
 from streamproc.state.store import StateListener, StateStore
+from streamproc.waterfall.caps import daily_cap
 from streamproc.waterfall.config import WaterfallConfig
 
 if TYPE_CHECKING:
@@ -254,6 +255,7 @@ class App:
                 price.name,
                 self._provider_calls(settings, (price.name, member)),
                 CircuitBreaker(BreakerConfig.from_settings(settings)),
+                daily_cap(table, price.name, settings.budget_daily_credits),
             )
         return WaterfallEnricher(
             config,

@@ -213,10 +213,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     trial = sub.add_parser(
         "try",
-        help="send one lead through the configured provider and show each step (no Kafka, "
-        "no budget)",
+        help="send one lead through the configured provider (or waterfall) and show each "
+        "step (no Kafka, no budget)",
         description="Send one lead (a JSON object with lead_id and an e-mail or a domain) "
-        "through the provider the settings choose, one attempt: each request as sent "
+        "through the provider the settings choose (or their waterfall, its providers in the "
+        "configured order), one attempt each: each request as sent "
         "(secrets masked), its status, how the answer was classified, what it cost, and the "
         "record that would be published. Produces nothing, reserves no credits.",
     )

@@ -1080,6 +1080,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "waterfall runs synchronous providers: it cannot run with provider_mode clay"
             )
+        ceiling = (self.waterfall or {}).get("max_credits_per_lead")
+        if isinstance(ceiling, int | float) and ceiling > self.credits_per_lead:
+            # A lead reserves credits_per_lead once for its whole waterfall: a ceiling above
+            # it lets a lead spend credits the budget never reserved.
+            raise ValueError(
+                f"credits_per_lead ({self.credits_per_lead}) must be at least the waterfall's "
+                f"max_credits_per_lead ({ceiling:g}): each lead reserves credits_per_lead"
+            )
         if self.revoke_grace_s * 2_000 > self.max_poll_interval_ms:
             # The revocation runs before the member rejoins: with the whole rebalance
             # timeout spent on it the member is evicted, and takes the partitions back from

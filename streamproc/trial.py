@@ -8,8 +8,14 @@ masked; the status; the time), how the answer was classified, what it cost, and 
 that would be published (to ``topic_enriched``, or to ``topic_dlq`` with its headers). It
 touches no Kafka topic and no budget: nothing is produced, nothing is reserved.
 
-A :class:`Trial` is a list of :class:`Step`, one per provider asked: a waterfall will run
-several (docs/waterfall.md), and this report is already shaped for it.
+A :class:`Trial` is a list of :class:`Step`, one per provider asked. With a
+``[streamproc.waterfall]`` table the lead goes through the waterfall (docs/waterfall.md):
+its route, then each provider of that route **in the configured order** (``try`` reads no
+state topic, so not the order the group has learnt), one attempt each, the stop rule, the
+cost ceiling (a provider passed over is a step ``over_ceiling``) and the merge, as the
+pipeline runs them; each step says what the waterfall read its answer as (``found``,
+``missed``, ``failed``), and the record is the merged enrichment with
+``enrichment_meta.providers``, or the DLQ record the pipeline would write.
 
 The requests are recorded by a transport wrapped around the network
 (:class:`RecordingTransport`); a provider whose factory takes no ``transport`` (a plugin
@@ -41,6 +47,7 @@ from streamproc.errors import (
     ProviderTimeout,
 )
 from streamproc.processing.handler import enriched_value
+from streamproc.processing.waterfall import worst_charge
 from streamproc.provider.api import Enrichment, LeadIn, Provider
 from streamproc.provider.client import _network_transport, pool_limits
 from streamproc.provider.config import ProviderConfig
@@ -49,6 +56,9 @@ from streamproc.records.dlq import ATTEMPT, ERROR_CLASS, ERROR_MESSAGE, ERROR_RE
 from streamproc.records.lead import decode_lead
 from streamproc.redact import ENV_REFERENCE, secret_values
 from streamproc.settings import Settings
+from streamproc.waterfall.config import WaterfallConfig, load_waterfall
+from streamproc.waterfall.routing import Router
+from streamproc.waterfall.run import Failed, Found, LeadWaterfall, Missed, ProviderAnswer
 
 __all__ = ["Exchange", "RecordingTransport", "Step", "Trial", "format_trial", "try_lead"]
 
@@ -96,11 +106,15 @@ class Step:
     retriable: bool | None = None
     possibly_billed: bool = False
     data: dict[str, Any] | None = None
+    #: In a waterfall, how it read this answer: ``found``, ``missed``, ``failed``, or
+    #: ``over_ceiling`` (not asked: its call could pass ``max_credits_per_lead``).
+    waterfall: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Trial:
-    """What ``try`` did for one lead: its steps and the record it would publish."""
+    """What ``try`` did for one lead: its steps and the record it would publish (with a
+    waterfall: the lead's segment, else None)."""
 
     lead_id: str
     steps: list[Step]
@@ -108,6 +122,7 @@ class Trial:
     key: str
     headers: dict[str, str]
     value: Any
+    segment: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,9 +184,10 @@ class Masker:
     provider's table uses (but the base URLs of its endpoints, which say where the request
     went), and the whole value of any credential header (an OAuth2 token, a Basic pair)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, table: Mapping[str, Any] | None = None) -> None:
+        """``table``: the provider's (a waterfall member's); default the declarative one."""
         secrets = set(secret_values(settings))
-        table = settings.provider_declarative or {}
+        table = settings.provider_declarative or {} if table is None else table
         endpoints = [table.get("url"), table.get("batch_url")]
         auth = table.get("auth")
         if isinstance(auth, Mapping):
@@ -229,32 +245,38 @@ def _env_values(node: Any) -> list[str]:
 
 
 def build_provider(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None
+    settings: Settings,
+    transport: httpx.AsyncBaseTransport | None,
+    member: tuple[str, ProviderConfig] | None = None,
 ) -> tuple[Provider, bool]:
-    """The provider ``settings`` choose, given ``transport`` when its factory takes one;
-    and whether it did (its exchanges are recorded)."""
+    """The provider ``settings`` choose (or the waterfall's ``member``: its instance name
+    and configuration), given ``transport`` when its factory takes one; and whether it did
+    (its exchanges are recorded)."""
     from streamproc.clay import ClayService
 
-    name = settings.provider_name
+    name = settings.provider_name if member is None else member[1].name
+    shown = name if member is None else f"{member[0]} ({name})"
     factory = load_provider_factory(name)
     if factory is ClayService:
         raise ConfigError(
             "try sends one lead to a synchronous provider; Clay answers by callback "
             "(docs/clay.md): try its webhook with `streamproc mock-provider --mode clay`"
         )
-    if getattr(factory, "needs_provider_url", False):
+    if member is None and getattr(factory, "needs_provider_url", False):
         settings.require_provider()
     takes_transport = transport is not None and _takes_transport(factory)
-    config = ProviderConfig.from_settings(settings, name)
+    config = ProviderConfig.from_settings(settings, name) if member is None else member[1]
     try:
         provider = factory(config, transport=transport) if takes_transport else factory(config)
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"provider {name} failed to start: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(
+            f"provider {shown} failed to start: {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(provider, Provider):
         raise ConfigError(
-            f"provider {name!r} cannot be tried: it is not a synchronous streamproc provider "
+            f"provider {shown!r} cannot be tried: it is not a synchronous streamproc provider "
             "(batch_size, start(), close(), call(leads))"
         )
     return provider, takes_transport
@@ -288,6 +310,10 @@ async def try_lead(
     """Ask the configured provider about one lead, once, and say what would be published.
 
     ``transport`` replaces the network (it is wrapped to record each exchange)."""
+    if settings.waterfall is not None:
+        return await _try_waterfall(
+            settings, load_waterfall(settings.waterfall), lead_id, lead, transport, now
+        )
     mask = Masker(settings)
     recorder = RecordingTransport(
         transport or _network_transport(settings.provider_http_transport, pool_limits(settings)),
@@ -302,12 +328,133 @@ async def try_lead(
     return _publication(settings, lead_id, lead, [step], now or datetime.now(UTC))
 
 
+async def _try_waterfall(
+    settings: Settings,
+    config: WaterfallConfig,
+    lead_id: str,
+    lead: dict[str, Any],
+    transport: httpx.AsyncBaseTransport | None,
+    now: datetime | None,
+) -> Trial:
+    """The lead through the waterfall, one attempt per provider asked (module doc)."""
+    tables = settings.providers or {}
+    members: dict[str, tuple[str, ProviderConfig]] = {}
+    for price in config.providers:
+        table = tables.get(price.name)
+        if table is None:
+            raise ConfigError(
+                f"waterfall provider {price.name!r} has no [streamproc.providers."
+                f"{price.name}] table (configured: {', '.join(sorted(tables)) or 'none'})"
+            )
+        members[price.name] = (price.name, ProviderConfig.member(settings, price.name, table))
+    routed = Router(config).route(lead)
+    run = LeadWaterfall(config, routed.providers)
+    steps: list[Step] = []
+    network = transport or _network_transport(
+        settings.provider_http_transport, pool_limits(settings)
+    )
+    try:
+        while (name := run.next_provider()) is not None:
+            steps += _passed_over(run, len(steps))
+            recorder = _Shared(network, Masker(settings, tables[name]))
+            provider, recorded = build_provider(settings, recorder, members[name])
+            worst = worst_charge(config.price(name))
+            step = await _ask(settings, provider, LeadIn(lead_id, lead), name, estimate=worst)
+            answer = _answer(step)
+            run.record(name, answer)
+            read = run.tried[-1].outcome
+            steps.append(
+                Step(
+                    **{
+                        **_fields(step),
+                        "exchanges": list(recorder.exchanges) if recorded else [],
+                        "waterfall": read,
+                    }
+                )
+            )
+        steps += _passed_over(run, len(steps))
+    finally:
+        await network.aclose()
+    result = run.result()
+    when = now or datetime.now(UTC)
+    meta = [
+        {"provider": t.provider, "outcome": t.outcome, "credits": t.credits} for t in result.tried
+    ]
+    if result.verdict == "publish":
+        value = enriched_value(
+            lead,
+            result.data,
+            source="provider",
+            credits=result.credits,
+            attempt=1,
+            enriched_at=when,
+            processor={"name": "streamproc", "version": __version__},
+            steps=meta,
+        )
+        return Trial(
+            lead_id,
+            steps,
+            settings.topic_enriched,
+            lead_id,
+            {},
+            orjson.loads(value),
+            routed.segment,
+        )
+    said = ", ".join(f"{t.provider}: {t.outcome}" for t in result.tried) or "none"
+    if any(t.outcome in ("unavailable", "failed") for t in result.tried):
+        # As the pipeline: a provider that could not answer makes it the group breaker's
+        # provider_error, held or dead-lettered by on_breaker_open.
+        error = ("provider_error", f"no provider found the lead; some could not answer ({said})")
+        retriable = "true"
+    else:
+        error = ("no_match", f"no provider found the lead ({said})")
+        retriable = "false"
+    headers = {
+        ERROR_CLASS: error[0],
+        ERROR_MESSAGE: error[1],
+        ERROR_RETRIABLE: retriable,
+        ATTEMPT: "1",
+    }
+    return Trial(lead_id, steps, settings.topic_dlq, lead_id, headers, lead, routed.segment)
+
+
+def _passed_over(run: LeadWaterfall, shown: int) -> list[Step]:
+    """The providers the cost ceiling passed over since the last step shown."""
+    return [
+        Step(t.provider, [], "over_ceiling", 0, message="its call could pass the ceiling",
+             waterfall="over_ceiling")
+        for t in run.tried[shown:]
+        if t.outcome == "over_ceiling"
+    ]  # fmt: skip
+
+
+def _answer(step: Step) -> ProviderAnswer:
+    """A step as the waterfall reads it."""
+    if step.outcome == "enriched":
+        assert step.data is not None
+        return Found(step.data, step.credits)
+    if step.outcome == "no_match":
+        return Missed(step.credits)
+    return Failed(step.outcome, step.credits)
+
+
+class _Shared(RecordingTransport):
+    """A recorder of one member's exchanges over the network every member shares: closing
+    it leaves the network open for the next."""
+
+    async def aclose(self) -> None:
+        return None
+
+
 def _fields(step: Step) -> dict[str, Any]:
     return {name: getattr(step, name) for name in Step.__dataclass_fields__}
 
 
-async def _ask(settings: Settings, provider: Provider, one: LeadIn, name: str) -> Step:
-    """One attempt of ``provider`` at ``one``, bounded as the pipeline bounds it."""
+async def _ask(
+    settings: Settings, provider: Provider, one: LeadIn, name: str, *, estimate: int | None = None
+) -> Step:
+    """One attempt of ``provider`` at ``one``, bounded as the pipeline bounds it; a failure
+    that may have been billed counts at ``estimate`` (default ``credits_per_lead``)."""
     try:
         await provider.start()
     except ConfigError:
@@ -332,7 +479,8 @@ async def _ask(settings: Settings, provider: Provider, one: LeadIn, name: str) -
     if isinstance(answer, NoMatch):
         charged = answer.credits
     else:
-        charged = settings.credits_per_lead if answer.maybe_charged else 0
+        worst = settings.credits_per_lead if estimate is None else estimate
+        charged = worst if answer.maybe_charged else 0
     return Step(
         name,
         [],
@@ -372,8 +520,16 @@ def _publication(
 def format_trial(trial: Trial) -> str:
     """The report a person reads."""
     lines = [f"lead {trial.lead_id}: one attempt, no Kafka topic, no budget"]
+    if trial.segment is not None:
+        lines.append(
+            f"waterfall: segment {trial.segment}, its providers in the configured order "
+            "(not the order the group has learnt)"
+        )
     for number, step in enumerate(trial.steps, 1):
         lines.append(f"step {number}: provider {step.provider}")
+        if step.waterfall == "over_ceiling":
+            lines.append("  not asked: its call could pass max_credits_per_lead (over_ceiling)")
+            continue
         for exchange in step.exchanges:
             lines.append(f"  -> {exchange.method} {exchange.url}")
             lines.extend(f"     {k}: {v}" for k, v in exchange.headers.items())
@@ -388,15 +544,19 @@ def format_trial(trial: Trial) -> str:
             lines.extend(f"     {k}: {v}" for k, v in exchange.answer_headers.items())
             if exchange.answer is not None:
                 lines.append(f"     body: {exchange.answer}")
+        read = "" if step.waterfall is None else f" -> {step.waterfall}"
         if step.outcome == "enriched":
-            lines.append(f"  answer: enriched, {step.credits} credits")
+            lines.append(f"  answer: enriched, {step.credits} credits{read}")
         else:
             retry = "retriable" if step.retriable else "not retriable"
             billed = " (possibly billed: counted at the estimate)" if step.possibly_billed else ""
             lines.append(
                 f"  answer: {step.outcome} ({step.message}), {retry}, "
-                f"{step.credits} credits{billed}"
+                f"{step.credits} credits{billed}{read}"
             )
+    if trial.segment is not None:
+        spent = sum(step.credits for step in trial.steps)
+        lines.append(f"waterfall total: {spent} credits")
     lines.append(f"would publish to {trial.topic}, key {trial.key}:")
     lines.extend(f"  header {k}: {v}" for k, v in trial.headers.items())
     lines.append(

@@ -5,7 +5,11 @@ from anywhere else, and the Content-Security-Policy says so to the browser). The
 reads, and renders, only what this API returns:
 
 * ``GET /console/api/overview``: breaker and today's transitions, budget and its burn,
-  throughput, lag per partition, health, Clay capacity (:func:`payload.overview`);
+  throughput, lag per partition, health, Clay capacity (:func:`payload.overview`), and
+  ``waterfall``: each waterfall provider's calls, hits, credits, fill rate and credits per
+  found answer, today and over the order's window (folded from the state topic's hit
+  records by the waterfall's :class:`~streamproc.waterfall.ledger.HitLedger`; no
+  providers without a waterfall);
 * ``GET /console/api/dlq?error_class=&key=&since=&until=&retriable=&attempt=&skip=&limit=&all=``:
   a page of DLQ records, read by ``dlq show``'s :func:`~streamproc.replay.show.list_dlq`;
 * ``GET /console/api/dlq/record?partition=P&offset=O``: one record whole
@@ -64,6 +68,9 @@ from streamproc.replay.replayer import Replayer
 from streamproc.replay.show import list_dlq, read_dlq_record
 from streamproc.resilience.spending import SpendingAction
 from streamproc.settings import Settings
+from streamproc.state.view import window_days
+from streamproc.waterfall.ledger import PREFIX as HITS_PREFIX
+from streamproc.waterfall.ledger import HitLedger
 
 __all__ = ["PREFIX", "Console", "console_bind_host", "kafka_errors"]
 
@@ -159,6 +166,7 @@ class Console:
         self.breaker_log = BreakerLog()
         self.burn = BurnSeries()
         self.throughput = ThroughputMeter()
+        self.hits = HitLedger()
         self._lag_reader = LagReader(settings)
         self._lag: Lag | None = None
         self._sampled_at = float("-inf")
@@ -180,6 +188,8 @@ class Console:
         """A state-topic record (restore and tail alike)."""
         if key.startswith("breaker/"):
             self.breaker_log.on_record(value)
+        elif key.startswith(HITS_PREFIX):
+            self.hits.apply(key, value)
 
     def install(self, app: web.Application) -> None:
         """Add the routes and the background sampler to ``app`` (an ops server's)."""
@@ -302,6 +312,8 @@ class Console:
             replay_enabled=self._token_set(),
         )
         body["restored"] = self._restored()
+        today = datetime.fromtimestamp(self._clock(), UTC).date()
+        body["waterfall"] = self.hits.summary(today, window_days(self._settings))
         # The page asks for a token before it lists records, and says why without one.
         body["records_enabled"] = any(
             t is not None and bool(t.get_secret_value())

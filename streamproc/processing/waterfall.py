@@ -55,7 +55,8 @@ from streamproc.processing.calls import ProviderCalls
 from streamproc.processing.writes import StateWrites
 from streamproc.resilience.breaker import BreakerState, CircuitBreaker, Permit
 from streamproc.state.store import StateStore
-from streamproc.waterfall.config import WaterfallConfig
+from streamproc.waterfall.caps import CreditCap
+from streamproc.waterfall.config import ProviderPrice, WaterfallConfig
 from streamproc.waterfall.ledger import PREFIX as HITS_PREFIX
 from streamproc.waterfall.ledger import HitLedger, LocalCounts, Tally
 from streamproc.waterfall.order import plan_order
@@ -69,7 +70,14 @@ from streamproc.waterfall.run import (
     Unavailable,
 )
 
-__all__ = ["HITS_PREFIX", "STEPS_PREFIX", "Member", "WaterfallDone", "WaterfallEnricher"]
+__all__ = [
+    "HITS_PREFIX",
+    "STEPS_PREFIX",
+    "Member",
+    "WaterfallDone",
+    "WaterfallEnricher",
+    "worst_charge",
+]
 
 log = get_logger(__name__)
 
@@ -82,6 +90,9 @@ STEPS_PREFIX = "waterfall/steps/"
 
 #: Expired journal entries tombstoned per lead: a backlog goes out over many leads.
 _TOMBSTONES_PER_LEAD = 8
+
+#: The reason of a member not asked because it is over its credit cap.
+_CAPPED = "credit cap"
 
 #: ``(provider, outcome, credits)`` of each step, for the metrics.
 StepHook = Callable[[str, str, int], None]
@@ -101,11 +112,13 @@ class WaterfallDone:
 
 @dataclass(slots=True)
 class Member:
-    """One provider instance of the waterfall: its calls and its own breaker."""
+    """One provider instance of the waterfall: its calls, its own breaker and its credit
+    cap per day (None: only the group's budget limits it)."""
 
     name: str
     calls: ProviderCalls
     breaker: CircuitBreaker
+    cap: CreditCap | None = None
 
 
 def _counts(error: LeadError) -> bool:
@@ -149,6 +162,8 @@ class WaterfallEnricher:
         #: The step journal: key -> (written at, {provider: its paid step}).
         self._journal: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
         self._ttl_s = ttl_s
+        #: Worst-case credits of each capped member's calls in flight in this process.
+        self._in_flight: dict[str, int] = {}
 
     #: The handler puts each lead's :attr:`WaterfallDone.steps` in its ``enrichment_meta``.
     has_steps = True
@@ -226,6 +241,7 @@ class WaterfallEnricher:
         attempts = 0
         journal = self._journal_key(lead, lead_id, now)
         paid = {} if journal is None else dict(self._journal.get(journal, (0.0, {}))[1])
+        capped: set[str] = set()
         while (name := run.next_provider()) is not None:
             earlier = paid.get(name)
             if earlier is not None:
@@ -239,6 +255,8 @@ class WaterfallEnricher:
             run.record(name, answer)
             if not isinstance(answer, Unavailable):
                 self._observe(routed.segment, name, today, answer)
+            elif answer.reason == _CAPPED:
+                capped.add(name)
             if journal is not None and isinstance(answer, Found | Missed) and answer.credits:
                 paid[name] = _journaled(answer)
                 await self._write_journal(journal, paid, now)
@@ -255,8 +273,19 @@ class WaterfallEnricher:
                 self._on_step(t.provider, t.outcome, t.credits)
         if result.verdict == "publish":
             return WaterfallDone(result.data, result.credits, max(attempts, 1), steps)
-        said = ", ".join(f"{t.provider}: {t.outcome}" for t in result.tried) or "none"
-        if any(t.outcome in ("unavailable", "failed") for t in result.tried):
+        said = (
+            ", ".join(
+                f"{t.provider}: {t.outcome}" + (" (credit cap)" if t.provider in capped else "")
+                for t in result.tried
+            )
+            or "none"
+        )
+        # A member over its credit cap was not asked by choice, not for a failure: the
+        # lead is a miss for the group breaker (and the DLQ's no_match), not an error.
+        if any(
+            t.outcome == "failed" or (t.outcome == "unavailable" and t.provider not in capped)
+            for t in result.tried
+        ):
             # Nothing found because a provider could not answer: a failure of the whole
             # waterfall, so the group breaker and its policy (hold or DLQ) take over.
             raise ProviderError(
@@ -294,8 +323,27 @@ class WaterfallEnricher:
     async def _ask(
         self, member: Member, lead: Mapping[str, Any], lead_id: str
     ) -> tuple[ProviderAnswer, int]:
-        """One member's answer for the lead and the attempts it took; an open breaker is
-        ``Unavailable`` at once."""
+        """One member's answer for the lead and the attempts it took; a member over its
+        credit cap, or whose breaker is open, is ``Unavailable`` at once."""
+        cap = member.cap
+        if cap is None:
+            return await self._ask_member(member, lead, lead_id)
+        now = self._clock()
+        today = datetime.fromtimestamp(now, UTC).date()
+        worst = max(worst_charge(self._config.price(member.name)), 1)
+        in_flight = self._in_flight.get(member.name, 0)
+        if not cap.admits(self.ledger.credits(member.name, today), in_flight, worst):
+            log.info("waterfall.provider_capped", provider=member.name, cap=cap.limit)
+            return Unavailable(_CAPPED), 0
+        self._in_flight[member.name] = in_flight + worst
+        try:
+            return await self._ask_member(member, lead, lead_id)
+        finally:
+            self._in_flight[member.name] -= worst
+
+    async def _ask_member(
+        self, member: Member, lead: Mapping[str, Any], lead_id: str
+    ) -> tuple[ProviderAnswer, int]:
         breaker = member.breaker
         permit = breaker.try_acquire(self._clock())
         if permit is None:
@@ -317,8 +365,7 @@ class WaterfallEnricher:
                 breaker.release(permit, self._clock())
             # A failure that may have been billed counts at the member's worst case: the
             # budget over-counts, it never under-counts.
-            price = self._config.price(member.name)
-            worst = int(price.credits_per_call + price.credits_per_hit + 0.999999)
+            worst = worst_charge(self._config.price(member.name))
             log.info(
                 "waterfall.provider_failed",
                 provider=member.name,
@@ -365,6 +412,12 @@ class WaterfallEnricher:
             found = self.ledger.tally(segment, provider, today, self._config.adaptive.window_days)
             self._tallies[(segment, provider)] = found
         return found
+
+
+def worst_charge(price: ProviderPrice) -> int:
+    """What a failed call that may have been billed counts at: the member's worst case, so
+    the budget over-counts, it never under-counts."""
+    return int(price.credits_per_call + price.credits_per_hit + 0.999999)
 
 
 def _journaled(answer: Found | Missed) -> dict[str, Any]:

@@ -29,7 +29,11 @@ __all__ = ["ProviderConfig"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 #: The keys of a waterfall's provider instance table read for any provider type.
-_MEMBER_KEYS = frozenset({"type", "rate_per_s", "rate_per_min", "rate_burst"})
+#: ``max_credits_per_day`` and ``budget_share`` are the waterfall's credit cap
+#: (streamproc.waterfall.caps), not the provider's.
+_MEMBER_KEYS = frozenset(
+    {"type", "rate_per_s", "rate_per_min", "rate_burst", "max_credits_per_day", "budget_share"}
+)
 
 
 def _rate(table: Mapping[str, Any], name: str, key: str) -> float | None:

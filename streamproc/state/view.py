@@ -14,6 +14,10 @@ many records the restore read and how many budget entries it kept: the first shr
 compaction, the second stays small (open claims and each writer's newest total) however old
 the deployment.
 
+With a ``waterfall/hits/`` record in the topic, ``waterfall`` is each provider's calls, hits,
+credits, fill rate and credits per found answer, today (UTC) and over the order's window,
+folded by the waterfall's own :class:`~streamproc.waterfall.ledger.HitLedger`.
+
 Not shown: the health window and the leads being held, which live only in a running
 process's memory (its ``/status`` endpoint has them).
 """
@@ -22,7 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 import orjson
@@ -31,6 +37,9 @@ from streamproc.records.status import StateStatus
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
 from streamproc.timestamps import epoch_iso
+from streamproc.waterfall.config import Adaptive
+from streamproc.waterfall.ledger import PREFIX as HITS_PREFIX
+from streamproc.waterfall.ledger import HitLedger
 
 __all__ = [
     "StateView",
@@ -64,26 +73,68 @@ async def watch_state(settings: Settings, view: StateView) -> AsyncIterator[Stat
         await store.stop()
 
 
-async def load_state(settings: Settings, view: StateView) -> dict[str, Any]:
-    """The state as JSON-able data: breaker, budget, cache, and where it was read from."""
-    async with watch_state(settings, view) as store:
-        return state_of(view, store, settings)
+class _WithHits:
+    """``view``, with the waterfall's hit records folded into a ledger beside it."""
+
+    def __init__(self, view: StateView) -> None:
+        self.view = view
+        self.ledger = HitLedger()
+
+    def on_state(self, key: str, value: dict[str, Any] | None, partition: int, offset: int) -> None:
+        self.view.on_state(key, value, partition, offset)
+        if key.startswith(HITS_PREFIX):
+            self.ledger.apply(key, value)
+
+    def status(self) -> StateStatus:
+        return self.view.status()
 
 
-def state_of(view: StateView, store: StateStore, settings: Settings) -> dict[str, Any]:
+async def load_state(
+    settings: Settings, view: StateView, *, clock: Callable[[], float] = time.time
+) -> dict[str, Any]:
+    """The state as JSON-able data: breaker, budget, cache, each waterfall provider's
+    numbers, and where it was read from."""
+    both = _WithHits(view)
+    async with watch_state(settings, both) as store:
+        return state_of(view, store, settings, ledger=both.ledger, now=clock())
+
+
+def window_days(settings: Settings) -> int:
+    """The days the waterfall's order counts answers over (its ``adaptive.window_days``)."""
+    adaptive = (settings.waterfall or {}).get("adaptive")
+    days = adaptive.get("window_days") if isinstance(adaptive, dict) else None
+    if isinstance(days, int) and not isinstance(days, bool) and days >= 1:
+        return days
+    return Adaptive().window_days
+
+
+def state_of(
+    view: StateView,
+    store: StateStore,
+    settings: Settings,
+    *,
+    ledger: HitLedger | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
     status = view.status()
     shared = status.to_dict()
-    return {
+    state: dict[str, Any] = {
         "breaker": shared["breaker"],
         "budget": shared["budget"],
         "cache": shared["cache"],
-        "state_topic": {
-            "topic": settings.topic_state,
-            "partitions": store.partitions,
-            "records_restored": store.records_restored,
-            "budget_entries_kept": status.budget.kept,
-        },
     }
+    if ledger is not None:
+        today = datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
+        summary = ledger.summary(today, window_days(settings))
+        if summary["providers"]:
+            state["waterfall"] = summary
+    state["state_topic"] = {
+        "topic": settings.topic_state,
+        "partitions": store.partitions,
+        "records_restored": store.records_restored,
+        "budget_entries_kept": status.budget.kept,
+    }
+    return state
 
 
 def render_state_table(state: dict[str, Any], file: TextIO) -> None:
@@ -123,9 +174,26 @@ def render_state_table(state: dict[str, Any], file: TextIO) -> None:
             f"{control['why']}{limit}",
         )
     table.add_row("cache entries", str(cache["entries"]))
+    waterfall = state.get("waterfall")
+    if waterfall:
+        days = waterfall["window_days"]
+        table.add_row("waterfall providers", f"today ({waterfall['day']}, UTC); last {days} days")
+        for row in waterfall["providers"]:
+            table.add_row(f"  {row['provider']} today", _numbers(row["today"]))
+            table.add_row(f"  {row['provider']} {days} days", _numbers(row["window"]))
     table.add_row("state records read", str(state["state_topic"]["records_restored"]))
     table.add_row("  budget entries kept", str(state["state_topic"]["budget_entries_kept"]))
     Console(file=file, highlight=False).print(table)
+
+
+def _numbers(counted: dict[str, Any]) -> str:
+    """Calls, hits, credits, fill rate and credits per found answer, on one line."""
+    rate, cost = counted["fill_rate"], counted["credits_per_found"]
+    return (
+        f"{counted['calls']} calls, {counted['hits']} found, {counted['credits']} cr, "
+        f"fill {'-' if rate is None else f'{rate:.0%}'}, "
+        f"{'-' if cost is None else f'{cost:g}'} cr/found"
+    )
 
 
 def print_state(state: dict[str, Any], *, as_json: bool, file: TextIO | None = None) -> None:

@@ -8,6 +8,7 @@ pipeline (a later step) drives it, the benchmark (``python -m bench.waterfall``)
 * :mod:`.config`: the ``[streamproc.waterfall]`` table, validated;
 * :mod:`.routing`: which providers, and which segment, for a lead (JMESPath conditions);
 * :mod:`.ledger`: each provider's hits per segment, folded from shared records;
+* :mod:`.caps`: a provider's credit cap per day (its own limit or a share of the budget);
 * :mod:`.order`: the adaptive order (cost over hit rate, Thompson sampling, the fill-rate
   guard);
 * :mod:`.run`: one lead's waterfall as a state machine: next provider, stop rule, cost

@@ -7,11 +7,14 @@ the routes that pick providers and a segment by the lead's fields, and how the o
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["Adaptive", "ProviderPrice", "Route", "WaterfallConfig"]
+from streamproc.errors import ConfigError
+
+__all__ = ["Adaptive", "ProviderPrice", "Route", "WaterfallConfig", "load_waterfall"]
 
 
 class ProviderPrice(BaseModel):
@@ -105,3 +108,13 @@ class WaterfallConfig(BaseModel):
 
     def price(self, name: str) -> ProviderPrice:
         return next(p for p in self.providers if p.name == name)
+
+
+def load_waterfall(table: Mapping[str, Any]) -> WaterfallConfig:
+    """The ``[streamproc.waterfall]`` table validated, or a ConfigError in one line."""
+    try:
+        return WaterfallConfig.model_validate(table)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"waterfall.{where}: {first['msg']}") from None

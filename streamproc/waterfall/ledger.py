@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-__all__ = ["PREFIX", "HitLedger", "LocalCounts", "Tally", "tally_key"]
+__all__ = ["PREFIX", "HitLedger", "LocalCounts", "ProviderSummary", "Tally", "tally_key"]
 
 PREFIX = "waterfall/hits/"
 
@@ -37,6 +37,31 @@ class Tally:
 
     def to_json(self) -> dict[str, int]:
         return {"calls": self.calls, "hits": self.hits, "credits": self.credits}
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSummary:
+    """One provider's tally with what an operator reads off it: the fill rate (hits per
+    call) and the credits per found answer (every credit it charged, misses included, over
+    its hits); None where there is nothing to divide by."""
+
+    tally: Tally
+
+    @property
+    def fill_rate(self) -> float | None:
+        return self.tally.hits / self.tally.calls if self.tally.calls else None
+
+    @property
+    def credits_per_found(self) -> float | None:
+        return self.tally.credits / self.tally.hits if self.tally.hits else None
+
+    def to_json(self) -> dict[str, Any]:
+        rate, cost = self.fill_rate, self.credits_per_found
+        return {
+            **self.tally.to_json(),
+            "fill_rate": None if rate is None else round(rate, 4),
+            "credits_per_found": None if cost is None else round(cost, 4),
+        }
 
 
 def tally_key(segment: str, provider: str, day: date, instance: str) -> str:
@@ -58,6 +83,9 @@ class HitLedger:
 
     def __init__(self) -> None:
         self._latest: dict[tuple[str, str, date, str], Tally] = {}
+        #: Credits by provider and day, every segment and instance: kept as records come,
+        #: so a credit cap reads the group's day without a sum over every key.
+        self._credits: dict[tuple[str, date], int] = {}
 
     def apply(self, key: str, value: Mapping[str, Any] | None) -> None:
         """Fold one state record (others are ignored; a tombstone forgets its key; a value
@@ -73,12 +101,19 @@ class HitLedger:
         except ValueError:
             return
         where = (segment, provider, day, instance)
-        if value is None:
-            self._latest.pop(where, None)
+        tally = None if value is None else _tally(value)
+        if value is not None and tally is None:
             return
-        tally = _tally(value)
+        before = self._latest.pop(where, None)
         if tally is not None:
             self._latest[where] = tally
+        change = (0 if tally is None else tally.credits) - (0 if before is None else before.credits)
+        if change:
+            self._credits[(provider, day)] = self._credits.get((provider, day), 0) + change
+
+    def credits(self, provider: str, day: date) -> int:
+        """Every instance's credits charged by ``provider`` on ``day``, all segments."""
+        return self._credits.get((provider, day), 0)
 
     def tally(self, segment: str, provider: str, today: date, window_days: int) -> Tally:
         """Every instance's totals for ``provider`` in ``segment`` over the window ending
@@ -89,6 +124,34 @@ class HitLedger:
             if seg == segment and prov == provider and first <= day <= today:
                 total = total + counted
         return total
+
+    def by_provider(self, today: date, window_days: int) -> dict[str, ProviderSummary]:
+        """Every provider's totals over the window ending ``today`` (inclusive), summed
+        over segments and instances, by provider name."""
+        first = today - timedelta(days=window_days - 1)
+        totals: dict[str, Tally] = {}
+        for (_, prov, day, _), counted in self._latest.items():
+            if first <= day <= today:
+                totals[prov] = totals.get(prov, Tally()) + counted
+        return {name: ProviderSummary(totals[name]) for name in sorted(totals)}
+
+    def summary(self, today: date, window_days: int) -> dict[str, Any]:
+        """Per provider, ``today``'s numbers and the window's, as JSON: what ``state show``
+        and the console print (docs/waterfall.md, "Per provider")."""
+        day = self.by_provider(today, 1)
+        window = self.by_provider(today, window_days)
+        return {
+            "day": today.isoformat(),
+            "window_days": window_days,
+            "providers": [
+                {
+                    "provider": name,
+                    "today": day.get(name, ProviderSummary(Tally())).to_json(),
+                    "window": counted.to_json(),
+                }
+                for name, counted in window.items()
+            ],
+        }
 
 
 class LocalCounts:

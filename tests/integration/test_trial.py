@@ -150,3 +150,57 @@ async def test_the_http_provider_is_tried_with_its_key_masked() -> None:
     assert (step["outcome"], step["credits"]) == ("enriched", 6)
     assert trial["value"]["enrichment_meta"]["credits"] == 6
     assert KEY not in done.stdout + done.stderr
+
+
+def _person(domain: str) -> str:
+    lead = {"lead_id": "l1", "email": f"pat@{domain}", "domain": domain, "first_name": "Pat"}
+    return orjson.dumps(lead).decode()
+
+
+async def test_a_waterfall_is_tried_step_by_step_with_the_merged_record() -> None:
+    """The e-mail waterfall example, an enterprise lead the finder does not know: finder
+    asked first (configured order), its miss free and masked; people finds it for 1 credit;
+    the record is the merged enrichment with each provider's step in enrichment_meta. A lead
+    neither knows: both missed, the DLQ record as no_match. The key is printed nowhere."""
+    finder_sim = ApiSimConfig("email-finder", api_key=KEY, misses=(".corp.test",))
+    people_sim = ApiSimConfig("person-match", api_key=KEY)
+    async with serve_api(finder_sim) as finder_url, serve_api(people_sim) as people_url:
+        env = _env(
+            EMAIL_API_URL=finder_url,
+            EMAIL_API_KEY=KEY,
+            PERSON_API_URL=people_url,
+            PERSON_API_KEY=KEY,
+        )
+        config = ("--config", "examples/waterfall/email_waterfall.toml")
+        found = await _try(env, *config, "--json", "--lead", _person("c2.corp.test"))
+        nobody = await _try(env, *config, "--json", "--lead", _person("gone.nomatch.test"))
+        shown = await _try(env, *config, "--lead", _person("c2.corp.test"))
+    assert found.returncode == 0, found.stderr
+    trial = orjson.loads(found.stdout)
+    assert trial["segment"] == "enterprise"
+    finder, people = trial["steps"]
+    assert (finder["provider"], finder["waterfall"], finder["credits"]) == ("finder", "missed", 0)
+    (asked,) = finder["exchanges"]
+    assert (
+        asked["url"].startswith(f"{finder_url}/v2/email-finder") and "api_key=***" in asked["url"]
+    )
+    assert (people["provider"], people["waterfall"], people["credits"]) == ("people", "found", 1)
+    assert people["exchanges"][0]["headers"]["x-api-key"] == "***"
+    assert trial["topic"] == "leads.enriched"
+    assert trial["value"]["enrichment"]["email"] == "pat@c2.corp.test"
+    meta = trial["value"]["enrichment_meta"]
+    assert meta["credits"] == 1
+    assert meta["providers"] == [
+        {"provider": "finder", "outcome": "missed", "credits": 0},
+        {"provider": "people", "outcome": "found", "credits": 1},
+    ]
+    assert nobody.returncode == 0, nobody.stderr
+    dlq = orjson.loads(nobody.stdout)
+    assert [s["waterfall"] for s in dlq["steps"]] == ["missed", "missed"]
+    assert dlq["topic"] == "leads.dlq"
+    assert dlq["headers"]["streamproc.error.class"] == "no_match"
+    assert shown.returncode == 0, shown.stderr
+    assert "waterfall: segment enterprise" in shown.stdout
+    assert "step 2: provider people" in shown.stdout
+    assert "waterfall total: 1 credits" in shown.stdout
+    assert KEY not in found.stdout + nobody.stdout + shown.stdout + shown.stderr

@@ -62,9 +62,9 @@
     set("budget-day", g.day ? g.day + " (" + g.timezone + ")" : "");
     set("budget-resets", time(g.resets_at)); set("budget-exhausted", g.exhausted ? "yes" : "no");
     set("spending-state", g.paused ? "paused" : "on");
-    const c = g.control;
-    set("spending-last", c ? "last change: " + c.action.replace("_", " ") + " by " + c.by + " at " +
-      time(new Date(c.at * 1000).toISOString()) + ": " + c.why + (c.limit !== null ? " (limit " + c.limit + " for " + c.day + ")" : "") : "");
+    const ctl = g.control;
+    set("spending-last", ctl ? "last change: " + ctl.action.replace("_", " ") + " by " + ctl.by + " at " +
+      time(new Date(ctl.at * 1000).toISOString()) + ": " + ctl.why + (ctl.limit !== null ? " (limit " + ctl.limit + " for " + ctl.day + ")" : "") : "");
     drawBurn(g, o.generated_at);
     // Throughput
     const t = o.throughput;
@@ -108,6 +108,20 @@
       cr.textContent = fmt(c.remaining_rows) + " rows left"; cr.className = "big" + (c.capacity_low ? " state-open" : "");
       facts($("clay-facts"), [["current webhook", c.current_webhook], ["capacity low", c.capacity_low ? "yes" : "no"], ["pending leads", fmt(c.pending)]]);
     } else { cr.textContent = "not known here"; cr.className = "big unknown"; facts($("clay-facts"), [["why", c.why]]); }
+    // Waterfall providers (none: no waterfall, the card stays hidden)
+    const w = o.waterfall, prows = clear($("providers-rows"));
+    $("card-providers").hidden = !(w && w.providers.length);
+    if (w && w.providers.length) {
+      set("providers-day", w.day + " (UTC)"); set("providers-window", "last " + w.window_days + " days");
+      const pct = (r) => r === null ? "-" : (100 * r).toFixed(1) + " %";
+      const per = (c) => c === null ? "-" : c.toFixed(2);
+      for (const p of w.providers) {
+        const d = p.today, tr = el("tr", { id: "provider-" + p.provider });
+        for (const v of [p.provider, fmt(d.calls), fmt(d.hits), fmt(d.credits), pct(d.fill_rate), per(d.credits_per_found),
+          pct(p.window.fill_rate) + ", " + per(p.window.credits_per_found)]) tr.appendChild(el("td", {}, v));
+        prows.appendChild(tr);
+      }
+    }
     // The DLQ form's class list.
     const list = $("error-classes");
     if (!list.childElementCount) for (const name of o.error_classes || []) list.appendChild(el("option", { value: name }));

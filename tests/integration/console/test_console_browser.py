@@ -60,7 +60,8 @@ def _breaker(state: str, at: float) -> tuple[str, dict[str, Any]]:
 
 async def _seed(settings: Settings) -> None:
     """DLQ records of every kind (PLANTED); 30 credits spent and 25 reserved of 500; the breaker
-    opened and closed again today; six leads on the input, one committed by the group."""
+    opened and closed again today; a waterfall provider's hit totals of today (4 calls, 2
+    found, 3 credits); six leads on the input, one committed by the group."""
     await plant_dlq(settings, every_kind())
     now = time.time()
     day = budget_day(now, settings.budget_timezone)
@@ -72,6 +73,10 @@ async def _seed(settings: Settings) -> None:
             (f"budget/{day}/{open_claim.claim_id}/c", open_claim.to_dict()),
             _breaker("open", now - 20),
             _breaker("closed", now - 10),
+            (
+                f"waterfall/hits/default/finder/{time.strftime('%Y-%m-%d', time.gmtime(now))}/i1",
+                {"calls": 4, "hits": 2, "credits": 3},
+            ),
         ],
     )
     await produce(settings, [(f"in-{i}".encode(), lead(f"in-{i}")) for i in range(6)])
@@ -207,6 +212,11 @@ async def test_console_in_a_browser(topics: Settings, tmp_path: Path) -> None:
                     cell = f"#lag-p{row['partition']} td.lag"
                     assert await _text(page, cell) == str(row["lag"])
                 assert await _text(page, "#health-status") == "not known here"
+                await expect(page.locator("#card-providers")).to_be_visible()
+                cells = page.locator("#provider-finder td")
+                await expect(cells).to_have_text(
+                    ["finder", "4", "2", "3", "50.0 %", "1.50", "50.0 %, 1.50"]
+                )
                 await expect(page.locator("#burn-spent")).to_have_count(1)
                 await expect(page.locator("#burn-limit")).to_have_count(1)
                 await page.screenshot(path=str(images / "console-overview.png"), full_page=True)

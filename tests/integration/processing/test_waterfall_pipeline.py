@@ -11,6 +11,7 @@ import time
 import tomllib
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ from streamproc.state.store import StateStore
 from streamproc.waterfall.ledger import PREFIX as HITS_PREFIX
 from tests.integration.conftest import ROOT, configure
 from tests.integration.kafka_io import produce, read_all
+from tests.integration.replay.dlq_io import write_state
 
 EXAMPLE = ROOT / "examples" / "waterfall" / "email_waterfall.toml"
 
@@ -231,3 +233,46 @@ async def test_an_outage_mid_run_moves_its_leads_to_the_next_provider(
     paid = _credits_by_provider(bodies)
     assert (paid["people"], paid["finder"]) == (people["credits"], finder["credits"])
     assert await _spent(settings) == (people["credits"] + finder["credits"], 0)
+
+
+async def test_a_provider_over_its_credit_cap_passes_its_leads_on(
+    topics: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The person API, first in a fixed order, capped at 5 credits a day, 2 of which
+    another instance already charged today (its hit totals in the state topic): it bills
+    exactly 3 more, the finder the rest, nothing in the DLQ. Scaled down to 12 leads."""
+    async with (
+        serve_api(ApiSimConfig("email-finder", latency_ms=1)) as finder_url,
+        serve_api(ApiSimConfig("person-match", latency_ms=1)) as people_url,
+    ):
+        monkeypatch.setenv("EMAIL_API_URL", finder_url)
+        monkeypatch.setenv("EMAIL_API_KEY", "test-key")
+        monkeypatch.setenv("PERSON_API_URL", people_url)
+        monkeypatch.setenv("PERSON_API_KEY", "test-key")
+        table = _example()
+        table["providers"]["people"]["max_credits_per_day"] = 5
+        table["waterfall"] = {
+            **table["waterfall"],
+            "providers": [
+                {"name": "people", "credits_per_hit": 1},
+                {"name": "finder", "credits_per_hit": 1},
+            ],
+            "routes": [],
+            "adaptive": {"mode": "off"},
+        }
+        settings = _settings(topics, **table, max_in_flight=8)
+        today = datetime.now(UTC).date().isoformat()
+        await write_state(
+            settings,
+            [(f"{HITS_PREFIX}default/people/{today}/other", {"calls": 2, "hits": 2, "credits": 2})],
+        )
+        n = 12
+        await produce(settings, [_lead(i, f"co{i}.example") for i in range(n)])
+        app = App(settings)
+        await asyncio.wait_for(app.run(stop_when_idle_s=1.0), timeout=120)
+        finder, people = await _stats(finder_url), await _stats(people_url)
+    bodies, classes = await _outputs(settings, n)
+    assert not classes, "a lead went to the DLQ"
+    assert people["credits"] == 3
+    assert Counter(_found_by(body) for body in bodies.values()) == {"people": 3, "finder": 9}
+    assert finder["credits"] == 9

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import orjson
 
@@ -72,9 +73,11 @@ async def test_dlq_stats_json_matches_the_dlq(topics: Settings) -> None:
 
 
 async def test_state_show_json_matches_the_state_topic(topics: Settings) -> None:
-    """An open breaker, 42 credits spent of a 60-credit claim and two cache entries are
-    what `state show --json` reports."""
+    """An open breaker, 42 credits spent of a 60-credit claim, two cache entries and two
+    instances' waterfall hit totals (summed per provider) are what `state show --json`
+    reports."""
     now = time.time()
+    today = datetime.fromtimestamp(now, UTC).date().isoformat()
     await write_state(
         topics,
         [
@@ -82,6 +85,8 @@ async def test_state_show_json_matches_the_state_topic(topics: Settings) -> None
             *budget_spend(topics, reserved=60, actual=42),
             ("cache/acme.example", {"data": {"company": "Acme"}, "stored_at": now}),
             ("cache/globex.example", {"data": {"company": "Globex"}, "stored_at": now}),
+            (f"waterfall/hits/smb/finder/{today}/i1", {"calls": 3, "hits": 2, "credits": 2}),
+            (f"waterfall/hits/ent/finder/{today}/i2", {"calls": 1, "hits": 0, "credits": 1}),
         ],
     )
     result = await cli(topics, "state", "show", "--json")
@@ -94,7 +99,17 @@ async def test_state_show_json_matches_the_state_topic(topics: Settings) -> None
     assert state["budget"]["remaining"] == topics.budget_daily_credits - 42
     assert state["budget"]["exhausted"] is False
     assert state["cache"]["entries"] == 2
-    assert state["state_topic"]["records_restored"] == 5
+    (finder,) = state["waterfall"]["providers"]
+    assert finder["provider"] == "finder"
+    assert finder["today"] == {
+        "calls": 4,
+        "hits": 2,
+        "credits": 3,
+        "fill_rate": 0.5,
+        "credits_per_found": 1.5,
+    }
+    assert state["state_topic"]["records_restored"] == 7
     table = await cli(topics, "state", "show")
     print(table.stdout)
     assert "42 / 500 credits" in table.stdout
+    assert "4 calls, 2 found, 3 cr, fill 50%, 1.5 cr/found" in table.stdout

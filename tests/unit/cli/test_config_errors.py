@@ -28,6 +28,14 @@ from tests.unit.config_errors import config_show_error
             "settings do not fit together",
             "provider_backoff_max_s must be >= provider_backoff_base_s",
         ),
+        (
+            {
+                "STREAMPROC_CREDITS_PER_LEAD": "2",
+                "STREAMPROC_WATERFALL": '{"max_credits_per_lead": 3}',
+            },
+            "settings do not fit together",
+            "credits_per_lead (2) must be at least the waterfall's max_credits_per_lead (3)",
+        ),
         ({"STREAMPROC_MAX_IN_FLIGHT": "many"}, "max_in_flight", "integer"),
         ({"STREAMPROC_SECURITY_PROTOCOL": "SASL_SSL"}, "SASL", "SASL_USERNAME"),
     ],

@@ -106,6 +106,32 @@ def test_dashboard_is_well_formed() -> None:
         assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
 
 
+@pytest.mark.parametrize(
+    ("title", "metrics"),
+    [
+        ("Credits / s by provider", ["streamproc_waterfall_credits_total"]),
+        ("Calls / s by provider", ["streamproc_waterfall_calls_total"]),
+        ("Found answers / s by provider", ['outcome="found"']),
+        ("Fill rate by provider (1 h)", ['outcome="found"', 'outcome=~"found|missed|failed"']),
+        (
+            "Credits per found answer (1 h)",
+            ["streamproc_waterfall_credits_total", 'outcome="found"'],
+        ),
+    ],
+)
+def test_the_dashboard_has_a_waterfall_panel_per_metric_by_provider(
+    title: str, metrics: list[str]
+) -> None:
+    """Credits, calls, hits, fill rate and credits per found answer each have a panel that
+    splits by the provider instance."""
+    panels = {p["title"]: p for p in dashboard()["panels"]}
+    (target,) = panels[title]["targets"]
+    assert "by (provider)" in target["expr"]
+    assert target["legendFormat"] == "{{provider}}"
+    for metric in metrics:
+        assert metric in target["expr"]
+
+
 def datasource_refs(node: Any) -> list[Any]:
     """Every value under a "datasource" key, anywhere in the dashboard."""
     if isinstance(node, dict):

@@ -22,6 +22,7 @@ from streamproc.provider.api import Answer, Enrichment, LeadIn
 from streamproc.provider.driver import RetryDriver
 from streamproc.provider.retry import RetryPolicy
 from streamproc.resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from streamproc.waterfall.caps import CreditCap
 from streamproc.waterfall.config import WaterfallConfig
 from streamproc.waterfall.ledger import tally_key
 from tests.unit.processing.fakes import Clock
@@ -166,6 +167,56 @@ async def test_answers_are_tallied_per_segment_and_written_once_a_flush() -> Non
     assert sorted(written) == sorted([own, tally_key("enterprise", "a", day.date(), "me")])
     enricher.flush()
     assert len(written) == 2, "an unchanged total was written again"
+
+
+async def test_a_member_over_its_credit_cap_passes_its_leads_on() -> None:
+    """A capped first provider (4 credits a day) answers while its next call fits; once
+    another instance's charge of the day (1) and its own (3) leave no room, it is not
+    asked (``unavailable``) and the next provider finds the lead."""
+    clock = Clock()
+    a, b = _Api(".any", credits=1), _Api(".any", credits=1)
+    enricher, members = _waterfall(a, b, clock)
+    members["a"].cap = CreditCap(4)
+    outcomes = []
+    for i in range(3):
+        done = await enricher.enrich({"domain": f"x{i}.any"}, f"l{i}")
+        outcomes.append([s["outcome"] for s in done.steps])
+    assert outcomes == [["found"], ["found"], ["found"]]
+    day = datetime.fromtimestamp(clock.t, UTC).date()
+    # Room for one more of our own (3 + 1 <= 4) until another instance's 1 credit comes.
+    enricher.on_state(tally_key("default", "a", day, "them"), {"calls": 1, "hits": 1, "credits": 1})
+    done = await enricher.enrich({"domain": "y.any"}, "l9")
+    assert done.steps == [
+        {"provider": "a", "outcome": "unavailable", "credits": 0},
+        {"provider": "b", "outcome": "found", "credits": 1},
+    ]
+    assert len(a.asked) == 3 and b.asked == ["l9"]
+
+
+async def test_a_capped_member_counts_its_calls_in_flight() -> None:
+    """Two leads at once with room for one call: only one reaches the capped provider, the
+    other goes on to the next, so the process never passes the cap."""
+    clock = Clock()
+    a, b = _Api(".any"), _Api(".any")
+    enricher, members = _waterfall(a, b, clock)
+    members["a"].cap = CreditCap(1)
+    first, second = await asyncio.gather(
+        enricher.enrich({"domain": "x.any"}, "l1"), enricher.enrich({"domain": "y.any"}, "l2")
+    )
+    outcomes = sorted(s["outcome"] for done in (first, second) for s in done.steps[:1])
+    assert outcomes == ["found", "unavailable"]
+    assert len(a.asked) == 1
+
+
+async def test_nothing_found_while_a_member_was_capped_is_a_no_match() -> None:
+    """A cap is not a failure: a lead the others missed while a provider was over its cap
+    is a NoMatch (the DLQ's no_match), not a provider error for the group breaker."""
+    a, b = _Api(".any"), _Api(".other")
+    enricher, members = _waterfall(a, b, Clock())
+    members["a"].cap = CreditCap(0)
+    with pytest.raises(NoMatch, match="credit cap"):
+        await enricher.enrich({"domain": "x.any"}, "l1")
+    assert a.asked == []
 
 
 def test_a_waterfall_names_only_configured_instances() -> None:

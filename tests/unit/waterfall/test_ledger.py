@@ -63,3 +63,47 @@ def test_old_days_age_out_and_a_tombstone_forgets() -> None:
     assert ledger.tally("smb", "a", DAY, 14) == Tally(6, 1, 6)
     ledger.apply("waterfall/hits/smb/a/2026-12-06/i2", None)
     assert ledger.tally("smb", "a", DAY, 14) == Tally(2, 1, 2)
+
+
+def test_the_per_provider_summary_sums_segments_and_instances_with_rates() -> None:
+    """Each provider's calls, hits and credits are summed over segments and instances; its
+    fill rate is hits over calls, its cost per found answer every credit over its hits."""
+    ledger = HitLedger()
+    a1, a2 = LocalCounts("i1"), LocalCounts("i2")
+    for counts, segment, hit, credits in [
+        (a1, "smb", True, 2),
+        (a1, "ent", False, 1),
+        (a2, "smb", True, 2),
+        (a2, "smb", False, 1),
+    ]:
+        ledger.apply(*counts.observe(segment, "finder", DAY, hit=hit, credits=credits))
+    ledger.apply(*a1.observe("smb", "people", DAY, hit=False, credits=0))
+    summary = ledger.by_provider(DAY, 14)
+    assert summary["finder"].tally == Tally(calls=4, hits=2, credits=6)
+    assert summary["finder"].fill_rate == 0.5
+    assert summary["finder"].credits_per_found == 3.0
+    assert summary["people"].fill_rate == 0.0
+    assert summary["people"].credits_per_found is None
+
+
+def test_the_summary_keeps_today_apart_from_the_window_and_drops_older_days() -> None:
+    """``today`` counts the day's answers only, ``window`` the last window_days days; an
+    answer older than the window is in neither."""
+    ledger = HitLedger()
+    counts = LocalCounts("i1")
+    ledger.apply(*counts.observe("s", "a", DAY, hit=True, credits=1))
+    ledger.apply(*counts.observe("s", "a", date(2026, 12, 5), hit=True, credits=3))
+    ledger.apply(*counts.observe("s", "a", date(2026, 11, 1), hit=True, credits=100))
+    summary = ledger.summary(DAY, 7)
+    assert summary["day"] == "2026-12-07"
+    (row,) = summary["providers"]
+    assert row["provider"] == "a"
+    assert row["today"] == {
+        "calls": 1,
+        "hits": 1,
+        "credits": 1,
+        "fill_rate": 1.0,
+        "credits_per_found": 1.0,
+    }
+    assert row["window"]["credits"] == 4
+    assert row["window"]["credits_per_found"] == 2.0
