@@ -3,10 +3,11 @@ the test broker, and the command's documented output, where shown, is what it pr
 
 The commands run as documented, with this test's own topics and group put in the
 environment in place of the documented names (``leads.raw`` becomes ``t<run>.leads.raw``),
-in this process through the CLI's ``main`` (a child process costs about 0.5 s of start-up
-per command). Long-running commands get a short stop: ``run`` is given
-``--stop-when-idle-s``; the servers (``mock-provider``, ``console``) run as child
-processes on a free port and are stopped with SIGTERM once they answer. A command the pages
+in this process through the CLI's ``main`` (tests/integration/in_process.py: a child
+process costs about 0.5 s of start-up per command). Long-running commands get a short
+stop: ``run`` is given ``--stop-when-idle-s``; the servers (``mock-provider``,
+``console``) run as child processes on a free port and are stopped with SIGTERM once they
+answer. A command the pages
 gain that is in no list below fails :func:`test_every_documented_command_has_a_plan`.
 """
 
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import os
 import re
 import shlex
 import signal
@@ -33,11 +32,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from streamproc.cli import main
 from streamproc.errors import ErrorClass
 from streamproc.records.dlq import Failure, Origin, encode_dlq_headers
 from streamproc.settings import Settings
 from tests.integration.conftest import ROOT, delete_topics
+from tests.integration.in_process import run_main
 from tests.integration.kafka_io import produce, read_all
 from tests.integration.procs import settings_env
 
@@ -174,28 +173,17 @@ class Served:
 class Shell:
     """Runs documented commands in this process with the test's settings as environment."""
 
-    def __init__(self, settings: Settings, monkeypatch: pytest.MonkeyPatch, logs: Path) -> None:
+    def __init__(self, settings: Settings, logs: Path) -> None:
         self.settings = settings
         self.logs = logs
         self.env = settings_env(settings)
-        self.monkeypatch = monkeypatch
         self.ran: set[str] = set()
 
     async def __call__(self, command: str, *extra: str, stdin: str = "") -> Ran:
         assignments, argv = _argv(command)
         self.ran.add(command)
-        with self.monkeypatch.context() as patch:
-            for name in [n for n in os.environ if n.startswith("STREAMPROC_")]:
-                patch.delenv(name)
-            for name, value in {**self.env, **assignments}.items():
-                if name.startswith("STREAMPROC_"):
-                    patch.setenv(name, value)
-            patch.setattr(sys, "stdin", io.StringIO(stdin))
-            out, err = io.StringIO(), io.StringIO()
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                # A thread of its own: main() runs its own event loop, as from a shell.
-                code = await asyncio.to_thread(_main_exit_code, [*argv, *extra])
-        return Ran(code, out.getvalue(), err.getvalue())
+        done = await run_main({**self.env, **assignments}, [*argv, *extra], stdin)
+        return Ran(done.returncode, done.stdout, done.stderr)
 
     @contextlib.contextmanager
     def serving(self, command: str, port: int, *extra: str) -> Iterator[Served]:
@@ -217,13 +205,6 @@ class Shell:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
-
-
-def _main_exit_code(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exc:  # argparse's --help and usage errors
-        return int(exc.code or 0)
 
 
 async def _answers(url: str, served: Served, timeout_s: float = 60) -> int:
@@ -271,9 +252,7 @@ async def _replayed(settings: Settings) -> set[str]:
 
 
 @pytest.fixture
-async def shell(
-    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> AsyncIterator[Shell]:
+async def shell(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[Shell]:
     """A shell whose settings name fresh topics (4 partitions: the guide moves partition
     3) and a fresh group; the topics are deleted afterwards."""
     run = uuid.uuid4().hex[:10]
@@ -291,7 +270,7 @@ async def shell(
         start_offset="earliest",
         budget_daily_credits=10**6,
     )
-    yield Shell(settings, monkeypatch, tmp_path)
+    yield Shell(settings, tmp_path)
     await delete_topics(settings)
 
 
