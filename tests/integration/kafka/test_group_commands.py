@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from typing import Any
 
 import orjson
@@ -13,20 +12,14 @@ from streamproc.app import App
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 from tests.integration.conftest import configure
+from tests.integration.in_process import run_main
 from tests.integration.kafka_io import produce
 from tests.integration.procs import settings_env
 
 
 async def _cli(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "streamproc", *argv],
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    """The command in this process (no child's start-up per command), as from a shell."""
+    return await run_main(settings_env(settings), argv)
 
 
 async def _json(settings: Settings, *argv: str) -> Any:

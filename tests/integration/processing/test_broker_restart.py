@@ -217,30 +217,14 @@ async def test_broker_killed_and_restarted_leaves_no_partition_behind(
     )
 
 
-async def test_a_partition_left_paused_is_noticed_and_fetched_again(
-    private_broker: PrivateBroker,
-) -> None:
+async def test_a_partition_left_paused_is_noticed_and_fetched_again(topics: Settings) -> None:
     """A partition paused with no reason (what a stand-down racing a rebalance used to
     leave): the stall watch reports it, readiness fails while it lasts, and its fetching
-    is restarted, so every lead behind it is processed."""
+    is restarted, so every lead behind it is processed (the shared broker: nothing here
+    stops it, so no private one is started for it)."""
     from streamproc.app import App
     from streamproc.logs import configure_logging
 
-    run = os.urandom(4).hex()
-    topics = Settings(
-        bootstrap_servers=private_broker.bootstrap,
-        group_id=f"stall-{run}",
-        topic_raw=f"s{run}.leads.raw",
-        topic_enriched=f"s{run}.leads.enriched",
-        topic_dlq=f"s{run}.leads.dlq",
-        topic_parked=f"s{run}.leads.parked",
-        topic_state=f"s{run}.state",
-        topic_partitions=3,
-        http_port=0,
-        log_format="json",
-    )
-    await create_topics(topics)
-    await wait_for_topics(topics)
     configure_logging("INFO", "json")
     async with serve_mock_provider(MockProviderConfig(port=0, latency_ms=1, seed=3)) as url:
         settings = Settings.model_validate(

@@ -3,9 +3,12 @@ revocation, and the group waits max_poll_interval_ms (not the session timeout) f
 to rejoin, so the assignment stays stable however long the hold (issue 19, item 4).
 
 Scaled for CI: the issue's hold was 7 minutes against the default 300 s poll interval;
-here max_poll_interval_ms (the group's rebalance timeout) is 30 s and the hold 90 s: three
-rebalance timeouts and nine session timeouts (10 s), with revoke_grace_s at its default
-(10 s), which used to be the whole rebalance timeout.
+here max_poll_interval_ms (the group's rebalance timeout) is 20 s, the least that
+revoke_grace_s at its default (10 s, which used to be the whole rebalance timeout) allows,
+and the hold 40 s: two rebalance timeouts and four session timeouts (10 s). Before the fix
+the members took the partitions from each other every ~12 s (they never both held
+partitions), so a hold past two rebalance timeouts shows it as a 90 s one did (30 s and
+three timeouts before: 50 s more of CI for no case this one misses).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
 
 LEADS = 300
-MAX_POLL_INTERVAL_MS = 30_000
-HOLD_S = 3 * MAX_POLL_INTERVAL_MS / 1000
+MAX_POLL_INTERVAL_MS = 20_000
+HOLD_S = 2 * MAX_POLL_INTERVAL_MS / 1000
 
 
 async def _until(what: str, condition: object, timeout_s: float) -> None:
@@ -41,7 +44,7 @@ async def test_a_member_joining_during_a_hold_leaves_a_stable_assignment(
     topics: Settings,
 ) -> None:
     """One instance holds every lead (breaker open, policy hold); a second joins: the
-    rebalance completes, then through a hold of three rebalance timeouts neither instance
+    rebalance completes, then through a hold of two rebalance timeouts neither instance
     has a partition revoked, and once the provider is back every lead is enriched once."""
     records = [
         (f"R{i}".encode(), orjson.dumps({"lead_id": f"R{i}", "domain": f"r{i}.example"}))

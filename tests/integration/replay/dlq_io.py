@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import struct
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from streamproc.records.dlq import Failure, Origin, encode_dlq_headers
 from streamproc.resilience.budget import budget_day
 from streamproc.resilience.claims import Claim, Settle
 from streamproc.settings import Settings
+from tests.integration.in_process import run_main
 from tests.integration.kafka_io import Read
 from tests.integration.procs import settings_env
 
@@ -162,22 +162,10 @@ def budget_spend(
     ]
 
 
-def run_cli(
-    settings: Settings, *argv: str, timeout_s: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """``python -m streamproc <argv>`` with the settings in the environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "streamproc", *argv],
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-
-
 async def cli(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(run_cli, settings, *argv)
+    """``streamproc <argv>`` with the settings in the environment, run in this process
+    (tests/integration/in_process.py: no child's start-up per command)."""
+    return await run_main(settings_env(settings), argv)
 
 
 def keys(reads: list[Read]) -> Counter[str]:
