@@ -380,10 +380,12 @@ class App:
                 # Callbacks arriving from now on are answered 503; Clay's retry, or the
                 # next start's sweep, takes care of them.
                 await self.clay.stop()
+            if self.provider is not None:
+                # Before the state store stops: a waterfall's last hit tallies are written
+                # on close, and would be lost after it.
+                await self.provider.close()
             await self.guard.flush()
             await self.state.stop()
-            if self.provider is not None:
-                await self.provider.close()
             self.loop_watch.stop()
             if self.codec is not None:
                 await self.codec.close()

@@ -125,6 +125,15 @@ RUN_HERE = {
     "streamproc mock-provider",
     "streamproc mock-provider --mode clay",
     "streamproc console",
+    "streamproc mock-provider --mode email-finder --port 8101 --misses .corp.test",
+    "streamproc mock-provider --mode person-match --port 8102",
+    "streamproc run --config examples/waterfall/email_waterfall.toml",
+    "streamproc state show --json",
+    "streamproc budget show",
+    "streamproc budget show --json",
+    'streamproc budget pause --reason "provider incident"',
+    'streamproc budget resume --reason "provider fixed" --by ana',
+    'streamproc budget set-limit 4000 --reason "finance: half today"',
 }
 
 
@@ -179,16 +188,19 @@ class Shell:
         self.env = settings_env(settings)
         self.ran: set[str] = set()
 
-    async def __call__(self, command: str, *extra: str, stdin: str = "") -> Ran:
+    async def __call__(
+        self, command: str, *extra: str, stdin: str = "", env: dict[str, str] | None = None
+    ) -> Ran:
         assignments, argv = _argv(command)
         self.ran.add(command)
-        done = await run_main({**self.env, **assignments}, [*argv, *extra], stdin)
+        done = await run_main({**self.env, **(env or {}), **assignments}, [*argv, *extra], stdin)
         return Ran(done.returncode, done.stdout, done.stderr)
 
     @contextlib.contextmanager
     def serving(self, command: str, port: int, *extra: str) -> Iterator[Served]:
         """The long-running ``command`` as a child process (its output in a log file named
-        after it); SIGTERM when the block ends."""
+        after it); SIGTERM when the block ends. A ``--port`` in ``extra`` overrides the
+        documented one (argparse keeps the last): a fixed port may be taken here."""
         self.ran.add(command)
         assignments, argv = _argv(command)
         log = self.logs / f"{'-'.join(argv).replace('/', '_')}.log"
@@ -362,8 +374,110 @@ async def test_the_documented_commands_run(shell: Shell) -> None:
         again = await shell("streamproc replay")
         assert again.code == 0, again.err
 
+        await _waterfall_example(shell)
+        await _spending_levers(shell)
+
         assert await _answers(f"http://127.0.0.1:{clay_port}/healthz", clay) == 200
         assert await _answers(f"http://127.0.0.1:{console_port}/console/", console) == 200
     for served in (mock, clay, console):
         assert served.proc.returncode == 0, served.tail()
     assert shell.ran == RUN_HERE, RUN_HERE - shell.ran
+
+
+async def _waterfall_example(shell: Shell) -> None:
+    """docs/waterfall.md's worked example: both simulators, then ``run --config`` with the
+    example's URLs in the environment, on topics and a group of its own; then ``state show
+    --json`` carries each provider's tallies."""
+    s, run = shell.settings, uuid.uuid4().hex[:6]
+    topics = {
+        "STREAMPROC_GROUP_ID": f"{s.group_id}-wf",
+        "STREAMPROC_TOPIC_RAW": f"{s.topic_raw}.wf{run}",
+        "STREAMPROC_TOPIC_ENRICHED": f"{s.topic_enriched}.wf{run}",
+        "STREAMPROC_TOPIC_DLQ": f"{s.topic_dlq}.wf{run}",
+    }
+    ours = Settings(**{**s.model_dump(), "group_id": topics["STREAMPROC_GROUP_ID"],
+                       "topic_raw": topics["STREAMPROC_TOPIC_RAW"],
+                       "topic_enriched": topics["STREAMPROC_TOPIC_ENRICHED"],
+                       "topic_dlq": topics["STREAMPROC_TOPIC_DLQ"]})  # fmt: skip
+    finder_port, people_port = _free_port(), _free_port()
+    created = await shell("streamproc topics create", env=topics)
+    assert created.code == 0, created.err
+    with (
+        shell.serving(
+            "streamproc mock-provider --mode email-finder --port 8101 --misses .corp.test",
+            0, "--port", str(finder_port),
+        ) as finder,
+        shell.serving(
+            "streamproc mock-provider --mode person-match --port 8102",
+            0, "--port", str(people_port),
+        ) as people,
+    ):  # fmt: skip
+        for port, served in ((finder_port, finder), (people_port, people)):
+            assert await _answers(f"http://127.0.0.1:{port}/stats", served) == 200
+        leads = [
+            {"lead_id": "wf-smb", "first_name": "Pat", "domain": "acme.example"},
+            {"lead_id": "wf-corp", "first_name": "Ana", "domain": "big.corp.test",
+             "email": "ana@big.corp.test"},
+        ]  # fmt: skip
+        await produce(ours, [(x["lead_id"].encode(), orjson.dumps(x)) for x in leads])
+        urls = {
+            "EMAIL_API_URL": f"http://127.0.0.1:{finder_port}",
+            "EMAIL_API_KEY": "test-key",
+            "PERSON_API_URL": f"http://127.0.0.1:{people_port}",
+            "PERSON_API_KEY": "test-key",
+        }
+        with _environment(urls):
+            ran = await shell(
+                "streamproc run --config examples/waterfall/email_waterfall.toml",
+                "--stop-when-idle-s", "1", env=topics,
+            )  # fmt: skip
+        assert ran.code == 0, ran.err[-3000:]
+    enriched = {
+        r.key.decode(): orjson.loads(r.value) for r in await read_all(ours, ours.topic_enriched)
+    }
+    assert set(enriched) == {"wf-smb", "wf-corp"}, enriched
+    # One find stops each lead (the adaptive order may ask either provider first); the
+    # finder knows no enterprise address, so that lead is found by people.
+    steps = {k: {p["provider"]: p["outcome"] for p in v["enrichment_meta"]["providers"]}
+             for k, v in enriched.items()}  # fmt: skip
+    assert all(list(v.values()).count("found") == 1 for v in steps.values()), steps
+    assert steps["wf-corp"]["people"] == "found", steps
+    shown = await shell("streamproc state show --json")
+    assert shown.code == 0, shown.err
+    providers = {p["provider"] for p in orjson.loads(shown.out)["waterfall"]["providers"]}
+    assert providers == {"finder", "people"}, shown.out
+
+
+async def _spending_levers(shell: Shell) -> None:
+    """docs/operations.md's spending block, in its order: each change is what ``budget
+    show`` then prints."""
+    shown = await shell("streamproc budget show")
+    assert shown.code == 0 and "spending; " in shown.out and " of 1000000" in shown.out, shown.out
+    paused = await shell('streamproc budget pause --reason "provider incident"')
+    assert paused.code == 0, paused.err
+    state = await shell("streamproc budget show --json")
+    assert state.code == 0 and orjson.loads(state.out)["paused"] is True, state.out
+    resumed = await shell('streamproc budget resume --reason "provider fixed" --by ana')
+    assert resumed.code == 0, resumed.err
+    limited = await shell('streamproc budget set-limit 4000 --reason "finance: half today"')
+    assert limited.code == 0, limited.err
+    after = orjson.loads((await shell("streamproc budget show --json")).out)
+    assert after["paused"] is False and after["limit"] == 4000, after
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in this process's environment for the block (the example's file reads
+    its URLs and keys from it)."""
+    import os
+
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
