@@ -39,6 +39,7 @@ from streamproc.provider.stall import LoopWatch
 from streamproc.redact import mask_url
 from streamproc.registry.codec import RegistryCodec, codec_for
 from streamproc.resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker, Transition
+from streamproc.resilience.pacing_step import STEP_KEY
 from streamproc.resilience.priority import PriorityScore
 from streamproc.settings import ProviderMode, Settings
 from streamproc.state.store import StateListener, StateStore
@@ -190,8 +191,27 @@ class App:
                 lambda day: float(guard.ledger.spent(day)),
                 lambda now: guard.breaker.state(now) is not BreakerState.CLOSED,
             )
-            gate = PacingGate(len(settings.deferral_topics), view, step_s=settings.pacing_step_s)
+            gate = PacingGate(
+                len(settings.deferral_topics),
+                view,
+                step_s=settings.pacing_step_s,
+                fold=guard.pacing,
+                writer=guard.owner,
+                publish=self._publish_pacing,
+                # The group's steps are computed by the instance that holds partition 0 of
+                # the input (the group coordinator elects it; any, once the steps go stale).
+                leads=lambda: any(lane.partition == 0 for lane in self.processor.lane_status()),
+            )
         return LeadPacing(settings, score, gate)
+
+    def _publish_pacing(self, key: str, value: dict[str, Any]) -> None:
+        """Write a pacing record; a failed one is logged (the next step writes anew)."""
+
+        def sent(future: asyncio.Future[tuple[int, int]]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                log.warning("pacing.publish_failed", key=key, error=str(future.exception()))
+
+        self.state.append(key, value).add_done_callback(sent)
 
     def _provider_calls(
         self, settings: Settings, member: tuple[str, ProviderConfig] | None = None
@@ -267,6 +287,8 @@ class App:
         self, key: str, value: dict[str, Any] | None, partition: int, offset: int
     ) -> None:
         self.guard.on_state(key, value, partition, offset)
+        if key == STEP_KEY and self.pacing is not None and self.pacing.gate is not None:
+            self.pacing.gate.adopt()
         if isinstance(self.provider, WaterfallEnricher) and key.startswith("waterfall/"):
             self.provider.on_state(key, value)
         for listener in self.state_listeners:

@@ -55,7 +55,7 @@ async def _paced(settings: Settings, **changes: object) -> AsyncIterator[Setting
             pacing_enabled=True,
             pacing_band_edges=(10.0, 30.0),
             topic_deferred=f"{settings.topic_raw}.deferred",
-            pacing_step_s=3600,
+            pacing_step_s=changes.pop("pacing_step_s", 3600),
             shutdown_grace_s=5,
             **changes,
         )

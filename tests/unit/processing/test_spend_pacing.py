@@ -189,20 +189,22 @@ def test_the_step_freezes_while_the_provider_is_out_and_replans_after() -> None:
     for minute in range(1, 30):
         clock.now = 36_000.0 + minute * 60
         gate.offer(float(minute % 7 + 1), 1)
+        gate.tick()
         gate.step()
     before = gate.threshold
     out["now"] = True
     for minute in range(30, 90):
         clock.now = 36_000.0 + minute * 60
         gate.offer(float(minute % 7 + 1), 1)
+        gate.tick()
         gate.step()
-        assert gate.threshold == before
+        assert gate.threshold == before and gate.frozen
     out["now"] = False
     clock.now = 36_000.0 + 90 * 60
     gate.step()
-    plan = gate._plan
-    assert plan is not None and plan.anchor_s == 36_000.0 + 90 * 60
-    assert plan.target(plan.anchor_s) == spent["now"]
+    shared = gate.fold.current
+    assert shared is not None and shared.anchor_s == 36_000.0 + 90 * 60
+    assert shared.anchor_spent == spent["now"] and not gate.frozen
 
 
 async def test_a_higher_lead_that_does_not_clear_blocks_no_lower_band() -> None:
