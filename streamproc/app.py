@@ -29,7 +29,12 @@ from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.pacing import provider_pacer
 from streamproc.processing.processor import Processor
-from streamproc.processing.spend_pacing import LeadPacing, PacingGate, SpendView
+from streamproc.processing.spend_pacing import (
+    LeadPacing,
+    PacingGate,
+    SpendView,
+    learn_plan_shape,
+)
 from streamproc.processing.waterfall import Member, WaterfallEnricher
 from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient, retry_driver
@@ -201,6 +206,7 @@ class App:
                 # The group's steps are computed by the instance that holds partition 0 of
                 # the input (the group coordinator elects it; any, once the steps go stale).
                 leads=lambda: any(lane.partition == 0 for lane in self.processor.lane_status()),
+                learn=lambda day: learn_plan_shape(settings, day, guard.ledger.zone(day)),
             )
         return LeadPacing(settings, score, gate)
 

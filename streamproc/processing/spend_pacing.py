@@ -28,6 +28,8 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
   ``pacing/step``; every instance gates with the latest step it folded, and a restart
   resumes from it. While the breaker is not closed the step is frozen and, once it closes
   again, the plan is re-anchored at the spend then (nothing built up to dump in one burst).
+  The plan's shape is learnt from the hourly arrivals of the last ``pacing_history_days``
+  of the input (:func:`learn_plan_shape`), at start and once a day.
 """
 
 from __future__ import annotations
@@ -35,18 +37,20 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from streamproc.errors import DeferralExpired
+from streamproc.errors import DeferralExpired, StreamprocError
+from streamproc.kafka.arrivals import offsets_at
 from streamproc.logs import get_logger
 from streamproc.processing.holds import Holds
 from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import Headers
 from streamproc.records.outcome import OutRecord
+from streamproc.resilience.arrivals import BUCKETS, bucket_counts, history_bounds, learn_shape
 from streamproc.resilience.pacer import Pacer, PacerConfig, StepStats, Threshold, tie_draw
 from streamproc.resilience.pacing_step import (
     STEP_KEY,
@@ -60,7 +64,7 @@ from streamproc.resilience.priority import PriorityScore, ScoreError
 from streamproc.resilience.spend_plan import uniform_shape
 from streamproc.settings import Settings
 
-__all__ = ["DeferredView", "LeadPacing", "PacingGate", "SpendView"]
+__all__ = ["DeferredView", "LeadPacing", "PacingGate", "SpendView", "learn_plan_shape"]
 
 log = get_logger(__name__)
 
@@ -70,6 +74,26 @@ ORIGIN_HEADER = "streamproc.deferred.origin"
 #: Header of a deferral record: when it was deferred (epoch ms, ASCII).
 DEFERRED_AT_HEADER = "streamproc.deferred.at"
 _OWN_HEADERS = frozenset({ORIGIN_HEADER, DEFERRED_AT_HEADER})
+#: After a failed attempt to learn the plan's shape, the next one (the last shape holds).
+_LEARN_RETRY_S = 600.0
+
+OffsetsAt = Callable[[Settings, str, list[float]], Awaitable[list[list[int]]]]
+
+
+async def learn_plan_shape(
+    settings: Settings, today: str, zone: str, *, offsets: OffsetsAt = offsets_at
+) -> PlanShape:
+    """The plan's shape for budget day ``today`` (in ``zone``) from the arrivals of the
+    ``pacing_history_days`` before it on ``topic_raw``, counted from offsets by time."""
+    if settings.pacing_history_days == 0:
+        return PlanShape(uniform_shape(BUCKETS))
+    bounds = history_bounds(today, zone, settings.pacing_history_days)
+    # Consecutive days share a bound: each time is asked once.
+    times = sorted({at for day in bounds for at in day})
+    column = {at: i for i, at in enumerate(times)}
+    found = await offsets(settings, settings.topic_raw, times)
+    days = [bucket_counts([[row[column[at]] for at in day] for row in found]) for day in bounds]
+    return learn_shape(days, source=settings.topic_raw)
 
 
 @dataclass(slots=True)
@@ -122,10 +146,12 @@ class PacingGate:
         writer: str = "local",
         publish: Callable[[str, dict[str, Any]], object] | None = None,
         leads: Callable[[], bool] = lambda: True,
+        learn: Callable[[str], Awaitable[PlanShape]] | None = None,
     ) -> None:
         """``publish`` writes a record to the state topic (None: one process alone, its
         steps folded at once); ``leads``: this instance computes the group's steps (it
-        holds partition 0 of the input topic)."""
+        holds partition 0 of the input topic); ``learn``: the plan's shape for a budget
+        day (:func:`learn_plan_shape`), asked at start and once a day."""
         self._view = view
         self._clock = clock
         self._step_s = step_s
@@ -152,7 +178,12 @@ class PacingGate:
         self._publish = publish
         self._leads = leads
         #: The plan's shape: the straight line until one is learnt from ``leads.raw``.
-        self.shape = PlanShape(uniform_shape(24))
+        self.shape = PlanShape(uniform_shape(BUCKETS))
+        self._learn = learn
+        #: The budget day the shape was learnt for, and when to try again after a failure.
+        self._learnt_day: str | None = None
+        self._learn_after = 0.0
+        self._learning: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     # --- the threshold --------------------------------------------------------------------
@@ -269,16 +300,42 @@ class PacingGate:
             self._task = asyncio.get_running_loop().create_task(self._steps(), name="pacing")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._learning):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._learning = None
+
+    def _relearn(self) -> None:
+        """Learn the plan's shape in the background when the budget day is new to it (the
+        steps go on with the last shape meanwhile)."""
+        if self._learn is None or self._view is None:
+            return
+        now = self._clock()
+        day, _ = self._view.day_window(now)
+        busy = self._learning is not None and not self._learning.done()
+        if day == self._learnt_day or busy or now < self._learn_after:
+            return
+        self._learning = asyncio.get_running_loop().create_task(
+            self._learn_for(day, self._learn), name="pacing-learn"
+        )
+
+    async def _learn_for(self, day: str, learn: Callable[[str], Awaitable[PlanShape]]) -> None:
+        try:
+            shape = await learn(day)
+        except (StreamprocError, OSError) as exc:
+            self._learn_after = self._clock() + _LEARN_RETRY_S
+            log.warning("pacing.plan_not_learnt", day=day, error=str(exc))
+            return
+        self.shape, self._learnt_day = shape, day
+        log.info("pacing.plan_learnt", day=day, source=shape.source or "straight line")
 
     async def _steps(self) -> None:
         # Every instance steps on the same boundaries (multiples of step_s since the
         # epoch): its offers first, then, a quarter of a step later (when the others'
         # offers have been read back), the step, by the instance that leads.
         while True:
+            self._relearn()
             now = self._clock()
             await asyncio.sleep(self._step_s - now % self._step_s)
             try:
