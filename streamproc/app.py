@@ -137,6 +137,8 @@ class App:
         self.metrics.on_scrape(lambda: self.metrics.observe_processor(self.processor.stats))
         self.metrics.on_scrape(lambda: self.metrics.observe_lanes(self.processor.lane_status()))
         self.metrics.on_scrape(lambda: self.metrics.observe_status(self.guard.status()))
+        if self.pacing is not None and self.pacing.gate is not None:
+            self.metrics.on_scrape(self._observe_pacing)
         self.ops = OpsServer(
             settings.http_host, settings.http_port, self.metrics, self.status, self.readiness
         )
@@ -209,6 +211,14 @@ class App:
                 learn=lambda day: learn_plan_shape(settings, day, guard.ledger.zone(day)),
             )
         return LeadPacing(settings, score, gate)
+
+    def _observe_pacing(self) -> None:
+        assert self.pacing is not None and self.pacing.gate is not None
+        gate, by_topic = self.pacing.gate, self.processor.stats.deferred_by_topic
+        deferred = {
+            band: by_topic.get(topic, 0) for band, topic in enumerate(self.settings.deferral_topics)
+        }
+        self.metrics.observe_pacing(deferred, gate.pending, gate.threshold.theta, gate.frozen)
 
     def _publish_pacing(self, key: str, value: dict[str, Any]) -> None:
         """Write a pacing record; a failed one is logged (the next step writes anew)."""
@@ -308,6 +318,8 @@ class App:
     def status(self) -> dict[str, Any]:
         """The /status document: breaker, budget, health, cache and processing counters."""
         extra: dict[str, Any] = {} if self.clay is None else {"clay": self.clay.status()}
+        if self.pacing is not None:
+            extra["pacing"] = self.pacing.status()
         if isinstance(self.codec, RegistryCodec):
             # Lag growing while the provider is fine: the registry may be why.
             extra["registry"] = {

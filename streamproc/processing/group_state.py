@@ -149,6 +149,11 @@ class GroupState:
         if self._on_change is not None:
             self._on_change()
 
+    def pacing_status(self) -> dict[str, Any] | None:
+        """The group's latest pacing step (``pacing/step``; None: none written yet)."""
+        current = self.pacing.current
+        return None if current is None else current.status()
+
     def status(self, now: float | None = None) -> StateStatus:
         """Breaker, budget and cache at ``now`` (default: the clock)."""
         now = self._clock() if now is None else now

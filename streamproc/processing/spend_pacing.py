@@ -278,6 +278,23 @@ class PacingGate:
         """Deferred leads waiting or going per band, lowest first (for tests, a status)."""
         return tuple(len(w) + g for w, g in zip(self._waiting, self._going, strict=True))
 
+    def status(self) -> dict[str, Any]:
+        """``/status``'s ``pacing.gate``: the threshold this process gates with, the
+        deferred leads waiting per band, whether frozen, the plan's source, the group's step."""
+        current = self.fold.current
+        return {
+            "threshold": {
+                "theta": self.threshold.theta,
+                "bucket": self.threshold.bucket,
+                "share": self.threshold.share,
+            },
+            "waiting": list(self.pending),
+            "frozen": self.frozen,
+            "plan": self.shape.source or "straight line",
+            "late_offers": self.fold.late_offers,
+            "step": None if current is None else current.status(),
+        }
+
     # --- the controller -------------------------------------------------------------------
 
     @property
@@ -469,6 +486,13 @@ class LeadPacing:
             value = self._default
         self._score.check_floor(value)
         return value
+
+    def status(self) -> dict[str, Any]:
+        """``/status``'s ``pacing``: score errors, and the gate's (with pacing on)."""
+        return {
+            "score_errors": self.score_errors,
+            "gate": None if self.gate is None else self.gate.status(),
+        }
 
     def band(self, score: float) -> int:
         return bisect.bisect_right(self._edges, score)

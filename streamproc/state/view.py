@@ -52,6 +52,10 @@ class StateView(Protocol):
 
     def status(self) -> StateStatus: ...
 
+    def pacing_status(self) -> dict[str, Any] | None:
+        """The group's latest pacing step (None: no step written yet)."""
+        ...
+
 
 @contextlib.asynccontextmanager
 async def watch_state(settings: Settings, view: StateView) -> AsyncIterator[StateStore]:
@@ -77,6 +81,7 @@ def state_of(view: StateView, store: StateStore, settings: Settings) -> dict[str
         "breaker": shared["breaker"],
         "budget": shared["budget"],
         "cache": shared["cache"],
+        "pacing": view.pacing_status(),
         "state_topic": {
             "topic": settings.topic_state,
             "partitions": store.partitions,
@@ -122,6 +127,16 @@ def render_state_table(state: dict[str, Any], file: TextIO) -> None:
             f"{control['action']} by {control['by']} at {epoch_iso(control['at'])}: "
             f"{control['why']}{limit}",
         )
+    pacing = state.get("pacing")
+    if pacing:
+        frozen = " [red]frozen[/]" if pacing["frozen"] else ""
+        table.add_row(
+            "pacing step",
+            f"{pacing['day']} #{pacing['step']} by {pacing['writer']} at "
+            f"{epoch_iso(pacing['at'])}{frozen}",
+        )
+        table.add_row("  threshold (density)", f"{pacing['theta']:g} (admit {pacing['admit']:.3g})")
+        table.add_row("  spent / plan", f"{pacing['spent']:g} / {pacing['target']:g}")
     table.add_row("cache entries", str(cache["entries"]))
     table.add_row("state records read", str(state["state_topic"]["records_restored"]))
     table.add_row("  budget entries kept", str(state["state_topic"]["budget_entries_kept"]))

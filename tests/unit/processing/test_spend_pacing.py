@@ -304,3 +304,30 @@ async def test_the_gate_learns_its_plan_once_a_day_and_again_later_after_a_failu
     day["now"] = "2026-12-08"
     await relearn()
     assert calls[-1] == "2026-12-08" and len(calls) == 3
+
+
+async def test_the_status_shows_the_threshold_the_waiting_leads_and_the_groups_step() -> None:
+    """/status's pacing: the threshold gated with, a deferred lead waiting in its band, the
+    plan's source, not frozen, and the group's step once one was taken."""
+    clock = _Clock(36_000.0)
+    view = SpendView(lambda now: ("2026-12-07", 0.0), lambda d: 100, lambda d: 0.0, lambda n: False)
+    pacing = _pacing(clock)
+    gate = PacingGate(3, view, clock=clock)
+    pacing.gate = gate
+    gate.set_threshold(closed_below(40.0))
+    waiting = asyncio.ensure_future(
+        gate.turn(1, ("leads.deferred.b1", 0, 7), 20.0, "L7", clock.now + 3600)
+    )
+    await asyncio.sleep(0)
+    status = pacing.status()
+    assert status["score_errors"] == 0
+    shown = status["gate"]
+    assert shown["waiting"] == [0, 1, 0] and shown["frozen"] is False
+    assert shown["threshold"]["bucket"] == density_bucket(40.0)
+    assert shown["plan"] == "straight line" and shown["step"] is None
+    gate.tick()
+    gate.step()
+    step = gate.status()["step"]
+    assert step is not None and (step["day"], step["step"]) == ("2026-12-07", 600)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
