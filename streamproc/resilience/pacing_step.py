@@ -44,6 +44,8 @@ __all__ = [
 
 STEP_KEY = "pacing/step"
 OFFERS_PREFIX = "pacing/offers/"
+#: Steps of offers a fold keeps untaken at most: a day of minutes.
+_OFFERS_KEPT = 1440
 
 #: The plan's constants, as the day simulator settled them (docs/budget.md, "The levers").
 DAY_S = 86_400.0
@@ -205,6 +207,9 @@ class PacingFold:
             return
         held = self._offers.get(stats.step)
         self._offers[stats.step] = stats if held is None else held.merge(stats)
+        if len(self._offers) > _OFFERS_KEPT:
+            # No step has taken them for a day (a reader of a group that no longer paces).
+            del self._offers[min(self._offers)]
 
     def offers_before(self, step: int) -> tuple[StepStats, ...]:
         """The group's offers of the steps before ``step`` not taken yet, oldest first."""

@@ -37,17 +37,17 @@ async def test_two_instances_gate_with_the_same_threshold_after_a_step(
             await until(lambda: all(app.processor.joined.is_set() for app in apps), 120)
             await until(lambda: sum(1 for app in apps if _holds_partition_0(app)) == 1, 120)
 
-            def stepped(after: int) -> bool:
+            def stepped(after: tuple[str, int]) -> bool:
                 steps = [gate.fold.current for gate in gates]
-                return all(s is not None and s.step > after for s in steps) and (
+                return all(s is not None and (s.day, s.step) > after for s in steps) and (
                     steps[0] == steps[1]
                 )
 
-            await until(lambda: stepped(-1), 120)
+            await until(lambda: stepped(("", 0)), 120)
             first = gates[0].fold.current
             assert first is not None
             # Two steps on: the leader by then is the holder of partition 0.
-            await until(lambda: stepped(first.step + 2), 120)
+            await until(lambda: stepped((first.day, first.step + 2)), 120)
             shared = gates[0].fold.current
             assert isinstance(shared, SharedStep) and shared == gates[1].fold.current
             leader = next(app for app in apps if _holds_partition_0(app))

@@ -177,3 +177,12 @@ def test_offers_taken_into_a_step_are_dropped_by_every_reader_and_late_ones_coun
     fold.apply(offers_key("c"), StepStats.of(100, [(1.0, 1)]).to_dict())
     assert fold.late_offers == 1
     assert [s.step for s in fold.offers_before(10**9)] == [101]
+
+
+def test_offers_no_step_takes_are_kept_for_a_day_of_steps_at_most() -> None:
+    """A reader of a group that no longer steps keeps the newest 1440 steps of offers."""
+    fold = PacingFold()
+    for step in range(1500):
+        fold.apply(offers_key("a"), StepStats.of(step, [(1.0, 1)]).to_dict())
+    kept = fold.offers_before(10**9)
+    assert len(kept) == 1440 and kept[0].step == 60
