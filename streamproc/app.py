@@ -29,7 +29,12 @@ from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.pacing import provider_pacer
 from streamproc.processing.processor import Processor
-from streamproc.processing.spend_pacing import LeadPacing, PacingGate, SpendView
+from streamproc.processing.spend_pacing import (
+    LeadPacing,
+    PacingGate,
+    SpendView,
+    learn_plan_shape,
+)
 from streamproc.processing.waterfall import Member, WaterfallEnricher
 from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient, retry_driver
@@ -39,6 +44,7 @@ from streamproc.provider.stall import LoopWatch
 from streamproc.redact import mask_url
 from streamproc.registry.codec import RegistryCodec, codec_for
 from streamproc.resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker, Transition
+from streamproc.resilience.pacing_step import STEP_KEY
 from streamproc.resilience.priority import PriorityScore
 from streamproc.settings import ProviderMode, Settings
 from streamproc.state.store import StateListener, StateStore
@@ -132,6 +138,8 @@ class App:
         self.metrics.on_scrape(lambda: self.metrics.observe_processor(self.processor.stats))
         self.metrics.on_scrape(lambda: self.metrics.observe_lanes(self.processor.lane_status()))
         self.metrics.on_scrape(lambda: self.metrics.observe_status(self.guard.status()))
+        if self.pacing is not None and self.pacing.gate is not None:
+            self.metrics.on_scrape(self._observe_pacing)
         self.ops = OpsServer(
             settings.http_host, settings.http_port, self.metrics, self.status, self.readiness
         )
@@ -191,8 +199,36 @@ class App:
                 lambda day: float(guard.ledger.spent(day)),
                 lambda now: guard.breaker.state(now) is not BreakerState.CLOSED,
             )
-            gate = PacingGate(len(settings.deferral_topics), view, step_s=settings.pacing_step_s)
+            gate = PacingGate(
+                len(settings.deferral_topics),
+                view,
+                step_s=settings.pacing_step_s,
+                fold=guard.pacing,
+                writer=guard.owner,
+                publish=self._publish_pacing,
+                # The group's steps are computed by the instance that holds partition 0 of
+                # the input (the group coordinator elects it; any, once the steps go stale).
+                leads=lambda: any(lane.partition == 0 for lane in self.processor.lane_status()),
+                learn=lambda day: learn_plan_shape(settings, day, guard.ledger.zone(day)),
+            )
         return LeadPacing(settings, score, gate)
+
+    def _observe_pacing(self) -> None:
+        assert self.pacing is not None and self.pacing.gate is not None
+        gate, by_topic = self.pacing.gate, self.processor.stats.deferred_by_topic
+        deferred = {
+            band: by_topic.get(topic, 0) for band, topic in enumerate(self.settings.deferral_topics)
+        }
+        self.metrics.observe_pacing(deferred, gate.pending, gate.threshold.theta, gate.frozen)
+
+    def _publish_pacing(self, key: str, value: dict[str, Any]) -> None:
+        """Write a pacing record; a failed one is logged (the next step writes anew)."""
+
+        def sent(future: asyncio.Future[tuple[int, int]]) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                log.warning("pacing.publish_failed", key=key, error=str(future.exception()))
+
+        self.state.append(key, value).add_done_callback(sent)
 
     def _provider_calls(
         self, settings: Settings, member: tuple[str, ProviderConfig] | None = None
@@ -269,6 +305,8 @@ class App:
         self, key: str, value: dict[str, Any] | None, partition: int, offset: int
     ) -> None:
         self.guard.on_state(key, value, partition, offset)
+        if key == STEP_KEY and self.pacing is not None and self.pacing.gate is not None:
+            self.pacing.gate.adopt()
         if isinstance(self.provider, WaterfallEnricher) and key.startswith("waterfall/"):
             self.provider.on_state(key, value)
         for listener in self.state_listeners:
@@ -282,6 +320,8 @@ class App:
     def status(self) -> dict[str, Any]:
         """The /status document: breaker, budget, health, cache and processing counters."""
         extra: dict[str, Any] = {} if self.clay is None else {"clay": self.clay.status()}
+        if self.pacing is not None:
+            extra["pacing"] = self.pacing.status()
         if isinstance(self.codec, RegistryCodec):
             # Lag growing while the provider is fine: the registry may be why.
             extra["registry"] = {

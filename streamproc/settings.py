@@ -636,6 +636,13 @@ class Settings(BaseSettings):
     pacing_step_s: float = Field(
         60.0, gt=0, le=3600, description="how often the pacing controller moves its threshold"
     )
+    pacing_history_days: int = Field(
+        28,
+        ge=0,
+        le=90,
+        description="past days of `topic_raw` whose hourly arrivals shape the day's spend "
+        "plan, counted from offsets by time at start and once a day (0: a straight line)",
+    )
     deferral_max_age_s: float = Field(
         8 * 3600.0,
         gt=0,

@@ -47,6 +47,9 @@ class _Tee:
     def status(self) -> StateStatus:
         return self._view.status()
 
+    def pacing_status(self) -> dict[str, Any] | None:
+        return self._view.pacing_status()
+
 
 async def console_command(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
     """Serve the console until SIGINT/SIGTERM (or ``stop``); exit code 0."""

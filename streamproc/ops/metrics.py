@@ -116,6 +116,10 @@ METRIC_NAMES: Final = frozenset(
         "streamproc_clay_webhook_current",
         "streamproc_clay_webhook_rotations_total",
         "streamproc_clay_webhook_capacity_low",
+        "streamproc_pacing_deferred_total",
+        "streamproc_pacing_waiting_leads",
+        "streamproc_pacing_threshold",
+        "streamproc_pacing_frozen",
     }
 )
 
@@ -335,6 +339,28 @@ class Metrics:
             "1 when the last Clay webhook nears its lifetime limit (add webhooks), else 0.",
             registry=r,
         )
+        self._pacing_deferred = Counter(
+            "streamproc_pacing_deferred",
+            "Leads deferred by pacing to their score band's topic (counted at commit).",
+            ["band"],
+            registry=r,
+        )
+        self._pacing_waiting = Gauge(
+            "streamproc_pacing_waiting_leads",
+            "Deferred leads read back and waiting (or going) in this process, by band.",
+            ["band"],
+            registry=r,
+        )
+        self._pacing_threshold = Gauge(
+            "streamproc_pacing_threshold",
+            "The group's pacing threshold: the density (score per credit) a lead must clear.",
+            registry=r,
+        )
+        self._pacing_frozen = Gauge(
+            "streamproc_pacing_frozen",
+            "1 while the group's pacing controller is frozen (provider out), else 0.",
+            registry=r,
+        )
         self._lane_failures = Gauge(
             "streamproc_lane_failures",
             "Failed commits (or lane openings) in a row of an assigned partition; 0 when "
@@ -475,6 +501,22 @@ class Metrics:
         self._advance(self._transactions, ("committed",), stats.transactions)
         self._advance(self._transactions, ("aborted",), stats.aborted_transactions)
         self.set_in_flight(stats.in_flight)
+
+    def observe_pacing(
+        self,
+        deferred: Mapping[int, int],
+        waiting: Iterable[int],
+        threshold: float,
+        frozen: bool,
+    ) -> None:
+        """Copy pacing in: leads deferred so far by band (a monotonic count), the deferred
+        leads waiting per band (lowest first), the group's threshold and whether frozen."""
+        for band, count in deferred.items():
+            self._advance(self._pacing_deferred, (f"b{band}",), count)
+        for band, count in enumerate(waiting):
+            self._pacing_waiting.labels(f"b{band}").set(count)
+        self._pacing_threshold.set(threshold)
+        self._pacing_frozen.set(1 if frozen else 0)
 
     def _advance(self, counter: Counter, labels: tuple[str, ...], total: int) -> None:
         """Increment ``counter`` by how much ``total`` grew since the last observation."""

@@ -24,6 +24,7 @@ from streamproc.records.status import BreakerStatus, BudgetStatus, CacheStatus, 
 from streamproc.resilience.breaker import BreakerConfig, CircuitBreaker, Transition
 from streamproc.resilience.claims import ClaimLedger, event_from_dict
 from streamproc.resilience.journal import BudgetJournal, parse_key
+from streamproc.resilience.pacing_step import PacingFold
 from streamproc.resilience.spending import CONTROL_KEY, SpendingFold
 from streamproc.settings import Settings
 from streamproc.timestamps import epoch_iso
@@ -70,6 +71,8 @@ class GroupState:
         )
         #: The operator's pause and limit changes (``control/spending``).
         self.spending = SpendingFold()
+        #: The group's pacing step and the offers it ranks on (``pacing/``).
+        self.pacing = PacingFold()
 
     @classmethod
     def reader(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> GroupState:
@@ -94,6 +97,8 @@ class GroupState:
                 self.receipts.apply(rest, value, self._clock())
             elif key == CONTROL_KEY:
                 self._control(value)
+            elif kind == "pacing":
+                self.pacing.apply(key, value)
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("state.unreadable_record", key=key, offset=offset, error=str(exc))
 
@@ -143,6 +148,11 @@ class GroupState:
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change()
+
+    def pacing_status(self) -> dict[str, Any] | None:
+        """The group's latest pacing step (``pacing/step``; None: none written yet)."""
+        current = self.pacing.current
+        return None if current is None else current.status()
 
     def status(self, now: float | None = None) -> StateStatus:
         """Breaker, budget and cache at ``now`` (default: the clock)."""

@@ -51,6 +51,7 @@ from streamproc.resilience.breaker import BreakerState, CircuitBreaker, Permit, 
 from streamproc.resilience.claims import Claim, ClaimLedger
 from streamproc.resilience.health import HealthMonitor
 from streamproc.resilience.lease import CallPrice, CreditLease
+from streamproc.resilience.pacing_step import PacingFold
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
 from streamproc.state.store import StateStore
 
@@ -150,6 +151,11 @@ class ResilienceGuard:
     @property
     def ledger(self) -> ClaimLedger:
         return self._state.ledger
+
+    @property
+    def pacing(self) -> PacingFold:
+        """The group's pacing step, as folded from the state topic."""
+        return self._state.pacing
 
     # --- wiring ---------------------------------------------------------------------------
 

@@ -110,6 +110,8 @@ class ProcessorStats:
     submitted: int = 0
     #: Not admitted by pacing yet: written to their band's deferral topic.
     deferred: int = 0
+    #: ``deferred`` by deferral topic (score band).
+    deferred_by_topic: dict[str, int] = field(default_factory=dict)
     by_error_class: dict[str, int] = field(default_factory=dict)
     by_source: dict[str, int] = field(default_factory=dict)
     credits: int = 0
@@ -616,6 +618,8 @@ class Processor:
                 st.submitted += 1
             elif outcome.kind == "deferred":
                 st.deferred += 1
+                for out in outcome.records:
+                    st.deferred_by_topic[out.topic] = st.deferred_by_topic.get(out.topic, 0) + 1
             else:
                 st.dlq += 1
                 ec = outcome.error_class or "internal"

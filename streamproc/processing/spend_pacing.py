@@ -20,15 +20,16 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
   and the leads behind it in its partition wait with it (a band holds leads of like
   scores). After ``deferral_max_age_s`` since it was deferred it goes to the DLQ,
   retriable (``deferral_expired``), with its original coordinates.
-* **Controller**: every ``pacing_step_s`` the threshold is moved by :class:`Pacer` from the
-  day's plan (:class:`SpendPlan`) and the day's spend as the group's ledger has it; while
-  the breaker is not closed the step is frozen and, once it closes again, the plan is
-  re-anchored at the spend then (nothing built up to dump in one burst).
-
-What is not built yet: the step records are this instance's own (not shared through the
-state topic), and the plan's shape is the straight line blended as in the simulator, not
-learnt from past days of ``leads.raw``. With several instances each controller ranks the
-leads it is offered against the group's spend; docs/budget.md says what that costs.
+* **Controller**: one for the group (:mod:`streamproc.resilience.pacing_step`). Every
+  ``pacing_step_s`` each instance writes what it was offered to the state topic; the
+  instance that holds partition 0 of the input (any, once the steps go stale) moves the
+  threshold with :class:`Pacer` from the day's plan (:class:`SpendPlan`), the day's spend
+  as the group's ledger has it and the group's offers, and writes the step under
+  ``pacing/step``; every instance gates with the latest step it folded, and a restart
+  resumes from it. While the breaker is not closed the step is frozen and, once it closes
+  again, the plan is re-anchored at the spend then (nothing built up to dump in one burst).
+  The plan's shape is learnt from the hourly arrivals of the last ``pacing_history_days``
+  of the input (:func:`learn_plan_shape`), at start and once a day.
 """
 
 from __future__ import annotations
@@ -36,24 +37,34 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from streamproc.errors import DeferralExpired
+from streamproc.errors import DeferralExpired, StreamprocError
+from streamproc.kafka.arrivals import offsets_at
 from streamproc.logs import get_logger
 from streamproc.processing.holds import Holds
 from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import Headers
 from streamproc.records.outcome import OutRecord
+from streamproc.resilience.arrivals import BUCKETS, bucket_counts, history_bounds, learn_shape
 from streamproc.resilience.pacer import Pacer, PacerConfig, StepStats, Threshold, tie_draw
+from streamproc.resilience.pacing_step import (
+    STEP_KEY,
+    PacingFold,
+    PlanShape,
+    SharedStep,
+    next_step,
+    offers_key,
+)
 from streamproc.resilience.priority import PriorityScore, ScoreError
-from streamproc.resilience.spend_plan import SpendPlan, uniform_shape
+from streamproc.resilience.spend_plan import uniform_shape
 from streamproc.settings import Settings
 
-__all__ = ["DeferredView", "LeadPacing", "PacingGate", "SpendView"]
+__all__ = ["DeferredView", "LeadPacing", "PacingGate", "SpendView", "learn_plan_shape"]
 
 log = get_logger(__name__)
 
@@ -63,13 +74,26 @@ ORIGIN_HEADER = "streamproc.deferred.origin"
 #: Header of a deferral record: when it was deferred (epoch ms, ASCII).
 DEFERRED_AT_HEADER = "streamproc.deferred.at"
 _OWN_HEADERS = frozenset({ORIGIN_HEADER, DEFERRED_AT_HEADER})
+#: After a failed attempt to learn the plan's shape, the next one (the last shape holds).
+_LEARN_RETRY_S = 600.0
 
-#: The plan's constants, as the day simulator settled them (docs/budget.md, "The levers").
-_DAY_S = 86_400.0
-_FINISH_S = 23 * 3600 + 55 * 60.0
-_CLOSE_S = 23 * 3600.0
-_BLEND = 0.9
-_RESERVE = 0.03
+OffsetsAt = Callable[[Settings, str, list[float]], Awaitable[list[list[int]]]]
+
+
+async def learn_plan_shape(
+    settings: Settings, today: str, zone: str, *, offsets: OffsetsAt = offsets_at
+) -> PlanShape:
+    """The plan's shape for budget day ``today`` (in ``zone``) from the arrivals of the
+    ``pacing_history_days`` before it on ``topic_raw``, counted from offsets by time."""
+    if settings.pacing_history_days == 0:
+        return PlanShape(uniform_shape(BUCKETS))
+    bounds = history_bounds(today, zone, settings.pacing_history_days)
+    # Consecutive days share a bound: each time is asked once.
+    times = sorted({at for day in bounds for at in day})
+    column = {at: i for i, at in enumerate(times)}
+    found = await offsets(settings, settings.topic_raw, times)
+    days = [bucket_counts([[row[column[at]] for at in day] for row in found]) for day in bounds]
+    return learn_shape(days, source=settings.topic_raw)
 
 
 @dataclass(slots=True)
@@ -118,13 +142,21 @@ class PacingGate:
         *,
         step_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        fold: PacingFold | None = None,
+        writer: str = "local",
+        publish: Callable[[str, dict[str, Any]], object] | None = None,
+        leads: Callable[[], bool] = lambda: True,
+        learn: Callable[[str], Awaitable[PlanShape]] | None = None,
     ) -> None:
+        """``publish`` writes a record to the state topic (None: one process alone, its
+        steps folded at once); ``leads``: this instance computes the group's steps (it
+        holds partition 0 of the input topic); ``learn``: the plan's shape for a budget
+        day (:func:`learn_plan_shape`), asked at start and once a day."""
         self._view = view
         self._clock = clock
         self._step_s = step_s
         self._config = PacerConfig(step_s=step_s)
-        self._pacer = Pacer(self._config)
-        self.threshold: Threshold = self._pacer.state.threshold
+        self.threshold: Threshold = Pacer(self._config).state.threshold
         #: Deferred leads of each band waiting for their turn, by their deferral record's
         #: (topic, partition, offset): (density, draw).
         self._waiting: list[dict[tuple[str, int, int], tuple[float, float]]] = [
@@ -138,9 +170,20 @@ class PacingGate:
         #: Deferred leads waiting for their turn: woken when the threshold moves or a band
         #: empties, released (cancelled, read again later) at shutdown and revocation.
         self._holds = Holds(clock)
-        self._day: str | None = None
-        self._plan: SpendPlan | None = None
-        self._frozen = False
+        #: The group's step as folded from the state topic (the guard's, so ``state show``
+        #: folds the same); this instance gates with its threshold.
+        self.fold = fold if fold is not None else PacingFold()
+        self._adopted: SharedStep | None = None
+        self._writer = writer
+        self._publish = publish
+        self._leads = leads
+        #: The plan's shape: the straight line until one is learnt from ``leads.raw``.
+        self.shape = PlanShape(uniform_shape(BUCKETS))
+        self._learn = learn
+        #: The budget day the shape was learnt for, and when to try again after a failure.
+        self._learnt_day: str | None = None
+        self._learn_after = 0.0
+        self._learning: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     # --- the threshold --------------------------------------------------------------------
@@ -235,64 +278,147 @@ class PacingGate:
         """Deferred leads waiting or going per band, lowest first (for tests, a status)."""
         return tuple(len(w) + g for w, g in zip(self._waiting, self._going, strict=True))
 
+    def status(self) -> dict[str, Any]:
+        """``/status``'s ``pacing.gate``: the threshold this process gates with, the
+        deferred leads waiting per band, whether frozen, the plan's source, the group's step."""
+        current = self.fold.current
+        return {
+            "threshold": {
+                "theta": self.threshold.theta,
+                "bucket": self.threshold.bucket,
+                "share": self.threshold.share,
+            },
+            "waiting": list(self.pending),
+            "frozen": self.frozen,
+            "plan": self.shape.source or "straight line",
+            "late_offers": self.fold.late_offers,
+            "step": None if current is None else current.status(),
+        }
+
     # --- the controller -------------------------------------------------------------------
 
+    @property
+    def frozen(self) -> bool:
+        """The group's controller is frozen (the provider is out): θ holds."""
+        current = self.fold.current
+        return current is not None and current.frozen
+
+    def adopt(self) -> None:
+        """Gate with the group's latest step (after a ``pacing/step`` record was folded,
+        and at start: a restart resumes from the step the state topic holds)."""
+        current = self.fold.current
+        if current is not None and current is not self._adopted:
+            self._adopted = current
+            self.set_threshold(current.threshold)
+
     def start(self) -> None:
+        self.adopt()
         if self._view is not None and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._steps(), name="pacing")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._learning):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._learning = None
+
+    def _relearn(self) -> None:
+        """Learn the plan's shape in the background when the budget day is new to it (the
+        steps go on with the last shape meanwhile)."""
+        if self._learn is None or self._view is None:
+            return
+        now = self._clock()
+        day, _ = self._view.day_window(now)
+        busy = self._learning is not None and not self._learning.done()
+        if day == self._learnt_day or busy or now < self._learn_after:
+            return
+        self._learning = asyncio.get_running_loop().create_task(
+            self._learn_for(day, self._learn), name="pacing-learn"
+        )
+
+    async def _learn_for(self, day: str, learn: Callable[[str], Awaitable[PlanShape]]) -> None:
+        try:
+            shape = await learn(day)
+        except (StreamprocError, OSError) as exc:
+            self._learn_after = self._clock() + _LEARN_RETRY_S
+            log.warning("pacing.plan_not_learnt", day=day, error=str(exc))
+            return
+        self.shape, self._learnt_day = shape, day
+        log.info("pacing.plan_learnt", day=day, source=shape.source or "straight line")
 
     async def _steps(self) -> None:
+        # Every instance steps on the same boundaries (multiples of step_s since the
+        # epoch): its offers first, then, a quarter of a step later (when the others'
+        # offers have been read back), the step, by the instance that leads.
         while True:
-            await asyncio.sleep(self._step_s)
+            self._relearn()
+            now = self._clock()
+            await asyncio.sleep(self._step_s - now % self._step_s)
             try:
-                self.step()
+                self.tick()
+                await asyncio.sleep(self._step_s / 4)
+                if self._leads() or self._stale():
+                    self.step()
+            except asyncio.CancelledError:
+                raise
             except Exception:  # a controller bug must not stop the leads: θ holds
                 log.exception("pacing.step_failed")
 
-    def step(self) -> None:
-        """One controller step at the clock's now."""
+    def _stale(self) -> bool:
+        """No step for over two and a half steps: the leader is gone; any instance steps
+        (the first of a step in log order wins)."""
+        current = self.fold.current
+        return current is None or self._clock() - current.at > 2.5 * self._step_s
+
+    def tick(self) -> None:
+        """Publish this instance's offers of the step just ended (every instance does)."""
+        # Taken first: a failing publish must not let the offers pile up.
+        offers, self._offers = self._offers, []
+        stats = StepStats.of(int(self._clock() // self._step_s) - 1, offers)
+        if self._publish is None:
+            self.fold.apply(offers_key(self._writer), stats.to_dict())
+        else:
+            self._publish(offers_key(self._writer), stats.to_dict())
+
+    def step(self) -> SharedStep | None:
+        """Compute the group's step at the clock's now from the last one and the group's
+        offers, and publish it (None: this step is already in the log)."""
         view = self._view
         assert view is not None
-        # Taken first: a step that fails must not let the offers pile up.
-        offers, self._offers = self._offers, []
         now = self._clock()
         day, start = view.day_window(now)
         t = now - start
-        limit = view.limit(day)
-        if day != self._day or self._plan is None:
-            # A new day: a new plan, and a controller whose integral starts afresh (θ still
-            # ranks on the offers of the last hour).
-            self._day, self._pacer = day, Pacer(self._config, history=self._pacer.history)
-            self._plan = SpendPlan(
-                limit, _DAY_S, _FINISH_S, uniform_shape(24), _BLEND, _RESERVE, _CLOSE_S
-            )
-        elif limit != self._plan.limit:
-            self._plan = self._plan.with_limit(limit)
-        spent = view.spent(day)
-        out = view.provider_out(now)
-        if self._frozen and not out:
-            # Back from an outage: what is left is spread over what is left of the day.
-            self._plan = self._plan.replan(t, spent)
-        self._frozen = out
-        step = int(t // self._step_s)
-        self._pacer.observe(StepStats.of(step, offers))
-        state = self._pacer.update(step, t, spent, self._plan, frozen=out)
+        current = self.fold.current
+        if current is not None and (current.day, current.step) >= (day, int(t // self._step_s)):
+            return None
+        shared = next_step(
+            current,
+            self.fold.offers_before(int(now // self._step_s)),
+            config=self._config,
+            shape=self.shape,
+            day=day,
+            t=t,
+            now=now,
+            writer=self._writer,
+            limit=view.limit(day),
+            spent=view.spent(day),
+            frozen=view.provider_out(now),
+        )
         log.debug(
             "pacing.step",
             day=day,
-            spent=spent,
-            plan=round(self._plan.target(t), 1),
-            admit=round(state.admit, 4),
-            theta=state.threshold.theta,
-            frozen=out,
+            spent=shared.spent,
+            plan=round(shared.target, 1),
+            theta=shared.threshold.theta,
+            frozen=shared.frozen,
         )
-        self.set_threshold(state.threshold)
+        if self._publish is None:
+            self.fold.apply(STEP_KEY, shared.to_dict())
+            self.adopt()
+        else:
+            self._publish(STEP_KEY, shared.to_dict())
+        return shared
 
 
 class LeadPacing:
@@ -360,6 +486,13 @@ class LeadPacing:
             value = self._default
         self._score.check_floor(value)
         return value
+
+    def status(self) -> dict[str, Any]:
+        """``/status``'s ``pacing``: score errors, and the gate's (with pacing on)."""
+        return {
+            "score_errors": self.score_errors,
+            "gate": None if self.gate is None else self.gate.status(),
+        }
 
     def band(self, score: float) -> int:
         return bisect.bisect_right(self._edges, score)

@@ -61,6 +61,10 @@ class StateView(Protocol):
 
     def status(self) -> StateStatus: ...
 
+    def pacing_status(self) -> dict[str, Any] | None:
+        """The group's latest pacing step (None: no step written yet)."""
+        ...
+
 
 @contextlib.asynccontextmanager
 async def watch_state(settings: Settings, view: StateView) -> AsyncIterator[StateStore]:
@@ -87,6 +91,9 @@ class _WithHits:
 
     def status(self) -> StateStatus:
         return self.view.status()
+
+    def pacing_status(self) -> dict[str, Any] | None:
+        return self.view.pacing_status()
 
 
 async def load_state(
@@ -122,6 +129,7 @@ def state_of(
         "breaker": shared["breaker"],
         "budget": shared["budget"],
         "cache": shared["cache"],
+        "pacing": view.pacing_status(),
     }
     if ledger is not None:
         today = datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
@@ -173,6 +181,16 @@ def render_state_table(state: dict[str, Any], file: TextIO) -> None:
             f"{control['action']} by {control['by']} at {epoch_iso(control['at'])}: "
             f"{control['why']}{limit}",
         )
+    pacing = state.get("pacing")
+    if pacing:
+        frozen = " [red]frozen[/]" if pacing["frozen"] else ""
+        table.add_row(
+            "pacing step",
+            f"{pacing['day']} #{pacing['step']} by {pacing['writer']} at "
+            f"{epoch_iso(pacing['at'])}{frozen}",
+        )
+        table.add_row("  threshold (density)", f"{pacing['theta']:g} (admit {pacing['admit']:.3g})")
+        table.add_row("  spent / plan", f"{pacing['spent']:g} / {pacing['target']:g}")
     table.add_row("cache entries", str(cache["entries"]))
     waterfall = state.get("waterfall")
     if waterfall:

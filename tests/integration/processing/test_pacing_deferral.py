@@ -55,7 +55,7 @@ async def _paced(settings: Settings, **changes: object) -> AsyncIterator[Setting
             pacing_enabled=True,
             pacing_band_edges=(10.0, 30.0),
             topic_deferred=f"{settings.topic_raw}.deferred",
-            pacing_step_s=3600,
+            pacing_step_s=changes.pop("pacing_step_s", 3600),
             shutdown_grace_s=5,
             **changes,
         )
@@ -96,7 +96,8 @@ async def test_below_floor_leads_are_dead_lettered_and_deferred_ones_drain_best_
     """13 leads: 2 under the floor go to the DLQ as below_floor, not retriable; with the
     threshold between 20 and 50, the 3 leads of score 50 are enriched, the 4 of score 20
     and the 4 of score 5 are written once each to bands 1 and 0, their input offsets
-    committed (the raw partitions have no lag); once the plan opens, every deferred lead
+    committed (the raw partitions have no lag), counted per band in the metrics and shown
+    waiting on /status; once the plan opens, every deferred lead
     is enriched exactly once, each of band 1 before any of band 0, and nothing is
     written to a deferral topic again."""
     async with _paced(topics) as settings:
@@ -119,6 +120,13 @@ async def test_below_floor_leads_are_dead_lettered_and_deferred_ones_drain_best_
             assert {r.headers["streamproc.error.retriable"] for r in dlq} == {b"false"}
             assert sum((await app.processor.lags()).values()) == 0
             assert app.processor.stats.deferred == 8
+            low_topic, middle_topic, _ = settings.deferral_topics
+            assert app.processor.stats.deferred_by_topic == {low_topic: 4, middle_topic: 4}
+            shown = app.status()["pacing"]["gate"]
+            assert shown["waiting"] == [4, 4, 0] and shown["frozen"] is False
+            exposed = app.metrics.render().decode()
+            assert 'streamproc_pacing_deferred_total{band="b1"} 4.0' in exposed
+            assert 'streamproc_pacing_waiting_leads{band="b0"} 4.0' in exposed
 
             gate.set_threshold(OPEN)
 

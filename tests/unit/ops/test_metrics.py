@@ -233,3 +233,17 @@ def test_lanes_show_failures_backoff_and_stalls_per_partition() -> None:
     m.observe_lanes([lane(1, 0, 0.0, None)])
     assert ("streamproc_lane_failures", frozenset({("partition", "0")})) not in samples(m)
     assert value(m, "streamproc_partition_stalled", partition="1") == 0
+
+
+def test_pacing_counts_deferrals_by_band_and_shows_waiting_threshold_and_freeze() -> None:
+    """Deferrals by band advance as the committed count grows (a restart's smaller count
+    starts anew); waiting leads, the threshold and the freeze are copied in as they are."""
+    m = Metrics(process_metrics=False)
+    m.observe_pacing({0: 3, 1: 1}, [2, 0], 1.5, False)
+    m.observe_pacing({0: 5, 1: 1}, [1, 4], 2.25, True)
+    assert value(m, "streamproc_pacing_deferred_total", band="b0") == 5
+    assert value(m, "streamproc_pacing_deferred_total", band="b1") == 1
+    assert value(m, "streamproc_pacing_waiting_leads", band="b0") == 1
+    assert value(m, "streamproc_pacing_waiting_leads", band="b1") == 4
+    assert value(m, "streamproc_pacing_threshold") == 2.25
+    assert value(m, "streamproc_pacing_frozen") == 1

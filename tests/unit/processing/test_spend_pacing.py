@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import orjson
 import pytest
 
-from streamproc.errors import BelowFloor, DeferralExpired
+from streamproc.errors import BelowFloor, DeferralExpired, KafkaSetupError
 from streamproc.processing.spend_pacing import (
     DEFERRED_AT_HEADER,
     ORIGIN_HEADER,
@@ -17,9 +17,12 @@ from streamproc.processing.spend_pacing import (
     LeadPacing,
     PacingGate,
     SpendView,
+    learn_plan_shape,
 )
 from streamproc.resilience.pacer import Threshold, density_bucket
+from streamproc.resilience.pacing_step import PlanShape
 from streamproc.resilience.priority import PriorityScore
+from streamproc.resilience.spend_plan import uniform_shape
 from streamproc.settings import Settings
 
 #: Admits every density: the plan is open.
@@ -189,20 +192,22 @@ def test_the_step_freezes_while_the_provider_is_out_and_replans_after() -> None:
     for minute in range(1, 30):
         clock.now = 36_000.0 + minute * 60
         gate.offer(float(minute % 7 + 1), 1)
+        gate.tick()
         gate.step()
     before = gate.threshold
     out["now"] = True
     for minute in range(30, 90):
         clock.now = 36_000.0 + minute * 60
         gate.offer(float(minute % 7 + 1), 1)
+        gate.tick()
         gate.step()
-        assert gate.threshold == before
+        assert gate.threshold == before and gate.frozen
     out["now"] = False
     clock.now = 36_000.0 + 90 * 60
     gate.step()
-    plan = gate._plan
-    assert plan is not None and plan.anchor_s == 36_000.0 + 90 * 60
-    assert plan.target(plan.anchor_s) == spent["now"]
+    shared = gate.fold.current
+    assert shared is not None and shared.anchor_s == 36_000.0 + 90 * 60
+    assert shared.anchor_spent == spent["now"] and not gate.frozen
 
 
 async def test_a_higher_lead_that_does_not_clear_blocks_no_lower_band() -> None:
@@ -241,3 +246,88 @@ async def test_a_deferral_partition_goes_in_offset_order() -> None:
     gate.done(0)
     gate.done(0)
     assert gate.pending == (0,)
+
+
+async def test_the_plan_is_learnt_from_offsets_by_time_each_time_asked_once() -> None:
+    """learn_plan_shape asks each bound once (days share theirs) on topic_raw and shapes the
+    plan from the counts between them; with no history asked it asks nothing."""
+    asked: list[tuple[str, list[float]]] = []
+
+    async def offsets(settings: Settings, topic: str, times: list[float]) -> list[list[int]]:
+        asked.append((topic, times))
+        # One partition, one record per bound: an even hour everywhere but one a day.
+        return [[i * 2 if i % 24 == 9 else i for i in range(len(times))]]
+
+    settings = Settings.model_validate({"pacing_enabled": True, "pacing_history_days": 2})
+    shape = await learn_plan_shape(settings, "2026-12-07", "UTC", offsets=offsets)
+    ((topic, times),) = asked
+    assert topic == settings.topic_raw and len(times) == len(set(times)) == 49
+    assert shape.source == f"{settings.topic_raw}: 2 days"
+    off = Settings.model_validate({"pacing_enabled": True, "pacing_history_days": 0})
+    assert (await learn_plan_shape(off, "2026-12-07", "UTC", offsets=offsets)).source is None
+    assert len(asked) == 1
+
+
+async def test_the_gate_learns_its_plan_once_a_day_and_again_later_after_a_failure() -> None:
+    """Asked at start for the day, not again that day; a failure keeps the last shape and
+    is retried ten minutes later; a new day is learnt anew."""
+    clock = _Clock(1_000.0)
+    day = {"now": "2026-12-07"}
+    calls: list[str] = []
+    fail = {"now": True}
+
+    async def learn(for_day: str) -> PlanShape:
+        calls.append(for_day)
+        if fail["now"]:
+            raise KafkaSetupError("no answer")
+        return PlanShape(uniform_shape(12), "leads.raw: 1 days")
+
+    view = SpendView(lambda now: (day["now"], 0.0), lambda d: 100, lambda d: 0.0, lambda n: False)
+    gate = PacingGate(1, view, clock=clock, learn=learn)
+
+    async def relearn() -> None:
+        gate._relearn()
+        if gate._learning is not None:
+            await gate._learning
+
+    await relearn()
+    assert calls == ["2026-12-07"] and gate.shape.source is None
+    clock.now += 599
+    await relearn()
+    assert len(calls) == 1
+    clock.now += 1
+    fail["now"] = False
+    await relearn()
+    assert gate.shape.source == "leads.raw: 1 days" and len(calls) == 2
+    await relearn()
+    assert len(calls) == 2
+    day["now"] = "2026-12-08"
+    await relearn()
+    assert calls[-1] == "2026-12-08" and len(calls) == 3
+
+
+async def test_the_status_shows_the_threshold_the_waiting_leads_and_the_groups_step() -> None:
+    """/status's pacing: the threshold gated with, a deferred lead waiting in its band, the
+    plan's source, not frozen, and the group's step once one was taken."""
+    clock = _Clock(36_000.0)
+    view = SpendView(lambda now: ("2026-12-07", 0.0), lambda d: 100, lambda d: 0.0, lambda n: False)
+    pacing = _pacing(clock)
+    gate = PacingGate(3, view, clock=clock)
+    pacing.gate = gate
+    gate.set_threshold(closed_below(40.0))
+    waiting = asyncio.ensure_future(
+        gate.turn(1, ("leads.deferred.b1", 0, 7), 20.0, "L7", clock.now + 3600)
+    )
+    await asyncio.sleep(0)
+    status = pacing.status()
+    assert status["score_errors"] == 0
+    shown = status["gate"]
+    assert shown["waiting"] == [0, 1, 0] and shown["frozen"] is False
+    assert shown["threshold"]["bucket"] == density_bucket(40.0)
+    assert shown["plan"] == "straight line" and shown["step"] is None
+    gate.tick()
+    gate.step()
+    step = gate.status()["step"]
+    assert step is not None and (step["day"], step["step"]) == ("2026-12-07", 600)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)

@@ -1,0 +1,270 @@
+"""One pacing threshold for the whole group: the controller's step shared on the state topic.
+
+One instance at a time (the one that holds partition 0 of the input topic, or any, once the
+last step is stale) computes the step (:func:`next_step`) and writes it under the compacted
+key :data:`STEP_KEY`; every instance folds it (:class:`PacingFold`) and gates with its
+threshold, so the whole group admits and defers by the same θ. The record carries the
+controller's whole state (:meth:`Pacer.snapshot`: its integral and the window of offers it
+ranks on) and the plan's anchor, so the next step, whoever computes it, and a restart go
+on exactly from it.
+
+What the controller ranks on is what the group was offered: every instance writes its
+offers of each step under ``pacing/offers/<writer>`` (:class:`StepStats`, numbered
+``epoch // step_s`` so that the numbers go on across days); the fold keeps those not yet
+taken into a step, and the step records the last offers step it took (``observed``), so
+every reader drops the same ones.
+
+Fold rule, the same on every reader: a step replaces the current one only when it is
+later, ``(day, step)``; the first of a step in log order wins, a second one of the same
+step (two writers during a rebalance) is ignored. Compaction keeps the last record of the
+key, so in that rare case a restart may start from the second one until the next step.
+
+Pure: no Kafka; times are passed in (epoch seconds).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from streamproc.resilience.pacer import Pacer, PacerConfig, StepStats, Threshold
+from streamproc.resilience.spend_plan import SpendPlan
+
+__all__ = [
+    "OFFERS_PREFIX",
+    "STEP_KEY",
+    "PacingFold",
+    "PlanShape",
+    "SharedStep",
+    "next_step",
+    "offers_key",
+]
+
+STEP_KEY = "pacing/step"
+OFFERS_PREFIX = "pacing/offers/"
+#: Steps of offers a fold keeps untaken at most: a day of minutes.
+_OFFERS_KEPT = 1440
+
+#: The plan's constants, as the day simulator settled them (docs/budget.md, "The levers").
+DAY_S = 86_400.0
+FINISH_S = 23 * 3600 + 55 * 60.0
+CLOSE_S = 23 * 3600.0
+BLEND = 0.9
+RESERVE = 0.03
+
+
+def offers_key(writer: str) -> str:
+    return f"{OFFERS_PREFIX}{writer}"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanShape:
+    """The forecast cumulative arrival share at each bucket's end (``spend_plan``), and
+    where it was learnt from (None: the straight line)."""
+
+    shape: tuple[float, ...]
+    source: str | None = None
+
+    def plan(self, limit: int, anchor_s: float = 0.0, anchor_spent: float = 0.0) -> SpendPlan:
+        return SpendPlan(
+            limit,
+            DAY_S,
+            FINISH_S,
+            self.shape,
+            BLEND,
+            RESERVE,
+            CLOSE_S,
+            anchor_s=anchor_s,
+            anchor_spent=anchor_spent,
+        )
+
+
+def _number(data: Mapping[str, Any], name: str) -> float:
+    value = data[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedStep:
+    """The group's controller after step ``step`` (of ``step_s``) of budget day ``day``,
+    computed by ``writer`` at ``at`` (epoch s): the spend and the plan then, the plan's
+    anchor (re-anchored after an outage), the offers step it took last, and the
+    controller's state (:meth:`Pacer.snapshot`)."""
+
+    day: str
+    step: int
+    at: float
+    writer: str
+    limit: int
+    spent: float
+    target: float
+    anchor_s: float
+    anchor_spent: float
+    observed: int
+    pacer: Mapping[str, Any]
+
+    @property
+    def frozen(self) -> bool:
+        return bool(self.pacer["state"].get("frozen", False))
+
+    @property
+    def threshold(self) -> Threshold:
+        return Pacer.restore(self.pacer).state.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "day": self.day,
+            "step": self.step,
+            "at": self.at,
+            "writer": self.writer,
+            "limit": self.limit,
+            "spent": self.spent,
+            "target": self.target,
+            "anchor_s": self.anchor_s,
+            "anchor_spent": self.anchor_spent,
+            "observed": self.observed,
+            "pacer": dict(self.pacer),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SharedStep:
+        day, writer, pacer = data["day"], data["writer"], data["pacer"]
+        if not isinstance(day, str) or not isinstance(writer, str):
+            raise ValueError("day and writer must be strings")
+        if not isinstance(pacer, Mapping):
+            raise ValueError("pacer must be an object")
+        Pacer.restore(pacer)  # validates the controller's state before it is adopted
+        return cls(
+            day=day,
+            step=int(data["step"]),
+            at=_number(data, "at"),
+            writer=writer,
+            limit=int(data["limit"]),
+            spent=_number(data, "spent"),
+            target=_number(data, "target"),
+            anchor_s=_number(data, "anchor_s"),
+            anchor_spent=_number(data, "anchor_spent"),
+            observed=int(data["observed"]),
+            pacer=dict(pacer),
+        )
+
+    def status(self) -> dict[str, Any]:
+        """What ``state show`` and ``/status`` print of it (not the window of offers)."""
+        threshold = self.threshold
+        return {
+            "day": self.day,
+            "step": self.step,
+            "at": self.at,
+            "writer": self.writer,
+            "limit": self.limit,
+            "spent": self.spent,
+            "target": round(self.target, 3),
+            "theta": threshold.theta,
+            "admit": self.pacer["state"].get("admit"),
+            "frozen": self.frozen,
+        }
+
+
+class PacingFold:
+    """The group's latest :class:`SharedStep` and the offers not taken into one yet,
+    folded from the ``pacing/`` records in log order."""
+
+    def __init__(self) -> None:
+        self.current: SharedStep | None = None
+        #: Offers step → the group's offers of that step, not yet taken into a step.
+        self._offers: dict[int, StepStats] = {}
+        #: Offers records that came after a step had taken their step (dropped).
+        self.late_offers = 0
+
+    def apply(self, key: str, value: Mapping[str, Any] | None) -> bool:
+        """Apply one record; True when it moved the group's step. ``ValueError`` (or
+        ``KeyError``/``TypeError``) for a record that does not validate: nothing changes."""
+        if key == STEP_KEY:
+            return self._step(value)
+        if key.startswith(OFFERS_PREFIX) and value is not None:
+            self._offer(StepStats.from_dict(value))
+        return False
+
+    def _step(self, value: Mapping[str, Any] | None) -> bool:
+        if value is None:
+            return False  # a tombstone: the step stands until a later one
+        step = SharedStep.from_dict(value)
+        current = self.current
+        if current is not None and (step.day, step.step) <= (current.day, current.step):
+            return False
+        self.current = step
+        for taken in [s for s in self._offers if s <= step.observed]:
+            del self._offers[taken]
+        return True
+
+    def _offer(self, stats: StepStats) -> None:
+        if self.current is not None and stats.step <= self.current.observed:
+            self.late_offers += 1
+            return
+        held = self._offers.get(stats.step)
+        self._offers[stats.step] = stats if held is None else held.merge(stats)
+        if len(self._offers) > _OFFERS_KEPT:
+            # No step has taken them for a day (a reader of a group that no longer paces).
+            del self._offers[min(self._offers)]
+
+    def offers_before(self, step: int) -> tuple[StepStats, ...]:
+        """The group's offers of the steps before ``step`` not taken yet, oldest first."""
+        return tuple(self._offers[s] for s in sorted(self._offers) if s < step)
+
+
+def next_step(
+    previous: SharedStep | None,
+    offers: Sequence[StepStats],
+    *,
+    config: PacerConfig,
+    shape: PlanShape,
+    day: str,
+    t: float,
+    now: float,
+    writer: str,
+    limit: int,
+    spent: float,
+    frozen: bool,
+) -> SharedStep:
+    """The group's step at ``t`` seconds into budget ``day`` from the last one: a pure
+    function of its arguments, so whoever computes it, and a restart, go on from the same
+    state. A new day starts a new plan and integral (θ still ranks on the last hour's
+    offers); back from an outage (``previous`` frozen, now not) the plan is re-anchored at
+    the spend now, so the missed spend is never demanded in one burst."""
+    step = int(t // config.step_s)
+    same_day = previous is not None and previous.day == day
+    if previous is not None and same_day:
+        pacer = Pacer.restore(previous.pacer, config)
+        anchor_s, anchor_spent = previous.anchor_s, previous.anchor_spent
+        if previous.frozen and not frozen:
+            anchor_s, anchor_spent = t, spent
+    else:
+        history = () if previous is None else Pacer.restore(previous.pacer, config).history
+        pacer = Pacer(config, history=history)
+        anchor_s, anchor_spent = 0.0, 0.0
+    observed = -1 if previous is None else previous.observed
+    if offers:
+        merged = offers[0]
+        for stats in offers[1:]:
+            merged = merged.merge(stats)
+        pacer.observe(StepStats(step, merged.credits, merged.histogram))
+        observed = max(observed, max(s.step for s in offers))
+    plan = shape.plan(limit, anchor_s, anchor_spent)
+    pacer.update(step, t, spent, plan, frozen=frozen)
+    return SharedStep(
+        day=day,
+        step=step,
+        at=now,
+        writer=writer,
+        limit=limit,
+        spent=spent,
+        target=plan.target(t),
+        anchor_s=anchor_s,
+        anchor_spent=anchor_spent,
+        observed=observed,
+        pacer=pacer.snapshot(),
+    )

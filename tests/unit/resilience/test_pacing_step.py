@@ -1,0 +1,188 @@
+"""The group's shared pacing step: the fold every instance applies to ``pacing/`` records,
+and the step that whoever computes it, and a restart, continue alike (injected clock)."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamproc.resilience.pacer import PacerConfig, StepStats
+from streamproc.resilience.pacing_step import (
+    STEP_KEY,
+    PacingFold,
+    PlanShape,
+    SharedStep,
+    next_step,
+    offers_key,
+)
+from streamproc.resilience.spend_plan import uniform_shape
+
+CONFIG = PacerConfig(step_s=60.0)
+SHAPE = PlanShape(uniform_shape(24))
+DAY = "2026-12-07"
+#: The day starts at this epoch second (a multiple of the step).
+START = 1_796_601_600.0
+
+
+def _offers(epoch_step: int, seed: int = 0) -> StepStats:
+    rng = random.Random(seed * 7919 + epoch_step)
+    return StepStats.of(epoch_step, ((rng.lognormvariate(0, 1), 1) for _ in range(20)))
+
+
+def _step(
+    previous: SharedStep | None,
+    minute: int,
+    *,
+    spent: float,
+    writer: str = "a",
+    frozen: bool = False,
+    day: str = DAY,
+    offers: tuple[StepStats, ...] = (),
+) -> SharedStep:
+    return next_step(
+        previous,
+        offers,
+        config=CONFIG,
+        shape=SHAPE,
+        day=day,
+        t=minute * 60.0,
+        now=START + minute * 60.0,
+        writer=writer,
+        limit=10_000,
+        spent=spent,
+        frozen=frozen,
+    )
+
+
+def _through_json(step: SharedStep) -> SharedStep:
+    """As another instance reads it back from the state topic."""
+    return SharedStep.from_dict(orjson.loads(orjson.dumps(step.to_dict())))
+
+
+def _run(minutes: range, spend_per_minute: float, *, handover: int | None = None) -> SharedStep:
+    """Steps over ``minutes``; from ``handover`` on, another writer goes on from the JSON of
+    the last record (a new leader, or a restart)."""
+    previous: SharedStep | None = None
+    for minute in minutes:
+        if handover is not None and minute == handover and previous is not None:
+            previous = _through_json(previous)
+        epoch_step = int((START + minute * 60.0) // 60.0)
+        previous = _step(
+            previous,
+            minute,
+            spent=spend_per_minute * minute,
+            writer="a" if handover is None or minute < handover else "b",
+            offers=(_offers(epoch_step - 1),),
+        )
+    assert previous is not None
+    return previous
+
+
+def test_a_new_writer_or_a_restart_goes_on_exactly_as_one_that_never_stopped() -> None:
+    """The record holds the controller's whole state: handing it over mid-day through JSON
+    changes no threshold, integral or anchor."""
+    straight = _run(range(600, 720), 9.0)
+    handed = _run(range(600, 720), 9.0, handover=660)
+    assert straight.pacer == handed.pacer
+    assert (straight.anchor_s, straight.target) == (handed.anchor_s, handed.target)
+    assert handed.writer == "b"
+
+
+def test_the_threshold_rises_when_the_group_runs_ahead_of_the_plan() -> None:
+    """The same offers, spend far ahead of the plan: a higher θ than spend behind it."""
+    ahead = _run(range(600, 660), 40.0)
+    behind = _run(range(600, 660), 1.0)
+    assert ahead.threshold.theta > behind.threshold.theta
+
+
+def test_a_frozen_step_holds_the_threshold_and_the_next_one_re_anchors_the_plan() -> None:
+    """Provider out: θ holds whatever the spend; back: the plan starts from the spend then."""
+    warm = _run(range(600, 640), 9.0)
+    frozen = _step(warm, 640, spent=9_000.0, frozen=True)
+    assert frozen.frozen and frozen.threshold == warm.threshold
+    back = _step(_through_json(frozen), 641, spent=9_000.0)
+    assert not back.frozen
+    assert (back.anchor_s, back.anchor_spent) == (641 * 60.0, 9_000.0)
+    assert back.target == pytest.approx(9_000.0)
+
+
+def test_a_new_day_starts_a_new_plan_and_integral_but_keeps_the_offers_it_ranks_on() -> None:
+    """Day change: anchor and integral reset; the window of offers is carried over."""
+    late = _run(range(1200, 1260), 6.5)
+    assert late.pacer["state"]["integral"] != 0.0
+    first = _step(late, 0, spent=0.0, day="2026-12-08")
+    assert (first.anchor_s, first.anchor_spent) == (0.0, 0.0)
+    assert len(first.pacer["history"]) == len(late.pacer["history"])
+    assert first.day == "2026-12-08" and first.step == 0
+
+
+def _record(day: str, step: int, writer: str) -> dict[str, object]:
+    shared = _step(None, step, spent=0.0, writer=writer, day=day)
+    return shared.to_dict()
+
+
+_records = st.lists(
+    st.tuples(st.sampled_from([DAY, "2026-12-08"]), st.integers(0, 5), st.sampled_from("abc")),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_records)
+def test_every_reader_folds_the_latest_step_and_the_first_record_of_it(
+    records: list[tuple[str, int, str]],
+) -> None:
+    """Whatever the records, a reader holds the greatest (day, step), first in log order of
+    that step (a second writer of a step during a rebalance is ignored)."""
+    fold = PacingFold()
+    for day, step, writer in records:
+        fold.apply(STEP_KEY, _record(day, step, writer))
+    best = max((day, step) for day, step, _ in records)
+    first_writer = next(w for d, s, w in records if (d, s) == best)
+    assert fold.current is not None
+    assert (fold.current.day, fold.current.step, fold.current.writer) == (*best, first_writer)
+
+
+def test_a_record_that_does_not_validate_changes_nothing() -> None:
+    """A broken step is refused (ValueError) and the fold keeps the step it had."""
+    fold = PacingFold()
+    good = _record(DAY, 3, "a")
+    assert fold.apply(STEP_KEY, good)
+    broken = {**_record(DAY, 4, "b"), "at": "soon"}
+    with pytest.raises(ValueError, match="at must be a finite number"):
+        fold.apply(STEP_KEY, broken)
+    assert fold.current is not None and fold.current.step == 3
+    assert not fold.apply(STEP_KEY, None)
+    assert fold.current is not None and fold.current.step == 3
+
+
+def test_offers_taken_into_a_step_are_dropped_by_every_reader_and_late_ones_counted() -> None:
+    """The group's offers are merged per step; a step's ``observed`` drops those it took;
+    an offer of a step already taken is late and counted, not taken twice."""
+    fold = PacingFold()
+    fold.apply(offers_key("a"), StepStats.of(100, [(2.0, 1)]).to_dict())
+    fold.apply(offers_key("b"), StepStats.of(100, [(4.0, 3)]).to_dict())
+    fold.apply(offers_key("a"), StepStats.of(101, [(8.0, 1)]).to_dict())
+    before = fold.offers_before(101)
+    assert [(s.step, s.credits) for s in before] == [(100, 4)]
+    shared = _step(None, 5, spent=0.0, offers=before)
+    assert shared.observed == 100
+    fold.apply(STEP_KEY, shared.to_dict())
+    assert [s.step for s in fold.offers_before(10**9)] == [101]
+    fold.apply(offers_key("c"), StepStats.of(100, [(1.0, 1)]).to_dict())
+    assert fold.late_offers == 1
+    assert [s.step for s in fold.offers_before(10**9)] == [101]
+
+
+def test_offers_no_step_takes_are_kept_for_a_day_of_steps_at_most() -> None:
+    """A reader of a group that no longer steps keeps the newest 1440 steps of offers."""
+    fold = PacingFold()
+    for step in range(1500):
+        fold.apply(offers_key("a"), StepStats.of(step, [(1.0, 1)]).to_dict())
+    kept = fold.offers_before(10**9)
+    assert len(kept) == 1440 and kept[0].step == 60
