@@ -55,7 +55,7 @@ from streamproc.resilience.pacing_step import PacingFold
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
 from streamproc.state.store import StateStore
 
-__all__ = ["ResilienceGuard", "fallback_enrichment"]
+__all__ = ["ResilienceGuard", "Ticket", "fallback_enrichment"]
 
 log = get_logger(__name__)
 
@@ -65,8 +65,9 @@ _TOMBSTONES_PER_LEAD = 32
 
 
 @dataclass(slots=True)
-class _Ticket:
-    """What :meth:`ResilienceGuard.admit` holds for one call until it is settled."""
+class Ticket:
+    """What :meth:`ResilienceGuard.admit` holds for one call until it is settled: the
+    admission's ``ticket``, which the handler (and Clay's submission) passes back."""
 
     breaker: CircuitBreaker
     permit: Permit
@@ -192,7 +193,7 @@ class ResilienceGuard:
 
     # --- the Guard protocol ---------------------------------------------------------------
 
-    async def admit(self, lead: Lead, receipt: str | None = None) -> Admission:
+    async def admit(self, lead: Lead, receipt: str | None = None) -> Admission[Ticket]:
         state, now = self._state, self._clock()
         cache = state.cache
         for expired in cache.expired(now, _TOMBSTONES_PER_LEAD):
@@ -230,8 +231,8 @@ class ResilienceGuard:
         except BaseException:
             self._land(key, flight)
             raise
-        ticket = _Ticket(self.breaker, permit, lease, key, flight, lead.lead_id, receipt)
-        return Admission(token=ticket)
+        ticket = Ticket(self.breaker, permit, lease, key, flight, lead.lead_id, receipt)
+        return Admission(ticket=ticket)
 
     def _done(self, receipt: str, home: str | None) -> list[OutRecord] | None:
         """The receipt's tombstone, to commit with the lead's output, on the partition of
@@ -312,10 +313,10 @@ class ResilienceGuard:
         return self._holds.release(tasks)
 
     def settle(
-        self, admission: Admission, result: CallResult | None, error: LeadError | None
+        self, admission: Admission[Ticket], result: CallResult | None, error: LeadError | None
     ) -> None:
-        ticket = admission.token
-        if not isinstance(ticket, _Ticket):
+        ticket = admission.ticket
+        if ticket is None:
             return
         ticket.over = True
         now = self._clock()
@@ -347,7 +348,9 @@ class ResilienceGuard:
             self._keep(admission, ticket, result, now)
         self._land(ticket.cache_key, ticket.flight)
 
-    def _keep(self, admission: Admission, ticket: _Ticket, result: CallResult, now: float) -> None:
+    def _keep(
+        self, admission: Admission[Ticket], ticket: Ticket, result: CallResult, now: float
+    ) -> None:
         """Journal the answer's receipt and cache its company fields: in one record, the
         cache entry carrying the receipt, when the lead has a cache key (one state record
         per lead, as before receipts); else the receipt alone. The cache entry names the
@@ -368,11 +371,11 @@ class ResilienceGuard:
         if record is not None:
             self._writes.write(f"cache/{key}", record)
 
-    def cancelled(self, admission: Admission) -> None:
+    def cancelled(self, admission: Admission[Ticket]) -> None:
         """A call cut short: it may have been billed, so its slice counts what such a call
         costs (the provider's price; over-count, never under-count)."""
-        ticket = admission.token
-        if isinstance(ticket, _Ticket):
+        ticket = admission.ticket
+        if ticket is not None:
             ticket.over = True
             if ticket.breaker is self.breaker:
                 self.breaker.release(ticket.permit, self._clock())
@@ -391,14 +394,14 @@ class ResilienceGuard:
 
     # --- asynchronous providers (Clay) -------------------------------------------------------
 
-    def submitted(self, admission: Admission) -> Claim | None:
+    def submitted(self, admission: Admission[Ticket]) -> Claim | None:
         """An admitted lead was accepted by an asynchronous provider (a Clay webhook row).
 
         The submission worked, so the breaker hears a success; the claim stays outstanding
         (returned, to be kept with the pending lead) until :meth:`finished` settles it.
         """
-        ticket = admission.token
-        if not isinstance(ticket, _Ticket):
+        ticket = admission.ticket
+        if ticket is None:
             return None
         if ticket.breaker is self.breaker:
             self.breaker.record_success(ticket.permit, self._clock())
@@ -449,15 +452,15 @@ class ResilienceGuard:
             return None
         return fallback_enrichment(lead)
 
-    async def may_retry(self, admission: Admission, error: LeadError) -> bool:
+    async def may_retry(self, admission: Admission[Ticket], error: LeadError) -> bool:
         """Every failed attempt counts against the breaker (our own stalls excepted);
         retries stop once it opened.
 
         An attempt that may have been billed (no answer came back) keeps its claim as
         spent, and the retry needs a claim of its own: without one, no retry.
         """
-        ticket = admission.token
-        if not isinstance(ticket, _Ticket) or ticket.breaker is not self.breaker:
+        ticket = admission.ticket
+        if ticket is None or ticket.breaker is not self.breaker:
             return False
         now = self._clock()
         if _counts(error):

@@ -148,7 +148,7 @@ class Processor:
     def __init__(
         self,
         settings: Settings,
-        handler: LeadHandler,
+        handler: LeadHandler[object, object],
         *,
         log_context: Callable[[], dict[str, Any]] | None = None,
         release_holds: Callable[[Collection[asyncio.Task[Any]] | None], int] | None = None,

@@ -74,7 +74,7 @@ async def test_freemail_leads_neither_wait_for_nor_use_each_other() -> None:
         ),
         timeout=1,
     )
-    assert ann.token is not None and bob.token is not None
+    assert ann.ticket is not None and bob.ticket is not None
     guard.settle(ann, Result({"company": "Gmail", **PERSON}), None)
     again = await guard.admit(_lead("l3", "ann@gmail.com"))
     assert again.enrichment is None
