@@ -30,6 +30,7 @@ from typing import Any
 from streamproc.errors import (
     BreakerOpen,
     BudgetExhausted,
+    ErrorClass,
     HoldExpired,
     LeadError,
     LocalStall,
@@ -44,7 +45,7 @@ from streamproc.processing.holds import Holds
 from streamproc.processing.receipts import PREFIX as RECEIPT_PREFIX
 from streamproc.processing.receipts import carry
 from streamproc.processing.writes import StateWrites
-from streamproc.records.lead import Lead
+from streamproc.records.lead import Lead, Source
 from streamproc.records.outcome import OutRecord
 from streamproc.records.status import GuardStatus, HealthWindowStatus
 from streamproc.resilience.breaker import BreakerState, CircuitBreaker, Permit, Transition
@@ -80,6 +81,13 @@ class Ticket:
     #: Settled or cancelled: a slice won afterwards (a batch's retry, awaited in the
     #: batch's task) belongs to no call and is given back (``may_retry``).
     over: bool = False
+
+
+#: The failures the local fallback answers: the provider could not be asked, or did not
+#: answer; not those that say something of the lead itself (no match, rejected).
+_FALLBACK_FOR = frozenset(
+    {ErrorClass.PROVIDER_ERROR, ErrorClass.PROVIDER_TIMEOUT, ErrorClass.BREAKER_OPEN}
+)
 
 
 def _earliest(first: float | None, second: float) -> float:
@@ -215,7 +223,7 @@ class ResilienceGuard:
                 break
             hit = cache.get(key, self._clock(), lead.lead_id)
             if hit is not None:
-                return Admission(enrichment=hit.data, source="cache", cache=hit)
+                return Admission(enrichment=hit.data, source=Source.CACHE, cache=hit)
             waiting = self._flights.get(key)
             if waiting is None:
                 break
@@ -448,7 +456,7 @@ class ResilienceGuard:
         """The local fallback for a lead the provider could not serve, when enabled."""
         if not self._settings.fallback_enabled:
             return None
-        if error.error_class.value not in ("provider_error", "provider_timeout", "breaker_open"):
+        if error.error_class not in _FALLBACK_FOR:
             return None
         return fallback_enrichment(lead)
 

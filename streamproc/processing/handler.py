@@ -36,6 +36,7 @@ from streamproc.records.lead import (
     Lead,
     ProcessorInfo,
     ProviderStep,
+    Source,
     decode_lead,
 )
 from streamproc.records.mapping import LeadObject
@@ -116,7 +117,7 @@ class Admission(Generic[TicketT]):
     """The guard's answer for one lead: call the provider, or use what it already has."""
 
     enrichment: dict[str, Any] | None = None
-    source: str = "provider"
+    source: Source = Source.PROVIDER
     #: Set when ``enrichment`` came from the cache: said in the lead's ``enrichment_meta``.
     cache: CacheHit | None = None
     #: The guard's ticket for an admitted call, passed back to settle what it reserved;
@@ -210,7 +211,7 @@ def enriched_value(
     obj: dict[str, Any],
     enrichment: dict[str, Any],
     *,
-    source: str,
+    source: Source,
     credits: int,
     attempt: int,
     enriched_at: datetime,
@@ -239,7 +240,7 @@ def enriched_value(
         and enriched_at.tzinfo is UTC
         and processor.keys() == _PROCESSOR_KEYS
     ):
-        fast = {
+        fast: dict[str, Any] = {
             "source": source,
             "credits": credits,
             "attempt": attempt,
@@ -265,13 +266,13 @@ def enriched_value(
 
 
 #: The sources whose meta has no cache fields, and the processor's fields (EnrichmentMeta).
-_UNCACHED_SOURCES = frozenset({"provider", "fallback"})
+_UNCACHED_SOURCES = frozenset({Source.PROVIDER, Source.FALLBACK})
 _PROCESSOR_KEYS = frozenset({"name", "version"})
 
 
 def enrichment_meta(
     *,
-    source: str,
+    source: Source,
     credits: int,
     attempt: int,
     enriched_at: datetime,
@@ -401,7 +402,7 @@ class LeadHandler(Generic[_TicketT_co, _SlotT_co]):
                 guessed = self._guard.fallback(lead, exc)
                 if guessed is None:
                     raise
-                return self._enriched(record, lead, obj, attempt, guessed, "fallback", 0)
+                return self._enriched(record, lead, obj, attempt, guessed, Source.FALLBACK, 0)
         except LeadError as exc:
             return self._dead_letter(record, exc, attempt, lead_id)
         except Exception as exc:  # a bug of ours must not stop the line
@@ -451,7 +452,7 @@ class LeadHandler(Generic[_TicketT_co, _SlotT_co]):
             obj,
             attempt,
             result.data,
-            "provider",
+            Source.PROVIDER,
             result.credits,
             after=admission.after,
             steps=getattr(result, "steps", None) if self._steps else None,
@@ -572,7 +573,7 @@ class LeadHandler(Generic[_TicketT_co, _SlotT_co]):
         obj: dict[str, Any],
         attempt: int,
         enrichment: dict[str, Any],
-        source: str,
+        source: Source,
         credits: int,
         cache: CacheHit | None = None,
         paid: int = 0,
@@ -659,4 +660,4 @@ class LeadHandler(Generic[_TicketT_co, _SlotT_co]):
             # Kafka clients refuse to: the DLQ record gets an empty key.
             key = b""
         out = OutRecord(self._settings.topic_dlq, key, record.value, headers)
-        return Outcome(OutcomeKind.DLQ, [out], lead_id, attempt, error_class=exc.error_class.value)
+        return Outcome(OutcomeKind.DLQ, [out], lead_id, attempt, error_class=exc.error_class)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from streamproc.processing.cache import CacheHit
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import enriched_value
-from streamproc.records.lead import EnrichedLead, EnrichmentMeta, Lead
+from streamproc.records.lead import EnrichedLead, EnrichmentMeta, Lead, Source
 from streamproc.settings import CacheKey, Settings
 from streamproc.state.store import StateStore
 from tests.unit.processing.fakes import Clock, Result
@@ -144,7 +144,7 @@ def test_enriched_value_says_when_and_by_what_a_lead_was_cached() -> None:
     value = enriched_value(
         {"lead_id": "l1", "email": "john@acme.example"},
         hit.data,
-        source="cache",
+        source=Source.CACHE,
         credits=0,
         attempt=1,
         enriched_at=at,
@@ -163,7 +163,7 @@ def test_a_provider_answer_has_no_cache_fields() -> None:
     value = enriched_value(
         {"lead_id": "l1", "email": "john@acme.example"},
         COMPANY,
-        source="provider",
+        source=Source.PROVIDER,
         credits=6,
         attempt=1,
         enriched_at=datetime(2025, 11, 26, tzinfo=UTC),
