@@ -1,7 +1,7 @@
 """The resilience guard: breaker, group-wide budget, health and cache around each call.
 
 Per lead, :meth:`ResilienceGuard.admit` answers from the lead's **receipt** when an earlier
-run of it was already answered (:mod:`streamproc.processing.receipts`: the whole answer it
+run of it was already answered (:mod:`streamproc.resilience.receipts`: the whole answer it
 paid for, nothing charged again), else from the **cache** when it can (one call per cache
 key in flight per process: later leads of the key wait for the first; never the lead that
 paid for the entry), asks the
@@ -39,11 +39,8 @@ from streamproc.errors import (
 )
 from streamproc.logs import get_logger
 from streamproc.processing.claimant import LeaseClaimant, LeaseConfig, provider_price
-from streamproc.processing.group_state import BREAKER_KEY, GroupState, iso_or_none
 from streamproc.processing.handler import Admission, CallResult
 from streamproc.processing.holds import Holds
-from streamproc.processing.receipts import PREFIX as RECEIPT_PREFIX
-from streamproc.processing.receipts import carry
 from streamproc.processing.writes import StateWrites
 from streamproc.records.lead import Lead, Source
 from streamproc.records.outcome import OutRecord
@@ -53,7 +50,10 @@ from streamproc.resilience.claims import Claim, ClaimLedger
 from streamproc.resilience.health import HealthMonitor
 from streamproc.resilience.lease import CallPrice, CreditLease
 from streamproc.resilience.pacing_step import PacingFold
+from streamproc.resilience.receipts import PREFIX as RECEIPT_PREFIX
+from streamproc.resilience.receipts import carry
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
+from streamproc.state.group_state import BREAKER_KEY, GroupState, iso_or_none
 from streamproc.state.store import StateStore
 
 __all__ = ["ResilienceGuard", "Ticket", "fallback_enrichment"]

@@ -25,9 +25,7 @@ import orjson
 from streamproc import tracing
 from streamproc.errors import HoldExpired, InternalError, LeadError, RegistryUnavailable
 from streamproc.logs import get_logger
-from streamproc.processing.cache import CacheHit
 from streamproc.processing.holds import Holds
-from streamproc.processing.receipts import receipt_id
 from streamproc.processing.spend_pacing import LeadPacing
 from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import Failure, Headers, Origin, attempt_of, encode_dlq_headers
@@ -41,6 +39,8 @@ from streamproc.records.lead import (
 )
 from streamproc.records.mapping import LeadObject
 from streamproc.records.outcome import Outcome, OutcomeKind, OutRecord
+from streamproc.resilience.cache import CacheHit
+from streamproc.resilience.receipts import receipt_id
 from streamproc.settings import Settings
 
 __all__ = [
@@ -136,7 +136,7 @@ class Guard(Protocol[TicketT]):
 
     async def admit(self, lead: Lead, receipt: str | None = None) -> Admission[TicketT]:
         """Admit a call, answer from the lead's ``receipt`` (its id, see
-        :mod:`streamproc.processing.receipts`) or the cache, wait (hold policies) or raise a
+        :mod:`streamproc.resilience.receipts`) or the cache, wait (hold policies) or raise a
         LeadError."""
         ...
 

@@ -11,10 +11,10 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from streamproc.processing.cache import CacheHit
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import enriched_value
 from streamproc.records.lead import EnrichedLead, EnrichmentMeta, Lead, Source
+from streamproc.resilience.cache import CacheHit
 from streamproc.settings import CacheKey, Settings
 from streamproc.state.store import StateStore
 from tests.unit.processing.fakes import Clock, Result

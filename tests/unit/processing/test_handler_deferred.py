@@ -8,12 +8,12 @@ from typing import Any
 import orjson
 
 from streamproc.errors import ProviderRejected
-from streamproc.processing.cache import CacheHit
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import Admission, LeadHandler, RawRecord
 from streamproc.records.lead import Lead, Source
 from streamproc.records.outcome import OutcomeKind, OutRecord
 from streamproc.resilience.budget import budget_day
+from streamproc.resilience.cache import CacheHit
 from streamproc.settings import CacheKey, Settings
 from tests.unit.processing.stub_guard import OpenGuard
 

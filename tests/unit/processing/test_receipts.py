@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
-from streamproc.processing.receipts import Receipt, ReceiptBook, receipt_id
 from streamproc.records.lead import Lead
 from streamproc.records.outcome import OutRecord
+from streamproc.resilience.receipts import Receipt, ReceiptBook, receipt_id
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
 from tests.unit.processing.fakes import Clock, Result

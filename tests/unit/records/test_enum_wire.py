@@ -14,11 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamproc.clay.receiver import CallbackResult, Refusal
 from streamproc.errors import ErrorClass
 from streamproc.ops.metrics import CLAY_CALLBACK_RESULTS, Metrics
-from streamproc.processing.cache import CacheHit, CacheKey
 from streamproc.processing.handler import enriched_value
 from streamproc.records.dlq import ERROR_CLASS, Failure, Origin, encode_dlq_headers
 from streamproc.records.lead import EnrichedLead, EnrichmentSource, Source
 from streamproc.records.outcome import OutcomeKind
+from streamproc.resilience.cache import CacheHit, CacheKey
 
 ERROR_CLASSES = {
     ErrorClass.INVALID_PAYLOAD: "invalid_payload",
