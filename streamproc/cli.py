@@ -525,7 +525,7 @@ async def _try(settings: Settings, lead_id: str, lead: dict[str, Any], *, as_jso
 
 
 async def _state_show(settings: Settings, *, as_json: bool) -> int:
-    from streamproc.processing.group_state import GroupState
+    from streamproc.state.group_state import GroupState
     from streamproc.state.view import state_show
 
     return await state_show(settings, GroupState.reader(settings), as_json=as_json)

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from streamproc.errors import ConfigError, LeadError
+from streamproc.errors import ConfigError, ErrorClass, LeadError
 from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import Headers
 from streamproc.records.outcome import Outcome, OutcomeKind
@@ -184,9 +184,9 @@ async def traced_lead(record: R, handle: Callable[[R], Awaitable[Outcome]]) -> O
             if outcome.lead_id is not None:
                 done["streamproc.lead_id"] = outcome.lead_id
             if outcome.source is not None:
-                done["streamproc.source"] = outcome.source
+                done["streamproc.source"] = outcome.source.value
             if outcome.kind is OutcomeKind.DLQ:
-                done["error.type"] = outcome.error_class or "internal"
+                done["error.type"] = (outcome.error_class or ErrorClass.INTERNAL).value
                 span.set_status(Status(StatusCode.ERROR, done["error.type"]))
             span.set_attributes(done)
     return outcome
@@ -225,14 +225,18 @@ def http_headers() -> list[tuple[bytes, bytes]]:
     return [(key.encode("ascii"), value.encode("ascii")) for key, value in carrier.items()]
 
 
-def retry_event(attempt: int, error_class: str, wait_s: float) -> None:
+def retry_event(attempt: int, error_class: ErrorClass, wait_s: float) -> None:
     """Attempt number ``attempt`` of the current call failed with ``error_class``; the next
     one comes after ``wait_s`` seconds."""
     from opentelemetry.trace import get_current_span
 
     get_current_span().add_event(
         "provider.retry",
-        {"streamproc.attempt": attempt, "error.type": error_class, "streamproc.wait_s": wait_s},
+        {
+            "streamproc.attempt": attempt,
+            "error.type": error_class.value,
+            "streamproc.wait_s": wait_s,
+        },
     )
 
 

@@ -53,7 +53,7 @@ from streamproc.provider.client import _network_transport, pool_limits
 from streamproc.provider.config import ProviderConfig
 from streamproc.provider.registry import load_provider_factory
 from streamproc.records.dlq import ATTEMPT, ERROR_CLASS, ERROR_MESSAGE, ERROR_RETRIABLE
-from streamproc.records.lead import decode_lead
+from streamproc.records.lead import Source, decode_lead
 from streamproc.redact import ENV_REFERENCE, secret_values
 from streamproc.settings import Settings
 from streamproc.waterfall.config import WaterfallConfig, load_waterfall
@@ -384,7 +384,7 @@ async def _try_waterfall(
         value = enriched_value(
             lead,
             result.data,
-            source="provider",
+            source=Source.PROVIDER,
             credits=result.credits,
             attempt=1,
             enriched_at=when,
@@ -501,7 +501,7 @@ def _publication(
         value = enriched_value(
             lead,
             last.data,
-            source="provider",
+            source=Source.PROVIDER,
             credits=sum(step.credits for step in steps),
             attempt=1,
             enriched_at=now,

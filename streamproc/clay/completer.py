@@ -21,7 +21,7 @@ from streamproc.clay.report import ClayReport
 from streamproc.errors import ErrorClass
 from streamproc.logs import get_logger
 from streamproc.processing.guard import ResilienceGuard
-from streamproc.records.outcome import OutRecord
+from streamproc.records.outcome import OutcomeKind, OutRecord
 
 __all__ = ["Completer"]
 
@@ -137,11 +137,11 @@ class Completer:
         # The answer says what the callback was; the lead's own outcome (a refused output
         # replaced by its DLQ record) is in the outcome metric and the log.
         if finished.replaced is not None:
-            self._report.committed("dlq", finished.replaced.error_class.value, credits)
+            self._report.committed(OutcomeKind.DLQ, finished.replaced.error_class, credits)
         elif callback.error is not None:
-            self._report.committed("dlq", ErrorClass.PROVIDER_ERROR.value, credits)
+            self._report.committed(OutcomeKind.DLQ, ErrorClass.PROVIDER_ERROR, credits)
         else:
-            self._report.committed("enriched", None, credits)
+            self._report.committed(OutcomeKind.ENRICHED, None, credits)
         return CallbackResult.ERROR_ROW if callback.error is not None else CallbackResult.ENRICHED
 
     def _not_pending(self, lead_id: str, correlation_id: str) -> CallbackResult:

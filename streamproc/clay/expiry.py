@@ -15,7 +15,7 @@ from streamproc.clay.report import ClayReport
 from streamproc.errors import ErrorClass
 from streamproc.logs import get_logger
 from streamproc.processing.guard import ResilienceGuard
-from streamproc.records.outcome import OutRecord
+from streamproc.records.outcome import OutcomeKind, OutRecord
 
 __all__ = ["Expiry"]
 
@@ -77,7 +77,7 @@ class Expiry:
         self._counts["timed_out"] += 1
         replaced = finished.replaced
         error_class = ErrorClass.PROVIDER_TIMEOUT if replaced is None else replaced.error_class
-        self._report.committed("dlq", error_class.value, 0)
+        self._report.committed(OutcomeKind.DLQ, error_class, 0)
         log.info(
             "clay.lead_timed_out",
             lead_id=lead.lead_id,

@@ -17,6 +17,7 @@ from streamproc.clay.pending import PendingLead
 from streamproc.errors import ErrorClass
 from streamproc.processing.handler import enriched_value
 from streamproc.records.dlq import Failure, encode_dlq_headers, fit_record
+from streamproc.records.lead import Source
 from streamproc.records.outcome import OutRecord
 
 __all__ = ["dead_letter_record", "enriched_record"]
@@ -40,7 +41,7 @@ def enriched_record(
     value = enriched_value(
         obj,
         data,
-        source="provider",
+        source=Source.PROVIDER,
         credits=credits,
         attempt=lead.attempt,
         enriched_at=now,

@@ -41,7 +41,7 @@ from streamproc.clay.finisher import FinishUnavailable
 from streamproc.logs import get_logger
 from streamproc.settings import CallbackAuth
 
-__all__ = ["CallbackReceiver", "CallbackResult", "CallbackSink"]
+__all__ = ["CallbackReceiver", "CallbackResult", "CallbackSink", "Refusal"]
 
 log = get_logger(__name__)
 
@@ -51,11 +51,24 @@ _BODY_TIMEOUT_S = 10.0
 
 
 class CallbackResult(StrEnum):
+    """What the sink made of a valid, authenticated callback; its value is the answer's
+    ``clay_callbacks`` metric label (and, for a published one, the body's ``outcome``)."""
+
     ENRICHED = "enriched"
     ERROR_ROW = "error_row"
     DUPLICATE = "duplicate"
     UNKNOWN_LEAD = "unknown_lead"
     CORRELATION_MISMATCH = "correlation_mismatch"
+
+
+class Refusal(StrEnum):
+    """A callback the receiver answered itself, before the sink; its value is the answer's
+    ``clay_callbacks`` metric label."""
+
+    UNAUTHORIZED = "unauthorized"
+    BAD_REQUEST = "bad_request"
+    TOO_LARGE = "too_large"
+    UNAVAILABLE = "unavailable"
 
 
 class CallbackSink(Protocol):
@@ -76,7 +89,7 @@ class CallbackReceiver:
         secret: str,
         auth_header: str,
         max_bytes: int,
-        on_result: Callable[[str], None] | None = None,
+        on_result: Callable[[CallbackResult | Refusal], None] | None = None,
     ) -> None:
         self._sink = sink
         self._mode = mode
@@ -87,39 +100,41 @@ class CallbackReceiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         if not self._sink.ready:
-            return self._answer("unavailable", 503, {"error": "not ready"})
+            return self._answer(Refusal.UNAVAILABLE, 503, {"error": "not ready"})
         length = request.content_length
         if length is not None and length > self._max_bytes:
-            return self._answer("too_large", 413, {"error": "body too large"})
+            return self._answer(Refusal.TOO_LARGE, 413, {"error": "body too large"})
         try:
             async with asyncio.timeout(_BODY_TIMEOUT_S):
                 body = await _read_limited(request, self._max_bytes)
         except TimeoutError:
-            return self._answer("bad_request", 408, {"error": "body too slow"})
+            return self._answer(Refusal.BAD_REQUEST, 408, {"error": "body too slow"})
         if body is None:
-            return self._answer("too_large", 413, {"error": "body too large"})
+            return self._answer(Refusal.TOO_LARGE, 413, {"error": "body too large"})
         if not authenticate(self._mode, self._secret, request.headers.get(self._header), body):
             log.warning("clay.callback_unauthorized", remote=request.remote, mode=self._mode.value)
-            return self._answer("unauthorized", 401, {"error": "unauthorized"})
+            return self._answer(Refusal.UNAUTHORIZED, 401, {"error": "unauthorized"})
         try:
             callback = parse_callback(body)
         except BadCallback as exc:
-            return self._answer("bad_request", 400, {"error": str(exc)})
+            return self._answer(Refusal.BAD_REQUEST, 400, {"error": str(exc)})
         try:
             result = await self._sink.complete(callback)
         except FinishUnavailable:
-            return self._answer("unavailable", 503, {"error": "try again later"})
+            return self._answer(Refusal.UNAVAILABLE, 503, {"error": "try again later"})
         if result is CallbackResult.UNKNOWN_LEAD:
-            return self._answer(result.value, 404, {"error": "no such pending lead"})
+            return self._answer(result, 404, {"error": "no such pending lead"})
         if result is CallbackResult.CORRELATION_MISMATCH:
             return self._answer(
-                result.value, 409, {"error": "correlation_id matches no pending submission"}
+                result, 409, {"error": "correlation_id matches no pending submission"}
             )
         if result is CallbackResult.DUPLICATE:
-            return self._answer(result.value, 200, {"status": "duplicate"})
-        return self._answer(result.value, 200, {"status": "published", "outcome": result.value})
+            return self._answer(result, 200, {"status": "duplicate"})
+        return self._answer(result, 200, {"status": "published", "outcome": result.value})
 
-    def _answer(self, result: str, status: int, payload: dict[str, str]) -> web.Response:
+    def _answer(
+        self, result: CallbackResult | Refusal, status: int, payload: dict[str, str]
+    ) -> web.Response:
         self._on_result(result)
         return web.Response(
             status=status, body=orjson.dumps(payload), content_type="application/json"

@@ -10,9 +10,13 @@ from collections import Counter
 from typing import Any
 
 from streamproc.clay.pending import PendingRegistry
+from streamproc.clay.receiver import CallbackResult, Refusal
 from streamproc.clay.webhooks import WebhookRotation
+from streamproc.errors import ErrorClass
 from streamproc.logs import get_logger
 from streamproc.ops.metrics import CLAY_CALLBACK_RESULTS, Metrics
+from streamproc.records.lead import Source
+from streamproc.records.outcome import OutcomeKind
 
 __all__ = ["ClayReport"]
 
@@ -42,19 +46,19 @@ class ClayReport:
         if metrics is not None:
             metrics.on_scrape(self._observe)
 
-    def committed(self, outcome: str, error_class: str | None, credits: int) -> None:
+    def committed(self, outcome: OutcomeKind, error_class: ErrorClass | None, credits: int) -> None:
         """A lead finished here was committed with ``outcome``."""
         if self._metrics is not None:
-            source = "provider" if outcome == "enriched" else None
+            source = Source.PROVIDER if outcome is OutcomeKind.ENRICHED else None
             self._metrics.lead_committed(outcome, error_class, source, credits)
 
-    def callback_answered(self, result: str) -> None:
+    def callback_answered(self, result: CallbackResult | Refusal) -> None:
         """The receiver answered a callback with ``result``."""
-        self.counts[f"callback_{result}"] += 1
+        self.counts[f"callback_{result.value}"] += 1
         if self._metrics is not None:
             # The metric's label set is fixed; a result it does not list yet is a 4xx
             # refusal of an authenticated request, which bad_request counts too.
-            label = result if result in CLAY_CALLBACK_RESULTS else "bad_request"
+            label = result.value if result in CLAY_CALLBACK_RESULTS else Refusal.BAD_REQUEST.value
             self._metrics.clay_callback(label)
 
     def check_capacity(self) -> None:

@@ -40,7 +40,7 @@ from streamproc.clay.webhooks import KEY_PREFIX as WEBHOOK_PREFIX
 from streamproc.clay.webhooks import WebhookRotation
 from streamproc.logs import get_logger
 from streamproc.ops.metrics import Metrics
-from streamproc.processing.guard import ResilienceGuard
+from streamproc.processing.guard import ResilienceGuard, Ticket
 from streamproc.processing.handler import Admission, RawRecord
 from streamproc.records.lead import Lead
 from streamproc.records.outcome import OutRecord
@@ -213,21 +213,21 @@ class ClayService:
         """This lead's turn to submit, and a webhook row for it (:meth:`Turns.reserve`)."""
         return await self.turns.reserve()
 
-    def release(self, slot: Any) -> None:
+    def release(self, slot: Reservation) -> None:
         """End the lead's turn; its row goes back unless it was submitted."""
         self.turns.release(slot)
 
     async def submit(
         self,
-        slot: Any,
+        slot: Reservation,
         record: RawRecord,
         lead: Lead,
         obj: dict[str, Any],
         attempt: int,
-        admission: Admission,
+        admission: Admission[Ticket],
     ) -> list[OutRecord]:
         """POST the lead to its webhook; returns the pending-lead record for its transaction."""
-        assert isinstance(slot, Reservation) and not slot.used
+        assert not slot.used
         return await self.submissions.submit(slot, record, lead, obj, attempt, admission)
 
     # --- callbacks (called by the receiver) ------------------------------------------------

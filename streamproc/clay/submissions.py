@@ -19,7 +19,7 @@ from streamproc.clay.turns import Reservation
 from streamproc.clay.webhooks import WebhookRotation
 from streamproc.errors import ErrorClass, InternalError, LeadError, ProviderRejected
 from streamproc.logs import get_logger
-from streamproc.processing.guard import ResilienceGuard
+from streamproc.processing.guard import ResilienceGuard, Ticket
 from streamproc.processing.handler import Admission, RawRecord
 from streamproc.records.dlq import Origin
 from streamproc.records.lead import Lead
@@ -71,7 +71,7 @@ class Submissions:
         lead: Lead,
         obj: dict[str, Any],
         attempt: int,
-        admission: Admission,
+        admission: Admission[Ticket],
     ) -> list[OutRecord]:
         """POST the lead to its webhook; returns the pending-lead record for its transaction."""
         value = record.value or b""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
 
 from streamproc.clay.webhooks import Slot, WebhookRotation
 
@@ -79,9 +78,9 @@ class Turns:
             self._turns.release()
             raise
 
-    def release(self, slot: Any) -> None:
+    def release(self, slot: Reservation) -> None:
         """End the lead's turn; its row goes back unless it was submitted."""
-        if not isinstance(slot, Reservation) or slot.released:
+        if slot.released:
             return
         slot.released = True
         self._turns.release()

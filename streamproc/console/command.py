@@ -22,10 +22,10 @@ from streamproc.errors import ConfigError
 from streamproc.logs import get_logger
 from streamproc.ops.http import OpsServer
 from streamproc.ops.metrics import Metrics
-from streamproc.processing.group_state import GroupState
 from streamproc.records.status import StateStatus
 from streamproc.settings import Settings
 from streamproc.signals import StopSignals
+from streamproc.state.group_state import GroupState
 from streamproc.state.view import watch_state
 
 __all__ = ["console_command"]

@@ -37,6 +37,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from streamproc import __version__
 from streamproc.errors import ErrorClass
 from streamproc.logs import get_logger
+from streamproc.records.lead import Source
+from streamproc.records.outcome import OutcomeKind
 from streamproc.records.status import GuardStatus, LaneStatus
 
 __all__ = [
@@ -72,8 +74,7 @@ PROVIDER_LATENCY_BUCKETS_S: Final = (
     30.0,
 )
 
-_OUTCOMES: Final = ("enriched", "dlq")
-_SOURCES: Final = ("provider", "cache", "fallback")
+_OUTCOMES: Final = (OutcomeKind.ENRICHED, OutcomeKind.DLQ)
 _HEALTH: Final = ("healthy", "degraded", "unhealthy")
 #: Label value for a label that does not apply (no error class on an enriched lead).
 _NONE: Final = "none"
@@ -388,10 +389,10 @@ class Metrics:
 
     def _prime(self) -> None:
         # Series that exist from the start at 0, so rate() and alerts see the first event.
-        for source in _SOURCES:
-            self._leads_out.labels("enriched", _NONE, source)
+        for source in Source:
+            self._leads_out.labels(OutcomeKind.ENRICHED.value, _NONE, source.value)
         for error_class in ErrorClass:
-            self._leads_out.labels("dlq", error_class.value, _NONE)
+            self._leads_out.labels(OutcomeKind.DLQ.value, error_class.value, _NONE)
         for result in ("committed", "aborted"):
             self._transactions.labels(result)
         for action in ("replayed", "parked"):
@@ -406,15 +407,21 @@ class Metrics:
     # --- events from the shell ------------------------------------------------------------
 
     def lead_committed(
-        self, outcome: str, error_class: str | None, source: str | None, credits: int
+        self,
+        outcome: OutcomeKind,
+        error_class: ErrorClass | None,
+        source: Source | None,
+        credits: int,
     ) -> None:
-        """One lead's output was committed: ``outcome`` is ``enriched`` or ``dlq``."""
+        """One lead's output was committed: ``outcome`` is ``enriched`` or ``dlq``; the
+        labels are the members' values."""
         if outcome not in _OUTCOMES:
-            raise ValueError(f"outcome must be one of {_OUTCOMES}, not {outcome!r}")
-        if outcome == "enriched":
-            labels = (outcome, _NONE, source or "provider")
+            allowed = tuple(kind.value for kind in _OUTCOMES)
+            raise ValueError(f"outcome must be one of {allowed}, not {outcome!r}")
+        if outcome is OutcomeKind.ENRICHED:
+            labels = (outcome.value, _NONE, (source or Source.PROVIDER).value)
         else:
-            labels = (outcome, error_class or ErrorClass.INTERNAL.value, _NONE)
+            labels = (OutcomeKind.DLQ.value, (error_class or ErrorClass.INTERNAL).value, _NONE)
         self._leads_out.labels(*labels).inc()
         if credits > 0:
             self._credits.inc(credits)
@@ -494,9 +501,9 @@ class Metrics:
         """Advance the lead counters to ``stats`` (pull mode; see the class docstring)."""
         self._advance(self._leads_in, (), stats.consumed)
         for source, count in stats.by_source.items():
-            self._advance(self._leads_out, ("enriched", _NONE, source), count)
+            self._advance(self._leads_out, (OutcomeKind.ENRICHED.value, _NONE, source), count)
         for error_class, count in stats.by_error_class.items():
-            self._advance(self._leads_out, ("dlq", error_class, _NONE), count)
+            self._advance(self._leads_out, (OutcomeKind.DLQ.value, error_class, _NONE), count)
         self._advance(self._credits, (), stats.credits)
         self._advance(self._transactions, ("committed",), stats.transactions)
         self._advance(self._transactions, ("aborted",), stats.aborted_transactions)

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamproc.logs import get_logger
-from streamproc.processing.group_state import GroupState
 from streamproc.processing.writes import StateWrites
 from streamproc.resilience.claims import Claim, ClaimStatus, SetLimit, Settle
 from streamproc.resilience.journal import Record
 from streamproc.resilience.lease import CreditLease, lease_amount
 from streamproc.settings import Settings
+from streamproc.state.group_state import GroupState
 
 __all__ = ["LeaseClaimant", "LeaseConfig", "provider_price"]
 

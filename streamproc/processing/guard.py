@@ -1,7 +1,7 @@
 """The resilience guard: breaker, group-wide budget, health and cache around each call.
 
 Per lead, :meth:`ResilienceGuard.admit` answers from the lead's **receipt** when an earlier
-run of it was already answered (:mod:`streamproc.processing.receipts`: the whole answer it
+run of it was already answered (:mod:`streamproc.resilience.receipts`: the whole answer it
 paid for, nothing charged again), else from the **cache** when it can (one call per cache
 key in flight per process: later leads of the key wait for the first; never the lead that
 paid for the entry), asks the
@@ -30,6 +30,7 @@ from typing import Any
 from streamproc.errors import (
     BreakerOpen,
     BudgetExhausted,
+    ErrorClass,
     HoldExpired,
     LeadError,
     LocalStall,
@@ -38,13 +39,10 @@ from streamproc.errors import (
 )
 from streamproc.logs import get_logger
 from streamproc.processing.claimant import LeaseClaimant, LeaseConfig, provider_price
-from streamproc.processing.group_state import BREAKER_KEY, GroupState, iso_or_none
 from streamproc.processing.handler import Admission, CallResult
 from streamproc.processing.holds import Holds
-from streamproc.processing.receipts import PREFIX as RECEIPT_PREFIX
-from streamproc.processing.receipts import carry
 from streamproc.processing.writes import StateWrites
-from streamproc.records.lead import Lead
+from streamproc.records.lead import Lead, Source
 from streamproc.records.outcome import OutRecord
 from streamproc.records.status import GuardStatus, HealthWindowStatus
 from streamproc.resilience.breaker import BreakerState, CircuitBreaker, Permit, Transition
@@ -52,10 +50,13 @@ from streamproc.resilience.claims import Claim, ClaimLedger
 from streamproc.resilience.health import HealthMonitor
 from streamproc.resilience.lease import CallPrice, CreditLease
 from streamproc.resilience.pacing_step import PacingFold
+from streamproc.resilience.receipts import PREFIX as RECEIPT_PREFIX
+from streamproc.resilience.receipts import carry
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
+from streamproc.state.group_state import BREAKER_KEY, GroupState, iso_or_none
 from streamproc.state.store import StateStore
 
-__all__ = ["ResilienceGuard", "fallback_enrichment"]
+__all__ = ["ResilienceGuard", "Ticket", "fallback_enrichment"]
 
 log = get_logger(__name__)
 
@@ -65,8 +66,9 @@ _TOMBSTONES_PER_LEAD = 32
 
 
 @dataclass(slots=True)
-class _Ticket:
-    """What :meth:`ResilienceGuard.admit` holds for one call until it is settled."""
+class Ticket:
+    """What :meth:`ResilienceGuard.admit` holds for one call until it is settled: the
+    admission's ``ticket``, which the handler (and Clay's submission) passes back."""
 
     breaker: CircuitBreaker
     permit: Permit
@@ -79,6 +81,13 @@ class _Ticket:
     #: Settled or cancelled: a slice won afterwards (a batch's retry, awaited in the
     #: batch's task) belongs to no call and is given back (``may_retry``).
     over: bool = False
+
+
+#: The failures the local fallback answers: the provider could not be asked, or did not
+#: answer; not those that say something of the lead itself (no match, rejected).
+_FALLBACK_FOR = frozenset(
+    {ErrorClass.PROVIDER_ERROR, ErrorClass.PROVIDER_TIMEOUT, ErrorClass.BREAKER_OPEN}
+)
 
 
 def _earliest(first: float | None, second: float) -> float:
@@ -192,7 +201,7 @@ class ResilienceGuard:
 
     # --- the Guard protocol ---------------------------------------------------------------
 
-    async def admit(self, lead: Lead, receipt: str | None = None) -> Admission:
+    async def admit(self, lead: Lead, receipt: str | None = None) -> Admission[Ticket]:
         state, now = self._state, self._clock()
         cache = state.cache
         for expired in cache.expired(now, _TOMBSTONES_PER_LEAD):
@@ -214,7 +223,7 @@ class ResilienceGuard:
                 break
             hit = cache.get(key, self._clock(), lead.lead_id)
             if hit is not None:
-                return Admission(enrichment=hit.data, source="cache", cache=hit)
+                return Admission(enrichment=hit.data, source=Source.CACHE, cache=hit)
             waiting = self._flights.get(key)
             if waiting is None:
                 break
@@ -230,8 +239,8 @@ class ResilienceGuard:
         except BaseException:
             self._land(key, flight)
             raise
-        ticket = _Ticket(self.breaker, permit, lease, key, flight, lead.lead_id, receipt)
-        return Admission(token=ticket)
+        ticket = Ticket(self.breaker, permit, lease, key, flight, lead.lead_id, receipt)
+        return Admission(ticket=ticket)
 
     def _done(self, receipt: str, home: str | None) -> list[OutRecord] | None:
         """The receipt's tombstone, to commit with the lead's output, on the partition of
@@ -312,10 +321,10 @@ class ResilienceGuard:
         return self._holds.release(tasks)
 
     def settle(
-        self, admission: Admission, result: CallResult | None, error: LeadError | None
+        self, admission: Admission[Ticket], result: CallResult | None, error: LeadError | None
     ) -> None:
-        ticket = admission.token
-        if not isinstance(ticket, _Ticket):
+        ticket = admission.ticket
+        if ticket is None:
             return
         ticket.over = True
         now = self._clock()
@@ -347,7 +356,9 @@ class ResilienceGuard:
             self._keep(admission, ticket, result, now)
         self._land(ticket.cache_key, ticket.flight)
 
-    def _keep(self, admission: Admission, ticket: _Ticket, result: CallResult, now: float) -> None:
+    def _keep(
+        self, admission: Admission[Ticket], ticket: Ticket, result: CallResult, now: float
+    ) -> None:
         """Journal the answer's receipt and cache its company fields: in one record, the
         cache entry carrying the receipt, when the lead has a cache key (one state record
         per lead, as before receipts); else the receipt alone. The cache entry names the
@@ -368,11 +379,11 @@ class ResilienceGuard:
         if record is not None:
             self._writes.write(f"cache/{key}", record)
 
-    def cancelled(self, admission: Admission) -> None:
+    def cancelled(self, admission: Admission[Ticket]) -> None:
         """A call cut short: it may have been billed, so its slice counts what such a call
         costs (the provider's price; over-count, never under-count)."""
-        ticket = admission.token
-        if isinstance(ticket, _Ticket):
+        ticket = admission.ticket
+        if ticket is not None:
             ticket.over = True
             if ticket.breaker is self.breaker:
                 self.breaker.release(ticket.permit, self._clock())
@@ -391,14 +402,14 @@ class ResilienceGuard:
 
     # --- asynchronous providers (Clay) -------------------------------------------------------
 
-    def submitted(self, admission: Admission) -> Claim | None:
+    def submitted(self, admission: Admission[Ticket]) -> Claim | None:
         """An admitted lead was accepted by an asynchronous provider (a Clay webhook row).
 
         The submission worked, so the breaker hears a success; the claim stays outstanding
         (returned, to be kept with the pending lead) until :meth:`finished` settles it.
         """
-        ticket = admission.token
-        if not isinstance(ticket, _Ticket):
+        ticket = admission.ticket
+        if ticket is None:
             return None
         if ticket.breaker is self.breaker:
             self.breaker.record_success(ticket.permit, self._clock())
@@ -445,19 +456,19 @@ class ResilienceGuard:
         """The local fallback for a lead the provider could not serve, when enabled."""
         if not self._settings.fallback_enabled:
             return None
-        if error.error_class.value not in ("provider_error", "provider_timeout", "breaker_open"):
+        if error.error_class not in _FALLBACK_FOR:
             return None
         return fallback_enrichment(lead)
 
-    async def may_retry(self, admission: Admission, error: LeadError) -> bool:
+    async def may_retry(self, admission: Admission[Ticket], error: LeadError) -> bool:
         """Every failed attempt counts against the breaker (our own stalls excepted);
         retries stop once it opened.
 
         An attempt that may have been billed (no answer came back) keeps its claim as
         spent, and the retry needs a claim of its own: without one, no retry.
         """
-        ticket = admission.token
-        if not isinstance(ticket, _Ticket) or ticket.breaker is not self.breaker:
+        ticket = admission.ticket
+        if ticket is None or ticket.breaker is not self.breaker:
             return False
         now = self._clock()
         if _counts(error):

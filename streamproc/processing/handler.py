@@ -16,19 +16,16 @@ import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
 from streamproc import tracing
 from streamproc.errors import HoldExpired, InternalError, LeadError, RegistryUnavailable
 from streamproc.logs import get_logger
-from streamproc.processing.cache import CacheHit
 from streamproc.processing.holds import Holds
-from streamproc.processing.receipts import receipt_id
 from streamproc.processing.spend_pacing import LeadPacing
 from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import Failure, Headers, Origin, attempt_of, encode_dlq_headers
@@ -37,10 +34,13 @@ from streamproc.records.lead import (
     Lead,
     ProcessorInfo,
     ProviderStep,
+    Source,
     decode_lead,
 )
 from streamproc.records.mapping import LeadObject
 from streamproc.records.outcome import Outcome, OutcomeKind, OutRecord
+from streamproc.resilience.cache import CacheHit
+from streamproc.resilience.receipts import receipt_id
 from streamproc.settings import Settings
 
 __all__ = [
@@ -51,6 +51,8 @@ __all__ = [
     "LeadCodec",
     "LeadHandler",
     "RawRecord",
+    "SlotT",
+    "TicketT",
     "Unreadable",
     "enriched_value",
 ]
@@ -98,16 +100,29 @@ class Enricher(Protocol):
     ) -> CallResult: ...
 
 
+#: What a guard holds for one admitted call until it is settled: its own type, which the
+#: handler only passes back (ResilienceGuard's is :class:`~streamproc.processing.guard.Ticket`).
+TicketT = TypeVar("TicketT")
+#: A deferred provider's place for one submission (Clay's is a webhook row's
+#: :class:`~streamproc.clay.turns.Reservation`), likewise only passed back by the handler.
+SlotT = TypeVar("SlotT")
+#: The same two, as a handler holds them: the processor takes any handler, whatever its
+#: guard's ticket and its deferred provider's slot (it never sees either).
+_TicketT_co = TypeVar("_TicketT_co", covariant=True)
+_SlotT_co = TypeVar("_SlotT_co", covariant=True)
+
+
 @dataclass(slots=True)
-class Admission:
+class Admission(Generic[TicketT]):
     """The guard's answer for one lead: call the provider, or use what it already has."""
 
     enrichment: dict[str, Any] | None = None
-    source: str = "provider"
+    source: Source = Source.PROVIDER
     #: Set when ``enrichment`` came from the cache: said in the lead's ``enrichment_meta``.
     cache: CacheHit | None = None
-    #: Opaque to the handler; the guard uses it to settle what it reserved.
-    token: Any = None
+    #: The guard's ticket for an admitted call, passed back to settle what it reserved;
+    #: None when the guard answered itself (``enrichment``) or reserved nothing.
+    ticket: TicketT | None = None
     #: What the lead was charged for ``enrichment`` when an earlier run paid for it (its
     #: receipt): said in the lead's meta, not charged again.
     credits: int = 0
@@ -116,22 +131,22 @@ class Admission:
     after: list[OutRecord] | None = None
 
 
-class Guard(Protocol):
+class Guard(Protocol[TicketT]):
     """Breaker, budget and cache in front of the provider (see ``streamproc.resilience``)."""
 
-    async def admit(self, lead: Lead, receipt: str | None = None) -> Admission:
+    async def admit(self, lead: Lead, receipt: str | None = None) -> Admission[TicketT]:
         """Admit a call, answer from the lead's ``receipt`` (its id, see
-        :mod:`streamproc.processing.receipts`) or the cache, wait (hold policies) or raise a
+        :mod:`streamproc.resilience.receipts`) or the cache, wait (hold policies) or raise a
         LeadError."""
         ...
 
     def settle(
-        self, admission: Admission, result: CallResult | None, error: LeadError | None
+        self, admission: Admission[TicketT], result: CallResult | None, error: LeadError | None
     ) -> None:
         """Record the call's outcome."""
         ...
 
-    def cancelled(self, admission: Admission) -> None:
+    def cancelled(self, admission: Admission[TicketT]) -> None:
         """The lead's processing was cancelled mid-call (rebalance, shutdown)."""
         ...
 
@@ -139,7 +154,7 @@ class Guard(Protocol):
         """Local enrichment for a lead the provider could not serve, or None."""
         ...
 
-    async def may_retry(self, admission: Admission, error: LeadError) -> bool:
+    async def may_retry(self, admission: Admission[TicketT], error: LeadError) -> bool:
         """An attempt of an admitted call failed with ``error``: may it retry in-process?"""
         ...
 
@@ -148,25 +163,27 @@ class Guard(Protocol):
         ...
 
 
-class Deferred(Protocol):
-    """An asynchronous provider: a lead is submitted now and finished later, elsewhere."""
+class Deferred(Protocol[SlotT, TicketT]):
+    """An asynchronous provider: a lead is submitted now and finished later, elsewhere.
 
-    async def reserve(self, lead: Lead) -> Any:
+    ``TicketT``: the ticket of the guard whose admissions it is given."""
+
+    async def reserve(self, lead: Lead) -> SlotT:
         """A place for one more submission (a webhook row); waits while there is none."""
         ...
 
-    def release(self, slot: Any) -> None:
+    def release(self, slot: SlotT) -> None:
         """Give back a place that was not used; harmless after :meth:`submit` used it."""
         ...
 
     async def submit(
         self,
-        slot: Any,
+        slot: SlotT,
         record: RawRecord,
         lead: Lead,
         obj: dict[str, Any],
         attempt: int,
-        admission: Admission,
+        admission: Admission[TicketT],
     ) -> list[OutRecord]:
         """Submit an admitted lead; returns the state records to commit with its offset.
 
@@ -194,7 +211,7 @@ def enriched_value(
     obj: dict[str, Any],
     enrichment: dict[str, Any],
     *,
-    source: str,
+    source: Source,
     credits: int,
     attempt: int,
     enriched_at: datetime,
@@ -223,7 +240,7 @@ def enriched_value(
         and enriched_at.tzinfo is UTC
         and processor.keys() == _PROCESSOR_KEYS
     ):
-        fast = {
+        fast: dict[str, Any] = {
             "source": source,
             "credits": credits,
             "attempt": attempt,
@@ -249,13 +266,13 @@ def enriched_value(
 
 
 #: The sources whose meta has no cache fields, and the processor's fields (EnrichmentMeta).
-_UNCACHED_SOURCES = frozenset({"provider", "fallback"})
+_UNCACHED_SOURCES = frozenset({Source.PROVIDER, Source.FALLBACK})
 _PROCESSOR_KEYS = frozenset({"name", "version"})
 
 
 def enrichment_meta(
     *,
-    source: str,
+    source: Source,
     credits: int,
     attempt: int,
     enriched_at: datetime,
@@ -287,22 +304,22 @@ def _shaped(obj: dict[str, Any]) -> LeadObject:
     return obj
 
 
-class LeadHandler:
+class LeadHandler(Generic[_TicketT_co, _SlotT_co]):
     """One lead from input record to outcome: decode, the guard, the provider, the records
     to publish. Never raises for a lead (a failure is a DLQ outcome); only cancellation
     propagates. Synchronous providers (``enricher``) and Clay (``deferred``) share one
-    admit → call → settle loop (:meth:`_guarded`).
+    admit → call → settle round (:meth:`_admit_and_call`).
     """
 
     def __init__(
         self,
         settings: Settings,
         enricher: Enricher | None,
-        guard: Guard,
+        guard: Guard[_TicketT_co],
         *,
         processor_version: str,
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
-        deferred: Deferred | None = None,
+        deferred: Deferred[_SlotT_co, _TicketT_co] | None = None,
         codec: LeadCodec | None = None,
         pacing: LeadPacing | None = None,
     ) -> None:
@@ -385,7 +402,7 @@ class LeadHandler:
                 guessed = self._guard.fallback(lead, exc)
                 if guessed is None:
                     raise
-                return self._enriched(record, lead, obj, attempt, guessed, "fallback", 0)
+                return self._enriched(record, lead, obj, attempt, guessed, Source.FALLBACK, 0)
         except LeadError as exc:
             return self._dead_letter(record, exc, attempt, lead_id)
         except Exception as exc:  # a bug of ours must not stop the line
@@ -417,7 +434,7 @@ class LeadHandler:
         enricher = self._enricher
         assert enricher is not None
 
-        async def call(admission: Admission, _: object) -> CallResult:
+        async def call(admission: Admission[_TicketT_co]) -> CallResult:
             return await enricher.enrich(
                 obj if self._codec is None else _shaped(obj).lead_fields,
                 lead.lead_id,
@@ -425,7 +442,7 @@ class LeadHandler:
             )
 
         receipt = receipt_id(lead.lead_id, record.value)
-        admission, result = await self._guarded(lead, call, None, receipt)
+        admission, result = await self._guarded(lead, call, receipt)
         if result is None:
             return self._answered(record, lead, obj, attempt, admission)
         self._guard.settle(admission, result, None)
@@ -435,35 +452,51 @@ class LeadHandler:
             obj,
             attempt,
             result.data,
-            "provider",
+            Source.PROVIDER,
             result.credits,
             after=admission.after,
             steps=getattr(result, "steps", None) if self._steps else None,
         )
 
     async def _submit(
-        self, deferred: Deferred, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int
+        self,
+        deferred: Deferred[_SlotT_co, _TicketT_co],
+        record: RawRecord,
+        lead: Lead,
+        obj: dict[str, Any],
+        attempt: int,
     ) -> Outcome:
         """Asynchronous mode: a webhook place first (held while there is none, before any
         credit is reserved), then the guard (cache, breaker, budget claim), then submit.
         The claim is settled later, by whoever finishes the submission."""
 
-        @contextlib.asynccontextmanager
-        async def place(lead: Lead) -> AsyncIterator[object]:
-            slot = await deferred.reserve(lead)
-            try:
-                yield slot
-            finally:
-                deferred.release(slot)
-
         # Clay is sent what a synchronous provider is: the lead's fields under our names
         # (docs/schema-registry.md); the raw record travels in ``record`` for the output.
         fields = obj if self._codec is None else _shaped(obj).lead_fields
 
-        async def call(admission: Admission, slot: object) -> list[OutRecord]:
-            return await deferred.submit(slot, record, lead, fields, attempt, admission)
+        @contextlib.asynccontextmanager
+        async def place(
+            lead: Lead,
+        ) -> AsyncIterator[Callable[[Admission[_TicketT_co]], Awaitable[list[OutRecord]]]]:
+            """A place to submit in, as the call that submits there."""
+            slot = await deferred.reserve(lead)
+            try:
 
-        admission, pending = await self._guarded(lead, call, place)
+                async def call(admission: Admission[_TicketT_co]) -> list[OutRecord]:
+                    return await deferred.submit(slot, record, lead, fields, attempt, admission)
+
+                yield call
+            finally:
+                deferred.release(slot)
+
+        # The rounds of :meth:`_guarded`, each within a place: a held lead gives its
+        # webhook row back while it waits.
+        while True:
+            async with place(lead) as call:
+                answered = await self._admit_and_call(lead, call, None)
+            if answered is not None:
+                break
+        admission, pending = answered
         if pending is None:
             return self._answered(record, lead, obj, attempt, admission)
         return Outcome(OutcomeKind.SUBMITTED, pending, lead.lead_id, attempt)
@@ -471,40 +504,34 @@ class LeadHandler:
     async def _guarded(
         self,
         lead: Lead,
-        call: Callable[[Admission, object], Awaitable[_Result]],
-        place: Callable[[Lead], AbstractAsyncContextManager[object]] | None,
-        receipt: str | None = None,
-    ) -> tuple[Admission, _Result | None]:
-        """The one lead loop of both modes: within a ``place`` (a Clay webhook row; None
-        for a synchronous provider, which needs none), admit the lead through the guard and
-        ``call`` the provider. ``None`` when the guard answered itself (the cache). A
-        failure is settled; when the breaker opened under the call, the lead is held and
-        admitted again instead of dead-lettered. A cancelled call gives its admission
-        back."""
+        call: Callable[[Admission[_TicketT_co]], Awaitable[_Result]],
+        receipt: str | None,
+    ) -> tuple[Admission[_TicketT_co], _Result | None]:
+        """The lead loop of a synchronous provider: rounds of :meth:`_admit_and_call` until
+        one is not held. (A Clay submission runs the same rounds, each within a webhook
+        place: :meth:`_submit`.) No context manager at all here: entering and leaving an
+        empty one cost a generator and two coroutines per lead (bench/profiles/)."""
         while True:
-            if place is None:
-                # No context manager at all: entering and leaving an empty one cost a
-                # generator and two coroutines per lead (bench/profiles/).
-                answered = await self._admit_and_call(lead, call, None, receipt)
-            else:
-                async with place(lead) as slot:
-                    answered = await self._admit_and_call(lead, call, slot, receipt)
+            answered = await self._admit_and_call(lead, call, receipt)
             if answered is not None:
                 return answered
 
     async def _admit_and_call(
         self,
         lead: Lead,
-        call: Callable[[Admission, object], Awaitable[_Result]],
-        slot: object,
+        call: Callable[[Admission[_TicketT_co]], Awaitable[_Result]],
         receipt: str | None,
-    ) -> tuple[Admission, _Result | None] | None:
-        """One round of :meth:`_guarded`; None when the lead is held and goes again."""
+    ) -> tuple[Admission[_TicketT_co], _Result | None] | None:
+        """The one admit → call → settle round of both modes: admit the lead through the
+        guard and ``call`` the provider. ``(admission, None)`` when the guard answered
+        itself (the cache). A failure is settled; when the breaker opened under the call,
+        the lead is held and None says it goes again instead of being dead-lettered. A
+        cancelled call gives its admission back."""
         admission = await self._guard.admit(lead, receipt)
         if admission.enrichment is not None:
             return admission, None
         try:
-            return admission, await call(admission, slot)
+            return admission, await call(admission)
         except LeadError as exc:
             self._guard.settle(admission, None, exc)
             if not self._guard.hold_after(exc):
@@ -515,7 +542,12 @@ class LeadHandler:
             raise
 
     def _answered(
-        self, record: RawRecord, lead: Lead, obj: dict[str, Any], attempt: int, admission: Admission
+        self,
+        record: RawRecord,
+        lead: Lead,
+        obj: dict[str, Any],
+        attempt: int,
+        admission: Admission[_TicketT_co],
     ) -> Outcome:
         """A lead the guard answered itself (from its receipt or the cache): nothing charged
         now; a receipt's answer says what the lead was charged when it was bought."""
@@ -541,7 +573,7 @@ class LeadHandler:
         obj: dict[str, Any],
         attempt: int,
         enrichment: dict[str, Any],
-        source: str,
+        source: Source,
         credits: int,
         cache: CacheHit | None = None,
         paid: int = 0,
@@ -628,4 +660,4 @@ class LeadHandler:
             # Kafka clients refuse to: the DLQ record gets an empty key.
             key = b""
         out = OutRecord(self._settings.topic_dlq, key, record.value, headers)
-        return Outcome(OutcomeKind.DLQ, [out], lead_id, attempt, error_class=exc.error_class.value)
+        return Outcome(OutcomeKind.DLQ, [out], lead_id, attempt, error_class=exc.error_class)

@@ -42,7 +42,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from streamproc.errors import KafkaSetupError, PartitionSuperseded, UnreadableRecord
+from streamproc.errors import ErrorClass, KafkaSetupError, PartitionSuperseded, UnreadableRecord
 from streamproc.kafka.client import consumer as make_consumer
 from streamproc.kafka.client import (
     max_request_bytes,
@@ -60,7 +60,8 @@ from streamproc.processing.lane import CommitResult, PartitionLane, transactiona
 from streamproc.processing.publication import Publication
 from streamproc.processing.stalled_partitions import PartitionView, StallWatch
 from streamproc.records.dlq import RECORD_OVERHEAD_BYTES
-from streamproc.records.outcome import Outcome
+from streamproc.records.lead import Source
+from streamproc.records.outcome import Outcome, OutcomeKind
 from streamproc.records.status import LaneStatus
 from streamproc.settings import Settings, start_offset_ms
 
@@ -112,6 +113,7 @@ class ProcessorStats:
     deferred: int = 0
     #: ``deferred`` by deferral topic (score band).
     deferred_by_topic: dict[str, int] = field(default_factory=dict)
+    #: Keyed by the members' values: these counts are written as they are (``/status``).
     by_error_class: dict[str, int] = field(default_factory=dict)
     by_source: dict[str, int] = field(default_factory=dict)
     credits: int = 0
@@ -148,7 +150,7 @@ class Processor:
     def __init__(
         self,
         settings: Settings,
-        handler: LeadHandler,
+        handler: LeadHandler[object, object],
         *,
         log_context: Callable[[], dict[str, Any]] | None = None,
         release_holds: Callable[[Collection[asyncio.Task[Any]] | None], int] | None = None,
@@ -599,7 +601,7 @@ class Processor:
             st.committed += 1
             # One line per lead: DEBUG when enriched (thousands a second), INFO when
             # dead-lettered (an operator may want each one).
-            (committed.info if outcome.kind == "dlq" else committed.debug)(
+            (committed.info if outcome.kind is OutcomeKind.DLQ else committed.debug)(
                 "lead.committed",
                 lead_id=outcome.lead_id,
                 topic=record.topic,
@@ -610,19 +612,19 @@ class Processor:
                 error_class=outcome.error_class,
                 source=outcome.source,
             )
-            if outcome.kind == "enriched":
+            if outcome.kind is OutcomeKind.ENRICHED:
                 st.enriched += 1
-                src = outcome.source or "provider"
+                src = (outcome.source or Source.PROVIDER).value
                 st.by_source[src] = st.by_source.get(src, 0) + 1
-            elif outcome.kind == "submitted":
+            elif outcome.kind is OutcomeKind.SUBMITTED:
                 st.submitted += 1
-            elif outcome.kind == "deferred":
+            elif outcome.kind is OutcomeKind.DEFERRED:
                 st.deferred += 1
                 for out in outcome.records:
                     st.deferred_by_topic[out.topic] = st.deferred_by_topic.get(out.topic, 0) + 1
             else:
                 st.dlq += 1
-                ec = outcome.error_class or "internal"
+                ec = (outcome.error_class or ErrorClass.INTERNAL).value
                 st.by_error_class[ec] = st.by_error_class.get(ec, 0) + 1
             st.credits += outcome.credits
         self._in_flight -= len(result.outcomes)

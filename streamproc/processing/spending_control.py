@@ -20,11 +20,11 @@ from typing import Any, TextIO
 import orjson
 
 from streamproc.errors import ConfigError
-from streamproc.processing.group_state import GroupState
 from streamproc.resilience.claims import SetLimit
 from streamproc.resilience.journal import limit_key
 from streamproc.resilience.spending import CONTROL_KEY, SpendingAction, change
 from streamproc.settings import Settings
+from streamproc.state.group_state import GroupState
 from streamproc.state.view import state_of, watch_state
 from streamproc.timestamps import epoch_iso
 

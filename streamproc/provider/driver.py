@@ -130,7 +130,7 @@ class RetryDriver:
             retry_after = failure.retry_after_s if isinstance(failure, RateLimited) else None
             wait_s = self.policy.delay_s(attempts, self.rng, retry_after)
             if tracing.enabled:  # a span event of the call (docs/tracing.md)
-                tracing.retry_event(attempts, failure.error_class.value, wait_s)
+                tracing.retry_event(attempts, failure.error_class, wait_s)
             await self.sleep(wait_s)
 
     async def _attempt(self, attempt: Callable[[], Awaitable[T]]) -> T:

@@ -7,6 +7,7 @@ built from the lead's own decoded object, not from a re-serialised model.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 import orjson
@@ -20,10 +21,23 @@ __all__ = [
     "Lead",
     "ProcessorInfo",
     "ProviderStep",
+    "Source",
     "decode_lead",
 ]
 
 EnrichmentSource = Literal["provider", "cache", "fallback"]
+
+
+class Source(StrEnum):
+    """Where a lead's enrichment came from, as the code passes it around; written as
+    ``enrichment_meta.source`` and the ``source`` metric label. The model keeps the
+    Literal above so the published schema stays as it is; a test keeps the two equal."""
+
+    PROVIDER = "provider"
+    CACHE = "cache"
+    FALLBACK = "fallback"
+
+
 #: What a cached answer was keyed by: the company's domain or the person's e-mail.
 CacheKeyKind = Literal["domain", "email"]
 

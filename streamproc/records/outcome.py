@@ -5,10 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from streamproc.errors import ErrorClass
+from streamproc.records.lead import Source
+
 __all__ = ["OutRecord", "Outcome", "OutcomeKind"]
 
 
 class OutcomeKind(StrEnum):
+    """What one lead's transaction carries; its value is the ``outcome`` metric label and
+    the ``outcome`` field of the ``lead.committed`` log line."""
+
     ENRICHED = "enriched"
     DLQ = "dlq"
     #: Handed to an asynchronous provider (Clay): the transaction carries the pending-lead
@@ -38,6 +44,8 @@ class Outcome:
     records: list[OutRecord]
     lead_id: str | None
     attempt: int
-    error_class: str | None = None
-    source: str | None = None
+    #: Set on a DLQ outcome: its ``streamproc.error.class`` header.
+    error_class: ErrorClass | None = None
+    #: Set on an enriched outcome: its ``enrichment_meta.source``.
+    source: Source | None = None
     credits: int = 0

@@ -35,7 +35,6 @@ from streamproc.kafka.client import (
 )
 from streamproc.kafka.client import consumer as make_consumer
 from streamproc.logs import get_logger
-from streamproc.processing.group_state import GroupState
 from streamproc.records.outcome import OutRecord
 from streamproc.replay.decision import DlqRecord, Planned, Targets, plan
 from streamproc.replay.filters import ReplayFilter
@@ -45,6 +44,7 @@ from streamproc.replay.report import ReplayReport
 from streamproc.replay.safety import budget_warning, refusal_reason
 from streamproc.resilience.token_bucket import TokenBucket
 from streamproc.settings import Settings
+from streamproc.state.group_state import GroupState
 from streamproc.state.view import StateView, watch_state
 
 __all__ = [

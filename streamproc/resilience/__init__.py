@@ -11,4 +11,6 @@ One module per concept, none doing I/O or reading a clock (``now`` is always an 
 * :mod:`~streamproc.resilience.health`: the sliding-window success rate behind ``/status``.
 * :mod:`~streamproc.resilience.token_bucket`: the rate limit of Clay submissions and
   ``replay --rate``.
+* :mod:`~streamproc.resilience.cache` and :mod:`~streamproc.resilience.receipts`: the
+  enrichment cache and the answers leads paid for, as the state topic keeps them.
 """

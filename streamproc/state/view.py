@@ -5,7 +5,7 @@
 believe, and keeps tailing the topic while inside. Read-only: the view is never attached
 to the store, so nothing is written back (not even a lazy OPEN → HALF_OPEN transition).
 The view is the guard's own pure fold of the state
-(:meth:`streamproc.processing.group_state.GroupState.reader`); the replayer's safety check
+(:meth:`streamproc.state.group_state.GroupState.reader`); the replayer's safety check
 and ``state show`` take it as a parameter, so this package needs nothing above it.
 
 The budget's day, limit and time zone are the group's, as the claims log fixed them (see

@@ -39,6 +39,15 @@ LAYERS: tuple[frozenset[str], ...] = (
 )
 LAYER_OF = {name: level for level, names in enumerate(LAYERS) for name in names}
 
+#: Pure modules whose imports put them below ``processing``, and which sit there
+#: (docs/architecture.md): the state fold and what it folds. Moved back up into
+#: ``processing``, the replayer and the console would import the pipeline to read the state.
+BELOW_PROCESSING = (
+    "streamproc.resilience.cache",
+    "streamproc.resilience.receipts",
+    "streamproc.state.group_state",
+)
+
 
 @dataclass(frozen=True)
 class Import:
@@ -184,6 +193,29 @@ def test_only_the_cli_imports_the_simulators() -> None:
         if _component(i.target) == "simulators" and _component(i.source) != "simulators"
     }
     assert users <= {"cli"}, f"simulators imported by {sorted(users - {'cli'})}"
+
+
+def test_the_state_fold_and_its_parts_sit_below_the_pipeline() -> None:
+    """The cache, the receipts and the group's state fold live below ``processing``; the
+    replayer reads the group's state without importing the pipeline, and the console
+    imports it only to change the spending (``spending_control``)."""
+    modules = _modules()
+    for name in BELOW_PROCESSING:
+        assert name in modules, f"{name} is gone: docs/architecture.md says where it lives"
+        assert LAYER_OF[_component(name)] < LAYER_OF["processing"], name
+    uses = {
+        (_component(i.source), i.target, i.where)
+        for i in _imports()
+        if _component(i.target) == "processing"
+    }
+    replay = sorted(where for source, _, where in uses if source == "replay")
+    assert not replay, f"replay imports processing: {replay}"
+    console = sorted(
+        where
+        for source, target, where in uses
+        if source == "console" and target != "streamproc.processing.spending_control"
+    )
+    assert not console, f"console imports processing to read the state: {console}"
 
 
 def test_the_layers_are_the_table_in_the_docs() -> None:

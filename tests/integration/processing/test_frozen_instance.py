@@ -14,9 +14,9 @@ import httpx
 import orjson
 import pytest
 
-from streamproc.processing.group_state import BREAKER_KEY
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
+from streamproc.state.group_state import BREAKER_KEY
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
 from tests.integration.procs import ProcessorProcess

@@ -17,9 +17,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from streamproc.processing.group_state import GroupState
 from streamproc.settings import Settings
 from streamproc.simulators.provider import serve_app
+from streamproc.state.group_state import GroupState
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
 from tests.integration.procs import ProcessorProcess, wait_for_no_members

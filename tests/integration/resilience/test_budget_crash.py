@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import orjson
 
-from streamproc.processing.group_state import GroupState
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
+from streamproc.state.group_state import GroupState
 from streamproc.state.view import load_state
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce

@@ -10,6 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamproc.errors import ErrorClass
 from streamproc.ops.metrics import METRIC_NAMES, Metrics
 from streamproc.processing.processor import ProcessorStats
+from streamproc.records.lead import Source
+from streamproc.records.outcome import OutcomeKind
 from streamproc.records.status import (
     BreakerStatus,
     BudgetStatus,
@@ -56,10 +58,10 @@ def test_every_declared_metric_is_exposed() -> None:
 def test_a_committed_lead_counts_by_outcome_class_and_source() -> None:
     """Each lead Clay finishes counts once under its labels and adds its credits."""
     m = Metrics()
-    m.lead_committed("enriched", None, "provider", 6)
-    m.lead_committed("enriched", None, "cache", 0)
-    m.lead_committed("enriched", None, None, 4)
-    m.lead_committed("dlq", "provider_timeout", None, 0)
+    m.lead_committed(OutcomeKind.ENRICHED, None, Source.PROVIDER, 6)
+    m.lead_committed(OutcomeKind.ENRICHED, None, Source.CACHE, 0)
+    m.lead_committed(OutcomeKind.ENRICHED, None, None, 4)
+    m.lead_committed(OutcomeKind.DLQ, ErrorClass.PROVIDER_TIMEOUT, None, 0)
     out = "streamproc_leads_out_total"
     assert value(m, out, outcome="enriched", error_class="none", source="provider") == 2
     assert value(m, out, outcome="enriched", error_class="none", source="cache") == 1
@@ -80,7 +82,7 @@ def test_series_exist_at_zero_before_any_event() -> None:
 def test_unknown_outcome_is_refused() -> None:
     """Labels stay bounded: an outcome other than enriched/dlq is a bug, not a new series."""
     with pytest.raises(ValueError, match="outcome"):
-        Metrics().lead_committed("maybe", None, None, 0)
+        Metrics().lead_committed("maybe", None, None, 0)  # type: ignore[arg-type]
 
 
 def test_provider_attempt_feeds_histogram_and_status_counter() -> None:

@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 
 from streamproc.processing.claimant import LeaseClaimant, LeaseConfig
-from streamproc.processing.group_state import GroupState
 from streamproc.processing.writes import StateWrites
 from streamproc.settings import Settings
+from streamproc.state.group_state import GroupState
 
 #: 50 leads of 6 credits: the lease every test here claims (2% of 100,000 is more).
 LEASE = 300

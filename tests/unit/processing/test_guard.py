@@ -115,7 +115,7 @@ async def test_released_claim_frees_its_credits() -> None:
     await guard.admit(_lead(2))
     guard.settle(a, None, ProviderRejected("422"))
     third = await guard.admit(_lead(3))
-    assert third.token is not None
+    assert third.ticket is not None
 
 
 async def test_open_breaker_with_dlq_policy_refuses() -> None:
@@ -255,7 +255,7 @@ async def test_concurrent_leads_share_one_claim_in_flight() -> None:
     guard, _ = _guard(budget_daily_credits=100_000, budget_claim_leads=50)
     log = _Log(guard)
     admissions = await asyncio.gather(*(guard.admit(_lead(i)) for i in range(40)))
-    assert all(a.token is not None for a in admissions)
+    assert all(a.ticket is not None for a in admissions)
     assert len(log.claims()) == 1
 
 
@@ -265,9 +265,9 @@ async def test_a_crowd_waiting_for_slices_takes_one_claim_per_lease() -> None:
     guard, _ = _guard(budget_daily_credits=100_000, budget_claim_leads=50)
     log = _Log(guard)
     admissions = await asyncio.gather(*(guard.admit(_lead(i)) for i in range(200)))
-    assert all(a.token is not None and a.token.lease is not None for a in admissions)
+    assert all(a.ticket is not None and a.ticket.lease is not None for a in admissions)
     assert len(log.claims()) == 4
-    leases = {id(a.token.lease): a.token.lease for a in admissions}
+    leases = {id(a.ticket.lease): a.ticket.lease for a in admissions}
     assert sum(lease.in_flight for lease in leases.values()) == 200
 
 
@@ -281,7 +281,7 @@ async def test_a_lead_cancelled_while_waiting_for_a_slice_holds_none() -> None:
     admitted = await other
     with contextlib.suppress(asyncio.CancelledError):
         await waiting
-    assert admitted.token.lease.in_flight == 1
+    assert admitted.ticket.lease.in_flight == 1
 
 
 class _SlowLog:
@@ -315,7 +315,7 @@ async def test_a_claims_log_slower_than_the_lease_age_still_admits() -> None:
     )
     guard.attach(_SlowLog(guard, clock, advance=0.1))  # type: ignore[arg-type]
     admission = await asyncio.wait_for(guard.admit(_lead(1)), timeout=2)
-    assert admission.token is not None and admission.token.lease is not None
+    assert admission.ticket is not None and admission.ticket.lease is not None
 
 
 async def test_after_a_402_the_open_lease_admits_no_more_calls() -> None:
@@ -595,7 +595,7 @@ async def test_a_pause_holds_leads_before_any_claim_and_never_expires_them() -> 
     assert guard.breaker.state(clock.t) is BreakerState.CLOSED
     await log.append("control/spending", _control("resume", clock.t))
     admission = await asyncio.wait_for(held, 10)
-    assert admission.token is not None and len(log.claims()) == 1
+    assert admission.ticket is not None and len(log.claims()) == 1
 
 
 async def test_a_process_restored_during_a_pause_stays_paused() -> None:

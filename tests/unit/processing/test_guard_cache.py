@@ -11,10 +11,10 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from streamproc.processing.cache import CacheHit
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import enriched_value
-from streamproc.records.lead import EnrichedLead, EnrichmentMeta, Lead
+from streamproc.records.lead import EnrichedLead, EnrichmentMeta, Lead, Source
+from streamproc.resilience.cache import CacheHit
 from streamproc.settings import CacheKey, Settings
 from streamproc.state.store import StateStore
 from tests.unit.processing.fakes import Clock, Result
@@ -74,7 +74,7 @@ async def test_freemail_leads_neither_wait_for_nor_use_each_other() -> None:
         ),
         timeout=1,
     )
-    assert ann.token is not None and bob.token is not None
+    assert ann.ticket is not None and bob.ticket is not None
     guard.settle(ann, Result({"company": "Gmail", **PERSON}), None)
     again = await guard.admit(_lead("l3", "ann@gmail.com"))
     assert again.enrichment is None
@@ -144,7 +144,7 @@ def test_enriched_value_says_when_and_by_what_a_lead_was_cached() -> None:
     value = enriched_value(
         {"lead_id": "l1", "email": "john@acme.example"},
         hit.data,
-        source="cache",
+        source=Source.CACHE,
         credits=0,
         attempt=1,
         enriched_at=at,
@@ -163,7 +163,7 @@ def test_a_provider_answer_has_no_cache_fields() -> None:
     value = enriched_value(
         {"lead_id": "l1", "email": "john@acme.example"},
         COMPANY,
-        source="provider",
+        source=Source.PROVIDER,
         credits=6,
         attempt=1,
         enriched_at=datetime(2025, 11, 26, tzinfo=UTC),

@@ -8,12 +8,12 @@ from typing import Any
 import orjson
 
 from streamproc.errors import ProviderRejected
-from streamproc.processing.cache import CacheHit
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import Admission, LeadHandler, RawRecord
-from streamproc.records.lead import Lead
+from streamproc.records.lead import Lead, Source
 from streamproc.records.outcome import OutcomeKind, OutRecord
 from streamproc.resilience.budget import budget_day
+from streamproc.resilience.cache import CacheHit
 from streamproc.settings import CacheKey, Settings
 from tests.unit.processing.stub_guard import OpenGuard
 
@@ -65,7 +65,7 @@ class _Deferred:
 class _CachingGuard(OpenGuard):
     async def admit(self, lead: Lead, receipt: str | None = None) -> Admission:
         hit = CacheHit({"company": "Acme"}, CacheKey.DOMAIN, stored_at=1.0)
-        return Admission(enrichment=hit.data, source="cache", cache=hit)
+        return Admission(enrichment=hit.data, source=Source.CACHE, cache=hit)
 
 
 def _handler(deferred: _Deferred, guard: Any = None) -> LeadHandler:

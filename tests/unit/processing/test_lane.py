@@ -214,7 +214,7 @@ async def test_a_refused_output_is_dead_lettered_and_the_rest_published() -> Non
 
     def dead_letter(record: Any, error: LeadError, previous: Outcome | None) -> Outcome:
         out = OutRecord("dlq", None, b"dlq-%d" % record.offset)
-        return Outcome(OutcomeKind.DLQ, [out], None, 1, error.error_class.value)
+        return Outcome(OutcomeKind.DLQ, [out], None, 1, error.error_class)
 
     lane = PartitionLane(
         TopicPartition("raw", 0),
@@ -460,7 +460,7 @@ async def test_a_zombie_that_replaced_its_producer_does_not_publish_its_window()
 
     def dead_letter(record: Any, error: LeadError, previous: Outcome | None) -> Outcome:
         out = OutRecord("dlq", None, b"dlq-%d" % record.offset)
-        return Outcome(OutcomeKind.DLQ, [out], None, 1, error.error_class.value)
+        return Outcome(OutcomeKind.DLQ, [out], None, 1, error.error_class)
 
     lane = PartitionLane(
         tp,
@@ -655,7 +655,7 @@ def _limited_lane(
     def dead_letter(record: Any, error: LeadError, previous: Outcome | None) -> Outcome:
         headers = [("streamproc.original.offset", str(record.offset).encode())]
         out = OutRecord("dlq", b"k" * 50_000, b"v" * 50_000, headers)
-        return Outcome(OutcomeKind.DLQ, [out], None, 1, error.error_class.value)
+        return Outcome(OutcomeKind.DLQ, [out], None, 1, error.error_class)
 
     producers.append(_SizeLimitedProducer(real_limits))
     return PartitionLane(

@@ -39,7 +39,7 @@ async def test_calls_in_flight_at_a_kill_are_booked_at_the_providers_price() -> 
     guard, clock = _guard(provider="declarative", provider_declarative=MATCH)
     for n in range(3):
         admitted = await guard.admit(Lead(lead_id=f"L{n}", domain=f"d{n}.example"))
-        assert admitted.token is not None
+        assert admitted.ticket is not None
     await guard.flush()  # the lease is settled with its calls in flight; then the kill
     assert _spent(guard, clock) == 3
 

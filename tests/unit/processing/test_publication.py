@@ -27,7 +27,7 @@ def _dead_letter(record: object, error: LeadError, previous: Outcome | None) -> 
     assert isinstance(record, _Record)
     out = OutRecord(DLQ, record.key, record.value, [("class", error.error_class.value.encode())])
     credits = previous.credits if previous else 0
-    return Outcome(OutcomeKind.DLQ, [out], "L1", 1, error.error_class.value, credits=credits)
+    return Outcome(OutcomeKind.DLQ, [out], "L1", 1, error.error_class, credits=credits)
 
 
 def _publication(enriched_limit: int = 4_000, dlq_limit: int = 10_000) -> Publication:

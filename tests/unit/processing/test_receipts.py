@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
-from streamproc.processing.receipts import Receipt, ReceiptBook, receipt_id
 from streamproc.records.lead import Lead
 from streamproc.records.outcome import OutRecord
+from streamproc.resilience.receipts import Receipt, ReceiptBook, receipt_id
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
 from tests.unit.processing.fakes import Clock, Result
@@ -146,7 +146,7 @@ async def test_a_lead_run_again_gets_its_whole_paid_answer_not_the_cache() -> No
     guard, _, store = _guard()
     lead = Lead(lead_id="L1", email="jane@acme.example")
     first = await guard.admit(lead, "L1/h")
-    assert first.token is not None
+    assert first.ticket is not None
     guard.settle(first, Result({**COMPANY, **PERSON}, credits=1), None)
     assert first.after is not None and first.after[0].key == b"receipt/L1/h"
     assert first.after[0].value is None
@@ -155,7 +155,7 @@ async def test_a_lead_run_again_gets_its_whole_paid_answer_not_the_cache() -> No
     again = await guard.admit(lead, "L1/h")
     assert again.enrichment == {**COMPANY, **PERSON}
     assert again.source == "provider" and again.cache is None and again.credits == 1
-    assert again.token is None  # no permit, no lease slice
+    assert again.ticket is None  # no permit, no lease slice
     assert again.after is not None and again.after[0].key == b"receipt/L1/h"
     await _drain()
     assert store.appended[written:] == []  # nothing booked, nothing claimed
@@ -224,7 +224,7 @@ async def test_a_carried_receipt_is_folded_and_forgotten_by_its_tombstone() -> N
     assert other.source == "cache" and other.enrichment == COMPANY
     guard.on_state("receipt/L1/h", None, 1, 1)
     again = await guard.admit(lead, "L1/h")
-    assert again.enrichment is None and again.token is not None
+    assert again.enrichment is None and again.ticket is not None
 
 
 def test_a_restore_does_not_bring_back_a_receipt_past_its_ttl() -> None:
@@ -248,7 +248,7 @@ async def test_a_cache_entry_never_answers_the_lead_that_paid_for_it() -> None:
         "cache/acme.example", {"data": COMPANY, "stored_at": Clock().t, "lead": "L1"}, 1, 0
     )
     same = await guard.admit(Lead(lead_id="L1", email="jane@acme.example"), "L1/h")
-    assert same.enrichment is None and same.token is not None
+    assert same.enrichment is None and same.ticket is not None
     guard.cancelled(same)
     other = await guard.admit(Lead(lead_id="L2", email="john@acme.example"), "L2/h")
     assert other.source == "cache" and other.enrichment == COMPANY
@@ -262,11 +262,11 @@ async def test_a_receipt_from_the_state_topic_answers_and_its_tombstone_forgets_
     lead = Lead(lead_id="L1", email="jane@acme.example")
     assert (await guard.admit(lead, "L1/h")).enrichment == PERSON
     changed = await guard.admit(lead, "L1/other")  # another input: asked again
-    assert changed.enrichment is None and changed.token is not None
+    assert changed.enrichment is None and changed.ticket is not None
     guard.cancelled(changed)
     guard.on_state("receipt/L1/h", None, 1, 1)
     again = await guard.admit(lead, "L1/h")
-    assert again.enrichment is None and again.token is not None
+    assert again.enrichment is None and again.ticket is not None
 
 
 async def test_an_expired_receipt_is_tombstoned_and_no_longer_answers() -> None:
@@ -333,14 +333,14 @@ async def test_a_copy_of_a_lead_in_flight_waits_and_gets_the_receipt() -> None:
     guard, _, _ = _guard()
     lead = Lead(lead_id="L1", email="jane@acme.example")
     first = await guard.admit(lead, "L1/h")
-    assert first.token is not None
+    assert first.ticket is not None
     copy = asyncio.ensure_future(guard.admit(lead, "L1/h"))
     await _drain()
     assert not copy.done()
     guard.settle(first, Result({**COMPANY, **PERSON}, credits=1), None)
     second = await asyncio.wait_for(copy, timeout=5)
     assert second.enrichment == {**COMPANY, **PERSON}
-    assert second.source == "provider" and second.token is None
+    assert second.source == "provider" and second.ticket is None
 
 
 async def test_a_paid_lead_turned_into_a_dlq_record_keeps_its_receipt() -> None:

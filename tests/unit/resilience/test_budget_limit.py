@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from streamproc.processing.claimant import LeaseClaimant, LeaseConfig
-from streamproc.processing.group_state import GroupState
 from streamproc.processing.writes import StateWrites
 from streamproc.resilience.claims import Claim, ClaimLedger, OpenDay
 from streamproc.settings import Settings
+from streamproc.state.group_state import GroupState
 from streamproc.state.store import StateStore
 
 DAY = "2025-11-26"

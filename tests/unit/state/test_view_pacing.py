@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 
-from streamproc.processing.group_state import GroupState
 from streamproc.resilience.pacer import PacerConfig
 from streamproc.resilience.pacing_step import STEP_KEY, PlanShape, next_step
 from streamproc.resilience.spend_plan import uniform_shape
 from streamproc.settings import Settings
+from streamproc.state.group_state import GroupState
 from streamproc.state.view import render_state_table
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc.processing.cache import CacheConfig, EnrichmentCache, is_freemail
+from streamproc.resilience.cache import CacheConfig, EnrichmentCache, is_freemail
 from streamproc.settings import DEFAULT_CACHE_FIELDS, DEFAULT_FREEMAIL_DOMAINS, CacheKey, Settings
 
 FAST = settings(max_examples=200, deadline=None)

@@ -5,7 +5,7 @@ Pure and synchronous: ``now`` (epoch seconds) is always an argument. The guard
 :meth:`get`; it journals what :meth:`put` returns to the state topic as ``cache/<key>``,
 and writes a tombstone for each key :meth:`expired` hands out, so compaction removes it.
 Every ``cache/`` record of that topic comes back through :meth:`apply`
-(:mod:`streamproc.processing.group_state`; restore and tail alike, so every instance of
+(:mod:`streamproc.state.group_state`; restore and tail alike, so every instance of
 the group has the same entries).
 
 Keys (``cache_key``)

@@ -18,13 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 from streamproc.logs import get_logger
-from streamproc.processing.cache import CacheConfig, EnrichmentCache
-from streamproc.processing.receipts import ReceiptBook, carries
 from streamproc.records.status import BreakerStatus, BudgetStatus, CacheStatus, StateStatus
 from streamproc.resilience.breaker import BreakerConfig, CircuitBreaker, Transition
+from streamproc.resilience.cache import CacheConfig, EnrichmentCache
 from streamproc.resilience.claims import ClaimLedger, event_from_dict
 from streamproc.resilience.journal import BudgetJournal, parse_key
 from streamproc.resilience.pacing_step import PacingFold
+from streamproc.resilience.receipts import ReceiptBook, carries
 from streamproc.resilience.spending import CONTROL_KEY, SpendingFold
 from streamproc.settings import Settings
 from streamproc.timestamps import epoch_iso
