@@ -7,8 +7,9 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
 * **Score**: the ``priority_score`` CEL expression (:class:`PriorityScore`); a lead it
   fails on gets ``priority_default_score``; under ``priority_floor``: ``below_floor``.
 * **Admit or defer** (``pacing_enabled``): a new lead whose density ``score · decay(age) /
-  credits`` clears the threshold :class:`PacingGate` holds, with no deferred lead of a
-  higher band going before it, goes on to the guard. Else it is **deferred**: its outcome
+  credits`` clears the threshold :class:`PacingGate` holds (or is in its top layer, which
+  goes whatever θ says), with no deferred lead of a higher band going before it, goes on
+  to the guard. Else it is **deferred**: its outcome
   is one record to the deferral topic of its score band, which the lane commits with the
   input offset in one transaction, as a DLQ record is. The partition never waits for it.
 * **Drain**: the processor also consumes the deferral topics. A deferred lead waits in
@@ -23,12 +24,15 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
 * **Controller**: every ``pacing_step_s`` the threshold is moved by :class:`Pacer` from the
   day's plan (:class:`SpendPlan`) and the day's spend as the group's ledger has it; while
   the breaker is not closed the step is frozen and, once it closes again, the plan is
-  re-anchored at the spend then (nothing built up to dump in one burst).
+  re-anchored at the spend then, what it asked for meanwhile paid back over the next hour
+  (nothing built up to dump in one burst).
 
 What is not built yet: the step records are this instance's own (not shared through the
 state topic), and the plan's shape is the straight line blended as in the simulator, not
-learnt from past days of ``leads.raw``. With several instances each controller ranks the
-leads it is offered against the group's spend; docs/budget.md says what that costs.
+learnt from past days of ``leads.raw`` (nor re-estimated during the day from the arrivals,
+as the day simulator's plan is: :func:`surge_shape` needs the past days' counts). With
+several instances each controller ranks the leads it is offered against the group's
+spend; docs/budget.md says what that costs.
 """
 
 from __future__ import annotations
@@ -69,7 +73,10 @@ _DAY_S = 86_400.0
 _FINISH_S = 23 * 3600 + 55 * 60.0
 _CLOSE_S = 23 * 3600.0
 _BLEND = 0.9
-_RESERVE = 0.03
+_RESERVE = 0.04
+#: After an outage, what the plan asked for while the provider was out is paid back over
+#: this long (the leads that waited are the best in the deferral topics), not at once.
+_OWED_S = 3600.0
 
 
 @dataclass(slots=True)
@@ -125,6 +132,9 @@ class PacingGate:
         self._config = PacerConfig(step_s=step_s)
         self._pacer = Pacer(self._config)
         self.threshold: Threshold = self._pacer.state.threshold
+        #: The top layer's threshold: a lead above it goes whatever θ says (None: none
+        #: known yet).
+        self.top: Threshold | None = self._pacer.state.top
         #: Deferred leads of each band waiting for their turn, by their deferral record's
         #: (topic, partition, offset): (density, draw).
         self._waiting: list[dict[tuple[str, int, int], tuple[float, float]]] = [
@@ -145,10 +155,19 @@ class PacingGate:
 
     # --- the threshold --------------------------------------------------------------------
 
-    def set_threshold(self, threshold: Threshold) -> None:
-        """Move the threshold (the controller's step does; so may an operator's tool)."""
+    def set_threshold(self, threshold: Threshold, top: Threshold | None = None) -> None:
+        """Move the threshold and the top layer's (the controller's step does; so may an
+        operator's tool)."""
         self.threshold = threshold
+        self.top = top
         self._wake()
+
+    def _clears(self, density: float, draw: float) -> bool:
+        """It clears θ, or is in the top layer (throttled last, as in Smart Pacing)."""
+        top = self.top
+        return self.threshold.admits(density, draw) or (
+            top is not None and top.admits(density, draw)
+        )
 
     def _wake(self) -> None:
         self._holds.wake()
@@ -179,14 +198,12 @@ class PacingGate:
         (leads go in offset order, so a partition's commit never waits behind a lead that
         waits: what was bought is published at the next commit)."""
         topic, partition, offset = place
-        return self.threshold.admits(density, draw) and offset == min(
-            self._lanes[(topic, partition)]
-        )
+        return self._clears(density, draw) and offset == min(self._lanes[(topic, partition)])
 
     def admits_new(self, band: int, density: float, key: str) -> bool:
         """A new lead goes on now: it clears the threshold and no deferred lead of a higher
         band goes before it (a new lead never jumps ahead of a better deferred one)."""
-        return self.threshold.admits(density, tie_draw(key)) and not self.higher_ahead(band)
+        return self._clears(density, tie_draw(key)) and not self.higher_ahead(band)
 
     async def turn(
         self,
@@ -277,8 +294,10 @@ class PacingGate:
         spent = view.spent(day)
         out = view.provider_out(now)
         if self._frozen and not out:
-            # Back from an outage: what is left is spread over what is left of the day.
-            self._plan = self._plan.replan(t, spent)
+            # Back from an outage: what the plan asked for meanwhile is paid back over
+            # the next hour, the rest spread over what is left of the day.
+            owed = max(0.0, self._plan.target(t) - spent)
+            self._plan = self._plan.replan(t, spent, owed=owed, over_s=_OWED_S)
         self._frozen = out
         step = int(t // self._step_s)
         self._pacer.observe(StepStats.of(step, offers))
@@ -292,7 +311,7 @@ class PacingGate:
             theta=state.threshold.theta,
             frozen=out,
         )
-        self.set_threshold(state.threshold)
+        self.set_threshold(state.threshold, state.top)
 
 
 class LeadPacing:

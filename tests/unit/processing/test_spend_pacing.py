@@ -175,7 +175,8 @@ async def test_a_deferred_lead_past_its_age_expires_retriable() -> None:
 
 def test_the_step_freezes_while_the_provider_is_out_and_replans_after() -> None:
     """Breaker not closed: the threshold holds whatever the spend; closed again: the plan
-    is re-anchored at the spend then, so the controller does not chase the missed part."""
+    is re-anchored at the spend then, the part missed meanwhile to be paid back over the
+    next hour, so the controller does not chase it in one burst."""
     clock = _Clock(0.0)
     spent = {"now": 0.0}
     out = {"now": False}
@@ -203,6 +204,7 @@ def test_the_step_freezes_while_the_provider_is_out_and_replans_after() -> None:
     plan = gate._plan
     assert plan is not None and plan.anchor_s == 36_000.0 + 90 * 60
     assert plan.target(plan.anchor_s) == spent["now"]
+    assert plan.owed > 0 and plan.owed_s == 3600.0
 
 
 async def test_a_higher_lead_that_does_not_clear_blocks_no_lower_band() -> None:
@@ -241,3 +243,14 @@ async def test_a_deferral_partition_goes_in_offset_order() -> None:
     gate.done(0)
     gate.done(0)
     assert gate.pending == (0,)
+
+
+async def test_a_top_layer_lead_goes_whatever_theta_says() -> None:
+    """θ above every score: a lead in the top layer goes on, one below it is deferred."""
+    clock = _Clock(2000.0)
+    pacing = _pacing(clock)
+    assert pacing.gate is not None
+    pacing.gate.set_threshold(closed_below(1000.0), top=closed_below(40.0))
+    assert await pacing.admit(_raw(1, 50.0), "L1", {"score": 50.0}) is None
+    out = await pacing.admit(_raw(2, 20.0), "L2", {"score": 20.0})
+    assert out is not None and out.topic == "leads.deferred.b1"
