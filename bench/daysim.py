@@ -64,8 +64,9 @@ class DayConfig:
     #: the closing reserve too: slack plus this stays inside the 5 % the plan allows.
     top_slack_share: float = 0.025
     #: After an outage, what the plan asked for while the provider was out is paid back
-    #: over this long (0: never; the rest of the day's plan is spread as before).
-    owed_min: float = 60.0
+    #: over this long, the controller's own catch-up time (0: never; the rest of the
+    #: day's plan is spread as before). 60 min: 89.9 % of the oracle's value on seed 5.
+    owed_min: float = 30.0
     #: Re-estimate the plan's shape each forecast bucket from the arrivals seen
     #: (:func:`surge_shape`); off: the history's shape all day.
     surge: bool = True

@@ -24,8 +24,8 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
 * **Controller**: every ``pacing_step_s`` the threshold is moved by :class:`Pacer` from the
   day's plan (:class:`SpendPlan`) and the day's spend as the group's ledger has it; while
   the breaker is not closed the step is frozen and, once it closes again, the plan is
-  re-anchored at the spend then, what it asked for meanwhile paid back over the next hour
-  (nothing built up to dump in one burst).
+  re-anchored at the spend then, what it asked for meanwhile paid back over the next half
+  hour (nothing built up to dump in one burst).
 
 What is not built yet: the step records are this instance's own (not shared through the
 state topic), and the plan's shape is the straight line blended as in the simulator, not
@@ -75,8 +75,9 @@ _CLOSE_S = 23 * 3600.0
 _BLEND = 0.9
 _RESERVE = 0.04
 #: After an outage, what the plan asked for while the provider was out is paid back over
-#: this long (the leads that waited are the best in the deferral topics), not at once.
-_OWED_S = 3600.0
+#: this long, the controller's catch-up time (the leads that waited are the best in the
+#: deferral topics), not at once.
+_OWED_S = 1800.0
 
 
 @dataclass(slots=True)
@@ -295,7 +296,7 @@ class PacingGate:
         out = view.provider_out(now)
         if self._frozen and not out:
             # Back from an outage: what the plan asked for meanwhile is paid back over
-            # the next hour, the rest spread over what is left of the day.
+            # the next half hour, the rest spread over what is left of the day.
             owed = max(0.0, self._plan.target(t) - spent)
             self._plan = self._plan.replan(t, spent, owed=owed, over_s=_OWED_S)
         self._frozen = out

@@ -176,7 +176,7 @@ async def test_a_deferred_lead_past_its_age_expires_retriable() -> None:
 def test_the_step_freezes_while_the_provider_is_out_and_replans_after() -> None:
     """Breaker not closed: the threshold holds whatever the spend; closed again: the plan
     is re-anchored at the spend then, the part missed meanwhile to be paid back over the
-    next hour, so the controller does not chase it in one burst."""
+    next half hour, so the controller does not chase it in one burst."""
     clock = _Clock(0.0)
     spent = {"now": 0.0}
     out = {"now": False}
@@ -204,7 +204,7 @@ def test_the_step_freezes_while_the_provider_is_out_and_replans_after() -> None:
     plan = gate._plan
     assert plan is not None and plan.anchor_s == 36_000.0 + 90 * 60
     assert plan.target(plan.anchor_s) == spent["now"]
-    assert plan.owed > 0 and plan.owed_s == 3600.0
+    assert plan.owed > 0 and plan.owed_s == 1800.0
 
 
 async def test_a_higher_lead_that_does_not_clear_blocks_no_lower_band() -> None:
