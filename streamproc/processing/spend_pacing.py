@@ -7,8 +7,9 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
 * **Score**: the ``priority_score`` CEL expression (:class:`PriorityScore`); a lead it
   fails on gets ``priority_default_score``; under ``priority_floor``: ``below_floor``.
 * **Admit or defer** (``pacing_enabled``): a new lead whose density ``score · decay(age) /
-  credits`` clears the threshold :class:`PacingGate` holds, with no deferred lead of a
-  higher band going before it, goes on to the guard. Else it is **deferred**: its outcome
+  credits`` clears the threshold :class:`PacingGate` holds (or is in its top layer, which
+  goes whatever θ says), with no deferred lead of a higher band going before it, goes on
+  to the guard. Else it is **deferred**: its outcome
   is one record to the deferral topic of its score band, which the lane commits with the
   input offset in one transaction, as a DLQ record is. The partition never waits for it.
 * **Drain**: the processor also consumes the deferral topics. A deferred lead waits in
@@ -27,7 +28,8 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
   as the group's ledger has it and the group's offers, and writes the step under
   ``pacing/step``; every instance gates with the latest step it folded, and a restart
   resumes from it. While the breaker is not closed the step is frozen and, once it closes
-  again, the plan is re-anchored at the spend then (nothing built up to dump in one burst).
+  again, the plan is re-anchored at the spend then, what it asked for meanwhile paid back
+  over the next half hour (nothing built up to dump in one burst).
   The plan's shape is learnt from the hourly arrivals of the last ``pacing_history_days``
   of the input (:func:`learn_plan_shape`), at start and once a day.
 """
@@ -157,6 +159,9 @@ class PacingGate:
         self._step_s = step_s
         self._config = PacerConfig(step_s=step_s)
         self.threshold: Threshold = Pacer(self._config).state.threshold
+        #: The top layer's threshold: a lead above it goes whatever θ says (None: none
+        #: known yet).
+        self.top: Threshold | None = None
         #: Deferred leads of each band waiting for their turn, by their deferral record's
         #: (topic, partition, offset): (density, draw).
         self._waiting: list[dict[tuple[str, int, int], tuple[float, float]]] = [
@@ -188,10 +193,19 @@ class PacingGate:
 
     # --- the threshold --------------------------------------------------------------------
 
-    def set_threshold(self, threshold: Threshold) -> None:
-        """Move the threshold (the controller's step does; so may an operator's tool)."""
+    def set_threshold(self, threshold: Threshold, top: Threshold | None = None) -> None:
+        """Move the threshold and the top layer's (the controller's step does; so may an
+        operator's tool)."""
         self.threshold = threshold
+        self.top = top
         self._wake()
+
+    def _clears(self, density: float, draw: float) -> bool:
+        """It clears θ, or is in the top layer (throttled last, as in Smart Pacing)."""
+        top = self.top
+        return self.threshold.admits(density, draw) or (
+            top is not None and top.admits(density, draw)
+        )
 
     def _wake(self) -> None:
         self._holds.wake()
@@ -222,14 +236,12 @@ class PacingGate:
         (leads go in offset order, so a partition's commit never waits behind a lead that
         waits: what was bought is published at the next commit)."""
         topic, partition, offset = place
-        return self.threshold.admits(density, draw) and offset == min(
-            self._lanes[(topic, partition)]
-        )
+        return self._clears(density, draw) and offset == min(self._lanes[(topic, partition)])
 
     def admits_new(self, band: int, density: float, key: str) -> bool:
         """A new lead goes on now: it clears the threshold and no deferred lead of a higher
         band goes before it (a new lead never jumps ahead of a better deferred one)."""
-        return self.threshold.admits(density, tie_draw(key)) and not self.higher_ahead(band)
+        return self._clears(density, tie_draw(key)) and not self.higher_ahead(band)
 
     async def turn(
         self,
@@ -309,7 +321,7 @@ class PacingGate:
         current = self.fold.current
         if current is not None and current is not self._adopted:
             self._adopted = current
-            self.set_threshold(current.threshold)
+            self.set_threshold(current.threshold, current.top)
 
     def start(self) -> None:
         self.adopt()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streamproc.resilience.spend_plan import SpendPlan
@@ -144,8 +144,11 @@ class PacerConfig:
     """The controller's constants (why each value: docs/budget.md, "The levers")."""
 
     step_s: float = 60.0
-    #: Steps of offers θ is the quantile of: an hour sees enough leads to rank on.
-    window_steps: int = 60
+    #: Steps of offers θ is the quantile of: three hours. The day's volume swings are
+    #: the supply rate's to follow (``rate_steps``), not the quantile's; an hour at night
+    #: held a score of leads, and θ's noise cost top leads minutes and the day 1 point of
+    #: value against the oracle in the day simulator (docs/budget.md).
+    window_steps: int = 180
     #: Steps the supply rate is measured over: short enough to follow the morning ramp.
     rate_steps: int = 15
     #: The plan's rate is read this far ahead (smooths the bucket edges of the forecast).
@@ -161,16 +164,26 @@ class PacerConfig:
     min_admit: float = 0.01
     #: Share admitted before any offer was seen: start slow, never at 1.
     start_admit: float = 0.1
+    #: The top layer: this credit-weighted share of the window's best offers. As in Yahoo's
+    #: Smart Pacing the layers are throttled lowest first: a top lead clears whatever θ
+    #: says (it is worth many times a marginal one, and waiting halves it in an hour); the
+    #: gate it meets is the plan's top ceiling (:meth:`SpendPlan.ceiling`, ``top``).
+    top_share: float = 0.1
+    #: Steps of offers the top layer is ranked on: half a day. An hour at night holds a
+    #: score of leads, and a burst would make its own best tenth the top.
+    top_window_steps: int = 720
 
     def __post_init__(self) -> None:
         if self.step_s <= 0 or self.horizon_s <= 0 or self.catchup_s <= 0:
             raise ValueError("step_s, horizon_s and catchup_s must be positive")
-        if self.window_steps < 1 or self.rate_steps < 1:
-            raise ValueError("window_steps and rate_steps must be >= 1")
+        if self.window_steps < 1 or self.rate_steps < 1 or self.top_window_steps < 1:
+            raise ValueError("window_steps, rate_steps and top_window_steps must be >= 1")
         if not 0 < self.min_admit <= self.start_admit <= 1:
             raise ValueError("need 0 < min_admit <= start_admit <= 1")
         if self.integral_gain < 0 or self.integral_limit < 0:
             raise ValueError("integral_gain and integral_limit must be >= 0")
+        if not 0 <= self.top_share < 1:
+            raise ValueError("top_share must be in [0, 1)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +196,13 @@ class PacerState:
     admit: float = 0.0
     threshold: Threshold = Threshold(None, 0.0)
     frozen: bool = False
+    #: The top layer's threshold (None: no offers seen yet, no lead is top).
+    top: Threshold | None = None
+
+    def admits_top(self, density: float, draw: float) -> bool:
+        """Whether a lead of ``density`` is in the top layer: it goes whatever θ says."""
+        top = self.top
+        return top is not None and top.admits(density, draw)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -192,18 +212,31 @@ class PacerState:
             "bucket": self.threshold.bucket,
             "share": self.threshold.share,
             "frozen": self.frozen,
+            "top": None if self.top is None else [self.top.bucket, self.top.share],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PacerState:
         bucket = data.get("bucket")
+        top = data.get("top")
         return cls(
             step=int(data["step"]),
             integral=float(data["integral"]),
             admit=float(data["admit"]),
             threshold=Threshold(None if bucket is None else int(bucket), float(data["share"])),
             frozen=bool(data.get("frozen", False)),
+            # Snapshots written before the top layer existed have none.
+            top=None if top is None else Threshold(int(top[0]), float(top[1])),
         )
+
+
+def _count(totals: dict[int, int], histogram: Mapping[int, int], sign: int) -> None:
+    for bucket, credits in histogram.items():
+        left = totals.get(bucket, 0) + sign * credits
+        if left:
+            totals[bucket] = left
+        else:
+            del totals[bucket]
 
 
 class Pacer:
@@ -220,30 +253,30 @@ class Pacer:
             admit=self.config.start_admit, threshold=Threshold(None, self.config.start_admit)
         )
         self.state = state or start
+        #: The steps kept: the longer of θ's window and the top layer's.
         self._window: deque[StepStats] = deque()
-        #: The window's histogram, kept up to date as steps come and go.
+        #: θ's window's histogram (its last ``window_steps``) and the top layer's (all
+        #: kept), kept up to date as steps come and go.
         self._totals: dict[int, int] = {}
+        self._top_totals: dict[int, int] = {}
         for stats in history:
             self.observe(stats)
 
     def observe(self, stats: StepStats) -> None:
         """Add one step's offers. The records of one step from several instances may
         come one after another (they are merged), all before the next step's."""
+        cfg = self.config
         if self._window and self._window[-1].step == stats.step:
             self._window[-1] = self._window[-1].merge(stats)
         else:
             self._window.append(stats)
-        self._count(stats.histogram, 1)
-        while len(self._window) > self.config.window_steps:
-            self._count(self._window.popleft().histogram, -1)
-
-    def _count(self, histogram: Mapping[int, int], sign: int) -> None:
-        for bucket, credits in histogram.items():
-            left = self._totals.get(bucket, 0) + sign * credits
-            if left:
-                self._totals[bucket] = left
-            else:
-                del self._totals[bucket]
+            if len(self._window) > cfg.window_steps:
+                # The step that just left θ's window (it may stay in the top layer's).
+                _count(self._totals, self._window[-1 - cfg.window_steps].histogram, -1)
+        _count(self._totals, stats.histogram, 1)
+        _count(self._top_totals, stats.histogram, 1)
+        while len(self._window) > max(cfg.window_steps, cfg.top_window_steps):
+            _count(self._top_totals, self._window.popleft().histogram, -1)
 
     @property
     def history(self) -> tuple[StepStats, ...]:
@@ -265,7 +298,7 @@ class Pacer:
         cfg = self.config
         old = self.state
         if frozen:
-            self.state = PacerState(step, old.integral, old.admit, old.threshold, frozen=True)
+            self.state = replace(old, step=step, frozen=True)
             return self.state
         limit = max(1, plan.limit)
         target = plan.target(t)
@@ -283,12 +316,15 @@ class Pacer:
         if not pinned:
             integral -= cfg.integral_gain * error
             integral = max(-cfg.integral_limit, min(cfg.integral_limit, integral))
-        self.state = PacerState(step, integral, admit, self._quantile(admit), frozen=False)
+        top = self._quantile(cfg.top_share, self._top_totals) if cfg.top_share > 0 else None
+        if top is not None and top.bucket is None:
+            top = None  # no offers seen yet: no lead is known to be top
+        self.state = PacerState(step, integral, admit, self._quantile(admit), False, top)
         return self.state
 
-    def _quantile(self, admit: float) -> Threshold:
+    def _quantile(self, admit: float, histogram: Mapping[int, int] | None = None) -> Threshold:
         """The threshold that lets through ``admit`` of the window's offered credits."""
-        histogram = self._totals
+        histogram = self._totals if histogram is None else histogram
         total = sum(histogram.values())
         if total <= 0:
             return Threshold(None, admit)

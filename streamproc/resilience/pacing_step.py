@@ -52,7 +52,11 @@ DAY_S = 86_400.0
 FINISH_S = 23 * 3600 + 55 * 60.0
 CLOSE_S = 23 * 3600.0
 BLEND = 0.9
-RESERVE = 0.03
+RESERVE = 0.04
+#: After an outage, what the plan asked for while the provider was out is paid back over
+#: this long, the controller's catch-up time (the leads that waited are the best in the
+#: deferral topics), not at once.
+OWED_S = 1800.0
 
 
 def offers_key(writer: str) -> str:
@@ -67,7 +71,9 @@ class PlanShape:
     shape: tuple[float, ...]
     source: str | None = None
 
-    def plan(self, limit: int, anchor_s: float = 0.0, anchor_spent: float = 0.0) -> SpendPlan:
+    def plan(
+        self, limit: int, anchor_s: float = 0.0, anchor_spent: float = 0.0, owed: float = 0.0
+    ) -> SpendPlan:
         return SpendPlan(
             limit,
             DAY_S,
@@ -78,6 +84,8 @@ class PlanShape:
             CLOSE_S,
             anchor_s=anchor_s,
             anchor_spent=anchor_spent,
+            owed=owed,
+            owed_s=OWED_S if owed > 0 else 0.0,
         )
 
 
@@ -106,6 +114,8 @@ class SharedStep:
     anchor_spent: float
     observed: int
     pacer: Mapping[str, Any]
+    #: What the plan owed at its anchor (an outage's missed spend), paid back after it.
+    owed: float = 0.0
 
     @property
     def frozen(self) -> bool:
@@ -114,6 +124,11 @@ class SharedStep:
     @property
     def threshold(self) -> Threshold:
         return Pacer.restore(self.pacer).state.threshold
+
+    @property
+    def top(self) -> Threshold | None:
+        """The top layer's threshold: a lead above it goes whatever θ says."""
+        return Pacer.restore(self.pacer).state.top
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +143,7 @@ class SharedStep:
             "anchor_spent": self.anchor_spent,
             "observed": self.observed,
             "pacer": dict(self.pacer),
+            "owed": self.owed,
         }
 
     @classmethod
@@ -150,6 +166,8 @@ class SharedStep:
             anchor_spent=_number(data, "anchor_spent"),
             observed=int(data["observed"]),
             pacer=dict(pacer),
+            # A record of an earlier version owes nothing.
+            owed=_number(data, "owed") if "owed" in data else 0.0,
         )
 
     def status(self) -> dict[str, Any]:
@@ -234,18 +252,20 @@ def next_step(
     function of its arguments, so whoever computes it, and a restart, go on from the same
     state. A new day starts a new plan and integral (θ still ranks on the last hour's
     offers); back from an outage (``previous`` frozen, now not) the plan is re-anchored at
-    the spend now, so the missed spend is never demanded in one burst."""
+    the spend now and what it asked for meanwhile is paid back over ``OWED_S``, so the
+    missed spend is never demanded in one burst."""
     step = int(t // config.step_s)
     same_day = previous is not None and previous.day == day
     if previous is not None and same_day:
         pacer = Pacer.restore(previous.pacer, config)
-        anchor_s, anchor_spent = previous.anchor_s, previous.anchor_spent
+        anchor_s, anchor_spent, owed = previous.anchor_s, previous.anchor_spent, previous.owed
         if previous.frozen and not frozen:
-            anchor_s, anchor_spent = t, spent
+            before = shape.plan(previous.limit, anchor_s, anchor_spent, owed)
+            anchor_s, anchor_spent, owed = t, spent, max(0.0, before.target(t) - spent)
     else:
         history = () if previous is None else Pacer.restore(previous.pacer, config).history
         pacer = Pacer(config, history=history)
-        anchor_s, anchor_spent = 0.0, 0.0
+        anchor_s, anchor_spent, owed = 0.0, 0.0, 0.0
     observed = -1 if previous is None else previous.observed
     if offers:
         merged = offers[0]
@@ -253,7 +273,7 @@ def next_step(
             merged = merged.merge(stats)
         pacer.observe(StepStats(step, merged.credits, merged.histogram))
         observed = max(observed, max(s.step for s in offers))
-    plan = shape.plan(limit, anchor_s, anchor_spent)
+    plan = shape.plan(limit, anchor_s, anchor_spent, owed)
     pacer.update(step, t, spent, plan, frozen=frozen)
     return SharedStep(
         day=day,
@@ -267,4 +287,5 @@ def next_step(
         anchor_spent=anchor_spent,
         observed=observed,
         pacer=pacer.snapshot(),
+        owed=owed,
     )

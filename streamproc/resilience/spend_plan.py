@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-__all__ = ["SpendPlan", "forecast_shape", "uniform_shape"]
+__all__ = ["SpendPlan", "forecast_shape", "surge_shape", "uniform_shape"]
 
 #: A bucket no past day had a lead in still gets a sliver of the day: a forecast of
 #: exactly zero would make the plan flat there, and a first lead would wait for nothing.
@@ -35,7 +35,38 @@ def uniform_shape(buckets: int) -> tuple[float, ...]:
     return tuple((i + 1) / buckets for i in range(buckets))
 
 
-def forecast_shape(days: Sequence[Sequence[int]], halflife_days: float = 7.0) -> tuple[float, ...]:
+def surge_shape(
+    expected: Sequence[float],
+    observed: Sequence[int],
+    bucket: int,
+    *,
+    lookback: int = 4,
+    horizon: int = 4,
+    most: float = 3.0,
+) -> tuple[float, ...]:
+    """A day's shape re-estimated during the day (as Kumar et al. re-estimate the spend
+    plan): the arrivals ``observed`` in the ``lookback`` buckets before ``bucket``
+    against those ``expected`` there (mean counts per bucket of past days) give a ratio
+    ``k`` (within ``1/most .. most``), which scales the next ``horizon`` buckets'
+    expectation: a campaign nobody forecast draws the plan toward it while it lasts, and
+    an hour after it ends the plan is the forecast again. Before ``bucket``: what was
+    observed. The result rises from above 0 to exactly 1."""
+    buckets = len(expected)
+    if buckets == 0 or len(observed) != buckets or not 0 <= bucket <= buckets:
+        raise ValueError("expected and observed need one count per bucket, bucket within")
+    seen = sum(observed[max(0, bucket - lookback) : bucket])
+    usual = sum(expected[max(0, bucket - lookback) : bucket])
+    ratio = 1.0 if usual <= 0 else max(1.0 / most, min(most, seen / usual))
+    counts = [
+        float(observed[i]) if i < bucket else expected[i] * (ratio if i < bucket + horizon else 1.0)
+        for i in range(buckets)
+    ]
+    return forecast_shape([counts])
+
+
+def forecast_shape(
+    days: Sequence[Sequence[float]], halflife_days: float = 7.0
+) -> tuple[float, ...]:
     """The forecast cumulative share of a day's arrivals at each bucket's end.
 
     ``days`` are per-bucket arrival counts of past days, oldest first, all of one length.
@@ -89,6 +120,10 @@ class SpendPlan:
     close_s: float | None = None
     anchor_s: float = 0.0
     anchor_spent: float = 0.0
+    #: Credits the plan owed at the anchor (what an outage kept from being spent), paid
+    #: back evenly over ``owed_s`` after it, inside the limit (:meth:`replan`).
+    owed: float = 0.0
+    owed_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.limit < 0:
@@ -105,8 +140,8 @@ class SpendPlan:
             raise ValueError("reserve must be in [0, 1)")
         if self.close_s is not None and not 0 <= self.close_s < self.finish_s:
             raise ValueError("close_s must be in [0, finish_s)")
-        if self.anchor_spent < 0:
-            raise ValueError("anchor_spent must be >= 0")
+        if self.anchor_spent < 0 or self.owed < 0 or self.owed_s < 0:
+            raise ValueError("anchor_spent, owed and owed_s must be >= 0")
 
     def forecast(self, t: float) -> float:
         """``F̂(t)``: the forecast share of the day's arrivals before ``t``, in [0, 1]."""
@@ -144,7 +179,17 @@ class SpendPlan:
         if start >= 1.0:
             return float(self.limit)
         share = (self.base(t) - start) / (1.0 - start)
-        return min(float(self.limit), spent + (self.limit - spent) * share)
+        owed = min(self.owed, self.limit - spent)
+        # The debt is paid on a straight line, the rest of the limit in the plan's shape:
+        # both are whole by the finish, so their sum never passes the limit.
+        paid = owed * self._paid(t, share)
+        return min(float(self.limit), spent + paid + (self.limit - spent - owed) * share)
+
+    def _paid(self, t: float, share: float) -> float:
+        """The share of the debt paid by ``t`` (``share``: of the plan's shape by then)."""
+        if self.owed_s <= 0:
+            return 1.0 if self.owed > 0 else 0.0
+        return min(1.0, max(share, (t - self.anchor_s) / self.owed_s))
 
     def held(self, t: float) -> float:
         """Credits of the closing reserve still held back at ``t``: all of it until
@@ -154,20 +199,48 @@ class SpendPlan:
         ramp = max(0.0, (t - self.close_s) / (self.finish_s - self.close_s))
         return self.reserve * self.limit * (1.0 - min(1.0, ramp))
 
-    def ceiling(self, t: float, slack: float) -> float:
+    def ceiling(self, t: float, slack: float, *, top: float | None = None) -> float:
         """The most a group may have spent by ``t`` (the ledger's gate): the plan plus
         ``slack`` credits, never into what the closing reserve still holds, never past
-        the limit."""
+        the limit. ``top``: the gate of a top-layer lead, which may go ``top`` credits
+        further and, from ``close_s``, take the closing reserve at once (what it is held
+        for: a late burst's best leads); before ``close_s`` not even a top lead may."""
+        if top is not None:
+            closed = self.close_s is not None and t < self.close_s
+            reserve = self.held(t) if closed else 0.0
+            return max(0.0, min(self.target(t) + slack + top, self.limit - reserve))
         return max(0.0, min(self.target(t) + slack, self.limit - self.held(t), float(self.limit)))
 
     def rate(self, t: float, horizon_s: float) -> float:
         """Credits per second the plan asks for over the next ``horizon_s``."""
         return (self.target(t + horizon_s) - self.target(t)) / horizon_s
 
-    def replan(self, t: float, spent: float) -> SpendPlan:
+    def replan(
+        self, t: float, spent: float, *, owed: float = 0.0, over_s: float = 0.0
+    ) -> SpendPlan:
         """The same plan, re-anchored so that ``spent`` at ``t`` is on plan: what is left
-        of the limit is spread over the rest of the day in the plan's shape."""
-        return replace(self, anchor_s=t, anchor_spent=max(0.0, spent))
+        of the limit is spread over the rest of the day in the plan's shape. ``owed``:
+        credits of it to pay back first, on a straight line over ``over_s`` (after an
+        outage, what the plan asked for while the provider was out: the leads that
+        waited for it are worth most now, but not dumped in one step)."""
+        return replace(
+            self, anchor_s=t, anchor_spent=max(0.0, spent), owed=max(0.0, owed), owed_s=over_s
+        )
+
+    def reshape(self, t: float, shape: tuple[float, ...]) -> SpendPlan:
+        """The same plan from ``t`` on in a new ``shape`` (:func:`surge_shape`): its
+        target at ``t`` does not move, what is left of the limit and of any debt is
+        spread over the rest of the day in the new shape. So a gap to the plan stays a
+        gap (the controller still sees it) while the plan follows the day's arrivals."""
+        if t <= self.anchor_s:
+            return replace(self, shape=shape)
+        at = self.target(t)
+        start = self.base(self.anchor_s)
+        share = 1.0 if start >= 1.0 else (self.base(t) - start) / (1.0 - start)
+        owed = min(self.owed, self.limit - min(self.anchor_spent, float(self.limit)))
+        left = owed * (1.0 - self._paid(t, share))
+        over = max(0.0, self.anchor_s + self.owed_s - t)
+        return replace(self, shape=shape, anchor_s=t, anchor_spent=at, owed=left, owed_s=over)
 
     def with_limit(self, limit: int) -> SpendPlan:
         """The plan for a limit changed during the day (kept anchored where it was)."""

@@ -178,7 +178,8 @@ async def test_a_deferred_lead_past_its_age_expires_retriable() -> None:
 
 def test_the_step_freezes_while_the_provider_is_out_and_replans_after() -> None:
     """Breaker not closed: the threshold holds whatever the spend; closed again: the plan
-    is re-anchored at the spend then, so the controller does not chase the missed part."""
+    is re-anchored at the spend then, the part missed meanwhile to be paid back over the
+    next half hour, so the controller does not chase it in one burst."""
     clock = _Clock(0.0)
     spent = {"now": 0.0}
     out = {"now": False}
@@ -208,6 +209,8 @@ def test_the_step_freezes_while_the_provider_is_out_and_replans_after() -> None:
     shared = gate.fold.current
     assert shared is not None and shared.anchor_s == 36_000.0 + 90 * 60
     assert shared.anchor_spent == spent["now"] and not gate.frozen
+    # What the plan asked for during the outage is paid back over the next half hour.
+    assert shared.owed > 0
 
 
 async def test_a_higher_lead_that_does_not_clear_blocks_no_lower_band() -> None:

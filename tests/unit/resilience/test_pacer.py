@@ -156,3 +156,63 @@ def test_the_draw_is_stable_and_uniform_enough() -> None:
     draws = [tie_draw(f"k{i}") for i in range(4000)]
     assert all(0 <= d < 1 for d in draws)
     assert 0.45 < sum(draws) / len(draws) < 0.55
+
+
+def test_the_top_layer_is_the_asked_share_of_the_best_offers() -> None:
+    """The top layer lets through about ``top_share`` of the offered credits, the best;
+    a top lead is above θ whenever θ admits more than the top share."""
+    pacer = warmed()
+    state = pacer.update(60, 3600.0, PLAN.target(3600.0), PLAN)
+    assert state.top is not None
+    passed = offered = 0
+    for step in range(60):
+        rng = random.Random(step)
+        for i in range(20):
+            density = rng.lognormvariate(0, 1) / 6
+            offered += 6
+            passed += 6 * state.admits_top(density, tie_draw(f"{step}-{i}"))
+    assert abs(passed / offered - PacerConfig().top_share) < 0.03
+    if state.admit > PacerConfig().top_share:
+        assert state.top.theta >= state.threshold.theta
+
+
+def test_the_top_layer_holds_while_theta_swings_with_the_spend() -> None:
+    """Far ahead of the plan θ rises to the top of its window, but the top layer, ranked on
+    the longer window and not on the spend, stays where it was: the best leads still go."""
+    on = warmed().update(60, 3600.0, PLAN.target(3600.0), PLAN)
+    ahead = warmed().update(60, 3600.0, PLAN.target(3600.0) + 5000, PLAN)
+    assert ahead.threshold.theta > on.threshold.theta
+    assert ahead.top == on.top is not None
+
+
+def test_the_top_layer_is_ranked_on_the_longer_window() -> None:
+    """An hour of offers ten times worse than the morning's moves θ's window but not the
+    top layer's: a burst of poor leads does not make its own best tenth the top."""
+    config = PacerConfig(window_steps=60, top_window_steps=720)
+    pacer = warmed(config, steps=300)
+    before = pacer.update(300, 18_000.0, PLAN.target(18_000.0), PLAN)
+    for step in range(300, 360):
+        rng = random.Random(step)
+        pacer.observe(StepStats.of(step, ((rng.lognormvariate(0, 1) / 60, 6) for _ in range(20))))
+    after = pacer.update(360, 21_600.0, PLAN.target(21_600.0), PLAN)
+    assert after.threshold.theta < before.threshold.theta / 4
+    assert before.top is not None and after.top is not None
+    assert after.top.theta >= before.top.theta / 1.5
+
+
+def test_a_freeze_holds_the_top_layer_too() -> None:
+    """While the provider is out the top layer holds with θ."""
+    pacer = warmed()
+    before = pacer.update(60, 3600.0, PLAN.target(3600.0), PLAN)
+    for step in range(61, 121):
+        pacer.observe(StepStats.of(step, [(100.0, 6)] * 20))
+        assert pacer.update(step, step * 60.0, 0.0, PLAN, frozen=True).top == before.top
+
+
+def test_a_snapshot_without_a_top_layer_restores_with_none() -> None:
+    """A state written before the top layer existed restores with no top layer; one with
+    it keeps it."""
+    old = {"step": 3, "integral": 0.1, "admit": 0.2, "bucket": -4, "share": 0.5}
+    assert PacerState.from_dict(old).top is None
+    state = PacerState(7, -0.4, 0.3, Threshold(-3, 0.25), top=Threshold(2, 0.5))
+    assert PacerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state

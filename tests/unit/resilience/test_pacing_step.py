@@ -110,6 +110,27 @@ def test_a_frozen_step_holds_the_threshold_and_the_next_one_re_anchors_the_plan(
     assert back.target == pytest.approx(9_000.0)
 
 
+def test_after_an_outage_the_missed_spend_is_paid_back_over_half_an_hour_by_any_writer() -> None:
+    """Out two hours with nothing spent: back, the plan owes what it asked for meanwhile and
+    pays it back on a line over 30 minutes (not at once, not over the day), and the debt
+    travels in the record to whoever computes the next step."""
+    warm = _run(range(600, 640), 3.0)  # on plan at 10:40, about
+    spent = warm.spent
+    frozen = warm
+    for minute in range(640, 760):
+        frozen = _step(frozen, minute, spent=spent, frozen=True)
+    back = _step(_through_json(frozen), 760, spent=spent)
+    assert back.owed > 0 and back.target == pytest.approx(spent)
+    handed = _through_json(back)
+    assert handed.owed == back.owed and handed.top == back.top
+    half = _step(handed, 775, spent=spent, writer="b")
+    whole = _step(half, 790, spent=spent, writer="b")
+    # Half the debt a quarter of an hour in (plus the day's own share), all of it by 30 min.
+    assert half.target - spent >= back.owed / 2
+    assert whole.target - spent >= back.owed
+    assert whole.target <= whole.limit
+
+
 def test_a_new_day_starts_a_new_plan_and_integral_but_keeps_the_offers_it_ranks_on() -> None:
     """Day change: anchor and integral reset; the window of offers is carried over."""
     late = _run(range(1200, 1260), 6.5)
