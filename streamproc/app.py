@@ -277,6 +277,11 @@ class App:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise ConfigError(f"waterfall.{where}: {first['msg']}") from None
+        if config.max_credits_per_lead is None:
+            # The lead reserves credits_per_lead once for its whole waterfall: with no
+            # ceiling of its own, that reservation is the ceiling, so no lead can spend
+            # past what it reserved.
+            config = config.model_copy(update={"max_credits_per_lead": settings.credits_per_lead})
         tables = settings.providers or {}
         members: dict[str, Member] = {}
         for price in config.providers:

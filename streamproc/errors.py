@@ -162,6 +162,10 @@ class LeadError(StreamprocError):
         #: Set on the copy each other lead of a batch gets of its call's failure: the call
         #: is counted once (breaker, health), by its first lead (processing/calls.py).
         self.shares_call = False
+        #: What the lead was charged, when the failing call knows it exactly (a waterfall:
+        #: the sum of its steps); None: the budget books the provider's price if
+        #: ``maybe_charged``, else nothing.
+        self.charged: int | None = None
 
 
 class InvalidPayload(LeadError):

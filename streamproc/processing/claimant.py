@@ -71,6 +71,10 @@ def provider_price(settings: Settings) -> int | None:
     """The provider's own fixed price per lead, when its configuration says it: the
     declarative provider's ``credits_per_match`` (unless a ``credits`` expression reads the
     charge from each answer). None: only ``credits_per_lead``'s estimate is known."""
+    if settings.waterfall:
+        # A waterfall lead reserves credits_per_lead once for all its providers (the
+        # ceiling): a lead cut short books all of it, never one provider's average.
+        return settings.credits_per_lead
     table = settings.provider_declarative
     if settings.provider != "declarative" or not table or table.get("credits") is not None:
         return None

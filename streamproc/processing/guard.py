@@ -342,6 +342,10 @@ class ResilienceGuard:
             if result is not None:
                 charged = result.credits
                 self._price.answered_at(charged)
+            elif error is not None and error.charged is not None:
+                # The exact charge of a call that failed after spending (a waterfall's
+                # billed misses and failed steps), never a guess below it.
+                charged = error.charged
             elif error is not None and error.maybe_charged:
                 # No answer, maybe a bill: at the provider's own price, not a global guess.
                 charged = self._price.maybe_charged(lease.estimate)

@@ -42,7 +42,7 @@ import contextlib
 import hashlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -68,6 +68,7 @@ from streamproc.waterfall.run import (
     Missed,
     ProviderAnswer,
     Unavailable,
+    WaterfallResult,
 )
 
 __all__ = [
@@ -260,10 +261,16 @@ class WaterfallEnricher:
             if journal is not None and isinstance(answer, Found | Missed) and answer.credits:
                 paid[name] = _journaled(answer)
                 await self._write_journal(journal, paid, now)
-        if journal is not None and paid:
-            # After the handler's settle has written the receipt (see the module's doc).
-            asyncio.get_running_loop().call_soon(self._forget, journal)
         result = run.result()
+        if (
+            journal is not None
+            and paid
+            and (result.verdict == "publish" or not _failed(result, capped))
+        ):
+            # After the handler's settle has written the receipt (see the module's doc). A
+            # lead that failed keeps its journal (to its TTL): held or retried, it runs
+            # again, and pays none of these steps twice.
+            asyncio.get_running_loop().call_soon(self._forget, journal)
         steps = [
             {"provider": t.provider, "outcome": t.outcome, "credits": t.credits}
             for t in result.tried
@@ -282,17 +289,19 @@ class WaterfallEnricher:
         )
         # A member over its credit cap was not asked by choice, not for a failure: the
         # lead is a miss for the group breaker (and the DLQ's no_match), not an error.
-        if any(
-            t.outcome == "failed" or (t.outcome == "unavailable" and t.provider not in capped)
-            for t in result.tried
-        ):
+        error: LeadError
+        if _failed(result, capped):
             # Nothing found because a provider could not answer: a failure of the whole
             # waterfall, so the group breaker and its policy (hold or DLQ) take over.
-            raise ProviderError(
+            error = ProviderError(
                 f"no provider found the lead; some could not answer ({said})",
                 maybe_charged=result.credits > 0,
             )
-        raise NoMatch(f"no provider found the lead ({said})", credits=result.credits)
+        else:
+            error = NoMatch(f"no provider found the lead ({said})", credits=result.credits)
+        # The budget books what the steps cost, billed misses included, not an average.
+        error.charged = result.credits
+        raise error
 
     def _journal_key(self, lead: Mapping[str, Any], lead_id: str, now: float) -> str | None:
         """The lead's journal key (None: no state store); tombstones a few expired ones."""
@@ -314,7 +323,12 @@ class WaterfallEnricher:
         provider is asked only once this one's charge is durable."""
         assert self._store is not None
         self._journal[journal] = (now, dict(paid))
-        await self._store.append(STEPS_PREFIX + journal, {"at": now, "steps": paid})
+        try:
+            await self._store.append(STEPS_PREFIX + journal, {"at": now, "steps": paid})
+        except Exception as exc:  # a paid answer must not be thrown away for its journal
+            # The step stays in this process's journal; only a crash before the lead's
+            # output commits could now pay it twice (the Idempotency-Key still covers it).
+            log.warning("waterfall.journal_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _forget(self, journal: str) -> None:
         self._journal.pop(journal, None)
@@ -387,6 +401,10 @@ class WaterfallEnricher:
             breaker.record_failure(permit, now)
         if isinstance(error, LocalStall):
             return True
+        if error.maybe_charged:
+            # Not retried: the step is booked once at the member's worst case, and the lead
+            # goes on to the next provider (a retry's bill would go uncounted).
+            return False
         return breaker.state(now) is BreakerState.CLOSED
 
     # --- the hit ledger ---------------------------------------------------------------------
@@ -424,6 +442,15 @@ def _journaled(answer: Found | Missed) -> dict[str, Any]:
     if isinstance(answer, Found):
         return {"outcome": "found", "credits": answer.credits, "data": answer.data}
     return {"outcome": "missed", "credits": answer.credits}
+
+
+def _failed(result: WaterfallResult, capped: Collection[str]) -> bool:
+    """Nothing found while a provider could not answer (failed, or unavailable but not by
+    its credit cap, which is a choice): a failure of the waterfall, not a miss."""
+    return any(
+        t.outcome == "failed" or (t.outcome == "unavailable" and t.provider not in capped)
+        for t in result.tried
+    )
 
 
 def _replayed(step: Mapping[str, Any]) -> ProviderAnswer:

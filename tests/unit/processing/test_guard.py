@@ -14,6 +14,7 @@ from streamproc.errors import (
     BudgetExhausted,
     HoldExpired,
     LocalStall,
+    NoMatch,
     ProviderCreditsExhausted,
     ProviderError,
     ProviderRejected,
@@ -163,6 +164,20 @@ async def test_timeout_counts_as_spent_and_a_retry_needs_a_new_claim() -> None:
     day = guard.status().budget.day
     assert guard.ledger.spent(day) == 12
     assert guard.ledger.outstanding(day) == 0
+
+
+async def test_a_failure_that_knows_its_exact_charge_is_booked_at_it() -> None:
+    """A failure carrying its exact charge (a waterfall's billed misses: 4 credits, above
+    the 1 an answered call cost on average) is booked at it, not at the price's guess."""
+    guard, _ = _guard(budget_daily_credits=100, breaker_failure_threshold=100)
+    answered = await guard.admit(_lead(1))
+    guard.settle(answered, Result({"company": "Acme"}, credits=1), None)
+    missed = await guard.admit(_lead(2))
+    error = NoMatch("nobody found it", credits=4)
+    error.charged = 4
+    guard.settle(missed, None, error)
+    day = guard.status().budget.day
+    assert guard.ledger.spent(day) == 1 + 4
 
 
 async def test_our_own_stalls_neither_count_nor_buy_a_second_claim() -> None:

@@ -290,3 +290,104 @@ async def test_a_lead_run_again_after_a_crash_pays_no_provider_twice() -> None:
     await asyncio.sleep(0)
     journal = [key for key, _ in store.log if key.startswith(STEPS_PREFIX)]
     assert store.log[-1] == (journal[0], None), "the journal was not tombstoned"
+
+
+class _Timeout(_Api):
+    """Times out after the request may have been billed, every time."""
+
+    async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+        self.asked.append(leads[0].lead_id)
+        raise ProviderError("read timeout", maybe_charged=True)
+
+
+async def test_a_failed_lead_keeps_its_journal_so_running_again_pays_no_step_twice() -> None:
+    """Nothing found while the second provider failed: the waterfall fails (the group
+    breaker may hold the lead and run it again), the error carries the exact charge of its
+    steps, and the journal of the first provider's billed miss is kept, so the lead's next
+    run replays that step instead of paying it again."""
+    clock, store = Clock(), _Store()
+    a = _Api(".small", credits=1)
+    b = _Api(".big")
+    b.down = True
+    members = {"a": _member("a", a, threshold=99), "b": _member("b", b, threshold=99)}
+    config = _config(providers=[{"name": "a", "credits_per_call": 1}, {"name": "b"}])
+    enricher = WaterfallEnricher(config, members, instance="me", clock=clock)
+    enricher.attach(store)  # type: ignore[arg-type]
+    a.finds = ".nowhere"  # a billed miss: the API charges every call
+
+    async def billed_miss(leads: Sequence[LeadIn]) -> Sequence[Answer]:
+        a.asked.append(leads[0].lead_id)
+        return [NoMatch("nothing", credits=1)]
+
+    a.call = billed_miss  # type: ignore[method-assign]
+    with pytest.raises(ProviderError) as failed:
+        await enricher.enrich({"domain": "x.big"}, "l1")
+    assert failed.value.charged == 1
+    await asyncio.sleep(0)
+    assert not any(value is None for key, value in store.log if key.startswith(STEPS_PREFIX))
+    b.down = False
+    done = await enricher.enrich({"domain": "x.big"}, "l1")
+    assert a.asked == ["l1"], "the billed miss was paid twice"
+    assert [s["outcome"] for s in done.steps] == ["missed", "found"]
+
+
+async def test_a_miss_everywhere_books_what_the_misses_were_billed() -> None:
+    """Every provider missed, the first billing its miss: NoMatch carries that charge, for
+    the budget to book exactly (not an answered lead's average)."""
+    a, b = _Api(".small"), _Api(".big")
+
+    async def billed_miss(leads: Sequence[LeadIn]) -> Sequence[Answer]:
+        return [NoMatch("nothing", credits=2)]
+
+    a.call = billed_miss  # type: ignore[method-assign]
+    enricher, _ = _waterfall(a, b, Clock())
+    with pytest.raises(NoMatch) as missed:
+        await enricher.enrich({"domain": "x.none"}, "l1")
+    assert missed.value.charged == 2
+
+
+async def test_a_member_call_that_may_have_been_billed_is_not_retried() -> None:
+    """A timeout after sending may have been billed: the member is not asked again for the
+    lead (its bill would go uncounted); the step is booked at its worst case and the next
+    provider answers."""
+    a, b = _Timeout(".any"), _Api(".any")
+    members = {"a": _member("a", a, threshold=99), "b": _member("b", b)}
+    members["a"] = Member(
+        "a",
+        ProviderCalls(
+            a,
+            RetryDriver(RetryPolicy(3, 0.0, 0.0), peer="a", timeout_s=5, sleep=_no_sleep),
+            timeout_s=5,
+        ),
+        CircuitBreaker(BreakerConfig(99, 60.0, 30.0, 1)),
+    )
+    config = _config(providers=[{"name": "a", "credits_per_call": 2}, {"name": "b"}])
+    enricher = WaterfallEnricher(config, members, instance="me", clock=Clock())
+    done = await enricher.enrich({"domain": "x.any"}, "l1")
+    assert a.asked == ["l1"], "a call that may have been billed was retried"
+    assert done.steps[0] == {"provider": "a", "outcome": "failed", "credits": 2}
+    assert done.steps[1]["outcome"] == "found"
+
+
+async def _no_sleep(_: float) -> None: ...
+
+
+async def test_a_journal_that_cannot_be_written_does_not_throw_the_answer_away() -> None:
+    """The state topic refuses the journal record: the lead still gets its answer."""
+    clock = Clock()
+    a, b = _Api(".small", credits=1), _Api(".big", credits=1)
+
+    class _Refusing:
+        def append(self, key: str, value: object) -> asyncio.Future[tuple[int, int]]:
+            done: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+            done.set_exception(TimeoutError("delivery timed out"))
+            return done
+
+    async def billed_miss(leads: Sequence[LeadIn]) -> Sequence[Answer]:
+        return [NoMatch("nothing", credits=1)]
+
+    a.call = billed_miss  # type: ignore[method-assign]
+    enricher, _ = _waterfall(a, b, clock)
+    enricher.attach(_Refusing())  # type: ignore[arg-type]
+    done = await enricher.enrich({"domain": "x.big"}, "l1")
+    assert done.data["email"] == "pat@x.big" and done.credits == 2

@@ -12,6 +12,7 @@ from pydantic import SecretStr, ValidationError
 
 from streamproc import app as app_module
 from streamproc.errors import ConfigError
+from streamproc.processing.claimant import provider_price
 from streamproc.provider.api import Answer, LeadIn, ProviderConfig
 from streamproc.provider.declarative import DeclarativeProvider
 from streamproc.provider.retry import RetryPolicy
@@ -169,6 +170,23 @@ def test_each_waterfall_instance_gets_its_own_table_url_and_key(
     )
     assert people.api_key is not None and people.api_key.get_secret_value() == API_KEY
     assert list(getattr(app.provider, "members", {})) == ["finder", "people"]
+
+
+def test_a_waterfall_with_no_ceiling_takes_the_leads_reservation_as_its_ceiling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No max_credits_per_lead: a lead reserves credits_per_lead once for its whole
+    waterfall, so that is its ceiling and no lead spends past what it reserved; the
+    budget's price of a lead cut short is the whole reservation."""
+    monkeypatch.setattr(app_module, "load_provider_factory", lambda name: _Recorder)
+    settings = Settings(
+        credits_per_lead=3,
+        providers={"finder": {"type": "acme", "url": "https://finder.example/v2"}},
+        waterfall={"providers": [{"name": "finder", "credits_per_call": 1}]},
+    )
+    app = app_module.App(settings)
+    assert app.provider._config.max_credits_per_lead == 3  # type: ignore[union-attr]
+    assert provider_price(settings) == 3
 
 
 @pytest.mark.parametrize(
