@@ -197,7 +197,9 @@ class App:
                 day_window,
                 lambda day: guard.ledger.limit(day),
                 lambda day: float(guard.ledger.spent(day)),
-                lambda now: guard.breaker.state(now) is not BreakerState.CLOSED,
+                # Frozen while the provider is out or spending is paused: no spend to
+                # dump in one burst after either.
+                lambda now: guard.paused or guard.breaker.state(now) is not BreakerState.CLOSED,
             )
             gate = PacingGate(
                 len(settings.deferral_topics),

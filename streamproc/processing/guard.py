@@ -282,6 +282,13 @@ class ResilienceGuard:
                 # with every later lead held.
                 breaker.release(permit, self._clock())
                 raise
+            if self._state.spending.paused:
+                # Paused while this lead waited for its slice (a claim's round trip): no
+                # call; the slice goes back unspent.
+                breaker.release(permit, self._clock())
+                if lease is not None:
+                    self._claimant.finish(lease, 0)
+                continue
             if lease is not None or self._claimant.estimate == 0:
                 return permit, lease
             breaker.release(permit, now)
@@ -308,6 +315,11 @@ class ResilienceGuard:
                 f"held longer than hold_max_age_s ({self._settings.hold_max_age_s:g}s) "
                 f"waiting for {waiting_for}"
             )
+
+    @property
+    def paused(self) -> bool:
+        """Spending is paused by an operator (docs/budget.md, "Levers")."""
+        return self._state.spending.paused
 
     @property
     def holding(self) -> int:
@@ -485,6 +497,10 @@ class ResilienceGuard:
             return True
         if self.breaker.state(now) is not BreakerState.CLOSED:
             return False
+        while self._state.spending.paused and not ticket.over:
+            # Paused between two attempts: the retry is a new call, so it waits for the
+            # resume like any lead (no claim, no call meanwhile).
+            await self._holds.hold(None)
         if error.maybe_charged and ticket.lease is not None:
             old, ticket.lease = ticket.lease, None
             self._claimant.finish(old, self._price.maybe_charged(old.estimate))

@@ -613,6 +613,44 @@ async def test_a_pause_holds_leads_before_any_claim_and_never_expires_them() -> 
     assert admission.ticket is not None and len(log.claims()) == 1
 
 
+async def test_a_pause_that_lands_while_a_lead_waits_for_its_slice_holds_it() -> None:
+    """The lead passed the pause check and waits for its lease's claim; the pause is read
+    before the claim comes back: the lead is held (its slice settled at nothing), not
+    called; resumed, it goes."""
+    guard, clock = _guard(breaker_failure_threshold=1)
+    log = _Log(guard)
+    admitting = asyncio.ensure_future(guard.admit(_lead(1)))
+    # The claim is in the log; its round trip is still to come back to the lead.
+    await asyncio.sleep(0)
+    await log.append("control/spending", _control("pause", clock.t))
+    await _turns()
+    assert not admitting.done(), "a lead was admitted to a provider call while paused"
+    assert guard.holding == 1
+    await log.append("control/spending", _control("resume", clock.t))
+    admission = await asyncio.wait_for(admitting, 10)
+    assert admission.ticket is not None
+    guard.settle(admission, Result({"n": 1}, credits=6), None)
+    day = guard.status().budget.day
+    assert guard.ledger.spent(day) == 6, "the slice set aside during the pause was counted"
+
+
+async def test_a_retry_waits_for_the_resume_and_claims_nothing_while_paused() -> None:
+    """An attempt timed out just as the group paused: its retry (a new call needing a new
+    claim) waits for the resume, with no claim written meanwhile."""
+    guard, clock = _guard(budget_daily_credits=12, breaker_failure_threshold=100)
+    log = _Log(guard)
+    admission = await guard.admit(_lead(1))
+    claims = len(log.claims())
+    await log.append("control/spending", _control("pause", clock.t))
+    retry = asyncio.ensure_future(
+        guard.may_retry(admission, ProviderTimeout("no answer", maybe_charged=True))
+    )
+    await _turns()
+    assert not retry.done() and len(log.claims()) == claims
+    await log.append("control/spending", _control("resume", clock.t))
+    assert await asyncio.wait_for(retry, 10)
+
+
 async def test_a_process_restored_during_a_pause_stays_paused() -> None:
     """A guard that restores a log whose last control record is a pause holds its leads."""
     first, clock = _guard()
