@@ -183,7 +183,10 @@ async def test_broker_killed_and_restarted_leaves_no_partition_behind(
                 restarts.append(private_broker.start_s)
                 assert proc.alive(), proc.log_tail()
 
-            deadline = time.monotonic() + 90
+            # A condition, not a timing target: the drain after the last restart took 30-90 s
+            # here depending on the machine's load (printed below as drained_s).
+            drain_limit_s = 240
+            deadline = time.monotonic() + drain_limit_s
             lags: dict[int, int] = {}
             while time.monotonic() < deadline:
                 try:
@@ -195,7 +198,7 @@ async def test_broker_killed_and_restarted_leaves_no_partition_behind(
                 await asyncio.sleep(1)
             assert proc.alive(), proc.log_tail()
             assert lags and not any(lags.values()), (lags, proc.log_tail(60))
-            drained_s = time.monotonic() - deadline + 90
+            drained_s = time.monotonic() - deadline + drain_limit_s
         finally:
             proc.stop()
 
