@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import jmespath
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from streamproc.errors import ConfigError
 
@@ -63,6 +71,16 @@ class Verify(BaseModel):
     on_error: Literal["accept", "next"] = "accept"
     credits_per_call: float = Field(0.0, ge=0)
     credits_per_hit: float = Field(0.0, ge=0)
+
+    @field_validator("accept")
+    @classmethod
+    def _jmespath(cls, accept: str | None) -> str | None:
+        if accept is not None:
+            try:
+                jmespath.compile(accept)
+            except jmespath.exceptions.JMESPathError as exc:
+                raise ValueError(f"{accept!r} is not JMESPath ({exc})") from None
+        return accept
 
     def price(self) -> ProviderPrice:
         return ProviderPrice(

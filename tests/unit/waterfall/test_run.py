@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from streamproc.waterfall.config import ProviderPrice, Verify, WaterfallConfig
+from streamproc.errors import ConfigError
+from streamproc.waterfall.config import ProviderPrice, Verify, WaterfallConfig, load_waterfall
 from streamproc.waterfall.run import (
     Failed,
     Found,
@@ -263,3 +265,17 @@ def test_a_rejected_value_never_stops_and_the_ceiling_holds_with_verification(
     assert result.data.get("email") not in rejected
     if ceiling is not None:
         assert result.credits <= ceiling
+
+
+def test_a_verifier_is_not_a_waterfall_provider_and_accept_must_be_jmespath() -> None:
+    """The verifier named among the providers, or an accept that does not parse, is a
+    configuration error at start-up."""
+    with pytest.raises(ConfigError, match="verify"):
+        load_waterfall({"providers": [{"name": "v"}], "verify": {"provider": "v", "field": "e"}})
+    with pytest.raises(ConfigError, match="not JMESPath"):
+        load_waterfall(
+            {
+                "providers": [{"name": "a"}],
+                "verify": {"provider": "v", "field": "e", "accept": "=="},
+            }
+        )
