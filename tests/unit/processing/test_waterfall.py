@@ -360,3 +360,37 @@ async def test_a_verifier_down_accepts_unverified_or_goes_on_as_configured() -> 
     strict = _verified(a, b, v, Clock(), on_error="next")
     done = await strict.enrich({"domain": "x.test"}, "l2")
     assert b.asked == ["l2"] and "email" not in done.data
+
+
+async def test_a_lead_run_again_after_a_crash_pays_no_verification_twice() -> None:
+    """Killed while the next finder was asked, after a's find and its rejection were paid:
+    run again, neither a nor the verifier is asked again (both from the journal, nothing
+    charged now), the verdict is the same and b is asked."""
+    clock, store = Clock(), _Store()
+    a, b, v = _Finder("a", 1), _Hanging(), _Verifier("a@")
+
+    def enricher() -> WaterfallEnricher:
+        built = _verified(a, b, v, clock)
+        built.attach(store)  # type: ignore[arg-type]
+        return built
+
+    lead = {"lead_id": "l1", "domain": "x.test"}
+    first = enricher()
+    killed = asyncio.ensure_future(first.enrich(lead, "l1"))
+    while len([k for k, _ in store.log if k.startswith(STEPS_PREFIX)]) < 2:
+        await asyncio.sleep(0)
+    killed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await killed
+    second = enricher()
+    for key, value in store.log:
+        second.on_state(key, value)
+    b.hang = False
+    done = await second.enrich(lead, "l1")
+    assert (a.asked, v.emails) == (["l1"], ["a@x.test"]), "a provider was paid twice"
+    assert done.steps == [
+        {"provider": "a", "outcome": "found", "credits": 0},
+        {"provider": "v", "outcome": "rejected", "credits": 0},
+        {"provider": "b", "outcome": "found", "credits": 2},
+    ]
+    assert done.data == {"by": "a", "title": "CTO"}
