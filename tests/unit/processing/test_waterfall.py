@@ -378,6 +378,7 @@ async def test_a_lead_run_again_after_a_crash_pays_no_verification_twice() -> No
     first = enricher()
     killed = asyncio.ensure_future(first.enrich(lead, "l1"))
     while len([k for k, _ in store.log if k.startswith(STEPS_PREFIX)]) < 2:
+        assert not killed.done(), killed.exception()
         await asyncio.sleep(0)
     killed.cancel()
     with pytest.raises(asyncio.CancelledError):
