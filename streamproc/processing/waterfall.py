@@ -35,7 +35,9 @@ verifier, a member of its own (its own calls, breaker and cap) asked with the le
 found value, before the next step; its charge is part of the lead's, its step is listed
 (``verified``, ``rejected``, ``unverified``) and journaled like a finder's, under
 ``<verifier>@<finder>``, so a lead run again does not pay a verification twice. A finder's
-find counts as a hit for the adaptive order only once its value was not rejected.
+find counts as a hit for the adaptive order only once its value was not rejected; the
+verifier's answers are counted in the hit ledger too (a verified value its hit), so its
+credit cap holds across the group.
 
 Each member's answers are counted per segment and UTC day (:class:`LocalCounts`) and the
 running totals appended to the state topic about once a second, so every instance and
@@ -261,7 +263,9 @@ class WaterfallEnricher:
                 log.info("waterfall.step_replayed", provider=name, lead_id=lead_id)
                 check = run.to_verify()
                 if check is not None:
-                    _, tries = await self._verify(check, run, lead, lead_id, journal, paid, now)
+                    _, tries = await self._verify(
+                        check, run, lead, lead_id, journal, paid, now, routed.segment
+                    )
                     attempts += tries
                 continue
             answer, tries = await self._ask(self._members[name], lead, lead_id)
@@ -273,7 +277,9 @@ class WaterfallEnricher:
             check = run.to_verify()
             rejected = False
             if check is not None:
-                verdict, tries = await self._verify(check, run, lead, lead_id, journal, paid, now)
+                verdict, tries = await self._verify(
+                    check, run, lead, lead_id, journal, paid, now, routed.segment
+                )
                 attempts += tries
                 rejected = verdict == "rejected"
             if not isinstance(answer, Unavailable):
@@ -324,6 +330,7 @@ class WaterfallEnricher:
         journal: str | None,
         paid: dict[str, dict[str, Any]],
         now: float,
+        segment: str,
     ) -> tuple[str, int]:
         """Ask the verifier about ``check``'s value (or take its journaled answer) and give
         ``run`` its answer; the verdict and the attempts it took."""
@@ -336,6 +343,11 @@ class WaterfallEnricher:
         asked = {**lead, check.field: check.value}
         answer, tries = await self._ask(self._members[check.provider], asked, lead_id)
         verdict = run.verified(answer)
+        if not isinstance(answer, Unavailable):
+            # In the hit ledger as a provider: its credits count against its cap, and its
+            # "hits" (values it verified) show in state show and the console.
+            today = datetime.fromtimestamp(now, UTC).date()
+            self._observe(segment, check.provider, today, answer, rejected=verdict != "verified")
         if journal is not None and isinstance(answer, Found | Missed) and answer.credits:
             paid[step] = _journaled(answer)
             await self._write_journal(journal, paid, now)

@@ -335,9 +335,10 @@ def _verified(a: _Api, b: _Api, v: _Verifier, clock: Clock, **verify: object) ->
 async def test_an_email_the_verifier_rejects_goes_on_to_the_next_provider() -> None:
     """The verifier is asked with the lead and each found e-mail; a's is invalid, so b is
     asked and its valid e-mail published (a's other fields kept: first found wins); the
-    verifier's two charges are in the lead's, each a step."""
-    a, b, v = _Finder("a", 1), _Finder("b", 2), _Verifier("a@")
-    done = await _verified(a, b, v, Clock()).enrich({"domain": "x.test"}, "l1")
+    verifier's two charges are in the lead's, each a step, and in the hit ledger."""
+    a, b, v, clock = _Finder("a", 1), _Finder("b", 2), _Verifier("a@"), Clock()
+    enricher = _verified(a, b, v, clock)
+    done = await enricher.enrich({"domain": "x.test"}, "l1")
     assert v.emails == ["a@x.test", "b@x.test"]
     assert done.data == {"email": "b@x.test", "by": "a"}
     assert done.credits == 1 + 1 + 2 + 1
@@ -347,6 +348,11 @@ async def test_an_email_the_verifier_rejects_goes_on_to_the_next_provider() -> N
         {"provider": "b", "outcome": "found", "credits": 2},
         {"provider": "v", "outcome": "verified", "credits": 1},
     ]
+    # The verifier's charges count against its cap; a's rejected find is no hit for a.
+    day = datetime.fromtimestamp(clock(), UTC).date()
+    assert enricher.ledger.credits("v", day) == 2
+    assert enricher.ledger.tally("default", "v", day, 14).hits == 1
+    assert enricher.ledger.tally("default", "a", day, 14).hits == 0
 
 
 async def test_a_verifier_down_accepts_unverified_or_goes_on_as_configured() -> None:
