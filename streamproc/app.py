@@ -286,7 +286,11 @@ class App:
             config = config.model_copy(update={"max_credits_per_lead": settings.credits_per_lead})
         tables = settings.providers or {}
         members: dict[str, Member] = {}
-        for price in config.providers:
+        prices = list(config.providers)
+        if config.verify is not None:
+            # The verifier is a provider instance like the others, asked only to judge.
+            prices.append(config.verify.price())
+        for price in prices:
             table = tables.get(price.name)
             if table is None:
                 raise ConfigError(

@@ -107,7 +107,8 @@ class Step:
     possibly_billed: bool = False
     data: dict[str, Any] | None = None
     #: In a waterfall, how it read this answer: ``found``, ``missed``, ``failed``, or
-    #: ``over_ceiling`` (not asked: its call could pass ``max_credits_per_lead``).
+    #: ``over_ceiling`` (not asked: its call could pass ``max_credits_per_lead``); a
+    #: verifier's: ``verified``, ``rejected``, ``unverified``.
     waterfall: str | None = None
 
 
@@ -339,7 +340,10 @@ async def _try_waterfall(
     """The lead through the waterfall, one attempt per provider asked (module doc)."""
     tables = settings.providers or {}
     members: dict[str, tuple[str, ProviderConfig]] = {}
-    for price in config.providers:
+    prices = list(config.providers)
+    if config.verify is not None:
+        prices.append(config.verify.price())
+    for price in prices:
         table = tables.get(price.name)
         if table is None:
             raise ConfigError(
@@ -372,6 +376,25 @@ async def _try_waterfall(
                     }
                 )
             )
+            check = run.to_verify()
+            if check is not None:
+                # The verifier judges the found value as the pipeline's does (docs/waterfall.md).
+                verifier = check.provider
+                recorder = _Shared(network, Masker(settings, tables[verifier]))
+                provider, recorded = build_provider(settings, recorder, members[verifier])
+                asked = LeadIn(lead_id, {**lead, check.field: check.value})
+                worst = worst_charge(config.verify.price()) if config.verify else 0
+                step = await _ask(settings, provider, asked, verifier, estimate=worst)
+                verdict = run.verified(_answer(step))
+                steps.append(
+                    Step(
+                        **{
+                            **_fields(step),
+                            "exchanges": list(recorder.exchanges) if recorded else [],
+                            "waterfall": verdict,
+                        }
+                    )
+                )
         steps += _passed_over(run, len(steps))
     finally:
         await network.aclose()

@@ -222,7 +222,8 @@ class Metrics:
         self._waterfall_calls = Counter(
             "streamproc_waterfall_calls",
             "A waterfall's steps by provider instance and outcome (found, missed, failed, "
-            "unavailable, over_ceiling), counted when the step ends.",
+            "unavailable, over_ceiling; a verifier's verified, rejected, unverified), "
+            "counted when the step ends.",
             ["provider", "outcome"],
             registry=r,
         )

@@ -30,6 +30,15 @@ the handler's synchronous settle, and the state topic keeps the order of its app
 the journal is gone only once the receipt is written). Entries left by a crash expire
 after ``ttl_s``.
 
+**Verification** (``verify``): a find that has the verified field is judged by the
+verifier, a member of its own (its own calls, breaker and cap) asked with the lead and the
+found value, before the next step; its charge is part of the lead's, its step is listed
+(``verified``, ``rejected``, ``unverified``) and journaled like a finder's, under
+``<verifier>@<finder>``, so a lead run again does not pay a verification twice. A finder's
+find counts as a hit for the adaptive order only once its value was not rejected; the
+verifier's answers are counted in the hit ledger too (a verified value its hit), so its
+credit cap holds across the group.
+
 Each member's answers are counted per segment and UTC day (:class:`LocalCounts`) and the
 running totals appended to the state topic about once a second, so every instance and
 every restart folds the same hit rates (:class:`HitLedger`).
@@ -68,6 +77,7 @@ from streamproc.waterfall.run import (
     Missed,
     ProviderAnswer,
     Unavailable,
+    Verification,
     WaterfallResult,
 )
 
@@ -142,6 +152,8 @@ class WaterfallEnricher:
         ttl_s: float = 24 * 3600.0,
     ) -> None:
         missing = {p.name for p in config.providers} - members.keys()
+        if config.verify is not None and config.verify.provider not in members:
+            missing.add(config.verify.provider)
         if missing:
             raise ValueError(f"no provider instance for {sorted(missing)}")
         self._config = config
@@ -250,17 +262,32 @@ class WaterfallEnricher:
                 # again, nothing charged now (the earlier run's claim counted it).
                 run.record(name, _replayed(earlier))
                 log.info("waterfall.step_replayed", provider=name, lead_id=lead_id)
+                check = run.to_verify()
+                if check is not None:
+                    _, tries = await self._verify(
+                        check, run, lead, lead_id, journal, paid, now, routed.segment
+                    )
+                    attempts += tries
                 continue
             answer, tries = await self._ask(self._members[name], lead, lead_id)
             attempts += tries
             run.record(name, answer)
-            if not isinstance(answer, Unavailable):
-                self._observe(routed.segment, name, today, answer)
-            elif answer.reason == _CAPPED:
-                capped.add(name)
             if journal is not None and isinstance(answer, Found | Missed) and answer.credits:
                 paid[name] = _journaled(answer)
                 await self._write_journal(journal, paid, now)
+            check = run.to_verify()
+            rejected = False
+            if check is not None:
+                verdict, tries = await self._verify(
+                    check, run, lead, lead_id, journal, paid, now, routed.segment
+                )
+                attempts += tries
+                rejected = verdict == "rejected"
+            if not isinstance(answer, Unavailable):
+                # A rejected value is no find for the order's cost per found answer.
+                self._observe(routed.segment, name, today, answer, rejected=rejected)
+            elif answer.reason == _CAPPED:
+                capped.add(name)
         result = run.result()
         if (
             journal is not None
@@ -303,6 +330,51 @@ class WaterfallEnricher:
         error.charged = result.credits
         raise error
 
+    async def _verify(
+        self,
+        check: Verification,
+        run: LeadWaterfall,
+        lead: Mapping[str, Any],
+        lead_id: str,
+        journal: str | None,
+        paid: dict[str, dict[str, Any]],
+        now: float,
+        segment: str,
+    ) -> tuple[str, int]:
+        """Ask the verifier about ``check``'s value (or take its journaled answer) and give
+        ``run`` its answer; the verdict and the attempts it took."""
+        step = f"{check.provider}@{check.finder}"
+        earlier = paid.get(step)
+        if earlier is not None:
+            log.info("waterfall.step_replayed", provider=check.provider, lead_id=lead_id)
+            return run.verified(_replayed(earlier)), 0
+        # The verifier sees the lead as the finder left it: with the value to judge.
+        asked = {**lead, check.field: check.value}
+        answer, tries = await self._ask(self._members[check.provider], asked, lead_id)
+        verdict = run.verified(answer)
+        if not isinstance(answer, Unavailable):
+            # In the hit ledger as a provider: its credits count against its cap, and its
+            # "hits" (values it verified) show in state show and the console.
+            today = datetime.fromtimestamp(now, UTC).date()
+            self._observe(segment, check.provider, today, answer, rejected=verdict != "verified")
+        if journal is not None and isinstance(answer, Found | Missed) and answer.credits:
+            paid[step] = _journaled(answer)
+            await self._write_journal(journal, paid, now)
+        log.info(
+            "waterfall.verified",
+            provider=check.provider,
+            finder=check.finder,
+            verdict=verdict,
+            lead_id=lead_id,
+        )
+        return verdict, tries
+
+    def _price(self, name: str) -> ProviderPrice:
+        verify = self._config.verify
+        if verify is not None and name == verify.provider:
+            return verify.price()
+        return self._config.price(name)
+
     def _journal_key(self, lead: Mapping[str, Any], lead_id: str, now: float) -> str | None:
         """The lead's journal key (None: no state store); tombstones a few expired ones."""
         store = self._store
@@ -344,7 +416,7 @@ class WaterfallEnricher:
             return await self._ask_member(member, lead, lead_id)
         now = self._clock()
         today = datetime.fromtimestamp(now, UTC).date()
-        worst = max(worst_charge(self._config.price(member.name)), 1)
+        worst = max(worst_charge(self._price(member.name)), 1)
         in_flight = self._in_flight.get(member.name, 0)
         if not cap.admits(self.ledger.credits(member.name, today), in_flight, worst):
             log.info("waterfall.provider_capped", provider=member.name, cap=cap.limit)
@@ -379,7 +451,7 @@ class WaterfallEnricher:
                 breaker.release(permit, self._clock())
             # A failure that may have been billed counts at the member's worst case: the
             # budget over-counts, it never under-counts.
-            worst = worst_charge(self._config.price(member.name))
+            worst = worst_charge(self._price(member.name))
             log.info(
                 "waterfall.provider_failed",
                 provider=member.name,
@@ -409,8 +481,16 @@ class WaterfallEnricher:
 
     # --- the hit ledger ---------------------------------------------------------------------
 
-    def _observe(self, segment: str, provider: str, day: date, answer: ProviderAnswer) -> None:
-        hit = isinstance(answer, Found)
+    def _observe(
+        self,
+        segment: str,
+        provider: str,
+        day: date,
+        answer: ProviderAnswer,
+        *,
+        rejected: bool = False,
+    ) -> None:
+        hit = isinstance(answer, Found) and not rejected
         credits = answer.credits if isinstance(answer, Found | Missed | Failed) else 0
         key, value = self._counts.observe(segment, provider, day, hit=hit, credits=credits)
         self.ledger.apply(key, value)

@@ -86,7 +86,10 @@ class ProviderStep(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     provider: str
-    outcome: Literal["found", "missed", "unavailable", "failed", "over_ceiling"]
+    outcome: Literal[
+        "found", "missed", "unavailable", "failed", "over_ceiling", "verified", "rejected",
+        "unverified",
+    ]  # fmt: skip
     credits: int = Field(ge=0)
 
 

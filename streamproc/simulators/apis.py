@@ -15,6 +15,11 @@ for the declarative provider's examples (``examples/providers/``), tests and the
 * ``email-finder``: an e-mail finder in the style of Hunter's: ``GET /v2/email-finder?
   domain=...&first_name=...&last_name=...&api_key=...`` answers ``{"data": {"email": ... |
   null, "score": n}}``; billed only when an e-mail is found.
+* ``email-verifier``: an e-mail verifier in the style of Hunter's: ``GET /v2/email-verifier?
+  email=...&api_key=...`` answers ``{"data": {"status": "valid" | "invalid", "result":
+  "deliverable" | "undeliverable", "score": n, "email": ...}}``; billed for every
+  verification, whatever its status. An address whose domain ends with one of ``misses``
+  (or ``.nomatch.test``) is ``invalid``.
 
 Authentication (``auth``): ``key`` (each API's own key, above); ``oauth2``: OAuth2 client
 credentials, ``POST /oauth/token`` (``grant_type=client_credentials``, the client's id and
@@ -32,7 +37,8 @@ items can be matched by it). ``honour_idempotency`` answers a request whose
 ``Idempotency-Key`` was answered before with that answer again, billing nothing. ``GET
 /stats`` gives requests, leads, credits, the statuses answered, and the charges per person
 or company (``billed_twice``: how many were charged more than once). Run one with
-``streamproc mock-provider --mode person-match`` (or ``company-bulk``, ``email-finder``).
+``streamproc mock-provider --mode person-match`` (or ``company-bulk``, ``email-finder``,
+``email-verifier``).
 ``misses`` adds domain suffixes one simulator finds nothing for (two simulators then find
 different shares of the leads); ``POST /outage?status=503`` makes every API request answer
 that status until ``DELETE /outage``.
@@ -60,8 +66,10 @@ from streamproc.simulators.provider import serve_app
 
 __all__ = ["API_KINDS", "ApiKind", "ApiSimConfig", "api_stats", "build_api", "serve_api"]
 
-ApiKind = Literal["person-match", "company-bulk", "email-finder"]
-API_KINDS: tuple[ApiKind, ...] = ("person-match", "company-bulk", "email-finder")
+ApiKind = Literal["person-match", "company-bulk", "email-finder", "email-verifier"]
+API_KINDS: tuple[ApiKind, ...] = (
+    "person-match", "company-bulk", "email-finder", "email-verifier",
+)  # fmt: skip
 
 PERSON_BULK_MAX = 10
 #: What People Data Labs' answers say they cost (their response header).
@@ -158,6 +166,8 @@ def build_api(config: ApiSimConfig) -> web.Application:
     elif config.kind == "company-bulk":
         app.router.add_get("/v5/company/enrich", _company_one)
         app.router.add_post("/v5/company/enrich/bulk", _company_bulk)
+    elif config.kind == "email-verifier":
+        app.router.add_get("/v2/email-verifier", _email_verifier)
     else:
         app.router.add_get("/v2/email-finder", _email_finder)
     app.router.add_get("/stats", _stats)
@@ -471,3 +481,28 @@ async def _email_finder(request: web.Request) -> web.Response:
     return _json(
         200, {"data": {**data, "domain": domain}, "meta": {"params": dict(request.query)}}, stats
     )
+
+
+# --- e-mail verifier (Hunter style) -------------------------------------------------------------
+
+
+async def _email_verifier(request: web.Request) -> web.Response:
+    stats = request.app[_STATS]
+    email = request.query.get("email") or ""
+    _, at, domain = email.rpartition("@")
+    if not at or not domain:
+        return _json(400, {"errors": [{"id": "wrong_params", "code": 400}]}, stats)
+    refused = await _enter(request, request.query.get("api_key"), [domain])
+    if refused is not None:
+        return refused
+    stats.leads += 1
+    # Hunter bills a verification whatever it says of the address.
+    stats.charge(email)
+    valid = _matches(domain, request.app[_CONFIG].misses)
+    data = {
+        "status": "valid" if valid else "invalid",
+        "result": "deliverable" if valid else "undeliverable",
+        "score": 90 + _digest(email) % 10 if valid else _digest(email) % 20,
+        "email": email,
+    }
+    return _json(200, {"data": data, "meta": {"params": {"email": email}}}, stats)

@@ -73,7 +73,8 @@ def add_mock_provider_arguments(mock: argparse.ArgumentParser) -> None:
         "--misses",
         default="",
         help="the API simulators: comma-separated domain suffixes they find nothing for "
-        "(beside .nomatch.test), so two simulators find different shares of the leads",
+        "(beside .nomatch.test), so two simulators find different shares of the leads; "
+        "the e-mail verifier answers addresses at those domains invalid",
     )
     clay = mock.add_argument_group(
         "clay mode (--mode clay: webhooks at /webhook/<name>, callbacks to --callback-url; "
@@ -81,7 +82,7 @@ def add_mock_provider_arguments(mock: argparse.ArgumentParser) -> None:
     )
     clay.add_argument(
         "--mode",
-        choices=["sync", "clay", "person-match", "company-bulk", "email-finder"],
+        choices=["sync", "clay", "person-match", "company-bulk", "email-finder", "email-verifier"],
         default="sync",
         help="the contract (sync), Clay, or a real API's simulator (docs/simulators.md)",
     )
@@ -102,7 +103,7 @@ def mock_provider_command(args: argparse.Namespace) -> int:
     """Serve the simulator ``args`` describe until SIGINT or SIGTERM; exit code 0."""
     if args.mode == "clay":
         return _clay_simulator(args)
-    if args.mode in ("person-match", "company-bulk", "email-finder"):
+    if args.mode in ("person-match", "company-bulk", "email-finder", "email-verifier"):
         from streamproc.simulators.apis import ApiSimConfig, run_api
 
         run_api(

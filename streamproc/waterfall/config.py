@@ -10,11 +10,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import jmespath
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from streamproc.errors import ConfigError
 
-__all__ = ["Adaptive", "ProviderPrice", "Route", "WaterfallConfig", "load_waterfall"]
+__all__ = ["Adaptive", "ProviderPrice", "Route", "Verify", "WaterfallConfig", "load_waterfall"]
 
 
 class ProviderPrice(BaseModel):
@@ -39,6 +47,47 @@ class Route(BaseModel):
     when: str = Field(min_length=1)
     segment: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     providers: tuple[str, ...] | None = None
+
+
+class Verify(BaseModel):
+    """Validation of a found value by another provider (docs/waterfall.md, "Verification"):
+    ``provider`` (a ``[streamproc.providers.<name>]`` instance, not one of the waterfall's)
+    is asked with the lead and the found ``field``; its miss, or its answer where ``accept``
+    (JMESPath on the answer) is false, rejects the value: the field is dropped and the
+    waterfall goes on. ``credits_per_call``/``credits_per_hit`` are its expected price, as a
+    waterfall provider's, so the ceiling holds with verification."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    #: A top-level field of an answer: only answers that have it are verified.
+    field: str = Field(min_length=1)
+    #: JMESPath on the verifier's answer; true (JMESPath truth) accepts. None: any answer
+    #: that is not a miss accepts.
+    accept: str | None = None
+    #: A verifier that cannot answer (its retries ran out, its breaker is open, its cap
+    #: spent): ``accept`` publishes the value unverified (the step says ``unverified``);
+    #: ``next`` drops it and goes on to the next provider.
+    on_error: Literal["accept", "next"] = "accept"
+    credits_per_call: float = Field(0.0, ge=0)
+    credits_per_hit: float = Field(0.0, ge=0)
+
+    @field_validator("accept")
+    @classmethod
+    def _jmespath(cls, accept: str | None) -> str | None:
+        if accept is not None:
+            try:
+                jmespath.compile(accept)
+            except jmespath.exceptions.JMESPathError as exc:
+                raise ValueError(f"{accept!r} is not JMESPath ({exc})") from None
+        return accept
+
+    def price(self) -> ProviderPrice:
+        return ProviderPrice(
+            name=self.provider,
+            credits_per_call=self.credits_per_call,
+            credits_per_hit=self.credits_per_hit,
+        )
 
 
 class Adaptive(BaseModel):
@@ -86,6 +135,7 @@ class WaterfallConfig(BaseModel):
     #: (what was found, possibly nothing), ``hold`` (wait for a provider to come back).
     last_resort: Literal["dlq", "publish", "hold"] = "dlq"
     adaptive: Adaptive = Adaptive()
+    verify: Verify | None = None
 
     @model_validator(mode="after")
     def _known_providers(self) -> WaterfallConfig:
@@ -99,6 +149,10 @@ class WaterfallConfig(BaseModel):
                 raise ValueError(
                     f"route {route.segment!r} names unknown providers {sorted(unknown)}"
                 )
+        if self.verify is not None and self.verify.provider in known:
+            raise ValueError(
+                f"verify.provider {self.verify.provider!r} is one of the waterfall's providers"
+            )
         if isinstance(self.merge, dict):
             for fields, preferred in self.merge.items():
                 unknown = set(preferred) - known

@@ -127,6 +127,7 @@ RUN_HERE = {
     "streamproc console",
     "streamproc mock-provider --mode email-finder --port 8101 --misses .corp.test",
     "streamproc mock-provider --mode person-match --port 8102",
+    "streamproc mock-provider --mode email-verifier --port 8103 --misses .bad.test",
     "streamproc run --config examples/waterfall/email_waterfall.toml",
     "streamproc state show --json",
     "streamproc budget show",
@@ -399,7 +400,7 @@ async def _waterfall_example(shell: Shell) -> None:
                        "topic_raw": topics["STREAMPROC_TOPIC_RAW"],
                        "topic_enriched": topics["STREAMPROC_TOPIC_ENRICHED"],
                        "topic_dlq": topics["STREAMPROC_TOPIC_DLQ"]})  # fmt: skip
-    finder_port, people_port = _free_port(), _free_port()
+    finder_port, people_port, verifier_port = _free_port(), _free_port(), _free_port()
     created = await shell("streamproc topics create", env=topics)
     assert created.code == 0, created.err
     with (
@@ -411,8 +412,13 @@ async def _waterfall_example(shell: Shell) -> None:
             "streamproc mock-provider --mode person-match --port 8102",
             0, "--port", str(people_port),
         ) as people,
+        shell.serving(
+            "streamproc mock-provider --mode email-verifier --port 8103 --misses .bad.test",
+            0, "--port", str(verifier_port),
+        ) as verifier,
     ):  # fmt: skip
-        for port, served in ((finder_port, finder), (people_port, people)):
+        checks = ((finder_port, finder), (people_port, people), (verifier_port, verifier))
+        for port, served in checks:
             assert await _answers(f"http://127.0.0.1:{port}/stats", served) == 200
         leads = [
             {"lead_id": "wf-smb", "first_name": "Pat", "domain": "acme.example"},

@@ -204,3 +204,59 @@ async def test_a_waterfall_is_tried_step_by_step_with_the_merged_record() -> Non
     assert "step 2: provider people" in shown.stdout
     assert "waterfall total: 1 credits" in shown.stdout
     assert KEY not in found.stdout + nobody.stdout + shown.stdout + shown.stderr
+
+
+async def test_a_waterfall_with_a_verifier_shows_its_verdict_as_a_step(tmp_path: Path) -> None:
+    """The e-mail waterfall example with an e-mail verifier: the finder's address is asked
+    about (the found value in the verifier's request), verified, and the verifier's step
+    and credit are in the steps and the record's enrichment_meta."""
+    config = tmp_path / "verified.toml"
+    config.write_text(
+        (ROOT / "examples" / "waterfall" / "email_waterfall.toml").read_text()
+        + """
+[streamproc.waterfall.verify]
+provider = "verifier"
+field = "email"
+accept = "status == 'valid'"
+
+[streamproc.providers.verifier]
+type = "declarative"
+method = "GET"
+url = "${VERIFY_API_URL}/v2/email-verifier"
+query = { email = "{{ email }}", api_key = "${VERIFY_API_KEY}" }
+result = "data"
+credits_per_match = 1
+"""
+    )
+    async with (
+        serve_api(ApiSimConfig("email-finder", api_key=KEY)) as finder_url,
+        serve_api(ApiSimConfig("person-match", api_key=KEY)) as people_url,
+        serve_api(ApiSimConfig("email-verifier", api_key=KEY)) as verifier_url,
+    ):
+        env = _env(
+            EMAIL_API_URL=finder_url,
+            EMAIL_API_KEY=KEY,
+            PERSON_API_URL=people_url,
+            PERSON_API_KEY=KEY,
+            VERIFY_API_URL=verifier_url,
+            VERIFY_API_KEY=KEY,
+        )
+        # The lead's own address differs from the one the finder finds: the verifier must be
+        # asked about the found one.
+        lead = {"lead_id": "l1", "email": "x@other.test", "domain": "s1.smb.test",
+                "first_name": "Pat"}  # fmt: skip
+        done = await _try(
+            env, "--config", str(config), "--json", "--lead", orjson.dumps(lead).decode()
+        )
+    assert done.returncode == 0, done.stderr
+    trial = orjson.loads(done.stdout)
+    finder, verifier = trial["steps"]
+    assert (finder["provider"], finder["waterfall"]) == ("finder", "found")
+    assert (verifier["provider"], verifier["waterfall"], verifier["credits"]) == (
+        "verifier", "verified", 1,
+    )  # fmt: skip
+    url = verifier["exchanges"][0]["url"].replace("%40", "@")
+    assert "email=pat@s1.smb.test" in url, url
+    assert trial["value"]["enrichment_meta"]["providers"][-1] == {
+        "provider": "verifier", "outcome": "verified", "credits": 1,
+    }  # fmt: skip

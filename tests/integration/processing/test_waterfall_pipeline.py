@@ -276,3 +276,83 @@ async def test_a_provider_over_its_credit_cap_passes_its_leads_on(
     assert people["credits"] == 3
     assert Counter(_found_by(body) for body in bodies.values()) == {"people": 3, "finder": 9}
     assert finder["credits"] == 9
+
+
+#: The verifier, a declarative instance of the e-mail verifier simulator (Hunter's shape):
+#: every answer is one (billed) verification; ``accept`` judges its status.
+VERIFIER = {
+    "type": "declarative",
+    "method": "GET",
+    "url": "${VERIFY_API_URL}/v2/email-verifier",
+    "query": {"email": "{{ email }}", "api_key": "${VERIFY_API_KEY}"},
+    "result": "data",
+    "credits_per_match": 1,
+}
+
+
+async def test_an_email_the_verifier_rejects_is_replaced_by_the_next_finders(
+    topics: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two finders and a verifier: the e-mail finder's address at a ``.bad.test`` domain is
+    invalid, so those leads go on to the person API, whose address (the lead's own, at a
+    good domain) verifies; the rest stop at the finder; nobody's leads go to the DLQ. Each
+    lead once; each provider's credits (the verifier's too) equal its simulator's bill and
+    the budget their sum. Scaled down to 40 leads."""
+    async with (
+        serve_api(ApiSimConfig("email-finder", latency_ms=1)) as finder_url,
+        serve_api(ApiSimConfig("person-match", latency_ms=1)) as people_url,
+        serve_api(ApiSimConfig("email-verifier", latency_ms=1, misses=(".bad.test",))) as v_url,
+    ):
+        for name, url in (("EMAIL", finder_url), ("PERSON", people_url), ("VERIFY", v_url)):
+            monkeypatch.setenv(f"{name}_API_URL", url)
+            monkeypatch.setenv(f"{name}_API_KEY", "test-key")
+        table = _example()
+        table["credits_per_lead"] = 4
+        table["providers"]["verifier"] = VERIFIER
+        table["waterfall"] = {
+            **table["waterfall"],
+            "routes": [],
+            "adaptive": {"mode": "off"},
+            "max_credits_per_lead": 4,
+            "verify": {
+                "provider": "verifier",
+                "field": "email",
+                "accept": "status == 'valid'",
+                "credits_per_call": 1,
+            },
+        }
+        settings = _settings(topics, **table, max_in_flight=8)
+        n = 40
+        leads: list[tuple[bytes | None, bytes | None]] = []
+        for i in range(n):
+            domain = f"s{i}.bad.test" if i % 2 else f"s{i}.good.test"
+            lead = {"lead_id": f"l{i}", "email": f"pat{i}@m{i}.good.test", "domain": domain,
+                    "first_name": "Pat"}  # fmt: skip
+            leads.append((f"l{i}".encode(), orjson.dumps(lead)))
+        await produce(settings, leads)
+        app = App(settings)
+        await asyncio.wait_for(app.run(stop_when_idle_s=1.0), timeout=120)
+        finder, people, verifier = (
+            await _stats(finder_url), await _stats(people_url), await _stats(v_url),
+        )  # fmt: skip
+    bodies, classes = await _outputs(settings, n)
+    assert not classes, "a lead went to the DLQ"
+    bad = {f"l{i}" for i in range(n) if i % 2}
+    for key, body in bodies.items():
+        steps = [(s["provider"], s["outcome"]) for s in body["enrichment_meta"]["providers"]]
+        num = key[1:]
+        if key in bad:
+            assert body["enrichment"]["email"] == f"pat{num}@m{num}.good.test", body
+            assert steps == [
+                ("finder", "found"), ("verifier", "rejected"),
+                ("people", "found"), ("verifier", "verified"),
+            ]  # fmt: skip
+        else:
+            assert body["enrichment"]["email"] == f"pat@s{num}.good.test", body
+            assert steps == [("finder", "found"), ("verifier", "verified")]
+    paid = _credits_by_provider(bodies)
+    assert paid["finder"] == finder["credits"] == n
+    assert paid["people"] == people["credits"] == len(bad)
+    assert paid["verifier"] == verifier["credits"] == n + len(bad)
+    assert verifier["billed_twice"] == 0
+    assert await _spent(settings) == (n + len(bad) + n + len(bad), 0)

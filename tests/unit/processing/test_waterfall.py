@@ -270,6 +270,7 @@ async def test_a_lead_run_again_after_a_crash_pays_no_provider_twice() -> None:
     first = enricher()
     killed = asyncio.ensure_future(first.enrich(lead, "l1"))
     while not any(key.startswith(STEPS_PREFIX) for key, _ in store.log):
+        assert not killed.done(), killed  # it died before its first step: fail, not spin
         await asyncio.sleep(0)
     killed.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -391,3 +392,114 @@ async def test_a_journal_that_cannot_be_written_does_not_throw_the_answer_away()
     enricher.attach(_Refusing())  # type: ignore[arg-type]
     done = await enricher.enrich({"domain": "x.big"}, "l1")
     assert done.data["email"] == "pat@x.big" and done.credits == 2
+
+
+class _Verifier(_Api):
+    """Hunter's verifier shape: every e-mail answered (and billed) with a status,
+    ``invalid`` for those starting with ``invalid``."""
+
+    def __init__(self, invalid: str) -> None:
+        super().__init__(".any")
+        self.invalid = invalid
+        self.emails: list[str] = []
+
+    async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+        if self.down:
+            raise ProviderError("503")
+        email = str(leads[0].lead["email"])
+        self.emails.append(email)
+        status = "invalid" if email.startswith(self.invalid) else "valid"
+        return [Enrichment({"status": status}, 1)]
+
+
+class _Finder(_Api):
+    """Finds every lead an e-mail of its own, ``<name>@<domain>``."""
+
+    def __init__(self, name: str, credits: int) -> None:
+        super().__init__(".any", credits=credits)
+        self.name = name
+
+    async def call(self, leads: Sequence[LeadIn]) -> Sequence[Answer]:
+        self.asked.append(leads[0].lead_id)
+        domain = leads[0].lead["domain"]
+        return [Enrichment({"email": f"{self.name}@{domain}", "by": self.name}, self.credits)]
+
+
+def _verified(a: _Api, b: _Api, v: _Verifier, clock: Clock, **verify: object) -> WaterfallEnricher:
+    members = {"a": _member("a", a), "b": _member("b", b), "v": _member("v", v)}
+    config = _config(
+        verify={"provider": "v", "field": "email", "accept": "status == 'valid'",
+                "credits_per_call": 1, **verify},
+    )  # fmt: skip
+    return WaterfallEnricher(config, members, instance="me", clock=clock, rng=random.Random(1))
+
+
+async def test_an_email_the_verifier_rejects_goes_on_to_the_next_provider() -> None:
+    """The verifier is asked with the lead and each found e-mail; a's is invalid, so b is
+    asked and its valid e-mail published (a's other fields kept: first found wins); the
+    verifier's two charges are in the lead's, each a step, and in the hit ledger."""
+    a, b, v, clock = _Finder("a", 1), _Finder("b", 2), _Verifier("a@"), Clock()
+    enricher = _verified(a, b, v, clock)
+    done = await enricher.enrich({"domain": "x.test"}, "l1")
+    assert v.emails == ["a@x.test", "b@x.test"]
+    assert done.data == {"email": "b@x.test", "by": "a"}
+    assert done.credits == 1 + 1 + 2 + 1
+    assert done.steps == [
+        {"provider": "a", "outcome": "found", "credits": 1},
+        {"provider": "v", "outcome": "rejected", "credits": 1},
+        {"provider": "b", "outcome": "found", "credits": 2},
+        {"provider": "v", "outcome": "verified", "credits": 1},
+    ]
+    # The verifier's charges count against its cap; a's rejected find is no hit for a.
+    day = datetime.fromtimestamp(clock(), UTC).date()
+    assert enricher.ledger.credits("v", day) == 2
+    assert enricher.ledger.tally("default", "v", day, 14).hits == 1
+    assert enricher.ledger.tally("default", "a", day, 14).hits == 0
+
+
+async def test_a_verifier_down_accepts_unverified_or_goes_on_as_configured() -> None:
+    """The verifier failing: by default a's e-mail is published, its step ``unverified``,
+    b never asked; with on_error next a's e-mail is dropped and b asked."""
+    a, b, v = _Finder("a", 1), _Finder("b", 1), _Verifier("nobody")
+    v.down = True
+    done = await _verified(a, b, v, Clock()).enrich({"domain": "x.test"}, "l1")
+    assert done.data["email"] == "a@x.test" and b.asked == []
+    assert done.steps[-1] == {"provider": "v", "outcome": "unverified", "credits": 0}
+    strict = _verified(a, b, v, Clock(), on_error="next")
+    done = await strict.enrich({"domain": "x.test"}, "l2")
+    assert b.asked == ["l2"] and "email" not in done.data
+
+
+async def test_a_lead_run_again_after_a_crash_pays_no_verification_twice() -> None:
+    """Killed while the next finder was asked, after a's find and its rejection were paid:
+    run again, neither a nor the verifier is asked again (both from the journal, nothing
+    charged now), the verdict is the same and b is asked."""
+    clock, store = Clock(), _Store()
+    a, b, v = _Finder("a", 1), _Hanging(), _Verifier("a@")
+
+    def enricher() -> WaterfallEnricher:
+        built = _verified(a, b, v, clock)
+        built.attach(store)  # type: ignore[arg-type]
+        return built
+
+    lead = {"lead_id": "l1", "domain": "x.test"}
+    first = enricher()
+    killed = asyncio.ensure_future(first.enrich(lead, "l1"))
+    while len([k for k, _ in store.log if k.startswith(STEPS_PREFIX)]) < 2:
+        assert not killed.done(), killed.exception()
+        await asyncio.sleep(0)
+    killed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await killed
+    second = enricher()
+    for key, value in store.log:
+        second.on_state(key, value)
+    b.hang = False
+    done = await second.enrich(lead, "l1")
+    assert (a.asked, v.emails) == (["l1"], ["a@x.test"]), "a provider was paid twice"
+    assert done.steps == [
+        {"provider": "a", "outcome": "found", "credits": 0},
+        {"provider": "v", "outcome": "rejected", "credits": 0},
+        {"provider": "b", "outcome": "found", "credits": 2},
+    ]
+    assert done.data == {"by": "a", "title": "CTO"}
