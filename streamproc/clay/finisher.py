@@ -75,6 +75,7 @@ from streamproc.kafka.client import (
     transaction,
     transactional_producer,
 )
+from streamproc.kafka.config import KafkaConnection
 from streamproc.kafka.topics import max_message_bytes
 from streamproc.logs import get_logger
 from streamproc.records.outcome import OutRecord
@@ -454,9 +455,10 @@ class Finisher:
         """``dlq_max_bytes``: the largest DLQ record; None: read from the broker when a
         refused output first needs its DLQ record."""
         self._settings = settings
+        self._kafka = KafkaConnection.from_settings(settings)
         self._store = store
         self._registry = registry
-        self._factory = factory or (lambda tid: transactional_producer(settings, tid))
+        self._factory = factory or (lambda tid: transactional_producer(self._kafka, tid))
         self._dlq_max_bytes = dlq_max_bytes
         self._utcnow = utcnow
         self._partitions: dict[int, _PartitionFinisher] = {}
@@ -486,7 +488,7 @@ class Finisher:
         if self._dlq_max_bytes is None:
             s = self._settings
             limits = await max_message_bytes(s, [s.topic_dlq])
-            self._dlq_max_bytes = min(limits[s.topic_dlq], max_request_bytes(s))
+            self._dlq_max_bytes = min(limits[s.topic_dlq], max_request_bytes(self._kafka))
         return self._dlq_max_bytes
 
     async def finish(self, job: Finish) -> Finished:

@@ -43,6 +43,7 @@ from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Schema, String
 from streamproc.errors import KafkaAuthorizationError, KafkaSetupError, KafkaTokenError
 from streamproc.kafka.acls import Acl, ResourceType, grant_command, iam_action
 from streamproc.kafka.client import connection_kwargs
+from streamproc.kafka.config import KafkaConnection
 from streamproc.logs import get_logger
 from streamproc.settings import ENV_PREFIX, SaslMechanism, SecurityProtocol, Settings
 
@@ -192,7 +193,8 @@ async def check_kafka(
     ``ConfigError`` (not ``KafkaSetupError``) comes out when the TLS files cannot be loaded
     at all: that is a bad setting, not a broker problem.
     """
-    kwargs = connection_kwargs(settings)
+    kafka = KafkaConnection.from_settings(settings)
+    kwargs = connection_kwargs(kafka)
     secrets = [
         s.get_secret_value()
         for s in (

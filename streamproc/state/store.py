@@ -41,6 +41,7 @@ from aiokafka.errors import KafkaError
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import connection_kwargs, partitions_of, start_client, stop_quietly
 from streamproc.kafka.client import consumer as make_consumer
+from streamproc.kafka.config import KafkaConnection
 from streamproc.logs import get_logger
 from streamproc.records.outcome import OutRecord
 from streamproc.settings import Settings
@@ -67,6 +68,7 @@ class StateStore:
 
     def __init__(self, settings: Settings, listener: StateListener) -> None:
         self._settings = settings
+        self._kafka = KafkaConnection.from_settings(settings)
         self._listener = listener
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -96,12 +98,12 @@ class StateStore:
         """
         s = self._settings
         self._producer = AIOKafkaProducer(
-            **connection_kwargs(s), acks="all", enable_idempotence=True, linger_ms=1
+            **connection_kwargs(self._kafka), acks="all", enable_idempotence=True, linger_ms=1
         )
-        self._consumer = make_consumer(s, group_id=None, fetch_max_wait_ms=20)
+        self._consumer = make_consumer(self._kafka, group_id=None, fetch_max_wait_ms=20)
         try:
-            await start_client(s, self._producer)
-            await start_client(s, self._consumer)
+            await start_client(self._kafka, self._producer)
+            await start_client(self._kafka, self._consumer)
         except KafkaSetupError:
             await self.stop()
             raise
