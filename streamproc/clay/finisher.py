@@ -487,7 +487,7 @@ class Finisher:
         ``max_request_size``; asked once, and only when an output was refused (rare)."""
         if self._dlq_max_bytes is None:
             s = self._settings
-            limits = await max_message_bytes(s, [s.topic_dlq])
+            limits = await max_message_bytes(self._kafka, [s.topic_dlq])
             self._dlq_max_bytes = min(limits[s.topic_dlq], max_request_bytes(self._kafka))
         return self._dlq_max_bytes
 

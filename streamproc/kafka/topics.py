@@ -98,12 +98,11 @@ async def create_topics(settings: Settings) -> list[TopicReport]:
         await admin.close()
 
 
-async def max_message_bytes(settings: Settings, topics: list[str]) -> dict[str, int]:
+async def max_message_bytes(kafka: KafkaConnection, topics: list[str]) -> dict[str, int]:
     """Each topic's ``max.message.bytes`` as the broker applies it (its own default when
     the topic sets none). A topic whose configuration cannot be read (no DescribeConfigs
     permission, an old broker) gets Kafka's default, with a warning: a record over the
     real limit is still caught when the broker refuses it."""
-    kafka = KafkaConnection.from_settings(settings)
     admin = admin_client(kafka)
     limits = dict.fromkeys(topics, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
     try:

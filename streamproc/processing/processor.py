@@ -328,7 +328,7 @@ class Processor:
         request_bytes = max_request_bytes(self._kafka)
         limits = {
             topic: min(limit, request_bytes)
-            for topic, limit in (await max_message_bytes(s, topics)).items()
+            for topic, limit in (await max_message_bytes(self._kafka, topics)).items()
         }
         self._publication = Publication(
             s.topic_dlq, self._handler.dead_letter, limits, default_limit=request_bytes
