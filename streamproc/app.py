@@ -18,6 +18,7 @@ from streamproc import __version__, tracing
 from streamproc.clay import ClayService
 from streamproc.errors import ConfigError, KafkaSetupError
 from streamproc.kafka.acls import processor_acls
+from streamproc.kafka.config import KafkaConnection
 from streamproc.kafka.groups import group_position
 from streamproc.kafka.preflight import check_kafka
 from streamproc.logs import get_logger
@@ -80,7 +81,9 @@ class App:
         #: Tells a provider timeout of ours (the process could not run) from the provider's.
         self.loop_watch = LoopWatch()
         self.guard = ResilienceGuard(settings, on_transition=self._breaker_changed)
-        self.state = StateStore(settings, self._on_state)
+        self.state = StateStore(
+            KafkaConnection.from_settings(settings), settings.topic_state, self._on_state
+        )
         self.guard.attach(self.state)
         # Clay mode: leads are submitted to Clay's webhook and finished by its callback
         # (streamproc.clay); there is no synchronous provider to call.

@@ -15,6 +15,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streamproc.kafka.client import connection_kwargs, start_client
+from streamproc.kafka.config import KafkaConnection
 from streamproc.settings import Settings
 
 __all__ = ["SampleSummary", "produce_sample", "sample_records"]
@@ -89,10 +90,11 @@ def sample_records(
 async def produce_sample(
     settings: Settings, count: int, *, mix: str = "demo", seed: int = 7
 ) -> SampleSummary:
+    kafka = KafkaConnection.from_settings(settings)
     producer = AIOKafkaProducer(
-        **connection_kwargs(settings), acks="all", linger_ms=10, enable_idempotence=True
+        **connection_kwargs(kafka), acks="all", linger_ms=10, enable_idempotence=True
     )
-    await start_client(settings, producer)
+    await start_client(kafka, producer)
     kinds: Counter[str] = Counter()
     try:
         futures = []

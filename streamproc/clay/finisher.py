@@ -64,6 +64,7 @@ from aiokafka.errors import (
     ProducerFenced,
 )
 
+from streamproc.clay.config import ClayConfig
 from streamproc.clay.outputs import dead_letter_record
 from streamproc.clay.pending import PendingLead, PendingRegistry, Submission
 from streamproc.errors import LeadError, OutputRefused, OutputTooLarge
@@ -75,10 +76,10 @@ from streamproc.kafka.client import (
     transaction,
     transactional_producer,
 )
+from streamproc.kafka.config import KafkaConnection
 from streamproc.kafka.topics import max_message_bytes
 from streamproc.logs import get_logger
 from streamproc.records.outcome import OutRecord
-from streamproc.settings import Settings
 from streamproc.state.store import StateStore
 
 __all__ = [
@@ -443,20 +444,25 @@ class Finisher:
 
     def __init__(
         self,
-        settings: Settings,
+        config: ClayConfig,
+        kafka: KafkaConnection,
         store: StateStore,
         registry: PendingRegistry,
         *,
+        group_id: str,
         factory: ProducerFactory | None = None,
         dlq_max_bytes: int | None = None,
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """``dlq_max_bytes``: the largest DLQ record; None: read from the broker when a
-        refused output first needs its DLQ record."""
-        self._settings = settings
+        """``group_id``: the consumer group's, which names the finishers' transactional ids
+        (with the store's topic). ``dlq_max_bytes``: the largest DLQ record; None: read from
+        the broker when a refused output first needs its DLQ record."""
+        self._config = config
+        self._kafka = kafka
+        self._group_id = group_id
         self._store = store
         self._registry = registry
-        self._factory = factory or (lambda tid: transactional_producer(settings, tid))
+        self._factory = factory or (lambda tid: transactional_producer(self._kafka, tid))
         self._dlq_max_bytes = dlq_max_bytes
         self._utcnow = utcnow
         self._partitions: dict[int, _PartitionFinisher] = {}
@@ -465,15 +471,14 @@ class Finisher:
     def _for(self, partition: int) -> _PartitionFinisher:
         finisher = self._partitions.get(partition)
         if finisher is None:
-            s = self._settings
-            tid = finisher_transactional_id(s.group_id, s.topic_state, partition)
+            tid = finisher_transactional_id(self._group_id, self._store.topic, partition)
             finisher = _PartitionFinisher(
                 self._store,
                 self._registry,
                 partition,
                 tid,
                 self._factory,
-                dlq_topic=s.topic_dlq,
+                dlq_topic=self._config.topic_dlq,
                 dlq_limit=self._dlq_limit,
                 utcnow=self._utcnow,
             )
@@ -484,9 +489,9 @@ class Finisher:
         """The smaller of the DLQ topic's ``max.message.bytes`` and the producer's
         ``max_request_size``; asked once, and only when an output was refused (rare)."""
         if self._dlq_max_bytes is None:
-            s = self._settings
-            limits = await max_message_bytes(s, [s.topic_dlq])
-            self._dlq_max_bytes = min(limits[s.topic_dlq], max_request_bytes(s))
+            topic = self._config.topic_dlq
+            limits = await max_message_bytes(self._kafka, [topic])
+            self._dlq_max_bytes = min(limits[topic], max_request_bytes(self._kafka))
         return self._dlq_max_bytes
 
     async def finish(self, job: Finish) -> Finished:

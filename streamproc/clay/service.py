@@ -38,6 +38,7 @@ from streamproc.clay.sweeper import Sweeper
 from streamproc.clay.turns import Reservation, Turns
 from streamproc.clay.webhooks import KEY_PREFIX as WEBHOOK_PREFIX
 from streamproc.clay.webhooks import WebhookRotation
+from streamproc.kafka.config import KafkaConnection
 from streamproc.logs import get_logger
 from streamproc.ops.metrics import Metrics
 from streamproc.processing.guard import ResilienceGuard, Ticket
@@ -74,8 +75,8 @@ class ClayService:
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        #: What the parts below read of the settings; only the finisher, which builds Kafka
-        #: clients, and the guard (given) see the whole settings.
+        #: What the parts below read of the settings (the finisher: with the Kafka
+        #: connection and the group id); only the guard (given) sees the whole settings.
         self.config = config = ClayConfig.from_settings(settings)
         secret = config.callback_secret
         if secret is None:
@@ -114,7 +115,13 @@ class ClayService:
             deadline_s=config.deadline_s,
             clock=clock,
         )
-        self.finisher = Finisher(settings, store, self.registry)
+        self.finisher = Finisher(
+            config,
+            KafkaConnection.from_settings(settings),
+            store,
+            self.registry,
+            group_id=settings.group_id,
+        )
         self.completer = Completer(
             self.registry,
             guard,

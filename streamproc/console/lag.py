@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from streamproc.console.payload import Lag
 from streamproc.kafka.client import admin_client, partitions_of, start_client, stop_quietly
 from streamproc.kafka.client import consumer as make_consumer
+from streamproc.kafka.config import KafkaConnection
 from streamproc.settings import Settings
 
 __all__ = ["CACHE_S", "LagReader"]
@@ -36,6 +37,7 @@ class LagReader:
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
+        self._kafka = KafkaConnection.from_settings(settings)
         self._clock = clock
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
@@ -55,12 +57,12 @@ class LagReader:
         s = self._settings
         if self._consumer is None:
             # No group: it never joins nor commits; never assigned: it never fetches.
-            consumer = make_consumer(s, group_id=None)
-            await start_client(s, consumer)
+            consumer = make_consumer(self._kafka, group_id=None)
+            await start_client(self._kafka, consumer)
             self._consumer = consumer
         if self._admin is None:
-            admin = admin_client(s)
-            await start_client(s, admin)
+            admin = admin_client(self._kafka)
+            await start_client(self._kafka, admin)
             self._admin = admin
         self.reads += 1
         # After the first read the client's metadata names the topic's partitions: asking

@@ -1,4 +1,5 @@
-"""Kafka client construction: one place that turns settings into aiokafka arguments.
+"""Kafka client construction: one place that turns a :class:`KafkaConnection` (the
+settings a client reads) into aiokafka arguments.
 
 Every consumer we build reads ``read_committed`` with auto-commit off (aiokafka's defaults,
 ``read_uncommitted`` and auto-commit on, would break exactly-once), and values are raw
@@ -35,9 +36,10 @@ from aiokafka.errors import (
 from aiokafka.helpers import create_ssl_context
 
 from streamproc.errors import ConfigError, KafkaAuthorizationError, KafkaSetupError
+from streamproc.kafka.config import KafkaConnection
 from streamproc.kafka.oauth import token_provider
 from streamproc.records.outcome import OutRecord
-from streamproc.settings import SaslMechanism, SecurityProtocol, Settings
+from streamproc.settings import SaslMechanism, SecurityProtocol
 
 __all__ = [
     "Refusal",
@@ -56,14 +58,14 @@ __all__ = [
 ]
 
 
-def _ssl_context(settings: Settings) -> ssl.SSLContext:
+def _ssl_context(connection: KafkaConnection) -> ssl.SSLContext:
     try:
         context: ssl.SSLContext = create_ssl_context(
-            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
-            certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
-            keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
-            password=settings.ssl_key_password.get_secret_value()
-            if settings.ssl_key_password
+            cafile=str(connection.ssl_cafile) if connection.ssl_cafile else None,
+            certfile=str(connection.ssl_certfile) if connection.ssl_certfile else None,
+            keyfile=str(connection.ssl_keyfile) if connection.ssl_keyfile else None,
+            password=connection.ssl_key_password.get_secret_value()
+            if connection.ssl_key_password
             else None,
         )
         return context
@@ -74,29 +76,29 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext:
         ) from None
 
 
-def connection_kwargs(settings: Settings) -> dict[str, Any]:
+def connection_kwargs(connection: KafkaConnection) -> dict[str, Any]:
     """Bootstrap and security arguments shared by every client."""
     kwargs: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "security_protocol": settings.security_protocol.value,
+        "bootstrap_servers": connection.bootstrap_servers,
+        "security_protocol": connection.security_protocol.value,
     }
-    if settings.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
-        kwargs["ssl_context"] = _ssl_context(settings)
-    mechanism = settings.sasl_in_use
+    if connection.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
+        kwargs["ssl_context"] = _ssl_context(connection)
+    mechanism = connection.sasl_in_use
     if mechanism in (SaslMechanism.OAUTHBEARER, SaslMechanism.AWS_MSK_IAM):
         # MSK's IAM tokens travel as OAUTHBEARER too (AWS's signer docs).
         kwargs["sasl_mechanism"] = "OAUTHBEARER"
-        kwargs["sasl_oauth_token_provider"] = token_provider(settings)
+        kwargs["sasl_oauth_token_provider"] = token_provider(connection)
     elif mechanism is not None:
-        assert settings.sasl_password is not None  # checked by the settings model
+        assert connection.sasl_password is not None  # checked by the settings model
         kwargs["sasl_mechanism"] = mechanism.value
-        kwargs["sasl_plain_username"] = settings.sasl_username
-        kwargs["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+        kwargs["sasl_plain_username"] = connection.sasl_username
+        kwargs["sasl_plain_password"] = connection.sasl_password.get_secret_value()
     return kwargs
 
 
 def consumer(
-    settings: Settings, *topics: str, group_id: str | None, **extra: Any
+    connection: KafkaConnection, *topics: str, group_id: str | None, **extra: Any
 ) -> AIOKafkaConsumer:
     """A read-committed consumer without auto-commit; ``extra`` adds or overrides options.
 
@@ -107,10 +109,10 @@ def consumer(
     """
     if group_id is not None and "rebalance_timeout_ms" not in extra:
         extra["rebalance_timeout_ms"] = extra.get(
-            "max_poll_interval_ms", settings.max_poll_interval_ms
+            "max_poll_interval_ms", connection.max_poll_interval_ms
         )
     kwargs: dict[str, Any] = {
-        **connection_kwargs(settings),
+        **connection_kwargs(connection),
         "group_id": group_id,
         "enable_auto_commit": False,
         "isolation_level": "read_committed",
@@ -128,32 +130,32 @@ def consumer(
 _DEFAULT_BATCH_BYTES = 16_384
 
 
-def max_request_bytes(settings: Settings) -> int:
+def max_request_bytes(connection: KafkaConnection) -> int:
     """The producer's ``max_request_size``: room for an enriched lead of the largest size."""
-    return max(settings.max_lead_bytes * 2, 1_048_576)
+    return max(connection.max_lead_bytes * 2, 1_048_576)
 
 
 def transactional_producer(
-    settings: Settings, transactional_id: str, *, max_batch_bytes: int | None = None
+    connection: KafkaConnection, transactional_id: str, *, max_batch_bytes: int | None = None
 ) -> AIOKafkaProducer:
     """``max_batch_bytes``: the smallest ``max.message.bytes`` of the topics it writes.
     The broker checks a whole batch against the limit, so a batch of small records that
     together exceed it would be refused with no record at fault."""
     batch = _DEFAULT_BATCH_BYTES if max_batch_bytes is None else max_batch_bytes
     return AIOKafkaProducer(
-        **connection_kwargs(settings),
+        **connection_kwargs(connection),
         transactional_id=transactional_id,
         enable_idempotence=True,
         acks="all",
-        transaction_timeout_ms=settings.transaction_timeout_ms,
+        transaction_timeout_ms=connection.transaction_timeout_ms,
         linger_ms=5,
-        max_request_size=max_request_bytes(settings),
+        max_request_size=max_request_bytes(connection),
         max_batch_size=max(min(batch, _DEFAULT_BATCH_BYTES), 1024),
     )
 
 
-def admin_client(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(**connection_kwargs(settings))
+def admin_client(connection: KafkaConnection) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**connection_kwargs(connection))
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
@@ -195,7 +197,7 @@ async def assign_from_committed(
 
 
 async def start_client(
-    settings: Settings, client: AIOKafkaConsumer | AIOKafkaProducer | AIOKafkaAdminClient
+    connection: KafkaConnection, client: AIOKafkaConsumer | AIOKafkaProducer | AIOKafkaAdminClient
 ) -> None:
     """Start an aiokafka client, or stop it and raise :class:`KafkaSetupError` in one line.
 
@@ -211,7 +213,7 @@ async def start_client(
     network = getattr(client, "client", None) or client._client
     try:
         with _bootstrap_errors_unlogged():
-            await asyncio.wait_for(network.bootstrap(), timeout=settings.kafka_connect_timeout_s)
+            await asyncio.wait_for(network.bootstrap(), timeout=connection.connect_timeout_s)
             await client.start()
     except asyncio.CancelledError:
         await _close(client)
@@ -222,14 +224,14 @@ async def start_client(
     except (TimeoutError, KafkaError, OSError) as exc:
         await _close(client)
         reason = (
-            f"no answer within {settings.kafka_connect_timeout_s:g} s "
+            f"no answer within {connection.connect_timeout_s:g} s "
             "(STREAMPROC_KAFKA_CONNECT_TIMEOUT_S)"
             if isinstance(exc, TimeoutError)
             else exc.__class__.__name__
         )
         # The wording of kafka.preflight, which every command runs first.
         raise KafkaSetupError(
-            f"cannot reach Kafka at {settings.bootstrap_servers} ({reason}): is the broker "
+            f"cannot reach Kafka at {connection.bootstrap_servers} ({reason}): is the broker "
             "up, and STREAMPROC_BOOTSTRAP_SERVERS right?"
         ) from None
 

@@ -19,6 +19,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from streamproc.errors import ConfigError, KafkaSetupError
 from streamproc.kafka.client import admin_client, consumer, start_client, stop_quietly
+from streamproc.kafka.config import KafkaConnection
 from streamproc.settings import Settings, start_offset_ms
 
 __all__ = [
@@ -80,8 +81,9 @@ class GroupPosition:
 async def group_position(settings: Settings, group_id: str, topic: str) -> GroupPosition:
     """The group's committed offset and the last stable offset of every partition of
     ``topic``."""
-    admin = admin_client(settings)
-    await start_client(settings, admin)
+    kafka = KafkaConnection.from_settings(settings)
+    admin = admin_client(kafka)
+    await start_client(kafka, admin)
     try:
         committed = await admin.list_consumer_group_offsets(group_id)
         described = await admin.describe_topics([topic])
@@ -95,8 +97,8 @@ async def group_position(settings: Settings, group_id: str, topic: str) -> Group
     ]
     if not tps:
         return GroupPosition(group_id, topic, ())
-    reader = consumer(settings, group_id=None)
-    await start_client(settings, reader)
+    reader = consumer(kafka, group_id=None)
+    await start_client(kafka, reader)
     try:
         ends = await reader.end_offsets(tps)
     finally:
@@ -147,8 +149,9 @@ class _DescribeGroups(DescribeGroupsRequest):  # type: ignore[misc]
 
 
 async def group_state(settings: Settings, group_id: str) -> GroupState:
-    admin = admin_client(settings)
-    await start_client(settings, admin)
+    kafka = KafkaConnection.from_settings(settings)
+    admin = admin_client(kafka)
+    await start_client(kafka, admin)
     try:
         node = await admin.find_coordinator(group_id)
         response = await admin._client.send(node, _DescribeGroups([group_id]))
@@ -196,8 +199,9 @@ async def plan_offset_move(
             f"(it has {len(position.partitions)})"
         )
     tps = [TopicPartition(topic, p.partition) for p in chosen]
-    reader = consumer(settings, group_id=None)
-    await start_client(settings, reader)
+    kafka = KafkaConnection.from_settings(settings)
+    reader = consumer(kafka, group_id=None)
+    await start_client(kafka, reader)
     try:
         beginnings = await reader.beginning_offsets(tps)
         ends = await reader.end_offsets(tps)
@@ -232,8 +236,9 @@ async def move_offsets(
             f"group {group_id} has {len(state.members)} active member(s) ({state.state}): "
             "stop every `streamproc run` of the group first"
         )
-    committer = consumer(settings, group_id=group_id)
-    await start_client(settings, committer)
+    kafka = KafkaConnection.from_settings(settings)
+    committer = consumer(kafka, group_id=group_id)
+    await start_client(kafka, committer)
     try:
         tps = {TopicPartition(topic, m.partition): m.target for m in moves}
         committer.assign(list(tps))

@@ -38,7 +38,8 @@ from aiokafka.conn import AIOKafkaConnection, OAuthAuthenticator
 from aiokafka.errors import KafkaConnectionError
 
 from streamproc.errors import ConfigError, KafkaTokenError
-from streamproc.settings import ENV_PREFIX, SaslMechanism, Settings, sasl_extensions
+from streamproc.kafka.config import KafkaConnection
+from streamproc.settings import ENV_PREFIX, SaslMechanism, sasl_extensions
 
 __all__ = [
     "REFRESH_AT_LIFETIME",
@@ -364,43 +365,43 @@ def _finish_refused_exchanges() -> None:
 _PROVIDERS: dict[tuple[str | None, ...], _CachingProvider] = {}
 
 
-def token_provider(settings: Settings) -> _CachingProvider:
-    """The process's token provider for ``settings`` (``OAUTHBEARER`` or ``AWS_MSK_IAM``)."""
+def token_provider(connection: KafkaConnection) -> _CachingProvider:
+    """The process's token provider for ``connection`` (``OAUTHBEARER`` or ``AWS_MSK_IAM``)."""
     _finish_refused_exchanges()
-    if settings.sasl_mechanism is SaslMechanism.AWS_MSK_IAM:
-        assert settings.sasl_aws_region is not None  # checked by the settings model
+    if connection.sasl_mechanism is SaslMechanism.AWS_MSK_IAM:
+        assert connection.sasl_aws_region is not None  # checked by the settings model
         key: tuple[str | None, ...] = (
             "msk",
-            settings.sasl_aws_region,
-            settings.sasl_aws_profile,
-            settings.sasl_aws_role_arn,
+            connection.sasl_aws_region,
+            connection.sasl_aws_profile,
+            connection.sasl_aws_role_arn,
         )
         if key not in _PROVIDERS:
             _PROVIDERS[key] = MskIamTokenProvider(
-                settings.sasl_aws_region,
-                profile=settings.sasl_aws_profile,
-                role_arn=settings.sasl_aws_role_arn,
+                connection.sasl_aws_region,
+                profile=connection.sasl_aws_profile,
+                role_arn=connection.sasl_aws_role_arn,
             )
         return _PROVIDERS[key]
-    url = settings.sasl_oauthbearer_token_url
-    client_id = settings.sasl_oauthbearer_client_id
-    secret = settings.sasl_oauthbearer_client_secret
+    url = connection.sasl_oauthbearer_token_url
+    client_id = connection.sasl_oauthbearer_client_id
+    secret = connection.sasl_oauthbearer_client_secret
     assert url is not None and client_id and secret is not None  # checked by the model
     key = (
         "oidc",
         str(url),
         client_id,
         secret.get_secret_value(),
-        settings.sasl_oauthbearer_scope,
-        settings.sasl_oauthbearer_extensions,
+        connection.sasl_oauthbearer_scope,
+        connection.sasl_oauthbearer_extensions,
     )
     if key not in _PROVIDERS:
         _PROVIDERS[key] = OidcTokenProvider(
             str(url),
             client_id,
             secret.get_secret_value(),
-            scope=settings.sasl_oauthbearer_scope,
-            timeout_s=settings.kafka_connect_timeout_s,
-            extensions=sasl_extensions(settings.sasl_oauthbearer_extensions or ""),
+            scope=connection.sasl_oauthbearer_scope,
+            timeout_s=connection.connect_timeout_s,
+            extensions=sasl_extensions(connection.sasl_oauthbearer_extensions or ""),
         )
     return _PROVIDERS[key]

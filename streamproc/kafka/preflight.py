@@ -43,6 +43,7 @@ from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Schema, String
 from streamproc.errors import KafkaAuthorizationError, KafkaSetupError, KafkaTokenError
 from streamproc.kafka.acls import Acl, ResourceType, grant_command, iam_action
 from streamproc.kafka.client import connection_kwargs
+from streamproc.kafka.config import KafkaConnection
 from streamproc.logs import get_logger
 from streamproc.settings import ENV_PREFIX, SaslMechanism, SecurityProtocol, Settings
 
@@ -192,18 +193,19 @@ async def check_kafka(
     ``ConfigError`` (not ``KafkaSetupError``) comes out when the TLS files cannot be loaded
     at all: that is a bad setting, not a broker problem.
     """
-    kwargs = connection_kwargs(settings)
+    kafka = KafkaConnection.from_settings(settings)
+    kwargs = connection_kwargs(kafka)
     secrets = [
         s.get_secret_value()
         for s in (
-            settings.sasl_password,
-            settings.ssl_key_password,
-            settings.sasl_oauthbearer_client_secret,
+            kafka.sasl_password,
+            kafka.ssl_key_password,
+            kafka.sasl_oauthbearer_client_secret,
         )
         if s is not None and s.get_secret_value()
     ]
     try:
-        await _check(settings, kwargs, timeout_s, list(topics), list(acls))
+        await _check(kafka, kwargs, timeout_s, list(topics), list(acls), settings.topic_raw)
     except KafkaSetupError as exc:
         line = str(exc)
         for secret in secrets:
@@ -212,35 +214,38 @@ async def check_kafka(
 
 
 async def _check(
-    settings: Settings,
+    kafka: KafkaConnection,
     kwargs: dict[str, Any],
     timeout_s: float,
     topics: list[str],
     acls: list[Acl],
+    topic_raw: str,
 ) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     problems: list[str] = []
-    for host, port in parse_bootstrap(settings.bootstrap_servers):
+    for host, port in parse_bootstrap(kafka.bootstrap_servers):
         left = deadline - loop.time()
         if left <= 0:
             break
         try:
             conn = await _connect(host, port, kwargs, left)
         except Exception as exc:
-            problem = _explain(exc, settings, host, port, left)
+            problem = _explain(exc, kafka, host, port, left)
             if problem.final:
                 raise KafkaSetupError(problem.line) from None
             problems.append(problem.line)
             continue
         try:
-            await _check_cluster(settings, kwargs, conn, deadline - loop.time(), topics, acls)
+            await _check_cluster(
+                kafka, kwargs, conn, deadline - loop.time(), topics, acls, topic_raw
+            )
         finally:
             conn.close()
         return
     detail = "; ".join(problems) or f"no answer within {timeout_s:g} s"
     raise KafkaSetupError(
-        f"cannot reach Kafka at {settings.bootstrap_servers} ({detail}): is the broker up, "
+        f"cannot reach Kafka at {kafka.bootstrap_servers} ({detail}): is the broker up, "
         "and STREAMPROC_BOOTSTRAP_SERVERS right?"
     )
 
@@ -258,13 +263,15 @@ async def _connect(host: str, port: int, kwargs: dict[str, Any], timeout_s: floa
 
 
 async def _check_cluster(
-    settings: Settings,
+    kafka: KafkaConnection,
     kwargs: dict[str, Any],
     conn: Any,
     timeout_s: float,
     topics: list[str],
     acls: list[Acl],
+    topic_raw: str,
 ) -> None:
+    """``topic_raw`` names the transactional id probed under a prefix ACL."""
     where = f"{conn.host}:{conn.port}"
     topic_acls = [acl for acl in acls if acl.resource is ResourceType.TOPIC]
     topics = list(dict.fromkeys([*topics, *(acl.name for acl in topic_acls)]))
@@ -290,7 +297,7 @@ async def _check_cluster(
             result.close()
     for (h, p), result in zip(others, results, strict=True):
         if isinstance(result, BaseException):
-            reason = _explain(result, settings, h, p, timeout_s).line
+            reason = _explain(result, kafka, h, p, timeout_s).line
             raise KafkaSetupError(
                 f"{where} answered, but the broker it advertises at {h}:{p} does not: "
                 f"{reason}; check the broker's advertised.listeners for this listener"
@@ -304,9 +311,9 @@ async def _check_cluster(
         if code == _TOPIC_AUTHORIZATION_FAILED:
             if needed:  # any ACL on the topic would let us describe it
                 required = [acl for acl in needed if not acl.optional]
-                raise _missing(settings, (required or needed)[0])
+                raise _missing(kafka, (required or needed)[0])
             raise KafkaSetupError(
-                f"not authorized to describe topic {name} as {_principal(settings)}: "
+                f"not authorized to describe topic {name} as {_principal(kafka)}: "
                 "check the broker's ACLs"
             )
         allowed = int(topic_meta[4]) if len(topic_meta) > 4 else _OPS_UNKNOWN
@@ -315,16 +322,16 @@ async def _check_cluster(
         for acl in needed:
             if not allowed & (1 << int(acl.operation)):
                 if not acl.optional:
-                    raise _missing(settings, acl)
+                    raise _missing(kafka, acl)
                 optional_missing.append(acl)
     if optional_missing:
-        _warn_optional(settings, optional_missing)
+        _warn_optional(kafka, optional_missing)
     for acl in acls:
         if acl.resource is ResourceType.GROUP:
             key, key_type, refused = acl.name, _GROUP_KEY, _GROUP_AUTHORIZATION_FAILED
         elif acl.resource is ResourceType.TRANSACTIONAL_ID:
             # A prefix ACL: ask about an id it covers, as the first one we would use.
-            key = f"{acl.name}{settings.topic_raw}.0" if acl.prefixed else acl.name
+            key = f"{acl.name}{topic_raw}.0" if acl.prefixed else acl.name
             key_type, refused = _TRANSACTION_KEY, _TRANSACTIONAL_ID_AUTHORIZATION_FAILED
         else:
             continue
@@ -334,81 +341,81 @@ async def _check_cluster(
         except (TimeoutError, kafka_errors.KafkaError):
             continue  # not an authorization answer: the clients will say what is wrong
         if int(found.error_code) == refused:
-            raise _missing(settings, acl)
+            raise _missing(kafka, acl)
 
 
-def _acl_principal(settings: Settings) -> str:
+def _acl_principal(kafka: KafkaConnection) -> str:
     """The principal to grant to, as kafka-acls spells it (as far as we can know it)."""
-    mechanism = settings.sasl_in_use
+    mechanism = kafka.sasl_in_use
     if mechanism is SaslMechanism.OAUTHBEARER:
         # The broker's principal is the token's sub claim: often, not always, the client id.
-        return f"User:{settings.sasl_oauthbearer_client_id}"
-    if mechanism not in (None, SaslMechanism.AWS_MSK_IAM) and settings.sasl_username:
-        return f"User:{settings.sasl_username}"
+        return f"User:{kafka.sasl_oauthbearer_client_id}"
+    if mechanism not in (None, SaslMechanism.AWS_MSK_IAM) and kafka.sasl_username:
+        return f"User:{kafka.sasl_username}"
     return "User:<principal>"
 
 
-def _grant_hint(settings: Settings, acls: list[Acl]) -> str:
+def _grant_hint(kafka: KafkaConnection, acls: list[Acl]) -> str:
     """How to grant ``acls``: ``kafka-acls`` commands, or on MSK IAM the policy's actions
     (MSK has no ACLs to add)."""
-    if settings.sasl_in_use is SaslMechanism.AWS_MSK_IAM:
+    if kafka.sasl_in_use is SaslMechanism.AWS_MSK_IAM:
         actions = ", ".join(
             f"`{iam_action(acl)}` on {acl.describe().split(' on ', 1)[1]}" for acl in acls
         )
         return f"allow it in the IAM policy of these credentials: {actions}"
-    commands = "; ".join(f"`{grant_command(acl, _acl_principal(settings))}`" for acl in acls)
+    commands = "; ".join(f"`{grant_command(acl, _acl_principal(kafka))}`" for acl in acls)
     return f"grant it: {commands}"
 
 
-def _missing(settings: Settings, acl: Acl) -> KafkaAuthorizationError:
+def _missing(kafka: KafkaConnection, acl: Acl) -> KafkaAuthorizationError:
     return KafkaAuthorizationError(
-        f"not authorized: {_principal(settings)} lacks {acl.describe()} ({acl.why}); "
-        f"{_grant_hint(settings, [acl])} (docs/security.md lists every ACL)"
+        f"not authorized: {_principal(kafka)} lacks {acl.describe()} ({acl.why}); "
+        f"{_grant_hint(kafka, [acl])} (docs/security.md lists every ACL)"
     )
 
 
-def _warn_optional(settings: Settings, acls: list[Acl]) -> None:
+def _warn_optional(kafka: KafkaConnection, acls: list[Acl]) -> None:
     """One line for the recommended permissions that are missing: start-up goes on."""
     lacks = ", ".join(f"{acl.describe()} ({acl.why})" for acl in acls)
     log.warning(
         "kafka.acl_missing_optional",
-        principal=_principal(settings),
-        detail=f"{_principal(settings)} lacks {lacks}: Kafka's default max.message.bytes "
-        f"(1 MiB) is assumed; recommended, {_grant_hint(settings, acls)} "
+        principal=_principal(kafka),
+        detail=f"{_principal(kafka)} lacks {lacks}: Kafka's default max.message.bytes "
+        f"(1 MiB) is assumed; recommended, {_grant_hint(kafka, acls)} "
         "(docs/security.md)",
     )
 
 
-def _principal(settings: Settings) -> str:
-    mechanism = settings.sasl_in_use
+def _principal(kafka: KafkaConnection) -> str:
+    mechanism = kafka.sasl_in_use
     if mechanism is SaslMechanism.OAUTHBEARER:
-        return f"OAUTHBEARER client {settings.sasl_oauthbearer_client_id!r}"
+        return f"OAUTHBEARER client {kafka.sasl_oauthbearer_client_id!r}"
     if mechanism is SaslMechanism.AWS_MSK_IAM:
         return "the AWS IAM identity of the credentials"
-    if settings.sasl_username and mechanism is not None:
-        return f"user {settings.sasl_username!r}"
-    if settings.security_protocol is SecurityProtocol.SSL and settings.ssl_certfile:
-        return f"the client certificate {settings.ssl_certfile}"
+    if kafka.sasl_username and mechanism is not None:
+        return f"user {kafka.sasl_username!r}"
+    if kafka.security_protocol is SecurityProtocol.SSL and kafka.ssl_certfile:
+        return f"the client certificate {kafka.ssl_certfile}"
     return "ANONYMOUS"
 
 
 def _explain(
-    exc: BaseException, settings: Settings, host: str, port: int, timeout_s: float
+    exc: BaseException, kafka: KafkaConnection, host: str, port: int, timeout_s: float
 ) -> _Problem:
     """One line for what went wrong connecting to ``host:port``; secrets never enter it."""
     where = f"{host}:{port}"
-    protocol = settings.security_protocol.value
-    tls = settings.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL)
+    protocol = kafka.security_protocol.value
+    tls = kafka.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL)
     # aiokafka wraps a failure on an established connection; the cause says more.
     cause = exc.__cause__
     if isinstance(exc, kafka_errors.KafkaConnectionError) and isinstance(cause, ssl.SSLError):
         exc = cause
-    mechanism = settings.sasl_mechanism.value
+    mechanism = kafka.sasl_mechanism.value
     if isinstance(cause, KafkaTokenError):  # no token to offer (streamproc.kafka.oauth)
         return _Problem(str(cause), final=True)
     if isinstance(
         exc, kafka_errors.SaslAuthenticationFailed | kafka_errors.AuthenticationFailedError
-    ) and settings.sasl_mechanism in (SaslMechanism.OAUTHBEARER, SaslMechanism.AWS_MSK_IAM):
+    ) and kafka.sasl_mechanism in (SaslMechanism.OAUTHBEARER, SaslMechanism.AWS_MSK_IAM):
         # The broker's reason (expired, wrong audience, bad signature) is its own words
         # about the token, never the token itself.
         said = str(exc.args[0]) if exc.args else ""
@@ -416,18 +423,18 @@ def _explain(
         hint = (
             "check the broker's JWKS/issuer/audience settings and "
             f"{ENV_PREFIX}SASL_OAUTHBEARER_TOKEN_URL"
-            if settings.sasl_mechanism is SaslMechanism.OAUTHBEARER
+            if kafka.sasl_mechanism is SaslMechanism.OAUTHBEARER
             else "check the IAM policy and STREAMPROC_SASL_AWS_REGION"
         )
         return _Problem(
-            f"the broker at {where} refused the token of {_principal(settings)}{detail}; {hint}",
+            f"the broker at {where} refused the token of {_principal(kafka)}{detail}; {hint}",
             final=True,
         )
     if isinstance(
         exc, kafka_errors.SaslAuthenticationFailed | kafka_errors.AuthenticationFailedError
     ):
         return _Problem(
-            f"authentication failed for user {settings.sasl_username!r} with mechanism "
+            f"authentication failed for user {kafka.sasl_username!r} with mechanism "
             f"{mechanism} at {where}: check STREAMPROC_SASL_USERNAME and "
             "STREAMPROC_SASL_PASSWORD (and STREAMPROC_SASL_MECHANISM)",
             final=True,
@@ -474,7 +481,7 @@ def _explain(
     if isinstance(exc, kafka_errors.KafkaConnectionError):
         hint = (
             "the broker may refuse our client certificate (STREAMPROC_SSL_CERTFILE), or "
-            if tls and settings.ssl_certfile is not None
+            if tls and kafka.ssl_certfile is not None
             else ""
         )
         return _Problem(

@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import admin_client, start_client
+from streamproc.kafka.config import KafkaConnection
 from streamproc.settings import Settings
 
 __all__ = [
@@ -71,8 +72,9 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
 
 async def create_topics(settings: Settings) -> list[TopicReport]:
     """Create whichever of the five topics are missing; existing ones are left as they are."""
-    admin = admin_client(settings)
-    await start_client(settings, admin)
+    kafka = KafkaConnection.from_settings(settings)
+    admin = admin_client(kafka)
+    await start_client(kafka, admin)
     try:
         existing = set(await admin.list_topics())
         reports = []
@@ -96,12 +98,12 @@ async def create_topics(settings: Settings) -> list[TopicReport]:
         await admin.close()
 
 
-async def max_message_bytes(settings: Settings, topics: list[str]) -> dict[str, int]:
+async def max_message_bytes(kafka: KafkaConnection, topics: list[str]) -> dict[str, int]:
     """Each topic's ``max.message.bytes`` as the broker applies it (its own default when
     the topic sets none). A topic whose configuration cannot be read (no DescribeConfigs
     permission, an old broker) gets Kafka's default, with a warning: a record over the
     real limit is still caught when the broker refuses it."""
-    admin = admin_client(settings)
+    admin = admin_client(kafka)
     limits = dict.fromkeys(topics, BROKER_DEFAULT_MAX_MESSAGE_BYTES)
     try:
         await admin.start()
@@ -150,8 +152,9 @@ async def describe_topics(settings: Settings) -> list[TopicDescription]:
         settings.topic_parked: "parked by the replayer",
         settings.topic_state: "group state (compacted)",
     }
-    admin = admin_client(settings)
-    await start_client(settings, admin)
+    kafka = KafkaConnection.from_settings(settings)
+    admin = admin_client(kafka)
+    await start_client(kafka, admin)
     try:
         described = {d["topic"]: d for d in await admin.describe_topics(list(roles))}
         present = [t for t, d in described.items() if d["error_code"] == 0]

@@ -51,6 +51,7 @@ from streamproc.kafka.client import (
     transaction,
     transactional_producer,
 )
+from streamproc.kafka.config import KafkaConnection
 from streamproc.kafka.tolerant import Undecodable, read_tolerantly
 from streamproc.kafka.topics import max_message_bytes
 from streamproc.logs import get_logger
@@ -157,6 +158,7 @@ class Processor:
         on_assignment: Callable[[int, int], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._kafka = KafkaConnection.from_settings(settings)
         #: Told after every rebalance: partitions assigned here, partitions of the topic.
         self._on_assignment = on_assignment
         self._handler = handler
@@ -200,13 +202,13 @@ class Processor:
     async def start(self) -> None:
         s = self._settings
         self._consumer = make_consumer(
-            s,
+            self._kafka,
             group_id=s.group_id,
             max_partition_fetch_bytes=max(s.max_lead_bytes + 1024, 1_048_576),
             fetch_max_bytes=max(s.max_lead_bytes * 4, 52_428_800),
             max_poll_interval_ms=s.max_poll_interval_ms,
         )
-        await start_client(s, self._consumer)
+        await start_client(self._kafka, self._consumer)
         topics = await self._consumer.topics()
         # Pacing drains the deferral topics in the same group, lane for lane like leads.raw.
         inputs = [s.topic_raw, *s.deferral_topics]
@@ -323,10 +325,10 @@ class Processor:
     async def _read_output_limits(self) -> None:
         s = self._settings
         topics = [s.topic_enriched, s.topic_dlq, s.topic_state, s.topic_parked]
-        request_bytes = max_request_bytes(s)
+        request_bytes = max_request_bytes(self._kafka)
         limits = {
             topic: min(limit, request_bytes)
-            for topic, limit in (await max_message_bytes(s, topics)).items()
+            for topic, limit in (await max_message_bytes(self._kafka, topics)).items()
         }
         self._publication = Publication(
             s.topic_dlq, self._handler.dead_letter, limits, default_limit=request_bytes
@@ -832,7 +834,7 @@ class Processor:
 
     async def _start_producer(self, tp: TopicPartition) -> Any:
         producer = transactional_producer(
-            self._settings,
+            self._kafka,
             transactional_id(self._settings.group_id, tp),
             max_batch_bytes=self._max_batch_bytes,
         )

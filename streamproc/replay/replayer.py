@@ -34,6 +34,7 @@ from streamproc.kafka.client import (
     transactional_producer,
 )
 from streamproc.kafka.client import consumer as make_consumer
+from streamproc.kafka.config import KafkaConnection
 from streamproc.logs import get_logger
 from streamproc.records.outcome import OutRecord
 from streamproc.replay.decision import DlqRecord, Planned, Targets, plan
@@ -109,6 +110,7 @@ class Replayer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self._kafka = KafkaConnection.from_settings(settings)
         self._options = options
         self._progress: ProgressSink = progress or NullProgress()
         self._clock = clock
@@ -166,20 +168,20 @@ class Replayer:
     async def _start_consumer(self) -> AIOKafkaConsumer:
         s = self._settings
         consumer = make_consumer(
-            s,
+            self._kafka,
             group_id=replayer_group(s),
             fetch_max_wait_ms=100,
             # DLQ records are a lead plus headers: leave room above the lead size cap.
             max_partition_fetch_bytes=max(s.max_lead_bytes * 2, 1_048_576) + 65_536,
         )
-        await start_client(s, consumer)
+        await start_client(self._kafka, consumer)
         return consumer
 
     async def _start_producer(self) -> AIOKafkaProducer:
-        producer = transactional_producer(self._settings, replayer_transactional_id(self._settings))
+        producer = transactional_producer(self._kafka, replayer_transactional_id(self._settings))
         # init_transactions: fences a previous replayer and aborts its open transaction, so
         # the committed offsets read after this are final.
-        await start_client(self._settings, producer)
+        await start_client(self._kafka, producer)
         return producer
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> tuple[list[TopicPartition], int]:

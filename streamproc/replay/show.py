@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from streamproc.errors import ConfigError, KafkaSetupError
 from streamproc.kafka.client import assign_from_committed, partitions_of, start_client
 from streamproc.kafka.client import consumer as make_consumer
+from streamproc.kafka.config import KafkaConnection
 from streamproc.replay.command import add_filter_arguments, filters_from_args, whole_number
 from streamproc.replay.detail import detail_json, render_detail, render_rows, summary_json
 from streamproc.replay.filters import ReplayFilter
@@ -190,8 +191,9 @@ async def list_dlq(settings: Settings, options: ShowOptions) -> DlqPage:
     )
     # A group id only to read the replayer's committed offsets: assigned, never joined.
     group = None if options.include_all else replayer_group(settings)
-    consumer = make_consumer(settings, group_id=group, fetch_max_wait_ms=100)
-    await start_client(settings, consumer)
+    kafka = KafkaConnection.from_settings(settings)
+    consumer = make_consumer(kafka, group_id=group, fetch_max_wait_ms=100)
+    await start_client(kafka, consumer)
     try:
         ranges = await assign_from_committed(
             consumer, settings.topic_dlq, from_start=options.include_all
@@ -228,8 +230,9 @@ async def read_dlq_record(
     """The DLQ record at ``partition``:``offset``; ``ConfigError`` naming the range held
     when there is none."""
     topic = settings.topic_dlq
-    consumer = make_consumer(settings, group_id=None, fetch_max_wait_ms=100)
-    await start_client(settings, consumer)
+    kafka = KafkaConnection.from_settings(settings)
+    consumer = make_consumer(kafka, group_id=None, fetch_max_wait_ms=100)
+    await start_client(kafka, consumer)
     try:
         partitions = await partitions_of(consumer, topic)
         if partition not in partitions:

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer
 
 from streamproc.kafka.client import assign_from_committed, start_client
 from streamproc.kafka.client import consumer as make_consumer
+from streamproc.kafka.config import KafkaConnection
 from streamproc.replay.decision import decide
 from streamproc.replay.interop import DlqView, view_dlq_record
 from streamproc.replay.replayer import replayer_group
@@ -107,8 +108,9 @@ async def collect_dlq_stats(
 ) -> DlqStats:
     """Read the DLQ (pending part, or all with ``include_all``) up to its end offsets."""
     stats = DlqStats(max_attempts=max_attempts, scope="all" if include_all else "pending")
-    consumer = make_consumer(settings, group_id=replayer_group(settings), fetch_max_wait_ms=100)
-    await start_client(settings, consumer)
+    kafka = KafkaConnection.from_settings(settings)
+    consumer = make_consumer(kafka, group_id=replayer_group(settings), fetch_max_wait_ms=100)
+    await start_client(kafka, consumer)
     try:
         await _read(consumer, settings.topic_dlq, stats, include_all)
     finally:

@@ -41,9 +41,9 @@ from aiokafka.errors import KafkaError
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import connection_kwargs, partitions_of, start_client, stop_quietly
 from streamproc.kafka.client import consumer as make_consumer
+from streamproc.kafka.config import KafkaConnection
 from streamproc.logs import get_logger
 from streamproc.records.outcome import OutRecord
-from streamproc.settings import Settings
 
 __all__ = ["BUDGET_PARTITION", "StateListener", "StateStore"]
 
@@ -65,8 +65,10 @@ class StateStore:
     call order. Restore first, then serve: :meth:`start` returns once restored.
     """
 
-    def __init__(self, settings: Settings, listener: StateListener) -> None:
-        self._settings = settings
+    def __init__(self, kafka: KafkaConnection, topic: str, listener: StateListener) -> None:
+        """``topic``: the state topic (``topic_state``)."""
+        self._kafka = kafka
+        self._topic = topic
         self._listener = listener
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -84,6 +86,10 @@ class StateStore:
         self._sender: asyncio.Task[None] | None = None
 
     @property
+    def topic(self) -> str:
+        return self._topic
+
+    @property
     def partitions(self) -> int:
         return self._partitions
 
@@ -94,25 +100,24 @@ class StateStore:
         once: returns False, with ``restored`` not set and nothing tailed. The caller still
         calls :meth:`stop`.
         """
-        s = self._settings
         self._producer = AIOKafkaProducer(
-            **connection_kwargs(s), acks="all", enable_idempotence=True, linger_ms=1
+            **connection_kwargs(self._kafka), acks="all", enable_idempotence=True, linger_ms=1
         )
-        self._consumer = make_consumer(s, group_id=None, fetch_max_wait_ms=20)
+        self._consumer = make_consumer(self._kafka, group_id=None, fetch_max_wait_ms=20)
         try:
-            await start_client(s, self._producer)
-            await start_client(s, self._consumer)
+            await start_client(self._kafka, self._producer)
+            await start_client(self._kafka, self._consumer)
         except KafkaSetupError:
             await self.stop()
             raise
-        partitions = await partitions_of(self._consumer, s.topic_state)
+        partitions = await partitions_of(self._consumer, self._topic)
         if not partitions:
             await self.stop()
             raise KafkaSetupError(
-                f"state topic {s.topic_state} does not exist: run `streamproc topics create`"
+                f"state topic {self._topic} does not exist: run `streamproc topics create`"
             )
         self._partitions = len(partitions)
-        tps = [TopicPartition(s.topic_state, p) for p in sorted(partitions)]
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
         ends = await self._consumer.end_offsets(tps)
@@ -213,7 +218,7 @@ class StateStore:
         predecessor committed before acting on it.
         """
         assert self._consumer is not None, "StateStore.start() first"
-        tps = [TopicPartition(self._settings.topic_state, p) for p in partitions]
+        tps = [TopicPartition(self._topic, p) for p in partitions]
         ends = await self._consumer.end_offsets(tps)
         for tp, end in ends.items():
             if end > 0:
@@ -247,7 +252,7 @@ class StateStore:
             # Sent even when its caller stopped waiting: a later record may depend on it.
             try:
                 delivery = await self._producer.send(
-                    self._settings.topic_state, value=payload, key=key.encode(), partition=partition
+                    self._topic, value=payload, key=key.encode(), partition=partition
                 )
             except Exception as exc:
                 if not done.done():
@@ -258,9 +263,7 @@ class StateStore:
     def record(self, key: str, value: dict[str, Any] | None) -> OutRecord:
         """A state record to write inside a lead's transaction."""
         payload = None if value is None else orjson.dumps(value)
-        return OutRecord(
-            self._settings.topic_state, key.encode(), payload, [], self.partition_for(key)
-        )
+        return OutRecord(self._topic, key.encode(), payload, [], self.partition_for(key))
 
 
 def _deliver(

@@ -33,6 +33,7 @@ from typing import Any, Protocol, TextIO
 
 import orjson
 
+from streamproc.kafka.config import KafkaConnection
 from streamproc.records.status import StateStatus
 from streamproc.settings import Settings
 from streamproc.state.store import StateStore
@@ -69,7 +70,7 @@ class StateView(Protocol):
 @contextlib.asynccontextmanager
 async def watch_state(settings: Settings, view: StateView) -> AsyncIterator[StateStore]:
     """Restore the state topic into ``view`` and keep tailing it while inside."""
-    store = StateStore(settings, view.on_state)
+    store = StateStore(KafkaConnection.from_settings(settings), settings.topic_state, view.on_state)
     try:
         await store.start()
         yield store

@@ -15,6 +15,7 @@ from streamproc.console.api import Console
 from streamproc.console.lag import LagReader
 from streamproc.kafka.client import consumer as make_consumer
 from streamproc.kafka.client import start_client, stop_quietly
+from streamproc.kafka.config import KafkaConnection
 from streamproc.settings import Settings
 from tests.integration.kafka_io import produce
 
@@ -44,8 +45,9 @@ async def test_lag_is_read_without_an_assignment_and_cached(topics: Settings) ->
         hot = next(p for p, end in ends.items() if end == 5)
         assert reader._consumer is not None and reader._consumer.assignment() == set()
 
-        member = make_consumer(topics, group_id=topics.group_id)
-        await start_client(topics, member)
+        kafka = KafkaConnection.from_settings(topics)
+        member = make_consumer(kafka, group_id=topics.group_id)
+        await start_client(kafka, member)
         try:
             tp = TopicPartition(topics.topic_raw, hot)
             member.assign([tp])

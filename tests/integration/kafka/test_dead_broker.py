@@ -14,6 +14,7 @@ import pytest
 
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import consumer, start_client
+from streamproc.kafka.config import KafkaConnection
 from streamproc.settings import Settings
 
 COMMANDS = [
@@ -104,7 +105,8 @@ async def test_start_client_stops_the_client_it_could_not_start(silent_broker: s
     """start_client gives up after kafka_connect_timeout_s with a KafkaSetupError and leaves
     no client running (the preflight aside, a client may be the first to find out)."""
     settings = Settings(bootstrap_servers=silent_broker, kafka_connect_timeout_s=1)
-    client = consumer(settings, group_id=None)
+    kafka = KafkaConnection.from_settings(settings)
+    client = consumer(kafka, group_id=None)
     with pytest.raises(KafkaSetupError, match=r"no answer within 1 s"):
-        await start_client(settings, client)
+        await start_client(kafka, client)
     assert client._closed

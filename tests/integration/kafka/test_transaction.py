@@ -18,6 +18,7 @@ from streamproc.kafka.client import (
     transaction,
     transactional_producer,
 )
+from streamproc.kafka.config import KafkaConnection
 from streamproc.settings import Settings
 from tests.integration.kafka_io import read_all
 
@@ -43,9 +44,10 @@ async def test_a_fenced_producer_raises_a_kafka_error_in_and_after_its_transacti
 ) -> None:
     tid = f"{topics.group_id}.fence-{uuid.uuid4().hex[:6]}"
     topic = topics.topic_enriched
-    old = transactional_producer(topics, tid)
+    kafka = KafkaConnection.from_settings(topics)
+    old = transactional_producer(kafka, tid)
     await old.start()
-    new = transactional_producer(topics, tid)
+    new = transactional_producer(kafka, tid)
     try:
         with pytest.raises(KafkaError) as during:
             await _fenced_midway(old, new, topic)

@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from streamproc.app import App
+from streamproc.kafka.config import KafkaConnection
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.settings import Settings
 from streamproc.simulators.apis import ApiSimConfig, serve_api
@@ -97,7 +98,9 @@ def _metric(app: App, name: str, provider: str) -> float:
 async def _spent(settings: Settings) -> tuple[int, int]:
     """Spent and reserved credits as the next process restores them from the state topic."""
     guard = ResilienceGuard(settings, owner="auditor")
-    store = StateStore(settings, guard.on_state)
+    store = StateStore(
+        KafkaConnection.from_settings(settings), settings.topic_state, guard.on_state
+    )
     try:
         await store.start()
     finally:

@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streamproc.app import App
+from streamproc.kafka.config import KafkaConnection
 from streamproc.kafka.topics import create_topics
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.records.lead import Lead
@@ -53,7 +54,7 @@ async def _spend(settings: Settings, leads_per_writer: int) -> None:
         for guard in guards:
             guard.on_state(key, value, partition, offset)
 
-    store = StateStore(settings, fan_out)
+    store = StateStore(KafkaConnection.from_settings(settings), settings.topic_state, fan_out)
     await store.start()
     for guard in guards:
         guard.attach(store)
@@ -73,7 +74,9 @@ async def _spend(settings: Settings, leads_per_writer: int) -> None:
 async def _restore(settings: Settings) -> Restore:
     """What a process starting now reads and keeps."""
     guard = ResilienceGuard(settings, owner="next-process")
-    store = StateStore(settings, guard.on_state)
+    store = StateStore(
+        KafkaConnection.from_settings(settings), settings.topic_state, guard.on_state
+    )
     started = time.monotonic()
     try:
         await store.start()
@@ -128,7 +131,9 @@ async def test_once_compacted_a_restart_reads_a_flat_number_of_records(topics: S
         await admin.alter_configs([resource])
     finally:
         await admin.close()
-    roller = StateStore(settings, lambda *record: None)
+    roller = StateStore(
+        KafkaConnection.from_settings(settings), settings.topic_state, lambda *record: None
+    )
     await roller.start()
     after = before
     try:

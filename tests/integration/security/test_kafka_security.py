@@ -1,7 +1,7 @@
 """Kafka security from settings: SASL_SSL (SCRAM-SHA-256/512, PLAIN) and SSL with mTLS.
 
 Against a real broker (tests/integration/security/broker.py) with certificates generated
-for the run. Clients are built only from ``connection_kwargs(Settings(...))``, the way the
+for the run. Clients are built only from the settings' ``KafkaConnection``, the way the
 processor builds them; failures go through ``check_kafka``, which must answer in one
 secret-free line, quickly.
 """
@@ -18,6 +18,7 @@ from aiokafka import TopicPartition
 
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import admin_client, consumer, transactional_producer
+from streamproc.kafka.config import KafkaConnection
 from streamproc.kafka.preflight import check_kafka
 from streamproc.settings import Settings
 from tests.integration.security.broker import (
@@ -76,7 +77,8 @@ def secure_settings(broker: SecureBroker, kind: str) -> Settings:
 
 async def roundtrip(settings: Settings, value: bytes) -> bytes | None:
     """Produce one record in a transaction (as the processor does), read it back committed."""
-    producer = transactional_producer(settings, f"security-test-{uuid.uuid4().hex[:8]}")
+    kafka = KafkaConnection.from_settings(settings)
+    producer = transactional_producer(kafka, f"security-test-{uuid.uuid4().hex[:8]}")
     await producer.start()
     try:
         async with producer.transaction():
@@ -84,7 +86,7 @@ async def roundtrip(settings: Settings, value: bytes) -> bytes | None:
         offset = (await sent).offset
     finally:
         await producer.stop()
-    reader = consumer(settings, group_id=None)
+    reader = consumer(kafka, group_id=None)
     await reader.start()
     try:
         tp = TopicPartition(TOPIC, 0)
@@ -116,7 +118,9 @@ async def test_secure_listener_roundtrip(secure_broker: SecureBroker, kind: str)
 
 async def test_admin_client_over_sasl_ssl(secure_broker: SecureBroker) -> None:
     """The admin client (topics create) authenticates over SASL_SSL with SCRAM too."""
-    admin = admin_client(secure_settings(secure_broker, "SCRAM-SHA-512"))
+    admin = admin_client(
+        KafkaConnection.from_settings(secure_settings(secure_broker, "SCRAM-SHA-512"))
+    )
     await admin.start()
     try:
         assert TOPIC in await admin.list_topics()

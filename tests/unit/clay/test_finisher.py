@@ -18,9 +18,11 @@ from aiokafka.errors import (
 )
 
 from streamproc.clay import finisher as finisher_module
+from streamproc.clay.config import ClayConfig
 from streamproc.clay.finisher import Finish, Finisher, FinishUnavailable
 from streamproc.clay.pending import PendingLead, PendingRegistry
 from streamproc.errors import OutputRefused, OutputTooLarge
+from streamproc.kafka.config import KafkaConnection
 from streamproc.records.dlq import Origin
 from streamproc.records.outcome import OutRecord
 from streamproc.settings import Settings
@@ -43,6 +45,8 @@ def _pending(lead_id: str, correlation: str = "c1") -> dict[str, Any]:
 
 
 class _Store:
+    topic = "state"
+
     def __init__(self) -> None:
         self.on_catch_up: Callable[[], None] = lambda: None
         self.catch_ups = 0
@@ -124,7 +128,15 @@ def _finisher(
 
     settings = Settings(topic_dlq="dlq")
     kw.setdefault("dlq_max_bytes", 1_000_000)  # no broker to ask
-    finisher = Finisher(settings, store, registry, factory=factory, **kw)  # type: ignore[arg-type]
+    finisher = Finisher(
+        ClayConfig.from_settings(settings),
+        KafkaConnection.from_settings(settings),
+        store,  # type: ignore[arg-type]
+        registry,
+        group_id=settings.group_id,
+        factory=factory,
+        **kw,
+    )
     return finisher, registry, store, committed, producers
 
 

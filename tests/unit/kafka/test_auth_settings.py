@@ -15,6 +15,7 @@ from streamproc.kafka.acls import (
     replayer_acls,
 )
 from streamproc.kafka.client import connection_kwargs
+from streamproc.kafka.config import KafkaConnection
 from streamproc.kafka.oauth import MskIamTokenProvider, OidcTokenProvider
 from streamproc.settings import Settings
 from tests.unit.config_errors import config_show_error
@@ -101,7 +102,8 @@ def test_oauthbearer_clients_share_one_provider() -> None:
         sasl_oauthbearer_client_id="streamproc",
         sasl_oauthbearer_client_secret="oidc-secret-value",
     )
-    first, second = connection_kwargs(settings), connection_kwargs(settings)
+    kafka = KafkaConnection.from_settings(settings)
+    first, second = connection_kwargs(kafka), connection_kwargs(kafka)
     assert first["sasl_mechanism"] == "OAUTHBEARER"
     assert isinstance(first["sasl_oauth_token_provider"], OidcTokenProvider)
     assert first["sasl_oauth_token_provider"] is second["sasl_oauth_token_provider"]
@@ -113,7 +115,7 @@ def test_msk_iam_travels_as_oauthbearer() -> None:
     settings = Settings(
         security_protocol="SASL_SSL", sasl_mechanism="AWS_MSK_IAM", sasl_aws_region="eu-west-1"
     )
-    kwargs = connection_kwargs(settings)
+    kwargs = connection_kwargs(KafkaConnection.from_settings(settings))
     assert kwargs["sasl_mechanism"] == "OAUTHBEARER"
     assert isinstance(kwargs["sasl_oauth_token_provider"], MskIamTokenProvider)
 

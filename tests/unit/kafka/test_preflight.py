@@ -13,6 +13,7 @@ from aiokafka.protocol.metadata import MetadataRequest_v5
 
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka import preflight
+from streamproc.kafka.config import KafkaConnection
 from streamproc.kafka.preflight import check_kafka, parse_bootstrap
 from streamproc.settings import Settings
 
@@ -204,12 +205,12 @@ def test_on_msk_iam_a_missing_permission_names_the_iam_action() -> None:
     )
     by_op = {(a.name, a.operation.name): a for a in processor_acls(msk)}
     write = by_op[(msk.topic_enriched, "WRITE")]
-    line = str(preflight._missing(msk, write))
+    line = str(preflight._missing(KafkaConnection.from_settings(msk), write))
     assert "kafka-acls" not in line
     assert f"`kafka-cluster:WriteData` on topic '{msk.topic_enriched}'" in line
     configs = by_op[(msk.topic_dlq, "DESCRIBE_CONFIGS")]
     assert "kafka-cluster:DescribeTopicDynamicConfiguration" in preflight._grant_hint(
-        msk, [configs]
+        KafkaConnection.from_settings(msk), [configs]
     )
     plain = Settings(
         security_protocol="SASL_SSL",
@@ -217,4 +218,6 @@ def test_on_msk_iam_a_missing_permission_names_the_iam_action() -> None:
         sasl_username="proc",
         sasl_password="pw-unit",
     )
-    assert "kafka-acls --add --allow-principal User:proc" in str(preflight._missing(plain, write))
+    assert "kafka-acls --add --allow-principal User:proc" in str(
+        preflight._missing(KafkaConnection.from_settings(plain), write)
+    )
