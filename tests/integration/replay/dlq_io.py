@@ -113,13 +113,19 @@ def every_kind() -> list[tuple[bytes, bytes, list[tuple[str, bytes]], Planted]]:
 
 
 async def plant_dlq(
-    settings: Settings, records: list[tuple[bytes, bytes, list[tuple[str, bytes]], Planted]]
+    settings: Settings,
+    records: list[tuple[bytes, bytes, list[tuple[str, bytes]], Planted]],
+    *,
+    partition: int | None = None,
 ) -> list[Planted]:
+    """The records on the DLQ, by their keys' partitions or all on ``partition``."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     await producer.start()
     try:
         futures = [
-            await producer.send(settings.topic_dlq, value=value, key=key, headers=headers)
+            await producer.send(
+                settings.topic_dlq, value=value, key=key, headers=headers, partition=partition
+            )
             for key, value, headers, _ in records
         ]
         for fut in futures:

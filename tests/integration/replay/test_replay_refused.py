@@ -20,9 +20,9 @@ from tests.integration.replay.dlq_io import plant_dlq, retriable_records
 async def test_a_record_the_target_refuses_stops_the_replay_and_stays_in_the_dlq(
     topics: Settings,
 ) -> None:
-    """leads.raw takes records of at most 3,000 bytes and one of three DLQ records is
-    larger: the replay stops with one line naming it, nothing of its batch reaches
-    leads.raw, and a dry run afterwards still sees all three records."""
+    """leads.raw takes records of at most 3,000 bytes and one of three DLQ records (one
+    partition, one batch) is larger: the replay stops with one line naming it, nothing of
+    its batch reaches leads.raw, and a dry run afterwards still sees all three records."""
     raw = f"{topics.topic_raw}.small"
     settings = configure(topics, topic_raw=raw)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
@@ -38,7 +38,10 @@ async def test_a_record_the_target_refuses_stops_the_replay_and_stays_in_the_dlq
     key, _, headers, planted = records[1]
     records[1] = (key, b'{"lead_id":"L001","domain":"l.example","pad":"' + b"p" * 5_000 + b'"}',
                   headers, planted)  # fmt: skip
-    await plant_dlq(settings, records)
+    # One DLQ partition: the three are read in one fetch and replayed in one transaction.
+    # Spread by key over partitions, a fetch could bring L002 alone, in a transaction of
+    # its own that rightly commits (CI saw it once: L002 in leads.raw).
+    await plant_dlq(settings, records, partition=0)
 
     refused = r"refused the record at \S+ partition \d+ offset \d+"
     with pytest.raises(StreamprocError, match=refused):
