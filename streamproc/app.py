@@ -288,25 +288,17 @@ class App:
             # past what it reserved.
             config = config.model_copy(update={"max_credits_per_lead": settings.credits_per_lead})
         tables = settings.providers or {}
-        members: dict[str, Member] = {}
-        prices = list(config.providers)
-        if config.verify is not None:
-            # The verifier is a provider instance like the others, asked only to judge.
-            prices.append(config.verify.price())
-        for price in prices:
-            table = tables.get(price.name)
-            if table is None:
-                raise ConfigError(
-                    f"waterfall provider {price.name!r} has no [streamproc.providers."
-                    f"{price.name}] table (configured: {', '.join(sorted(tables)) or 'none'})"
-                )
-            member = ProviderConfig.member(settings, price.name, table)
-            members[price.name] = Member(
-                price.name,
-                self._provider_calls(settings, (price.name, member)),
+        # The verifier is a provider instance like the others, asked only to judge.
+        configs = ProviderConfig.members(settings, (p.name for p in config.instances()))
+        members = {
+            name: Member(
+                name,
+                self._provider_calls(settings, (name, member)),
                 CircuitBreaker(BreakerConfig.from_settings(settings)),
-                daily_cap(table, price.name, settings.budget_daily_credits),
+                daily_cap(tables[name], name, settings.budget_daily_credits),
             )
+            for name, member in configs.items()
+        }
         return WaterfallEnricher(
             config,
             members,

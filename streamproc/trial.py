@@ -339,18 +339,12 @@ async def _try_waterfall(
 ) -> Trial:
     """The lead through the waterfall, one attempt per provider asked (module doc)."""
     tables = settings.providers or {}
-    members: dict[str, tuple[str, ProviderConfig]] = {}
-    prices = list(config.providers)
-    if config.verify is not None:
-        prices.append(config.verify.price())
-    for price in prices:
-        table = tables.get(price.name)
-        if table is None:
-            raise ConfigError(
-                f"waterfall provider {price.name!r} has no [streamproc.providers."
-                f"{price.name}] table (configured: {', '.join(sorted(tables)) or 'none'})"
-            )
-        members[price.name] = (price.name, ProviderConfig.member(settings, price.name, table))
+    members = {
+        name: (name, member)
+        for name, member in ProviderConfig.members(
+            settings, (p.name for p in config.instances())
+        ).items()
+    }
     routed = Router(config).route(lead)
     run = LeadWaterfall(config, routed.providers)
     steps: list[Step] = []

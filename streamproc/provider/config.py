@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -104,6 +104,22 @@ class ProviderConfig:
             rate_per_min=settings.provider_rate_per_min,
             rate_burst=settings.provider_rate_burst,
         )
+
+    @classmethod
+    def members(cls, settings: Settings, names: Iterable[str]) -> dict[str, ProviderConfig]:
+        """The configuration of each of a waterfall's instances ``names``; a name with no
+        ``[streamproc.providers.<name>]`` table is one ConfigError saying which exist."""
+        tables = settings.providers or {}
+        members: dict[str, ProviderConfig] = {}
+        for name in names:
+            table = tables.get(name)
+            if table is None:
+                raise ConfigError(
+                    f"waterfall provider {name!r} has no [streamproc.providers.{name}] table "
+                    f"(configured: {', '.join(sorted(tables)) or 'none'})"
+                )
+            members[name] = cls.member(settings, name, table)
+        return members
 
     @classmethod
     def member(cls, settings: Settings, name: str, table: Mapping[str, Any]) -> ProviderConfig:

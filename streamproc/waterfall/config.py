@@ -160,6 +160,12 @@ class WaterfallConfig(BaseModel):
                     raise ValueError(f"merge.{fields} names unknown providers {sorted(unknown)}")
         return self
 
+    def instances(self) -> tuple[ProviderPrice, ...]:
+        """Every provider instance the waterfall asks: its providers, then its verifier."""
+        if self.verify is None:
+            return self.providers
+        return (*self.providers, self.verify.price())
+
     def price(self, name: str) -> ProviderPrice:
         return next(p for p in self.providers if p.name == name)
 
