@@ -31,7 +31,8 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
   again, the plan is re-anchored at the spend then, what it asked for meanwhile paid back
   over the next half hour (nothing built up to dump in one burst).
   The plan's shape is learnt from the hourly arrivals of the last ``pacing_history_days``
-  of the input (:func:`learn_plan_shape`), at start and once a day.
+  of the input (:func:`learn_plan_shape`), at start and once a day, and re-estimated each
+  quarter-hour from the leads offered today against them (in the step).
 """
 
 from __future__ import annotations
