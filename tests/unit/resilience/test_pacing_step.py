@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamproc.resilience.arrivals import learn_shape
 from streamproc.resilience.pacer import PacerConfig, StepStats
 from streamproc.resilience.pacing_step import (
     STEP_KEY,
@@ -18,6 +19,7 @@ from streamproc.resilience.pacing_step import (
     SharedStep,
     next_step,
     offers_key,
+    top_room,
 )
 from streamproc.resilience.spend_plan import SURGE_BUCKETS, surge_due, surge_shape, uniform_shape
 
@@ -376,3 +378,72 @@ def test_spend_plan_surge_is_the_reshape_into_the_surge_shape() -> None:
     t = 15 * 3600.0
     assert plan.surge(t, expected, seen) == plan.reshape(t, surge_shape(expected, seen, 60))
     assert plan.surge(t, expected, seen, counted_s=14.5 * 3600) is plan
+
+
+def _top_room(committed: float, t: float, current: SharedStep | None = None) -> bool:
+    return top_room(current, SHAPE, day=DAY, t=t, limit=10_000, committed=committed, credits=4)
+
+
+def test_a_top_lead_goes_only_within_the_plans_top_ceiling() -> None:
+    """The top layer's gate: the plan plus 4.5 % of the limit, never into the closing
+    reserve before 23:00, from 23:00 into the whole of it."""
+    noon = 12 * 3600.0
+    ceiling = SHAPE.plan(10_000).target(noon) + 450.0
+    assert _top_room(ceiling - 4, noon) and not _top_room(ceiling - 3, noon)
+    late = 22.99 * 3600.0
+    assert not _top_room(10_000 - 400 - 3, late)  # the reserve (4 %) is held back
+    assert _top_room(10_000 - 4, 23.5 * 3600.0)
+    assert not _top_room(10_000 - 3, 23.5 * 3600.0)
+
+
+def test_the_top_ceiling_follows_the_groups_step_plan() -> None:
+    """Re-anchored after an outage (nothing spent meanwhile), the ceiling is the step's
+    plan's, not the learnt day's: the top layer cannot catch up the missed spend at once."""
+    warm = _run(range(600, 640), 3.0)
+    frozen = warm
+    for minute in range(640, 760):
+        frozen = _step(frozen, minute, spent=warm.spent, frozen=True)
+    back = _step(frozen, 760, spent=warm.spent)
+    t = 760 * 60.0
+    assert _top_room(warm.spent + 440, t, back)
+    assert not _top_room(warm.spent + 460, t, back)
+    assert _top_room(warm.spent + 460, t, None)  # the learnt day's plan is far ahead
+
+
+_lead_runs = st.lists(
+    st.tuples(st.floats(0.0, 86_399.0), st.integers(1, 12)), min_size=1, max_size=300
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    _lead_runs,
+    st.integers(100, 20_000),
+    st.integers(1, 20),
+    st.lists(st.integers(0, 50), min_size=24, max_size=24),
+)
+def test_the_top_layer_never_spends_past_the_plans_ceiling_and_one_lease(
+    leads: list[tuple[float, int]], limit: int, leads_per_lease: int, history: list[int]
+) -> None:
+    """Whatever the day's shape, its limit and the top leads' times and credits, leads let
+    through by the gate alone, their claims taken in leases of ``leads_per_lease`` leads,
+    never spend past the plan + 4.5 % of the limit + one lease at any time."""
+    shape = learn_shape([history], source="test")
+    plan = shape.plan(limit)
+    spent = committed = 0.0
+    room_in_lease = 0.0
+    for t, credits in sorted(leads):
+        if not top_room(
+            None, shape, day=DAY, t=t, limit=limit, committed=committed, credits=credits
+        ):
+            continue
+        spent += credits
+        if room_in_lease < credits:  # the claimant claims the next lease
+            lease = credits * leads_per_lease
+            committed += lease
+            room_in_lease += lease
+        room_in_lease -= credits
+        lease_max = 12 * leads_per_lease
+        assert spent <= committed
+        assert spent <= plan.target(t) + 0.045 * limit + lease_max + 1e-6
+        assert spent <= limit + lease_max
