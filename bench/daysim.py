@@ -31,12 +31,13 @@ from dataclasses import dataclass, field, replace
 
 from streamproc.resilience.pacer import Pacer, PacerConfig, StepStats, tie_draw
 from streamproc.resilience.priority import decay
-from streamproc.resilience.spend_plan import SpendPlan, forecast_shape, surge_shape
+from streamproc.resilience.spend_plan import SURGE_BUCKETS, SpendPlan, forecast_shape, surge_due
 
 MINUTES = 1440
 DAY_S = 86400.0
-#: Forecast buckets: a quarter of an hour, the grain of the counts the forecast reads.
-BUCKETS = 96
+#: Forecast buckets: a quarter of an hour, the grain of the counts the forecast reads (and
+#: of the arrivals the plan is re-estimated from, as in ``streamproc run``).
+BUCKETS = SURGE_BUCKETS
 POLICIES = ("first_come", "pacing_only", "priority_only", "paced", "oracle")
 VARIANTS = ("base", "burst_23h", "outage_10_12", "restart_14h", "forecast_off_30")
 
@@ -339,8 +340,9 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
             owed = max(0.0, before_out.target(t) - spent) if cfg.owed_min > 0 else 0.0
             plan = plan.replan(t, spent, owed=owed, over_s=cfg.owed_min * 60)
             before_out = None
-        if cfg.surge and not frozen and minute % bucket_min == 0 and minute > 0:
-            plan = plan.reshape(t, surge_shape(expected, seen, minute // bucket_min))
+        if cfg.surge and not frozen and surge_due(t - 60.0, t):
+            # The same re-estimate as the group's step in ``streamproc run`` (pacing_step).
+            plan = plan.surge(t, expected, seen)
         state = pacer.update(minute, t, spent, plan, frozen=frozen)
         threshold = state.threshold
         arrived: list[Lead] = []

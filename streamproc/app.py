@@ -203,6 +203,9 @@ class App:
                 # Frozen while the provider is out or spending is paused: no spend to
                 # dump in one burst after either.
                 lambda now: guard.paused or guard.breaker.state(now) is not BreakerState.CLOSED,
+                # The top layer's gate counts what granted claims hold too: a lease's
+                # credits are the group's once granted.
+                lambda day: float(guard.ledger.spent(day) + guard.ledger.outstanding(day)),
             )
             gate = PacingGate(
                 len(settings.deferral_topics),
@@ -215,6 +218,7 @@ class App:
                 # the input (the group coordinator elects it; any, once the steps go stale).
                 leads=lambda: any(lane.partition == 0 for lane in self.processor.lane_status()),
                 learn=lambda day: learn_plan_shape(settings, day, guard.ledger.zone(day)),
+                lead_credits=max(1, settings.credits_per_lead),
             )
         return LeadPacing(settings, score, gate)
 

@@ -121,6 +121,9 @@ class LeaseClaimant:
         self._settling: set[str] = set()
         #: Days on which this instance's limit was found not to be the group's (logged).
         self._disagreed: set[str] = set()
+        #: Operators' limit changes read back so far: a claim on its way while one is read
+        #: may have been decided under the limit before it (see :meth:`_open_lease`).
+        self._limits_read = 0
 
     @property
     def estimate(self) -> int:
@@ -232,16 +235,26 @@ class LeaseClaimant:
             if ledger.remaining(day) < amount:
                 continue
             claim = Claim(uuid.uuid4().hex, self._owner, day, amount)
+            limits_read = self._limits_read
             if await self._granted(claim):
                 # Aged from the grant, not the request: a slow claims log must not make a
                 # lease too old to use the moment it is granted.
-                return CreditLease(
+                lease = CreditLease(
                     claim,
                     config.estimate,
                     self._clock(),
                     config.max_age_s,
                     settle_when_closed=config.settle_when_closed,
                 )
+                if self._limits_read == limits_read:
+                    return lease
+                # A new limit was read back while the claim was on its way (the reader
+                # applies the records after ours before this task resumes): it may have
+                # been granted under the old limit, which the current lease's retirement
+                # (read_back) could not reach. Given back unused, the next is claimed
+                # under the new one.
+                self._retire(lease)
+                return await self._open_lease(day)
         return None
 
     def _check_limit(self, day: str) -> None:
@@ -322,9 +335,11 @@ class LeaseClaimant:
         """A budget record came back from the topic: our own settle is journaled; an
         operator's new limit retires the current lease (its unused room was granted under
         the old limit: the next lease is claimed under the new one)."""
-        if value is not None and value.get("type") == SetLimit.TYPE and self._lease is not None:
-            log.info("budget.limit_changed", day=value.get("day"), limit=value.get("limit"))
-            self._retire(self._lease)
+        if value is not None and value.get("type") == SetLimit.TYPE:
+            self._limits_read += 1
+            if self._lease is not None:
+                log.info("budget.limit_changed", day=value.get("day"), limit=value.get("limit"))
+                self._retire(self._lease)
             return
         if (
             value is not None

@@ -31,7 +31,8 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
   again, the plan is re-anchored at the spend then, what it asked for meanwhile paid back
   over the next half hour (nothing built up to dump in one burst).
   The plan's shape is learnt from the hourly arrivals of the last ``pacing_history_days``
-  of the input (:func:`learn_plan_shape`), at start and once a day.
+  of the input (:func:`learn_plan_shape`), at start and once a day, and re-estimated each
+  quarter-hour from the leads offered today against them (in the step).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from streamproc.resilience.pacing_step import (
     SharedStep,
     next_step,
     offers_key,
+    top_room,
 )
 from streamproc.resilience.priority import PriorityScore, ScoreError
 from streamproc.resilience.spend_plan import uniform_shape
@@ -117,7 +119,8 @@ class DeferredView:
 
 
 class SpendView:
-    """What the controller reads of the group's state: its day, limit, spend, breaker."""
+    """What the controller reads of the group's state: its day, limit, spend, breaker,
+    and the credits granted claims hold (the top layer's gate)."""
 
     def __init__(
         self,
@@ -125,12 +128,16 @@ class SpendView:
         limit: Callable[[str], int],
         spent: Callable[[str], float],
         provider_out: Callable[[float], bool],
+        committed: Callable[[str], float] | None = None,
     ) -> None:
         #: ``now`` → (the budget day, epoch seconds it started).
         self.day_window = day_window
         self.limit = limit
         self.spent = spent
         self.provider_out = provider_out
+        #: Credits settled and reserved by granted claims (the top layer's gate reads it;
+        #: None: the settled ones).
+        self.committed = spent if committed is None else committed
 
 
 class PacingGate:
@@ -149,12 +156,19 @@ class PacingGate:
         publish: Callable[[str, dict[str, Any]], object] | None = None,
         leads: Callable[[], bool] = lambda: True,
         learn: Callable[[str], Awaitable[PlanShape]] | None = None,
+        lead_credits: int = 1,
     ) -> None:
         """``publish`` writes a record to the state topic (None: one process alone, its
         steps folded at once); ``leads``: this instance computes the group's steps (it
         holds partition 0 of the input topic); ``learn``: the plan's shape for a budget
-        day (:func:`learn_plan_shape`), asked at start and once a day."""
+        day (:func:`learn_plan_shape`), asked at start and once a day; ``lead_credits``:
+        what a lead reserves (the top layer's gate)."""
         self._view = view
+        self._lead_credits = lead_credits
+        #: Leads let through by the top layer alone and not done yet, by their record's
+        #: place: their credits count against its gate (a burst of them cannot all pass
+        #: one reading of the ledger before their claims are in it).
+        self._top_going: set[tuple[str, int, int]] = set()
         self._clock = clock
         self._step_s = step_s
         self._config = PacerConfig(step_s=step_s)
@@ -201,11 +215,35 @@ class PacingGate:
         self._wake()
 
     def _clears(self, density: float, draw: float) -> bool:
-        """It clears θ, or is in the top layer (throttled last, as in Smart Pacing)."""
+        """It clears θ, or is in the top layer (throttled last, as in Smart Pacing) and
+        the plan's top ceiling has room for it (:meth:`top_room`)."""
+        if self.threshold.admits(density, draw):
+            return True
         top = self.top
-        return self.threshold.admits(density, draw) or (
-            top is not None and top.admits(density, draw)
+        return top is not None and top.admits(density, draw) and self.top_room()
+
+    def top_room(self) -> bool:
+        """Whether the group's spend leaves room under the plan's top ceiling for one more
+        lead that only the top layer lets through (:func:`top_room`); no budget view (a
+        test, a tool): always."""
+        view = self._view
+        if view is None:
+            return True
+        now = self._clock()
+        day, start = view.day_window(now)
+        return top_room(
+            self.fold.current,
+            self.shape,
+            day=day,
+            t=now - start,
+            limit=view.limit(day),
+            committed=view.committed(day) + len(self._top_going) * self._lead_credits,
+            credits=self._lead_credits,
         )
+
+    def top_done(self, place: tuple[str, int, int]) -> None:
+        """The lead of the record at ``place`` is done (its claim is booked, if any)."""
+        self._top_going.discard(place)
 
     def _wake(self) -> None:
         self._holds.wake()
@@ -238,10 +276,23 @@ class PacingGate:
         topic, partition, offset = place
         return self._clears(density, draw) and offset == min(self._lanes[(topic, partition)])
 
-    def admits_new(self, band: int, density: float, key: str) -> bool:
+    def admits_new(
+        self, band: int, density: float, key: str, place: tuple[str, int, int] | None = None
+    ) -> bool:
         """A new lead goes on now: it clears the threshold and no deferred lead of a higher
-        band goes before it (a new lead never jumps ahead of a better deferred one)."""
-        return self._clears(density, tie_draw(key)) and not self.higher_ahead(band)
+        band goes before it (a new lead never jumps ahead of a better deferred one).
+        ``place``: the record's topic, partition and offset, by which a lead that goes by
+        the top layer alone counts against its gate until :meth:`top_done`."""
+        draw = tie_draw(key)
+        if not (self._clears(density, draw) and not self.higher_ahead(band)):
+            return False
+        if place is not None:
+            self._went(place, density, draw)
+        return True
+
+    def _went(self, place: tuple[str, int, int], density: float, draw: float) -> None:
+        if not self.threshold.admits(density, draw):
+            self._top_going.add(place)
 
     async def turn(
         self,
@@ -277,6 +328,7 @@ class PacingGate:
             # The next lead of its partition, or a lower band's, may go now (or once this
             # one is done): a lead that left waiting wakes the others.
             self._wake()
+        self._went(place, density, draw)
         self._going[band] += 1
 
     def done(self, band: int) -> None:
@@ -531,7 +583,7 @@ class LeadPacing:
             await gate.turn(record.band, record.place, density, lead_id, expires)
             return None
         gate.offer(density, self._credits)
-        if gate.admits_new(band, density, lead_id):
+        if gate.admits_new(band, density, lead_id, _place(record)):
             return None
         origin = {
             "topic": record.topic,
@@ -549,5 +601,15 @@ class LeadPacing:
 
     def finished(self, record: ConsumedRecord) -> None:
         """The lead admitted by :meth:`admit` is done (whatever its outcome)."""
-        if self.gate is not None and isinstance(record, DeferredView):
+        if self.gate is None:
+            return
+        self.gate.top_done(_place(record))
+        if isinstance(record, DeferredView):
             self.gate.done(record.band)
+
+
+def _place(record: ConsumedRecord) -> tuple[str, int, int]:
+    """Where the record was read: a deferred lead's deferral record, else the record."""
+    if isinstance(record, DeferredView):
+        return record.place
+    return (record.topic, record.partition, record.offset)

@@ -21,11 +21,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-__all__ = ["SpendPlan", "forecast_shape", "surge_shape", "uniform_shape"]
+__all__ = [
+    "SURGE_BUCKETS",
+    "SURGE_S",
+    "SpendPlan",
+    "forecast_shape",
+    "surge_due",
+    "surge_shape",
+    "uniform_shape",
+]
 
 #: A bucket no past day had a lead in still gets a sliver of the day: a forecast of
 #: exactly zero would make the plan flat there, and a first lead would wait for nothing.
 _PRIOR_PER_BUCKET = 0.5
+
+
+#: The plan is re-estimated from the day's arrivals once a quarter of an hour, and counts
+#: them in quarter-hours: the grain the day simulator settled the re-estimate on.
+SURGE_S = 900.0
+SURGE_BUCKETS = 96
+#: Buckets of arrivals each re-estimate reads back (:func:`surge_shape`): the last hour.
+_SURGE_LOOKBACK = 4
+
+
+def surge_due(before_s: float, t: float, every_s: float = SURGE_S) -> bool:
+    """Whether the plan is re-estimated at ``t`` when the last step was at ``before_s``
+    (seconds into the day): at the first step of each quarter-hour but the day's first."""
+    return int(t // every_s) > max(0, int(before_s // every_s))
 
 
 def uniform_shape(buckets: int) -> tuple[float, ...]:
@@ -241,6 +263,27 @@ class SpendPlan:
         left = owed * (1.0 - self._paid(t, share))
         over = max(0.0, self.anchor_s + self.owed_s - t)
         return replace(self, shape=shape, anchor_s=t, anchor_spent=at, owed=left, owed_s=over)
+
+    def surge(
+        self,
+        t: float,
+        expected: Sequence[float],
+        observed: Sequence[int],
+        *,
+        counted_s: float = 0.0,
+    ) -> SpendPlan:
+        """The plan re-estimated at ``t`` from the day's arrivals so far (:meth:`reshape`
+        into :func:`surge_shape`): ``expected`` and ``observed`` are counts per equal
+        bucket of the day (the history's mean, today's). ``counted_s``: today's arrivals
+        were counted from then on only (a group that began pacing during the day); until
+        the hour read back is all counted, the plan stays as it is (an hour half counted
+        would look like a lull)."""
+        buckets = len(expected)
+        width = self.day_s / buckets
+        bucket = min(buckets, int(t // width))
+        if max(0, bucket - _SURGE_LOOKBACK) * width < counted_s - 1e-9:
+            return self
+        return self.reshape(t, surge_shape(expected, observed, bucket, lookback=_SURGE_LOOKBACK))
 
     def with_limit(self, limit: int) -> SpendPlan:
         """The plan for a limit changed during the day (kept anchored where it was)."""

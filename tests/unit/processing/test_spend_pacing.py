@@ -334,3 +334,57 @@ async def test_the_status_shows_the_threshold_the_waiting_leads_and_the_groups_s
     assert step is not None and (step["day"], step["step"]) == ("2026-12-07", 600)
     waiting.cancel()
     await asyncio.gather(waiting, return_exceptions=True)
+
+
+def _top_gate(clock: _Clock, committed: dict[str, float]) -> PacingGate:
+    """A gate whose θ defers every lead here and whose top layer takes densities from 10:
+    what goes, goes by the top layer alone. The plan: the straight line of 10,000."""
+    view = SpendView(
+        lambda now: ("2026-12-07", 0.0),
+        lambda day: 10_000,
+        lambda day: committed["now"],
+        lambda now: False,
+        lambda day: committed["now"],
+    )
+    gate = PacingGate(2, view, clock=clock, lead_credits=4)
+    gate.set_threshold(closed_below(1_000.0), closed_below(10.0))
+    return gate
+
+
+def test_a_top_lead_is_deferred_past_the_plans_top_ceiling_and_a_burst_counts_its_own() -> None:
+    """The top layer goes whatever θ says, but only within the plan + 4.5 % of the limit:
+    past it a top lead is deferred; the top leads let through and not done yet count
+    against the ceiling, so a burst cannot all pass one reading of the ledger."""
+    clock = _Clock(12 * 3600.0)
+    ceiling = PlanShape(uniform_shape(24)).plan(10_000).target(clock.now) + 450.0
+    committed = {"now": ceiling + 1}
+    gate = _top_gate(clock, committed)
+    assert not gate.admits_new(1, 50.0, "L1", ("leads.raw", 0, 1))
+    committed["now"] = ceiling - 4 * 3
+    went = [gate.admits_new(1, 50.0, f"L{i}", ("leads.raw", 0, i)) for i in range(5)]
+    assert went == [True, True, True, False, False]
+    gate.top_done(("leads.raw", 0, 0))
+    assert gate.admits_new(1, 50.0, "L9", ("leads.raw", 0, 9))
+    # A lead that clears θ is θ's to ration: no ceiling of the top layer for it.
+    gate.set_threshold(closed_below(20.0), closed_below(10.0))
+    assert gate.admits_new(1, 50.0, "L10", ("leads.raw", 0, 10))
+
+
+async def test_a_deferred_top_lead_waits_for_the_plan_and_goes_when_it_has_room() -> None:
+    """A deferred top lead past the ceiling waits (nothing spent on it); once the plan has
+    room at the next step, it goes and counts against the ceiling until it is done."""
+    clock = _Clock(12 * 3600.0)
+    committed = {"now": 10_000.0}
+    gate = _top_gate(clock, committed)
+    place = ("leads.deferred.b1", 0, 3)
+    waiting = asyncio.ensure_future(gate.turn(1, place, 50.0, "L3", clock.now + 3600))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    committed["now"] = 0.0
+    gate.set_threshold(closed_below(1_000.0), closed_below(10.0))  # the next step wakes it
+    await asyncio.wait_for(waiting, 5.0)
+    committed["now"] = PlanShape(uniform_shape(24)).plan(10_000).target(clock.now) + 450 - 4
+    assert not gate.top_room()
+    gate.top_done(place)
+    gate.done(1)
+    assert gate.top_room()
