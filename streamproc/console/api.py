@@ -62,6 +62,7 @@ from streamproc.errors import ConfigError, KafkaSetupError, ReplayRefused, Strea
 from streamproc.logs import get_logger
 from streamproc.ops.http import json_response
 from streamproc.processing.spending_control import change_spending
+from streamproc.replay.config import ReplayConfig
 from streamproc.replay.detail import detail_json
 from streamproc.replay.filters import KNOWN_CLASSES
 from streamproc.replay.replayer import Replayer
@@ -158,6 +159,7 @@ class Console:
         sample_s: float = SAMPLE_S,
     ) -> None:
         self._settings = settings
+        self._replay = ReplayConfig.from_settings(settings)
         self._state = state
         self._restored = restored
         self._readiness = readiness
@@ -346,7 +348,7 @@ class Console:
             return refused
         try:
             options = show_options_from_query(_query(request), datetime.now(UTC))
-            page = await list_dlq(self._settings, options)
+            page = await list_dlq(self._replay, options)
         except ConfigError as exc:
             return _error(str(exc), 400)
         except KafkaSetupError as exc:
@@ -363,7 +365,7 @@ class Console:
         except ConfigError as exc:
             return _error(str(exc), 400)
         try:
-            record = await read_dlq_record(self._settings, partition, offset)
+            record = await read_dlq_record(self._replay, partition, offset)
         except ConfigError as exc:  # no such partition, offset, or a transaction marker
             return _error(str(exc), 404)
         except KafkaSetupError as exc:
@@ -400,7 +402,7 @@ class Console:
                 max_attempts=options.max_attempts,
                 remote=request.remote,
             )
-            replayer = Replayer(self._settings, options)
+            replayer = Replayer(self._replay, options)
             try:
                 report = await replayer.run()
             except ReplayRefused as exc:
