@@ -357,11 +357,12 @@ def _mount_console(app: App) -> HttpServer:
     """The web console (``/console/``), fed its state records, on the processor's ops port
     or, with ``console_port``, on a listener of its own; returns the server it is on."""
     from streamproc.console import Console
+    from streamproc.console.config import ConsoleConfig
     from streamproc.ops.http import HttpServer
 
     settings = app.settings
     console = Console(
-        settings,
+        ConsoleConfig.from_settings(settings),
         state=app.status,
         restored=app.state.restored.is_set,
         readiness=app.readiness,
@@ -657,9 +658,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
     elif args.command == "console":
         from streamproc.console.command import console_command
+        from streamproc.console.config import ConsoleConfig
 
         def runner() -> Coroutine[Any, Any, int]:
-            return console_command(settings)
+            return console_command(ConsoleConfig.from_settings(settings))
     elif args.command == "state":
 
         def runner() -> Coroutine[Any, Any, int]:

@@ -19,6 +19,9 @@ NARROW = [
     "replay/show.py",
     "replay/stats.py",
     "replay/command.py",
+    "console/api.py",
+    "console/lag.py",
+    "console/command.py",
 ]
 
 
