@@ -26,6 +26,7 @@ from streamproc.ops.http import HttpServer, OpsServer
 from streamproc.ops.metrics import Metrics
 from streamproc.ops.readiness import ReadinessCheck
 from streamproc.processing.calls import ProviderCalls
+from streamproc.processing.config import GuardConfig, HandlerConfig
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.pacing import provider_pacer
@@ -80,7 +81,9 @@ class App:
         self.metrics = Metrics()
         #: Tells a provider timeout of ours (the process could not run) from the provider's.
         self.loop_watch = LoopWatch()
-        self.guard = ResilienceGuard(settings, on_transition=self._breaker_changed)
+        self.guard = ResilienceGuard(
+            GuardConfig.from_settings(settings), on_transition=self._breaker_changed
+        )
         self.state = StateStore(
             KafkaConnection.from_settings(settings), settings.topic_state, self._on_state
         )
@@ -105,7 +108,7 @@ class App:
         # attribute per lead (docs/budget.md).
         self.pacing = self._pacing(settings)
         self.handler = LeadHandler(
-            settings,
+            HandlerConfig.from_settings(settings),
             self.provider,
             self.guard,
             processor_version=__version__,

@@ -22,6 +22,8 @@ NARROW = [
     "console/api.py",
     "console/lag.py",
     "console/command.py",
+    "processing/handler.py",
+    "processing/guard.py",
 ]
 
 

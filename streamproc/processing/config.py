@@ -1,0 +1,89 @@
+"""What the lead handler and the resilience guard read of the settings, taken once by
+``app.py``: :class:`HandlerConfig`, :class:`GuardConfig`.
+
+The handler and the guard get these small frozen objects, not the whole
+:class:`~streamproc.settings.Settings` (the providers' keys, the Kafka password and the
+console's tokens included): a reader sees what a lead's path depends on, and a test builds
+one without the 100 other fields. The settings stay the one flat environment surface;
+each field is the setting of the same name, whose description is its documentation.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from streamproc.processing.claimant import LeaseConfig, provider_price
+from streamproc.resilience.breaker import Transition
+from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
+from streamproc.state.group_state import GroupState
+
+__all__ = ["GroupStateFactory", "GuardConfig", "HandlerConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerConfig:
+    """The output topics, the cap on a lead's size, and how long a lead may wait."""
+
+    topic_enriched: str
+    topic_dlq: str
+    max_lead_bytes: int
+    #: Also bounds a lead's wait for the schema registry to answer again.
+    hold_max_age_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HandlerConfig:
+        """The handler's part of ``settings``."""
+        return cls(
+            topic_enriched=settings.topic_enriched,
+            topic_dlq=settings.topic_dlq,
+            max_lead_bytes=settings.max_lead_bytes,
+            hold_max_age_s=settings.hold_max_age_s,
+        )
+
+
+class GroupStateFactory(Protocol):
+    """Builds the guard's view of the group's state
+    (:class:`~streamproc.state.group_state.GroupState`, configured by the breaker, budget,
+    cache and receipt settings, which are the state view's to read)."""
+
+    def __call__(
+        self,
+        *,
+        clock: Callable[[], float],
+        owner: str,
+        on_transition: Callable[[Transition], None] | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> GroupState: ...
+
+
+@dataclass(frozen=True, slots=True)
+class GuardConfig:
+    """What the guard does when the breaker is open or the budget spent, how long a lead
+    may be held, the health window, the claimant's lease sizes and the provider's price."""
+
+    on_breaker_open: BreakerPolicy
+    on_budget_exhausted: BudgetPolicy
+    hold_max_age_s: float
+    fallback_enabled: bool
+    health_window_s: float
+    lease: LeaseConfig
+    #: The provider's own fixed price per lead, if known (``claimant.provider_price``).
+    price: int | None
+    group_state: GroupStateFactory = field(repr=False, compare=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GuardConfig:
+        """The guard's part of ``settings``."""
+        return cls(
+            on_breaker_open=settings.on_breaker_open,
+            on_budget_exhausted=settings.on_budget_exhausted,
+            hold_max_age_s=settings.hold_max_age_s,
+            fallback_enabled=settings.fallback_enabled,
+            health_window_s=settings.health_window_s,
+            lease=LeaseConfig.from_settings(settings),
+            price=provider_price(settings),
+            group_state=functools.partial(GroupState, settings),
+        )

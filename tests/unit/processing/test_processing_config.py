@@ -1,0 +1,51 @@
+"""The handler's and the guard's narrow configurations: every field from its setting."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from streamproc.processing.claimant import LeaseConfig
+from streamproc.processing.config import GuardConfig, HandlerConfig
+from streamproc.processing.guard import ResilienceGuard
+from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
+
+
+def test_the_handler_reads_its_four_settings() -> None:
+    """With each setting away from its default, each field holds its setting's value."""
+    values = {
+        "topic_enriched": "eu.enriched",
+        "topic_dlq": "eu.dlq",
+        "max_lead_bytes": 4096,
+        "hold_max_age_s": 12.5,
+    }
+    settings = Settings.model_validate(values)
+    config = HandlerConfig.from_settings(settings)
+    assert dataclasses.asdict(config) == values
+    defaults = dataclasses.asdict(HandlerConfig.from_settings(Settings()))
+    assert all(defaults[name] != value for name, value in values.items())
+
+
+def test_the_guard_reads_its_policies_its_lease_and_its_price() -> None:
+    """Policies, hold age, fallback and health window from their settings; the lease and
+    price as the claimant computes them; the state view built of the same settings."""
+    settings = Settings.model_validate(
+        {
+            "on_breaker_open": "dlq",
+            "on_budget_exhausted": "dlq",
+            "hold_max_age_s": 12.5,
+            "fallback_enabled": True,
+            "health_window_s": 33.0,
+            "budget_daily_credits": 777,
+            "provider": "declarative",
+            "provider_declarative": {"credits_per_match": 2},
+        }
+    )
+    config = GuardConfig.from_settings(settings)
+    assert config.on_breaker_open is BreakerPolicy.DLQ
+    assert config.on_budget_exhausted is BudgetPolicy.DLQ
+    assert (config.hold_max_age_s, config.fallback_enabled) == (12.5, True)
+    assert config.health_window_s == 33.0
+    assert config.lease == LeaseConfig.from_settings(settings)
+    assert config.price == 2
+    guard = ResilienceGuard(config, clock=lambda: 1_764_158_400.0, owner="unit")
+    assert guard.status().to_dict()["budget"]["limit"] == 777
