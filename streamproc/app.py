@@ -26,7 +26,7 @@ from streamproc.ops.http import HttpServer, OpsServer
 from streamproc.ops.metrics import Metrics
 from streamproc.ops.readiness import ReadinessCheck
 from streamproc.processing.calls import ProviderCalls
-from streamproc.processing.config import GuardConfig, HandlerConfig
+from streamproc.processing.config import GuardConfig, HandlerConfig, ProcessorConfig
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.pacing import provider_pacer
@@ -117,7 +117,7 @@ class App:
             pacing=self.pacing,
         )
         self.processor = Processor(
-            settings,
+            ProcessorConfig.from_settings(settings),
             self.handler,
             log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
             release_holds=lambda tasks: (

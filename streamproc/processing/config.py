@@ -1,7 +1,8 @@
-"""What the lead handler and the resilience guard read of the settings, taken once by
-``app.py``: :class:`HandlerConfig`, :class:`GuardConfig`.
+"""What the processor, the lead handler and the resilience guard read of the settings,
+taken once by ``app.py``: :class:`ProcessorConfig`, :class:`HandlerConfig`,
+:class:`GuardConfig`.
 
-The handler and the guard get these small frozen objects, not the whole
+They get these small frozen objects, not the whole
 :class:`~streamproc.settings.Settings` (the providers' keys, the Kafka password and the
 console's tokens included): a reader sees what a lead's path depends on, and a test builds
 one without the 100 other fields. The settings stay the one flat environment surface;
@@ -15,12 +16,70 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from streamproc.kafka.config import KafkaConnection
 from streamproc.processing.claimant import LeaseConfig, provider_price
 from streamproc.resilience.breaker import Transition
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
 from streamproc.state.group_state import GroupState
 
-__all__ = ["GroupStateFactory", "GuardConfig", "HandlerConfig"]
+__all__ = ["GroupStateFactory", "GuardConfig", "HandlerConfig", "ProcessorConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorConfig:
+    """The Kafka connection, the group and its topics, the in-flight windows, the commit
+    interval, and the timeouts and graces of lanes, rebalances and shutdown."""
+
+    kafka: KafkaConnection
+    group_id: str
+    topic_raw: str
+    topic_enriched: str
+    topic_dlq: str
+    topic_parked: str
+    topic_state: str
+    #: The pacing's deferral topics, read in the same group as ``topic_raw``.
+    deferral_topics: tuple[str, ...]
+    deferral_window: int
+    start_offset: str
+    max_in_flight: int
+    max_in_flight_per_partition: int
+    commit_interval_ms: int
+    #: Sizes the consumer's fetches (also in :attr:`kafka`, which sizes the producers').
+    max_lead_bytes: int
+    max_poll_interval_ms: int
+    lane_open_timeout_s: float
+    lane_retry_initial_s: float
+    lane_retry_max_s: float
+    stall_after_s: float
+    revoke_grace_s: float
+    shutdown_grace_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProcessorConfig:
+        """The processor's part of ``settings``."""
+        return cls(
+            kafka=KafkaConnection.from_settings(settings),
+            group_id=settings.group_id,
+            topic_raw=settings.topic_raw,
+            topic_enriched=settings.topic_enriched,
+            topic_dlq=settings.topic_dlq,
+            topic_parked=settings.topic_parked,
+            topic_state=settings.topic_state,
+            deferral_topics=settings.deferral_topics,
+            deferral_window=settings.deferral_window,
+            start_offset=settings.start_offset,
+            max_in_flight=settings.max_in_flight,
+            max_in_flight_per_partition=settings.max_in_flight_per_partition,
+            commit_interval_ms=settings.commit_interval_ms,
+            max_lead_bytes=settings.max_lead_bytes,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            lane_open_timeout_s=settings.lane_open_timeout_s,
+            lane_retry_initial_s=settings.lane_retry_initial_s,
+            lane_retry_max_s=settings.lane_retry_max_s,
+            stall_after_s=settings.stall_after_s,
+            revoke_grace_s=settings.revoke_grace_s,
+            shutdown_grace_s=settings.shutdown_grace_s,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ NARROW = [
     "console/command.py",
     "processing/handler.py",
     "processing/guard.py",
+    "processing/processor.py",
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from streamproc.processing.config import HandlerConfig
+from streamproc.processing.config import HandlerConfig, ProcessorConfig
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.pacing import Pacer
 from streamproc.processing.processor import Processor
@@ -32,7 +32,10 @@ async def test_two_members_pace_at_shares_that_add_up_to_the_tables_rate(
         OpenGuard(),
         processor_version="t",
     )
-    members = [Processor(settings, handler, on_assignment=p.share) for p in pacers]
+    members = [
+        Processor(ProcessorConfig.from_settings(settings), handler, on_assignment=p.share)
+        for p in pacers
+    ]
     runs: list[asyncio.Task[None]] = []
     try:
         await members[0].start()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from streamproc.kafka.config import KafkaConnection
 from streamproc.processing.claimant import LeaseConfig
-from streamproc.processing.config import GuardConfig, HandlerConfig
+from streamproc.processing.config import GuardConfig, HandlerConfig, ProcessorConfig
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
 
@@ -49,3 +50,30 @@ def test_the_guard_reads_its_policies_its_lease_and_its_price() -> None:
     assert config.price == 2
     guard = ResilienceGuard(config, clock=lambda: 1_764_158_400.0, owner="unit")
     assert guard.status().to_dict()["budget"]["limit"] == 777
+
+
+def test_the_processor_reads_its_settings_and_the_clients_connection() -> None:
+    """Each ProcessorConfig field holds the setting of its name; the Kafka part is the
+    clients' own."""
+    settings = Settings.model_validate(
+        {
+            "group_id": "enrich-eu",
+            "max_in_flight": 64,
+            "max_in_flight_per_partition": 8,
+            "commit_interval_ms": 250,
+            "lane_open_timeout_s": 7.0,
+            "lane_retry_initial_s": 0.5,
+            "lane_retry_max_s": 9.0,
+            "stall_after_s": 45.0,
+            "revoke_grace_s": 3.0,
+            "shutdown_grace_s": 11.0,
+            "start_offset": "earliest",
+            "deferral_window": 5,
+        }
+    )
+    config = ProcessorConfig.from_settings(settings)
+    for field in dataclasses.fields(ProcessorConfig):
+        if field.name == "kafka":
+            assert config.kafka == KafkaConnection.from_settings(settings)
+        else:
+            assert getattr(config, field.name) == getattr(settings, field.name), field.name
