@@ -17,12 +17,18 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from streamproc.kafka.config import KafkaConnection
-from streamproc.processing.claimant import LeaseConfig, provider_price
 from streamproc.resilience.breaker import Transition
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
 from streamproc.state.group_state import GroupState
 
-__all__ = ["GroupStateFactory", "GuardConfig", "HandlerConfig", "ProcessorConfig"]
+__all__ = [
+    "GroupStateFactory",
+    "GuardConfig",
+    "HandlerConfig",
+    "LeaseConfig",
+    "ProcessorConfig",
+    "provider_price",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,52 @@ class HandlerConfig:
             max_lead_bytes=settings.max_lead_bytes,
             hold_max_age_s=settings.hold_max_age_s,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseConfig:
+    """The claimant's own settings: credits per call, the day's limit, lease sizes."""
+
+    estimate: int
+    daily_limit: int
+    timezone: str
+    leads_per_lease: int
+    max_share: float
+    max_age_s: float
+    #: False (Clay): a closed lease is settled once idle too; its claim goes to the lead.
+    settle_when_closed: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LeaseConfig:
+        clay = settings.provider_mode == "clay"
+        price = provider_price(settings)
+        return cls(
+            estimate=settings.credits_per_lead if price is None else price,
+            daily_limit=settings.budget_daily_credits,
+            timezone=settings.budget_timezone,
+            # Clay keeps each lead's claim with its pending record: one lead per claim there.
+            leads_per_lease=1 if clay else settings.budget_claim_leads,
+            max_share=settings.budget_lease_max_share,
+            max_age_s=settings.budget_claim_max_age_s,
+            settle_when_closed=not clay,
+        )
+
+
+def provider_price(settings: Settings) -> int | None:
+    """The provider's own fixed price per lead, when its configuration says it: the
+    declarative provider's ``credits_per_match`` (unless a ``credits`` expression reads the
+    charge from each answer). None: only ``credits_per_lead``'s estimate is known."""
+    if settings.waterfall:
+        # A waterfall lead reserves credits_per_lead once for all its providers (the
+        # ceiling): a lead cut short books all of it, never one provider's average.
+        return settings.credits_per_lead
+    table = settings.provider_declarative
+    if settings.provider != "declarative" or not table or table.get("credits") is not None:
+        return None
+    price = table.get("credits_per_match")
+    if isinstance(price, bool) or not isinstance(price, int) or price < 0:
+        return None
+    return price
 
 
 class GroupStateFactory(Protocol):

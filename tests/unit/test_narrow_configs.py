@@ -25,6 +25,7 @@ NARROW = [
     "processing/handler.py",
     "processing/guard.py",
     "processing/processor.py",
+    "processing/claimant.py",
 ]
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from streamproc.processing.claimant import LeaseClaimant, LeaseConfig
+from streamproc.processing.claimant import LeaseClaimant
+from streamproc.processing.config import LeaseConfig
 from streamproc.processing.writes import StateWrites
 from streamproc.settings import Settings
 from streamproc.state.group_state import GroupState

@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamproc.errors import ProviderTimeout
-from streamproc.processing.claimant import provider_price
-from streamproc.processing.config import GuardConfig
+from streamproc.processing.config import GuardConfig, provider_price
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.records.lead import Lead
 from streamproc.resilience.lease import CallPrice

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from streamproc.kafka.config import KafkaConnection
-from streamproc.processing.claimant import LeaseConfig
-from streamproc.processing.config import GuardConfig, HandlerConfig, ProcessorConfig
+from streamproc.processing.config import GuardConfig, HandlerConfig, LeaseConfig, ProcessorConfig
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
 
