@@ -26,7 +26,12 @@ from streamproc.ops.http import HttpServer, OpsServer
 from streamproc.ops.metrics import Metrics
 from streamproc.ops.readiness import ReadinessCheck
 from streamproc.processing.calls import ProviderCalls
-from streamproc.processing.config import GuardConfig, HandlerConfig, ProcessorConfig
+from streamproc.processing.config import (
+    GuardConfig,
+    HandlerConfig,
+    PacingConfig,
+    ProcessorConfig,
+)
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.pacing import provider_pacer
@@ -219,7 +224,7 @@ class App:
                 leads=lambda: any(lane.partition == 0 for lane in self.processor.lane_status()),
                 learn=lambda day: learn_plan_shape(settings, day, guard.ledger.zone(day)),
             )
-        return LeadPacing(settings, score, gate)
+        return LeadPacing(PacingConfig.from_settings(settings), score, gate)
 
     def _observe_pacing(self) -> None:
         assert self.pacing is not None and self.pacing.gate is not None

@@ -26,6 +26,7 @@ __all__ = [
     "GuardConfig",
     "HandlerConfig",
     "LeaseConfig",
+    "PacingConfig",
     "ProcessorConfig",
     "provider_price",
 ]
@@ -106,6 +107,31 @@ class HandlerConfig:
             topic_dlq=settings.topic_dlq,
             max_lead_bytes=settings.max_lead_bytes,
             hold_max_age_s=settings.hold_max_age_s,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PacingConfig:
+    """What the handler's priority and pacing object reads: the score of a lead the
+    expression fails on, the score bands and their deferral topics, the price a lead
+    reserves, and how long a lead may stay deferred."""
+
+    priority_default_score: float
+    pacing_band_edges: tuple[float, ...]
+    #: One per band, lowest first (none unless pacing is enabled).
+    deferral_topics: tuple[str, ...]
+    credits_per_lead: int
+    deferral_max_age_s: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PacingConfig:
+        """The pacing's part of ``settings``."""
+        return cls(
+            priority_default_score=settings.priority_default_score,
+            pacing_band_edges=settings.pacing_band_edges,
+            deferral_topics=settings.deferral_topics,
+            credits_per_lead=settings.credits_per_lead,
+            deferral_max_age_s=settings.deferral_max_age_s,
         )
 
 

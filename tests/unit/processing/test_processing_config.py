@@ -5,7 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 from streamproc.kafka.config import KafkaConnection
-from streamproc.processing.config import GuardConfig, HandlerConfig, LeaseConfig, ProcessorConfig
+from streamproc.processing.config import (
+    GuardConfig,
+    HandlerConfig,
+    LeaseConfig,
+    PacingConfig,
+    ProcessorConfig,
+)
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
 
@@ -76,3 +82,21 @@ def test_the_processor_reads_its_settings_and_the_clients_connection() -> None:
             assert config.kafka == KafkaConnection.from_settings(settings)
         else:
             assert getattr(config, field.name) == getattr(settings, field.name), field.name
+
+
+def test_the_pacing_reads_its_bands_price_and_deferral_age() -> None:
+    """Each PacingConfig field holds the setting of its name, the deferral topics one per
+    band when pacing is on."""
+    settings = Settings.model_validate(
+        {
+            "pacing_enabled": True,
+            "priority_default_score": 4.0,
+            "pacing_band_edges": (5.0, 50.0),
+            "credits_per_lead": 3,
+            "deferral_max_age_s": 900.0,
+        }
+    )
+    config = PacingConfig.from_settings(settings)
+    for field in dataclasses.fields(PacingConfig):
+        assert getattr(config, field.name) == getattr(settings, field.name), field.name
+    assert len(config.deferral_topics) == 3
