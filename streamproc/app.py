@@ -26,6 +26,12 @@ from streamproc.ops.http import HttpServer, OpsServer
 from streamproc.ops.metrics import Metrics
 from streamproc.ops.readiness import ReadinessCheck
 from streamproc.processing.calls import ProviderCalls
+from streamproc.processing.config import (
+    GuardConfig,
+    HandlerConfig,
+    PacingConfig,
+    ProcessorConfig,
+)
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.pacing import provider_pacer
@@ -80,7 +86,9 @@ class App:
         self.metrics = Metrics()
         #: Tells a provider timeout of ours (the process could not run) from the provider's.
         self.loop_watch = LoopWatch()
-        self.guard = ResilienceGuard(settings, on_transition=self._breaker_changed)
+        self.guard = ResilienceGuard(
+            GuardConfig.from_settings(settings), on_transition=self._breaker_changed
+        )
         self.state = StateStore(
             KafkaConnection.from_settings(settings), settings.topic_state, self._on_state
         )
@@ -105,7 +113,7 @@ class App:
         # attribute per lead (docs/budget.md).
         self.pacing = self._pacing(settings)
         self.handler = LeadHandler(
-            settings,
+            HandlerConfig.from_settings(settings),
             self.provider,
             self.guard,
             processor_version=__version__,
@@ -114,7 +122,7 @@ class App:
             pacing=self.pacing,
         )
         self.processor = Processor(
-            settings,
+            ProcessorConfig.from_settings(settings),
             self.handler,
             log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
             release_holds=lambda tasks: (
@@ -220,7 +228,7 @@ class App:
                 learn=lambda day: learn_plan_shape(settings, day, guard.ledger.zone(day)),
                 lead_credits=max(1, settings.credits_per_lead),
             )
-        return LeadPacing(settings, score, gate)
+        return LeadPacing(PacingConfig.from_settings(settings), score, gate)
 
     def _observe_pacing(self) -> None:
         assert self.pacing is not None and self.pacing.gate is not None

@@ -15,18 +15,17 @@ import contextlib
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from streamproc.logs import get_logger
+from streamproc.processing.config import LeaseConfig
 from streamproc.processing.writes import StateWrites
 from streamproc.resilience.claims import Claim, ClaimStatus, SetLimit, Settle
 from streamproc.resilience.journal import Record
 from streamproc.resilience.lease import CreditLease, lease_amount
-from streamproc.settings import Settings
 from streamproc.state.group_state import GroupState
 
-__all__ = ["LeaseClaimant", "LeaseConfig", "provider_price"]
+__all__ = ["LeaseClaimant"]
 
 log = get_logger(__name__)
 
@@ -36,52 +35,6 @@ _TICK_MAX_S = 1.0
 _TICK_MIN_S = 0.01
 #: How long shutdown waits for a claim on its way through the claims log.
 _CLAIM_IN_FLIGHT_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseConfig:
-    """The claimant's own settings: credits per call, the day's limit, lease sizes."""
-
-    estimate: int
-    daily_limit: int
-    timezone: str
-    leads_per_lease: int
-    max_share: float
-    max_age_s: float
-    #: False (Clay): a closed lease is settled once idle too; its claim goes to the lead.
-    settle_when_closed: bool
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LeaseConfig:
-        clay = settings.provider_mode == "clay"
-        price = provider_price(settings)
-        return cls(
-            estimate=settings.credits_per_lead if price is None else price,
-            daily_limit=settings.budget_daily_credits,
-            timezone=settings.budget_timezone,
-            # Clay keeps each lead's claim with its pending record: one lead per claim there.
-            leads_per_lease=1 if clay else settings.budget_claim_leads,
-            max_share=settings.budget_lease_max_share,
-            max_age_s=settings.budget_claim_max_age_s,
-            settle_when_closed=not clay,
-        )
-
-
-def provider_price(settings: Settings) -> int | None:
-    """The provider's own fixed price per lead, when its configuration says it: the
-    declarative provider's ``credits_per_match`` (unless a ``credits`` expression reads the
-    charge from each answer). None: only ``credits_per_lead``'s estimate is known."""
-    if settings.waterfall:
-        # A waterfall lead reserves credits_per_lead once for all its providers (the
-        # ceiling): a lead cut short books all of it, never one provider's average.
-        return settings.credits_per_lead
-    table = settings.provider_declarative
-    if settings.provider != "declarative" or not table or table.get("credits") is not None:
-        return None
-    price = table.get("credits_per_match")
-    if isinstance(price, bool) or not isinstance(price, int) or price < 0:
-        return None
-    return price
 
 
 class LeaseClaimant:

@@ -49,6 +49,7 @@ import orjson
 from streamproc.errors import DeferralExpired, StreamprocError
 from streamproc.kafka.arrivals import offsets_at
 from streamproc.logs import get_logger
+from streamproc.processing.config import PacingConfig
 from streamproc.processing.holds import Holds
 from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import Headers
@@ -491,20 +492,20 @@ class LeadPacing:
 
     def __init__(
         self,
-        settings: Settings,
+        config: PacingConfig,
         score: PriorityScore | None,
         gate: PacingGate | None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._score = score
-        self._default = settings.priority_default_score
+        self._default = config.priority_default_score
         self.gate = gate
-        self._edges = settings.pacing_band_edges
-        self._topics = settings.deferral_topics
+        self._edges = config.pacing_band_edges
+        self._topics = config.deferral_topics
         self._band_of_topic = {topic: band for band, topic in enumerate(self._topics)}
-        self._credits = max(1, settings.credits_per_lead)
-        self._max_age_s = settings.deferral_max_age_s
+        self._credits = max(1, config.credits_per_lead)
+        self._max_age_s = config.deferral_max_age_s
         self._clock = clock
         #: Leads the expression failed on (given the default score).
         self.score_errors = 0

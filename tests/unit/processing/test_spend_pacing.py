@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from streamproc.errors import BelowFloor, DeferralExpired, KafkaSetupError
+from streamproc.processing.config import PacingConfig
 from streamproc.processing.spend_pacing import (
     DEFERRED_AT_HEADER,
     ORIGIN_HEADER,
@@ -67,7 +68,7 @@ def _pacing(clock: _Clock, **changes: object) -> LeadPacing:
     assert settings.priority_score is not None
     score = PriorityScore.compile(settings.priority_score, floor=settings.priority_floor)
     gate = PacingGate(len(settings.deferral_topics), None, clock=clock)
-    return LeadPacing(settings, score, gate, clock=clock)
+    return LeadPacing(PacingConfig.from_settings(settings), score, gate, clock=clock)
 
 
 def _raw(offset: int, score: float) -> _Record:
