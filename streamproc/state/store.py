@@ -233,7 +233,8 @@ class StateStore:
 
     async def _written(self) -> AIOKafkaConsumer:
         """A client that reads no records, only where each partition's log ends, decided or
-        not (``read_uncommitted``): started the first time :meth:`catch_up` needs it."""
+        not (``read_uncommitted``): started the first time :meth:`catch_up` needs it. Its
+        failure to start is a Kafka error like any other of the caller's (retried)."""
         async with self._written_lock:
             if self._written_ends is None:
                 client = AIOKafkaConsumer(
@@ -242,7 +243,11 @@ class StateStore:
                     enable_auto_commit=False,
                     isolation_level="read_uncommitted",
                 )
-                await start_client(self._kafka, client)
+                try:
+                    await client.start()
+                except BaseException:
+                    await stop_quietly(client)
+                    raise
                 self._written_ends = client
             return self._written_ends
 
