@@ -31,7 +31,15 @@ from dataclasses import dataclass, field, replace
 
 from streamproc.resilience.pacer import Pacer, PacerConfig, StepStats, tie_draw
 from streamproc.resilience.priority import decay
-from streamproc.resilience.spend_plan import SURGE_BUCKETS, SpendPlan, forecast_shape, surge_due
+from streamproc.resilience.spend_plan import (
+    GATE_SLACK,
+    SURGE_BUCKETS,
+    TOP_SLACK,
+    SpendPlan,
+    forecast_shape,
+    gate_admits,
+    surge_due,
+)
 
 MINUTES = 1440
 DAY_S = 86400.0
@@ -59,11 +67,12 @@ class DayConfig:
     #: Share of the budget held for the last stretch, from ``close_min`` to the finish.
     reserve: float = 0.04
     close_min: float = 23 * 60
-    #: The ledger's gate: no claim past ``plan + slack`` (share of the budget).
-    slack_share: float = 0.02
+    #: The ledger's gate: no claim past ``plan + slack`` (share of the budget; ``streamproc
+    #: run``'s, :func:`gate_admits`).
+    slack_share: float = GATE_SLACK
     #: How much further a top-layer lead may go past the plan (share of the budget), into
     #: the closing reserve too: slack plus this stays inside the 5 % the plan allows.
-    top_slack_share: float = 0.025
+    top_slack_share: float = TOP_SLACK
     #: After an outage, what the plan asked for while the provider was out is paid back
     #: over this long, the controller's own catch-up time (0: never; the rest of the
     #: day's plan is spread as before). 60 min: 89.9 % of the oracle's value on seed 5.
@@ -288,7 +297,6 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
     out = Outcome("pacing_only" if equal_scores else "paced", s.name, cfg.budget)
     plan = _plan(s, cfg)
     pacer = Pacer(cfg.pacer)
-    slack = cfg.slack_share * cfg.budget
     spent = 0.0
     pool: list[Lead] = []
 
@@ -296,13 +304,19 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
         score = 1.0 if equal_scores else lead.score
         return score * decay((minute - lead.arrival) * 60, cfg.halflife_min * 60) / lead.credits
 
-    top_slack = cfg.top_slack_share * cfg.budget
-
     def try_admit(lead: Lead, minute: float, top: bool = False) -> bool:
         nonlocal spent
-        # The ledger's gate: nothing past the plan plus the slack, whatever θ says; a top
-        # lead may go a little further, into the closing reserve.
-        if spent + lead.credits > plan.ceiling(minute * 60, slack, top=top_slack if top else None):
+        # The ledger's gate (streamproc run's): nothing past the plan plus the slack,
+        # whatever θ says; a top lead may go a little further, into the closing reserve.
+        if not gate_admits(
+            plan,
+            minute * 60,
+            committed=spent,
+            credits=lead.credits,
+            top=top,
+            slack_share=cfg.slack_share,
+            top_share=cfg.top_slack_share,
+        ):
             return False
         spent += lead.credits
         out.admitted[lead.key] = minute

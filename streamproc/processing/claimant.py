@@ -35,6 +35,11 @@ _TICK_MAX_S = 1.0
 _TICK_MIN_S = 0.01
 #: How long shutdown waits for a claim on its way through the claims log.
 _CLAIM_IN_FLIGHT_S = 10.0
+#: Leases in a row given back because a new limit was read while their claim was on its
+#: way: each takes an operator's limit change within one claim's round trip, so more than
+#: this is a limit changed over and over; no lease then (as when the budget cannot pay:
+#: the calls hold and are woken by the next budget record), not a claim loop without end.
+_LIMIT_RACES = 3
 
 
 class LeaseClaimant:
@@ -167,6 +172,21 @@ class LeaseClaimant:
     # --- claims ------------------------------------------------------------------------------
 
     async def _open_lease(self, day: str) -> CreditLease | None:
+        for _ in range(_LIMIT_RACES + 1):
+            limits_read = self._limits_read
+            lease = await self._claim_lease(day)
+            if lease is None or self._limits_read == limits_read:
+                return lease
+            # A new limit was read back while the claim was on its way (the reader
+            # applies the records after ours before this task resumes): it may have been
+            # granted under the old limit, which the current lease's retirement
+            # (read_back) could not reach. Given back unused, the next is claimed under
+            # the new one.
+            self._retire(lease)
+        log.warning("budget.limit_races", day=day, leases_given_back=_LIMIT_RACES + 1)
+        return None
+
+    async def _claim_lease(self, day: str) -> CreditLease | None:
         config, ledger = self._config, self._ledger
         # Days before yesterday are over for the group: their records go from the topic.
         self._append(self._journal.stale(ledger.horizon))
@@ -188,26 +208,16 @@ class LeaseClaimant:
             if ledger.remaining(day) < amount:
                 continue
             claim = Claim(uuid.uuid4().hex, self._owner, day, amount)
-            limits_read = self._limits_read
             if await self._granted(claim):
                 # Aged from the grant, not the request: a slow claims log must not make a
                 # lease too old to use the moment it is granted.
-                lease = CreditLease(
+                return CreditLease(
                     claim,
                     config.estimate,
                     self._clock(),
                     config.max_age_s,
                     settle_when_closed=config.settle_when_closed,
                 )
-                if self._limits_read == limits_read:
-                    return lease
-                # A new limit was read back while the claim was on its way (the reader
-                # applies the records after ours before this task resumes): it may have
-                # been granted under the old limit, which the current lease's retirement
-                # (read_back) could not reach. Given back unused, the next is claimed
-                # under the new one.
-                self._retire(lease)
-                return await self._open_lease(day)
         return None
 
     def _check_limit(self, day: str) -> None:

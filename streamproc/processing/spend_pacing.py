@@ -8,7 +8,9 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
   fails on gets ``priority_default_score``; under ``priority_floor``: ``below_floor``.
 * **Admit or defer** (``pacing_enabled``): a new lead whose density ``score · decay(age) /
   credits`` clears the threshold :class:`PacingGate` holds (or is in its top layer, which
-  goes whatever θ says), with no deferred lead of a higher band going before it, goes on
+  goes whatever θ says), with no deferred lead of a higher band going before it, and the
+  plan's gate has room for it (the simulator's: the group's credits committed and this
+  instance's in flight within the plan + 2 % of the limit, a top lead's + 4.5 %), goes on
   to the guard. Else it is **deferred**: its outcome
   is one record to the deferral topic of its score band, which the lane commits with the
   input offset in one transaction, as a DLQ record is. The partition never waits for it.
@@ -63,10 +65,10 @@ from streamproc.resilience.pacing_step import (
     SharedStep,
     next_step,
     offers_key,
-    top_room,
+    step_plan,
 )
 from streamproc.resilience.priority import PriorityScore, ScoreError
-from streamproc.resilience.spend_plan import uniform_shape
+from streamproc.resilience.spend_plan import SpendPlan, gate_admits, uniform_shape
 from streamproc.settings import Settings
 
 __all__ = ["DeferredView", "LeadPacing", "PacingGate", "SpendView", "learn_plan_shape"]
@@ -121,7 +123,7 @@ class DeferredView:
 
 class SpendView:
     """What the controller reads of the group's state: its day, limit, spend, breaker,
-    and the credits granted claims hold (the top layer's gate)."""
+    and the credits granted claims hold (the gate's)."""
 
     def __init__(
         self,
@@ -136,8 +138,8 @@ class SpendView:
         self.limit = limit
         self.spent = spent
         self.provider_out = provider_out
-        #: Credits settled and reserved by granted claims (the top layer's gate reads it;
-        #: None: the settled ones).
+        #: Credits settled and reserved by granted claims (the gate reads it; None: the
+        #: settled ones).
         self.committed = spent if committed is None else committed
 
 
@@ -163,13 +165,14 @@ class PacingGate:
         steps folded at once); ``leads``: this instance computes the group's steps (it
         holds partition 0 of the input topic); ``learn``: the plan's shape for a budget
         day (:func:`learn_plan_shape`), asked at start and once a day; ``lead_credits``:
-        what a lead reserves (the top layer's gate)."""
+        what a lead reserves (the gate's)."""
         self._view = view
         self._lead_credits = lead_credits
-        #: Leads let through by the top layer alone and not done yet, by their record's
-        #: place: their credits count against its gate (a burst of them cannot all pass
-        #: one reading of the ledger before their claims are in it).
-        self._top_going: set[tuple[str, int, int]] = set()
+        #: Leads admitted and not done yet, by their record's place: their credits count
+        #: against the gate (a burst of them cannot all pass one reading of the ledger
+        #: before their claims are in it).
+        self._in_flight: set[tuple[str, int, int]] = set()
+        self._gate_plan: tuple[SharedStep | None, PlanShape, str, int, SpendPlan] | None = None
         self._clock = clock
         self._step_s = step_s
         self._config = PacerConfig(step_s=step_s)
@@ -216,35 +219,42 @@ class PacingGate:
         self._wake()
 
     def _clears(self, density: float, draw: float) -> bool:
-        """It clears θ, or is in the top layer (throttled last, as in Smart Pacing) and
-        the plan's top ceiling has room for it (:meth:`top_room`)."""
-        if self.threshold.admits(density, draw):
-            return True
-        top = self.top
-        return top is not None and top.admits(density, draw) and self.top_room()
+        """It clears θ, or is in the top layer (throttled last, as in Smart Pacing), and
+        the plan's gate has room for it (:meth:`room`), as in the simulator."""
+        top = self.top is not None and self.top.admits(density, draw)
+        return (top or self.threshold.admits(density, draw)) and self.room(top=top)
 
-    def top_room(self) -> bool:
-        """Whether the group's spend leaves room under the plan's top ceiling for one more
-        lead that only the top layer lets through (:func:`top_room`); no budget view (a
-        test, a tool): always."""
+    def room(self, *, top: bool = False) -> bool:
+        """Whether the group's credits committed (settled and held by granted claims, from
+        the ledger) and this instance's leads in flight leave room under the plan's gate
+        for one more lead, a ``top``-layer one or not (:func:`gate_admits`, the
+        simulator's gate, on the group's plan); no budget view (a test, a tool): always."""
         view = self._view
         if view is None:
             return True
         now = self._clock()
         day, start = view.day_window(now)
-        return top_room(
-            self.fold.current,
-            self.shape,
-            day=day,
-            t=now - start,
-            limit=view.limit(day),
-            committed=view.committed(day) + len(self._top_going) * self._lead_credits,
+        return gate_admits(
+            self._plan(day, view.limit(day)),
+            now - start,
+            committed=view.committed(day) + len(self._in_flight) * self._lead_credits,
             credits=self._lead_credits,
+            top=top,
         )
 
-    def top_done(self, place: tuple[str, int, int]) -> None:
+    def _plan(self, day: str, limit: int) -> SpendPlan:
+        """The group's plan (:func:`step_plan`), kept until its step, shape, day or limit
+        changes: the gate is asked for every waiting lead a new one may not pass."""
+        current, shape = self.fold.current, self.shape
+        kept = self._gate_plan
+        if kept is None or kept[:4] != (current, shape, day, limit):
+            plan = step_plan(current, shape, day=day, limit=limit)
+            kept = self._gate_plan = (current, shape, day, limit, plan)
+        return kept[4]
+
+    def lead_done(self, place: tuple[str, int, int]) -> None:
         """The lead of the record at ``place`` is done (its claim is booked, if any)."""
-        self._top_going.discard(place)
+        self._in_flight.discard(place)
 
     def _wake(self) -> None:
         self._holds.wake()
@@ -282,18 +292,14 @@ class PacingGate:
     ) -> bool:
         """A new lead goes on now: it clears the threshold and no deferred lead of a higher
         band goes before it (a new lead never jumps ahead of a better deferred one).
-        ``place``: the record's topic, partition and offset, by which a lead that goes by
-        the top layer alone counts against its gate until :meth:`top_done`."""
+        ``place``: the record's topic, partition and offset, by which it counts against
+        the gate until :meth:`lead_done`."""
         draw = tie_draw(key)
         if not (self._clears(density, draw) and not self.higher_ahead(band)):
             return False
         if place is not None:
-            self._went(place, density, draw)
+            self._in_flight.add(place)
         return True
-
-    def _went(self, place: tuple[str, int, int], density: float, draw: float) -> None:
-        if not self.threshold.admits(density, draw):
-            self._top_going.add(place)
 
     async def turn(
         self,
@@ -329,7 +335,7 @@ class PacingGate:
             # The next lead of its partition, or a lower band's, may go now (or once this
             # one is done): a lead that left waiting wakes the others.
             self._wake()
-        self._went(place, density, draw)
+        self._in_flight.add(place)
         self._going[band] += 1
 
     def done(self, band: int) -> None:
@@ -604,7 +610,7 @@ class LeadPacing:
         """The lead admitted by :meth:`admit` is done (whatever its outcome)."""
         if self.gate is None:
             return
-        self.gate.top_done(_place(record))
+        self.gate.lead_done(_place(record))
         if isinstance(record, DeferredView):
             self.gate.done(record.band)
 

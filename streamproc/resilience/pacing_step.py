@@ -32,7 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamproc.resilience.pacer import Pacer, PacerConfig, StepStats, Threshold
-from streamproc.resilience.spend_plan import SURGE_BUCKETS, SURGE_S, SpendPlan, surge_due
+from streamproc.resilience.spend_plan import (
+    SURGE_BUCKETS,
+    SURGE_S,
+    SpendPlan,
+    surge_due,
+)
 
 __all__ = [
     "OFFERS_PREFIX",
@@ -42,7 +47,7 @@ __all__ = [
     "SharedStep",
     "next_step",
     "offers_key",
-    "top_room",
+    "step_plan",
 ]
 
 STEP_KEY = "pacing/step"
@@ -60,11 +65,6 @@ RESERVE = 0.04
 #: this long, the controller's catch-up time (the leads that waited are the best in the
 #: deferral topics), not at once.
 OWED_S = 1800.0
-#: The gate of a lead that only the top layer lets through (θ would defer it): the plan
-#: plus a slack for a lead or two of jitter, and the top layer's own room beyond it, as
-#: shares of the limit: 4.5 % in all, inside the 5 % the plan allows (the simulator's).
-GATE_SLACK = 0.02
-TOP_SLACK = 0.025
 
 
 def offers_key(writer: str) -> str:
@@ -372,26 +372,13 @@ def next_step(
     )
 
 
-def top_room(
-    current: SharedStep | None,
-    shape: PlanShape,
-    *,
-    day: str,
-    t: float,
-    limit: int,
-    committed: float,
-    credits: int,
-) -> bool:
-    """Whether a lead of ``credits`` that only the top layer lets through (θ would defer
-    it) may go at ``t`` seconds into budget ``day``: the group's ``committed`` credits
-    (settled and reserved by granted claims) and its own stay within the plan's top
-    ceiling (:meth:`SpendPlan.ceiling`, ``GATE_SLACK`` + ``TOP_SLACK`` of the limit past
-    the plan, into the closing reserve from ``CLOSE_S`` only). So the top layer, which
-    goes whatever θ says, cannot run the day off its plan; a lead it holds back is
-    deferred and goes when the plan catches up. The plan is the group's step's (its
-    anchor, debt and re-estimated shape), a new day's from ``shape``."""
+def step_plan(current: SharedStep | None, shape: PlanShape, *, day: str, limit: int) -> SpendPlan:
+    """The plan the group gates with on budget ``day`` (:func:`gate_admits`, the
+    simulator's gate): its step's (anchor, debt and re-estimated shape) under ``limit``, a
+    new day's from ``shape``. So a lead cannot catch up at once what an outage kept from
+    being spent, nor run the day off its plan."""
     if current is not None and current.day == day:
-        plan = shape.plan(
+        return shape.plan(
             current.limit,
             current.anchor_s,
             current.anchor_spent,
@@ -399,7 +386,4 @@ def top_room(
             owed_s=current.owed_s,
             shape=current.shape,
         ).with_limit(limit)
-    else:
-        plan = shape.plan(limit)
-    ceiling = plan.ceiling(t, GATE_SLACK * limit, top=TOP_SLACK * limit)
-    return committed + credits <= ceiling
+    return shape.plan(limit)

@@ -22,14 +22,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 __all__ = [
+    "GATE_SLACK",
     "SURGE_BUCKETS",
     "SURGE_S",
+    "TOP_SLACK",
     "SpendPlan",
     "forecast_shape",
+    "gate_admits",
     "surge_due",
     "surge_shape",
     "uniform_shape",
 ]
+
+#: The ledger's gate, as shares of the limit past the plan: a slack for a lead or two of
+#: jitter for every lead, and the top layer's own room beyond it (4.5 % in all, inside the
+#: 5 % the plan allows), as the day simulator settled them.
+GATE_SLACK = 0.02
+TOP_SLACK = 0.025
 
 #: A bucket no past day had a lead in still gets a sliver of the day: a forecast of
 #: exactly zero would make the plan flat there, and a first lead would wait for nothing.
@@ -288,3 +297,24 @@ class SpendPlan:
     def with_limit(self, limit: int) -> SpendPlan:
         """The plan for a limit changed during the day (kept anchored where it was)."""
         return replace(self, limit=limit)
+
+
+def gate_admits(
+    plan: SpendPlan,
+    t: float,
+    *,
+    committed: float,
+    credits: float,
+    top: bool,
+    slack_share: float = GATE_SLACK,
+    top_share: float = TOP_SLACK,
+) -> bool:
+    """The ledger's gate: whether a lead of ``credits`` may go at ``t`` when ``committed``
+    credits (settled, held by granted claims, and in flight) are the group's already. It
+    goes only while they and its own stay within :meth:`SpendPlan.ceiling`: the plan plus
+    ``slack_share`` of the limit whatever θ says; a ``top``-layer lead ``top_share``
+    further, and into the closing reserve from ``close_s``. A lead it refuses waits
+    (deferred) for the plan to catch up. The simulator and ``streamproc run`` both gate
+    with this one function, so they cannot drift apart."""
+    top_room = top_share * plan.limit if top else None
+    return committed + credits <= plan.ceiling(t, slack_share * plan.limit, top=top_room)

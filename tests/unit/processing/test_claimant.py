@@ -8,7 +8,7 @@ from typing import Any
 from streamproc.processing.claimant import LeaseClaimant
 from streamproc.processing.config import LeaseConfig
 from streamproc.processing.writes import StateWrites
-from streamproc.resilience.claims import SetLimit
+from streamproc.resilience.claims import Claim, SetLimit
 from streamproc.settings import Settings
 from streamproc.state.group_state import GroupState
 
@@ -174,4 +174,39 @@ async def test_a_limit_read_while_a_claim_is_on_its_way_retires_the_lease_it_get
         assert handed <= 60, "the old limit's lease is still being spent"
     assert handed <= state.ledger.limit(day) == 6
     assert state.ledger.spent(day) + state.ledger.outstanding(day) <= 6
+    await claimant.close()
+
+
+class _LimitEveryTime(_LimitOnTheWay):
+    """An operator's new limit lands after every one of our claims (a limit changed over
+    and over): each claim may have been decided under the one before."""
+
+    def __init__(self, state: GroupState, day: str, limit: int) -> None:
+        super().__init__(state, day, limit)
+        self.claims = 0
+        self._every = SetLimit(day, limit).to_dict()
+
+    async def round_trip(self, key: str, value: dict[str, Any] | None) -> None:
+        if value is not None and value.get("type") == Claim.TYPE:
+            self.claims += 1
+        self._limit = self._every
+        await super().round_trip(key, value)
+
+
+async def test_a_limit_changed_on_every_claims_way_gives_up_after_a_few_leases() -> None:
+    """However often the limit changes while our claims are on their way, the claimant
+    gives back a bounded number of leases in a row and then has none for now (the call
+    holds as when the budget cannot pay), rather than claiming again without end."""
+    clock = _Clock()
+    settings = Settings.model_validate({"budget_daily_credits": 100_000, "budget_claim_leads": 50})
+    state = GroupState(settings, clock=clock, owner="unit")
+    day = state.ledger.day_at(clock())
+    writes = _LimitEveryTime(state, day, 90_000)
+    claimant = LeaseClaimant(
+        LeaseConfig.from_settings(settings), state, writes, owner="unit", clock=clock, sleep=_never
+    )
+    writes.claimant = claimant
+    assert await claimant.slice() is None
+    assert 1 < writes.claims <= 8
+    assert state.ledger.outstanding(day) == 0  # every lease given back unused
     await claimant.close()

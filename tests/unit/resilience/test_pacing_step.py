@@ -19,9 +19,15 @@ from streamproc.resilience.pacing_step import (
     SharedStep,
     next_step,
     offers_key,
-    top_room,
+    step_plan,
 )
-from streamproc.resilience.spend_plan import SURGE_BUCKETS, surge_due, surge_shape, uniform_shape
+from streamproc.resilience.spend_plan import (
+    SURGE_BUCKETS,
+    gate_admits,
+    surge_due,
+    surge_shape,
+    uniform_shape,
+)
 
 CONFIG = PacerConfig(step_s=60.0)
 SHAPE = PlanShape(uniform_shape(24))
@@ -381,7 +387,8 @@ def test_spend_plan_surge_is_the_reshape_into_the_surge_shape() -> None:
 
 
 def _top_room(committed: float, t: float, current: SharedStep | None = None) -> bool:
-    return top_room(current, SHAPE, day=DAY, t=t, limit=10_000, committed=committed, credits=4)
+    plan = step_plan(current, SHAPE, day=DAY, limit=10_000)
+    return gate_admits(plan, t, committed=committed, credits=4, top=True)
 
 
 def test_a_top_lead_goes_only_within_the_plans_top_ceiling() -> None:
@@ -430,12 +437,11 @@ def test_the_top_layer_never_spends_past_the_plans_ceiling_and_one_lease(
     never spend past the plan + 4.5 % of the limit + one lease at any time."""
     shape = learn_shape([history], source="test")
     plan = shape.plan(limit)
+    gated = step_plan(None, shape, day=DAY, limit=limit)
     spent = committed = 0.0
     room_in_lease = 0.0
     for t, credits in sorted(leads):
-        if not top_room(
-            None, shape, day=DAY, t=t, limit=limit, committed=committed, credits=credits
-        ):
+        if not gate_admits(gated, t, committed=committed, credits=credits, top=True):
             continue
         spent += credits
         if room_in_lease < credits:  # the claimant claims the next lease
@@ -447,3 +453,67 @@ def test_the_top_layer_never_spends_past_the_plans_ceiling_and_one_lease(
         assert spent <= committed
         assert spent <= plan.target(t) + 0.045 * limit + lease_max + 1e-6
         assert spent <= limit + lease_max
+
+
+def test_a_lead_that_clears_theta_goes_only_within_the_plan_and_2_percent() -> None:
+    """Every lead meets the gate, not only the top layer's: the plan plus 2 % of the
+    limit, never into the closing reserve, and the top layer 2.5 % further."""
+    plan = step_plan(None, SHAPE, day=DAY, limit=10_000)
+    noon = 12 * 3600.0
+    ceiling = plan.target(noon) + 200.0
+    assert gate_admits(plan, noon, committed=ceiling - 4, credits=4, top=False)
+    assert not gate_admits(plan, noon, committed=ceiling - 3, credits=4, top=False)
+    assert gate_admits(plan, noon, committed=ceiling - 3, credits=4, top=True)
+    assert not gate_admits(plan, 23.5 * 3600.0, committed=plan.limit - 4, credits=4, top=False)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.0, 86_399.0), st.integers(0, 3), st.integers(0, 3)),
+        min_size=1,
+        max_size=400,
+    ),
+    st.integers(100, 20_000),
+    st.integers(1, 20),
+    st.integers(1, 4),
+    st.lists(st.integers(0, 50), min_size=24, max_size=24),
+)
+def test_leads_that_clear_theta_never_spend_past_the_plan_and_one_lease_per_instance(
+    arrivals: list[tuple[float, int, int]],
+    limit: int,
+    leads_per_lease: int,
+    instances: int,
+    history: list[int],
+) -> None:
+    """Whatever the day's shape, its limit and when leads that clear θ arrive at which of
+    ``instances``, each gating with the group's ledger (claims of leases of
+    ``leads_per_lease`` leads, less each other instance's latest, perhaps not read back
+    yet) and its own leads in flight: the group never commits past the plan + 2 % of the
+    limit + one lease per instance, nor past the limit."""
+    credits = 4  # credits_per_lead: what every lead reserves
+    lease = credits * leads_per_lease
+    shape = learn_shape([history], source="test")
+    plan = step_plan(None, shape, day=DAY, limit=limit)
+    claimed = [0] * instances  # credits each instance's leases claimed (the ledger)
+    latest = [0] * instances  # each one's latest claim, which the others may not see yet
+    room = [0] * instances  # what is left of each one's lease
+    in_flight = [0] * instances
+    for t, which, finished in sorted(arrivals):
+        me = which % instances
+        in_flight[me] = max(0, in_flight[me] - finished)  # leads done meanwhile
+        unseen = sum(latest[i] for i in range(instances) if i != me)
+        committed = sum(claimed) - unseen + in_flight[me] * credits
+        if not gate_admits(plan, t, committed=committed, credits=credits, top=False):
+            continue
+        if room[me] < credits:  # the claimant claims the next lease, as the ledger allows
+            amount = min(lease, limit - sum(claimed))
+            if amount < credits:
+                continue  # the budget cannot pay: held, not sent on
+            claimed[me] += amount
+            latest[me] = amount
+            room[me] += amount
+        room[me] -= credits
+        in_flight[me] += 1
+        assert sum(claimed) <= plan.target(t) + 0.02 * limit + instances * lease + 1e-6
+        assert sum(claimed) <= limit
