@@ -214,6 +214,13 @@ class App:
                 # The top layer's gate counts what granted claims hold too: a lease's
                 # credits are the group's once granted.
                 lambda day: float(guard.ledger.spent(day) + guard.ledger.outstanding(day)),
+                lambda day: float(
+                    sum(
+                        claim.amount
+                        for claim in guard.ledger.outstanding_claims(guard.owner)
+                        if claim.day == day
+                    )
+                ),
             )
             gate = PacingGate(
                 len(settings.deferral_topics),

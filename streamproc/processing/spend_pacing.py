@@ -132,6 +132,7 @@ class SpendView:
         spent: Callable[[str], float],
         provider_out: Callable[[float], bool],
         committed: Callable[[str], float] | None = None,
+        own_held: Callable[[str], float] | None = None,
     ) -> None:
         #: ``now`` → (the budget day, epoch seconds it started).
         self.day_window = day_window
@@ -141,6 +142,10 @@ class SpendView:
         #: Credits settled and reserved by granted claims (the gate reads it; None: the
         #: settled ones).
         self.committed = spent if committed is None else committed
+        #: Credits held by this instance's own granted claims (inside ``committed``): its
+        #: leads in flight take their slices from them, so only what they need beyond
+        #: counts again. None: nothing held.
+        self.own_held = own_held
 
 
 class PacingGate:
@@ -237,10 +242,18 @@ class PacingGate:
         return gate_admits(
             self._plan(day, view.limit(day)),
             now - start,
-            committed=view.committed(day) + len(self._in_flight) * self._lead_credits,
+            committed=view.committed(day) + self._beyond_own_claims(view, day),
             credits=self._lead_credits,
             top=top,
         )
+
+    def _beyond_own_claims(self, view: SpendView, day: str) -> float:
+        """What this instance's leads in flight commit beyond its own granted claims: a
+        lead that took its slice of a lease is already in the ledger's ``committed``, and
+        counting it twice would hold spend a lease below the plan."""
+        in_flight = len(self._in_flight) * self._lead_credits
+        held = 0.0 if view.own_held is None else view.own_held(day)
+        return max(0.0, in_flight - held)
 
     def _plan(self, day: str, limit: int) -> SpendPlan:
         """The group's plan (:func:`step_plan`), kept until its step, shape, day or limit

@@ -445,3 +445,26 @@ async def test_a_deferred_lead_that_clears_theta_goes_when_the_plan_has_room() -
     gate.lead_done(place)
     gate.done(1)
     assert gate.room()
+
+
+def test_leads_in_flight_inside_the_instances_own_lease_are_not_counted_twice() -> None:
+    """The ledger's committed credits already hold this instance's granted lease; its
+    leads in flight take their slices from it, so only what they need beyond the lease
+    counts again (else spend would trail the plan by a lease)."""
+    clock = _Clock(12 * 3600.0)
+    ceiling = PlanShape(uniform_shape(24)).plan(10_000).target(clock.now) + 200.0
+    held = {"now": 12.0}  # this instance's own lease: 3 leads at 4 credits
+    view = SpendView(
+        lambda now: ("2026-12-07", 0.0),
+        lambda day: 10_000,
+        lambda day: ceiling - 4 * 2,
+        lambda now: False,
+        lambda day: ceiling - 4 * 2,
+        lambda day: held["now"],
+    )
+    gate = PacingGate(2, view, clock=clock, lead_credits=4)
+    gate.set_threshold(OPEN)
+    went = [gate.admits_new(1, 50.0, f"L{i}", ("leads.raw", 0, i)) for i in range(6)]
+    assert went == [True, True, True, True, True, False]
+    held["now"] = 0.0  # the lease settled: the leads in flight count in full again
+    assert not gate.room()
