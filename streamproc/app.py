@@ -106,6 +106,10 @@ class App:
             self.provider.attach(self.state)
         else:
             self.provider = self._provider_calls(settings)
+        #: The waterfall that folds ``waterfall/`` state records (None: none to fold).
+        self._waterfall_state = (
+            self.provider if isinstance(self.provider, WaterfallEnricher) else None
+        )
         # Leads in the user's shape (lead_fields) or the registry's wire format; None for
         # plain JSON with our names (docs/schema-registry.md).
         self.codec = codec_for(settings)
@@ -332,8 +336,8 @@ class App:
         self.guard.on_state(key, value, partition, offset)
         if key == STEP_KEY and self.pacing is not None and self.pacing.gate is not None:
             self.pacing.gate.adopt()
-        if isinstance(self.provider, WaterfallEnricher) and key.startswith("waterfall/"):
-            self.provider.on_state(key, value)
+        if self._waterfall_state is not None and key.startswith("waterfall/"):
+            self._waterfall_state.on_state(key, value)
         for listener in self.state_listeners:
             listener(key, value, partition, offset)
         if self.clay is not None and key.startswith("clay/"):

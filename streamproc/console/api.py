@@ -95,6 +95,8 @@ _HEADERS = {
 #: How often the budget's burn is sampled in the background (from memory; the lag and
 #: throughput are read from Kafka only when the overview is asked for).
 SAMPLE_S = 5.0
+#: The state-topic records the console folds: the breaker's, and the waterfall's hits.
+_FOLDED = ("breaker/", HITS_PREFIX)
 #: An overview request samples anew when the last sample is older than this.
 _FRESH_S = 1.0
 
@@ -185,9 +187,12 @@ class Console:
 
     def on_state(self, key: str, value: dict[str, Any] | None, partition: int, offset: int) -> None:
         """A state-topic record (restore and tail alike)."""
+        # One check for the records of every lead (cache, receipt), which it folds none of.
+        if not key.startswith(_FOLDED):
+            return
         if key.startswith("breaker/"):
             self.breaker_log.on_record(value)
-        elif key.startswith(HITS_PREFIX):
+        else:
             self.hits.apply(key, value)
 
     def install(self, app: web.Application) -> None:

@@ -140,6 +140,8 @@ class ResilienceGuard:
             on_transition=self._on_transition,
             on_change=self._holds.wake,
         )
+        #: The operator's pause, read by every lead (one fold for the guard's life).
+        self._spending = self._state.spending
         self._claimant = LeaseClaimant(
             config.lease,
             self._state,
@@ -253,7 +255,7 @@ class ResilienceGuard:
         #: When this lead first came to a hold (the guard's clock): its age counts from it.
         since: float | None = None
         while True:
-            if self._state.spending.paused:
+            if self._spending.paused:
                 # An operator's pause: no claim, no call, and no DLQ however long it lasts
                 # (a hold's age counts anew after it: docs/budget.md, "Levers"). Not a
                 # failure: the breaker hears nothing.
@@ -282,7 +284,7 @@ class ResilienceGuard:
                 # with every later lead held.
                 breaker.release(permit, self._clock())
                 raise
-            if self._state.spending.paused:
+            if self._spending.paused:
                 # Paused while this lead waited for its slice (a claim's round trip): no
                 # call; the slice goes back unspent.
                 breaker.release(permit, self._clock())
@@ -319,7 +321,7 @@ class ResilienceGuard:
     @property
     def paused(self) -> bool:
         """Spending is paused by an operator (docs/budget.md, "Levers")."""
-        return self._state.spending.paused
+        return self._spending.paused
 
     @property
     def holding(self) -> int:
@@ -497,7 +499,7 @@ class ResilienceGuard:
             return True
         if self.breaker.state(now) is not BreakerState.CLOSED:
             return False
-        while self._state.spending.paused and not ticket.over:
+        while self._spending.paused and not ticket.over:
             # Paused between two attempts: the retry is a new call, so it waits for the
             # resume like any lead (no claim, no call meanwhile).
             await self._holds.hold(None)
