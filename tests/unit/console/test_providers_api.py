@@ -90,7 +90,12 @@ async def test_the_overview_lists_no_providers_without_a_waterfall() -> None:
 def test_the_console_folds_breaker_records_and_skips_every_leads_records() -> None:
     """A breaker record is a transition in the console's log; a lead's cache entry and its
     receipt's tombstone change nothing there."""
-    console = Console(Settings(), state=lambda: STATE, restored=lambda: False, clock=lambda: NOW)
+    console = Console(
+        ConsoleConfig.from_settings(Settings()),
+        state=lambda: STATE,
+        restored=lambda: False,
+        clock=lambda: NOW,
+    )
     console.on_state("cache/d:acme.com", {"data": {}, "at": NOW}, 0, 0)
     console.on_state("receipt/L1/abc", None, 0, 1)
     console.on_state("breaker/provider", {"state": "open", "at": NOW, "owner": "i1"}, 0, 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from streamproc.errors import ErrorClass
+from streamproc.processing.config import ProcessorConfig
 from streamproc.processing.lane import CommitResult
 from streamproc.processing.processor import Processor
 from streamproc.records.lead import Source
@@ -21,7 +22,7 @@ def _outcome(kind: OutcomeKind, source: Source | None = None) -> tuple[Any, Outc
 def test_enriched_leads_are_counted_by_source_under_plain_names() -> None:
     """Each enriched lead counts once under its source's name, one without a source under
     ``provider``; a dead-lettered lead counts under none."""
-    processor = Processor(Settings(), cast(Any, None))
+    processor = Processor(ProcessorConfig.from_settings(Settings()), cast(Any, None))
     outcomes = [
         _outcome(OutcomeKind.ENRICHED),
         _outcome(OutcomeKind.ENRICHED, Source.PROVIDER),
