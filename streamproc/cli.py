@@ -532,22 +532,26 @@ async def _try(settings: Settings, lead_id: str, lead: dict[str, Any], *, as_jso
 
 
 async def _state_show(settings: Settings, *, as_json: bool) -> int:
+    from streamproc.state.config import StateConfig
     from streamproc.state.group_state import GroupState
     from streamproc.state.view import state_show
 
-    return await state_show(settings, GroupState.reader(settings), as_json=as_json)
+    config = StateConfig.from_settings(settings)
+    return await state_show(config, GroupState.reader(config), as_json=as_json)
 
 
 async def _budget(settings: Settings, args: argparse.Namespace) -> int:
     from streamproc.processing.spending_control import change_spending, load_budget, print_budget
     from streamproc.resilience.spending import SpendingAction
+    from streamproc.state.config import StateConfig
 
+    config = StateConfig.from_settings(settings)
     if args.budget_command == "show":
-        print_budget(await load_budget(settings), as_json=args.json)
+        print_budget(await load_budget(config), as_json=args.json)
         return 0
     action = SpendingAction(args.budget_command.replace("-", "_"))
     limit = getattr(args, "limit_value", None)
-    budget = await change_spending(settings, action, by=args.by, why=args.reason, limit=limit)
+    budget = await change_spending(config, action, by=args.by, why=args.reason, limit=limit)
     print_budget(budget, as_json=args.json)
     return 0
 

@@ -26,6 +26,9 @@ NARROW = [
     "processing/guard.py",
     "processing/processor.py",
     "processing/claimant.py",
+    "processing/spending_control.py",
+    "state/group_state.py",
+    "state/view.py",
 ]
 
 
