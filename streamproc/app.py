@@ -50,10 +50,11 @@ from streamproc.provider.registry import load_provider_factory
 from streamproc.provider.stall import LoopWatch
 from streamproc.redact import mask_url
 from streamproc.registry.codec import RegistryCodec, codec_for
-from streamproc.resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker, Transition
+from streamproc.resilience.breaker import BreakerState, CircuitBreaker, Transition
 from streamproc.resilience.pacing_step import STEP_KEY
 from streamproc.resilience.priority import PriorityScore
 from streamproc.settings import ProviderMode, Settings
+from streamproc.state.config import breaker_config
 from streamproc.state.store import StateListener, StateStore
 from streamproc.waterfall.caps import daily_cap
 from streamproc.waterfall.config import WaterfallConfig
@@ -317,7 +318,7 @@ class App:
             name: Member(
                 name,
                 self._provider_calls(settings, (name, member)),
-                CircuitBreaker(BreakerConfig.from_settings(settings)),
+                CircuitBreaker(breaker_config(settings)),
                 daily_cap(tables[name], name, settings.budget_daily_credits),
             )
             for name, member in configs.items()

@@ -20,7 +20,7 @@ from streamproc.resilience.cache import CacheConfig
 from streamproc.settings import Settings
 from streamproc.waterfall.config import Adaptive
 
-__all__ = ["StateConfig", "window_days"]
+__all__ = ["StateConfig", "breaker_config", "cache_config", "window_days"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +45,37 @@ class StateConfig:
         return cls(
             kafka=KafkaConnection.from_settings(settings),
             topic_state=settings.topic_state,
-            breaker=BreakerConfig.from_settings(settings),
-            cache=CacheConfig.from_settings(settings),
+            breaker=breaker_config(settings),
+            cache=cache_config(settings),
             budget_daily_credits=settings.budget_daily_credits,
             budget_timezone=settings.budget_timezone,
             receipt_ttl_s=settings.receipt_ttl_s,
             receipt_max_entries=settings.receipt_max_entries,
             window_days=window_days(settings.waterfall),
         )
+
+
+def breaker_config(settings: Settings) -> BreakerConfig:
+    """The breaker thresholds from the ``STREAMPROC_BREAKER_*`` settings (also each
+    waterfall member's own breaker)."""
+    return BreakerConfig(
+        failure_threshold=settings.breaker_failure_threshold,
+        window_s=settings.breaker_window_s,
+        cooldown_s=settings.breaker_cooldown_s,
+        half_open_probes=settings.breaker_half_open_probes,
+    )
+
+
+def cache_config(settings: Settings) -> CacheConfig:
+    """The cache's rules from the ``STREAMPROC_CACHE_*`` settings (``*``: every field)."""
+    fields = None if settings.cache_fields == ("*",) else frozenset(settings.cache_fields)
+    return CacheConfig(
+        key=settings.cache_key,
+        fields=fields,
+        freemail_domains=frozenset(settings.cache_freemail_domains),
+        ttl_s=settings.cache_ttl_s,
+        max_entries=settings.cache_max_entries,
+    )
 
 
 def window_days(waterfall: dict[str, Any] | None) -> int:

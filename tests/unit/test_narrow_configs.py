@@ -29,6 +29,8 @@ NARROW = [
     "processing/spending_control.py",
     "state/group_state.py",
     "state/view.py",
+    "resilience/breaker.py",
+    "resilience/cache.py",
 ]
 
 

@@ -6,9 +6,8 @@ import dataclasses
 
 from streamproc.kafka.config import KafkaConnection
 from streamproc.resilience.breaker import BreakerConfig
-from streamproc.resilience.cache import CacheConfig
-from streamproc.settings import Settings
-from streamproc.state.config import StateConfig
+from streamproc.settings import DEFAULT_CACHE_FIELDS, CacheKey, Settings
+from streamproc.state.config import StateConfig, breaker_config, cache_config
 from streamproc.state.group_state import GroupState
 
 #: StateConfig fields read from the setting of the same name.
@@ -51,9 +50,9 @@ def test_every_field_comes_from_its_setting() -> None:
         assert getattr(config, name) == getattr(settings, name), name
         assert getattr(settings, name) != getattr(defaults, name), name
     assert config.kafka == KafkaConnection.from_settings(settings)
-    assert config.breaker == BreakerConfig.from_settings(settings)
+    assert config.breaker == breaker_config(settings)
     assert config.breaker.failure_threshold == 9
-    assert config.cache == CacheConfig.from_settings(settings)
+    assert config.cache == cache_config(settings)
     assert config.cache.ttl_s == 99.0
     assert config.window_days == 11
     assert StateConfig.from_settings(defaults).window_days != 11
@@ -68,5 +67,32 @@ def test_the_fold_takes_its_limits_from_the_config() -> None:
     view = GroupState.reader(StateConfig.from_settings(settings), clock=lambda: 1_796_640_000.0)
     budget = view.status().budget
     assert (budget.limit, budget.timezone) == (1234, "Europe/Paris")
-    assert view.cache.config == CacheConfig.from_settings(settings)
-    assert view.breaker.config == BreakerConfig.from_settings(settings)
+    assert view.cache.config == cache_config(settings)
+    assert view.breaker.config == breaker_config(settings)
+
+
+def test_the_cache_rules_come_from_the_cache_settings() -> None:
+    """Settings map onto the cache's own config; '*' means every field."""
+    config = cache_config(
+        Settings(cache_key="email", cache_fields="*", cache_freemail_domains="corp.example")
+    )
+    assert config.key is CacheKey.EMAIL
+    assert config.fields is None
+    assert config.freemail_domains == frozenset({"corp.example"})
+    default = cache_config(Settings())
+    assert default.key is CacheKey.DOMAIN
+    assert default.fields == frozenset(DEFAULT_CACHE_FIELDS)
+    assert "gmail.com" in default.freemail_domains
+
+
+def test_the_breaker_reads_the_breaker_settings() -> None:
+    """The breaker reads the documented STREAMPROC_BREAKER_* settings."""
+    config = breaker_config(
+        Settings(
+            breaker_failure_threshold=7,
+            breaker_window_s=30.0,
+            breaker_cooldown_s=120.0,
+            breaker_half_open_probes=3,
+        )
+    )
+    assert config == BreakerConfig(7, 30.0, 120.0, 3)
