@@ -287,7 +287,7 @@ class App:
         return ProviderCalls(
             provider,
             retry_driver(
-                settings,
+                config,
                 "provider" if member is None else member[0],
                 stalled=self.loop_watch.stalled,
             ),

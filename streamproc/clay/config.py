@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from streamproc.provider.config import retry_policy
 from streamproc.provider.retry import RetryPolicy
 from streamproc.settings import CallbackAuth, Settings
 
@@ -74,6 +75,6 @@ class ClayConfig:
             topic_enriched=settings.topic_enriched,
             topic_dlq=settings.topic_dlq,
             credits_per_lead=settings.credits_per_lead,
-            retry=RetryPolicy.from_settings(settings),
+            retry=retry_policy(settings),
             timeout_s=settings.provider_timeout_s,
         )

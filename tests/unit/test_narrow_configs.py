@@ -31,6 +31,9 @@ NARROW = [
     "state/view.py",
     "resilience/breaker.py",
     "resilience/cache.py",
+    "provider/retry.py",
+    "provider/client.py",
+    "provider/declarative.py",
 ]
 
 

@@ -26,6 +26,7 @@ from streamproc.processing.config import HandlerConfig
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.lane import PartitionLane
 from streamproc.provider.client import ProviderClient
+from streamproc.provider.config import ProviderConfig
 from streamproc.records.outcome import Outcome, OutcomeKind
 from streamproc.settings import Settings
 from tests.unit.processing.stub_guard import OpenGuard
@@ -110,7 +111,10 @@ def _provider(answers: list[int], seen: list[httpx.Request]) -> ProviderClient:
         return None
 
     return ProviderClient(
-        _settings(), transport=httpx.MockTransport(answer), sleep=no_wait, rng=lambda: 0.5
+        ProviderConfig.from_settings(_settings(), "http"),
+        transport=httpx.MockTransport(answer),
+        sleep=no_wait,
+        rng=lambda: 0.5,
     )
 
 

@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 
 from streamproc.clay.config import ClayConfig
-from streamproc.provider.retry import RetryPolicy
+from streamproc.provider.config import retry_policy
 from streamproc.settings import CallbackAuth, Settings
 
 CLAY = Path(__file__).resolve().parents[3] / "streamproc" / "clay"
@@ -57,7 +57,7 @@ def test_every_field_comes_from_its_setting() -> None:
         setting = NOT_CLAY.get(field.name, f"clay_{field.name}")
         assert getattr(config, field.name) == getattr(settings, setting), field.name
     assert config.webhook_urls == ("https://a.example/h/1", "https://a.example/h/2")
-    assert config.retry == RetryPolicy.from_settings(settings)
+    assert config.retry == retry_policy(settings)
     assert config.retry.max_retries == 5
     assert config.callback_auth is CallbackAuth.HMAC
     assert "token-7f3a" not in repr(config) and "secret-9b2c" not in repr(config)
