@@ -472,7 +472,10 @@ class App:
         numbers a bill depends on."""
         s = self.settings
         try:
-            position = (await group_position(s, s.group_id, s.topic_raw)).describe(s.start_offset)
+            kafka = KafkaConnection.from_settings(s)
+            position = (await group_position(kafka, s.group_id, s.topic_raw)).describe(
+                s.start_offset
+            )
         except KafkaSetupError as exc:  # the processor's own start reports Kafka problems
             position = f"unknown ({exc})"
         budget = self.guard.status().budget

@@ -389,9 +389,10 @@ def _print_json(value: Any) -> None:
 
 
 async def _topics_create(settings: Settings, *, as_json: bool) -> int:
+    from streamproc.kafka.config import TopicsConfig
     from streamproc.kafka.topics import create_topics
 
-    reports = await create_topics(settings)
+    reports = await create_topics(TopicsConfig.from_settings(settings))
     if as_json:
         _print_json([dataclasses.asdict(report) for report in reports])
         return 0
@@ -402,9 +403,10 @@ async def _topics_create(settings: Settings, *, as_json: bool) -> int:
 
 
 async def _topics_describe(settings: Settings, *, as_json: bool) -> int:
+    from streamproc.kafka.config import TopicsConfig
     from streamproc.kafka.topics import DESCRIBED_CONFIGS, describe_topics
 
-    topics = await describe_topics(settings)
+    topics = await describe_topics(TopicsConfig.from_settings(settings))
     if as_json:
         _print_json([dataclasses.asdict(topic) for topic in topics])
     else:
@@ -423,10 +425,12 @@ async def _topics_describe(settings: Settings, *, as_json: bool) -> int:
 
 
 async def _group_describe(settings: Settings, group_id: str, *, as_json: bool) -> int:
+    from streamproc.kafka.config import KafkaConnection
     from streamproc.kafka.groups import group_position, group_state
 
-    state = await group_state(settings, group_id)
-    position = await group_position(settings, group_id, settings.topic_raw)
+    kafka = KafkaConnection.from_settings(settings)
+    state = await group_state(kafka, group_id)
+    position = await group_position(kafka, group_id, settings.topic_raw)
     if as_json:
         _print_json(
             {
@@ -458,6 +462,7 @@ async def _group_describe(settings: Settings, group_id: str, *, as_json: bool) -
 
 
 async def _group_reset(settings: Settings, group_id: str, args: argparse.Namespace) -> int:
+    from streamproc.kafka.config import KafkaConnection
     from streamproc.kafka.groups import move_offsets, plan_offset_move
 
     if args.to_earliest:
@@ -474,12 +479,13 @@ async def _group_reset(settings: Settings, group_id: str, args: argparse.Namespa
             start_offset_ms(to)
         except ValueError as exc:
             raise ConfigError(f"--to-datetime {to}: {exc}") from None
+    kafka = KafkaConnection.from_settings(settings)
     moves = await plan_offset_move(
-        settings, group_id, settings.topic_raw, to=to, offset=args.to_offset,
+        kafka, group_id, settings.topic_raw, to=to, offset=args.to_offset,
         partitions=args.partition,
     )  # fmt: skip
     if args.execute:
-        await move_offsets(settings, group_id, settings.topic_raw, moves)
+        await move_offsets(kafka, group_id, settings.topic_raw, moves)
     if args.json:
         _print_json(
             {"group_id": group_id, "executed": args.execute,

@@ -34,6 +34,8 @@ NARROW = [
     "provider/retry.py",
     "provider/client.py",
     "provider/declarative.py",
+    "kafka/topics.py",
+    "kafka/groups.py",
 ]
 
 
