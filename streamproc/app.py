@@ -18,7 +18,7 @@ from streamproc import __version__, tracing
 from streamproc.clay import ClayService
 from streamproc.errors import ConfigError, KafkaSetupError
 from streamproc.kafka.acls import processor_acls
-from streamproc.kafka.config import KafkaConnection
+from streamproc.kafka.config import KafkaConnection, TopicsConfig
 from streamproc.kafka.groups import group_position
 from streamproc.kafka.preflight import check_kafka
 from streamproc.logs import get_logger
@@ -384,7 +384,7 @@ class App:
         self.loop_watch.start()
         try:
             await check_kafka(
-                settings,
+                KafkaConnection.from_settings(settings),
                 settings.kafka_connect_timeout_s,
                 topics=[
                     settings.topic_raw,
@@ -393,7 +393,8 @@ class App:
                     settings.topic_state,
                     *settings.deferral_topics,
                 ],
-                acls=processor_acls(settings),
+                acls=processor_acls(TopicsConfig.from_settings(settings), settings.group_id),
+                topic_raw=settings.topic_raw,
             )
             if self.codec is not None:
                 # The output schema's compatibility, checked before any lead (one line).

@@ -695,8 +695,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     acls: list[Acl] = []
     if args.command == "replay":
         from streamproc.kafka.acls import Operation, replayer_acls
+        from streamproc.kafka.config import TopicsConfig
 
-        acls = replayer_acls(settings)
+        acls = replayer_acls(TopicsConfig.from_settings(settings), settings.group_id)
         if args.dry_run:  # reads only
             acls = [acl for acl in acls if acl.operation is not Operation.WRITE]
     return _run_async(functools.partial(_after_preflight, settings, runner, acls))
@@ -710,9 +711,15 @@ async def _after_preflight(
     """Every Kafka command first proves the broker reachable and our credentials accepted,
     so that a dead broker, a wrong CA or password is one line naming the setting (within
     ``kafka_connect_timeout_s``), the same for every command."""
+    from streamproc.kafka.config import KafkaConnection
     from streamproc.kafka.preflight import check_kafka
 
-    await check_kafka(settings, settings.kafka_connect_timeout_s, acls=acls or ())
+    await check_kafka(
+        KafkaConnection.from_settings(settings),
+        settings.kafka_connect_timeout_s,
+        acls=acls or (),
+        topic_raw=settings.topic_raw,
+    )
     return await runner()
 
 

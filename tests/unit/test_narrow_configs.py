@@ -36,6 +36,8 @@ NARROW = [
     "provider/declarative.py",
     "kafka/topics.py",
     "kafka/groups.py",
+    "kafka/acls.py",
+    "kafka/preflight.py",
 ]
 
 

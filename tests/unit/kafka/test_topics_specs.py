@@ -42,7 +42,8 @@ def test_pacing_adds_one_deferral_topic_per_band_and_nothing_without_it() -> Non
     deferral = topic_specs(TopicsConfig.from_settings(paced))[5:]
     assert [spec.name for spec in deferral] == ["d.b0", "d.b1", "d.b2"]
     assert {spec.topic_configs["retention.ms"] for spec in deferral} == {str(28 * 86_400_000)}
-    assert processor_acls(paced)[6:] == processor_acls(plain)
-    assert {(acl.name, acl.operation.name) for acl in processor_acls(paced)[:6]} == {
+    run_paced = processor_acls(TopicsConfig.from_settings(paced), paced.group_id)
+    assert run_paced[6:] == processor_acls(TopicsConfig.from_settings(plain), plain.group_id)
+    assert {(acl.name, acl.operation.name) for acl in run_paced[:6]} == {
         (name, op) for name in ("d.b0", "d.b1", "d.b2") for op in ("READ", "WRITE")
     }
