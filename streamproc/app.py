@@ -50,6 +50,7 @@ from streamproc.provider.registry import load_provider_factory
 from streamproc.provider.stall import LoopWatch
 from streamproc.redact import mask_url
 from streamproc.registry.codec import RegistryCodec, codec_for
+from streamproc.registry.config import CodecConfig
 from streamproc.resilience.breaker import BreakerState, CircuitBreaker, Transition
 from streamproc.resilience.pacing_step import STEP_KEY
 from streamproc.resilience.priority import PriorityScore
@@ -113,7 +114,7 @@ class App:
         )
         # Leads in the user's shape (lead_fields) or the registry's wire format; None for
         # plain JSON with our names (docs/schema-registry.md).
-        self.codec = codec_for(settings)
+        self.codec = codec_for(CodecConfig.from_settings(settings))
         # None unless a score or pacing is configured: the handler then checks one
         # attribute per lead (docs/budget.md).
         self.pacing = self._pacing(settings)

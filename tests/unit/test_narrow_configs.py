@@ -38,6 +38,8 @@ NARROW = [
     "kafka/groups.py",
     "kafka/acls.py",
     "kafka/preflight.py",
+    "registry/codec.py",
+    "registry/client.py",
 ]
 
 
