@@ -511,9 +511,11 @@ def _config_show(settings: Settings, as_json: bool) -> int:
 
 
 async def _produce_sample(settings: Settings, count: int, mix: str, *, as_json: bool) -> int:
+    from streamproc.kafka.config import KafkaConnection
     from streamproc.sample import produce_sample
 
-    summary = await produce_sample(settings, count, mix=mix)
+    kafka = KafkaConnection.from_settings(settings)
+    summary = await produce_sample(kafka, settings.topic_raw, count, mix=mix)
     if as_json:
         _print_json(
             {"topic": settings.topic_raw, "total": summary.total, "by_kind": summary.by_kind}

@@ -40,6 +40,7 @@ NARROW = [
     "kafka/preflight.py",
     "registry/codec.py",
     "registry/client.py",
+    "sample.py",
 ]
 
 
