@@ -84,7 +84,7 @@ class App:
         self.settings = settings
         # First: without the tracing extra, one line before anything else is built.
         # ``span_exporter`` is a test's, in place of the configured one.
-        tracing.configure(settings, exporter=span_exporter)
+        tracing.configure(tracing.TracingConfig.from_settings(settings), exporter=span_exporter)
         self.metrics = Metrics()
         #: Tells a provider timeout of ours (the process could not run) from the provider's.
         self.loop_watch = LoopWatch()
