@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from streamproc import __version__, tracing
 from streamproc.clay import ClayService
+from streamproc.clay.config import ClayConfig
 from streamproc.errors import ConfigError, KafkaSetupError
 from streamproc.kafka.acls import processor_acls
 from streamproc.kafka.config import KafkaConnection, TopicsConfig
@@ -101,7 +102,11 @@ class App:
         self.clay: ClayService | None = None
         if settings.provider_mode is ProviderMode.CLAY:
             self.clay = ClayService(
-                settings, self.guard, self.state, self.metrics, processor_version=__version__
+                ClayConfig.from_settings(settings),
+                self.guard,
+                self.state,
+                self.metrics,
+                processor_version=__version__,
             )
         elif settings.waterfall is not None:
             self.provider = self._waterfall(settings)

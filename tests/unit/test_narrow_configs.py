@@ -41,6 +41,7 @@ NARROW = [
     "registry/codec.py",
     "registry/client.py",
     "sample.py",
+    "clay/service.py",
 ]
 
 
