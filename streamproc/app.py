@@ -209,6 +209,7 @@ class App:
         gate = None
         if settings.pacing_enabled:
             guard = self.guard
+            kafka = KafkaConnection.from_settings(settings)
 
             def day_window(now: float) -> tuple[str, float]:
                 ledger = guard.ledger
@@ -243,7 +244,13 @@ class App:
                 # The group's steps are computed by the instance that holds partition 0 of
                 # the input (the group coordinator elects it; any, once the steps go stale).
                 leads=lambda: any(lane.partition == 0 for lane in self.processor.lane_status()),
-                learn=lambda day: learn_plan_shape(settings, day, guard.ledger.zone(day)),
+                learn=lambda day: learn_plan_shape(
+                    kafka,
+                    day,
+                    guard.ledger.zone(day),
+                    topic=settings.topic_raw,
+                    history_days=settings.pacing_history_days,
+                ),
                 lead_credits=max(1, settings.credits_per_lead),
             )
         return LeadPacing(PacingConfig.from_settings(settings), score, gate)

@@ -42,6 +42,8 @@ NARROW = [
     "registry/client.py",
     "sample.py",
     "clay/service.py",
+    "kafka/arrivals.py",
+    "processing/spend_pacing.py",
 ]
 
 
