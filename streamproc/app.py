@@ -16,9 +16,10 @@ from pydantic import ValidationError
 
 from streamproc import __version__, tracing
 from streamproc.clay import ClayService
+from streamproc.clay.config import ClayConfig
 from streamproc.errors import ConfigError, KafkaSetupError
 from streamproc.kafka.acls import processor_acls
-from streamproc.kafka.config import KafkaConnection
+from streamproc.kafka.config import KafkaConnection, TopicsConfig
 from streamproc.kafka.groups import group_position
 from streamproc.kafka.preflight import check_kafka
 from streamproc.logs import get_logger
@@ -50,10 +51,12 @@ from streamproc.provider.registry import load_provider_factory
 from streamproc.provider.stall import LoopWatch
 from streamproc.redact import mask_url
 from streamproc.registry.codec import RegistryCodec, codec_for
-from streamproc.resilience.breaker import BreakerConfig, BreakerState, CircuitBreaker, Transition
+from streamproc.registry.config import CodecConfig
+from streamproc.resilience.breaker import BreakerState, CircuitBreaker, Transition
 from streamproc.resilience.pacing_step import STEP_KEY
 from streamproc.resilience.priority import PriorityScore
 from streamproc.settings import ProviderMode, Settings
+from streamproc.state.config import breaker_config
 from streamproc.state.store import StateListener, StateStore
 from streamproc.waterfall.caps import daily_cap
 from streamproc.waterfall.config import WaterfallConfig
@@ -82,7 +85,7 @@ class App:
         self.settings = settings
         # First: without the tracing extra, one line before anything else is built.
         # ``span_exporter`` is a test's, in place of the configured one.
-        tracing.configure(settings, exporter=span_exporter)
+        tracing.configure(tracing.TracingConfig.from_settings(settings), exporter=span_exporter)
         self.metrics = Metrics()
         #: Tells a provider timeout of ours (the process could not run) from the provider's.
         self.loop_watch = LoopWatch()
@@ -99,7 +102,11 @@ class App:
         self.clay: ClayService | None = None
         if settings.provider_mode is ProviderMode.CLAY:
             self.clay = ClayService(
-                settings, self.guard, self.state, self.metrics, processor_version=__version__
+                ClayConfig.from_settings(settings),
+                self.guard,
+                self.state,
+                self.metrics,
+                processor_version=__version__,
             )
         elif settings.waterfall is not None:
             self.provider = self._waterfall(settings)
@@ -112,7 +119,7 @@ class App:
         )
         # Leads in the user's shape (lead_fields) or the registry's wire format; None for
         # plain JSON with our names (docs/schema-registry.md).
-        self.codec = codec_for(settings)
+        self.codec = codec_for(CodecConfig.from_settings(settings))
         # None unless a score or pacing is configured: the handler then checks one
         # attribute per lead (docs/budget.md).
         self.pacing = self._pacing(settings)
@@ -202,6 +209,7 @@ class App:
         gate = None
         if settings.pacing_enabled:
             guard = self.guard
+            kafka = KafkaConnection.from_settings(settings)
 
             def day_window(now: float) -> tuple[str, float]:
                 ledger = guard.ledger
@@ -236,7 +244,13 @@ class App:
                 # The group's steps are computed by the instance that holds partition 0 of
                 # the input (the group coordinator elects it; any, once the steps go stale).
                 leads=lambda: any(lane.partition == 0 for lane in self.processor.lane_status()),
-                learn=lambda day: learn_plan_shape(settings, day, guard.ledger.zone(day)),
+                learn=lambda day: learn_plan_shape(
+                    kafka,
+                    day,
+                    guard.ledger.zone(day),
+                    topic=settings.topic_raw,
+                    history_days=settings.pacing_history_days,
+                ),
                 lead_credits=max(1, settings.credits_per_lead),
             )
         return LeadPacing(PacingConfig.from_settings(settings), score, gate)
@@ -286,7 +300,7 @@ class App:
         return ProviderCalls(
             provider,
             retry_driver(
-                settings,
+                config,
                 "provider" if member is None else member[0],
                 stalled=self.loop_watch.stalled,
             ),
@@ -317,7 +331,7 @@ class App:
             name: Member(
                 name,
                 self._provider_calls(settings, (name, member)),
-                CircuitBreaker(BreakerConfig.from_settings(settings)),
+                CircuitBreaker(breaker_config(settings)),
                 daily_cap(tables[name], name, settings.budget_daily_credits),
             )
             for name, member in configs.items()
@@ -383,7 +397,7 @@ class App:
         self.loop_watch.start()
         try:
             await check_kafka(
-                settings,
+                KafkaConnection.from_settings(settings),
                 settings.kafka_connect_timeout_s,
                 topics=[
                     settings.topic_raw,
@@ -392,7 +406,8 @@ class App:
                     settings.topic_state,
                     *settings.deferral_topics,
                 ],
-                acls=processor_acls(settings),
+                acls=processor_acls(TopicsConfig.from_settings(settings), settings.group_id),
+                topic_raw=settings.topic_raw,
             )
             if self.codec is not None:
                 # The output schema's compatibility, checked before any lead (one line).
@@ -471,7 +486,10 @@ class App:
         numbers a bill depends on."""
         s = self.settings
         try:
-            position = (await group_position(s, s.group_id, s.topic_raw)).describe(s.start_offset)
+            kafka = KafkaConnection.from_settings(s)
+            position = (await group_position(kafka, s.group_id, s.topic_raw)).describe(
+                s.start_offset
+            )
         except KafkaSetupError as exc:  # the processor's own start reports Kafka problems
             position = f"unknown ({exc})"
         budget = self.guard.status().budget

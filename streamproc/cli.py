@@ -389,9 +389,10 @@ def _print_json(value: Any) -> None:
 
 
 async def _topics_create(settings: Settings, *, as_json: bool) -> int:
+    from streamproc.kafka.config import TopicsConfig
     from streamproc.kafka.topics import create_topics
 
-    reports = await create_topics(settings)
+    reports = await create_topics(TopicsConfig.from_settings(settings))
     if as_json:
         _print_json([dataclasses.asdict(report) for report in reports])
         return 0
@@ -402,9 +403,10 @@ async def _topics_create(settings: Settings, *, as_json: bool) -> int:
 
 
 async def _topics_describe(settings: Settings, *, as_json: bool) -> int:
+    from streamproc.kafka.config import TopicsConfig
     from streamproc.kafka.topics import DESCRIBED_CONFIGS, describe_topics
 
-    topics = await describe_topics(settings)
+    topics = await describe_topics(TopicsConfig.from_settings(settings))
     if as_json:
         _print_json([dataclasses.asdict(topic) for topic in topics])
     else:
@@ -423,10 +425,12 @@ async def _topics_describe(settings: Settings, *, as_json: bool) -> int:
 
 
 async def _group_describe(settings: Settings, group_id: str, *, as_json: bool) -> int:
+    from streamproc.kafka.config import KafkaConnection
     from streamproc.kafka.groups import group_position, group_state
 
-    state = await group_state(settings, group_id)
-    position = await group_position(settings, group_id, settings.topic_raw)
+    kafka = KafkaConnection.from_settings(settings)
+    state = await group_state(kafka, group_id)
+    position = await group_position(kafka, group_id, settings.topic_raw)
     if as_json:
         _print_json(
             {
@@ -458,6 +462,7 @@ async def _group_describe(settings: Settings, group_id: str, *, as_json: bool) -
 
 
 async def _group_reset(settings: Settings, group_id: str, args: argparse.Namespace) -> int:
+    from streamproc.kafka.config import KafkaConnection
     from streamproc.kafka.groups import move_offsets, plan_offset_move
 
     if args.to_earliest:
@@ -474,12 +479,13 @@ async def _group_reset(settings: Settings, group_id: str, args: argparse.Namespa
             start_offset_ms(to)
         except ValueError as exc:
             raise ConfigError(f"--to-datetime {to}: {exc}") from None
+    kafka = KafkaConnection.from_settings(settings)
     moves = await plan_offset_move(
-        settings, group_id, settings.topic_raw, to=to, offset=args.to_offset,
+        kafka, group_id, settings.topic_raw, to=to, offset=args.to_offset,
         partitions=args.partition,
     )  # fmt: skip
     if args.execute:
-        await move_offsets(settings, group_id, settings.topic_raw, moves)
+        await move_offsets(kafka, group_id, settings.topic_raw, moves)
     if args.json:
         _print_json(
             {"group_id": group_id, "executed": args.execute,
@@ -505,9 +511,11 @@ def _config_show(settings: Settings, as_json: bool) -> int:
 
 
 async def _produce_sample(settings: Settings, count: int, mix: str, *, as_json: bool) -> int:
+    from streamproc.kafka.config import KafkaConnection
     from streamproc.sample import produce_sample
 
-    summary = await produce_sample(settings, count, mix=mix)
+    kafka = KafkaConnection.from_settings(settings)
+    summary = await produce_sample(kafka, settings.topic_raw, count, mix=mix)
     if as_json:
         _print_json(
             {"topic": settings.topic_raw, "total": summary.total, "by_kind": summary.by_kind}
@@ -532,22 +540,26 @@ async def _try(settings: Settings, lead_id: str, lead: dict[str, Any], *, as_jso
 
 
 async def _state_show(settings: Settings, *, as_json: bool) -> int:
+    from streamproc.state.config import StateConfig
     from streamproc.state.group_state import GroupState
     from streamproc.state.view import state_show
 
-    return await state_show(settings, GroupState.reader(settings), as_json=as_json)
+    config = StateConfig.from_settings(settings)
+    return await state_show(config, GroupState.reader(config), as_json=as_json)
 
 
 async def _budget(settings: Settings, args: argparse.Namespace) -> int:
     from streamproc.processing.spending_control import change_spending, load_budget, print_budget
     from streamproc.resilience.spending import SpendingAction
+    from streamproc.state.config import StateConfig
 
+    config = StateConfig.from_settings(settings)
     if args.budget_command == "show":
-        print_budget(await load_budget(settings), as_json=args.json)
+        print_budget(await load_budget(config), as_json=args.json)
         return 0
     action = SpendingAction(args.budget_command.replace("-", "_"))
     limit = getattr(args, "limit_value", None)
-    budget = await change_spending(settings, action, by=args.by, why=args.reason, limit=limit)
+    budget = await change_spending(config, action, by=args.by, why=args.reason, limit=limit)
     print_budget(budget, as_json=args.json)
     return 0
 
@@ -685,8 +697,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     acls: list[Acl] = []
     if args.command == "replay":
         from streamproc.kafka.acls import Operation, replayer_acls
+        from streamproc.kafka.config import TopicsConfig
 
-        acls = replayer_acls(settings)
+        acls = replayer_acls(TopicsConfig.from_settings(settings), settings.group_id)
         if args.dry_run:  # reads only
             acls = [acl for acl in acls if acl.operation is not Operation.WRITE]
     return _run_async(functools.partial(_after_preflight, settings, runner, acls))
@@ -700,9 +713,15 @@ async def _after_preflight(
     """Every Kafka command first proves the broker reachable and our credentials accepted,
     so that a dead broker, a wrong CA or password is one line naming the setting (within
     ``kafka_connect_timeout_s``), the same for every command."""
+    from streamproc.kafka.config import KafkaConnection
     from streamproc.kafka.preflight import check_kafka
 
-    await check_kafka(settings, settings.kafka_connect_timeout_s, acls=acls or ())
+    await check_kafka(
+        KafkaConnection.from_settings(settings),
+        settings.kafka_connect_timeout_s,
+        acls=acls or (),
+        topic_raw=settings.topic_raw,
+    )
     return await runner()
 
 

@@ -16,7 +16,6 @@ from aiokafka import AIOKafkaProducer
 
 from streamproc.kafka.client import connection_kwargs, start_client
 from streamproc.kafka.config import KafkaConnection
-from streamproc.settings import Settings
 
 __all__ = ["SampleSummary", "produce_sample", "sample_records"]
 
@@ -88,9 +87,9 @@ def sample_records(
 
 
 async def produce_sample(
-    settings: Settings, count: int, *, mix: str = "demo", seed: int = 7
+    kafka: KafkaConnection, topic: str, count: int, *, mix: str = "demo", seed: int = 7
 ) -> SampleSummary:
-    kafka = KafkaConnection.from_settings(settings)
+    """Produce ``count`` sample leads of the ``mix`` to ``topic`` (the input topic)."""
     producer = AIOKafkaProducer(
         **connection_kwargs(kafka), acks="all", linger_ms=10, enable_idempotence=True
     )
@@ -99,7 +98,7 @@ async def produce_sample(
     try:
         futures = []
         for kind, key, value in sample_records(count, mix=mix, seed=seed):
-            futures.append(await producer.send(settings.topic_raw, value=value, key=key))
+            futures.append(await producer.send(topic, value=value, key=key))
             kinds[kind] += 1
         for fut in futures:
             await fut

@@ -27,7 +27,8 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from streamproc.errors import ConfigError, ErrorClass, LeadError
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INSTALL_HINT",
     "SpanExporter",
+    "TracingConfig",
     "configure",
     "enabled",
     "http_headers",
@@ -80,15 +82,41 @@ T = TypeVar("T")
 R = TypeVar("R", bound=ConsumedRecord)
 
 
-def configure(settings: Settings, *, exporter: SpanExporter | None = None) -> None:
-    """Turn tracing on when ``settings.tracing_enabled``; otherwise leave it off and import
+@dataclass(frozen=True, slots=True)
+class TracingConfig:
+    """The ``tracing_*`` settings (``tracing_`` dropped) and the group id spans carry."""
+
+    enabled: bool
+    exporter: Literal["otlp", "console"]
+    #: None: the exporter reads the ``OTEL_EXPORTER_OTLP_*`` environment.
+    otlp_endpoint: str | None
+    service_name: str | None
+    sample_ratio: float
+    group_id: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TracingConfig:
+        """Tracing's part of ``settings``."""
+        endpoint = settings.tracing_otlp_endpoint
+        return cls(
+            enabled=settings.tracing_enabled,
+            exporter=settings.tracing_exporter,
+            otlp_endpoint=None if endpoint is None else str(endpoint),
+            service_name=settings.tracing_service_name,
+            sample_ratio=settings.tracing_sample_ratio,
+            group_id=settings.group_id,
+        )
+
+
+def configure(config: TracingConfig, *, exporter: SpanExporter | None = None) -> None:
+    """Turn tracing on when ``config.enabled``; otherwise leave it off and import
     nothing. ``exporter`` replaces the configured one (a test's in-memory exporter, whose
     spans are then handed over as each one ends, not in batches).
 
     Raises :class:`ConfigError` when tracing is on and the ``tracing`` extra is missing.
     """
     global enabled, _tracer, _provider, _group_id, _propagator
-    if not settings.tracing_enabled:
+    if not config.enabled:
         return
     try:
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -106,9 +134,7 @@ def configure(settings: Settings, *, exporter: SpanExporter | None = None) -> No
         ) from None
     shutdown()
     resource = Resource.create(
-        {SERVICE_NAME: settings.tracing_service_name}
-        if settings.tracing_service_name is not None
-        else {}
+        {SERVICE_NAME: config.service_name} if config.service_name is not None else {}
     )
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "streamproc"}))
@@ -116,24 +142,23 @@ def configure(settings: Settings, *, exporter: SpanExporter | None = None) -> No
     # calls shutdown(), which bounds the wait.
     provider = TracerProvider(
         resource=resource,
-        sampler=_sampler(settings.tracing_sample_ratio),
+        sampler=_sampler(config.sample_ratio),
         shutdown_on_exit=False,
     )
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-    elif settings.tracing_exporter == "console":
+    elif config.exporter == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        endpoint = settings.tracing_otlp_endpoint
         # None: the exporter reads OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then
         # OTEL_EXPORTER_OTLP_ENDPOINT, then localhost:4318 (and OTEL_EXPORTER_OTLP_HEADERS).
-        otlp = OTLPSpanExporter(endpoint=str(endpoint) if endpoint is not None else None)
+        otlp = OTLPSpanExporter(endpoint=config.otlp_endpoint)
         provider.add_span_processor(BatchSpanProcessor(otlp))
     _provider = provider
     _tracer = provider.get_tracer("streamproc")
-    _group_id = settings.group_id
+    _group_id = config.group_id
     _propagator = TraceContextTextMapPropagator()
     enabled = True
 

@@ -317,7 +317,10 @@ async def try_lead(
         )
     mask = Masker(settings)
     recorder = RecordingTransport(
-        transport or _network_transport(settings.provider_http_transport, pool_limits(settings)),
+        transport
+        or _network_transport(
+            settings.provider_http_transport, pool_limits(settings.max_in_flight)
+        ),
         mask,
     )
     provider, recorded = build_provider(settings, recorder)
@@ -349,7 +352,7 @@ async def _try_waterfall(
     run = LeadWaterfall(config, routed.providers)
     steps: list[Step] = []
     network = transport or _network_transport(
-        settings.provider_http_transport, pool_limits(settings)
+        settings.provider_http_transport, pool_limits(settings.max_in_flight)
     )
     try:
         while (name := run.next_provider()) is not None:

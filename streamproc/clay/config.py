@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from streamproc.kafka.config import KafkaConnection
+from streamproc.provider.config import retry_policy
 from streamproc.provider.retry import RetryPolicy
 from streamproc.settings import CallbackAuth, Settings
 
@@ -21,8 +23,9 @@ __all__ = ["ClayConfig"]
 
 @dataclass(frozen=True, slots=True)
 class ClayConfig:
-    """The ``clay_*`` settings, the output topics, the lead's credit estimate, and the
-    retries and timeout of a webhook POST (the synchronous provider's)."""
+    """The ``clay_*`` settings, the output topics, the lead's credit estimate, the
+    retries and timeout of a webhook POST (the synchronous provider's), and the Kafka
+    connection and group of the finisher's transactional producers."""
 
     webhook_urls: tuple[str, ...]
     webhook_auth_token: SecretStr | None
@@ -50,6 +53,10 @@ class ClayConfig:
     retry: RetryPolicy
     #: ``provider_timeout_s``: the bound on one webhook POST.
     timeout_s: float
+    #: The finisher's producers: their connection, and the group their transactional
+    #: ids are under.
+    kafka: KafkaConnection
+    group_id: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClayConfig:
@@ -74,6 +81,8 @@ class ClayConfig:
             topic_enriched=settings.topic_enriched,
             topic_dlq=settings.topic_dlq,
             credits_per_lead=settings.credits_per_lead,
-            retry=RetryPolicy.from_settings(settings),
+            retry=retry_policy(settings),
             timeout_s=settings.provider_timeout_s,
+            kafka=KafkaConnection.from_settings(settings),
+            group_id=settings.group_id,
         )

@@ -38,14 +38,12 @@ from streamproc.clay.sweeper import Sweeper
 from streamproc.clay.turns import Reservation, Turns
 from streamproc.clay.webhooks import KEY_PREFIX as WEBHOOK_PREFIX
 from streamproc.clay.webhooks import WebhookRotation
-from streamproc.kafka.config import KafkaConnection
 from streamproc.logs import get_logger
 from streamproc.ops.metrics import Metrics
 from streamproc.processing.guard import ResilienceGuard, Ticket
 from streamproc.processing.handler import Admission, RawRecord
 from streamproc.records.lead import Lead
 from streamproc.records.outcome import OutRecord
-from streamproc.settings import Settings
 from streamproc.state.store import StateStore
 
 __all__ = ["ClayService", "Reservation"]
@@ -65,7 +63,7 @@ class ClayService:
 
     def __init__(
         self,
-        settings: Settings,
+        config: ClayConfig,
         guard: ResilienceGuard,
         store: StateStore,
         metrics: Metrics | None = None,
@@ -75,9 +73,7 @@ class ClayService:
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        #: What the parts below read of the settings (the finisher: with the Kafka
-        #: connection and the group id); only the guard (given) sees the whole settings.
-        self.config = config = ClayConfig.from_settings(settings)
+        self.config = config
         secret = config.callback_secret
         if secret is None:
             raise ValueError("clay mode needs clay_callback_secret")
@@ -117,10 +113,10 @@ class ClayService:
         )
         self.finisher = Finisher(
             config,
-            KafkaConnection.from_settings(settings),
+            config.kafka,
             store,
             self.registry,
-            group_id=settings.group_id,
+            group_id=config.group_id,
         )
         self.completer = Completer(
             self.registry,

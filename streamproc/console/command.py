@@ -26,6 +26,7 @@ from streamproc.ops.metrics import Metrics
 from streamproc.records.status import StateStatus
 from streamproc.signals import StopSignals
 from streamproc.state.group_state import GroupState
+from streamproc.state.view import watch_state
 
 __all__ = ["console_command"]
 
@@ -52,10 +53,10 @@ class _Tee:
 
 async def console_command(config: ConsoleConfig, *, stop: asyncio.Event | None = None) -> int:
     """Serve the console until SIGINT/SIGTERM (or ``stop``); exit code 0."""
-    view = config.state_reader()
+    view = GroupState.reader(config.replay.state)
     console = Console(config, state=lambda: view.status().to_dict(), restored=lambda: True)
     stop = stop or asyncio.Event()
-    async with config.watch_state(_Tee(view, console)):
+    async with watch_state(config.replay.state, _Tee(view, console)):
         host, port = _listen_on(config)
         ops = OpsServer(
             host,

@@ -10,8 +10,6 @@ same name, whose description is its documentation.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -21,9 +19,6 @@ from streamproc.processing.spending_control import change_spending
 from streamproc.replay.config import ReplayConfig
 from streamproc.resilience.spending import SpendingAction
 from streamproc.settings import Settings
-from streamproc.state.group_state import GroupState
-from streamproc.state.store import StateStore
-from streamproc.state.view import StateView, watch_state, window_days
 
 __all__ = ["ConsoleConfig", "SpendingChanger"]
 
@@ -40,8 +35,9 @@ class SpendingChanger(Protocol):
 @dataclass(frozen=True, slots=True)
 class ConsoleConfig:
     """Where the console listens and whom it lets in, the DLQ it shows and replays (with
-    the group, topics and Kafka connection in :attr:`replay`), and the few state
-    operations the console starts, made from the settings the state view reads."""
+    the group, topics and Kafka connection in :attr:`replay`, the group's state in its
+    :attr:`~streamproc.replay.config.ReplayConfig.state`), and the spending changes the
+    console starts."""
 
     #: The DLQ page and its replays; also the group whose lag is shown, on ``topic_raw``.
     replay: ReplayConfig
@@ -52,29 +48,24 @@ class ConsoleConfig:
     console_allowed_hosts: tuple[str, ...]
     console_token: SecretStr | None
     console_read_token: SecretStr | None
-    #: The waterfall's ``adaptive.window_days``: the days its answer counts cover.
-    window_days: int
     change_spending: SpendingChanger = field(repr=False, compare=False)
-    #: A fresh reader of the group's state (``streamproc console``'s own view).
-    state_reader: Callable[[], GroupState] = field(repr=False, compare=False)
-    #: Restores the state topic into a view and tails it while inside.
-    watch_state: Callable[[StateView], AbstractAsyncContextManager[StateStore]] = field(
-        repr=False, compare=False
-    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConsoleConfig:
         """The console's part of ``settings``."""
+        replay = ReplayConfig.from_settings(settings)
         return cls(
-            replay=ReplayConfig.from_settings(settings),
+            replay=replay,
             console_host=settings.console_host,
             console_port=settings.console_port,
             http_port=settings.http_port,
             console_allowed_hosts=settings.console_allowed_hosts,
             console_token=settings.console_token,
             console_read_token=settings.console_read_token,
-            window_days=window_days(settings),
-            change_spending=functools.partial(change_spending, settings),
-            state_reader=functools.partial(GroupState.reader, settings),
-            watch_state=functools.partial(watch_state, settings),
+            change_spending=functools.partial(change_spending, replay.state),
         )
+
+    @property
+    def window_days(self) -> int:
+        """The waterfall's ``adaptive.window_days``: the days its answer counts cover."""
+        return self.replay.state.window_days

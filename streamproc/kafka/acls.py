@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from streamproc.settings import Settings
+from streamproc.kafka.config import TopicsConfig
 
 __all__ = [
     "Acl",
@@ -119,9 +119,9 @@ def iam_action(acl: Acl) -> str:
     return _IAM_ACTION[(acl.resource, acl.operation)]
 
 
-def processor_acls(settings: Settings) -> list[Acl]:
-    """What ``streamproc run`` needs (docs/security.md explains each)."""
-    s = settings
+def processor_acls(s: TopicsConfig, group_id: str) -> list[Acl]:
+    """What ``streamproc run`` of the group ``group_id`` needs (docs/security.md explains
+    each)."""
     topic, group, txn = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
     deferral = [
         acl
@@ -152,10 +152,10 @@ def processor_acls(settings: Settings) -> list[Acl]:
             "read max.message.bytes",
             optional=True,
         ),
-        Acl(group, s.group_id, Operation.READ, "join the group, commit offsets"),
+        Acl(group, group_id, Operation.READ, "join the group, commit offsets"),
         Acl(
             txn,
-            f"{s.group_id}.",
+            f"{group_id}.",
             Operation.WRITE,
             "one transactional producer per partition (and Clay's finishers)",
             prefixed=True,
@@ -163,11 +163,11 @@ def processor_acls(settings: Settings) -> list[Acl]:
     ]
 
 
-def replayer_acls(settings: Settings) -> list[Acl]:
-    """What ``streamproc replay`` needs (docs/security.md explains each)."""
-    s = settings
+def replayer_acls(s: TopicsConfig, group_id: str) -> list[Acl]:
+    """What ``streamproc replay`` of the group ``group_id`` needs (docs/security.md
+    explains each)."""
     topic = ResourceType.TOPIC
-    group = f"{s.group_id}-replayer"
+    group = f"{group_id}-replayer"
     return [
         Acl(topic, s.topic_dlq, Operation.READ, "read the dead letters"),
         Acl(topic, s.topic_dlq, Operation.WRITE, "put back records the filters skip"),

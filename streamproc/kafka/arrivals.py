@@ -14,16 +14,16 @@ from aiokafka.errors import KafkaError
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import consumer, partitions_of, start_client, stop_quietly
 from streamproc.kafka.config import KafkaConnection
-from streamproc.settings import Settings
 
 __all__ = ["offsets_at"]
 
 
-async def offsets_at(settings: Settings, topic: str, times_s: Sequence[float]) -> list[list[int]]:
+async def offsets_at(
+    kafka: KafkaConnection, topic: str, times_s: Sequence[float]
+) -> list[list[int]]:
     """``result[p][i]``: partition ``p``'s offset of its first record at or after
     ``times_s[i]`` (epoch s), its end offset when there is none. Empty for a topic that
     does not exist. ``KafkaSetupError`` when Kafka does not answer."""
-    kafka = KafkaConnection.from_settings(settings)
     reader = consumer(kafka, group_id=None)
     await start_client(kafka, reader)
     try:

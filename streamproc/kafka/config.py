@@ -17,7 +17,7 @@ from pydantic import AnyHttpUrl, SecretStr
 
 from streamproc.settings import SaslMechanism, SecurityProtocol, Settings
 
-__all__ = ["KafkaConnection"]
+__all__ = ["KafkaConnection", "TopicsConfig"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +85,36 @@ class KafkaConnection:
         if self.security_protocol in (SecurityProtocol.SASL_SSL, SecurityProtocol.SASL_PLAINTEXT):
             return self.sasl_mechanism
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicsConfig:
+    """The topics ``topics create`` and ``topics describe`` handle, and the partitions and
+    replication factor a new one gets."""
+
+    kafka: KafkaConnection
+    topic_raw: str
+    topic_enriched: str
+    topic_dlq: str
+    topic_parked: str
+    topic_state: str
+    #: Pacing's deferral topics, lowest score band first (none unless pacing is enabled).
+    deferral_topics: tuple[str, ...]
+    #: ``topic_partitions`` and ``topic_replication_factor`` (-1: the broker's default).
+    partitions: int
+    replication_factor: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TopicsConfig:
+        """The topic commands' part of ``settings``."""
+        return cls(
+            kafka=KafkaConnection.from_settings(settings),
+            topic_raw=settings.topic_raw,
+            topic_enriched=settings.topic_enriched,
+            topic_dlq=settings.topic_dlq,
+            topic_parked=settings.topic_parked,
+            topic_state=settings.topic_state,
+            deferral_topics=settings.deferral_topics,
+            partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
+        )

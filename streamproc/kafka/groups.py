@@ -20,7 +20,7 @@ from aiokafka.structs import OffsetAndMetadata
 from streamproc.errors import ConfigError, KafkaSetupError
 from streamproc.kafka.client import admin_client, consumer, start_client, stop_quietly
 from streamproc.kafka.config import KafkaConnection
-from streamproc.settings import Settings, start_offset_ms
+from streamproc.settings import start_offset_ms
 
 __all__ = [
     "GroupPosition",
@@ -78,10 +78,9 @@ class GroupPosition:
         return text
 
 
-async def group_position(settings: Settings, group_id: str, topic: str) -> GroupPosition:
+async def group_position(kafka: KafkaConnection, group_id: str, topic: str) -> GroupPosition:
     """The group's committed offset and the last stable offset of every partition of
     ``topic``."""
-    kafka = KafkaConnection.from_settings(settings)
     admin = admin_client(kafka)
     await start_client(kafka, admin)
     try:
@@ -148,8 +147,7 @@ class _DescribeGroups(DescribeGroupsRequest):  # type: ignore[misc]
         return super().build(request_struct_class)
 
 
-async def group_state(settings: Settings, group_id: str) -> GroupState:
-    kafka = KafkaConnection.from_settings(settings)
+async def group_state(kafka: KafkaConnection, group_id: str) -> GroupState:
     admin = admin_client(kafka)
     await start_client(kafka, admin)
     try:
@@ -179,7 +177,7 @@ class OffsetMove:
 
 
 async def plan_offset_move(
-    settings: Settings,
+    kafka: KafkaConnection,
     group_id: str,
     topic: str,
     *,
@@ -190,7 +188,7 @@ async def plan_offset_move(
     """Where each partition's committed offset would go: ``to`` is ``earliest``,
     ``latest``, ``offset`` (``offset``, clamped to the partition's range) or an ISO time
     (the first record at or after it; the end when there is none)."""
-    position = await group_position(settings, group_id, topic)
+    position = await group_position(kafka, group_id, topic)
     chosen = [p for p in position.partitions if not partitions or p.partition in partitions]
     unknown = set(partitions) - {p.partition for p in position.partitions}
     if unknown:
@@ -199,7 +197,6 @@ async def plan_offset_move(
             f"(it has {len(position.partitions)})"
         )
     tps = [TopicPartition(topic, p.partition) for p in chosen]
-    kafka = KafkaConnection.from_settings(settings)
     reader = consumer(kafka, group_id=None)
     await start_client(kafka, reader)
     try:
@@ -226,17 +223,16 @@ async def plan_offset_move(
 
 
 async def move_offsets(
-    settings: Settings, group_id: str, topic: str, moves: Sequence[OffsetMove]
+    kafka: KafkaConnection, group_id: str, topic: str, moves: Sequence[OffsetMove]
 ) -> None:
     """Commit ``moves`` for the group; refused while it has members (a running processor
     would commit over them, or read on from where it is)."""
-    state = await group_state(settings, group_id)
+    state = await group_state(kafka, group_id)
     if state.active:
         raise ConfigError(
             f"group {group_id} has {len(state.members)} active member(s) ({state.state}): "
             "stop every `streamproc run` of the group first"
         )
-    kafka = KafkaConnection.from_settings(settings)
     committer = consumer(kafka, group_id=group_id)
     await start_client(kafka, committer)
     try:

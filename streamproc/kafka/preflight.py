@@ -45,7 +45,7 @@ from streamproc.kafka.acls import Acl, ResourceType, grant_command, iam_action
 from streamproc.kafka.client import connection_kwargs
 from streamproc.kafka.config import KafkaConnection
 from streamproc.logs import get_logger
-from streamproc.settings import ENV_PREFIX, SaslMechanism, SecurityProtocol, Settings
+from streamproc.settings import ENV_PREFIX, SaslMechanism, SecurityProtocol
 
 __all__ = ["check_kafka", "parse_bootstrap"]
 
@@ -176,11 +176,12 @@ def parse_bootstrap(servers: str) -> list[tuple[str, int]]:
 
 
 async def check_kafka(
-    settings: Settings,
+    kafka: KafkaConnection,
     timeout_s: float = 10.0,
     *,
     topics: Iterable[str] = (),
     acls: Iterable[Acl] = (),
+    topic_raw: str | None = None,
 ) -> None:
     """Return when Kafka accepts our settings; raise ``KafkaSetupError`` (one line) if not.
 
@@ -188,12 +189,13 @@ async def check_kafka(
     operation (the broker's authorized operations, KIP-430), and Describe on each group
     and transactional id (what a coordinator lookup needs; each ACL the lists name implies
     it). A missing one is a :class:`KafkaAuthorizationError` naming it; a missing optional
-    one is a ``kafka.acl_missing_optional`` warning line.
+    one is a ``kafka.acl_missing_optional`` warning line. ``topic_raw`` names the
+    transactional id probed under a prefix ACL (``<prefix><topic_raw>.0``, the first the
+    processor uses); only such an ACL needs it.
 
     ``ConfigError`` (not ``KafkaSetupError``) comes out when the TLS files cannot be loaded
     at all: that is a bad setting, not a broker problem.
     """
-    kafka = KafkaConnection.from_settings(settings)
     kwargs = connection_kwargs(kafka)
     secrets = [
         s.get_secret_value()
@@ -205,7 +207,7 @@ async def check_kafka(
         if s is not None and s.get_secret_value()
     ]
     try:
-        await _check(kafka, kwargs, timeout_s, list(topics), list(acls), settings.topic_raw)
+        await _check(kafka, kwargs, timeout_s, list(topics), list(acls), topic_raw)
     except KafkaSetupError as exc:
         line = str(exc)
         for secret in secrets:
@@ -219,7 +221,7 @@ async def _check(
     timeout_s: float,
     topics: list[str],
     acls: list[Acl],
-    topic_raw: str,
+    topic_raw: str | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -269,7 +271,7 @@ async def _check_cluster(
     timeout_s: float,
     topics: list[str],
     acls: list[Acl],
-    topic_raw: str,
+    topic_raw: str | None,
 ) -> None:
     """``topic_raw`` names the transactional id probed under a prefix ACL."""
     where = f"{conn.host}:{conn.port}"
@@ -331,6 +333,8 @@ async def _check_cluster(
             key, key_type, refused = acl.name, _GROUP_KEY, _GROUP_AUTHORIZATION_FAILED
         elif acl.resource is ResourceType.TRANSACTIONAL_ID:
             # A prefix ACL: ask about an id it covers, as the first one we would use.
+            if acl.prefixed and topic_raw is None:
+                raise ValueError(f"a prefix ACL ({acl.name}) needs topic_raw to name a probe")
             key = f"{acl.name}{topic_raw}.0" if acl.prefixed else acl.name
             key_type, refused = _TRANSACTION_KEY, _TRANSACTIONAL_ID_AUTHORIZATION_FAILED
         else:

@@ -11,8 +11,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import admin_client, start_client
-from streamproc.kafka.config import KafkaConnection
-from streamproc.settings import Settings
+from streamproc.kafka.config import KafkaConnection, TopicsConfig
 
 __all__ = [
     "BROKER_DEFAULT_MAX_MESSAGE_BYTES",
@@ -47,19 +46,19 @@ class TopicReport:
     created: bool
 
 
-def topic_specs(settings: Settings) -> list[NewTopic]:
-    n, rf = settings.topic_partitions, settings.topic_replication_factor
+def topic_specs(config: TopicsConfig) -> list[NewTopic]:
+    n, rf = config.partitions, config.replication_factor
     specs = [
-        NewTopic(settings.topic_raw, n, 1),
-        NewTopic(settings.topic_enriched, n, 1),
-        NewTopic(settings.topic_dlq, n, 1, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
-        NewTopic(settings.topic_parked, n, 1, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
-        NewTopic(settings.topic_state, n, 1, topic_configs=dict(STATE_TOPIC_CONFIG)),
+        NewTopic(config.topic_raw, n, 1),
+        NewTopic(config.topic_enriched, n, 1),
+        NewTopic(config.topic_dlq, n, 1, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
+        NewTopic(config.topic_parked, n, 1, topic_configs=dict(HOLDING_TOPIC_CONFIG)),
+        NewTopic(config.topic_state, n, 1, topic_configs=dict(STATE_TOPIC_CONFIG)),
         # Pacing's deferral topics, one per score band: kept as long as the DLQ, well past
         # deferral_max_age_s, so no deferred lead is deleted before it expires.
         *(
             NewTopic(name, n, 1, topic_configs=dict(HOLDING_TOPIC_CONFIG))
-            for name in settings.deferral_topics
+            for name in config.deferral_topics
         ),
     ]
     for spec in specs:
@@ -70,15 +69,15 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     return specs
 
 
-async def create_topics(settings: Settings) -> list[TopicReport]:
+async def create_topics(config: TopicsConfig) -> list[TopicReport]:
     """Create whichever of the five topics are missing; existing ones are left as they are."""
-    kafka = KafkaConnection.from_settings(settings)
+    kafka = config.kafka
     admin = admin_client(kafka)
     await start_client(kafka, admin)
     try:
         existing = set(await admin.list_topics())
         reports = []
-        for spec in topic_specs(settings):
+        for spec in topic_specs(config):
             created = False
             if spec.name not in existing:
                 try:
@@ -142,17 +141,17 @@ class TopicDescription:
     configs: dict[str, str | None] = field(default_factory=dict)
 
 
-async def describe_topics(settings: Settings) -> list[TopicDescription]:
+async def describe_topics(config: TopicsConfig) -> list[TopicDescription]:
     """The five topics as the broker has them: partitions, replication, the configurations
     of :data:`DESCRIBED_CONFIGS` (the broker's default where the topic sets none)."""
     roles = {
-        settings.topic_raw: "input",
-        settings.topic_enriched: "enriched output",
-        settings.topic_dlq: "dead letters",
-        settings.topic_parked: "parked by the replayer",
-        settings.topic_state: "group state (compacted)",
+        config.topic_raw: "input",
+        config.topic_enriched: "enriched output",
+        config.topic_dlq: "dead letters",
+        config.topic_parked: "parked by the replayer",
+        config.topic_state: "group state (compacted)",
     }
-    kafka = KafkaConnection.from_settings(settings)
+    kafka = config.kafka
     admin = admin_client(kafka)
     await start_client(kafka, admin)
     try:

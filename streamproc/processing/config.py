@@ -11,18 +11,13 @@ each field is the setting of the same name, whose description is its documentati
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
 from streamproc.kafka.config import KafkaConnection
-from streamproc.resilience.breaker import Transition
 from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
-from streamproc.state.group_state import GroupState
+from streamproc.state.config import StateConfig
 
 __all__ = [
-    "GroupStateFactory",
     "GuardConfig",
     "HandlerConfig",
     "LeaseConfig",
@@ -181,21 +176,6 @@ def provider_price(settings: Settings) -> int | None:
     return price
 
 
-class GroupStateFactory(Protocol):
-    """Builds the guard's view of the group's state
-    (:class:`~streamproc.state.group_state.GroupState`, configured by the breaker, budget,
-    cache and receipt settings, which are the state view's to read)."""
-
-    def __call__(
-        self,
-        *,
-        clock: Callable[[], float],
-        owner: str,
-        on_transition: Callable[[Transition], None] | None = None,
-        on_change: Callable[[], None] | None = None,
-    ) -> GroupState: ...
-
-
 @dataclass(frozen=True, slots=True)
 class GuardConfig:
     """What the guard does when the breaker is open or the budget spent, how long a lead
@@ -209,7 +189,8 @@ class GuardConfig:
     lease: LeaseConfig
     #: The provider's own fixed price per lead, if known (``claimant.provider_price``).
     price: int | None
-    group_state: GroupStateFactory = field(repr=False, compare=False)
+    #: The group's state the guard folds and drives (breaker, budget, cache, receipts).
+    state: StateConfig
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GuardConfig:
@@ -222,5 +203,5 @@ class GuardConfig:
             health_window_s=settings.health_window_s,
             lease=LeaseConfig.from_settings(settings),
             price=provider_price(settings),
-            group_state=functools.partial(GroupState, settings),
+            state=StateConfig.from_settings(settings),
         )

@@ -54,7 +54,7 @@ from streamproc.resilience.pacing_step import PacingFold
 from streamproc.resilience.receipts import PREFIX as RECEIPT_PREFIX
 from streamproc.resilience.receipts import carry
 from streamproc.settings import BreakerPolicy, BudgetPolicy
-from streamproc.state.group_state import BREAKER_KEY, iso_or_none
+from streamproc.state.group_state import BREAKER_KEY, GroupState, iso_or_none
 from streamproc.state.store import StateStore
 
 __all__ = ["ResilienceGuard", "Ticket", "fallback_enrichment"]
@@ -134,7 +134,8 @@ class ResilienceGuard:
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._holds = Holds(clock)
         self._writes = StateWrites()
-        self._state = config.group_state(
+        self._state = GroupState(
+            config.state,
             clock=clock,
             owner=self.owner,
             on_transition=self._on_transition,

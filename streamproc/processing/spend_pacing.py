@@ -50,6 +50,7 @@ import orjson
 
 from streamproc.errors import DeferralExpired, StreamprocError
 from streamproc.kafka.arrivals import offsets_at
+from streamproc.kafka.config import KafkaConnection
 from streamproc.logs import get_logger
 from streamproc.processing.config import PacingConfig
 from streamproc.processing.holds import Holds
@@ -69,7 +70,6 @@ from streamproc.resilience.pacing_step import (
 )
 from streamproc.resilience.priority import PriorityScore, ScoreError
 from streamproc.resilience.spend_plan import SpendPlan, gate_admits, uniform_shape
-from streamproc.settings import Settings
 
 __all__ = ["DeferredView", "LeadPacing", "PacingGate", "SpendView", "learn_plan_shape"]
 
@@ -84,23 +84,30 @@ _OWN_HEADERS = frozenset({ORIGIN_HEADER, DEFERRED_AT_HEADER})
 #: After a failed attempt to learn the plan's shape, the next one (the last shape holds).
 _LEARN_RETRY_S = 600.0
 
-OffsetsAt = Callable[[Settings, str, list[float]], Awaitable[list[list[int]]]]
+OffsetsAt = Callable[[KafkaConnection, str, list[float]], Awaitable[list[list[int]]]]
 
 
 async def learn_plan_shape(
-    settings: Settings, today: str, zone: str, *, offsets: OffsetsAt = offsets_at
+    kafka: KafkaConnection,
+    today: str,
+    zone: str,
+    *,
+    topic: str,
+    history_days: int,
+    offsets: OffsetsAt = offsets_at,
 ) -> PlanShape:
     """The plan's shape for budget day ``today`` (in ``zone``) from the arrivals of the
-    ``pacing_history_days`` before it on ``topic_raw``, counted from offsets by time."""
-    if settings.pacing_history_days == 0:
+    ``history_days`` (``pacing_history_days``) before it on ``topic`` (``topic_raw``),
+    counted from offsets by time."""
+    if history_days == 0:
         return PlanShape(uniform_shape(BUCKETS))
-    bounds = history_bounds(today, zone, settings.pacing_history_days)
+    bounds = history_bounds(today, zone, history_days)
     # Consecutive days share a bound: each time is asked once.
     times = sorted({at for day in bounds for at in day})
     column = {at: i for i, at in enumerate(times)}
-    found = await offsets(settings, settings.topic_raw, times)
+    found = await offsets(kafka, topic, times)
     days = [bucket_counts([[row[column[at]] for at in day] for row in found]) for day in bounds]
-    return learn_shape(days, source=settings.topic_raw)
+    return learn_shape(days, source=topic)
 
 
 @dataclass(slots=True)

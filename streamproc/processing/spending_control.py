@@ -23,7 +23,7 @@ from streamproc.errors import ConfigError
 from streamproc.resilience.claims import SetLimit
 from streamproc.resilience.journal import limit_key
 from streamproc.resilience.spending import CONTROL_KEY, SpendingAction, change
-from streamproc.settings import Settings
+from streamproc.state.config import StateConfig
 from streamproc.state.group_state import GroupState
 from streamproc.state.view import state_of, watch_state
 from streamproc.timestamps import epoch_iso
@@ -60,14 +60,14 @@ def budget_of(state: dict[str, Any]) -> dict[str, Any]:
     return dict(state["budget"])
 
 
-async def load_budget(settings: Settings) -> dict[str, Any]:
-    view = GroupState.reader(settings)
-    async with watch_state(settings, view) as store:
-        return budget_of(state_of(view, store, settings))
+async def load_budget(config: StateConfig) -> dict[str, Any]:
+    view = GroupState.reader(config)
+    async with watch_state(config, view) as store:
+        return budget_of(state_of(view, store, config))
 
 
 async def change_spending(
-    settings: Settings,
+    config: StateConfig,
     action: SpendingAction,
     *,
     by: str,
@@ -77,8 +77,8 @@ async def change_spending(
 ) -> dict[str, Any]:
     """Apply one change for the group and return the budget as it then stands."""
     validate_change(action, by=by, why=why, limit=limit)
-    view = GroupState.reader(settings, clock=clock)
-    async with watch_state(settings, view) as store:
+    view = GroupState.reader(config, clock=clock)
+    async with watch_state(config, view) as store:
         now = clock()
         day = view.ledger.day_at(now) if action is SpendingAction.SET_LIMIT else None
         try:
@@ -95,7 +95,7 @@ async def change_spending(
         for future in written:
             partition, offset = await future
             await store.wait_applied(partition, offset)
-        return budget_of(state_of(view, store, settings))
+        return budget_of(state_of(view, store, config))
 
 
 def print_budget(budget: dict[str, Any], *, as_json: bool, file: TextIO | None = None) -> None:

@@ -28,8 +28,6 @@ from streamproc.provider.classify import ProviderResult, classify_response
 from streamproc.provider.config import ProviderConfig
 from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep, Stalled
 from streamproc.provider.http_errors import TIMEOUTS, unreachable
-from streamproc.provider.retry import RetryPolicy
-from streamproc.settings import Settings
 
 __all__ = ["AttemptHook", "ProviderCallResult", "ProviderClient", "pool_limits", "retry_driver"]
 
@@ -53,17 +51,14 @@ class ProviderCallResult:
     latency_s: float
 
 
-def pool_limits(settings: Settings | ProviderConfig) -> httpx.Limits:
+def pool_limits(max_in_flight: int) -> httpx.Limits:
     """One connection per lead in flight: fewer would queue leads behind each other in the
     pool (and count that wait against their timeout); more could never be used."""
-    return httpx.Limits(
-        max_connections=settings.max_in_flight,
-        max_keepalive_connections=settings.max_in_flight,
-    )
+    return httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
 
 
 def retry_driver(
-    settings: Settings | ProviderConfig,
+    config: ProviderConfig,
     peer: str,
     *,
     sleep: Sleep = asyncio.sleep,
@@ -71,17 +66,13 @@ def retry_driver(
     clock: Callable[[], float] = time.monotonic,
     stalled: Stalled | None = None,
 ) -> RetryDriver:
-    """The retry driver of httpx calls to ``peer``: the ``provider_*`` retry settings, each
-    call bounded by ``provider_timeout_s``, and httpx's timeouts counted as timeouts (ours,
-    when ``stalled`` says this process could not run meanwhile)."""
-    if isinstance(settings, ProviderConfig):
-        policy, timeout_s = settings.retry, settings.timeout_s
-    else:
-        policy, timeout_s = RetryPolicy.from_settings(settings), settings.provider_timeout_s
+    """The retry driver of httpx calls to ``peer``: the config's retry policy, each call
+    bounded by its ``timeout_s``, and httpx's timeouts counted as timeouts (ours, when
+    ``stalled`` says this process could not run meanwhile)."""
     return RetryDriver(
-        policy,
+        config.retry,
         peer=peer,
-        timeout_s=timeout_s,
+        timeout_s=config.timeout_s,
         timeouts=TIMEOUTS,
         sleep=sleep,
         rng=rng,
@@ -98,15 +89,14 @@ class ProviderClient:
     and the pipeline drives the retries; :meth:`enrich` is one lead with its retries.
 
     Use as ``async with ProviderClient(config) as client`` or call :meth:`start` and
-    :meth:`close`. ``config`` is its :class:`~streamproc.provider.config.ProviderConfig`
-    (the whole settings are taken too, and narrowed at once, for tools and tests).
+    :meth:`close`. ``config`` is its :class:`~streamproc.provider.config.ProviderConfig`.
     ``transport`` replaces the network (``httpx.MockTransport`` in tests); ``sleep`` and
     ``rng`` drive the backoff, ``clock`` (monotonic seconds) the latencies.
     """
 
     def __init__(
         self,
-        config: ProviderConfig | Settings,
+        config: ProviderConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
@@ -114,13 +104,11 @@ class ProviderClient:
         on_attempt: AttemptHook | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(config, Settings):
-            config = ProviderConfig.from_settings(config, "http")
         self._url = config.require_url()
         self._timeout_s = config.timeout_s
         self._default_credits = config.credits_per_lead
         self._retry = retry_driver(config, "provider", sleep=sleep, rng=rng, clock=clock)
-        self._limits = pool_limits(config)
+        self._limits = pool_limits(config.max_in_flight)
         self._transport = transport
         self._config = config
         self._clock = clock

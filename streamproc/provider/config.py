@@ -25,7 +25,7 @@ from streamproc.errors import ConfigError
 from streamproc.provider.retry import RetryPolicy
 from streamproc.settings import Settings
 
-__all__ = ["ProviderConfig"]
+__all__ = ["ProviderConfig", "retry_policy"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 #: The keys of a waterfall's provider instance table read for any provider type.
@@ -34,6 +34,17 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _MEMBER_KEYS = frozenset(
     {"type", "rate_per_s", "rate_per_min", "rate_burst", "max_credits_per_day", "budget_share"}
 )
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """The policy the ``provider_max_retries``, ``provider_backoff_*`` and
+    ``provider_retry_after_max_s`` settings describe (the pipeline's, and Clay's)."""
+    return RetryPolicy(
+        max_retries=settings.provider_max_retries,
+        base_s=settings.provider_backoff_base_s,
+        max_s=settings.provider_backoff_max_s,
+        retry_after_max_s=settings.provider_retry_after_max_s,
+    )
 
 
 def _rate(table: Mapping[str, Any], name: str, key: str) -> float | None:
@@ -95,7 +106,7 @@ class ProviderConfig:
             api_key=settings.provider_api_key,
             auth_header=settings.provider_auth_header,
             timeout_s=settings.provider_timeout_s,
-            retry=RetryPolicy.from_settings(settings),
+            retry=retry_policy(settings),
             credits_per_lead=settings.credits_per_lead,
             batch_size=settings.provider_batch_size,
             max_in_flight=settings.max_in_flight,

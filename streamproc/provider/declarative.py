@@ -81,7 +81,6 @@ from streamproc.provider.config import ProviderConfig
 from streamproc.provider.http_errors import request_errors
 from streamproc.provider.matching import id_text, match_items
 from streamproc.redact import ENV_REFERENCE
-from streamproc.settings import Settings
 
 __all__ = ["DeclarativeConfig", "DeclarativeProvider"]
 
@@ -232,12 +231,10 @@ class DeclarativeProvider:
 
     def __init__(
         self,
-        provider: ProviderConfig | Settings,
+        provider: ProviderConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if isinstance(provider, Settings):
-            provider = ProviderConfig.from_settings(provider, "declarative")
         try:
             config = DeclarativeConfig.model_validate(dict(provider.options))
         except ValidationError as exc:
@@ -320,7 +317,9 @@ class DeclarativeProvider:
         if self._http is None:
             self._http = httpx.AsyncClient(
                 transport=self._transport
-                or _network_transport(self._provider.http_transport, pool_limits(self._provider)),
+                or _network_transport(
+                    self._provider.http_transport, pool_limits(self._provider.max_in_flight)
+                ),
                 timeout=httpx.Timeout(self._provider.timeout_s),
                 follow_redirects=False,
             )

@@ -16,12 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from streamproc.errors import LeadError, ProviderError, ProviderTimeout, RateLimited
-
-if TYPE_CHECKING:
-    from streamproc.settings import Settings
 
 __all__ = ["DEFAULT_RETRY_AFTER_MAX_S", "RetryPolicy"]
 
@@ -60,17 +56,6 @@ class RetryPolicy:
             raise ValueError("max_s must be a finite number >= base_s")
         if not (math.isfinite(self.retry_after_max_s) and self.retry_after_max_s >= 0):
             raise ValueError("retry_after_max_s must be a finite number >= 0")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RetryPolicy:
-        """The policy the ``provider_max_retries``, ``provider_backoff_*`` and
-        ``provider_retry_after_max_s`` settings describe."""
-        return cls(
-            max_retries=settings.provider_max_retries,
-            base_s=settings.provider_backoff_base_s,
-            max_s=settings.provider_backoff_max_s,
-            retry_after_max_s=settings.provider_retry_after_max_s,
-        )
 
     def backoff_ceiling_s(self, attempt: int) -> float:
         """The upper bound of the jittered delay before retry number ``attempt`` (1-based)."""

@@ -26,8 +26,8 @@ import orjson
 from streamproc.errors import RegistryUnavailable, UndecodablePayload, UnknownSchema
 from streamproc.logs import get_logger
 from streamproc.redact import mask_url
+from streamproc.registry.config import RegistryConnection
 from streamproc.registry.once import MadeOnce
-from streamproc.settings import Settings
 
 __all__ = ["RegisteredSchema", "RegistryClient", "Rejected"]
 
@@ -70,26 +70,21 @@ class RegistryClient:
 
     def __init__(
         self,
-        settings: Settings,
+        registry: RegistryConnection,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if settings.schema_registry_url is None:
-            raise ValueError("RegistryClient needs schema_registry_url")
-        base = str(settings.schema_registry_url).rstrip("/")
+        base = registry.url.rstrip("/")
         #: For logs and messages: credentials in the URL are masked.
         self.url = mask_url(base)
         auth = None
-        if settings.schema_registry_username and settings.schema_registry_password is not None:
-            auth = httpx.BasicAuth(
-                settings.schema_registry_username,
-                settings.schema_registry_password.get_secret_value(),
-            )
+        if registry.username and registry.password is not None:
+            auth = httpx.BasicAuth(registry.username, registry.password.get_secret_value())
         self._http = httpx.AsyncClient(
             base_url=base,
             auth=auth,
-            timeout=settings.schema_registry_timeout_s,
+            timeout=registry.timeout_s,
             transport=transport,
             headers={"Accept": _CONTENT_TYPE},
         )

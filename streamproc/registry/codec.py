@@ -31,21 +31,24 @@ from streamproc.records.lead import Lead
 from streamproc.records.mapping import LeadObject, LeadShape, decode_shaped_json
 from streamproc.records.wire import frame, split
 from streamproc.registry.client import RegisteredSchema, RegistryClient, Rejected
+from streamproc.registry.config import CodecConfig
 from streamproc.registry.extend import avro_enrichment, extend_avro, extend_json_schema
 from streamproc.registry.once import MadeOnce
-from streamproc.settings import RecordFormat, Settings
+from streamproc.settings import RecordFormat
 
 __all__ = ["OutputSchema", "RegistryCodec", "ShapedJsonCodec", "codec_for"]
 
 log = get_logger(__name__)
 
 
-def codec_for(settings: Settings) -> ShapedJsonCodec | RegistryCodec | None:
+def codec_for(config: CodecConfig) -> ShapedJsonCodec | RegistryCodec | None:
     """The codec the settings ask for; None for the default (plain JSON, our names)."""
-    if settings.input_format is RecordFormat.REGISTRY:
-        return RegistryCodec(settings, RegistryClient(settings))
-    if settings.lead_fields:
-        return ShapedJsonCodec(settings)
+    if config.input_format is RecordFormat.REGISTRY:
+        if config.registry is None:
+            raise ValueError("RegistryClient needs schema_registry_url")
+        return RegistryCodec(config, RegistryClient(config.registry))
+    if config.lead_fields:
+        return ShapedJsonCodec(config)
     return None
 
 
@@ -67,9 +70,9 @@ def _json_value(obj: LeadObject, enrichment: dict[str, Any], meta: dict[str, Any
 class ShapedJsonCodec:
     """Plain JSON records with the user's field names (``lead_fields``)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._shape = LeadShape(settings.lead_fields)
-        self._max_bytes = settings.max_lead_bytes
+    def __init__(self, config: CodecConfig) -> None:
+        self._shape = LeadShape(config.lead_fields)
+        self._max_bytes = config.max_lead_bytes
 
     async def start(self) -> None:
         return None
@@ -99,13 +102,13 @@ class RegistryCodec:
     registry; enriched leads written as plain JSON or (``output_format registry``) in the
     wire format with the input's schema extended (:mod:`streamproc.registry.extend`)."""
 
-    def __init__(self, settings: Settings, client: RegistryClient) -> None:
+    def __init__(self, config: CodecConfig, client: RegistryClient) -> None:
         self.client = client
-        self._shape = LeadShape(settings.lead_fields)
-        self._max_bytes = settings.max_lead_bytes
-        self._write_registry = settings.output_format is RecordFormat.REGISTRY
-        self._input_subject = f"{settings.topic_raw}-value"
-        self._output_subject = f"{settings.topic_enriched}-value"
+        self._shape = LeadShape(config.lead_fields)
+        self._max_bytes = config.max_lead_bytes
+        self._write_registry = config.output_format is RecordFormat.REGISTRY
+        self._input_subject = f"{config.topic_raw}-value"
+        self._output_subject = f"{config.topic_enriched}-value"
         self._avro: dict[int, Any] = {}
         self._outputs: MadeOnce[int, OutputSchema] = MadeOnce()
 

@@ -10,28 +10,19 @@ its documentation.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from streamproc.kafka.config import KafkaConnection
 from streamproc.settings import Settings
-from streamproc.state.group_state import GroupState
-from streamproc.state.view import StateView, watch_state
+from streamproc.state.config import StateConfig
 
-__all__ = ["ReplayConfig", "StateOpener"]
-
-#: Restores the group's state topic into a fresh reader view and tails it while inside:
-#: what the safety check reads (breaker, budget). Opened per run, so each run reads under
-#: an owner id of its own.
-StateOpener = Callable[[], AbstractAsyncContextManager[StateView]]
+__all__ = ["ReplayConfig"]
 
 
 @dataclass(frozen=True, slots=True)
 class ReplayConfig:
     """The Kafka connection, the group and topics a replay reads and writes, the price it
-    checks the budget against, and how to open the group's state for that check."""
+    checks the budget against, and the group's state it reads for that check."""
 
     kafka: KafkaConnection
     #: The processor's group: the replayer's is ``<group_id>-replayer``.
@@ -42,20 +33,13 @@ class ReplayConfig:
     credits_per_lead: int
     #: Where ``replay --metrics-port`` listens.
     http_host: str
-    open_state: StateOpener = field(repr=False, compare=False)
+    #: What the safety check reads (breaker, budget): a fresh reader per run
+    #: (:func:`~streamproc.state.view.read_state`), under an owner id of its own.
+    state: StateConfig
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReplayConfig:
         """The DLQ commands' part of ``settings``."""
-
-        # The state reader is built of the breaker, budget and cache settings, which are
-        # the state view's to read, not the replayer's.
-        @contextlib.asynccontextmanager
-        async def open_state() -> AsyncIterator[StateView]:
-            state = GroupState.reader(settings)
-            async with watch_state(settings, state):
-                yield state
-
         return cls(
             kafka=KafkaConnection.from_settings(settings),
             group_id=settings.group_id,
@@ -64,5 +48,5 @@ class ReplayConfig:
             topic_dlq=settings.topic_dlq,
             credits_per_lead=settings.credits_per_lead,
             http_host=settings.http_host,
-            open_state=open_state,
+            state=StateConfig.from_settings(settings),
         )

@@ -44,7 +44,7 @@ from streamproc.replay.rate import pace
 from streamproc.replay.report import ReplayReport
 from streamproc.replay.safety import budget_warning, refusal_reason
 from streamproc.resilience.token_bucket import TokenBucket
-from streamproc.state.view import StateView
+from streamproc.state.view import StateView, read_state
 
 __all__ = [
     "ReplayFenced",
@@ -134,7 +134,7 @@ class Replayer:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if not self._options.force:
-                    self._state = await stack.enter_async_context(self._config.open_state())
+                    self._state = await stack.enter_async_context(read_state(self._config.state))
                     reason = self._unsafe()
                     if reason is not None:
                         if not self._options.dry_run:

@@ -42,10 +42,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from streamproc.settings import Settings
+from typing import Any
 
 __all__ = [
     "BreakerConfig",
@@ -88,16 +85,6 @@ class BreakerConfig:
             raise ValueError("cooldown_s must be >= 0")
         if self.half_open_probes < 1:
             raise ValueError("half_open_probes must be >= 1")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> BreakerConfig:
-        """The breaker thresholds from the ``STREAMPROC_BREAKER_*`` settings."""
-        return cls(
-            failure_threshold=settings.breaker_failure_threshold,
-            window_s=settings.breaker_window_s,
-            cooldown_s=settings.breaker_cooldown_s,
-            half_open_probes=settings.breaker_half_open_probes,
-        )
 
 
 @dataclass(frozen=True, slots=True)

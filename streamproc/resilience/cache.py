@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from streamproc.settings import DEFAULT_CACHE_FIELDS, DEFAULT_FREEMAIL_DOMAINS, CacheKey, Settings
+from streamproc.settings import DEFAULT_CACHE_FIELDS, DEFAULT_FREEMAIL_DOMAINS, CacheKey
 
 __all__ = [
     "CacheConfig",
@@ -65,17 +65,6 @@ class CacheConfig:
     ttl_s: float = 7 * 24 * 3600.0
     max_entries: int = 100_000
     tombstone_grace_s: float = _TOMBSTONE_GRACE_S
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CacheConfig:
-        fields = None if settings.cache_fields == ("*",) else frozenset(settings.cache_fields)
-        return cls(
-            key=settings.cache_key,
-            fields=fields,
-            freemail_domains=frozenset(settings.cache_freemail_domains),
-            ttl_s=settings.cache_ttl_s,
-            max_entries=settings.cache_max_entries,
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,14 +19,14 @@ from typing import Any
 
 from streamproc.logs import get_logger
 from streamproc.records.status import BreakerStatus, BudgetStatus, CacheStatus, StateStatus
-from streamproc.resilience.breaker import BreakerConfig, CircuitBreaker, Transition
-from streamproc.resilience.cache import CacheConfig, EnrichmentCache
+from streamproc.resilience.breaker import CircuitBreaker, Transition
+from streamproc.resilience.cache import EnrichmentCache
 from streamproc.resilience.claims import ClaimLedger, event_from_dict
 from streamproc.resilience.journal import BudgetJournal, parse_key
 from streamproc.resilience.pacing_step import PacingFold
 from streamproc.resilience.receipts import ReceiptBook, carries
 from streamproc.resilience.spending import CONTROL_KEY, SpendingFold
-from streamproc.settings import Settings
+from streamproc.state.config import StateConfig
 from streamproc.timestamps import epoch_iso
 
 __all__ = ["BREAKER_KEY", "GroupState", "iso_or_none"]
@@ -46,7 +46,7 @@ class GroupState:
 
     def __init__(
         self,
-        settings: Settings,
+        config: StateConfig,
         *,
         clock: Callable[[], float],
         owner: str,
@@ -57,17 +57,15 @@ class GroupState:
         self._clock = clock
         self._transition_hook = on_transition
         self._on_change = on_change
-        self.breaker = CircuitBreaker(
-            BreakerConfig.from_settings(settings), on_transition=self._transitioned
-        )
+        self.breaker = CircuitBreaker(config.breaker, on_transition=self._transitioned)
         self._breaker_changed_at = 0.0
-        self.ledger = ClaimLedger(settings.budget_daily_credits, settings.budget_timezone)
+        self.ledger = ClaimLedger(config.budget_daily_credits, config.budget_timezone)
         # A writer's running totals start at 0, so its id must be new with every process (a
         # reused id would replace an earlier process's totals): the owner plus a nonce.
         self.journal = BudgetJournal(f"{owner}-{uuid.uuid4().hex[:8]}")
-        self.cache = EnrichmentCache(CacheConfig.from_settings(settings))
+        self.cache = EnrichmentCache(config.cache)
         self.receipts = ReceiptBook(
-            ttl_s=settings.receipt_ttl_s, max_entries=settings.receipt_max_entries
+            ttl_s=config.receipt_ttl_s, max_entries=config.receipt_max_entries
         )
         #: The operator's pause and limit changes (``control/spending``).
         self.spending = SpendingFold()
@@ -75,11 +73,11 @@ class GroupState:
         self.pacing = PacingFold()
 
     @classmethod
-    def reader(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> GroupState:
+    def reader(cls, config: StateConfig, *, clock: Callable[[], float] = time.time) -> GroupState:
         """A view to restore the state into and read, under an owner id no processor has
         (it must never take a breaker record for its own)."""
         owner = f"state-reader-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        return cls(settings, clock=clock, owner=owner)
+        return cls(config, clock=clock, owner=owner)
 
     def on_state(self, key: str, value: dict[str, Any] | None, partition: int, offset: int) -> None:
         """Apply one record of the state topic; an unreadable one is logged and skipped."""

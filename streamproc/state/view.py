@@ -33,12 +33,11 @@ from typing import Any, Protocol, TextIO
 
 import orjson
 
-from streamproc.kafka.config import KafkaConnection
 from streamproc.records.status import StateStatus
-from streamproc.settings import Settings
+from streamproc.state.config import StateConfig
+from streamproc.state.group_state import GroupState
 from streamproc.state.store import StateStore
 from streamproc.timestamps import epoch_iso
-from streamproc.waterfall.config import Adaptive
 from streamproc.waterfall.ledger import PREFIX as HITS_PREFIX
 from streamproc.waterfall.ledger import HitLedger
 
@@ -46,6 +45,7 @@ __all__ = [
     "StateView",
     "load_state",
     "print_state",
+    "read_state",
     "render_state_table",
     "state_of",
     "state_show",
@@ -68,14 +68,25 @@ class StateView(Protocol):
 
 
 @contextlib.asynccontextmanager
-async def watch_state(settings: Settings, view: StateView) -> AsyncIterator[StateStore]:
+async def watch_state(config: StateConfig, view: StateView) -> AsyncIterator[StateStore]:
     """Restore the state topic into ``view`` and keep tailing it while inside."""
-    store = StateStore(KafkaConnection.from_settings(settings), settings.topic_state, view.on_state)
+    store = StateStore(config.kafka, config.topic_state, view.on_state)
     try:
         await store.start()
         yield store
     finally:
         await store.stop()
+
+
+@contextlib.asynccontextmanager
+async def read_state(
+    config: StateConfig, *, clock: Callable[[], float] = time.time
+) -> AsyncIterator[GroupState]:
+    """A fresh reader of the group's state (:meth:`GroupState.reader`), restored from the
+    state topic and kept tailing it while inside."""
+    view = GroupState.reader(config, clock=clock)
+    async with watch_state(config, view):
+        yield view
 
 
 class _WithHits:
@@ -98,28 +109,19 @@ class _WithHits:
 
 
 async def load_state(
-    settings: Settings, view: StateView, *, clock: Callable[[], float] = time.time
+    config: StateConfig, view: StateView, *, clock: Callable[[], float] = time.time
 ) -> dict[str, Any]:
     """The state as JSON-able data: breaker, budget, cache, each waterfall provider's
     numbers, and where it was read from."""
     both = _WithHits(view)
-    async with watch_state(settings, both) as store:
-        return state_of(view, store, settings, ledger=both.ledger, now=clock())
-
-
-def window_days(settings: Settings) -> int:
-    """The days the waterfall's order counts answers over (its ``adaptive.window_days``)."""
-    adaptive = (settings.waterfall or {}).get("adaptive")
-    days = adaptive.get("window_days") if isinstance(adaptive, dict) else None
-    if isinstance(days, int) and not isinstance(days, bool) and days >= 1:
-        return days
-    return Adaptive().window_days
+    async with watch_state(config, both) as store:
+        return state_of(view, store, config, ledger=both.ledger, now=clock())
 
 
 def state_of(
     view: StateView,
     store: StateStore,
-    settings: Settings,
+    config: StateConfig,
     *,
     ledger: HitLedger | None = None,
     now: float | None = None,
@@ -134,11 +136,11 @@ def state_of(
     }
     if ledger is not None:
         today = datetime.fromtimestamp(time.time() if now is None else now, UTC).date()
-        summary = ledger.summary(today, window_days(settings))
+        summary = ledger.summary(today, config.window_days)
         if summary["providers"]:
             state["waterfall"] = summary
     state["state_topic"] = {
-        "topic": settings.topic_state,
+        "topic": config.topic_state,
         "partitions": store.partitions,
         "records_restored": store.records_restored,
         "budget_entries_kept": status.budget.kept,
@@ -223,7 +225,7 @@ def print_state(state: dict[str, Any], *, as_json: bool, file: TextIO | None = N
         render_state_table(state, out)
 
 
-async def state_show(settings: Settings, view: StateView, *, as_json: bool) -> int:
+async def state_show(config: StateConfig, view: StateView, *, as_json: bool) -> int:
     """The ``state show`` command: exit code 0."""
-    print_state(await load_state(settings, view), as_json=as_json)
+    print_state(await load_state(config, view), as_json=as_json)
     return 0

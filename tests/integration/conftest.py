@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from streamproc.errors import KafkaSetupError
+from streamproc.kafka.config import KafkaConnection, TopicsConfig
 from streamproc.kafka.preflight import check_kafka
 from streamproc.kafka.topics import create_topics
 from streamproc.settings import Settings
@@ -131,7 +132,7 @@ async def topics(kafka_bootstrap: str) -> AsyncIterator[Settings]:
         # The tests write their leads before the processor joins.
         start_offset="earliest",
     )
-    await create_topics(settings)
+    await create_topics(TopicsConfig.from_settings(settings))
     await wait_for_topics(settings)
     yield settings
     await delete_topics(settings)
@@ -166,7 +167,7 @@ async def wait_for_topics(settings: Settings, timeout_s: float = 30.0) -> None:
     deadline = loop.time() + timeout_s
     while True:
         try:
-            await check_kafka(settings, topics=names)
+            await check_kafka(KafkaConnection.from_settings(settings), topics=names)
             return
         except KafkaSetupError:
             if loop.time() > deadline:

@@ -26,6 +26,7 @@ from streamproc.processing.config import HandlerConfig
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.lane import PartitionLane
 from streamproc.provider.client import ProviderClient
+from streamproc.provider.config import ProviderConfig
 from streamproc.records.outcome import Outcome, OutcomeKind
 from streamproc.settings import Settings
 from tests.unit.processing.stub_guard import OpenGuard
@@ -62,7 +63,7 @@ def _settings(**changes: Any) -> Settings:
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    tracing.configure(_settings(), exporter=exporter)
+    tracing.configure(tracing.TracingConfig.from_settings(_settings()), exporter=exporter)
     try:
         yield exporter
     finally:
@@ -110,7 +111,10 @@ def _provider(answers: list[int], seen: list[httpx.Request]) -> ProviderClient:
         return None
 
     return ProviderClient(
-        _settings(), transport=httpx.MockTransport(answer), sleep=no_wait, rng=lambda: 0.5
+        ProviderConfig.from_settings(_settings(), "http"),
+        transport=httpx.MockTransport(answer),
+        sleep=no_wait,
+        rng=lambda: 0.5,
     )
 
 
@@ -275,7 +279,10 @@ async def test_unsampled_leads_and_their_commits_export_nothing() -> None:
     """Ratio 0: a lead without a traceparent is not sampled, nor is a commit of such leads;
     the output still carries the (unsampled) context."""
     exporter = InMemorySpanExporter()
-    tracing.configure(_settings(tracing_sample_ratio=0.0), exporter=exporter)
+    tracing.configure(
+        tracing.TracingConfig.from_settings(_settings(tracing_sample_ratio=0.0)),
+        exporter=exporter,
+    )
     try:
         producer = _Producer()
         seen: list[httpx.Request] = []
@@ -301,7 +308,7 @@ async def test_unsampled_leads_and_their_commits_export_nothing() -> None:
 async def test_off_by_default_and_the_handler_leaves_headers_alone() -> None:
     """Without tracing_enabled nothing is configured and the input's headers pass as
     they came."""
-    tracing.configure(Settings())
+    tracing.configure(tracing.TracingConfig.from_settings(Settings()))
     assert tracing.enabled is False
     seen: list[httpx.Request] = []
     async with _provider([], seen) as client:
@@ -382,3 +389,26 @@ def test_the_provider_url_on_a_span_has_no_credentials_nor_query() -> None:
     assert attributes["url.full"] == "https://api.example:443/v1/enrich"
     assert attributes["server.address"] == "api.example"
     assert "s3cret" not in repr(attributes) and "abc" not in repr(attributes)
+
+
+def test_the_tracing_config_reads_the_tracing_settings() -> None:
+    """Each field is its ``tracing_*`` setting (the endpoint as text) and the group id."""
+    config = tracing.TracingConfig.from_settings(
+        Settings(
+            tracing_enabled=True,
+            tracing_exporter="console",
+            tracing_otlp_endpoint="http://collector.test:4318/v1/traces",
+            tracing_service_name="enricher",
+            tracing_sample_ratio=0.25,
+            group_id="g-7",
+        )
+    )
+    assert config == tracing.TracingConfig(
+        enabled=True,
+        exporter="console",
+        otlp_endpoint="http://collector.test:4318/v1/traces",
+        service_name="enricher",
+        sample_ratio=0.25,
+        group_id="g-7",
+    )
+    assert tracing.TracingConfig.from_settings(Settings()).otlp_endpoint is None

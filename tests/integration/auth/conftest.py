@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from streamproc.kafka.config import TopicsConfig
 from streamproc.kafka.topics import create_topics
 from streamproc.settings import Settings
 from tests.integration.auth.broker import AuthBroker, start_auth_broker, stop_auth_broker
@@ -67,6 +68,6 @@ async def auth_topics(auth_broker: AuthBroker) -> Settings:
         log_format="json",
         start_offset="earliest",
     )
-    await create_topics(settings)
+    await create_topics(TopicsConfig.from_settings(settings))
     await asyncio.sleep(0.2)
     return settings

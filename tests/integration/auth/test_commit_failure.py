@@ -22,6 +22,7 @@ import pytest
 
 from streamproc.app import App
 from streamproc.kafka.acls import Operation, ResourceType, processor_acls
+from streamproc.kafka.config import TopicsConfig
 from streamproc.logs import configure_logging
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
@@ -49,7 +50,7 @@ async def test_a_revoked_write_acl_costs_no_provider_call_and_backs_off(
     """Write on leads.enriched revoked mid-run: commits fail again and again with growing
     waits while the provider's call count stays flat; granted again, every lead is
     published once, and the provider was called once per lead in all."""
-    every = processor_acls(auth_topics)
+    every = processor_acls(TopicsConfig.from_settings(auth_topics), auth_topics.group_id)
     write = [
         a
         for a in every

@@ -19,6 +19,7 @@ import pytest
 
 from streamproc.app import App
 from streamproc.kafka.acls import Operation, ResourceType, processor_acls, replayer_acls
+from streamproc.kafka.config import TopicsConfig
 from streamproc.replay.config import ReplayConfig
 from streamproc.replay.progress import NullProgress
 from streamproc.replay.replayer import Replayer, ReplayOptions
@@ -55,8 +56,16 @@ async def test_processor_and_replayer_run_with_only_the_documented_acls(
 ) -> None:
     """`run` enriches and dead-letters, then `replay` moves the DLQ, each user holding only
     the ACLs of its command."""
-    await grant(auth_broker.plaintext, "User:proc", processor_acls(auth_topics))
-    await grant(auth_broker.plaintext, "User:replayer", replayer_acls(auth_topics))
+    await grant(
+        auth_broker.plaintext,
+        "User:proc",
+        processor_acls(TopicsConfig.from_settings(auth_topics), auth_topics.group_id),
+    )
+    await grant(
+        auth_broker.plaintext,
+        "User:replayer",
+        replayer_acls(TopicsConfig.from_settings(auth_topics), auth_topics.group_id),
+    )
     good = [lead(f"ok-{i}", f"ok{i}.example") for i in range(6)]
     failing = [lead(f"fail-{i}", f"c{i}.fail.test") for i in range(3)]
     await produce(auth_topics, [*good, *failing])
@@ -115,7 +124,11 @@ async def test_a_missing_acl_fails_start_up_in_one_line_naming_it(
         "group": auth_topics.group_id,
     }
     user = "proc" if command == "run" else "replayer"
-    every = processor_acls(auth_topics) if command == "run" else replayer_acls(auth_topics)
+    every = (
+        processor_acls(TopicsConfig.from_settings(auth_topics), auth_topics.group_id)
+        if command == "run"
+        else replayer_acls(TopicsConfig.from_settings(auth_topics), auth_topics.group_id)
+    )
     gone = (resource, name.format(**names), operation)
     acls = [a for a in every if (a.resource, a.name, a.operation) != gone]
     assert len(acls) == len(every) - 1
@@ -145,7 +158,7 @@ async def test_write_refused_past_the_preflight_is_one_line_too(
 ) -> None:
     """Describe granted where Write is needed passes the preflight's coordinator lookup; the
     producer's start is then refused, still in one line naming the transactional id."""
-    every = replayer_acls(auth_topics)
+    every = replayer_acls(TopicsConfig.from_settings(auth_topics), auth_topics.group_id)
     txn = next(a for a in every if a.resource is ResourceType.TRANSACTIONAL_ID)
     acls = [a for a in every if a is not txn]
     acls.append(replace(txn, operation=Operation.DESCRIBE))
@@ -173,7 +186,7 @@ async def test_without_describe_configs_the_processor_starts_with_one_warning(
     starts and enriches, after one warning line naming the permission and its grant."""
     from streamproc.logs import configure_logging
 
-    every = processor_acls(auth_topics)
+    every = processor_acls(TopicsConfig.from_settings(auth_topics), auth_topics.group_id)
     acls = [a for a in every if a.operation is not Operation.DESCRIBE_CONFIGS]
     assert len(acls) == len(every) - 2
     await grant(auth_broker.plaintext, "User:proc", acls)

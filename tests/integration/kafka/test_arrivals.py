@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from aiokafka import AIOKafkaProducer
 
 from streamproc.kafka.arrivals import offsets_at
+from streamproc.kafka.config import KafkaConnection
 from streamproc.processing.spend_pacing import learn_plan_shape
 from streamproc.resilience.arrivals import bucket_counts, history_bounds, learn_shape
 from streamproc.resilience.budget import budget_day
@@ -40,16 +41,19 @@ async def test_past_days_are_counted_per_hour_from_offsets_and_shape_the_plan(
         await producer.stop()
 
     settings = configure(topics, pacing_history_days=3)
+    kafka = KafkaConnection.from_settings(settings)
     bounds = history_bounds(today, "UTC", 3)
     days = []
     for day_bounds in bounds:
-        found = await offsets_at(settings, settings.topic_raw, list(day_bounds))
+        found = await offsets_at(kafka, settings.topic_raw, list(day_bounds))
         assert len(found) == 3  # the fixture's partitions
         days.append(bucket_counts(found))
     expected = [[6 if h == 9 else 2 if h == 15 else 0 for h in range(24)]] * 3
     assert days == expected
 
-    shape = await learn_plan_shape(settings, today, "UTC")
+    shape = await learn_plan_shape(
+        kafka, today, "UTC", topic=settings.topic_raw, history_days=settings.pacing_history_days
+    )
     assert shape == learn_shape(expected, source=settings.topic_raw)
     assert shape.source == f"{settings.topic_raw}: 3 days"
     # By 10:00 more than the line (0.42) has come; the prior per bucket tempers 8 leads.

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from streamproc.errors import KafkaSetupError
+from streamproc.kafka.config import KafkaConnection
 from streamproc.kafka.preflight import check_kafka
 from streamproc.settings import Settings
 from tests.integration.conftest import configure
@@ -42,13 +43,19 @@ async def test_reachable_broker_with_its_topics_passes(topics: Settings) -> None
     settings = configure(
         topics, bootstrap_servers=f"127.0.0.1:{closed_port()},{topics.bootstrap_servers}"
     )
-    await check_kafka(settings, timeout_s=5, topics=[settings.topic_raw, settings.topic_state])
+    await check_kafka(
+        KafkaConnection.from_settings(settings),
+        timeout_s=5,
+        topics=[settings.topic_raw, settings.topic_state],
+    )
 
 
 async def test_missing_topic_is_reported(topics: Settings) -> None:
     """A topic that does not exist on the real broker is named with the command to fix it."""
     with pytest.raises(KafkaSetupError, match=r"^topic no.such.topic does not exist"):
-        await check_kafka(topics, timeout_s=5, topics=["no.such.topic"])
+        await check_kafka(
+            KafkaConnection.from_settings(topics), timeout_s=5, topics=["no.such.topic"]
+        )
 
 
 async def test_refused_port_fails_at_once() -> None:
@@ -56,7 +63,10 @@ async def test_refused_port_fails_at_once() -> None:
     port = closed_port()
     began = time.monotonic()
     with pytest.raises(KafkaSetupError, match=rf"127.0.0.1:{port}: connection refused"):
-        await check_kafka(Settings(bootstrap_servers=f"127.0.0.1:{port}"), timeout_s=5)
+        await check_kafka(
+            KafkaConnection.from_settings(Settings(bootstrap_servers=f"127.0.0.1:{port}")),
+            timeout_s=5,
+        )
     assert time.monotonic() - began < 1.0
 
 
@@ -64,5 +74,8 @@ async def test_silent_server_fails_after_the_timeout(silent_port: int) -> None:
     """A server that accepts but never answers is reported after timeout_s, not never."""
     began = time.monotonic()
     with pytest.raises(KafkaSetupError, match=r"no answer within 0\.5 s"):
-        await check_kafka(Settings(bootstrap_servers=f"127.0.0.1:{silent_port}"), timeout_s=0.5)
+        await check_kafka(
+            KafkaConnection.from_settings(Settings(bootstrap_servers=f"127.0.0.1:{silent_port}")),
+            timeout_s=0.5,
+        )
     assert 0.4 < time.monotonic() - began < 2.0

@@ -11,6 +11,7 @@ import orjson
 from structlog.testing import capture_logs
 
 from streamproc.app import App
+from streamproc.kafka.config import KafkaConnection, TopicsConfig
 from streamproc.kafka.groups import group_position
 from streamproc.kafka.topics import create_topics
 from streamproc.settings import Settings
@@ -109,13 +110,17 @@ async def test_earliest_and_a_time(kafka_bootstrap: str, topics: Settings) -> No
             provider_url=f"{url}/enrich",
             cache_ttl_s=0,
         )
-        await create_topics(other)
+        await create_topics(TopicsConfig.from_settings(other))
         try:
-            before = await group_position(other, other.group_id, other.topic_raw)
+            before = await group_position(
+                KafkaConnection.from_settings(other), other.group_id, other.topic_raw
+            )
             assert before.is_new and before.lag == 0
             await asyncio.wait_for(App(other).run(stop_when_idle_s=2.0), timeout=90)
             assert len(await _enriched_ids(other)) == 7
-            after = await group_position(other, other.group_id, other.topic_raw)
+            after = await group_position(
+                KafkaConnection.from_settings(other), other.group_id, other.topic_raw
+            )
             assert not after.is_new and after.lag == 0
             assert sum(p.committed or 0 for p in after.partitions) == 7
         finally:
@@ -134,9 +139,11 @@ async def test_replication_factor_minus_one_is_the_brokers(topics: Settings) -> 
         topic_replication_factor=-1,
     )
     try:
-        reports = await create_topics(settings)
+        reports = await create_topics(TopicsConfig.from_settings(settings))
         assert [r.created for r in reports] == [True] * 5
-        position = await group_position(settings, settings.group_id, settings.topic_raw)
+        position = await group_position(
+            KafkaConnection.from_settings(settings), settings.group_id, settings.topic_raw
+        )
         assert len(position.partitions) == settings.topic_partitions
     finally:
         await delete_topics(settings)

@@ -14,6 +14,7 @@ import httpx
 import orjson
 
 from streamproc.app import App
+from streamproc.kafka.config import TopicsConfig
 from streamproc.kafka.topics import create_topics
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
@@ -49,7 +50,9 @@ async def test_a_standby_and_an_open_breaker_stay_ready(topics: Settings) -> Non
             on_breaker_open="hold",
             provider_max_retries=0,
         )
-        await create_topics(settings)  # the new one-partition input; the others exist
+        await create_topics(
+            TopicsConfig.from_settings(settings)
+        )  # the new one-partition input; the others exist
         await wait_for_topics(settings)
         await produce(settings, records)
         apps = [App(settings), App(settings)]

@@ -26,6 +26,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streamproc.kafka.config import TopicsConfig
 from streamproc.kafka.topics import create_topics
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
@@ -134,7 +135,7 @@ async def test_broker_killed_and_restarted_leaves_no_partition_behind(
         http_port=0,
         log_format="json",
     )
-    await create_topics(settings)
+    await create_topics(TopicsConfig.from_settings(settings))
     await wait_for_topics(settings)
     keys: list[str] = []
     restarts: list[float] = []

@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streamproc.app import App
 from streamproc.errors import KafkaSetupError
+from streamproc.kafka.config import KafkaConnection, TopicsConfig
 from streamproc.kafka.preflight import check_kafka
 from streamproc.kafka.topics import create_topics
 from streamproc.processing.spend_pacing import PacingGate
@@ -59,12 +60,14 @@ async def _paced(settings: Settings, **changes: object) -> AsyncIterator[Setting
             shutdown_grace_s=5,
             **changes,
         )
-        await create_topics(paced)
+        await create_topics(TopicsConfig.from_settings(paced))
         await wait_for_topics(paced)
         deadline = asyncio.get_running_loop().time() + 30
         while True:  # the deferral topics too, as wait_for_topics does for the five
             try:
-                await check_kafka(paced, topics=list(paced.deferral_topics))
+                await check_kafka(
+                    KafkaConnection.from_settings(paced), topics=list(paced.deferral_topics)
+                )
                 break
             except KafkaSetupError:
                 if asyncio.get_running_loop().time() > deadline:

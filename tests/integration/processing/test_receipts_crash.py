@@ -19,6 +19,7 @@ from aiohttp import web
 
 from streamproc.settings import Settings
 from streamproc.simulators.provider import serve_app
+from streamproc.state.config import StateConfig
 from streamproc.state.group_state import GroupState
 from tests.integration.conftest import configure
 from tests.integration.kafka_io import produce, read_all
@@ -165,7 +166,7 @@ async def test_a_sigkill_loses_no_paid_answer_and_buys_none_twice(
     # Every receipt is gone with its lead's commit: the state topic, folded as a restore
     # would fold it, holds none.
     state = await read_all(settings, settings.topic_state)
-    reader = GroupState.reader(settings)
+    reader = GroupState.reader(StateConfig.from_settings(settings))
     carried = 0
     for read in state:
         value = None if read.value is None else orjson.loads(read.value)

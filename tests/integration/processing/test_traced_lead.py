@@ -198,7 +198,11 @@ async def test_spans_go_to_the_configured_otlp_endpoint() -> None:
     port = runner.addresses[0][1]
     try:
         endpoint = f"http://127.0.0.1:{port}/v1/traces"
-        tracing.configure(Settings(tracing_enabled=True, tracing_otlp_endpoint=endpoint))
+        tracing.configure(
+            tracing.TracingConfig.from_settings(
+                Settings(tracing_enabled=True, tracing_otlp_endpoint=endpoint)
+            )
+        )
 
         @dataclass
         class Record:

@@ -14,6 +14,7 @@ from streamproc.errors import LeadError, ProviderError
 from streamproc.processing.calls import ProviderCalls
 from streamproc.provider.api import Enrichment, LeadIn, idempotency_key
 from streamproc.provider.client import retry_driver
+from streamproc.provider.config import ProviderConfig
 from streamproc.provider.declarative import DeclarativeProvider
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, build_app, serve_app, stats_of
@@ -55,10 +56,10 @@ async def test_a_reordered_answer_with_a_dropped_item_gives_every_lead_its_own_d
     leads = [_lead(i, "gone.dropped.test" if i == 3 else None) for i in range(10)]
     async with serve_app(app, "127.0.0.1", 0) as url:
         settings = _mock_bulk(monkeypatch, url)
-        provider = DeclarativeProvider(settings)
+        provider = DeclarativeProvider(ProviderConfig.from_settings(settings, "declarative"))
         calls = ProviderCalls(
             provider,
-            retry_driver(settings, "provider"),
+            retry_driver(ProviderConfig.from_settings(settings, "declarative"), "provider"),
             batch_size=10,
             linger_s=5.0,
             timeout_s=settings.provider_timeout_s,
@@ -102,19 +103,22 @@ async def test_unknown_and_doubled_ids_are_given_to_nobody() -> None:
     server.router.add_post("/bulk", bulk)
     async with serve_app(server, "127.0.0.1", 0) as url:
         provider = DeclarativeProvider(
-            Settings(
-                provider="declarative",
-                provider_declarative={
-                    "url": f"{url}/bulk",
-                    "batch_url": f"{url}/bulk",
-                    "batch_size": 3,
-                    "batch_body": {"people": "{{ leads }}"},
-                    "batch_item": {"ref": "{{ lead_id }}", "key": "{{ idempotency_key }}"},
-                    "items": "results",
-                    "item_id": "ref",
-                    "result": "{name: name}",
-                    "credits_per_match": 1,
-                },
+            ProviderConfig.from_settings(
+                Settings(
+                    provider="declarative",
+                    provider_declarative={
+                        "url": f"{url}/bulk",
+                        "batch_url": f"{url}/bulk",
+                        "batch_size": 3,
+                        "batch_body": {"people": "{{ leads }}"},
+                        "batch_item": {"ref": "{{ lead_id }}", "key": "{{ idempotency_key }}"},
+                        "items": "results",
+                        "item_id": "ref",
+                        "result": "{name: name}",
+                        "credits_per_match": 1,
+                    },
+                ),
+                "declarative",
             )
         )
         await provider.start()
@@ -146,17 +150,20 @@ async def test_two_leads_with_one_id_are_never_in_one_request() -> None:
     server.router.add_post("/bulk", bulk)
     async with serve_app(server, "127.0.0.1", 0) as url:
         provider = DeclarativeProvider(
-            Settings(
-                provider="declarative",
-                provider_declarative={
-                    "url": f"{url}/bulk",
-                    "batch_url": f"{url}/bulk",
-                    "batch_size": 3,
-                    "batch_body": {"people": "{{ leads }}"},
-                    "batch_item": {"ref": "{{ lead_id }}", "email": "{{ email }}"},
-                    "items": "@",
-                    "item_id": "ref",
-                },
+            ProviderConfig.from_settings(
+                Settings(
+                    provider="declarative",
+                    provider_declarative={
+                        "url": f"{url}/bulk",
+                        "batch_url": f"{url}/bulk",
+                        "batch_size": 3,
+                        "batch_body": {"people": "{{ leads }}"},
+                        "batch_item": {"ref": "{{ lead_id }}", "email": "{{ email }}"},
+                        "items": "@",
+                        "item_id": "ref",
+                    },
+                ),
+                "declarative",
             )
         )
         await provider.start()

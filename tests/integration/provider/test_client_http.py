@@ -19,6 +19,7 @@ from streamproc.errors import (
     ProviderTimeout,
 )
 from streamproc.provider.client import ProviderClient
+from streamproc.provider.config import ProviderConfig
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 
@@ -65,7 +66,8 @@ async def running(
         values.update(settings)
         statuses: list[int | None] = []
         client = ProviderClient(
-            Settings(**values), on_attempt=lambda status, _s: statuses.append(status)
+            ProviderConfig.from_settings(Settings(**values), "http"),
+            on_attempt=lambda status, _s: statuses.append(status),
         )
         async with client:
             yield Provider(base_url, client, statuses)

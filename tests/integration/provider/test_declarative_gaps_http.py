@@ -14,6 +14,7 @@ import pytest
 
 from streamproc.errors import NoMatch, ProviderAuthError
 from streamproc.provider.api import Enrichment, LeadIn
+from streamproc.provider.config import ProviderConfig
 from streamproc.provider.declarative import DeclarativeProvider
 from streamproc.settings import Settings
 from streamproc.simulators.apis import ApiSimConfig, serve_api
@@ -30,7 +31,7 @@ def _example(name: str, **changes: Any) -> Settings:
 
 @asynccontextmanager
 async def _started(settings: Settings) -> AsyncIterator[DeclarativeProvider]:
-    provider = DeclarativeProvider(settings)
+    provider = DeclarativeProvider(ProviderConfig.from_settings(settings, "declarative"))
     await provider.start()
     try:
         yield provider

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from streamproc.provider.config import ProviderConfig
 from streamproc.provider.declarative import DeclarativeProvider
 from streamproc.settings import Settings
 
@@ -28,14 +29,17 @@ async def test_a_one_lead_call_carries_its_idempotency_key() -> None:
     app.router.add_post("/match", handle)
     async with serve_app(app, "127.0.0.1", 0) as url:
         provider = DeclarativeProvider(
-            Settings(
-                provider="declarative",
-                provider_declarative={
-                    "url": f"{url}/match",
-                    "headers": {"Idempotency-Key": "{{ lead_id }}"},
-                    "body": {"email": "{{ email }}"},
-                    "single_item": "person",
-                },
+            ProviderConfig.from_settings(
+                Settings(
+                    provider="declarative",
+                    provider_declarative={
+                        "url": f"{url}/match",
+                        "headers": {"Idempotency-Key": "{{ lead_id }}"},
+                        "body": {"email": "{{ email }}"},
+                        "single_item": "person",
+                    },
+                ),
+                "declarative",
             )
         )
         await provider.start()
@@ -78,20 +82,23 @@ async def test_a_lead_that_cannot_be_sent_is_refused_alone(transport: str) -> No
     app.router.add_post("/bulk", bulk)
     async with serve_app(app, "127.0.0.1", 0) as url:
         provider = DeclarativeProvider(
-            Settings(
-                provider="declarative",
-                provider_http_transport=transport,
-                provider_declarative={
-                    "url": f"{url}/match",
-                    "headers": {"Idempotency-Key": "{{ lead_id }}"},
-                    "body": {"email": "{{ email }}"},
-                    "single_item": "person",
-                    "batch_size": 3,
-                    "batch_url": f"{url}/bulk?tenant={{{{ tenant }}}}",
-                    "batch_body": {"leads": "{{ leads }}"},
-                    "batch_item": {"id": "{{ lead_id }}"},
-                    "items": "people",
-                },
+            ProviderConfig.from_settings(
+                Settings(
+                    provider="declarative",
+                    provider_http_transport=transport,
+                    provider_declarative={
+                        "url": f"{url}/match",
+                        "headers": {"Idempotency-Key": "{{ lead_id }}"},
+                        "body": {"email": "{{ email }}"},
+                        "single_item": "person",
+                        "batch_size": 3,
+                        "batch_url": f"{url}/bulk?tenant={{{{ tenant }}}}",
+                        "batch_body": {"leads": "{{ leads }}"},
+                        "batch_item": {"id": "{{ lead_id }}"},
+                        "items": "people",
+                    },
+                ),
+                "declarative",
             )
         )
         driver = RetryDriver(RetryPolicy(2, 0.0, 0.0), peer="provider", timeout_s=5)
@@ -141,17 +148,20 @@ async def test_a_bulk_calls_idempotency_key_is_its_set_of_leads() -> None:
     app.router.add_post("/bulk", bulk)
     async with serve_app(app, "127.0.0.1", 0) as url:
         provider = DeclarativeProvider(
-            Settings(
-                provider="declarative",
-                provider_declarative={
-                    "url": f"{url}/match",
-                    "headers": {"Idempotency-Key": "{{ lead_id }}"},
-                    "batch_size": 3,
-                    "batch_url": f"{url}/bulk",
-                    "batch_body": {"leads": "{{ leads }}"},
-                    "batch_item": {"id": "{{ lead_id }}"},
-                    "items": "people",
-                },
+            ProviderConfig.from_settings(
+                Settings(
+                    provider="declarative",
+                    provider_declarative={
+                        "url": f"{url}/match",
+                        "headers": {"Idempotency-Key": "{{ lead_id }}"},
+                        "batch_size": 3,
+                        "batch_url": f"{url}/bulk",
+                        "batch_body": {"leads": "{{ leads }}"},
+                        "batch_item": {"id": "{{ lead_id }}"},
+                        "items": "people",
+                    },
+                ),
+                "declarative",
             )
         )
         await provider.start()
@@ -209,7 +219,7 @@ async def test_at_debug_a_declarative_key_in_the_query_never_reaches_the_log(
         )
         configure_logging("DEBUG", "json", secrets=secret_values(settings))
         caplog.set_level(logging.DEBUG)
-        provider = DeclarativeProvider(settings)
+        provider = DeclarativeProvider(ProviderConfig.from_settings(settings, "declarative"))
         await provider.start()
         try:
             await provider.call([LeadIn("lead-1", {"domain": "acme.example"})])

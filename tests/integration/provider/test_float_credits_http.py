@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from streamproc.provider.client import ProviderClient
+from streamproc.provider.config import ProviderConfig
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
 
@@ -41,7 +42,7 @@ async def test_float_credits_are_charged_once_and_not_retried() -> None:
             provider_backoff_base_s=0.001,
             provider_backoff_max_s=0.005,
         )
-        async with ProviderClient(settings) as client:
+        async with ProviderClient(ProviderConfig.from_settings(settings, "http")) as client:
             result = await client.enrich(
                 {"lead_id": "l1", "domain": "acme.floatcredits.test"}, "l1"
             )

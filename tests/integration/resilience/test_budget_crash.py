@@ -10,6 +10,7 @@ import orjson
 
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
+from streamproc.state.config import StateConfig
 from streamproc.state.group_state import GroupState
 from streamproc.state.view import load_state
 from tests.integration.conftest import configure
@@ -55,7 +56,8 @@ async def test_a_kill_strands_at_most_one_small_lease(topics: Settings, tmp_path
             proc.stop()
         await asyncio.sleep(1.0)  # calls in flight at the kill are answered (and billed)
         charged = int((await client.get(f"{url}/stats")).json()["credits"])
-    budget = (await load_state(settings, GroupState.reader(settings)))["budget"]
+    state = StateConfig.from_settings(settings)
+    budget = (await load_state(state, GroupState.reader(state)))["budget"]
     print(f"killed after {charged} credits charged: {budget}")
     assert charged >= 70 * 6
     assert budget["reserved"] <= LEASE

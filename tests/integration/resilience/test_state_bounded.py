@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streamproc.app import App
-from streamproc.kafka.config import KafkaConnection
+from streamproc.kafka.config import KafkaConnection, TopicsConfig
 from streamproc.kafka.topics import create_topics
 from streamproc.processing.config import GuardConfig
 from streamproc.processing.guard import ResilienceGuard
@@ -96,7 +96,7 @@ async def test_a_restart_after_thousands_of_settled_claims_keeps_a_flat_state(
     total), and its books hold every credit spent."""
     small_settings = _settings(topics)
     large_settings = configure(small_settings, topic_state=f"{topics.topic_state}.large")
-    await create_topics(large_settings)
+    await create_topics(TopicsConfig.from_settings(large_settings))
     await wait_for_topics(large_settings)
     await _spend(small_settings, 10)
     await _spend(large_settings, 100)

@@ -103,7 +103,7 @@ async def setup_error(settings: Settings) -> tuple[str, float]:
     """The KafkaSetupError line check_kafka raises, and how long it took."""
     began = time.monotonic()
     with pytest.raises(KafkaSetupError) as caught:
-        await check_kafka(settings, timeout_s=10.0)
+        await check_kafka(KafkaConnection.from_settings(settings), timeout_s=10.0)
     return str(caught.value), time.monotonic() - began
 
 
@@ -111,7 +111,7 @@ async def setup_error(settings: Settings) -> tuple[str, float]:
 async def test_secure_listener_roundtrip(secure_broker: SecureBroker, kind: str) -> None:
     """Preflight passes and a transactional record goes through SASL_SSL or mTLS and back."""
     settings = secure_settings(secure_broker, kind)
-    await check_kafka(settings, timeout_s=10.0, topics=[TOPIC])
+    await check_kafka(KafkaConnection.from_settings(settings), timeout_s=10.0, topics=[TOPIC])
     value = uuid.uuid4().bytes
     assert await roundtrip(settings, value) == value
 

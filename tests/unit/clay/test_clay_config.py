@@ -8,7 +8,8 @@ import dataclasses
 from pathlib import Path
 
 from streamproc.clay.config import ClayConfig
-from streamproc.provider.retry import RetryPolicy
+from streamproc.kafka.config import KafkaConnection
+from streamproc.provider.config import retry_policy
 from streamproc.settings import CallbackAuth, Settings
 
 CLAY = Path(__file__).resolve().parents[3] / "streamproc" / "clay"
@@ -18,6 +19,7 @@ NOT_CLAY = {
     "topic_dlq": "topic_dlq",
     "credits_per_lead": "credits_per_lead",
     "timeout_s": "provider_timeout_s",
+    "group_id": "group_id",
 }
 
 
@@ -48,22 +50,26 @@ def test_every_field_comes_from_its_setting() -> None:
             "credits_per_lead": 11,
             "provider_timeout_s": 4,
             "provider_max_retries": 5,
+            "group_id": "enrich-clay",
+            "sasl_password": "saslpass-4d5e",
         }
     )
     config = ClayConfig.from_settings(settings)
     for field in dataclasses.fields(ClayConfig):
-        if field.name in ("webhook_urls", "retry"):
+        if field.name in ("webhook_urls", "retry", "kafka"):
             continue
         setting = NOT_CLAY.get(field.name, f"clay_{field.name}")
         assert getattr(config, field.name) == getattr(settings, setting), field.name
     assert config.webhook_urls == ("https://a.example/h/1", "https://a.example/h/2")
-    assert config.retry == RetryPolicy.from_settings(settings)
+    assert config.retry == retry_policy(settings)
     assert config.retry.max_retries == 5
+    assert config.kafka == KafkaConnection.from_settings(settings)
     assert config.callback_auth is CallbackAuth.HMAC
     assert "token-7f3a" not in repr(config) and "secret-9b2c" not in repr(config)
+    assert "saslpass-4d5e" not in repr(config)
 
 
-def test_only_the_service_and_config_import_the_settings_model() -> None:
+def test_only_the_config_imports_the_settings_model() -> None:
     """Every other module of streamproc/clay reads a ClayConfig (or its own arguments, a
     KafkaConnection for the finisher's clients), never Settings."""
     readers = set()
@@ -75,4 +81,4 @@ def test_only_the_service_and_config_import_the_settings_model() -> None:
                 and any(alias.name == "Settings" for alias in node.names)
             ):
                 readers.add(path.stem)
-    assert readers == {"config", "service"}
+    assert readers == {"config"}

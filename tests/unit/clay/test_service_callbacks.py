@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from streamproc.clay.callback import Callback
+from streamproc.clay.config import ClayConfig
 from streamproc.clay.finisher import Finish, Finished
 from streamproc.clay.pending import PendingLead
 from streamproc.clay.receiver import CallbackResult
@@ -81,7 +82,7 @@ async def service() -> AsyncIterator[tuple[ClayService, _Finisher]]:
         GuardConfig.from_settings(settings), clock=lambda: 1_764_158_400.0, owner="me"
     )
     service = ClayService(
-        settings,
+        ClayConfig.from_settings(settings),
         guard,
         _Store(),  # type: ignore[arg-type]
         processor_version="t",

@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from streamproc.clay.config import ClayConfig
 from streamproc.clay.pending import PendingLead
 from streamproc.clay.service import ClayService
 from streamproc.errors import ProviderRejected, ProviderTimeout
@@ -75,7 +76,7 @@ def _service(answer: httpx.Response | Exception, **changes: Any) -> tuple[ClaySe
     )
     store = _Store(events)
     service = ClayService(
-        settings,
+        ClayConfig.from_settings(settings),
         guard,
         store,  # type: ignore[arg-type]
         processor_version="t",

@@ -15,7 +15,7 @@ from streamproc.kafka.acls import (
     replayer_acls,
 )
 from streamproc.kafka.client import connection_kwargs
-from streamproc.kafka.config import KafkaConnection
+from streamproc.kafka.config import KafkaConnection, TopicsConfig
 from streamproc.kafka.oauth import MskIamTokenProvider, OidcTokenProvider
 from streamproc.settings import Settings
 from tests.unit.config_errors import config_show_error
@@ -123,12 +123,18 @@ def test_msk_iam_travels_as_oauthbearer() -> None:
 def test_acl_lists_name_the_settings_resources() -> None:
     """The lists follow the settings: topics, groups and transactional ids by name."""
     s = Settings(group_id="enrich", topic_raw="in", topic_dlq="dead", topic_state="st")
-    run = {(a.resource, a.name, a.operation, a.prefixed) for a in processor_acls(s)}
+    run = {
+        (a.resource, a.name, a.operation, a.prefixed)
+        for a in processor_acls(TopicsConfig.from_settings(s), s.group_id)
+    }
     assert (ResourceType.TOPIC, "in", Operation.READ, False) in run
     assert (ResourceType.GROUP, "enrich", Operation.READ, False) in run
     assert (ResourceType.TRANSACTIONAL_ID, "enrich.", Operation.WRITE, True) in run
     assert not any(a[0] is ResourceType.CLUSTER for a in run)
-    replay = {(a.resource, a.name, a.operation) for a in replayer_acls(s)}
+    replay = {
+        (a.resource, a.name, a.operation)
+        for a in replayer_acls(TopicsConfig.from_settings(s), s.group_id)
+    }
     assert (ResourceType.GROUP, "enrich-replayer", Operation.READ) in replay
     assert (ResourceType.TRANSACTIONAL_ID, "enrich-replayer.dead", Operation.WRITE) in replay
     assert (ResourceType.TOPIC, "dead", Operation.WRITE) in replay
@@ -138,7 +144,7 @@ def test_grant_command_is_kafka_acls_syntax() -> None:
     """The hint in an authorization error is a kafka-acls command that can be pasted."""
     txn = next(
         a
-        for a in processor_acls(Settings(group_id="g"))
+        for a in processor_acls(TopicsConfig.from_settings(Settings()), "g")
         if a.resource is ResourceType.TRANSACTIONAL_ID
     )
     assert grant_command(txn, "User:proc") == (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from streamproc.kafka.config import KafkaConnection
+from streamproc.kafka.config import KafkaConnection, TopicsConfig
 from streamproc.settings import SaslMechanism, SecurityProtocol, Settings
 
 #: KafkaConnection fields whose setting has another name.
@@ -62,3 +62,29 @@ def test_no_sasl_mechanism_is_in_use_without_a_sasl_protocol() -> None:
         Settings(security_protocol="PLAINTEXT", sasl_mechanism="SCRAM-SHA-256")
     )
     assert connection.sasl_in_use is None
+
+
+def test_the_topic_commands_read_their_topics_and_sizes() -> None:
+    """Each topic, the deferral topics pacing adds, the partition count and the
+    replication factor come from their settings; no secret shows in the repr."""
+    settings = Settings.model_validate(
+        {
+            "topic_raw": "r",
+            "topic_enriched": "e",
+            "topic_dlq": "d",
+            "topic_parked": "p",
+            "topic_state": "s",
+            "topic_partitions": 7,
+            "topic_replication_factor": -1,
+            "pacing_enabled": True,
+            "topic_deferred": "def",
+            "sasl_password": "saslpass-1f2e",
+        }
+    )
+    config = TopicsConfig.from_settings(settings)
+    assert (config.topic_raw, config.topic_enriched, config.topic_dlq) == ("r", "e", "d")
+    assert (config.topic_parked, config.topic_state) == ("p", "s")
+    assert config.deferral_topics == settings.deferral_topics != ()
+    assert (config.partitions, config.replication_factor) == (7, -1)
+    assert config.kafka == KafkaConnection.from_settings(settings)
+    assert "saslpass-1f2e" not in repr(config)

@@ -13,7 +13,7 @@ from aiokafka.protocol.metadata import MetadataRequest_v5
 
 from streamproc.errors import KafkaSetupError
 from streamproc.kafka import preflight
-from streamproc.kafka.config import KafkaConnection
+from streamproc.kafka.config import KafkaConnection, TopicsConfig
 from streamproc.kafka.preflight import check_kafka, parse_bootstrap
 from streamproc.settings import Settings
 
@@ -89,7 +89,9 @@ async def test_dead_first_bootstrap_falls_through_to_the_next(
         monkeypatch,
         {("a", 1): ConnectionRefusedError(), ("b", 2): cluster(("b", 2))},
     )
-    await check_kafka(Settings(bootstrap_servers="a:1,b:2"), timeout_s=2)
+    await check_kafka(
+        KafkaConnection.from_settings(Settings(bootstrap_servers="a:1,b:2")), timeout_s=2
+    )
     assert [(c.host, c.port, c.closed) for c in opened] == [("b", 2, True)]
 
 
@@ -100,7 +102,9 @@ async def test_all_unreachable_lists_each_reason(monkeypatch: pytest.MonkeyPatch
         {("a", 1): ConnectionRefusedError(), ("b", 2): socket.gaierror(-2, "Name unknown")},
     )
     with pytest.raises(KafkaSetupError) as caught:
-        await check_kafka(Settings(bootstrap_servers="a:1,b:2"), timeout_s=2)
+        await check_kafka(
+            KafkaConnection.from_settings(Settings(bootstrap_servers="a:1,b:2")), timeout_s=2
+        )
     assert str(caught.value) == (
         "cannot reach Kafka at a:1,b:2 (a:1: connection refused; b:2: cannot resolve host "
         "'b'): is the broker up, and STREAMPROC_BOOTSTRAP_SERVERS right?"
@@ -117,7 +121,9 @@ async def test_unreachable_advertised_broker_is_named(monkeypatch: pytest.Monkey
         },
     )
     with pytest.raises(KafkaSetupError) as caught:
-        await check_kafka(Settings(bootstrap_servers="lb:9092"), timeout_s=2)
+        await check_kafka(
+            KafkaConnection.from_settings(Settings(bootstrap_servers="lb:9092")), timeout_s=2
+        )
     line = str(caught.value)
     assert line.startswith("lb:9092 answered, but the broker it advertises at kafka-0.internal")
     assert line.endswith("check the broker's advertised.listeners for this listener")
@@ -141,7 +147,7 @@ async def test_auth_failure_is_final_and_scrubbed(monkeypatch: pytest.MonkeyPatc
         sasl_password="hunter2-pw",
     )
     with pytest.raises(KafkaSetupError) as caught:
-        await check_kafka(settings, timeout_s=2)
+        await check_kafka(KafkaConnection.from_settings(settings), timeout_s=2)
     line = str(caught.value)
     assert line.startswith("authentication failed for user '***' with mechanism SCRAM-SHA-256")
     assert "hunter2-pw" not in line
@@ -158,7 +164,9 @@ async def test_hostname_mismatch_says_to_use_a_certificate_name(
     fake_network(monkeypatch, {("b", 2): error})
     with pytest.raises(KafkaSetupError, match=r"does not name 'b' .*subjectAltName"):
         await check_kafka(
-            Settings(bootstrap_servers="b:2", security_protocol="SSL"),
+            KafkaConnection.from_settings(
+                Settings(bootstrap_servers="b:2", security_protocol="SSL")
+            ),
             timeout_s=2,
         )
 
@@ -169,13 +177,19 @@ async def test_missing_topic_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     metadata.topics = [(0, "leads.raw", False, []), (3, "leads.dlq", False, [])]
     fake_network(monkeypatch, {("a", 1): metadata})
     with pytest.raises(KafkaSetupError, match=r"^topic leads.dlq does not exist: run"):
-        await check_kafka(Settings(bootstrap_servers="a:1"), 2, topics=["leads.raw", "leads.dlq"])
+        await check_kafka(
+            KafkaConnection.from_settings(Settings(bootstrap_servers="a:1")),
+            2,
+            topics=["leads.raw", "leads.dlq"],
+        )
 
 
 async def test_topic_check_never_auto_creates(monkeypatch: pytest.MonkeyPatch) -> None:
     """The metadata request asks about the topics with auto-creation off, on any broker."""
     opened = fake_network(monkeypatch, {("a", 1): cluster(("a", 1))})
-    await check_kafka(Settings(bootstrap_servers="a:1"), 2, topics=["leads.raw"])
+    await check_kafka(
+        KafkaConnection.from_settings(Settings(bootstrap_servers="a:1")), 2, topics=["leads.raw"]
+    )
     (request,) = opened[0].requests
     wire = request.build(MetadataRequest_v5)
     assert wire.topics == ["leads.raw"]
@@ -203,7 +217,10 @@ def test_on_msk_iam_a_missing_permission_names_the_iam_action() -> None:
     msk = Settings(
         security_protocol="SASL_SSL", sasl_mechanism="AWS_MSK_IAM", sasl_aws_region="eu-west-1"
     )
-    by_op = {(a.name, a.operation.name): a for a in processor_acls(msk)}
+    by_op = {
+        (a.name, a.operation.name): a
+        for a in processor_acls(TopicsConfig.from_settings(msk), msk.group_id)
+    }
     write = by_op[(msk.topic_enriched, "WRITE")]
     line = str(preflight._missing(KafkaConnection.from_settings(msk), write))
     assert "kafka-acls" not in line

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from streamproc.kafka.config import TopicsConfig
 from streamproc.kafka.topics import topic_specs
 from streamproc.settings import Settings, start_offset_ms
 
 
 def test_replication_factor_minus_one_is_sent_as_is() -> None:
     """-1 reaches the request (the broker's default.replication.factor), for every topic."""
-    specs = topic_specs(Settings(topic_replication_factor=-1))
+    specs = topic_specs(TopicsConfig.from_settings(Settings(topic_replication_factor=-1)))
     assert [spec.replication_factor for spec in specs] == [-1] * 5
-    assert [spec.replication_factor for spec in topic_specs(Settings())] == [1] * 5
+    assert [
+        spec.replication_factor for spec in topic_specs(TopicsConfig.from_settings(Settings()))
+    ] == [1] * 5
 
 
 def test_start_offset_forms() -> None:
@@ -29,17 +32,18 @@ def test_pacing_adds_one_deferral_topic_per_band_and_nothing_without_it() -> Non
 
     plain = Settings()
     paced = Settings(pacing_enabled=True, pacing_band_edges=(10.0, 30.0), topic_deferred="d")
-    assert [spec.name for spec in topic_specs(plain)] == [
+    assert [spec.name for spec in topic_specs(TopicsConfig.from_settings(plain))] == [
         "leads.raw",
         "leads.enriched",
         "leads.dlq",
         "leads.parked",
         "streamproc.state",
     ]
-    deferral = topic_specs(paced)[5:]
+    deferral = topic_specs(TopicsConfig.from_settings(paced))[5:]
     assert [spec.name for spec in deferral] == ["d.b0", "d.b1", "d.b2"]
     assert {spec.topic_configs["retention.ms"] for spec in deferral} == {str(28 * 86_400_000)}
-    assert processor_acls(paced)[6:] == processor_acls(plain)
-    assert {(acl.name, acl.operation.name) for acl in processor_acls(paced)[:6]} == {
+    run_paced = processor_acls(TopicsConfig.from_settings(paced), paced.group_id)
+    assert run_paced[6:] == processor_acls(TopicsConfig.from_settings(plain), plain.group_id)
+    assert {(acl.name, acl.operation.name) for acl in run_paced[:6]} == {
         (name, op) for name in ("d.b0", "d.b1", "d.b2") for op in ("READ", "WRITE")
     }

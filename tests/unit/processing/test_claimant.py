@@ -10,6 +10,7 @@ from streamproc.processing.config import LeaseConfig
 from streamproc.processing.writes import StateWrites
 from streamproc.resilience.claims import Claim, SetLimit
 from streamproc.settings import Settings
+from streamproc.state.config import StateConfig
 from streamproc.state.group_state import GroupState
 
 #: 50 leads of 6 credits: the lease every test here claims (2% of 100,000 is more).
@@ -41,7 +42,7 @@ def _claimant(*, ticking: bool = False, **changes: Any) -> tuple[LeaseClaimant, 
     settings = Settings.model_validate(
         {"budget_daily_credits": 100_000, "budget_claim_leads": 50, **changes}
     )
-    state = GroupState(settings, clock=clock, owner="unit")
+    state = GroupState(StateConfig.from_settings(settings), clock=clock, owner="unit")
     claimant = LeaseClaimant(
         LeaseConfig.from_settings(settings),
         state,
@@ -160,7 +161,7 @@ async def test_a_limit_read_while_a_claim_is_on_its_way_retires_the_lease_it_get
     the next is claimed under the new limit, so no more than it is handed out."""
     clock = _Clock()
     settings = Settings.model_validate({"budget_daily_credits": 100_000, "budget_claim_leads": 50})
-    state = GroupState(settings, clock=clock, owner="unit")
+    state = GroupState(StateConfig.from_settings(settings), clock=clock, owner="unit")
     day = state.ledger.day_at(clock())
     writes = _LimitOnTheWay(state, day, 6)
     claimant = LeaseClaimant(
@@ -199,7 +200,7 @@ async def test_a_limit_changed_on_every_claims_way_gives_up_after_a_few_leases()
     holds as when the budget cannot pay), rather than claiming again without end."""
     clock = _Clock()
     settings = Settings.model_validate({"budget_daily_credits": 100_000, "budget_claim_leads": 50})
-    state = GroupState(settings, clock=clock, owner="unit")
+    state = GroupState(StateConfig.from_settings(settings), clock=clock, owner="unit")
     day = state.ledger.day_at(clock())
     writes = _LimitEveryTime(state, day, 90_000)
     claimant = LeaseClaimant(

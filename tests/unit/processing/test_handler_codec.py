@@ -17,6 +17,7 @@ from streamproc.records.lead import Lead
 from streamproc.records.mapping import LeadObject, LeadShape, decode_shaped_json
 from streamproc.records.outcome import OutcomeKind
 from streamproc.registry.codec import ShapedJsonCodec
+from streamproc.registry.config import CodecConfig
 from streamproc.settings import Settings
 from tests.unit.processing.stub_guard import OpenGuard
 from tests.unit.processing.test_handler import _Record, _Result
@@ -41,7 +42,7 @@ class _FlakyRegistryCodec(ShapedJsonCodec):
     """Plain JSON behind a registry that is down for the first ``down`` questions."""
 
     def __init__(self, settings: Settings, down: int) -> None:
-        super().__init__(settings)
+        super().__init__(CodecConfig.from_settings(settings))
         self.down = down
         self.asked = 0
 
@@ -65,7 +66,7 @@ async def test_a_mapped_lead_reaches_the_provider_under_our_names_and_keeps_its_
         enricher,
         OpenGuard(),
         processor_version="1",
-        codec=ShapedJsonCodec(SETTINGS),
+        codec=ShapedJsonCodec(CodecConfig.from_settings(SETTINGS)),
     )
     outcome = await handler.handle(_Record(key=b"5", value=RECORD))
     assert outcome.kind is OutcomeKind.ENRICHED and outcome.lead_id == "5"

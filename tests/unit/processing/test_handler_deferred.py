@@ -139,6 +139,7 @@ async def test_with_lead_fields_clay_gets_our_names_and_the_raw_record_is_kept()
     """docs/schema-registry.md: the provider gets streamproc's names. Clay's row is built
     from the mapped lead fields; the record submitted (kept for the output) is the raw one."""
     from streamproc.registry.codec import ShapedJsonCodec
+    from streamproc.registry.config import CodecConfig
 
     settings = Settings(lead_fields={"lead_id": "/id", "email": "contact.email"})
     raw = orjson.dumps({"id": 5, "contact": {"email": "p@acme.example"}})
@@ -149,7 +150,7 @@ async def test_with_lead_fields_clay_gets_our_names_and_the_raw_record_is_kept()
         OpenGuard(),
         processor_version="t",
         deferred=deferred,
-        codec=ShapedJsonCodec(settings),
+        codec=ShapedJsonCodec(CodecConfig.from_settings(settings)),
     )
     record = _Record(key=b"5", value=raw)
     outcome = await handler.handle(record)

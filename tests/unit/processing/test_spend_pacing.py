@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from streamproc.errors import BelowFloor, DeferralExpired, KafkaSetupError
+from streamproc.kafka.config import KafkaConnection
 from streamproc.processing.config import PacingConfig
 from streamproc.processing.spend_pacing import (
     DEFERRED_AT_HEADER,
@@ -257,18 +258,22 @@ async def test_the_plan_is_learnt_from_offsets_by_time_each_time_asked_once() ->
     plan from the counts between them; with no history asked it asks nothing."""
     asked: list[tuple[str, list[float]]] = []
 
-    async def offsets(settings: Settings, topic: str, times: list[float]) -> list[list[int]]:
+    async def offsets(kafka: KafkaConnection, topic: str, times: list[float]) -> list[list[int]]:
         asked.append((topic, times))
         # One partition, one record per bound: an even hour everywhere but one a day.
         return [[i * 2 if i % 24 == 9 else i for i in range(len(times))]]
 
-    settings = Settings.model_validate({"pacing_enabled": True, "pacing_history_days": 2})
-    shape = await learn_plan_shape(settings, "2026-12-07", "UTC", offsets=offsets)
+    kafka = KafkaConnection.from_settings(Settings())
+    shape = await learn_plan_shape(
+        kafka, "2026-12-07", "UTC", topic="in.raw", history_days=2, offsets=offsets
+    )
     ((topic, times),) = asked
-    assert topic == settings.topic_raw and len(times) == len(set(times)) == 49
-    assert shape.source == f"{settings.topic_raw}: 2 days"
-    off = Settings.model_validate({"pacing_enabled": True, "pacing_history_days": 0})
-    assert (await learn_plan_shape(off, "2026-12-07", "UTC", offsets=offsets)).source is None
+    assert topic == "in.raw" and len(times) == len(set(times)) == 49
+    assert shape.source == "in.raw: 2 days"
+    off = await learn_plan_shape(
+        kafka, "2026-12-07", "UTC", topic="in.raw", history_days=0, offsets=offsets
+    )
+    assert off.source is None
     assert len(asked) == 1
 
 

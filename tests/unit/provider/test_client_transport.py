@@ -21,6 +21,7 @@ from streamproc.errors import (
 )
 from streamproc.provider.api import idempotency_key
 from streamproc.provider.client import ProviderClient, pool_limits
+from streamproc.provider.config import ProviderConfig
 from streamproc.settings import Settings
 
 API_KEY = "sk-live-very-secret-123"
@@ -88,7 +89,7 @@ def client_for(
 ) -> ProviderClient:
     fake = fake or FakeTime()
     return ProviderClient(
-        make_settings(**settings),
+        ProviderConfig.from_settings(make_settings(**settings), "http"),
         transport=httpx.MockTransport(handler),
         sleep=fake.sleep,
         rng=lambda: 0.5,
@@ -261,7 +262,9 @@ async def test_slow_answer_is_cut_at_the_per_call_timeout() -> None:
         return httpx.Response(200, json=OK)
 
     client = ProviderClient(
-        make_settings(provider_timeout_s=0.05, provider_max_retries=0),
+        ProviderConfig.from_settings(
+            make_settings(provider_timeout_s=0.05, provider_max_retries=0), "http"
+        ),
         transport=httpx.MockTransport(slow),
     )
     async with client:
@@ -330,7 +333,7 @@ async def test_close_is_idempotent_and_start_reopens() -> None:
 
 def test_pool_is_sized_to_max_in_flight() -> None:
     """One pooled connection per lead in flight, kept alive."""
-    limits = pool_limits(make_settings(max_in_flight=17))
+    limits = pool_limits(make_settings(max_in_flight=17).max_in_flight)
     assert limits.max_connections == 17
     assert limits.max_keepalive_connections == 17
 

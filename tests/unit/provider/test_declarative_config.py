@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from streamproc.errors import ConfigError
+from streamproc.provider.config import ProviderConfig
 from streamproc.provider.declarative import DeclarativeProvider
 from streamproc.settings import Settings, load_settings
 
@@ -24,11 +25,15 @@ def test_every_example_loads_from_the_settings_file(
     monkeypatch.setenv("MOCK_PROVIDER_URL", "http://127.0.0.1:1")
     settings = load_settings(EXAMPLES / name)
     assert settings.provider_name == "declarative"
-    assert DeclarativeProvider(settings).batch_size >= 1
+    assert (
+        DeclarativeProvider(ProviderConfig.from_settings(settings, "declarative")).batch_size >= 1
+    )
 
 
-def _settings(**table: object) -> Settings:
-    return Settings(provider="declarative", provider_declarative={"url": "http://x", **table})
+def _provider(**table: object) -> ProviderConfig:
+    """The declarative provider's configuration with ``table`` (and a URL)."""
+    settings = Settings(provider="declarative", provider_declarative={"url": "http://x", **table})
+    return ProviderConfig.from_settings(settings, "declarative")
 
 
 def test_a_secret_missing_from_the_environment_is_one_line(
@@ -37,25 +42,25 @@ def test_a_secret_missing_from_the_environment_is_one_line(
     """A ${NAME} not set names the variable and where it is used."""
     monkeypatch.delenv("NO_SUCH_KEY", raising=False)
     with pytest.raises(ConfigError, match=r"headers: environment variable NO_SUCH_KEY"):
-        DeclarativeProvider(_settings(headers={"x-api-key": "${NO_SUCH_KEY}"}))
+        DeclarativeProvider(_provider(headers={"x-api-key": "${NO_SUCH_KEY}"}))
 
 
 def test_an_expression_that_is_not_jmespath_is_one_line() -> None:
     """A bad JMESPath names its key."""
     with pytest.raises(ConfigError, match=r"provider_declarative.result: .* is not JMESPath"):
-        DeclarativeProvider(_settings(result="data[?"))
+        DeclarativeProvider(_provider(result="data[?"))
 
 
 def test_an_unknown_key_is_one_line() -> None:
     """A typo in the table is refused, naming the key."""
     with pytest.raises(ConfigError, match=r"provider_declarative.reslt"):
-        DeclarativeProvider(_settings(reslt="data"))
+        DeclarativeProvider(_provider(reslt="data"))
 
 
 def test_a_batch_without_its_endpoint_is_refused() -> None:
     """batch_size > 1 needs batch_url, batch_body and items."""
     with pytest.raises(ConfigError, match="batch_url and batch_body"):
-        DeclarativeProvider(_settings(batch_size=10))
+        DeclarativeProvider(_provider(batch_size=10))
 
 
 def test_the_declarative_provider_needs_its_table() -> None:
@@ -70,9 +75,13 @@ def test_a_fixed_header_or_url_that_cannot_be_sent_is_one_line(
     """The config's own header values and URLs are checked at start-up, not per lead."""
     monkeypatch.setenv("KEY_WITH_NEWLINE", "secret\n")
     with pytest.raises(ConfigError, match=r"headers: header x-api-key is not a valid"):
-        DeclarativeProvider(_settings(headers={"x-api-key": "${KEY_WITH_NEWLINE}"}))
+        DeclarativeProvider(_provider(headers={"x-api-key": "${KEY_WITH_NEWLINE}"}))
     with pytest.raises(ConfigError, match=r"provider_declarative.url: not an absolute"):
-        DeclarativeProvider(Settings(provider_declarative={"url": "api.example/match"}))
+        DeclarativeProvider(
+            ProviderConfig.from_settings(
+                Settings(provider_declarative={"url": "api.example/match"}), "declarative"
+            )
+        )
 
 
 @pytest.mark.parametrize(
@@ -97,7 +106,7 @@ def test_a_wrong_status_map_charge_or_auth_is_one_line(
 ) -> None:
     """The new keys are checked at start-up: one ConfigError naming the key."""
     with pytest.raises(ConfigError, match=message):
-        DeclarativeProvider(_settings(**table))
+        DeclarativeProvider(_provider(**table))
 
 
 def test_the_auth_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,7 +114,7 @@ def test_the_auth_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("NO_SUCH_SECRET", raising=False)
     auth = {"type": "basic", "username": "u", "password": "${NO_SUCH_SECRET}"}
     with pytest.raises(ConfigError, match=r"auth\.password: environment variable NO_SUCH_SEC"):
-        DeclarativeProvider(_settings(auth=auth))
+        DeclarativeProvider(_provider(auth=auth))
 
 
 def test_only_the_http_provider_asks_for_provider_url() -> None:

@@ -9,6 +9,7 @@ import pytest
 from streamproc.errors import ProviderError, ProviderTimeout
 from streamproc.provider.api import LeadIn
 from streamproc.provider.auth import ClientCredentials, ClientCredentialsConfig
+from streamproc.provider.config import ProviderConfig
 from streamproc.provider.declarative import DeclarativeProvider
 from streamproc.provider.driver import RetryDriver
 from streamproc.provider.http_errors import TIMEOUTS, Charged, request_errors
@@ -139,7 +140,9 @@ async def test_the_declarative_provider_translates_as_the_http_provider(
     """A declarative call that cannot reach its API raises "provider unreachable", maybe
     charged once connected; a timeout goes through for the driver."""
     settings = Settings(provider="declarative", provider_declarative={"url": "http://api.example"})
-    provider = DeclarativeProvider(settings, transport=_failing(exc))
+    provider = DeclarativeProvider(
+        ProviderConfig.from_settings(settings, "declarative"), transport=_failing(exc)
+    )
     await provider.start()
     try:
         with pytest.raises(ProviderError, match=r"^provider unreachable: ") as info:

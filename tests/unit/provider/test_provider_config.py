@@ -14,6 +14,7 @@ from streamproc import app as app_module
 from streamproc.errors import ConfigError
 from streamproc.processing.config import provider_price
 from streamproc.provider.api import Answer, LeadIn, ProviderConfig
+from streamproc.provider.config import retry_policy
 from streamproc.provider.declarative import DeclarativeProvider
 from streamproc.provider.retry import RetryPolicy
 from streamproc.settings import Settings
@@ -250,3 +251,22 @@ def test_a_waterfall_instances_rate_must_be_a_positive_number() -> None:
     """A rate of 0 (or text) in an instance's table is one ConfigError naming it."""
     with pytest.raises(ConfigError, match=re.escape("providers.finder.rate_per_s")):
         ProviderConfig.member(Settings(), "finder", {"rate_per_s": 0})
+
+
+def test_policy_from_settings_reads_the_provider_settings() -> None:
+    """retry_policy maps provider_max_retries, provider_backoff_* and the Retry-After cap."""
+    settings = Settings(
+        provider_max_retries=7,
+        provider_backoff_base_s=0.3,
+        provider_backoff_max_s=4.0,
+        provider_retry_after_max_s=42.0,
+    )
+    assert retry_policy(settings) == RetryPolicy(
+        max_retries=7, base_s=0.3, max_s=4.0, retry_after_max_s=42.0
+    )
+
+
+def test_retry_after_cap_defaults_to_60_seconds() -> None:
+    """Without a setting, provider_retry_after_max_s is 60 s and so is the policy's cap."""
+    assert Settings().provider_retry_after_max_s == 60.0
+    assert retry_policy(Settings()).retry_after_max_s == 60.0

@@ -8,6 +8,7 @@ from streamproc.clay import ClayService
 from streamproc.errors import ConfigError
 from streamproc.provider.api import Provider
 from streamproc.provider.client import ProviderClient
+from streamproc.provider.config import ProviderConfig
 from streamproc.provider.declarative import DeclarativeProvider
 from streamproc.provider.registry import installed_providers, load_provider_factory
 from streamproc.settings import ProviderMode, Settings
@@ -23,7 +24,12 @@ def test_the_built_in_providers_are_entry_points() -> None:
 
 def test_the_http_provider_is_a_provider() -> None:
     """Today's contract client implements the public interface."""
-    assert isinstance(ProviderClient(Settings(provider_url="http://x/enrich")), Provider)
+    assert isinstance(
+        ProviderClient(
+            ProviderConfig.from_settings(Settings(provider_url="http://x/enrich"), "http")
+        ),
+        Provider,
+    )
 
 
 def test_an_unknown_name_lists_the_installed_ones() -> None:

@@ -22,7 +22,6 @@ from streamproc.errors import (
     RateLimited,
 )
 from streamproc.provider.retry import DEFAULT_RETRY_AFTER_MAX_S, RetryPolicy
-from streamproc.settings import Settings
 
 RETRIED = (ProviderError, ProviderTimeout, RateLimited)
 NOT_RETRIED = (
@@ -159,22 +158,3 @@ def test_incoherent_policies_are_refused(
     """Negative retries, negative or non-finite delays or caps and max < base raise ValueError."""
     with pytest.raises(ValueError, match="must be"):
         RetryPolicy(max_retries=retries, base_s=base, max_s=maximum, retry_after_max_s=cap)
-
-
-def test_policy_from_settings_reads_the_provider_settings() -> None:
-    """from_settings maps provider_max_retries, provider_backoff_* and the Retry-After cap."""
-    settings = Settings(
-        provider_max_retries=7,
-        provider_backoff_base_s=0.3,
-        provider_backoff_max_s=4.0,
-        provider_retry_after_max_s=42.0,
-    )
-    assert RetryPolicy.from_settings(settings) == RetryPolicy(
-        max_retries=7, base_s=0.3, max_s=4.0, retry_after_max_s=42.0
-    )
-
-
-def test_retry_after_cap_defaults_to_60_seconds() -> None:
-    """Without a setting, provider_retry_after_max_s is 60 s and so is the policy's cap."""
-    assert Settings().provider_retry_after_max_s == 60.0
-    assert RetryPolicy.from_settings(Settings()).retry_after_max_s == 60.0

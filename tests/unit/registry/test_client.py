@@ -9,7 +9,7 @@ import pytest
 
 from streamproc.errors import RegistryUnavailable, UnknownSchema
 from streamproc.registry.client import RegistryClient, Rejected
-from streamproc.settings import Settings
+from streamproc.registry.config import RegistryConnection
 
 SCHEMA = orjson.dumps({"type": "record", "name": "L", "fields": []}).decode()
 
@@ -23,8 +23,8 @@ class Clock:
 
 
 def _client(handler: object, clock: Clock) -> RegistryClient:
-    settings = Settings(schema_registry_url="http://registry.test/apis/ccompat/v7")
-    return RegistryClient(settings, transport=httpx.MockTransport(handler), clock=clock)  # type: ignore[arg-type]
+    registry = RegistryConnection("http://registry.test/apis/ccompat/v7", None, None, 5.0)
+    return RegistryClient(registry, transport=httpx.MockTransport(handler), clock=clock)  # type: ignore[arg-type]
 
 
 async def test_schemas_are_cached_by_id_and_unknown_ids_are_unknown_schema() -> None:

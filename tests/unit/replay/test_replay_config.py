@@ -8,6 +8,7 @@ from streamproc.kafka.config import KafkaConnection
 from streamproc.replay.config import ReplayConfig
 from streamproc.replay.replayer import replayer_group, replayer_transactional_id
 from streamproc.settings import Settings
+from streamproc.state.config import StateConfig
 
 
 def test_every_field_comes_from_its_setting() -> None:
@@ -26,12 +27,13 @@ def test_every_field_comes_from_its_setting() -> None:
     )
     defaults = Settings()
     config = ReplayConfig.from_settings(settings)
-    read = {f.name for f in dataclasses.fields(ReplayConfig)} - {"kafka", "open_state"}
+    read = {f.name for f in dataclasses.fields(ReplayConfig)} - {"kafka", "state"}
     assert read == set(values)
     for name in read:
         assert getattr(config, name) == getattr(settings, name), name
         assert getattr(settings, name) != getattr(defaults, name), name
     assert config.kafka == KafkaConnection.from_settings(settings)
+    assert config.state == StateConfig.from_settings(settings)
     assert "saslpass-9a8b" not in repr(config)
     assert "tok-7c6d" not in repr(config)
 

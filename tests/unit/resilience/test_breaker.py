@@ -23,7 +23,6 @@ from streamproc.resilience.breaker import (
     Permit,
     Transition,
 )
-from streamproc.settings import Settings
 
 FAST = settings(max_examples=150, deadline=None)
 T0 = 1_700_000_000.0  # an epoch instant; the breaker's clock is epoch seconds
@@ -366,19 +365,6 @@ def test_config_rejects_nonsense(
     """Thresholds that would make the breaker meaningless are refused."""
     with pytest.raises(ValueError, match="must be"):
         BreakerConfig(threshold, window_s, cooldown_s, probes)
-
-
-def test_config_from_settings() -> None:
-    """The breaker reads the documented STREAMPROC_BREAKER_* settings."""
-    config = BreakerConfig.from_settings(
-        Settings(
-            breaker_failure_threshold=7,
-            breaker_window_s=30.0,
-            breaker_cooldown_s=120.0,
-            breaker_half_open_probes=3,
-        )
-    )
-    assert config == BreakerConfig(7, 30.0, 120.0, 3)
 
 
 # --- properties --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from streamproc.processing.config import LeaseConfig
 from streamproc.processing.writes import StateWrites
 from streamproc.resilience.claims import Claim, ClaimLedger, OpenDay
 from streamproc.settings import Settings
+from streamproc.state.config import StateConfig
 from streamproc.state.group_state import GroupState
 from streamproc.state.store import StateStore
 
@@ -61,7 +62,7 @@ class _Log:
 
 def _instance(log: _Log, limit: int, owner: str) -> tuple[LeaseClaimant, GroupState]:
     settings = Settings.model_validate({"budget_daily_credits": limit, "credits_per_lead": 6})
-    state = GroupState(settings, clock=lambda: NOW, owner=owner)
+    state = GroupState(StateConfig.from_settings(settings), clock=lambda: NOW, owner=owner)
     log.states.append(state)
     writes = StateWrites()
     writes.attach(cast(StateStore, log))

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamproc.resilience.cache import CacheConfig, EnrichmentCache, is_freemail
-from streamproc.settings import DEFAULT_CACHE_FIELDS, DEFAULT_FREEMAIL_DOMAINS, CacheKey, Settings
+from streamproc.settings import DEFAULT_CACHE_FIELDS, DEFAULT_FREEMAIL_DOMAINS, CacheKey
 
 FAST = settings(max_examples=200, deadline=None)
 T0 = 1_764_158_400.0
@@ -282,17 +282,3 @@ def test_expired_hands_out_exactly_the_keys_whose_latest_record_is_past_the_grac
     assert cache.expired(now, limit=100) == []
     for key in due:
         assert cache.get(key, now) is None
-
-
-def test_config_from_settings() -> None:
-    """Settings map onto the cache's own config; '*' means every field."""
-    config = CacheConfig.from_settings(
-        Settings(cache_key="email", cache_fields="*", cache_freemail_domains="corp.example")
-    )
-    assert config.key is CacheKey.EMAIL
-    assert config.fields is None
-    assert config.freemail_domains == frozenset({"corp.example"})
-    default = CacheConfig.from_settings(Settings())
-    assert default.key is CacheKey.DOMAIN
-    assert default.fields == frozenset(DEFAULT_CACHE_FIELDS)
-    assert "gmail.com" in default.freemail_domains

@@ -8,6 +8,7 @@ from streamproc.resilience.pacer import PacerConfig
 from streamproc.resilience.pacing_step import STEP_KEY, PlanShape, next_step
 from streamproc.resilience.spend_plan import uniform_shape
 from streamproc.settings import Settings
+from streamproc.state.config import StateConfig
 from streamproc.state.group_state import GroupState
 from streamproc.state.view import render_state_table
 
@@ -15,7 +16,7 @@ from streamproc.state.view import render_state_table
 def test_state_show_prints_the_latest_pacing_step_and_none_before_one() -> None:
     """No step written: ``pacing`` None; after a ``pacing/step`` record: its day, step,
     writer, threshold and spend against the plan, in the JSON and the table."""
-    view = GroupState.reader(Settings(), clock=lambda: 1_796_640_000.0)
+    view = GroupState.reader(StateConfig.from_settings(Settings()), clock=lambda: 1_796_640_000.0)
     assert view.pacing_status() is None
     step = next_step(
         None,
