@@ -202,8 +202,7 @@ class SharedStep:
         shape = data.get("shape")
         if shape is not None:
             shape = tuple(float(share) for share in shape)
-            SpendPlan(1, DAY_S, FINISH_S, shape)  # validates it before it is adopted
-        return cls(
+        step = cls(
             day=day,
             step=int(data["step"]),
             at=_number(data, "at"),
@@ -223,6 +222,17 @@ class SharedStep:
             counted_s=_number(data, "counted_s") if "counted_s" in data else 0.0,
             shape=shape,
         )
+        # Its plan is drawn before it is adopted: one that cannot be would make every
+        # lead's gate (step_plan) and every next step raise until the day is over.
+        PlanShape((1.0,)).plan(
+            step.limit,
+            step.anchor_s,
+            step.anchor_spent,
+            step.owed,
+            owed_s=step.owed_s,
+            shape=step.shape,
+        )
+        return step
 
     def status(self) -> dict[str, Any]:
         """What ``state show`` and ``/status`` print of it (not the window of offers)."""

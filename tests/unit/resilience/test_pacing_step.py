@@ -375,6 +375,21 @@ def test_a_step_record_with_a_broken_shape_is_refused() -> None:
         SharedStep.from_dict({**good, "arrivals": [-1] * SURGE_BUCKETS})
 
 
+@pytest.mark.parametrize(
+    ("name", "value"), [("limit", -1), ("anchor_spent", -1.0), ("owed", -1.0), ("owed_s", -1.0)]
+)
+def test_a_step_record_the_plan_cannot_be_drawn_from_is_refused(name: str, value: float) -> None:
+    """A step whose limit, anchor spend or debt is negative does not validate: adopted, it
+    would make the gate's plan (every lead's) and the next step raise until the next day."""
+    fold = PacingFold()
+    good = _arrivals_run(range(780, 790), {range(0, 1440): 1})[-1]
+    assert fold.apply(STEP_KEY, good.to_dict())
+    with pytest.raises(ValueError, match="must be >= 0"):
+        fold.apply(STEP_KEY, {**good.to_dict(), "step": good.step + 1, name: value})
+    assert fold.current is not None and fold.current.step == good.step
+    assert step_plan(fold.current, LEARNT, day=DAY, limit=10_000).limit == 10_000
+
+
 def test_spend_plan_surge_is_the_reshape_into_the_surge_shape() -> None:
     """``SpendPlan.surge`` at a quarter-hour is ``reshape`` into ``surge_shape`` over the
     last hour, and nothing while that hour is not all counted."""
