@@ -240,12 +240,24 @@ class PacingGate:
         """Whether the group's credits committed (settled and held by granted claims, from
         the ledger) and this instance's leads in flight leave room under the plan's gate
         for one more lead, a ``top``-layer one or not (:func:`gate_admits`, the
-        simulator's gate, on the group's plan); no budget view (a test, a tool): always."""
+        simulator's gate, on the group's plan); no budget view (a test, a tool): always.
+
+        False while the group is frozen (the provider out, spending paused) or its step is
+        still the frozen one: a lead let through then would wait in the guard's hold and
+        go in the burst the freeze exists to prevent; it waits deferred instead, until
+        the first step after the freeze re-anchors the plan and spreads what was missed
+        over the payback window (:func:`next_step`), as the simulator admits nothing
+        while frozen."""
         view = self._view
         if view is None:
             return True
         now = self._clock()
         day, start = view.day_window(now)
+        current = self.fold.current
+        if view.provider_out(now) or (
+            current is not None and current.day == day and current.frozen
+        ):
+            return False
         return gate_admits(
             self._plan(day, view.limit(day)),
             now - start,

@@ -473,3 +473,29 @@ def test_leads_in_flight_inside_the_instances_own_lease_are_not_counted_twice() 
     assert went == [True, True, True, True, True, False]
     held["now"] = 0.0  # the lease settled: the leads in flight count in full again
     assert not gate.room()
+
+
+def test_a_frozen_group_defers_leads_until_a_step_re_anchors_the_plan() -> None:
+    """While the provider is out (or spending paused) a lead that clears θ is deferred,
+    not let through to wait in the guard's hold and go in one burst after; back from it,
+    leads wait until the first step after the freeze has re-anchored the plan."""
+    clock = _Clock(12 * 3600.0)
+    out = {"now": True}
+    view = SpendView(
+        lambda now: ("2026-12-07", 0.0),
+        lambda day: 10_000,
+        lambda day: 0.0,
+        lambda now: out["now"],
+        lambda day: 0.0,
+    )
+    gate = PacingGate(2, view, clock=clock, lead_credits=4)
+    gate.set_threshold(OPEN)
+    assert not gate.admits_new(1, 50.0, "L1", ("leads.raw", 0, 1))
+    gate.tick()
+    gate.step()  # the group's step, taken frozen
+    out["now"] = False
+    assert not gate.room()  # the step is still the frozen one
+    clock.now += 60.0
+    gate.tick()
+    gate.step()  # back: the plan re-anchored, what was missed spread over 30 min
+    assert gate.admits_new(1, 50.0, "L2", ("leads.raw", 0, 2))
