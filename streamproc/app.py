@@ -226,7 +226,12 @@ class App:
                 # The top layer's gate counts what granted claims hold too: a lease's
                 # credits are the group's once granted.
                 lambda day: float(guard.ledger.spent(day) + guard.ledger.outstanding(day)),
-                lambda day: float(
+                # Leads in flight take their slices from this instance's leases; in Clay
+                # mode each submitted lead keeps a claim of its own until its callback, so
+                # no claim there covers a lead in flight.
+                None
+                if self.clay is not None
+                else lambda day: float(
                     sum(
                         claim.amount
                         for claim in guard.ledger.outstanding_claims(guard.owner)
