@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from typing import Any
 
 import orjson
 
-from streamproc.errors import DeferralExpired, StreamprocError
+from streamproc.errors import BelowFloor, DeferralExpired, StreamprocError
 from streamproc.kafka.arrivals import offsets_at
 from streamproc.kafka.config import KafkaConnection
 from streamproc.logs import get_logger
@@ -202,6 +203,9 @@ class PacingGate:
         #: Deferred leads of each band past their turn and not done yet (being enriched).
         self._going = [0] * bands
         self._offers: list[tuple[float, int]] = []
+        #: New leads below the floor this step: never offered, but arrivals all the same
+        #: (the plan's re-estimate compares today's arrivals with every offset of history).
+        self._below_floor = 0
         #: Deferred leads waiting for their turn: woken when the threshold moves or a band
         #: empties, released (cancelled, read again later) at shutdown and revocation.
         self._holds = Holds(clock)
@@ -298,6 +302,10 @@ class PacingGate:
     def offer(self, density: float, credits: int) -> None:
         """A new lead was offered (admitted or not): the supply the controller ranks on."""
         self._offers.append((density, credits))
+
+    def below_floor(self) -> None:
+        """A new lead arrived below the floor: no offer, but one of the day's arrivals."""
+        self._below_floor += 1
 
     def higher_ahead(self, band: int) -> bool:
         """Whether a deferred lead of a higher band goes before one of ``band``: one being
@@ -478,7 +486,10 @@ class PacingGate:
         """Publish this instance's offers of the step just ended (every instance does)."""
         # Taken first: a failing publish must not let the offers pile up.
         offers, self._offers = self._offers, []
+        below, self._below_floor = self._below_floor, 0
         stats = StepStats.of(int(self._clock() // self._step_s) - 1, offers)
+        if below:
+            stats = dataclasses.replace(stats, leads=stats.leads + below)
         if self._publish is None:
             self.fold.apply(offers_key(self._writer), stats.to_dict())
         else:
@@ -611,8 +622,13 @@ class LeadPacing:
     ) -> OutRecord | None:
         """None: enrich the lead now (then call :meth:`finished`); else the record that
         defers it. Raises ``below_floor`` and ``deferral_expired`` LeadErrors."""
-        score = self.score(lead_id, fields)
         gate = self.gate
+        try:
+            score = self.score(lead_id, fields)
+        except BelowFloor:
+            if gate is not None and not isinstance(record, DeferredView):
+                gate.below_floor()
+            raise
         if gate is None:
             return None
         band = self.band(score)

@@ -499,3 +499,21 @@ def test_a_frozen_group_defers_leads_until_a_step_re_anchors_the_plan() -> None:
     gate.tick()
     gate.step()  # back: the plan re-anchored, what was missed spread over 30 min
     assert gate.admits_new(1, 50.0, "L2", ("leads.raw", 0, 2))
+
+
+async def test_a_lead_below_the_floor_counts_among_the_steps_arrivals() -> None:
+    """A new lead below the floor is never offered, but it arrived: the step's offers
+    count it among the leads the plan is re-estimated from (history counts every offset
+    of the input), and its credits not among the supply θ ranks."""
+    clock = _Clock(1000.0)
+    pacing = _pacing(clock)
+    published: list[dict[str, object]] = []
+    gate = PacingGate(3, None, clock=clock, publish=lambda key, value: published.append(value))
+    pacing.gate = gate
+    gate.set_threshold(OPEN)
+    with pytest.raises(BelowFloor):
+        await pacing.admit(_raw(1, 1.0), "L1", {"score": 1.0})
+    assert await pacing.admit(_raw(2, 50.0), "L2", {"score": 50.0}) is None
+    clock.now += 60.0
+    gate.tick()
+    assert [(p["leads"], p["credits"]) for p in published] == [(2, 1)]
