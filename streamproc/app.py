@@ -8,7 +8,6 @@ import dataclasses
 import errno
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +48,7 @@ from streamproc.resilience.pacing_step import STEP_KEY
 from streamproc.resilience.priority import PriorityScore
 from streamproc.settings import ProviderMode, Settings
 from streamproc.state.store import StateListener, StateStore
+from streamproc.timestamps import Clock
 from streamproc.waterfall.caps import daily_cap
 from streamproc.waterfall.config import WaterfallConfig
 
@@ -80,7 +80,13 @@ class App:
         self.metrics = Metrics()
         #: Tells a provider timeout of ours (the process could not run) from the provider's.
         self.loop_watch = LoopWatch()
-        self.guard = ResilienceGuard(settings, on_transition=self._breaker_changed)
+        #: The one clock the budget day is read from: the wall clock unless ``bench_clock``.
+        self.clock = Clock() if settings.bench_clock is None else Clock.parse(settings.bench_clock)
+        if self.clock.scaled:
+            log.warning("clock.scaled", rate=self.clock.rate, note="bench and test hook only")
+        self.guard = ResilienceGuard(
+            settings, clock=self.clock, on_transition=self._breaker_changed
+        )
         self.state = StateStore(
             KafkaConnection.from_settings(settings), settings.topic_state, self._on_state
         )
@@ -116,7 +122,7 @@ class App:
         self.processor = Processor(
             settings,
             self.handler,
-            log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
+            log_context=lambda: {"breaker": self.guard.breaker.state(self.clock()).value},
             release_holds=lambda tasks: (
                 self.guard.release_holds(tasks)
                 + self.handler.release_holds(tasks)
@@ -208,6 +214,7 @@ class App:
                 len(settings.deferral_topics),
                 view,
                 step_s=settings.pacing_step_s,
+                clock=self.clock,
                 fold=guard.pacing,
                 writer=guard.owner,
                 publish=self._publish_pacing,
@@ -216,7 +223,7 @@ class App:
                 leads=lambda: any(lane.partition == 0 for lane in self.processor.lane_status()),
                 learn=lambda day: learn_plan_shape(settings, day, guard.ledger.zone(day)),
             )
-        return LeadPacing(settings, score, gate)
+        return LeadPacing(settings, score, gate, clock=self.clock)
 
     def _observe_pacing(self) -> None:
         assert self.pacing is not None and self.pacing.gate is not None

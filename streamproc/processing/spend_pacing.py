@@ -65,6 +65,7 @@ from streamproc.resilience.pacing_step import (
 from streamproc.resilience.priority import PriorityScore, ScoreError
 from streamproc.resilience.spend_plan import uniform_shape
 from streamproc.settings import Settings
+from streamproc.timestamps import Clock
 
 __all__ = ["DeferredView", "LeadPacing", "PacingGate", "SpendView", "learn_plan_shape"]
 
@@ -156,6 +157,8 @@ class PacingGate:
         day (:func:`learn_plan_shape`), asked at start and once a day."""
         self._view = view
         self._clock = clock
+        #: Clock seconds to wall seconds, to sleep a step (a scaled clock: bench only).
+        self._wall = clock.wall_span if isinstance(clock, Clock) else float
         self._step_s = step_s
         self._config = PacerConfig(step_s=step_s)
         self.threshold: Threshold = Pacer(self._config).state.threshold
@@ -366,10 +369,10 @@ class PacingGate:
         while True:
             self._relearn()
             now = self._clock()
-            await asyncio.sleep(self._step_s - now % self._step_s)
+            await asyncio.sleep(self._wall(self._step_s - now % self._step_s))
             try:
                 self.tick()
-                await asyncio.sleep(self._step_s / 4)
+                await asyncio.sleep(self._wall(self._step_s / 4))
                 if self._leads() or self._stale():
                     self.step()
             except asyncio.CancelledError:
