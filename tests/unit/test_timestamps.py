@@ -52,4 +52,4 @@ def test_a_malformed_bench_clock_is_refused_at_start(spec: str) -> None:
     """A bench_clock that is not RATE@ORIGIN_S@WALL_ORIGIN_S with a positive rate is a
     settings error, not a clock that runs backwards."""
     with pytest.raises(ValidationError, match="bench_clock"):
-        Settings(bench_clock=spec, _env_file=None)  # type: ignore[call-arg]
+        Settings(bench_clock=spec, _env_file=None)
