@@ -61,6 +61,7 @@ from bench.daysim import (
 )
 from bench.kafka_io import STATE_TOPIC_CONFIG
 from bench.procs import Child, spawn
+from streamproc.resilience.pacing_step import SharedStep
 from streamproc.timestamps import Clock
 
 __all__ = ["E2EConfig", "run_e2e"]
@@ -410,7 +411,8 @@ async def run_e2e(cfg: E2EConfig) -> E2EResult:
         ready_s = day.wall_origin_s - time.time()
         print(
             f"e2e: {len(day.s.leads)} leads, {past} past leads, rate {cfg.rate:g} "
-            f"({cfg.minutes:g} wall min a day), ready {ready_s:.1f} s before midnight",
+            f"({cfg.minutes:g} wall min a day), ready {ready_s:.1f} s before midnight; "
+            f"topics {day.t.raw[:-4]}.*, clock {day.clock}",
             file=sys.stderr,
         )
         await day.produce_day()
@@ -472,7 +474,7 @@ async def _results(day: DayRun, bill: Mapping[str, Any], past: int) -> E2EResult
             plan = float(nxt["target"])
         current = steps.get(m)
         if current is not None:
-            theta = float(current["pacer"]["state"]["threshold"]["theta"])
+            theta = SharedStep.from_dict(current).threshold.theta
         out.plan_by_minute.append(plan)
         out.theta_by_minute.append(theta)
     oracle = run_oracle(s, cfg)
