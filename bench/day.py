@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--instances", type=int, default=1, help="--e2e: streamproc run's")
     parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="--e2e: the broker")
     parser.add_argument("--keep-topics", action="store_true", help="--e2e: leave them")
+    parser.add_argument(
+        "--band-edges", default="0.7,1.5,3,6", help="--e2e: the deferral bands' score edges"
+    )
     args = parser.parse_args(argv)
     if args.e2e:
         from bench.dayrun import E2EConfig, report, run_e2e
@@ -73,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             minutes=args.minutes,
             instances=args.instances,
             keep_topics=args.keep_topics,
+            band_edges=tuple(float(e) for e in args.band_edges.split(",")),
         )
         started = time.perf_counter()
         result = asyncio.run(run_e2e(e2e))

@@ -84,12 +84,18 @@ class E2EConfig:
     #: Wall seconds before the day starts: the processes start and join the group.
     lead_in_s: float = 45.0
     latency_ms: float = 20.0
+    band_edges: tuple[float, ...] = BAND_EDGES
     work: Path = field(default_factory=lambda: ROOT / ".bench" / "day-e2e")
     keep_topics: bool = False
 
     @property
     def rate(self) -> float:
         return DAY_S / (self.minutes * 60.0)
+
+    def __post_init__(self) -> None:
+        if self.work == ROOT / ".bench" / "day-e2e":
+            # Each run's logs apart: two runs may go at once.
+            object.__setattr__(self, "work", self.work / f"{self.minutes:g}min-{os.getpid()}")
 
     def day(self) -> DayConfig:
         return DayConfig(seed=self.seed, credits_min=CREDITS, credits_max=CREDITS)
@@ -104,9 +110,10 @@ class Topics:
     state: str
     deferred: str
     group: str
+    edges: tuple[float, ...] = BAND_EDGES
 
     @classmethod
-    def fresh(cls) -> Topics:
+    def fresh(cls, edges: tuple[float, ...] = BAND_EDGES) -> Topics:
         run = f"day-{uuid.uuid4().hex[:8]}"
         return cls(
             f"{run}.raw",
@@ -116,10 +123,11 @@ class Topics:
             f"{run}.state",
             f"{run}.deferred",
             f"{run}-group",
+            edges,
         )
 
     def bands(self) -> list[str]:
-        return [f"{self.deferred}.b{b}" for b in range(len(BAND_EDGES) + 1)]
+        return [f"{self.deferred}.b{b}" for b in range(len(self.edges) + 1)]
 
     def all(self) -> list[str]:
         return [self.raw, self.out, self.dlq, self.parked, self.state, *self.bands()]
@@ -163,7 +171,7 @@ class DayRun:
         self.cfg = cfg
         self.day_cfg = cfg.day()
         self.s: Scenario = scenario("base", self.day_cfg)
-        self.t = Topics.fresh()
+        self.t = Topics.fresh(cfg.band_edges)
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         # Two days back: every timestamp of the run is in the broker's past (a broker
         # may refuse records from its future), and a day of leads is well within reach.
@@ -279,7 +287,7 @@ class DayRun:
                 "STREAMPROC_PRIORITY_SCORE": "double(lead.score)",
                 "STREAMPROC_PRIORITY_HALFLIFE_S": str(self.day_cfg.halflife_min * 60),
                 "STREAMPROC_PACING_ENABLED": "true",
-                "STREAMPROC_PACING_BAND_EDGES": ",".join(str(e) for e in BAND_EDGES),
+                "STREAMPROC_PACING_BAND_EDGES": ",".join(str(e) for e in cfg.band_edges),
                 "STREAMPROC_PACING_STEP_S": "60",
                 "STREAMPROC_PACING_HISTORY_DAYS": str(len(self.s.history)),
                 "STREAMPROC_DEFERRAL_MAX_AGE_S": str(self.day_cfg.max_age_min * 60),
@@ -515,8 +523,9 @@ def _spread(values: Sequence[float]) -> dict[str, float] | None:
 
 def sim_rows(cfg: E2EConfig) -> list[Row]:
     """The simulator's rows for the same day: today's, paced as the issue's table has it
-    (the plan re-estimated each quarter-hour), paced without that re-estimate (what the
-    service does on this branch), and the oracle."""
+    (the plan re-estimated each quarter-hour), paced without that re-estimate (the
+    service on this branch), the same with a deferred lead's worth fixed when it is
+    deferred (the service's drain), and the oracle."""
     day = cfg.day()
     s = scenario("base", day)
     oracle = run_oracle(s, day)
@@ -525,6 +534,15 @@ def sim_rows(cfg: E2EConfig) -> list[Row]:
     plain = replace(day, surge=False)
     paced = run("paced", s, plain)
     rows.append(replace(measure(paced, s, plain, oracle), policy="paced (no surge)"))
+    # What the service's drain does now: a deferred lead waits with the worth it had when
+    # its deferral record was read back (bench/daysim.py, fixed_deferred_worth).
+    fixed = replace(plain, fixed_deferred_worth=True)
+    rows.append(
+        replace(
+            measure(run("paced", s, fixed), s, fixed, oracle),
+            policy="paced (no surge, worth fixed at deferral)",
+        )
+    )
     rows.append(measure(oracle, s, day, oracle))
     return rows
 

@@ -70,6 +70,10 @@ class DayConfig:
     #: Re-estimate the plan's shape each forecast bucket from the arrivals seen
     #: (:func:`surge_shape`); off: the history's shape all day.
     surge: bool = True
+    #: A deferred lead keeps the worth it had when deferred while it waits (no decay),
+    #: as ``streamproc run``'s drain does now (a deferred lead's density is computed once,
+    #: when its deferral record is read back): the end-to-end comparison's row.
+    fixed_deferred_worth: bool = False
     #: The top score band: this share of the day's best scores.
     top_share: float = 0.10
     history_days: int = 14
@@ -291,8 +295,11 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
     spent = 0.0
     pool: list[Lead] = []
 
+    deferred_at: dict[str, float] = {}
+
     def density(lead: Lead, minute: float) -> float:
         score = 1.0 if equal_scores else lead.score
+        minute = min(minute, deferred_at.get(lead.key, minute))
         return score * decay((minute - lead.arrival) * 60, cfg.halflife_min * 60) / lead.credits
 
     top_slack = cfg.top_slack_share * cfg.budget
@@ -353,6 +360,8 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
         )
         restarting = s.restart_at is not None and minute == int(s.restart_at)
         for lead in arrived:
+            if cfg.fixed_deferred_worth:
+                deferred_at[lead.key] = lead.arrival  # read back at once: its worth then
             if frozen or restarting:
                 pool.append(lead)
                 continue
