@@ -523,9 +523,9 @@ def _spread(values: Sequence[float]) -> dict[str, float] | None:
 
 def sim_rows(cfg: E2EConfig) -> list[Row]:
     """The simulator's rows for the same day: today's, paced as the issue's table has it
-    (the plan re-estimated each quarter-hour), paced without that re-estimate (the
-    service on this branch), the same with a deferred lead's worth fixed when it is
-    deferred (the service's drain), and the oracle."""
+    (the plan re-estimated each quarter-hour), paced without that re-estimate, paced as
+    ``streamproc run`` does it now (the row the end-to-end run should agree with), and
+    the oracle."""
     day = cfg.day()
     s = scenario("base", day)
     oracle = run_oracle(s, day)
@@ -534,13 +534,13 @@ def sim_rows(cfg: E2EConfig) -> list[Row]:
     plain = replace(day, surge=False)
     paced = run("paced", s, plain)
     rows.append(replace(measure(paced, s, plain, oracle), policy="paced (no surge)"))
-    # What the service's drain does now: a deferred lead waits with the worth it had when
-    # its deferral record was read back (bench/daysim.py, fixed_deferred_worth).
-    fixed = replace(plain, fixed_deferred_worth=True)
+    # What streamproc run does now (docs/budget.md): a deferred lead waits with the worth
+    # it had when its deferral record was read back, and no per-claim gate in the ledger.
+    service = replace(plain, fixed_deferred_worth=True, ledger_gate=False)
     rows.append(
         replace(
-            measure(run("paced", s, fixed), s, fixed, oracle),
-            policy="paced (no surge, worth fixed at deferral)",
+            measure(run("paced", s, service), s, service, oracle),
+            policy="paced as run does it (no surge, worth fixed when deferred, no gate)",
         )
     )
     rows.append(measure(oracle, s, day, oracle))

@@ -74,6 +74,9 @@ class DayConfig:
     #: as ``streamproc run``'s drain does now (a deferred lead's density is computed once,
     #: when its deferral record is read back): the end-to-end comparison's row.
     fixed_deferred_worth: bool = False
+    #: The ledger's gate (plan + slack) on every claim; off: only the limit, as
+    #: ``streamproc run`` has it now (no per-claim gate in the ledger yet).
+    ledger_gate: bool = True
     #: The top score band: this share of the day's best scores.
     top_share: float = 0.10
     history_days: int = 14
@@ -308,7 +311,8 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
         nonlocal spent
         # The ledger's gate: nothing past the plan plus the slack, whatever θ says; a top
         # lead may go a little further, into the closing reserve.
-        if spent + lead.credits > plan.ceiling(minute * 60, slack, top=top_slack if top else None):
+        room = plan.ceiling(minute * 60, slack, top=top_slack if top else None)
+        if spent + lead.credits > (room if cfg.ledger_gate else cfg.budget):
             return False
         spent += lead.credits
         out.admitted[lead.key] = minute
