@@ -441,7 +441,8 @@ async def _results(day: DayRun, bill: Mapping[str, Any], past: int) -> E2EResult
     leads = {lead.key: lead for lead in s.leads}
     out = Outcome("e2e", s.name, cfg.budget)
     late = 0
-    for _key, value, _h in await day.read(day.t.out):
+    enriched = await day.read(day.t.out)
+    for _key, value, _h in enriched:
         if value is None:
             continue
         data = orjson.loads(value)
@@ -496,9 +497,11 @@ async def _results(day: DayRun, bill: Mapping[str, Any], past: int) -> E2EResult
         "past_leads": past,
         "rate": day.cfg.rate,
         "enriched": len(out.admitted),
+        "enriched_records": len(enriched),
         "enriched_after_reset": late,
-        "provider_calls": bill.get("requests"),
+        "provider_calls": bill.get("calls"),
         "provider_credits": bill.get("credits"),
+        "provider_leads_charged_twice": bill.get("leads_charged_twice"),
         "ledger_spent_last_step": None if not steps else steps[max(steps)]["spent"],
         "dlq": dlq,
         "deferred_records": deferred,
