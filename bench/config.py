@@ -158,7 +158,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     p.add_argument("--idle-s", type=float, default=d.idle_s)
     p.add_argument(
         "--profile",
-        choices=["py-spy", "cprofile"],
+        choices=["py-spy", "cprofile", "callgrind"],
         default=None,
         help="after the measured runs, profile one streamproc drain run",
     )

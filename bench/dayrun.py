@@ -525,25 +525,21 @@ def _spread(values: Sequence[float]) -> dict[str, float] | None:
 
 
 def sim_rows(cfg: E2EConfig) -> list[Row]:
-    """The simulator's rows for the same day: today's, paced as the issue's table has it
-    (the plan re-estimated each quarter-hour), paced without that re-estimate, paced as
-    ``streamproc run`` does it now (the row the end-to-end run should agree with), and
-    the oracle."""
+    """The simulator's rows for the same day: today's, paced as the issue's table has it,
+    paced as ``streamproc run`` does it now (the row the end-to-end run should agree
+    with), and the oracle."""
     day = cfg.day()
     s = scenario("base", day)
     oracle = run_oracle(s, day)
     rows = [measure(run("first_come", s, day), s, day, oracle)]
     rows.append(measure(run("paced", s, day), s, day, oracle))
-    plain = replace(day, surge=False)
-    paced = run("paced", s, plain)
-    rows.append(replace(measure(paced, s, plain, oracle), policy="paced (no surge)"))
     # What streamproc run does now (docs/budget.md): a deferred lead waits with the worth
-    # it had when its deferral record was read back, and no per-claim gate in the ledger.
-    service = replace(plain, fixed_deferred_worth=True, ledger_gate=False)
+    # it had when its deferral record was read back (bench/daysim.py).
+    service = replace(day, fixed_deferred_worth=True)
     rows.append(
         replace(
             measure(run("paced", s, service), s, service, oracle),
-            policy="paced as run does it (no surge, worth fixed when deferred, no gate)",
+            policy="paced as run does it (worth fixed when deferred)",
         )
     )
     rows.append(measure(oracle, s, day, oracle))

@@ -31,12 +31,21 @@ from dataclasses import dataclass, field, replace
 
 from streamproc.resilience.pacer import Pacer, PacerConfig, StepStats, tie_draw
 from streamproc.resilience.priority import decay
-from streamproc.resilience.spend_plan import SpendPlan, forecast_shape, surge_shape
+from streamproc.resilience.spend_plan import (
+    GATE_SLACK,
+    SURGE_BUCKETS,
+    TOP_SLACK,
+    SpendPlan,
+    forecast_shape,
+    gate_admits,
+    surge_due,
+)
 
 MINUTES = 1440
 DAY_S = 86400.0
-#: Forecast buckets: a quarter of an hour, the grain of the counts the forecast reads.
-BUCKETS = 96
+#: Forecast buckets: a quarter of an hour, the grain of the counts the forecast reads (and
+#: of the arrivals the plan is re-estimated from, as in ``streamproc run``).
+BUCKETS = SURGE_BUCKETS
 POLICIES = ("first_come", "pacing_only", "priority_only", "paced", "oracle")
 VARIANTS = ("base", "burst_23h", "outage_10_12", "restart_14h", "forecast_off_30")
 
@@ -58,11 +67,12 @@ class DayConfig:
     #: Share of the budget held for the last stretch, from ``close_min`` to the finish.
     reserve: float = 0.04
     close_min: float = 23 * 60
-    #: The ledger's gate: no claim past ``plan + slack`` (share of the budget).
-    slack_share: float = 0.02
+    #: The ledger's gate: no claim past ``plan + slack`` (share of the budget; ``streamproc
+    #: run``'s, :func:`gate_admits`).
+    slack_share: float = GATE_SLACK
     #: How much further a top-layer lead may go past the plan (share of the budget), into
     #: the closing reserve too: slack plus this stays inside the 5 % the plan allows.
-    top_slack_share: float = 0.025
+    top_slack_share: float = TOP_SLACK
     #: After an outage, what the plan asked for while the provider was out is paid back
     #: over this long, the controller's own catch-up time (0: never; the rest of the
     #: day's plan is spread as before). 60 min: 89.9 % of the oracle's value on seed 5.
@@ -74,8 +84,8 @@ class DayConfig:
     #: as ``streamproc run``'s drain does now (a deferred lead's density is computed once,
     #: when its deferral record is read back): the end-to-end comparison's row.
     fixed_deferred_worth: bool = False
-    #: The ledger's gate (plan + slack) on every claim; off: only the limit, as
-    #: ``streamproc run`` has it now (no per-claim gate in the ledger yet).
+    #: The plan's gate (plan + slack) on every admission; off: only the limit, as
+    #: ``streamproc run`` had it before its plan gate (bench/RESULTS.md, the e2e day).
     ledger_gate: bool = True
     #: The top score band: this share of the day's best scores.
     top_share: float = 0.10
@@ -294,7 +304,6 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
     out = Outcome("pacing_only" if equal_scores else "paced", s.name, cfg.budget)
     plan = _plan(s, cfg)
     pacer = Pacer(cfg.pacer)
-    slack = cfg.slack_share * cfg.budget
     spent = 0.0
     pool: list[Lead] = []
 
@@ -305,14 +314,24 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
         minute = min(minute, deferred_at.get(lead.key, minute))
         return score * decay((minute - lead.arrival) * 60, cfg.halflife_min * 60) / lead.credits
 
-    top_slack = cfg.top_slack_share * cfg.budget
-
     def try_admit(lead: Lead, minute: float, top: bool = False) -> bool:
         nonlocal spent
-        # The ledger's gate: nothing past the plan plus the slack, whatever θ says; a top
-        # lead may go a little further, into the closing reserve.
-        room = plan.ceiling(minute * 60, slack, top=top_slack if top else None)
-        if spent + lead.credits > (room if cfg.ledger_gate else cfg.budget):
+        # The ledger's gate (streamproc run's): nothing past the plan plus the slack,
+        # whatever θ says; a top lead may go a little further, into the closing reserve.
+        # Without it (ledger_gate off): the limit only.
+        if not (
+            gate_admits(
+                plan,
+                minute * 60,
+                committed=spent,
+                credits=lead.credits,
+                top=top,
+                slack_share=cfg.slack_share,
+                top_share=cfg.top_slack_share,
+            )
+            if cfg.ledger_gate
+            else spent + lead.credits <= cfg.budget
+        ):
             return False
         spent += lead.credits
         out.admitted[lead.key] = minute
@@ -350,8 +369,9 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
             owed = max(0.0, before_out.target(t) - spent) if cfg.owed_min > 0 else 0.0
             plan = plan.replan(t, spent, owed=owed, over_s=cfg.owed_min * 60)
             before_out = None
-        if cfg.surge and not frozen and minute % bucket_min == 0 and minute > 0:
-            plan = plan.reshape(t, surge_shape(expected, seen, minute // bucket_min))
+        if cfg.surge and not frozen and surge_due(t - 60.0, t):
+            # The same re-estimate as the group's step in ``streamproc run`` (pacing_step).
+            plan = plan.surge(t, expected, seen)
         state = pacer.update(minute, t, spent, plan, frozen=frozen)
         threshold = state.threshold
         arrived: list[Lead] = []

@@ -12,7 +12,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-__all__ = ["py_spy_available", "summarize_cprofile", "summarize_py_spy", "wrap_argv"]
+__all__ = [
+    "py_spy_available",
+    "summarize_callgrind",
+    "summarize_cprofile",
+    "summarize_py_spy",
+    "wrap_argv",
+]
 
 
 def py_spy_available() -> str | None:
@@ -38,6 +44,13 @@ def wrap_argv(kind: str, argv: list[str], out: Path) -> list[str]:
         python, dash_m, *rest = argv
         assert dash_m == "-m"
         return [python, "-m", "cProfile", "-o", str(out), "-m", *rest]
+    if kind == "callgrind":
+        # Instruction counts do not depend on the machine's load, unlike time: two drains
+        # of different sizes, subtracted, give the instructions per lead.
+        valgrind = shutil.which("valgrind")
+        if valgrind is None:
+            raise RuntimeError("valgrind is not installed")
+        return [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", *argv]
     raise ValueError(kind)
 
 
@@ -122,6 +135,14 @@ def summarize_cprofile(path: Path, top: int = 25) -> dict[str, Any]:
     stats = pstats.Stats(str(path), stream=out)
     stats.strip_dirs().sort_stats("cumulative").print_stats(top)
     return {"by_tottime": by_own, "by_cumulative": out.getvalue()}
+
+
+def summarize_callgrind(path: Path) -> dict[str, Any]:
+    """The total instructions (Ir) of a callgrind run, from its ``summary:`` line."""
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return {"instructions": int(line.split()[1])}
+    return {}
 
 
 def render_summary(raw: Path, title: str, top: int = 25) -> str:

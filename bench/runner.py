@@ -35,7 +35,12 @@ from bench.config import ROOT, BenchConfig
 from bench.kafka_io import LOG_APPEND_TIME, STATE_TOPIC_CONFIG, Broker, Read
 from bench.metrics import LatencyStats, Row, append_times, drain_stats, latency_stats
 from bench.procs import Child, Monitor, spawn
-from bench.profiling import summarize_cprofile, summarize_py_spy, wrap_argv
+from bench.profiling import (
+    summarize_callgrind,
+    summarize_cprofile,
+    summarize_py_spy,
+    wrap_argv,
+)
 
 __all__ = ["Bench", "Topics"]
 
@@ -717,8 +722,12 @@ class Bench:
         """One more streamproc drain, under a profiler; returns the summary."""
         cfg = self.cfg
         p = self._pipeline("streamproc", 1)
-        out = self.work / ("streamproc.pyspy.txt" if kind == "py-spy" else "streamproc.prof")
+        name = {"py-spy": "streamproc.pyspy.txt", "callgrind": "streamproc.callgrind"}
+        out = self.work / name.get(kind, "streamproc.prof")
         p.argv = wrap_argv(kind, p.argv, out)
+        if kind == "callgrind":
+            # ~50x slower: a drain's deadline must allow for it.
+            p.min_rate = 2.0
         row = Row(scenario=f"streamproc[{kind}]", kind="pipeline")
         await self._drain(p, cfg.leads, row)
         # The measured process was the profiler (the parent): its CPU and memory are not
@@ -730,6 +739,8 @@ class Bench:
         with contextlib.suppress(OSError):
             if kind == "py-spy":
                 summary.update(summarize_py_spy(out))
+            elif kind == "callgrind":
+                summary.update(summarize_callgrind(out))
             else:
                 summary.update(summarize_cprofile(out))
         return summary

@@ -25,6 +25,12 @@ from streamproc.ops.http import HttpServer, OpsServer
 from streamproc.ops.metrics import Metrics
 from streamproc.ops.readiness import ReadinessCheck
 from streamproc.processing.calls import ProviderCalls
+from streamproc.processing.config import (
+    GuardConfig,
+    HandlerConfig,
+    PacingConfig,
+    ProcessorConfig,
+)
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.pacing import provider_pacer
@@ -85,7 +91,9 @@ class App:
         if self.clock.scaled:
             log.warning("clock.scaled", rate=self.clock.rate, note="bench and test hook only")
         self.guard = ResilienceGuard(
-            settings, clock=self.clock, on_transition=self._breaker_changed
+            GuardConfig.from_settings(settings),
+            clock=self.clock,
+            on_transition=self._breaker_changed,
         )
         self.state = StateStore(
             KafkaConnection.from_settings(settings), settings.topic_state, self._on_state
@@ -104,6 +112,10 @@ class App:
             self.provider.attach(self.state)
         else:
             self.provider = self._provider_calls(settings)
+        #: The waterfall that folds ``waterfall/`` state records (None: none to fold).
+        self._waterfall_state = (
+            self.provider if isinstance(self.provider, WaterfallEnricher) else None
+        )
         # Leads in the user's shape (lead_fields) or the registry's wire format; None for
         # plain JSON with our names (docs/schema-registry.md).
         self.codec = codec_for(settings)
@@ -111,7 +123,7 @@ class App:
         # attribute per lead (docs/budget.md).
         self.pacing = self._pacing(settings)
         self.handler = LeadHandler(
-            settings,
+            HandlerConfig.from_settings(settings),
             self.provider,
             self.guard,
             processor_version=__version__,
@@ -120,7 +132,7 @@ class App:
             pacing=self.pacing,
         )
         self.processor = Processor(
-            settings,
+            ProcessorConfig.from_settings(settings),
             self.handler,
             log_context=lambda: {"breaker": self.guard.breaker.state(self.clock()).value},
             release_holds=lambda tasks: (
@@ -209,6 +221,16 @@ class App:
                 # Frozen while the provider is out or spending is paused: no spend to
                 # dump in one burst after either.
                 lambda now: guard.paused or guard.breaker.state(now) is not BreakerState.CLOSED,
+                # The top layer's gate counts what granted claims hold too: a lease's
+                # credits are the group's once granted.
+                lambda day: float(guard.ledger.spent(day) + guard.ledger.outstanding(day)),
+                lambda day: float(
+                    sum(
+                        claim.amount
+                        for claim in guard.ledger.outstanding_claims(guard.owner)
+                        if claim.day == day
+                    )
+                ),
             )
             gate = PacingGate(
                 len(settings.deferral_topics),
@@ -222,8 +244,9 @@ class App:
                 # the input (the group coordinator elects it; any, once the steps go stale).
                 leads=lambda: any(lane.partition == 0 for lane in self.processor.lane_status()),
                 learn=lambda day: learn_plan_shape(settings, day, guard.ledger.zone(day)),
+                lead_credits=max(1, settings.credits_per_lead),
             )
-        return LeadPacing(settings, score, gate, clock=self.clock)
+        return LeadPacing(PacingConfig.from_settings(settings), score, gate, clock=self.clock)
 
     def _observe_pacing(self) -> None:
         assert self.pacing is not None and self.pacing.gate is not None
@@ -320,8 +343,8 @@ class App:
         self.guard.on_state(key, value, partition, offset)
         if key == STEP_KEY and self.pacing is not None and self.pacing.gate is not None:
             self.pacing.gate.adopt()
-        if isinstance(self.provider, WaterfallEnricher) and key.startswith("waterfall/"):
-            self.provider.on_state(key, value)
+        if self._waterfall_state is not None and key.startswith("waterfall/"):
+            self._waterfall_state.on_state(key, value)
         for listener in self.state_listeners:
             listener(key, value, partition, offset)
         if self.clay is not None and key.startswith("clay/"):

@@ -12,8 +12,12 @@ in another instance of the group. How:
 * Before its first transaction, and again after any failure, a finisher starts a new
   producer with that id (``init_transactions``): the broker fences every older producer
   of the id and completes or aborts its open transaction. The finisher then reads the
-  state topic up to partition ``p``'s last stable offset (:meth:`StateStore.catch_up`), so
-  its registry holds every tombstone committed under the id before it took over.
+  state topic up to partition ``p``'s high watermark (:meth:`StateStore.catch_up`), so
+  its registry holds every tombstone committed under the id before it took over. Not
+  merely its last stable offset: another producer's transaction still open there (the
+  lane of a killed process, until its input partition is reassigned) holds that back,
+  and tombstones committed after it would be unseen, their leads published again. The
+  cost: a take-over waits for the transactions open on ``p`` at that moment to end.
 * From then on, only this producer can commit under the id, and it applies its own
   tombstones to the registry as it commits: its view of ``p``'s pending leads is
   complete. If another instance takes the id over, our next commit fails with a fencing

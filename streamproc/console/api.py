@@ -49,6 +49,7 @@ from aiokafka.errors import KafkaError
 
 from streamproc import __version__
 from streamproc.console.auth import check_reader, check_token
+from streamproc.console.config import ConsoleConfig
 from streamproc.console.history import BreakerLog, BurnSeries, ThroughputMeter
 from streamproc.console.hosts import HostAllowList
 from streamproc.console.lag import LagReader
@@ -61,14 +62,11 @@ from streamproc.console.payload import (
 from streamproc.errors import ConfigError, KafkaSetupError, ReplayRefused, StreamprocError
 from streamproc.logs import get_logger
 from streamproc.ops.http import json_response
-from streamproc.processing.spending_control import change_spending
 from streamproc.replay.detail import detail_json
 from streamproc.replay.filters import KNOWN_CLASSES
 from streamproc.replay.replayer import Replayer
 from streamproc.replay.show import list_dlq, read_dlq_record
 from streamproc.resilience.spending import SpendingAction
-from streamproc.settings import Settings
-from streamproc.state.view import window_days
 from streamproc.waterfall.ledger import PREFIX as HITS_PREFIX
 from streamproc.waterfall.ledger import HitLedger
 
@@ -97,6 +95,8 @@ _HEADERS = {
 #: How often the budget's burn is sampled in the background (from memory; the lag and
 #: throughput are read from Kafka only when the overview is asked for).
 SAMPLE_S = 5.0
+#: The state-topic records the console folds: the breaker's, and the waterfall's hits.
+_FOLDED = ("breaker/", HITS_PREFIX)
 #: An overview request samples anew when the last sample is older than this.
 _FRESH_S = 1.0
 
@@ -127,10 +127,10 @@ async def kafka_errors(
         return _error(error, 503)
 
 
-def console_bind_host(settings: Settings) -> str:
+def console_bind_host(config: ConsoleConfig) -> str:
     """The address the console listens on: its own (``console_host``, with
     ``console_port``), or the ops server's."""
-    return settings.console_host if settings.console_port is not None else settings.http_host
+    return config.console_host if config.console_port is not None else config.replay.http_host
 
 
 def _query(request: web.Request) -> dict[str, list[str]]:
@@ -149,7 +149,7 @@ class Console:
 
     def __init__(
         self,
-        settings: Settings,
+        config: ConsoleConfig,
         *,
         state: Callable[[], Mapping[str, Any]],
         restored: Callable[[], bool],
@@ -157,7 +157,8 @@ class Console:
         clock: Callable[[], float] = time.time,
         sample_s: float = SAMPLE_S,
     ) -> None:
-        self._settings = settings
+        self._config = config
+        self._replay = config.replay
         self._state = state
         self._restored = restored
         self._readiness = readiness
@@ -167,14 +168,14 @@ class Console:
         self.burn = BurnSeries()
         self.throughput = ThroughputMeter()
         self.hits = HitLedger()
-        self._lag_reader = LagReader(settings)
+        self._lag_reader = LagReader(config)
         self._lag: Lag | None = None
         self._sampled_at = float("-inf")
         self._sampling = asyncio.Lock()
         self._replaying = asyncio.Lock()
         self.hosts = HostAllowList.of(
-            settings.console_allowed_hosts,
-            bind_host=console_bind_host(settings),
+            config.console_allowed_hosts,
+            bind_host=console_bind_host(config),
             machine=socket.gethostname(),
         )
 
@@ -186,9 +187,12 @@ class Console:
 
     def on_state(self, key: str, value: dict[str, Any] | None, partition: int, offset: int) -> None:
         """A state-topic record (restore and tail alike)."""
+        # One check for the records of every lead (cache, receipt), which it folds none of.
+        if not key.startswith(_FOLDED):
+            return
         if key.startswith("breaker/"):
             self.breaker_log.on_record(value)
-        elif key.startswith(HITS_PREFIX):
+        else:
             self.hits.apply(key, value)
 
     def install(self, app: web.Application) -> None:
@@ -258,11 +262,11 @@ class Console:
             try:
                 # A broker that stopped answering must not hold the overview for the
                 # client's request timeout: the page shows the lag as unknown instead.
-                async with asyncio.timeout(self._settings.kafka_connect_timeout_s):
+                async with asyncio.timeout(self._replay.kafka.connect_timeout_s):
                     read = await self._lag_reader.read()
             except Exception as exc:
                 await self._lag_reader.close()
-                self._lag = Lag(self._settings.topic_raw, {}, f"cannot read: {_cls(exc)}")
+                self._lag = Lag(self._replay.topic_raw, {}, f"cannot read: {_cls(exc)}")
             else:
                 self._lag = read
                 self.throughput.add(now, sum(c or 0 for c, _ in read.partitions.values()))
@@ -301,7 +305,7 @@ class Console:
         body = overview(
             mode=self.mode,
             now=self._clock(),
-            group_id=self._settings.group_id,
+            group_id=self._replay.group_id,
             version=__version__,
             state=state,
             transitions=self.breaker_log.since(float("-inf")),
@@ -313,25 +317,25 @@ class Console:
         )
         body["restored"] = self._restored()
         today = datetime.fromtimestamp(self._clock(), UTC).date()
-        body["waterfall"] = self.hits.summary(today, window_days(self._settings))
+        body["waterfall"] = self.hits.summary(today, self._config.window_days)
         # The page asks for a token before it lists records, and says why without one.
         body["records_enabled"] = any(
             t is not None and bool(t.get_secret_value())
-            for t in (self._settings.console_token, self._settings.console_read_token)
+            for t in (self._config.console_token, self._config.console_read_token)
         )
         body["error_classes"] = list(KNOWN_CLASSES)
         body["topics"] = {
-            "raw": self._settings.topic_raw,
-            "dlq": self._settings.topic_dlq,
-            "parked": self._settings.topic_parked,
+            "raw": self._replay.topic_raw,
+            "dlq": self._replay.topic_dlq,
+            "parked": self._replay.topic_parked,
         }
         return _json(body)
 
     def _refuse_reader(self, request: web.Request) -> web.Response | None:
         """None when the request carries a token that may read records; else the refusal."""
         verdict = check_reader(
-            self._settings.console_token,
-            self._settings.console_read_token,
+            self._config.console_token,
+            self._config.console_read_token,
             request.headers.get("Authorization"),
         )
         if verdict.allowed:
@@ -346,7 +350,7 @@ class Console:
             return refused
         try:
             options = show_options_from_query(_query(request), datetime.now(UTC))
-            page = await list_dlq(self._settings, options)
+            page = await list_dlq(self._replay, options)
         except ConfigError as exc:
             return _error(str(exc), 400)
         except KafkaSetupError as exc:
@@ -363,12 +367,12 @@ class Console:
         except ConfigError as exc:
             return _error(str(exc), 400)
         try:
-            record = await read_dlq_record(self._settings, partition, offset)
+            record = await read_dlq_record(self._replay, partition, offset)
         except ConfigError as exc:  # no such partition, offset, or a transaction marker
             return _error(str(exc), 404)
         except KafkaSetupError as exc:
             return _error(str(exc), 502)
-        return _json(detail_json(record, self._settings.topic_dlq, max_attempts))
+        return _json(detail_json(record, self._replay.topic_dlq, max_attempts))
 
     async def _post_replay(self, request: web.Request) -> web.Response:
         if request.content_type != "application/json":
@@ -383,9 +387,7 @@ class Console:
         except ConfigError as exc:
             return _error(str(exc), 400)
         if not options.dry_run:
-            verdict = check_token(
-                self._settings.console_token, request.headers.get("Authorization")
-            )
+            verdict = check_token(self._config.console_token, request.headers.get("Authorization"))
             if not verdict.allowed:
                 log.warning("console.replay_refused", status=verdict.status, remote=request.remote)
                 return _error(verdict.reason, verdict.status)
@@ -400,7 +402,7 @@ class Console:
                 max_attempts=options.max_attempts,
                 remote=request.remote,
             )
-            replayer = Replayer(self._settings, options)
+            replayer = Replayer(self._replay, options)
             try:
                 report = await replayer.run()
             except ReplayRefused as exc:
@@ -416,7 +418,7 @@ class Console:
         if request.content_type != "application/json":
             return _error("expected Content-Type: application/json", 415)
         verdict = check_token(
-            self._settings.console_token,
+            self._config.console_token,
             request.headers.get("Authorization"),
             action="a change of spending",
             actions="spending changes",
@@ -428,7 +430,7 @@ class Console:
         try:
             body = orjson.loads(await request.read())
             action, by, why, limit = _spending_request(body)
-            budget = await change_spending(self._settings, action, by=by, why=why, limit=limit)
+            budget = await self._config.change_spending(action, by=by, why=why, limit=limit)
         except orjson.JSONDecodeError:
             return _error("the body is not JSON", 400)
         except ConfigError as exc:
@@ -446,7 +448,7 @@ class Console:
         return _json(budget)
 
     def _token_set(self) -> bool:
-        token = self._settings.console_token
+        token = self._config.console_token
         return token is not None and bool(token.get_secret_value())
 
 

@@ -18,15 +18,14 @@ import sys
 from typing import Any
 
 from streamproc.console.api import PREFIX, Console
+from streamproc.console.config import ConsoleConfig
 from streamproc.errors import ConfigError
 from streamproc.logs import get_logger
 from streamproc.ops.http import OpsServer
 from streamproc.ops.metrics import Metrics
 from streamproc.records.status import StateStatus
-from streamproc.settings import Settings
 from streamproc.signals import StopSignals
 from streamproc.state.group_state import GroupState
-from streamproc.state.view import watch_state
 
 __all__ = ["console_command"]
 
@@ -51,13 +50,13 @@ class _Tee:
         return self._view.pacing_status()
 
 
-async def console_command(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
+async def console_command(config: ConsoleConfig, *, stop: asyncio.Event | None = None) -> int:
     """Serve the console until SIGINT/SIGTERM (or ``stop``); exit code 0."""
-    view = GroupState.reader(settings)
-    console = Console(settings, state=lambda: view.status().to_dict(), restored=lambda: True)
+    view = config.state_reader()
+    console = Console(config, state=lambda: view.status().to_dict(), restored=lambda: True)
     stop = stop or asyncio.Event()
-    async with watch_state(settings, _Tee(view, console)):
-        host, port = _listen_on(settings)
+    async with config.watch_state(_Tee(view, console)):
+        host, port = _listen_on(config)
         ops = OpsServer(
             host,
             port,
@@ -69,14 +68,14 @@ async def console_command(settings: Settings, *, stop: asyncio.Event | None = No
         try:
             await ops.start()
         except OSError as exc:
-            raise _listen_error(settings, exc) from None
+            raise _listen_error(config, exc) from None
         try:
             access = (
                 "replay from the page with the operator token"
-                if settings.console_token is not None
+                if config.console_token is not None
                 else "read-only; set STREAMPROC_CONSOLE_TOKEN to allow replays"
             )
-            if settings.console_token is None and settings.console_read_token is None:
+            if config.console_token is None and config.console_read_token is None:
                 access += "; DLQ records hidden: set STREAMPROC_CONSOLE_READ_TOKEN to show them"
 
             print(f"streamproc console: {ops.url}{PREFIX}/ ({access})", file=sys.stdout, flush=True)
@@ -87,15 +86,15 @@ async def console_command(settings: Settings, *, stop: asyncio.Event | None = No
     return 0
 
 
-def _listen_on(settings: Settings) -> tuple[str, int]:
-    if settings.console_port is not None:
-        return settings.console_host, settings.console_port
-    return settings.http_host, settings.http_port
+def _listen_on(config: ConsoleConfig) -> tuple[str, int]:
+    if config.console_port is not None:
+        return config.console_host, config.console_port
+    return config.replay.http_host, config.http_port
 
 
-def _listen_error(settings: Settings, exc: OSError) -> ConfigError:
-    host, port = _listen_on(settings)
-    if settings.console_port is not None:
+def _listen_error(config: ConsoleConfig, exc: OSError) -> ConfigError:
+    host, port = _listen_on(config)
+    if config.console_port is not None:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         return ConfigError(
             f"console_host/console_port: cannot listen on {host}:{port} ({reason}): check "

@@ -19,11 +19,10 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streamproc.console.config import ConsoleConfig
 from streamproc.console.payload import Lag
 from streamproc.kafka.client import admin_client, partitions_of, start_client, stop_quietly
 from streamproc.kafka.client import consumer as make_consumer
-from streamproc.kafka.config import KafkaConnection
-from streamproc.settings import Settings
 
 __all__ = ["CACHE_S", "LagReader"]
 
@@ -32,12 +31,14 @@ CACHE_S = 3.0
 
 
 class LagReader:
-    """Reads :class:`Lag` for ``settings.group_id`` on ``settings.topic_raw``; its clients
+    """Reads :class:`Lag` for ``config.replay.group_id`` on its ``topic_raw``; its clients
     are started on the first read and stopped by :meth:`close`."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._settings = settings
-        self._kafka = KafkaConnection.from_settings(settings)
+    def __init__(
+        self, config: ConsoleConfig, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._config = config.replay
+        self._kafka = config.replay.kafka
         self._clock = clock
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
@@ -54,7 +55,7 @@ class LagReader:
         return lag
 
     async def _read(self) -> Lag:
-        s = self._settings
+        s = self._config
         if self._consumer is None:
             # No group: it never joins nor commits; never assigned: it never fetches.
             consumer = make_consumer(self._kafka, group_id=None)

@@ -15,18 +15,17 @@ import contextlib
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from streamproc.logs import get_logger
+from streamproc.processing.config import LeaseConfig
 from streamproc.processing.writes import StateWrites
 from streamproc.resilience.claims import Claim, ClaimStatus, SetLimit, Settle
 from streamproc.resilience.journal import Record
 from streamproc.resilience.lease import CreditLease, lease_amount
-from streamproc.settings import Settings
 from streamproc.state.group_state import GroupState
 
-__all__ = ["LeaseClaimant", "LeaseConfig", "provider_price"]
+__all__ = ["LeaseClaimant"]
 
 log = get_logger(__name__)
 
@@ -36,52 +35,11 @@ _TICK_MAX_S = 1.0
 _TICK_MIN_S = 0.01
 #: How long shutdown waits for a claim on its way through the claims log.
 _CLAIM_IN_FLIGHT_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseConfig:
-    """The claimant's own settings: credits per call, the day's limit, lease sizes."""
-
-    estimate: int
-    daily_limit: int
-    timezone: str
-    leads_per_lease: int
-    max_share: float
-    max_age_s: float
-    #: False (Clay): a closed lease is settled once idle too; its claim goes to the lead.
-    settle_when_closed: bool
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LeaseConfig:
-        clay = settings.provider_mode == "clay"
-        price = provider_price(settings)
-        return cls(
-            estimate=settings.credits_per_lead if price is None else price,
-            daily_limit=settings.budget_daily_credits,
-            timezone=settings.budget_timezone,
-            # Clay keeps each lead's claim with its pending record: one lead per claim there.
-            leads_per_lease=1 if clay else settings.budget_claim_leads,
-            max_share=settings.budget_lease_max_share,
-            max_age_s=settings.budget_claim_max_age_s,
-            settle_when_closed=not clay,
-        )
-
-
-def provider_price(settings: Settings) -> int | None:
-    """The provider's own fixed price per lead, when its configuration says it: the
-    declarative provider's ``credits_per_match`` (unless a ``credits`` expression reads the
-    charge from each answer). None: only ``credits_per_lead``'s estimate is known."""
-    if settings.waterfall:
-        # A waterfall lead reserves credits_per_lead once for all its providers (the
-        # ceiling): a lead cut short books all of it, never one provider's average.
-        return settings.credits_per_lead
-    table = settings.provider_declarative
-    if settings.provider != "declarative" or not table or table.get("credits") is not None:
-        return None
-    price = table.get("credits_per_match")
-    if isinstance(price, bool) or not isinstance(price, int) or price < 0:
-        return None
-    return price
+#: Leases in a row given back because a new limit was read while their claim was on its
+#: way: each takes an operator's limit change within one claim's round trip, so more than
+#: this is a limit changed over and over; no lease then (as when the budget cannot pay:
+#: the calls hold and are woken by the next budget record), not a claim loop without end.
+_LIMIT_RACES = 3
 
 
 class LeaseClaimant:
@@ -121,6 +79,9 @@ class LeaseClaimant:
         self._settling: set[str] = set()
         #: Days on which this instance's limit was found not to be the group's (logged).
         self._disagreed: set[str] = set()
+        #: Operators' limit changes read back so far: a claim on its way while one is read
+        #: may have been decided under the limit before it (see :meth:`_open_lease`).
+        self._limits_read = 0
 
     @property
     def estimate(self) -> int:
@@ -211,6 +172,21 @@ class LeaseClaimant:
     # --- claims ------------------------------------------------------------------------------
 
     async def _open_lease(self, day: str) -> CreditLease | None:
+        for _ in range(_LIMIT_RACES + 1):
+            limits_read = self._limits_read
+            lease = await self._claim_lease(day)
+            if lease is None or self._limits_read == limits_read:
+                return lease
+            # A new limit was read back while the claim was on its way (the reader
+            # applies the records after ours before this task resumes): it may have been
+            # granted under the old limit, which the current lease's retirement
+            # (read_back) could not reach. Given back unused, the next is claimed under
+            # the new one.
+            self._retire(lease)
+        log.warning("budget.limit_races", day=day, leases_given_back=_LIMIT_RACES + 1)
+        return None
+
+    async def _claim_lease(self, day: str) -> CreditLease | None:
         config, ledger = self._config, self._ledger
         # Days before yesterday are over for the group: their records go from the topic.
         self._append(self._journal.stale(ledger.horizon))
@@ -322,9 +298,11 @@ class LeaseClaimant:
         """A budget record came back from the topic: our own settle is journaled; an
         operator's new limit retires the current lease (its unused room was granted under
         the old limit: the next lease is claimed under the new one)."""
-        if value is not None and value.get("type") == SetLimit.TYPE and self._lease is not None:
-            log.info("budget.limit_changed", day=value.get("day"), limit=value.get("limit"))
-            self._retire(self._lease)
+        if value is not None and value.get("type") == SetLimit.TYPE:
+            self._limits_read += 1
+            if self._lease is not None:
+                log.info("budget.limit_changed", day=value.get("day"), limit=value.get("limit"))
+                self._retire(self._lease)
             return
         if (
             value is not None

@@ -38,7 +38,8 @@ from streamproc.errors import (
     ProviderCreditsExhausted,
 )
 from streamproc.logs import get_logger
-from streamproc.processing.claimant import LeaseClaimant, LeaseConfig, provider_price
+from streamproc.processing.claimant import LeaseClaimant
+from streamproc.processing.config import GuardConfig
 from streamproc.processing.handler import Admission, CallResult
 from streamproc.processing.holds import Holds
 from streamproc.processing.writes import StateWrites
@@ -52,8 +53,8 @@ from streamproc.resilience.lease import CallPrice, CreditLease
 from streamproc.resilience.pacing_step import PacingFold
 from streamproc.resilience.receipts import PREFIX as RECEIPT_PREFIX
 from streamproc.resilience.receipts import carry
-from streamproc.settings import BreakerPolicy, BudgetPolicy, Settings
-from streamproc.state.group_state import BREAKER_KEY, GroupState, iso_or_none
+from streamproc.settings import BreakerPolicy, BudgetPolicy
+from streamproc.state.group_state import BREAKER_KEY, iso_or_none
 from streamproc.state.store import StateStore
 
 __all__ = ["ResilienceGuard", "Ticket", "fallback_enrichment"]
@@ -121,34 +122,35 @@ class ResilienceGuard:
 
     def __init__(
         self,
-        settings: Settings,
+        config: GuardConfig,
         *,
         clock: Callable[[], float] = time.time,
         owner: str | None = None,
         on_transition: Callable[[Transition], None] | None = None,
     ) -> None:
-        self._settings = settings
+        self._config = config
         self._clock = clock
         self._transition_hook = on_transition
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._holds = Holds(clock)
         self._writes = StateWrites()
-        self._state = GroupState(
-            settings,
+        self._state = config.group_state(
             clock=clock,
             owner=self.owner,
             on_transition=self._on_transition,
             on_change=self._holds.wake,
         )
+        #: The operator's pause, read by every lead (one fold for the guard's life).
+        self._spending = self._state.spending
         self._claimant = LeaseClaimant(
-            LeaseConfig.from_settings(settings),
+            config.lease,
             self._state,
             self._writes,
             owner=self.owner,
             clock=clock,
         )
-        self.health = HealthMonitor(window_s=settings.health_window_s)
-        self._price = CallPrice(provider_price(settings))
+        self.health = HealthMonitor(window_s=config.health_window_s)
+        self._price = CallPrice(config.price)
         self._flights: dict[str, asyncio.Future[None]] = {}
         self.transitions: list[Transition] = []
 
@@ -249,11 +251,11 @@ class ResilienceGuard:
         return None if record is None else [record]
 
     async def _permit_and_claim(self) -> tuple[Permit, CreditLease | None]:
-        s, ledger = self._settings, self._state.ledger
+        s, ledger = self._config, self._state.ledger
         #: When this lead first came to a hold (the guard's clock): its age counts from it.
         since: float | None = None
         while True:
-            if self._state.spending.paused:
+            if self._spending.paused:
                 # An operator's pause: no claim, no call, and no DLQ however long it lasts
                 # (a hold's age counts anew after it: docs/budget.md, "Levers"). Not a
                 # failure: the breaker hears nothing.
@@ -282,7 +284,7 @@ class ResilienceGuard:
                 # with every later lead held.
                 breaker.release(permit, self._clock())
                 raise
-            if self._state.spending.paused:
+            if self._spending.paused:
                 # Paused while this lead waited for its slice (a claim's round trip): no
                 # call; the slice goes back unspent.
                 breaker.release(permit, self._clock())
@@ -312,14 +314,14 @@ class ResilienceGuard:
         """Raise HoldExpired once a held lead's hold is past its maximum age."""
         if now >= expires:
             raise HoldExpired(
-                f"held longer than hold_max_age_s ({self._settings.hold_max_age_s:g}s) "
+                f"held longer than hold_max_age_s ({self._config.hold_max_age_s:g}s) "
                 f"waiting for {waiting_for}"
             )
 
     @property
     def paused(self) -> bool:
         """Spending is paused by an operator (docs/budget.md, "Levers")."""
-        return self._state.spending.paused
+        return self._spending.paused
 
     @property
     def holding(self) -> int:
@@ -470,7 +472,7 @@ class ResilienceGuard:
 
     def fallback(self, lead: Lead, error: LeadError) -> dict[str, Any] | None:
         """The local fallback for a lead the provider could not serve, when enabled."""
-        if not self._settings.fallback_enabled:
+        if not self._config.fallback_enabled:
             return None
         if error.error_class not in _FALLBACK_FOR:
             return None
@@ -497,7 +499,7 @@ class ResilienceGuard:
             return True
         if self.breaker.state(now) is not BreakerState.CLOSED:
             return False
-        while self._state.spending.paused and not ticket.over:
+        while self._spending.paused and not ticket.over:
             # Paused between two attempts: the retry is a new call, so it waits for the
             # resume like any lead (no claim, no call meanwhile).
             await self._holds.hold(None)
@@ -518,7 +520,7 @@ class ResilienceGuard:
     def hold_after(self, error: LeadError) -> bool:
         return (
             error.counts_against_breaker
-            and self._settings.on_breaker_open is BreakerPolicy.HOLD
+            and self._config.on_breaker_open is BreakerPolicy.HOLD
             and self.breaker.state(self._clock()) is not BreakerState.CLOSED
         )
 

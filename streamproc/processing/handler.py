@@ -25,6 +25,7 @@ import orjson
 from streamproc import tracing
 from streamproc.errors import HoldExpired, InternalError, LeadError, RegistryUnavailable
 from streamproc.logs import get_logger
+from streamproc.processing.config import HandlerConfig
 from streamproc.processing.holds import Holds
 from streamproc.processing.spend_pacing import LeadPacing
 from streamproc.records.consumed import ConsumedRecord
@@ -41,7 +42,6 @@ from streamproc.records.mapping import LeadObject
 from streamproc.records.outcome import Outcome, OutcomeKind, OutRecord
 from streamproc.resilience.cache import CacheHit
 from streamproc.resilience.receipts import receipt_id
-from streamproc.settings import Settings
 
 __all__ = [
     "Admission",
@@ -313,7 +313,7 @@ class LeadHandler(Generic[_TicketT_co, _SlotT_co]):
 
     def __init__(
         self,
-        settings: Settings,
+        config: HandlerConfig,
         enricher: Enricher | None,
         guard: Guard[_TicketT_co],
         *,
@@ -325,7 +325,7 @@ class LeadHandler(Generic[_TicketT_co, _SlotT_co]):
     ) -> None:
         if enricher is None and deferred is None:
             raise ValueError("LeadHandler needs an enricher or a deferred provider")
-        self._settings = settings
+        self._config = config
         self._enricher = enricher
         #: A waterfall's answers say which providers were tried (``enrichment_meta``).
         self._steps = getattr(enricher, "has_steps", False) is True
@@ -358,7 +358,7 @@ class LeadHandler(Generic[_TicketT_co, _SlotT_co]):
         except RegistryUnavailable:
             pass
         self.registry_held += 1
-        expires = time.monotonic() + self._settings.hold_max_age_s
+        expires = time.monotonic() + self._config.hold_max_age_s
         try:
             while True:
                 await self._holds.hold(min(time.monotonic() + _REGISTRY_RETRY_S, expires))
@@ -370,7 +370,7 @@ class LeadHandler(Generic[_TicketT_co, _SlotT_co]):
                         # the partition forever: past the age, the lead goes, replayable.
                         raise HoldExpired(
                             "held longer than hold_max_age_s "
-                            f"({self._settings.hold_max_age_s:g}s) waiting for the schema "
+                            f"({self._config.hold_max_age_s:g}s) waiting for the schema "
                             f"registry: {exc}"
                         ) from exc
         finally:
@@ -392,7 +392,7 @@ class LeadHandler(Generic[_TicketT_co, _SlotT_co]):
         lead_id: str | None = None
         try:
             if self._codec is None:
-                lead, obj = decode_lead(record.value, max_bytes=self._settings.max_lead_bytes)
+                lead, obj = decode_lead(record.value, max_bytes=self._config.max_lead_bytes)
             else:
                 lead, obj = await self._decode(self._codec, record.value)
             lead_id = lead.lead_id
@@ -607,7 +607,7 @@ class LeadHandler(Generic[_TicketT_co, _SlotT_co]):
             # user's): a waterfall's steps are in the plain JSON output only.
             value = self._codec.encode(_shaped(obj), enrichment, meta)
         out = OutRecord(
-            self._settings.topic_enriched,
+            self._config.topic_enriched,
             record.key if record.key is not None else lead.lead_id.encode(),
             value,
             list(record.headers),
@@ -659,5 +659,5 @@ class LeadHandler(Generic[_TicketT_co, _SlotT_co]):
             # Upstream may write neither (a Java `new ProducerRecord(topic, null)`), but
             # Kafka clients refuse to: the DLQ record gets an empty key.
             key = b""
-        out = OutRecord(self._settings.topic_dlq, key, record.value, headers)
+        out = OutRecord(self._config.topic_dlq, key, record.value, headers)
         return Outcome(OutcomeKind.DLQ, [out], lead_id, attempt, error_class=exc.error_class)

@@ -51,11 +51,11 @@ from streamproc.kafka.client import (
     transaction,
     transactional_producer,
 )
-from streamproc.kafka.config import KafkaConnection
 from streamproc.kafka.tolerant import Undecodable, read_tolerantly
 from streamproc.kafka.topics import max_message_bytes
 from streamproc.logs import get_logger
 from streamproc.processing.backoff import Backoff
+from streamproc.processing.config import ProcessorConfig
 from streamproc.processing.handler import LeadHandler, Unreadable
 from streamproc.processing.lane import CommitResult, PartitionLane, transactional_id
 from streamproc.processing.publication import Publication
@@ -64,11 +64,16 @@ from streamproc.records.dlq import RECORD_OVERHEAD_BYTES
 from streamproc.records.lead import Source
 from streamproc.records.outcome import Outcome, OutcomeKind
 from streamproc.records.status import LaneStatus
-from streamproc.settings import Settings, start_offset_ms
+from streamproc.settings import start_offset_ms
 
 __all__ = ["Processor", "ProcessorStats"]
 
 log = get_logger(__name__)
+
+#: An enriched outcome's ``by_source`` key (an enum's ``.value`` costs two calls per lead).
+_SOURCE_LABEL: dict[Source | None, str] = {None: Source.PROVIDER.value} | {
+    source: source.value for source in Source
+}
 
 #: Errors of a fetch that concern one record the client cannot decode (a header key that
 #: is not UTF-8, a batch failing its CRC): the record is dead-lettered by its position.
@@ -150,15 +155,15 @@ class Processor:
 
     def __init__(
         self,
-        settings: Settings,
+        config: ProcessorConfig,
         handler: LeadHandler[object, object],
         *,
         log_context: Callable[[], dict[str, Any]] | None = None,
         release_holds: Callable[[Collection[asyncio.Task[Any]] | None], int] | None = None,
         on_assignment: Callable[[int, int], None] | None = None,
     ) -> None:
-        self._settings = settings
-        self._kafka = KafkaConnection.from_settings(settings)
+        self._config = config
+        self._kafka = config.kafka
         #: Told after every rebalance: partitions assigned here, partitions of the topic.
         self._on_assignment = on_assignment
         self._handler = handler
@@ -178,9 +183,9 @@ class Processor:
         #: partition's opening waits for another's, nor the group for any.
         self._open_tasks: set[asyncio.Task[None]] = set()
         self._reopening: asyncio.Task[None] | None = None
-        self._stall = StallWatch(settings.stall_after_s)
+        self._stall = StallWatch(config.stall_after_s)
         #: Deferred leads wait in memory for their turn: their partitions get a small window.
-        self._deferral_topics = frozenset(settings.deferral_topics)
+        self._deferral_topics = frozenset(config.deferral_topics)
         self._publication: Publication | None = None
         self._max_batch_bytes: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -200,7 +205,7 @@ class Processor:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        s = self._settings
+        s = self._config
         self._consumer = make_consumer(
             self._kafka,
             group_id=s.group_id,
@@ -252,7 +257,7 @@ class Processor:
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop fetching, let leads in flight finish (up to the grace), commit, leave the group."""
         self.request_stop()
-        grace = self._settings.shutdown_grace_s if grace_s is None else grace_s
+        grace = self._config.shutdown_grace_s if grace_s is None else grace_s
         if self._aborting.is_set():
             grace = 0
         loop = asyncio.get_running_loop()
@@ -323,7 +328,7 @@ class Processor:
     # --- fetching -------------------------------------------------------------------------
 
     async def _read_output_limits(self) -> None:
-        s = self._settings
+        s = self._config
         topics = [s.topic_enriched, s.topic_dlq, s.topic_state, s.topic_parked]
         request_bytes = max_request_bytes(self._kafka)
         limits = {
@@ -340,17 +345,17 @@ class Processor:
     async def _fetch_loop(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
-        per_partition = self._settings.max_in_flight_per_partition
+        per_partition = self._config.max_in_flight_per_partition
         while not self._stopping.is_set():
             self._schedule_reopen()
             self._apply_backpressure()
-            room = self._settings.max_in_flight - self._in_flight
+            room = self._config.max_in_flight - self._in_flight
             if room <= 0:
                 self._window_freed.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._window_freed.wait(), timeout=1.0)
                 self._apply_backpressure()
-                room = self._settings.max_in_flight - self._in_flight
+                room = self._config.max_in_flight - self._in_flight
             # Poll even with every partition paused (the window full, leads held by the
             # breaker or the budget): a consumer that stops polling for
             # max_poll_interval_ms is dropped from the group, however long the hold.
@@ -364,8 +369,8 @@ class Processor:
                 continue
             except _FATAL_FETCH as exc:
                 raise KafkaSetupError(
-                    f"Kafka refused to let group {self._settings.group_id} read "
-                    f"{self._settings.topic_raw}: {exc.__class__.__name__}; grant the ACLs"
+                    f"Kafka refused to let group {self._config.group_id} read "
+                    f"{self._config.topic_raw}: {exc.__class__.__name__}; grant the ACLs"
                 ) from None
             except KafkaError as exc:
                 log.warning("fetch.failed", error=repr(exc))
@@ -423,13 +428,13 @@ class Processor:
         if not lanes:
             await asyncio.sleep(0.2)  # a rebalance under way: its lanes open in a moment
             return
-        per_partition = self._settings.max_in_flight_per_partition
-        fetch_bytes = max(self._settings.max_lead_bytes + 1024, 1_048_576)
+        per_partition = self._config.max_in_flight_per_partition
+        fetch_bytes = max(self._config.max_lead_bytes + 1024, 1_048_576)
         moved = False
         for tp, lane in lanes:
             room = min(
                 self._window_limit(tp, per_partition) - len(lane),
-                self._settings.max_in_flight - self._in_flight,
+                self._config.max_in_flight - self._in_flight,
             )
             consumer.seek(tp, lane.position)
             if room <= 0:
@@ -478,14 +483,12 @@ class Processor:
         self._submit(lane, record, dead_letter)
 
     def _window_limit(self, tp: TopicPartition, per_partition: int) -> int:
-        return (
-            self._settings.deferral_window if tp.topic in self._deferral_topics else per_partition
-        )
+        return self._config.deferral_window if tp.topic in self._deferral_topics else per_partition
 
     def _apply_backpressure(self) -> None:
         assert self._consumer is not None
-        per_partition = self._settings.max_in_flight_per_partition
-        full = self._in_flight >= self._settings.max_in_flight
+        per_partition = self._config.max_in_flight_per_partition
+        full = self._in_flight >= self._config.max_in_flight
         pause, resume = [], []
         assignment = self._consumer.assignment()
         for tp, lane in self._lanes.items():
@@ -514,7 +517,7 @@ class Processor:
         # A fixed tick: the next round starts one interval after the previous one *started*
         # (at once if the commits took longer), so a lead finished right after a round
         # waits one interval, not an interval plus a commit round trip.
-        interval = self._settings.commit_interval_ms / 1000
+        interval = self._config.commit_interval_ms / 1000
         loop = asyncio.get_running_loop()
         due = loop.time() + interval
         while True:
@@ -616,7 +619,7 @@ class Processor:
             )
             if outcome.kind is OutcomeKind.ENRICHED:
                 st.enriched += 1
-                src = (outcome.source or Source.PROVIDER).value
+                src = _SOURCE_LABEL[outcome.source]
                 st.by_source[src] = st.by_source.get(src, 0) + 1
             elif outcome.kind is OutcomeKind.SUBMITTED:
                 st.submitted += 1
@@ -681,7 +684,7 @@ class Processor:
     # --- watching -------------------------------------------------------------------------
 
     async def _watch_loop(self) -> None:
-        interval = min(self._settings.stall_after_s / 3, STALL_CHECK_MAX_S)
+        interval = min(self._config.stall_after_s / 3, STALL_CHECK_MAX_S)
         while True:
             await asyncio.sleep(interval)
             try:
@@ -716,7 +719,7 @@ class Processor:
         now = asyncio.get_running_loop().time()
         # A process whose window is full (leads held elsewhere) pauses idle partitions for
         # a reason: they count as busy, not stalled.
-        full = self._in_flight >= self._settings.max_in_flight
+        full = self._in_flight >= self._config.max_in_flight
         views = [
             PartitionView(
                 tp.partition,
@@ -746,7 +749,7 @@ class Processor:
             position=lane.position,
             consumer_paused=paused,
             lane_paused=lane.paused,
-            stalled_s=round(self._settings.stall_after_s, 1),
+            stalled_s=round(self._config.stall_after_s, 1),
         )
         if lane is not self._lanes.get(tp) or tp not in consumer.assignment():
             return
@@ -835,14 +838,14 @@ class Processor:
     async def _start_producer(self, tp: TopicPartition) -> Any:
         producer = transactional_producer(
             self._kafka,
-            transactional_id(self._settings.group_id, tp),
+            transactional_id(self._config.group_id, tp),
             max_batch_bytes=self._max_batch_bytes,
         )
         try:
             # init_transactions fences the previous owner of this id and waits for the
             # coordinator to settle its open transaction: bounded, as a coordinator that
             # is down would otherwise hold the opening (and the partition) for ever.
-            await asyncio.wait_for(producer.start(), timeout=self._settings.lane_open_timeout_s)
+            await asyncio.wait_for(producer.start(), timeout=self._config.lane_open_timeout_s)
         except BaseException:
             await stop_quietly(producer)
             raise
@@ -852,7 +855,7 @@ class Processor:
         """The group's committed offset of ``tp`` (None: never committed), bounded."""
         assert self._consumer is not None
         committed = await asyncio.wait_for(
-            self._consumer.committed(tp), timeout=self._settings.lane_open_timeout_s
+            self._consumer.committed(tp), timeout=self._config.lane_open_timeout_s
         )
         return None if committed is None else int(committed)
 
@@ -874,7 +877,7 @@ class Processor:
         finally:
             self._opening.difference_update(tps)
         now = asyncio.get_running_loop().time()
-        s = self._settings
+        s = self._config
         for tp, result in zip(tps, opened, strict=True):
             if isinstance(result, BaseException):
                 if isinstance(result, asyncio.CancelledError):
@@ -935,7 +938,7 @@ class Processor:
     def _report_assignment(self) -> None:
         if self._on_assignment is None or self._consumer is None:
             return
-        raw = self._settings.topic_raw
+        raw = self._config.topic_raw
         total = len(self._consumer.partitions_for_topic(raw) or ())
         mine = sum(1 for tp in self._consumer.assignment() if tp.topic == raw)
         self._on_assignment(mine, total)
@@ -949,7 +952,7 @@ class Processor:
             committed = await self._read_committed(tp)
             if committed is None:
                 committed = await asyncio.wait_for(
-                    self._start_position(tp, producer), timeout=self._settings.lane_open_timeout_s
+                    self._start_position(tp, producer), timeout=self._config.lane_open_timeout_s
                 )
         except BaseException:
             await stop_quietly(producer)
@@ -968,7 +971,7 @@ class Processor:
             now = await self._read_committed(tp)
             return committed if now is None else now
 
-        s = self._settings
+        s = self._config
         self._lanes[tp] = PartitionLane(
             tp,
             producer,
@@ -985,8 +988,8 @@ class Processor:
         at once: decided once, so a crash before the first lead does not decide again
         (with ``latest``, the leads written meanwhile would be skipped)."""
         assert self._consumer is not None
-        at_ms = start_offset_ms(self._settings.start_offset)
-        if self._settings.start_offset == "earliest":
+        at_ms = start_offset_ms(self._config.start_offset)
+        if self._config.start_offset == "earliest":
             offset = (await self._consumer.beginning_offsets([tp]))[tp]
         elif at_ms is None:  # latest: the last stable offset (the consumer reads committed)
             offset = (await self._consumer.end_offsets([tp]))[tp]
@@ -996,12 +999,12 @@ class Processor:
                 found.offset if found is not None else (await self._consumer.end_offsets([tp]))[tp]
             )
         async with transaction(producer):
-            await producer.send_offsets_to_transaction({tp: offset}, self._settings.group_id)
+            await producer.send_offsets_to_transaction({tp: offset}, self._config.group_id)
         log.info(
             "partition.start_position",
             partition=tp.partition,
             offset=offset,
-            start_offset=self._settings.start_offset,
+            start_offset=self._config.start_offset,
         )
         return int(offset)
 
@@ -1024,7 +1027,7 @@ class Processor:
             log.info("revoke.released_holds", leads=released)
         # Let the leads in a provider call finish and commit them: a cancelled call may
         # already have been paid for, and its claim would stay counted against the budget.
-        grace = self._settings.revoke_grace_s
+        grace = self._config.revoke_grace_s
         if tps and grace > 0:
             await asyncio.gather(*(self._lanes[tp].wait_idle(grace) for tp in tps))
         # Side by side: one slow final commit must not add to the next one's wait while the

@@ -8,7 +8,9 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
   fails on gets ``priority_default_score``; under ``priority_floor``: ``below_floor``.
 * **Admit or defer** (``pacing_enabled``): a new lead whose density ``score · decay(age) /
   credits`` clears the threshold :class:`PacingGate` holds (or is in its top layer, which
-  goes whatever θ says), with no deferred lead of a higher band going before it, goes on
+  goes whatever θ says), with no deferred lead of a higher band going before it, and the
+  plan's gate has room for it (the simulator's: the group's credits committed and this
+  instance's in flight within the plan + 2 % of the limit, a top lead's + 4.5 %), goes on
   to the guard. Else it is **deferred**: its outcome
   is one record to the deferral topic of its score band, which the lane commits with the
   input offset in one transaction, as a DLQ record is. The partition never waits for it.
@@ -31,7 +33,8 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
   again, the plan is re-anchored at the spend then, what it asked for meanwhile paid back
   over the next half hour (nothing built up to dump in one burst).
   The plan's shape is learnt from the hourly arrivals of the last ``pacing_history_days``
-  of the input (:func:`learn_plan_shape`), at start and once a day.
+  of the input (:func:`learn_plan_shape`), at start and once a day, and re-estimated each
+  quarter-hour from the leads offered today against them (in the step).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import orjson
 from streamproc.errors import DeferralExpired, StreamprocError
 from streamproc.kafka.arrivals import offsets_at
 from streamproc.logs import get_logger
+from streamproc.processing.config import PacingConfig
 from streamproc.processing.holds import Holds
 from streamproc.records.consumed import ConsumedRecord
 from streamproc.records.dlq import Headers
@@ -61,9 +65,10 @@ from streamproc.resilience.pacing_step import (
     SharedStep,
     next_step,
     offers_key,
+    step_plan,
 )
 from streamproc.resilience.priority import PriorityScore, ScoreError
-from streamproc.resilience.spend_plan import uniform_shape
+from streamproc.resilience.spend_plan import SpendPlan, gate_admits, uniform_shape
 from streamproc.settings import Settings
 from streamproc.timestamps import Clock
 
@@ -118,7 +123,8 @@ class DeferredView:
 
 
 class SpendView:
-    """What the controller reads of the group's state: its day, limit, spend, breaker."""
+    """What the controller reads of the group's state: its day, limit, spend, breaker,
+    and the credits granted claims hold (the gate's)."""
 
     def __init__(
         self,
@@ -126,12 +132,21 @@ class SpendView:
         limit: Callable[[str], int],
         spent: Callable[[str], float],
         provider_out: Callable[[float], bool],
+        committed: Callable[[str], float] | None = None,
+        own_held: Callable[[str], float] | None = None,
     ) -> None:
         #: ``now`` → (the budget day, epoch seconds it started).
         self.day_window = day_window
         self.limit = limit
         self.spent = spent
         self.provider_out = provider_out
+        #: Credits settled and reserved by granted claims (the gate reads it; None: the
+        #: settled ones).
+        self.committed = spent if committed is None else committed
+        #: Credits held by this instance's own granted claims (inside ``committed``): its
+        #: leads in flight take their slices from them, so only what they need beyond
+        #: counts again. None: nothing held.
+        self.own_held = own_held
 
 
 class PacingGate:
@@ -150,12 +165,20 @@ class PacingGate:
         publish: Callable[[str, dict[str, Any]], object] | None = None,
         leads: Callable[[], bool] = lambda: True,
         learn: Callable[[str], Awaitable[PlanShape]] | None = None,
+        lead_credits: int = 1,
     ) -> None:
         """``publish`` writes a record to the state topic (None: one process alone, its
         steps folded at once); ``leads``: this instance computes the group's steps (it
         holds partition 0 of the input topic); ``learn``: the plan's shape for a budget
-        day (:func:`learn_plan_shape`), asked at start and once a day."""
+        day (:func:`learn_plan_shape`), asked at start and once a day; ``lead_credits``:
+        what a lead reserves (the gate's)."""
         self._view = view
+        self._lead_credits = lead_credits
+        #: Leads admitted and not done yet, by their record's place: their credits count
+        #: against the gate (a burst of them cannot all pass one reading of the ledger
+        #: before their claims are in it).
+        self._in_flight: set[tuple[str, int, int]] = set()
+        self._gate_plan: tuple[SharedStep | None, PlanShape, str, int, SpendPlan] | None = None
         self._clock = clock
         #: Clock seconds to wall seconds, to sleep a step (a scaled clock: bench only).
         self._wall = clock.wall_span if isinstance(clock, Clock) else float
@@ -204,11 +227,50 @@ class PacingGate:
         self._wake()
 
     def _clears(self, density: float, draw: float) -> bool:
-        """It clears θ, or is in the top layer (throttled last, as in Smart Pacing)."""
-        top = self.top
-        return self.threshold.admits(density, draw) or (
-            top is not None and top.admits(density, draw)
+        """It clears θ, or is in the top layer (throttled last, as in Smart Pacing), and
+        the plan's gate has room for it (:meth:`room`), as in the simulator."""
+        top = self.top is not None and self.top.admits(density, draw)
+        return (top or self.threshold.admits(density, draw)) and self.room(top=top)
+
+    def room(self, *, top: bool = False) -> bool:
+        """Whether the group's credits committed (settled and held by granted claims, from
+        the ledger) and this instance's leads in flight leave room under the plan's gate
+        for one more lead, a ``top``-layer one or not (:func:`gate_admits`, the
+        simulator's gate, on the group's plan); no budget view (a test, a tool): always."""
+        view = self._view
+        if view is None:
+            return True
+        now = self._clock()
+        day, start = view.day_window(now)
+        return gate_admits(
+            self._plan(day, view.limit(day)),
+            now - start,
+            committed=view.committed(day) + self._beyond_own_claims(view, day),
+            credits=self._lead_credits,
+            top=top,
         )
+
+    def _beyond_own_claims(self, view: SpendView, day: str) -> float:
+        """What this instance's leads in flight commit beyond its own granted claims: a
+        lead that took its slice of a lease is already in the ledger's ``committed``, and
+        counting it twice would hold spend a lease below the plan."""
+        in_flight = len(self._in_flight) * self._lead_credits
+        held = 0.0 if view.own_held is None else view.own_held(day)
+        return max(0.0, in_flight - held)
+
+    def _plan(self, day: str, limit: int) -> SpendPlan:
+        """The group's plan (:func:`step_plan`), kept until its step, shape, day or limit
+        changes: the gate is asked for every waiting lead a new one may not pass."""
+        current, shape = self.fold.current, self.shape
+        kept = self._gate_plan
+        if kept is None or kept[:4] != (current, shape, day, limit):
+            plan = step_plan(current, shape, day=day, limit=limit)
+            kept = self._gate_plan = (current, shape, day, limit, plan)
+        return kept[4]
+
+    def lead_done(self, place: tuple[str, int, int]) -> None:
+        """The lead of the record at ``place`` is done (its claim is booked, if any)."""
+        self._in_flight.discard(place)
 
     def _wake(self) -> None:
         self._holds.wake()
@@ -241,10 +303,19 @@ class PacingGate:
         topic, partition, offset = place
         return self._clears(density, draw) and offset == min(self._lanes[(topic, partition)])
 
-    def admits_new(self, band: int, density: float, key: str) -> bool:
+    def admits_new(
+        self, band: int, density: float, key: str, place: tuple[str, int, int] | None = None
+    ) -> bool:
         """A new lead goes on now: it clears the threshold and no deferred lead of a higher
-        band goes before it (a new lead never jumps ahead of a better deferred one)."""
-        return self._clears(density, tie_draw(key)) and not self.higher_ahead(band)
+        band goes before it (a new lead never jumps ahead of a better deferred one).
+        ``place``: the record's topic, partition and offset, by which it counts against
+        the gate until :meth:`lead_done`."""
+        draw = tie_draw(key)
+        if not (self._clears(density, draw) and not self.higher_ahead(band)):
+            return False
+        if place is not None:
+            self._in_flight.add(place)
+        return True
 
     async def turn(
         self,
@@ -280,6 +351,7 @@ class PacingGate:
             # The next lead of its partition, or a lower band's, may go now (or once this
             # one is done): a lead that left waiting wakes the others.
             self._wake()
+        self._in_flight.add(place)
         self._going[band] += 1
 
     def done(self, band: int) -> None:
@@ -442,20 +514,20 @@ class LeadPacing:
 
     def __init__(
         self,
-        settings: Settings,
+        config: PacingConfig,
         score: PriorityScore | None,
         gate: PacingGate | None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._score = score
-        self._default = settings.priority_default_score
+        self._default = config.priority_default_score
         self.gate = gate
-        self._edges = settings.pacing_band_edges
-        self._topics = settings.deferral_topics
+        self._edges = config.pacing_band_edges
+        self._topics = config.deferral_topics
         self._band_of_topic = {topic: band for band, topic in enumerate(self._topics)}
-        self._credits = max(1, settings.credits_per_lead)
-        self._max_age_s = settings.deferral_max_age_s
+        self._credits = max(1, config.credits_per_lead)
+        self._max_age_s = config.deferral_max_age_s
         self._clock = clock
         #: Leads the expression failed on (given the default score).
         self.score_errors = 0
@@ -534,7 +606,7 @@ class LeadPacing:
             await gate.turn(record.band, record.place, density, lead_id, expires)
             return None
         gate.offer(density, self._credits)
-        if gate.admits_new(band, density, lead_id):
+        if gate.admits_new(band, density, lead_id, _place(record)):
             return None
         origin = {
             "topic": record.topic,
@@ -552,5 +624,15 @@ class LeadPacing:
 
     def finished(self, record: ConsumedRecord) -> None:
         """The lead admitted by :meth:`admit` is done (whatever its outcome)."""
-        if self.gate is not None and isinstance(record, DeferredView):
+        if self.gate is None:
+            return
+        self.gate.lead_done(_place(record))
+        if isinstance(record, DeferredView):
             self.gate.done(record.band)
+
+
+def _place(record: ConsumedRecord) -> tuple[str, int, int]:
+    """Where the record was read: a deferred lead's deferral record, else the record."""
+    if isinstance(record, DeferredView):
+        return record.place
+    return (record.topic, record.partition, record.offset)

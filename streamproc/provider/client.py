@@ -27,7 +27,7 @@ from streamproc.provider.api import Enrichment, HeadersHook, LeadIn, idempotency
 from streamproc.provider.classify import ProviderResult, classify_response
 from streamproc.provider.config import ProviderConfig
 from streamproc.provider.driver import KeepTrying, RetryDriver, Sleep, Stalled
-from streamproc.provider.http_errors import TIMEOUTS, request_errors
+from streamproc.provider.http_errors import TIMEOUTS, unreachable
 from streamproc.provider.retry import RetryPolicy
 from streamproc.settings import Settings
 
@@ -282,12 +282,19 @@ class ProviderClient:
         began = self._clock()
         if tracing.enabled:
             headers = [*headers, *tracing.http_headers()]
-        with request_errors("provider", on_failure=lambda: self._report(None, began)):
+        # request_errors' translation, inline: no context manager per call (http_errors).
+        try:
             if bounded:
                 async with asyncio.timeout(self._timeout_s):
                     response = await self._exchange(wire, body, headers)
             else:
                 response = await self._exchange(wire, body, headers)
+        except (httpx.TimeoutException, TimeoutError):
+            self._report(None, began)
+            raise
+        except httpx.RequestError as exc:
+            self._report(None, began)
+            raise unreachable("provider", exc) from exc
         self._report(response.status_code, began)
         return response
 

@@ -24,10 +24,10 @@ from streamproc.errors import ConfigError
 from streamproc.logs import get_logger
 from streamproc.ops.http import OpsServer
 from streamproc.ops.metrics import Metrics
+from streamproc.replay.config import ReplayConfig
 from streamproc.replay.filters import KNOWN_CLASSES, RETRIABLE_CHOICES, ReplayFilter
 from streamproc.replay.progress import MetricsProgress, ProgressSink, make_progress
 from streamproc.replay.replayer import Replayer, ReplayOptions
-from streamproc.settings import Settings
 from streamproc.signals import StopSignals
 
 __all__ = [
@@ -174,7 +174,7 @@ def options_from_args(args: argparse.Namespace, now: datetime | None = None) -> 
 
 
 def print_report(
-    replayer: Replayer, settings: Settings, *, as_json: bool, file: TextIO | None = None
+    replayer: Replayer, config: ReplayConfig, *, as_json: bool, file: TextIO | None = None
 ) -> None:
     out = file or sys.stdout
     report = replayer.report
@@ -182,14 +182,14 @@ def print_report(
         out.write(orjson.dumps(report.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         text = report.render_text(
-            raw=settings.topic_raw, parked=settings.topic_parked, dlq=settings.topic_dlq
+            raw=config.topic_raw, parked=config.topic_parked, dlq=config.topic_dlq
         )
         out.write(text + "\n")
     out.flush()
 
 
 async def replay_command(
-    settings: Settings,
+    config: ReplayConfig,
     options: ReplayOptions,
     *,
     as_json: bool = False,
@@ -204,10 +204,10 @@ async def replay_command(
     if metrics_port is not None:
         metrics = Metrics()
         sink = MetricsProgress(metrics, sink)
-    replayer = Replayer(settings, options, progress=sink)
+    replayer = Replayer(config, options, progress=sink)
     if metrics_port is not None:
         ops = OpsServer(
-            settings.http_host,
+            config.http_host,
             metrics_port,
             metrics,
             status_fn=lambda: replayer.report.to_json(),
@@ -217,19 +217,19 @@ async def replay_command(
             await ops.start()
         except OSError as exc:
             raise ConfigError(
-                f"--metrics-port {metrics_port}: cannot listen on {settings.http_host}:"
+                f"--metrics-port {metrics_port}: cannot listen on {config.http_host}:"
                 f"{metrics_port} ({exc.strerror or exc}); pick a free port or 0"
             ) from None
         log.info("replay.metrics", url=f"{ops.url}/metrics")
     try:
-        return await _run_replay(replayer, settings, as_json=as_json, file=file)
+        return await _run_replay(replayer, config, as_json=as_json, file=file)
     finally:
         if ops is not None:
             await ops.stop()
 
 
 async def _run_replay(
-    replayer: Replayer, settings: Settings, *, as_json: bool, file: TextIO | None
+    replayer: Replayer, config: ReplayConfig, *, as_json: bool, file: TextIO | None
 ) -> int:
     task = asyncio.ensure_future(replayer.run())
 
@@ -248,13 +248,13 @@ async def _run_replay(
             if signals.count < 2:
                 raise  # cancelled from outside, not by a second signal
             replayer.report.stop_reason = "interrupted"
-            print_report(replayer, settings, as_json=as_json, file=file)
+            print_report(replayer, config, as_json=as_json, file=file)
             return EXIT_INTERRUPTED
         except Exception:
             if replayer.report.read:
-                print_report(replayer, settings, as_json=as_json, file=file)
+                print_report(replayer, config, as_json=as_json, file=file)
             raise
-    print_report(replayer, settings, as_json=as_json, file=file)
+    print_report(replayer, config, as_json=as_json, file=file)
     reason = replayer.report.stop_reason
     if reason == "interrupted":
         return EXIT_INTERRUPTED

@@ -34,9 +34,9 @@ from streamproc.kafka.client import (
     transactional_producer,
 )
 from streamproc.kafka.client import consumer as make_consumer
-from streamproc.kafka.config import KafkaConnection
 from streamproc.logs import get_logger
 from streamproc.records.outcome import OutRecord
+from streamproc.replay.config import ReplayConfig
 from streamproc.replay.decision import DlqRecord, Planned, Targets, plan
 from streamproc.replay.filters import ReplayFilter
 from streamproc.replay.progress import NullProgress, ProgressSink
@@ -44,9 +44,7 @@ from streamproc.replay.rate import pace
 from streamproc.replay.report import ReplayReport
 from streamproc.replay.safety import budget_warning, refusal_reason
 from streamproc.resilience.token_bucket import TokenBucket
-from streamproc.settings import Settings
-from streamproc.state.group_state import GroupState
-from streamproc.state.view import StateView, watch_state
+from streamproc.state.view import StateView
 
 __all__ = [
     "ReplayFenced",
@@ -87,15 +85,15 @@ class ReplayOptions:
         return max(1, min(MAX_BATCH, int(self.rate_per_s * _RATED_BATCH_S)))
 
 
-def replayer_group(settings: Settings) -> str:
+def replayer_group(config: ReplayConfig) -> str:
     """The replayer's consumer group: ``<group>-replayer`` (docs/flow.md)."""
-    return f"{settings.group_id}-replayer"
+    return f"{config.group_id}-replayer"
 
 
-def replayer_transactional_id(settings: Settings) -> str:
+def replayer_transactional_id(config: ReplayConfig) -> str:
     # One id for the whole replayer (not per partition as the processor's lanes): a second
     # replayer fences the first, so two runs can never move the same record.
-    return f"{replayer_group(settings)}.{settings.topic_dlq}"
+    return f"{replayer_group(config)}.{config.topic_dlq}"
 
 
 class Replayer:
@@ -103,19 +101,19 @@ class Replayer:
 
     def __init__(
         self,
-        settings: Settings,
+        config: ReplayConfig,
         options: ReplayOptions,
         *,
         progress: ProgressSink | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._settings = settings
-        self._kafka = KafkaConnection.from_settings(settings)
+        self._config = config
+        self._kafka = config.kafka
         self._options = options
         self._progress: ProgressSink = progress or NullProgress()
         self._clock = clock
         self._stop = asyncio.Event()
-        self._targets = Targets(settings.topic_raw, settings.topic_parked, settings.topic_dlq)
+        self._targets = Targets(config.topic_raw, config.topic_parked, config.topic_dlq)
         self._bucket = TokenBucket(options.rate_per_s, burst=1) if options.rate_per_s else None
         self._matched = 0
         self._state: StateView | None = None
@@ -136,9 +134,7 @@ class Replayer:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if not self._options.force:
-                    state = GroupState.reader(self._settings)
-                    await stack.enter_async_context(watch_state(self._settings, state))
-                    self._state = state
+                    self._state = await stack.enter_async_context(self._config.open_state())
                     reason = self._unsafe()
                     if reason is not None:
                         if not self._options.dry_run:
@@ -166,19 +162,19 @@ class Replayer:
     # --- setup ------------------------------------------------------------------------------
 
     async def _start_consumer(self) -> AIOKafkaConsumer:
-        s = self._settings
+        s = self._config
         consumer = make_consumer(
             self._kafka,
             group_id=replayer_group(s),
             fetch_max_wait_ms=100,
             # DLQ records are a lead plus headers: leave room above the lead size cap.
-            max_partition_fetch_bytes=max(s.max_lead_bytes * 2, 1_048_576) + 65_536,
+            max_partition_fetch_bytes=max(s.kafka.max_lead_bytes * 2, 1_048_576) + 65_536,
         )
         await start_client(self._kafka, consumer)
         return consumer
 
     async def _start_producer(self) -> AIOKafkaProducer:
-        producer = transactional_producer(self._kafka, replayer_transactional_id(self._settings))
+        producer = transactional_producer(self._kafka, replayer_transactional_id(self._config))
         # init_transactions: fences a previous replayer and aborts its open transaction, so
         # the committed offsets read after this are final.
         await start_client(self._kafka, producer)
@@ -186,7 +182,7 @@ class Replayer:
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> tuple[list[TopicPartition], int]:
         """Assign every DLQ partition at the group's committed offset; offsets pending."""
-        topic = self._settings.topic_dlq
+        topic = self._config.topic_dlq
         ranges = await assign_from_committed(consumer, topic)
         tps = list(ranges)
         pending = sum(max(end - start, 0) for start, end in ranges.values())
@@ -196,7 +192,7 @@ class Replayer:
         log.info(
             "replay.assigned",
             topic=topic,
-            group=replayer_group(self._settings),
+            group=replayer_group(self._config),
             partitions=len(tps),
             pending_offsets=pending,
             follow=self._options.follow,
@@ -221,7 +217,7 @@ class Replayer:
         if self._state is None:
             return
         warning = budget_warning(
-            self._state.status(), self._settings.credits_per_lead, leads, at_most=at_most
+            self._state.status(), self._config.credits_per_lead, leads, at_most=at_most
         )
         self.report.budget_warning = warning
         if warning is not None and not self._options.dry_run:
@@ -293,7 +289,7 @@ class Replayer:
         self, producer: AIOKafkaProducer, records: list[tuple[TopicPartition, DlqRecord]]
     ) -> None:
         """Move a batch and commit the offsets past it, all in one transaction."""
-        group = replayer_group(self._settings)
+        group = replayer_group(self._config)
         counts: Counter[tuple[str, str]] = Counter()
         truncated = 0
         offsets: dict[TopicPartition, int] = {}
@@ -361,7 +357,7 @@ class Replayer:
     def _unsafe(self) -> str | None:
         if self._state is None:
             return None
-        return refusal_reason(self._state.status(), self._settings.credits_per_lead)
+        return refusal_reason(self._state.status(), self._config.credits_per_lead)
 
     async def _still_safe(self, moving: bool) -> bool:
         """False (and the run stops) when replaying became unsafe; ``--follow`` waits instead."""

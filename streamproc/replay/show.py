@@ -29,13 +29,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from streamproc.errors import ConfigError, KafkaSetupError
 from streamproc.kafka.client import assign_from_committed, partitions_of, start_client
 from streamproc.kafka.client import consumer as make_consumer
-from streamproc.kafka.config import KafkaConnection
 from streamproc.replay.command import add_filter_arguments, filters_from_args, whole_number
+from streamproc.replay.config import ReplayConfig
 from streamproc.replay.detail import detail_json, render_detail, render_rows, summary_json
 from streamproc.replay.filters import ReplayFilter
 from streamproc.replay.interop import view_dlq_record
 from streamproc.replay.replayer import replayer_group
-from streamproc.settings import Settings
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -179,24 +178,24 @@ class DlqPage:
         return "\n".join(lines)
 
 
-async def list_dlq(settings: Settings, options: ShowOptions) -> DlqPage:
+async def list_dlq(config: ReplayConfig, options: ShowOptions) -> DlqPage:
     """Read the DLQ's pending part (or all of it) to its end offsets seen at start, count
     the records that match, and keep the page ``options.skip`` to ``skip + limit``."""
     page = DlqPage(
-        topic=settings.topic_dlq,
+        topic=config.topic_dlq,
         scope="all" if options.include_all else "pending",
         filters=options.filters.describe(),
         skip=options.skip,
         limit=options.limit,
     )
     # A group id only to read the replayer's committed offsets: assigned, never joined.
-    group = None if options.include_all else replayer_group(settings)
-    kafka = KafkaConnection.from_settings(settings)
+    group = None if options.include_all else replayer_group(config)
+    kafka = config.kafka
     consumer = make_consumer(kafka, group_id=group, fetch_max_wait_ms=100)
     await start_client(kafka, consumer)
     try:
         ranges = await assign_from_committed(
-            consumer, settings.topic_dlq, from_start=options.include_all
+            consumer, config.topic_dlq, from_start=options.include_all
         )
         for tp in sorted(ranges, key=lambda tp: tp.partition):
             _, end = ranges[tp]
@@ -225,12 +224,12 @@ async def _records(
 
 
 async def read_dlq_record(
-    settings: Settings, partition: int, offset: int
+    config: ReplayConfig, partition: int, offset: int
 ) -> ConsumerRecord[Any, Any]:
     """The DLQ record at ``partition``:``offset``; ``ConfigError`` naming the range held
     when there is none."""
-    topic = settings.topic_dlq
-    kafka = KafkaConnection.from_settings(settings)
+    topic = config.topic_dlq
+    kafka = config.kafka
     consumer = make_consumer(kafka, group_id=None, fetch_max_wait_ms=100)
     await start_client(kafka, consumer)
     try:
@@ -247,7 +246,7 @@ async def read_dlq_record(
             raise ConfigError(f"--offset {offset}: {topic} partition {partition} holds {held}")
         consumer.seek(tp, offset)
         try:
-            async with asyncio.timeout(settings.kafka_connect_timeout_s):
+            async with asyncio.timeout(config.kafka.connect_timeout_s):
                 async for record in _records(consumer, tp, end):
                     if record.offset == offset:
                         return record
@@ -256,7 +255,7 @@ async def read_dlq_record(
         except TimeoutError:
             raise KafkaSetupError(
                 f"Kafka sent nothing from {topic} {partition}:{offset} within "
-                f"{settings.kafka_connect_timeout_s:g} s (STREAMPROC_KAFKA_CONNECT_TIMEOUT_S)"
+                f"{config.kafka.connect_timeout_s:g} s (STREAMPROC_KAFKA_CONNECT_TIMEOUT_S)"
             ) from None
         # read_committed skips transaction markers and aborted writes: they hold offsets.
         raise ConfigError(
@@ -272,18 +271,18 @@ def _write(out: TextIO, value: Any) -> None:
 
 
 async def dlq_show(
-    settings: Settings, options: ShowOptions, *, as_json: bool, file: TextIO | None = None
+    config: ReplayConfig, options: ShowOptions, *, as_json: bool, file: TextIO | None = None
 ) -> int:
     """The ``dlq show`` command: exit code 0."""
     out = file or sys.stdout
     if options.at is not None:
-        record = await read_dlq_record(settings, *options.at)
+        record = await read_dlq_record(config, *options.at)
         if as_json:
-            _write(out, detail_json(record, settings.topic_dlq, options.max_attempts))
+            _write(out, detail_json(record, config.topic_dlq, options.max_attempts))
         else:
-            out.write(render_detail(record, settings.topic_dlq, options.max_attempts) + "\n")
+            out.write(render_detail(record, config.topic_dlq, options.max_attempts) + "\n")
         return 0
-    page = await list_dlq(settings, options)
+    page = await list_dlq(config, options)
     if as_json:
         _write(out, page.to_json())
     else:

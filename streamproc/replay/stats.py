@@ -26,11 +26,10 @@ from aiokafka import AIOKafkaConsumer
 
 from streamproc.kafka.client import assign_from_committed, start_client
 from streamproc.kafka.client import consumer as make_consumer
-from streamproc.kafka.config import KafkaConnection
+from streamproc.replay.config import ReplayConfig
 from streamproc.replay.decision import decide
 from streamproc.replay.interop import DlqView, view_dlq_record
 from streamproc.replay.replayer import replayer_group
-from streamproc.settings import Settings
 from streamproc.timestamps import utc_iso
 
 __all__ = ["DlqStats", "collect_dlq_stats", "dlq_stats", "print_stats"]
@@ -104,15 +103,15 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 async def collect_dlq_stats(
-    settings: Settings, *, include_all: bool = False, max_attempts: int = 3
+    config: ReplayConfig, *, include_all: bool = False, max_attempts: int = 3
 ) -> DlqStats:
     """Read the DLQ (pending part, or all with ``include_all``) up to its end offsets."""
     stats = DlqStats(max_attempts=max_attempts, scope="all" if include_all else "pending")
-    kafka = KafkaConnection.from_settings(settings)
-    consumer = make_consumer(kafka, group_id=replayer_group(settings), fetch_max_wait_ms=100)
+    kafka = config.kafka
+    consumer = make_consumer(kafka, group_id=replayer_group(config), fetch_max_wait_ms=100)
     await start_client(kafka, consumer)
     try:
-        await _read(consumer, settings.topic_dlq, stats, include_all)
+        await _read(consumer, config.topic_dlq, stats, include_all)
     finally:
         await consumer.stop()
     return stats
@@ -186,9 +185,9 @@ def print_stats(stats: DlqStats, topic: str, *, as_json: bool, file: TextIO | No
 
 
 async def dlq_stats(
-    settings: Settings, *, as_json: bool, include_all: bool = False, max_attempts: int = 3
+    config: ReplayConfig, *, as_json: bool, include_all: bool = False, max_attempts: int = 3
 ) -> int:
     """The ``dlq stats`` command: exit code 0."""
-    stats = await collect_dlq_stats(settings, include_all=include_all, max_attempts=max_attempts)
-    print_stats(stats, settings.topic_dlq, as_json=as_json)
+    stats = await collect_dlq_stats(config, include_all=include_all, max_attempts=max_attempts)
+    print_stats(stats, config.topic_dlq, as_json=as_json)
     return 0

@@ -68,9 +68,10 @@ def learn_shape(
 ) -> PlanShape:
     """The plan's shape from per-bucket counts of past days, oldest first: days with no
     arrival at all are left out (the topic did not hold them); none left, the straight
-    line."""
+    line. Their mean counts are what the plan is re-estimated against during the day."""
     kept = [list(day) for day in days if sum(day) > 0]
     if not kept:
         buckets = len(days[0]) if days else BUCKETS
         return PlanShape(uniform_shape(buckets))
-    return PlanShape(forecast_shape(kept, halflife_days), f"{source}: {len(kept)} days")
+    expected = tuple(sum(column) / len(kept) for column in zip(*kept, strict=True))
+    return PlanShape(forecast_shape(kept, halflife_days), f"{source}: {len(kept)} days", expected)

@@ -103,40 +103,51 @@ class Threshold:
 @dataclass(frozen=True, slots=True)
 class StepStats:
     """What was offered in one step: ``credits`` of leads, and those credits by density
-    bucket. One record per instance per step; :meth:`merge` sums them."""
+    bucket, and how many ``leads`` (the day's arrivals the plan is re-estimated from). One
+    record per instance per step; :meth:`merge` sums them."""
 
     step: int
     credits: int = 0
     histogram: Mapping[int, int] = field(default_factory=dict)
+    leads: int = 0
 
     @classmethod
     def of(cls, step: int, offers: Iterable[tuple[float, int]]) -> StepStats:
         """The stats of ``(density, credits)`` offers."""
         histogram: dict[int, int] = {}
-        total = 0
+        total = leads = 0
         for density, credits in offers:
             bucket = density_bucket(density)
             histogram[bucket] = histogram.get(bucket, 0) + credits
             total += credits
-        return cls(step, total, histogram)
+            leads += 1
+        return cls(step, total, histogram, leads)
 
     def merge(self, other: StepStats) -> StepStats:
         histogram = dict(self.histogram)
         for bucket, credits in other.histogram.items():
             histogram[bucket] = histogram.get(bucket, 0) + credits
-        return StepStats(max(self.step, other.step), self.credits + other.credits, histogram)
+        return StepStats(
+            max(self.step, other.step),
+            self.credits + other.credits,
+            histogram,
+            self.leads + other.leads,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,
             "credits": self.credits,
             "histogram": {str(k): v for k, v in sorted(self.histogram.items())},
+            "leads": self.leads,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StepStats:
         histogram = {int(k): int(v) for k, v in dict(data.get("histogram", {})).items()}
-        return cls(int(data["step"]), int(data["credits"]), histogram)
+        # A record of an earlier version counted no leads: its arrivals are not seen.
+        leads = int(data.get("leads", 0))
+        return cls(int(data["step"]), int(data["credits"]), histogram, leads)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ key :data:`STEP_KEY`; every instance folds it (:class:`PacingFold`) and gates wi
 threshold, so the whole group admits and defers by the same θ. The record carries the
 controller's whole state (:meth:`Pacer.snapshot`: its integral and the window of offers it
 ranks on) and the plan's anchor, so the next step, whoever computes it, and a restart go
-on exactly from it.
+on exactly from it. It also carries the day's arrivals per quarter-hour (the leads of the
+offers it took) and the plan as last re-estimated from them (:meth:`SpendPlan.surge`, the
+day simulator's re-estimate, at the first step of each quarter-hour).
 
 What the controller ranks on is what the group was offered: every instance writes its
 offers of each step under ``pacing/offers/<writer>`` (:class:`StepStats`, numbered
@@ -30,7 +32,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamproc.resilience.pacer import Pacer, PacerConfig, StepStats, Threshold
-from streamproc.resilience.spend_plan import SpendPlan
+from streamproc.resilience.spend_plan import (
+    SURGE_BUCKETS,
+    SURGE_S,
+    SpendPlan,
+    surge_due,
+)
 
 __all__ = [
     "OFFERS_PREFIX",
@@ -40,6 +47,7 @@ __all__ = [
     "SharedStep",
     "next_step",
     "offers_key",
+    "step_plan",
 ]
 
 STEP_KEY = "pacing/step"
@@ -66,27 +74,48 @@ def offers_key(writer: str) -> str:
 @dataclass(frozen=True, slots=True)
 class PlanShape:
     """The forecast cumulative arrival share at each bucket's end (``spend_plan``), and
-    where it was learnt from (None: the straight line)."""
+    where it was learnt from (None: the straight line). ``expected``: the mean arrivals
+    per bucket of the days it was learnt from (None: not known, the plan is not
+    re-estimated during the day)."""
 
     shape: tuple[float, ...]
     source: str | None = None
+    expected: tuple[float, ...] | None = None
 
     def plan(
-        self, limit: int, anchor_s: float = 0.0, anchor_spent: float = 0.0, owed: float = 0.0
+        self,
+        limit: int,
+        anchor_s: float = 0.0,
+        anchor_spent: float = 0.0,
+        owed: float = 0.0,
+        *,
+        owed_s: float | None = None,
+        shape: tuple[float, ...] | None = None,
     ) -> SpendPlan:
+        """The day's plan; ``shape``: as re-estimated during the day (None: this one)."""
         return SpendPlan(
             limit,
             DAY_S,
             FINISH_S,
-            self.shape,
+            self.shape if shape is None else shape,
             BLEND,
             RESERVE,
             CLOSE_S,
             anchor_s=anchor_s,
             anchor_spent=anchor_spent,
             owed=owed,
-            owed_s=OWED_S if owed > 0 else 0.0,
+            owed_s=(OWED_S if owed > 0 else 0.0) if owed_s is None else owed_s,
         )
+
+    @property
+    def expected_quarters(self) -> tuple[float, ...] | None:
+        """``expected`` spread evenly over the quarter-hours the day's arrivals are counted
+        in (None: not known, or its buckets do not split into them)."""
+        expected = self.expected
+        if not expected or SURGE_BUCKETS % len(expected):
+            return None
+        parts = SURGE_BUCKETS // len(expected)
+        return tuple(count / parts for count in expected for _ in range(parts))
 
 
 def _number(data: Mapping[str, Any], name: str) -> float:
@@ -116,6 +145,14 @@ class SharedStep:
     pacer: Mapping[str, Any]
     #: What the plan owed at its anchor (an outage's missed spend), paid back after it.
     owed: float = 0.0
+    #: Over how long after the anchor the debt is paid back.
+    owed_s: float = 0.0
+    #: The day's arrivals per quarter-hour as the steps took the offers (the plan is
+    #: re-estimated from them), counted from ``counted_s`` into the day.
+    arrivals: tuple[int, ...] = ()
+    counted_s: float = 0.0
+    #: The plan's shape as last re-estimated today (None: the learnt one).
+    shape: tuple[float, ...] | None = None
 
     @property
     def frozen(self) -> bool:
@@ -144,6 +181,10 @@ class SharedStep:
             "observed": self.observed,
             "pacer": dict(self.pacer),
             "owed": self.owed,
+            "owed_s": self.owed_s,
+            "arrivals": list(self.arrivals),
+            "counted_s": self.counted_s,
+            "shape": None if self.shape is None else list(self.shape),
         }
 
     @classmethod
@@ -154,6 +195,14 @@ class SharedStep:
         if not isinstance(pacer, Mapping):
             raise ValueError("pacer must be an object")
         Pacer.restore(pacer)  # validates the controller's state before it is adopted
+        owed = _number(data, "owed") if "owed" in data else 0.0
+        arrivals = tuple(int(count) for count in data.get("arrivals", ()))
+        if any(count < 0 for count in arrivals):
+            raise ValueError("arrivals must be counts >= 0")
+        shape = data.get("shape")
+        if shape is not None:
+            shape = tuple(float(share) for share in shape)
+            SpendPlan(1, DAY_S, FINISH_S, shape)  # validates it before it is adopted
         return cls(
             day=day,
             step=int(data["step"]),
@@ -166,8 +215,13 @@ class SharedStep:
             anchor_spent=_number(data, "anchor_spent"),
             observed=int(data["observed"]),
             pacer=dict(pacer),
-            # A record of an earlier version owes nothing.
-            owed=_number(data, "owed") if "owed" in data else 0.0,
+            # A record of an earlier version owes nothing, counted no arrivals and kept
+            # the learnt shape (its debt is paid back over the usual half hour).
+            owed=owed,
+            owed_s=_number(data, "owed_s") if "owed_s" in data else OWED_S if owed else 0.0,
+            arrivals=arrivals,
+            counted_s=_number(data, "counted_s") if "counted_s" in data else 0.0,
+            shape=shape,
         )
 
     def status(self) -> dict[str, Any]:
@@ -253,27 +307,50 @@ def next_step(
     state. A new day starts a new plan and integral (θ still ranks on the last hour's
     offers); back from an outage (``previous`` frozen, now not) the plan is re-anchored at
     the spend now and what it asked for meanwhile is paid back over ``OWED_S``, so the
-    missed spend is never demanded in one burst."""
+    missed spend is never demanded in one burst. The offers' leads are the day's
+    arrivals: at the first step of each quarter-hour the plan is re-estimated from them
+    (:meth:`SpendPlan.surge`, as the day simulator does), unless frozen or ``shape``
+    knows no expected arrivals."""
     step = int(t // config.step_s)
-    same_day = previous is not None and previous.day == day
-    if previous is not None and same_day:
+    if previous is not None and previous.day == day:
         pacer = Pacer.restore(previous.pacer, config)
-        anchor_s, anchor_spent, owed = previous.anchor_s, previous.anchor_spent, previous.owed
+        plan = shape.plan(
+            previous.limit,
+            previous.anchor_s,
+            previous.anchor_spent,
+            previous.owed,
+            owed_s=previous.owed_s,
+            shape=previous.shape,
+        )
         if previous.frozen and not frozen:
-            before = shape.plan(previous.limit, anchor_s, anchor_spent, owed)
-            anchor_s, anchor_spent, owed = t, spent, max(0.0, before.target(t) - spent)
+            plan = plan.replan(t, spent, owed=max(0.0, plan.target(t) - spent), over_s=OWED_S)
+        before_s = previous.step * config.step_s
+        arrivals, counted_s = list(previous.arrivals), previous.counted_s
     else:
         history = () if previous is None else Pacer.restore(previous.pacer, config).history
         pacer = Pacer(config, history=history)
-        anchor_s, anchor_spent, owed = 0.0, 0.0, 0.0
+        plan = shape.plan(limit)
+        before_s, arrivals, counted_s = t, [], 0.0
+    if len(arrivals) != SURGE_BUCKETS:
+        # The day's first step (or one after a record that counted none): counting starts
+        # with the offers of the step before it.
+        arrivals, counted_s = [0] * SURGE_BUCKETS, max(0.0, (step - 1) * config.step_s)
     observed = -1 if previous is None else previous.observed
     if offers:
         merged = offers[0]
         for stats in offers[1:]:
             merged = merged.merge(stats)
-        pacer.observe(StepStats(step, merged.credits, merged.histogram))
+        pacer.observe(StepStats(step, merged.credits, merged.histogram, merged.leads))
         observed = max(observed, max(s.step for s in offers))
-    plan = shape.plan(limit, anchor_s, anchor_spent, owed)
+        day_start = now - t
+        for stats in offers:
+            at = stats.step * config.step_s - day_start
+            if at >= 0:  # offers of the day before are not today's arrivals
+                arrivals[min(SURGE_BUCKETS - 1, int(at // SURGE_S))] += stats.leads
+    plan = plan.with_limit(limit)
+    expected = shape.expected_quarters
+    if expected is not None and not frozen and surge_due(before_s, t):
+        plan = plan.surge(t, expected, arrivals, counted_s=counted_s)
     pacer.update(step, t, spent, plan, frozen=frozen)
     return SharedStep(
         day=day,
@@ -283,9 +360,30 @@ def next_step(
         limit=limit,
         spent=spent,
         target=plan.target(t),
-        anchor_s=anchor_s,
-        anchor_spent=anchor_spent,
+        anchor_s=plan.anchor_s,
+        anchor_spent=plan.anchor_spent,
         observed=observed,
         pacer=pacer.snapshot(),
-        owed=owed,
+        owed=plan.owed,
+        owed_s=plan.owed_s,
+        arrivals=tuple(arrivals),
+        counted_s=counted_s,
+        shape=None if plan.shape == shape.shape else plan.shape,
     )
+
+
+def step_plan(current: SharedStep | None, shape: PlanShape, *, day: str, limit: int) -> SpendPlan:
+    """The plan the group gates with on budget ``day`` (:func:`gate_admits`, the
+    simulator's gate): its step's (anchor, debt and re-estimated shape) under ``limit``, a
+    new day's from ``shape``. So a lead cannot catch up at once what an outage kept from
+    being spent, nor run the day off its plan."""
+    if current is not None and current.day == day:
+        return shape.plan(
+            current.limit,
+            current.anchor_s,
+            current.anchor_spent,
+            current.owed,
+            owed_s=current.owed_s,
+            shape=current.shape,
+        ).with_limit(limit)
+    return shape.plan(limit)

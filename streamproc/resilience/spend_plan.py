@@ -21,11 +21,42 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-__all__ = ["SpendPlan", "forecast_shape", "surge_shape", "uniform_shape"]
+__all__ = [
+    "GATE_SLACK",
+    "SURGE_BUCKETS",
+    "SURGE_S",
+    "TOP_SLACK",
+    "SpendPlan",
+    "forecast_shape",
+    "gate_admits",
+    "surge_due",
+    "surge_shape",
+    "uniform_shape",
+]
+
+#: The ledger's gate, as shares of the limit past the plan: a slack for a lead or two of
+#: jitter for every lead, and the top layer's own room beyond it (4.5 % in all, inside the
+#: 5 % the plan allows), as the day simulator settled them.
+GATE_SLACK = 0.02
+TOP_SLACK = 0.025
 
 #: A bucket no past day had a lead in still gets a sliver of the day: a forecast of
 #: exactly zero would make the plan flat there, and a first lead would wait for nothing.
 _PRIOR_PER_BUCKET = 0.5
+
+
+#: The plan is re-estimated from the day's arrivals once a quarter of an hour, and counts
+#: them in quarter-hours: the grain the day simulator settled the re-estimate on.
+SURGE_S = 900.0
+SURGE_BUCKETS = 96
+#: Buckets of arrivals each re-estimate reads back (:func:`surge_shape`): the last hour.
+_SURGE_LOOKBACK = 4
+
+
+def surge_due(before_s: float, t: float, every_s: float = SURGE_S) -> bool:
+    """Whether the plan is re-estimated at ``t`` when the last step was at ``before_s``
+    (seconds into the day): at the first step of each quarter-hour but the day's first."""
+    return int(t // every_s) > max(0, int(before_s // every_s))
 
 
 def uniform_shape(buckets: int) -> tuple[float, ...]:
@@ -242,6 +273,48 @@ class SpendPlan:
         over = max(0.0, self.anchor_s + self.owed_s - t)
         return replace(self, shape=shape, anchor_s=t, anchor_spent=at, owed=left, owed_s=over)
 
+    def surge(
+        self,
+        t: float,
+        expected: Sequence[float],
+        observed: Sequence[int],
+        *,
+        counted_s: float = 0.0,
+    ) -> SpendPlan:
+        """The plan re-estimated at ``t`` from the day's arrivals so far (:meth:`reshape`
+        into :func:`surge_shape`): ``expected`` and ``observed`` are counts per equal
+        bucket of the day (the history's mean, today's). ``counted_s``: today's arrivals
+        were counted from then on only (a group that began pacing during the day); until
+        the hour read back is all counted, the plan stays as it is (an hour half counted
+        would look like a lull)."""
+        buckets = len(expected)
+        width = self.day_s / buckets
+        bucket = min(buckets, int(t // width))
+        if max(0, bucket - _SURGE_LOOKBACK) * width < counted_s - 1e-9:
+            return self
+        return self.reshape(t, surge_shape(expected, observed, bucket, lookback=_SURGE_LOOKBACK))
+
     def with_limit(self, limit: int) -> SpendPlan:
         """The plan for a limit changed during the day (kept anchored where it was)."""
         return replace(self, limit=limit)
+
+
+def gate_admits(
+    plan: SpendPlan,
+    t: float,
+    *,
+    committed: float,
+    credits: float,
+    top: bool,
+    slack_share: float = GATE_SLACK,
+    top_share: float = TOP_SLACK,
+) -> bool:
+    """The ledger's gate: whether a lead of ``credits`` may go at ``t`` when ``committed``
+    credits (settled, held by granted claims, and in flight) are the group's already. It
+    goes only while they and its own stay within :meth:`SpendPlan.ceiling`: the plan plus
+    ``slack_share`` of the limit whatever θ says; a ``top``-layer lead ``top_share``
+    further, and into the closing reserve from ``close_s``. A lead it refuses waits
+    (deferred) for the plan to catch up. The simulator and ``streamproc run`` both gate
+    with this one function, so they cannot drift apart."""
+    top_room = top_share * plan.limit if top else None
+    return committed + credits <= plan.ceiling(t, slack_share * plan.limit, top=top_room)

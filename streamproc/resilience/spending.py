@@ -157,20 +157,21 @@ class SpendingFold:
 
     def __init__(self) -> None:
         self.current: SpendingControl | None = None
+        #: ``current``'s pause, kept as it changes: every lead reads it twice (the guard),
+        #: so a plain attribute, not a property.
+        self.paused = False
         self.history: deque[SpendingControl] = deque(maxlen=HISTORY_MAX)
-
-    @property
-    def paused(self) -> bool:
-        return self.current is not None and self.current.paused
 
     def apply(self, value: Mapping[str, Any] | None) -> SpendingControl | None:
         """Apply one record (None: a tombstone); returns the change it makes, None for a
         tombstone. ``ValueError`` for a record that does not validate: nothing changes."""
         if value is None:
             self.current = None
+            self.paused = False
             return None
         control = SpendingControl.from_dict(value)
         self.current = control
+        self.paused = control.paused
         self.history.append(control)
         return control
 

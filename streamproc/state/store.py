@@ -84,6 +84,8 @@ class StateStore:
             deque()
         )
         self._sender: asyncio.Task[None] | None = None
+        self._written_ends: AIOKafkaConsumer | None = None
+        self._written_lock = asyncio.Lock()
 
     @property
     def topic(self) -> str:
@@ -144,7 +146,7 @@ class StateStore:
                     await task
         while self._outbox:
             self._outbox.popleft()[3].cancel()
-        for client in (self._consumer, self._producer):
+        for client in (self._consumer, self._producer, self._written_ends):
             if client is not None:
                 await stop_quietly(client)
 
@@ -213,16 +215,41 @@ class StateStore:
     async def catch_up(self, partitions: list[int], timeout_s: float = 30.0) -> None:
         """Wait until every record committed on ``partitions`` *so far* has been applied.
 
-        "So far" is the last stable offset now (``read_committed``): after a transactional
-        producer fenced its predecessor, this is how its owner sees everything the
-        predecessor committed before acting on it.
+        After a transactional producer fenced its predecessor, this is how its owner sees
+        everything the predecessor committed before acting on it. "So far" is the high
+        watermark now, not the last stable offset: a transaction of another producer still
+        open (a lane of a killed process, until its partition is reassigned) holds the
+        last stable offset back, and what the predecessor committed after it lies beyond
+        (a Clay lead finished there was published a second time after a SIGKILL). A
+        read-committed consumer passes an offset only once every transaction before it is
+        decided, so this also waits for those.
         """
         assert self._consumer is not None, "StateStore.start() first"
         tps = [TopicPartition(self._topic, p) for p in partitions]
-        ends = await self._consumer.end_offsets(tps)
+        ends = await (await self._written()).end_offsets(tps)
         for tp, end in ends.items():
             if end > 0:
                 await self.wait_applied(tp.partition, end - 1, timeout_s)
+
+    async def _written(self) -> AIOKafkaConsumer:
+        """A client that reads no records, only where each partition's log ends, decided or
+        not (``read_uncommitted``): started the first time :meth:`catch_up` needs it. Its
+        failure to start is a Kafka error like any other of the caller's (retried)."""
+        async with self._written_lock:
+            if self._written_ends is None:
+                client = AIOKafkaConsumer(
+                    **connection_kwargs(self._kafka),
+                    group_id=None,
+                    enable_auto_commit=False,
+                    isolation_level="read_uncommitted",
+                )
+                try:
+                    await client.start()
+                except BaseException:
+                    await stop_quietly(client)
+                    raise
+                self._written_ends = client
+            return self._written_ends
 
     def partition_for(self, key: str) -> int:
         """Budget keys on partition 0; the rest spread over the other partitions."""

@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from streamproc import tracing
+from streamproc.processing.config import HandlerConfig
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.lane import PartitionLane
 from streamproc.provider.client import ProviderClient
@@ -121,7 +122,9 @@ async def test_a_lead_continues_its_trace_through_the_provider_to_its_output(
     the consume span's context."""
     seen: list[httpx.Request] = []
     async with _provider([503], seen) as client:
-        handler = LeadHandler(_settings(), client, OpenGuard(), processor_version="9.9")
+        handler = LeadHandler(
+            HandlerConfig.from_settings(_settings()), client, OpenGuard(), processor_version="9.9"
+        )
         record = _Record(headers=[("traceparent", TRACEPARENT), ("tracestate", b"k=v")])
         outcome = await handler.handle(record)
 
@@ -168,7 +171,9 @@ async def test_a_failed_lead_is_an_error_span_and_its_dlq_record_carries_the_tra
     the other headers and carries the consume span's context."""
     seen: list[httpx.Request] = []
     async with _provider([400], seen) as client:
-        handler = LeadHandler(_settings(), client, OpenGuard(), processor_version="9.9")
+        handler = LeadHandler(
+            HandlerConfig.from_settings(_settings()), client, OpenGuard(), processor_version="9.9"
+        )
         record = _Record(headers=[("origin", b"crm"), ("traceparent", TRACEPARENT)])
         outcome = await handler.handle(record)
 
@@ -240,7 +245,9 @@ async def test_a_commit_is_one_span_linked_to_each_lead_it_publishes(
     seen: list[httpx.Request] = []
     producer = _Producer()
     async with _provider([], seen) as client:
-        handler = LeadHandler(_settings(), client, OpenGuard(), processor_version="9.9")
+        handler = LeadHandler(
+            HandlerConfig.from_settings(_settings()), client, OpenGuard(), processor_version="9.9"
+        )
         lane = PartitionLane(TopicPartition("leads.raw", 1), producer, "g", 7)  # type: ignore[arg-type]
         lane.submit(_Record(offset=7, headers=[("traceparent", TRACEPARENT)]), handler.handle)
         lane.submit(_Record(offset=8), handler.handle)
@@ -273,7 +280,12 @@ async def test_unsampled_leads_and_their_commits_export_nothing() -> None:
         producer = _Producer()
         seen: list[httpx.Request] = []
         async with _provider([], seen) as client:
-            handler = LeadHandler(_settings(), client, OpenGuard(), processor_version="9.9")
+            handler = LeadHandler(
+                HandlerConfig.from_settings(_settings()),
+                client,
+                OpenGuard(),
+                processor_version="9.9",
+            )
             lane = PartitionLane(TopicPartition("leads.raw", 1), producer, "g", 7)  # type: ignore[arg-type]
             lane.submit(_Record(offset=7), handler.handle)
             await lane.wait_idle(5)
@@ -293,7 +305,9 @@ async def test_off_by_default_and_the_handler_leaves_headers_alone() -> None:
     assert tracing.enabled is False
     seen: list[httpx.Request] = []
     async with _provider([], seen) as client:
-        handler = LeadHandler(Settings(), client, OpenGuard(), processor_version="9.9")
+        handler = LeadHandler(
+            HandlerConfig.from_settings(Settings()), client, OpenGuard(), processor_version="9.9"
+        )
         outcome = await handler.handle(_Record(headers=[("traceparent", b"00-trace-01")]))
     assert outcome.records[0].headers == [("traceparent", b"00-trace-01")]
     assert "traceparent" not in seen[0].headers
@@ -330,8 +344,10 @@ class Enricher:
     async def enrich(self, lead, lead_id, *, keep_trying=None):
         class R: data = {"company": "Acme"}; credits = 1; attempts = 1
         return R()
+from streamproc.processing.config import HandlerConfig
 from streamproc.processing.handler import LeadHandler
-handler = LeadHandler(app.settings, Enricher(), OpenGuard(), processor_version="9")
+config = HandlerConfig.from_settings(app.settings)
+handler = LeadHandler(config, Enricher(), OpenGuard(), processor_version="9")
 assert asyncio.run(handler.handle(Record())).kind == "enriched"
 loaded = sorted(m for m in sys.modules if m.startswith("opentelemetry"))
 assert not loaded, loaded

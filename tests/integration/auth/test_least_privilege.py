@@ -19,6 +19,7 @@ import pytest
 
 from streamproc.app import App
 from streamproc.kafka.acls import Operation, ResourceType, processor_acls, replayer_acls
+from streamproc.replay.config import ReplayConfig
 from streamproc.replay.progress import NullProgress
 from streamproc.replay.replayer import Replayer, ReplayOptions
 from streamproc.settings import Settings
@@ -76,7 +77,9 @@ async def test_processor_and_replayer_run_with_only_the_documented_acls(
     assert dlq == Counter(k for k, _ in failing)
 
     replayer = as_user(auth_topics, auth_broker, "replayer")
-    report = await Replayer(replayer, ReplayOptions(), progress=NullProgress()).run()
+    report = await Replayer(
+        ReplayConfig.from_settings(replayer), ReplayOptions(), progress=NullProgress()
+    ).run()
     assert report.total("replay") == len(failing), report
     raw = Counter(r.key for r in await read_all(auth_topics, auth_topics.topic_raw))
     # provider_error is retriable: each failed lead is back in leads.raw beside its original

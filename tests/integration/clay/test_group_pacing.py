@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from streamproc.processing.config import HandlerConfig, ProcessorConfig
 from streamproc.processing.handler import LeadHandler
 from streamproc.processing.pacing import Pacer
 from streamproc.processing.processor import Processor
@@ -25,8 +26,16 @@ async def test_two_members_pace_at_shares_that_add_up_to_the_tables_rate(
     their partitions, 3 in all) add up to the table's rate, neither at the full one."""
     settings = topics
     pacers = [Pacer(TokenBucket(30.0, 6)) for _ in range(2)]
-    handler = LeadHandler(settings, _NoProvider(), OpenGuard(), processor_version="t")  # type: ignore[arg-type]
-    members = [Processor(settings, handler, on_assignment=p.share) for p in pacers]
+    handler = LeadHandler(
+        HandlerConfig.from_settings(settings),
+        _NoProvider(),  # type: ignore[arg-type]
+        OpenGuard(),
+        processor_version="t",
+    )
+    members = [
+        Processor(ProcessorConfig.from_settings(settings), handler, on_assignment=p.share)
+        for p in pacers
+    ]
     runs: list[asyncio.Task[None]] = []
     try:
         await members[0].start()

@@ -12,6 +12,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from streamproc.console.api import Console
+from streamproc.console.config import ConsoleConfig
 from streamproc.console.lag import LagReader
 from streamproc.kafka.client import consumer as make_consumer
 from streamproc.kafka.client import start_client, stop_quietly
@@ -36,7 +37,7 @@ async def test_lag_is_read_without_an_assignment_and_cached(topics: Settings) ->
     ]
     await produce(topics, records)  # one key: all on one partition
     clock = Clock()
-    reader = LagReader(topics, clock=clock)
+    reader = LagReader(ConsoleConfig.from_settings(topics), clock=clock)
     try:
         first = await reader.read()
         ends = {p: end for p, (_, end) in first.partitions.items()}
@@ -69,7 +70,9 @@ async def test_lag_is_read_without_an_assignment_and_cached(topics: Settings) ->
 async def test_no_lag_read_while_nobody_asks(topics: Settings) -> None:
     """The console's background sampler reads the budget only: with nobody on the page,
     the lag reader never goes to the broker."""
-    console = Console(topics, state=dict, restored=lambda: True, sample_s=0.05)
+    console = Console(
+        ConsoleConfig.from_settings(topics), state=dict, restored=lambda: True, sample_s=0.05
+    )
     app = web.Application()
     console.install(app)
     runner = web.AppRunner(app)

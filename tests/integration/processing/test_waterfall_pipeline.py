@@ -20,6 +20,7 @@ import pytest
 
 from streamproc.app import App
 from streamproc.kafka.config import KafkaConnection
+from streamproc.processing.config import GuardConfig
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.settings import Settings
 from streamproc.simulators.apis import ApiSimConfig, serve_api
@@ -97,7 +98,7 @@ def _metric(app: App, name: str, provider: str) -> float:
 
 async def _spent(settings: Settings) -> tuple[int, int]:
     """Spent and reserved credits as the next process restores them from the state topic."""
-    guard = ResilienceGuard(settings, owner="auditor")
+    guard = ResilienceGuard(GuardConfig.from_settings(settings), owner="auditor")
     store = StateStore(
         KafkaConnection.from_settings(settings), settings.topic_state, guard.on_state
     )

@@ -18,6 +18,7 @@ import pytest
 
 from streamproc.app import App
 from streamproc.kafka.config import KafkaConnection
+from streamproc.processing.config import GuardConfig
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.settings import Settings
 from streamproc.simulators.apis import ApiSimConfig, serve_api
@@ -54,7 +55,7 @@ async def _run(settings: Settings, records: list[tuple[bytes | None, bytes | Non
 
 async def _ledger(settings: Settings) -> tuple[int, int]:
     """Spent and reserved credits as the next process restores them from the state topic."""
-    guard = ResilienceGuard(settings, owner="auditor")
+    guard = ResilienceGuard(GuardConfig.from_settings(settings), owner="auditor")
     store = StateStore(
         KafkaConnection.from_settings(settings), settings.topic_state, guard.on_state
     )

@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streamproc.errors import ErrorClass
 from streamproc.records.dlq import Failure, Origin, encode_dlq_headers, fit_record
+from streamproc.replay.config import ReplayConfig
 from streamproc.replay.filters import ReplayFilter
 from streamproc.replay.replayer import Replayer, ReplayOptions, replayer_group
 from streamproc.settings import Settings
@@ -153,13 +154,13 @@ async def test_read_only_and_pending_like_the_replayer(topics: Settings) -> None
     """dlq show commits nothing (before and after a replay the replayer's offsets are the
     replayer's own); after a filtered replay it lists only what is still pending."""
     total = len(await plant_dlq(topics, every_kind()))
-    group = replayer_group(topics)
+    group = replayer_group(ReplayConfig.from_settings(topics))
     await _show(topics)
     await _show(topics, "--all")
     assert await _group_offsets(topics, group) == {}
 
     filters = ReplayFilter(error_classes=frozenset({"internal"}))
-    await Replayer(topics, ReplayOptions(filters=filters)).run()
+    await Replayer(ReplayConfig.from_settings(topics), ReplayOptions(filters=filters)).run()
     committed = await _group_offsets(topics, group)
     assert committed
 

@@ -8,6 +8,7 @@ import contextlib
 import httpx
 
 from streamproc.app import App
+from streamproc.replay.config import ReplayConfig
 from streamproc.replay.replayer import Replayer, ReplayOptions
 from streamproc.settings import Settings
 from streamproc.simulators.provider import MockProviderConfig, serve_mock_provider
@@ -32,7 +33,9 @@ async def test_always_failing_lead_is_parked_after_max_attempts_never_looping(
         )
         await produce(settings, [(b"doomed", lead("doomed", "doomed.fail.test"))])
         app = App(settings)
-        replayer = Replayer(settings, ReplayOptions(follow=True, max_attempts=3))
+        replayer = Replayer(
+            ReplayConfig.from_settings(settings), ReplayOptions(follow=True, max_attempts=3)
+        )
         tasks = [asyncio.ensure_future(app.run()), asyncio.ensure_future(replayer.run())]
         try:
             async with asyncio.timeout(60):

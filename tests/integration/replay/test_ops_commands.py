@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import orjson
 
 from streamproc.errors import ErrorClass
+from streamproc.replay.config import ReplayConfig
 from streamproc.replay.filters import ReplayFilter
 from streamproc.replay.replayer import Replayer, ReplayOptions
 from streamproc.settings import Settings
@@ -61,7 +62,7 @@ async def test_dlq_stats_json_matches_the_dlq(topics: Settings) -> None:
     assert set(messages) <= planted_messages, messages
 
     filters = ReplayFilter(error_classes=frozenset({"internal"}))
-    await Replayer(topics, ReplayOptions(filters=filters)).run()
+    await Replayer(ReplayConfig.from_settings(topics), ReplayOptions(filters=filters)).run()
     pending = orjson.loads((await cli(topics, "dlq", "stats", "--json")).stdout)
     assert pending["total"] == total - 2
     assert "internal" not in pending["by_error_class"]

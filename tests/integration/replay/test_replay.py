@@ -15,6 +15,7 @@ import pytest
 
 from streamproc.app import App
 from streamproc.replay.command import replay_command
+from streamproc.replay.config import ReplayConfig
 from streamproc.replay.filters import ReplayFilter
 from streamproc.replay.progress import NullProgress
 from streamproc.replay.replayer import Replayer, ReplayOptions
@@ -50,7 +51,11 @@ async def test_dry_run_counts_every_class_and_moves_nothing(topics: Settings) ->
     planted = await plant_dlq(topics, every_kind())
     out = io.StringIO()
     code = await replay_command(
-        topics, ReplayOptions(dry_run=True), as_json=True, progress=NullProgress(), file=out
+        ReplayConfig.from_settings(topics),
+        ReplayOptions(dry_run=True),
+        as_json=True,
+        progress=NullProgress(),
+        file=out,
     )
     report = orjson.loads(out.getvalue())
     assert code == 0
@@ -66,7 +71,7 @@ async def test_dry_run_counts_every_class_and_moves_nothing(topics: Settings) ->
     assert await read_all(topics, topics.topic_raw) == []
     assert await read_all(topics, topics.topic_parked) == []
     # nothing committed: a second dry run sees every record again
-    again = await Replayer(topics, ReplayOptions(dry_run=True)).run()
+    again = await Replayer(ReplayConfig.from_settings(topics), ReplayOptions(dry_run=True)).run()
     assert again.read == len(planted)
 
 
@@ -74,7 +79,12 @@ async def test_dry_run_text_shows_the_table(topics: Settings) -> None:
     """The text summary of a dry run is the by-class table with totals."""
     replay, park = _would(await plant_dlq(topics, every_kind()))
     out = io.StringIO()
-    await replay_command(topics, ReplayOptions(dry_run=True), progress=NullProgress(), file=out)
+    await replay_command(
+        ReplayConfig.from_settings(topics),
+        ReplayOptions(dry_run=True),
+        progress=NullProgress(),
+        file=out,
+    )
     text = out.getvalue()
     print(text)
     assert text.startswith("DRY RUN: nothing was written or committed.")
@@ -89,7 +99,7 @@ async def test_filtered_replay_moves_exactly_the_matching_records(topics: Settin
     planted = await plant_dlq(topics, every_kind())
     chosen = {"provider_error", "rate_limited"}
     filters = ReplayFilter(error_classes=frozenset(chosen))
-    first = await Replayer(topics, ReplayOptions(filters=filters)).run()
+    first = await Replayer(ReplayConfig.from_settings(topics), ReplayOptions(filters=filters)).run()
     assert first.stop_reason == "end"
     raw = keys(await read_all(topics, topics.topic_raw))
     parked = keys(await read_all(topics, topics.topic_parked))
@@ -101,26 +111,30 @@ async def test_filtered_replay_moves_exactly_the_matching_records(topics: Settin
     )
     assert first.total("skip") == len(planted) - 4
 
-    second = await Replayer(topics, ReplayOptions()).run()
+    second = await Replayer(ReplayConfig.from_settings(topics), ReplayOptions()).run()
     assert (second.read, second.total("skip")) == (len(planted) - 4, 0)
     raw = keys(await read_all(topics, topics.topic_raw))
     parked = keys(await read_all(topics, topics.topic_parked))
     assert raw == Counter(p.key for p in planted if p.expected == "replay")
     assert parked == Counter(p.key for p in planted if p.expected == "park")
     # a third run finds nothing left
-    third = await Replayer(topics, ReplayOptions()).run()
+    third = await Replayer(ReplayConfig.from_settings(topics), ReplayOptions()).run()
     assert third.read == 0
 
 
 async def test_key_since_and_limit_filters(topics: Settings) -> None:
     """--key moves one record; --since with --limit 2 stops after two matching records."""
     planted = await plant_dlq(topics, every_kind())
-    by_key = await Replayer(topics, ReplayOptions(filters=ReplayFilter(key=b"internal-1"))).run()
+    by_key = await Replayer(
+        ReplayConfig.from_settings(topics), ReplayOptions(filters=ReplayFilter(key=b"internal-1"))
+    ).run()
     assert (by_key.total("replay"), by_key.total("park")) == (1, 0)
     assert keys(await read_all(topics, topics.topic_raw)) == Counter({"internal-1": 1})
     recent = [p for p in planted if p.error_class == "unclassified"]
     since = ReplayFilter(since=min(p.failed_at for p in recent))
-    limited = await Replayer(topics, ReplayOptions(filters=since, limit=1)).run()
+    limited = await Replayer(
+        ReplayConfig.from_settings(topics), ReplayOptions(filters=since, limit=1)
+    ).run()
     assert limited.stop_reason == "limit"
     assert limited.total("replay") == 1
     assert len(await read_all(topics, topics.topic_raw)) == 2
@@ -132,7 +146,7 @@ async def test_after_recovery_retriable_leads_are_enriched_and_the_rest_parked(
     """Replay every kind, then run the processor against a healthy provider: every
     retriable lead ends in leads.enriched (attempt 2), the rest in leads.parked."""
     planted = await plant_dlq(topics, every_kind())
-    await Replayer(topics, ReplayOptions()).run()
+    await Replayer(ReplayConfig.from_settings(topics), ReplayOptions()).run()
     async with serve_mock_provider(MockProviderConfig(port=0, latency_ms=2, seed=5)) as url:
         settings = configure(topics, provider_url=f"{url}/enrich", commit_interval_ms=100)
         await asyncio.wait_for(App(settings).run(stop_when_idle_s=1.5), timeout=60)
@@ -173,7 +187,7 @@ async def test_refuses_when_the_budget_is_spent(topics: Settings) -> None:
     limit = topics.budget_daily_credits
     await write_state(topics, budget_spend(topics, reserved=limit, actual=limit))
     with pytest.raises(ReplayRefused, match=r"daily credit budget is spent .* resets at"):
-        await Replayer(topics, ReplayOptions()).run()
+        await Replayer(ReplayConfig.from_settings(topics), ReplayOptions()).run()
     assert await read_all(topics, topics.topic_raw) == []
 
 
@@ -194,7 +208,7 @@ async def test_metrics_port_serves_replay_progress_while_it_runs(topics: Setting
     settings = configure(topics, http_host="127.0.0.1")
     run = asyncio.ensure_future(
         replay_command(
-            settings,
+            ReplayConfig.from_settings(settings),
             ReplayOptions(rate_per_s=4),
             progress=NullProgress(),
             file=io.StringIO(),

@@ -10,6 +10,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streamproc.errors import StreamprocError
+from streamproc.replay.config import ReplayConfig
 from streamproc.replay.replayer import Replayer, ReplayOptions
 from streamproc.settings import Settings
 from tests.integration.conftest import configure
@@ -45,8 +46,8 @@ async def test_a_record_the_target_refuses_stops_the_replay_and_stays_in_the_dlq
 
     refused = r"refused the record at \S+ partition \d+ offset \d+"
     with pytest.raises(StreamprocError, match=refused):
-        await Replayer(settings, ReplayOptions()).run()
+        await Replayer(ReplayConfig.from_settings(settings), ReplayOptions()).run()
 
     assert await read_all(settings, raw) == []
-    again = await Replayer(settings, ReplayOptions(dry_run=True)).run()
+    again = await Replayer(ReplayConfig.from_settings(settings), ReplayOptions(dry_run=True)).run()
     assert again.read == 3

@@ -9,6 +9,7 @@ import orjson
 
 from streamproc.errors import ErrorClass
 from streamproc.records.dlq import Failure, Origin, encode_dlq_headers, fit_record
+from streamproc.replay.config import ReplayConfig
 from streamproc.replay.decision import PARKED_REASON
 from streamproc.replay.replayer import Replayer, ReplayOptions
 from streamproc.settings import Settings
@@ -46,7 +47,7 @@ async def test_dry_run_counts_the_truncated_record_as_parked(topics: Settings) -
     """The dry run says the truncated record would be parked (and counts it apart), and
     the whole one replayed."""
     await plant_dlq(topics, _records())
-    report = await Replayer(topics, ReplayOptions(dry_run=True)).run()
+    report = await Replayer(ReplayConfig.from_settings(topics), ReplayOptions(dry_run=True)).run()
     assert report.to_json()["replayed"] == 1
     assert report.to_json()["parked"] == 1
     assert report.to_json()["parked_truncated"] == 1
@@ -60,7 +61,7 @@ async def test_truncated_record_goes_to_parked_with_its_reason(topics: Settings)
     leads.parked with a reason naming the truncation and its origin; only the whole record
     goes back to leads.raw."""
     await plant_dlq(topics, _records())
-    report = await Replayer(topics, ReplayOptions()).run()
+    report = await Replayer(ReplayConfig.from_settings(topics), ReplayOptions()).run()
     assert keys(await read_all(topics, topics.topic_raw)) == Counter({"whole": 1})
     assert (report.total("replay"), report.total("park")) == (1, 1)
     assert report.to_json()["parked_truncated"] == 1

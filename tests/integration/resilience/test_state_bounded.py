@@ -15,6 +15,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from streamproc.app import App
 from streamproc.kafka.config import KafkaConnection
 from streamproc.kafka.topics import create_topics
+from streamproc.processing.config import GuardConfig
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.records.lead import Lead
 from streamproc.settings import Settings
@@ -48,7 +49,7 @@ def _settings(topics: Settings) -> Settings:
 async def _spend(settings: Settings, leads_per_writer: int) -> None:
     """WRITERS guards (processes, as over a deployment's life) each claim, call and settle
     ``leads_per_writer`` leads through one real state store, then flush as at shutdown."""
-    guards = [ResilienceGuard(settings) for _ in range(WRITERS)]
+    guards = [ResilienceGuard(GuardConfig.from_settings(settings)) for _ in range(WRITERS)]
 
     def fan_out(key: str, value: dict[str, Any] | None, partition: int, offset: int) -> None:
         for guard in guards:
@@ -73,7 +74,7 @@ async def _spend(settings: Settings, leads_per_writer: int) -> None:
 
 async def _restore(settings: Settings) -> Restore:
     """What a process starting now reads and keeps."""
-    guard = ResilienceGuard(settings, owner="next-process")
+    guard = ResilienceGuard(GuardConfig.from_settings(settings), owner="next-process")
     store = StateStore(
         KafkaConnection.from_settings(settings), settings.topic_state, guard.on_state
     )

@@ -17,6 +17,7 @@ from streamproc.clay.finisher import Finish, Finished
 from streamproc.clay.pending import PendingLead
 from streamproc.clay.receiver import CallbackResult
 from streamproc.clay.service import ClayService
+from streamproc.processing.config import GuardConfig
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.records.dlq import Origin
 from streamproc.records.outcome import OutRecord
@@ -76,7 +77,9 @@ async def service() -> AsyncIterator[tuple[ClayService, _Finisher]]:
             "clay_callback_wait_s": 0.05,
         }
     )
-    guard = ResilienceGuard(settings, clock=lambda: 1_764_158_400.0, owner="me")
+    guard = ResilienceGuard(
+        GuardConfig.from_settings(settings), clock=lambda: 1_764_158_400.0, owner="me"
+    )
     service = ClayService(
         settings,
         guard,

@@ -13,6 +13,7 @@ import pytest
 from streamproc.clay.pending import PendingLead
 from streamproc.clay.service import ClayService
 from streamproc.errors import ProviderRejected, ProviderTimeout
+from streamproc.processing.config import GuardConfig
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.records.lead import Lead
 from streamproc.records.outcome import OutRecord
@@ -69,7 +70,9 @@ def _service(answer: httpx.Response | Exception, **changes: Any) -> tuple[ClaySe
             **changes,
         }
     )
-    guard = ResilienceGuard(settings, clock=lambda: 1_764_158_400.0, owner="me")
+    guard = ResilienceGuard(
+        GuardConfig.from_settings(settings), clock=lambda: 1_764_158_400.0, owner="me"
+    )
     store = _Store(events)
     service = ClayService(
         settings,

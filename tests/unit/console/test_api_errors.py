@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from streamproc.console import api
 from streamproc.console.api import Console
+from streamproc.console.config import ConsoleConfig
 from streamproc.logs import configure_logging
 from streamproc.settings import Settings
 
@@ -26,7 +27,7 @@ async def test_a_kafka_error_in_a_dlq_read_is_a_503_with_one_log_line(
     configure_logging("INFO", "json")
     app = web.Application()
     settings = Settings(console_read_token=TOKEN)
-    Console(settings, state=dict, restored=lambda: False).install(app)
+    Console(ConsoleConfig.from_settings(settings), state=dict, restored=lambda: False).install(app)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

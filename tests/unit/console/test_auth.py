@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import SecretStr
 
 from streamproc.console.auth import check_reader, check_token
+from streamproc.console.config import ConsoleConfig
 
 TOKEN = SecretStr("s3cret-token")
 
@@ -39,7 +40,9 @@ def test_the_console_mounts_on_an_ops_server_before_it_starts() -> None:
     from streamproc.settings import Settings
 
     ops = OpsServer("127.0.0.1", 0, Metrics(), lambda: {}, lambda: (True, []))
-    console = Console(Settings(), state=lambda: {}, restored=lambda: True)
+    console = Console(
+        ConsoleConfig.from_settings(Settings()), state=lambda: {}, restored=lambda: True
+    )
     ops.mount(console.install)
     paths = {getattr(r.resource, "canonical", None) for r in ops.app.router.routes()}
     assert {

@@ -9,6 +9,7 @@ import httpx
 from aiohttp import web
 
 from streamproc.console.api import Console
+from streamproc.console.config import ConsoleConfig
 from streamproc.settings import Settings
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC).timestamp()
@@ -42,7 +43,12 @@ async def _overview(console: Console) -> dict[str, object]:
 async def test_the_overview_carries_each_providers_calls_hits_credits_and_rates() -> None:
     """Two instances' totals of one provider are summed; another provider's stand apart;
     a tombstoned key and an older day's record are not today's."""
-    console = Console(Settings(), state=lambda: STATE, restored=lambda: False, clock=lambda: NOW)
+    console = Console(
+        ConsoleConfig.from_settings(Settings()),
+        state=lambda: STATE,
+        restored=lambda: False,
+        clock=lambda: NOW,
+    )
     records = [
         ("waterfall/hits/smb/finder/2026-12-07/i1", {"calls": 3, "hits": 2, "credits": 2}),
         ("waterfall/hits/ent/finder/2026-12-07/i2", {"calls": 1, "hits": 0, "credits": 0}),
@@ -70,7 +76,28 @@ async def test_the_overview_carries_each_providers_calls_hits_credits_and_rates(
 
 async def test_the_overview_lists_no_providers_without_a_waterfall() -> None:
     """No hit record in the state topic: an empty provider list, the page hides the card."""
-    console = Console(Settings(), state=lambda: STATE, restored=lambda: False, clock=lambda: NOW)
+    console = Console(
+        ConsoleConfig.from_settings(Settings()),
+        state=lambda: STATE,
+        restored=lambda: False,
+        clock=lambda: NOW,
+    )
     waterfall = (await _overview(console))["waterfall"]
     assert isinstance(waterfall, dict)
     assert waterfall["providers"] == []
+
+
+def test_the_console_folds_breaker_records_and_skips_every_leads_records() -> None:
+    """A breaker record is a transition in the console's log; a lead's cache entry and its
+    receipt's tombstone change nothing there."""
+    console = Console(
+        ConsoleConfig.from_settings(Settings()),
+        state=lambda: STATE,
+        restored=lambda: False,
+        clock=lambda: NOW,
+    )
+    console.on_state("cache/d:acme.com", {"data": {}, "at": NOW}, 0, 0)
+    console.on_state("receipt/L1/abc", None, 0, 1)
+    console.on_state("breaker/provider", {"state": "open", "at": NOW, "owner": "i1"}, 0, 2)
+    got = [(t.to_state, t.owner) for t in console.breaker_log.since(0)]
+    assert got == [("open", "i1")]

@@ -3,6 +3,7 @@ and a good one reaches the same change as `streamproc budget` (over a real HTTP 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,8 +11,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from streamproc.console import api
 from streamproc.console.api import Console
+from streamproc.console.config import ConsoleConfig, SpendingChanger
 from streamproc.resilience.spending import SpendingAction
 from streamproc.settings import Settings
 
@@ -19,24 +20,28 @@ TOKEN = "operator-tok"
 
 
 @pytest.fixture
-def changes(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def changes() -> list[dict[str, Any]]:
     """The changes the console asked for (the state topic's part is the CLI's, tested on
     the broker)."""
-    asked: list[dict[str, Any]] = []
+    return []
 
+
+def _recording(asked: list[dict[str, Any]]) -> SpendingChanger:
     async def change_spending(
-        settings: Settings, action: SpendingAction, **kw: Any
+        action: SpendingAction, *, by: str, why: str, limit: int | None = None
     ) -> dict[str, Any]:
-        asked.append({"action": action, **kw})
-        return {"paused": action is SpendingAction.PAUSE, "limit": kw.get("limit") or 100}
+        asked.append({"action": action, "by": by, "why": why, "limit": limit})
+        return {"paused": action is SpendingAction.PAUSE, "limit": limit or 100}
 
-    monkeypatch.setattr(api, "change_spending", change_spending)
-    return asked
+    return change_spending
 
 
-async def _serve(settings: Settings) -> AsyncIterator[str]:
+async def _serve(settings: Settings, asked: list[dict[str, Any]]) -> AsyncIterator[str]:
     app = web.Application()
-    Console(settings, state=dict, restored=lambda: False).install(app)
+    config = dataclasses.replace(
+        ConsoleConfig.from_settings(settings), change_spending=_recording(asked)
+    )
+    Console(config, state=dict, restored=lambda: False).install(app)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -49,8 +54,8 @@ async def _serve(settings: Settings) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def url() -> AsyncIterator[str]:
-    async for served in _serve(Settings(console_token=TOKEN)):
+async def url(changes: list[dict[str, Any]]) -> AsyncIterator[str]:
+    async for served in _serve(Settings(console_token=TOKEN), changes):
         yield served
 
 
@@ -75,7 +80,7 @@ async def test_a_console_without_an_operator_token_changes_nothing(
     changes: list[dict[str, Any]],
 ) -> None:
     """No operator token configured: the console is read-only, 403."""
-    async for served in _serve(Settings()):
+    async for served in _serve(Settings(), changes):
         response = await _post(served, {"action": "pause", "reason": "r"})
         assert response.status_code == 403
     assert changes == []

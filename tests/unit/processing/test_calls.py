@@ -15,6 +15,7 @@ from streamproc.errors import (
     RateLimited,
 )
 from streamproc.processing.calls import ProviderCalls
+from streamproc.processing.config import GuardConfig
 from streamproc.processing.pacing import Pacer
 from streamproc.provider.api import Answer, Enrichment, LeadIn
 from streamproc.provider.driver import RetryDriver
@@ -193,7 +194,9 @@ async def test_a_bisected_call_settles_each_lead_at_its_own_charge() -> None:
             return [Enrichment({"id": one.lead_id}, 2) for one in leads]
 
     guard = ResilienceGuard(
-        Settings(budget_daily_credits=1000, cache_key="off"), clock=Clock(), owner="unit"
+        GuardConfig.from_settings(Settings(budget_daily_credits=1000, cache_key="off")),
+        clock=Clock(),
+        owner="unit",
     )
     calls = _calls(_Strict(), 4)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from streamproc.processing.claimant import LeaseClaimant, LeaseConfig
+from streamproc.processing.claimant import LeaseClaimant
+from streamproc.processing.config import LeaseConfig
 from streamproc.processing.writes import StateWrites
+from streamproc.resilience.claims import Claim, SetLimit
 from streamproc.settings import Settings
 from streamproc.state.group_state import GroupState
 
@@ -119,3 +121,92 @@ async def test_close_settles_the_open_lease_and_stops_the_ticker() -> None:
     assert state.ledger.outstanding(day) == 0
     assert state.ledger.spent(day) == 6
     assert claimant.expire() is None
+
+
+class _LimitOnTheWay(StateWrites):
+    """A state topic in which an operator's new limit lands right after our first claim,
+    and is read back before the claimant resumes (as the reader applies the records after
+    ours in the same fetch): the claim was decided under the old limit."""
+
+    def __init__(self, state: GroupState, day: str, limit: int) -> None:
+        super().__init__()
+        self.state = state
+        self.claimant: LeaseClaimant | None = None
+        self._limit: dict[str, Any] | None = SetLimit(day, limit).to_dict()
+
+    @property
+    def attached(self) -> bool:
+        return True
+
+    def write(self, key: str, value: dict[str, Any] | None) -> None:
+        self._apply(key, value)
+
+    async def round_trip(self, key: str, value: dict[str, Any] | None) -> None:
+        self._apply(key, value)
+        limit, self._limit = self._limit, None
+        if limit is not None:
+            self._apply("budget/limit", limit)
+        await asyncio.sleep(0)
+
+    def _apply(self, key: str, value: dict[str, Any] | None) -> None:
+        self.state.apply_budget(key, value)
+        assert self.claimant is not None
+        self.claimant.read_back(value)
+
+
+async def test_a_limit_read_while_a_claim_is_on_its_way_retires_the_lease_it_gets() -> None:
+    """An operator lowers the limit to one lead's worth while our claim of a 50-lead lease
+    is on its way and decided under the old limit: that lease is given back unused and
+    the next is claimed under the new limit, so no more than it is handed out."""
+    clock = _Clock()
+    settings = Settings.model_validate({"budget_daily_credits": 100_000, "budget_claim_leads": 50})
+    state = GroupState(settings, clock=clock, owner="unit")
+    day = state.ledger.day_at(clock())
+    writes = _LimitOnTheWay(state, day, 6)
+    claimant = LeaseClaimant(
+        LeaseConfig.from_settings(settings), state, writes, owner="unit", clock=clock, sleep=_never
+    )
+    writes.claimant = claimant
+    handed = 0
+    while (lease := await claimant.slice()) is not None:
+        handed += lease.estimate
+        claimant.finish(lease, lease.estimate)
+        assert handed <= 60, "the old limit's lease is still being spent"
+    assert handed <= state.ledger.limit(day) == 6
+    assert state.ledger.spent(day) + state.ledger.outstanding(day) <= 6
+    await claimant.close()
+
+
+class _LimitEveryTime(_LimitOnTheWay):
+    """An operator's new limit lands after every one of our claims (a limit changed over
+    and over): each claim may have been decided under the one before."""
+
+    def __init__(self, state: GroupState, day: str, limit: int) -> None:
+        super().__init__(state, day, limit)
+        self.claims = 0
+        self._every = SetLimit(day, limit).to_dict()
+
+    async def round_trip(self, key: str, value: dict[str, Any] | None) -> None:
+        if value is not None and value.get("type") == Claim.TYPE:
+            self.claims += 1
+        self._limit = self._every
+        await super().round_trip(key, value)
+
+
+async def test_a_limit_changed_on_every_claims_way_gives_up_after_a_few_leases() -> None:
+    """However often the limit changes while our claims are on their way, the claimant
+    gives back a bounded number of leases in a row and then has none for now (the call
+    holds as when the budget cannot pay), rather than claiming again without end."""
+    clock = _Clock()
+    settings = Settings.model_validate({"budget_daily_credits": 100_000, "budget_claim_leads": 50})
+    state = GroupState(settings, clock=clock, owner="unit")
+    day = state.ledger.day_at(clock())
+    writes = _LimitEveryTime(state, day, 90_000)
+    claimant = LeaseClaimant(
+        LeaseConfig.from_settings(settings), state, writes, owner="unit", clock=clock, sleep=_never
+    )
+    writes.claimant = claimant
+    assert await claimant.slice() is None
+    assert 1 < writes.claims <= 8
+    assert state.ledger.outstanding(day) == 0  # every lease given back unused
+    await claimant.close()

@@ -20,6 +20,7 @@ from streamproc.errors import (
     ProviderRejected,
     ProviderTimeout,
 )
+from streamproc.processing.config import GuardConfig
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.records.lead import Lead
 from streamproc.resilience.breaker import BreakerState
@@ -31,7 +32,7 @@ from tests.unit.processing.fakes import Clock, Result
 def _guard(**changes: Any) -> tuple[ResilienceGuard, Clock]:
     clock = Clock()
     settings = Settings.model_validate({"budget_daily_credits": 12, **changes})
-    return ResilienceGuard(settings, clock=clock, owner="unit"), clock
+    return ResilienceGuard(GuardConfig.from_settings(settings), clock=clock, owner="unit"), clock
 
 
 def _lead(i: int, domain: str | None = None) -> Lead:
@@ -476,7 +477,7 @@ async def test_a_crash_strands_at_most_one_small_lease() -> None:
     admissions = [await guard.admit(_lead(i)) for i in range(45)]
     for admission in admissions[:30]:
         guard.settle(admission, Result({"company": "C"}, credits=6), None)
-    reader = ResilienceGuard(guard._settings, clock=clock, owner="next-process")
+    reader = ResilienceGuard(guard._config, clock=clock, owner="next-process")
     log.replay(reader)
     budget = reader.status().budget
     assert budget.reserved <= 120
@@ -496,7 +497,7 @@ async def test_a_closed_lease_is_settled_while_its_calls_are_still_running() -> 
     for admission in admissions[:20]:
         guard.settle(admission, Result({"company": "C"}, credits=4), None)
     assert guard.ledger.spent(day) == 80
-    reader = ResilienceGuard(guard._settings, clock=clock, owner="next-process")
+    reader = ResilienceGuard(guard._config, clock=clock, owner="next-process")
     log.replay(reader)
     assert reader.ledger.spent(day) == 80
 
@@ -506,8 +507,10 @@ async def test_the_budget_day_and_limit_are_the_groups_not_each_instances() -> N
     in the next day, reports a's day and limit and is refused beyond a's 12 credits."""
     a, clock = _guard(budget_daily_credits=12)
     b = ResilienceGuard(
-        Settings.model_validate(
-            {"budget_daily_credits": 600, "budget_timezone": "Pacific/Kiritimati"}
+        GuardConfig.from_settings(
+            Settings.model_validate(
+                {"budget_daily_credits": 600, "budget_timezone": "Pacific/Kiritimati"}
+            )
         ),
         clock=clock,
         owner="b",
@@ -529,7 +532,7 @@ async def test_thousands_of_settled_leases_leave_the_restored_books_small() -> N
     for i in range(3_000):
         admission = await guard.admit(_lead(i))
         guard.settle(admission, Result({"company": "C"}, credits=6), None)
-    reader = ResilienceGuard(guard._settings, clock=clock, owner="next-process")
+    reader = ResilienceGuard(guard._config, clock=clock, owner="next-process")
     log.replay(reader)
     budget = reader.status().budget
     assert budget.spent + budget.reserved == 3_000 * 6
@@ -657,7 +660,9 @@ async def test_a_process_restored_during_a_pause_stays_paused() -> None:
     log = _Log(first)
     await log.append("control/spending", _control("pause", clock.t))
     restarted = ResilienceGuard(
-        Settings.model_validate({"budget_daily_credits": 12}), clock=clock, owner="r"
+        GuardConfig.from_settings(Settings.model_validate({"budget_daily_credits": 12})),
+        clock=clock,
+        owner="r",
     )
     log.replay(restarted)
     held = asyncio.ensure_future(restarted.admit(_lead(1)))
@@ -673,8 +678,8 @@ async def test_a_lowered_limit_retires_the_open_lease_of_every_instance() -> Non
     lease so the books hold only what was used."""
     settings = Settings.model_validate({"budget_daily_credits": 600, "budget_claim_leads": 10})
     clock = Clock()
-    a = ResilienceGuard(settings, clock=clock, owner="a")
-    b = ResilienceGuard(settings, clock=clock, owner="b")
+    a = ResilienceGuard(GuardConfig.from_settings(settings), clock=clock, owner="a")
+    b = ResilienceGuard(GuardConfig.from_settings(settings), clock=clock, owner="b")
     log = _Log(a, b)
     first = await a.admit(_lead(1))
     await b.admit(_lead(2))

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from streamproc.processing.config import GuardConfig
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import enriched_value
 from streamproc.records.lead import EnrichedLead, EnrichmentMeta, Lead, Source
@@ -38,7 +39,7 @@ def _guard(**changes: Any) -> tuple[ResilienceGuard, Clock, _Store]:
     clock = Clock()
     # No credits per lead: these tests are about the cache, not the budget's claims.
     settings = Settings.model_validate({"credits_per_lead": 0, **changes})
-    guard = ResilienceGuard(settings, clock=clock, owner="unit")
+    guard = ResilienceGuard(GuardConfig.from_settings(settings), clock=clock, owner="unit")
     store = _Store()
     guard.attach(cast(StateStore, store))
     return guard, clock, store

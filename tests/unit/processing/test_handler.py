@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from streamproc.errors import BreakerOpen, LeadError, ProviderError
+from streamproc.processing.config import HandlerConfig
 from streamproc.processing.handler import Admission, CallResult, LeadHandler
 from streamproc.records.lead import EnrichedLead, Lead
 from streamproc.records.outcome import OutcomeKind
@@ -75,7 +76,12 @@ class _HoldingGuard(OpenGuard):
 
 
 def _handler(enricher: _Enricher, guard: Any = None) -> LeadHandler:
-    return LeadHandler(Settings(), enricher, guard or OpenGuard(), processor_version="9.9")
+    return LeadHandler(
+        HandlerConfig.from_settings(Settings()),
+        enricher,
+        guard or OpenGuard(),
+        processor_version="9.9",
+    )
 
 
 async def test_an_enriched_record_is_a_valid_enriched_lead() -> None:

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from streamproc.errors import LeadError, RegistryUnavailable
+from streamproc.processing.config import HandlerConfig
 from streamproc.processing.handler import CallResult, LeadHandler
 from streamproc.records.lead import Lead
 from streamproc.records.mapping import LeadObject, LeadShape, decode_shaped_json
@@ -60,7 +61,11 @@ async def test_a_mapped_lead_reaches_the_provider_under_our_names_and_keeps_its_
     plus enrichment and enrichment_meta."""
     enricher = _Enricher()
     handler = LeadHandler(
-        SETTINGS, enricher, OpenGuard(), processor_version="1", codec=ShapedJsonCodec(SETTINGS)
+        HandlerConfig.from_settings(SETTINGS),
+        enricher,
+        OpenGuard(),
+        processor_version="1",
+        codec=ShapedJsonCodec(SETTINGS),
     )
     outcome = await handler.handle(_Record(key=b"5", value=RECORD))
     assert outcome.kind is OutcomeKind.ENRICHED and outcome.lead_id == "5"
@@ -74,7 +79,13 @@ async def test_a_registry_outage_holds_the_lead_and_never_dead_letters_it() -> N
     """While the codec says the registry is down the lead waits (counted as held); when it
     answers, the lead is enriched, not dead-lettered."""
     codec = _FlakyRegistryCodec(SETTINGS, down=3)
-    handler = LeadHandler(SETTINGS, _Enricher(), OpenGuard(), processor_version="1", codec=codec)
+    handler = LeadHandler(
+        HandlerConfig.from_settings(SETTINGS),
+        _Enricher(),
+        OpenGuard(),
+        processor_version="1",
+        codec=codec,
+    )
     task = asyncio.ensure_future(handler.handle(_Record(key=b"5", value=RECORD)))
     await asyncio.sleep(0.1)
     assert not task.done() and handler.registry_held == 1
@@ -86,7 +97,13 @@ async def test_a_registry_outage_holds_the_lead_and_never_dead_letters_it() -> N
 async def test_a_lead_held_for_the_registry_is_released_at_shutdown() -> None:
     """release_holds cancels it (it is read again from the committed offset)."""
     codec = _FlakyRegistryCodec(SETTINGS, down=10**6)
-    handler = LeadHandler(SETTINGS, _Enricher(), OpenGuard(), processor_version="1", codec=codec)
+    handler = LeadHandler(
+        HandlerConfig.from_settings(SETTINGS),
+        _Enricher(),
+        OpenGuard(),
+        processor_version="1",
+        codec=codec,
+    )
     task = asyncio.ensure_future(handler.handle(_Record(key=b"5", value=RECORD)))
     await asyncio.sleep(0.1)
     assert handler.release_holds() == 1
@@ -99,7 +116,13 @@ async def test_a_registry_that_keeps_refusing_dead_letters_the_lead_after_the_ma
     is dead-lettered, retriable, as hold_expired, saying what it waited for."""
     settings = SETTINGS.model_copy(update={"hold_max_age_s": 1.0})
     codec = _FlakyRegistryCodec(settings, down=10**6)
-    handler = LeadHandler(settings, _Enricher(), OpenGuard(), processor_version="1", codec=codec)
+    handler = LeadHandler(
+        HandlerConfig.from_settings(settings),
+        _Enricher(),
+        OpenGuard(),
+        processor_version="1",
+        codec=codec,
+    )
     outcome = await asyncio.wait_for(handler.handle(_Record(key=b"5", value=RECORD)), 30)
     assert outcome.kind is OutcomeKind.DLQ and outcome.error_class == "hold_expired"
     headers = dict(outcome.records[0].headers)

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from streamproc.errors import ProviderRejected
+from streamproc.processing.config import GuardConfig, HandlerConfig
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import Admission, LeadHandler, RawRecord
 from streamproc.records.lead import Lead, Source
@@ -70,7 +71,11 @@ class _CachingGuard(OpenGuard):
 
 def _handler(deferred: _Deferred, guard: Any = None) -> LeadHandler:
     return LeadHandler(
-        Settings(), None, guard or OpenGuard(), processor_version="t", deferred=deferred
+        HandlerConfig.from_settings(Settings()),
+        None,
+        guard or OpenGuard(),
+        processor_version="t",
+        deferred=deferred,
     )
 
 
@@ -117,7 +122,7 @@ async def test_the_claim_stays_outstanding_from_submit_until_finished() -> None:
     now = 1_764_158_400.0
     # Clay mode claims one lead at a time (its pending lead keeps the claim).
     settings = Settings(budget_daily_credits=60, budget_claim_leads=1)
-    guard = ResilienceGuard(settings, clock=lambda: now, owner="u")
+    guard = ResilienceGuard(GuardConfig.from_settings(settings), clock=lambda: now, owner="u")
     day = budget_day(now)
     admission = await guard.admit(Lead(lead_id="L1", domain="acme.example"))
     claim = guard.submitted(admission)
@@ -139,7 +144,7 @@ async def test_with_lead_fields_clay_gets_our_names_and_the_raw_record_is_kept()
     raw = orjson.dumps({"id": 5, "contact": {"email": "p@acme.example"}})
     deferred = _Deferred()
     handler = LeadHandler(
-        settings,
+        HandlerConfig.from_settings(settings),
         None,
         OpenGuard(),
         processor_version="t",

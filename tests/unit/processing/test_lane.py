@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
+from streamproc.processing.config import ProcessorConfig
 from streamproc.processing.lane import PartitionLane
 from streamproc.records.outcome import Outcome, OutcomeKind, OutRecord
 
@@ -117,7 +118,7 @@ async def test_a_failed_commit_reopens_the_lane_from_the_group_offset() -> None:
     from streamproc.settings import Settings
 
     tp = TopicPartition("raw", 0)
-    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    processor = Processor(ProcessorConfig.from_settings(Settings()), None)  # type: ignore[arg-type]
     lane = PartitionLane(tp, _Stoppable(0), "g", 5)  # type: ignore[arg-type]
     consumer = _Consumer(tp, committed=8)
     processor._lanes[tp] = lane
@@ -256,7 +257,7 @@ async def test_a_fenced_lane_stands_down_instead_of_fencing_back() -> None:
     from streamproc.settings import Settings
 
     tp = TopicPartition("raw", 0)
-    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    processor = Processor(ProcessorConfig.from_settings(Settings()), None)  # type: ignore[arg-type]
     lane = PartitionLane(tp, _Stoppable(0), "g", 5)  # type: ignore[arg-type]
 
     async def fenced() -> None:
@@ -288,7 +289,7 @@ async def test_a_lane_that_fails_to_open_in_the_rebalance_is_opened_later() -> N
     from streamproc.settings import Settings
 
     tp = TopicPartition("raw", 0)
-    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    processor = Processor(ProcessorConfig.from_settings(Settings()), None)  # type: ignore[arg-type]
     consumer = _Consumer(tp, committed=3)
     processor._consumer = consumer  # type: ignore[assignment]
     attempts: list[int] = []
@@ -314,7 +315,7 @@ async def test_a_commit_failing_with_a_non_kafka_error_keeps_the_lane_and_backs_
     from streamproc.settings import Settings
 
     tp = TopicPartition("raw", 0)
-    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    processor = Processor(ProcessorConfig.from_settings(Settings()), None)  # type: ignore[arg-type]
     lane = PartitionLane(tp, _Stoppable(0), "g", 2)  # type: ignore[arg-type]
 
     async def broken() -> None:
@@ -354,7 +355,7 @@ async def test_a_persistent_commit_failure_never_runs_a_lead_again() -> None:
 
     tp = TopicPartition("raw", 0)
     processor = Processor(
-        Settings(lane_retry_initial_s=0.01, lane_retry_max_s=0.04),  # type: ignore[call-arg]
+        ProcessorConfig.from_settings(Settings(lane_retry_initial_s=0.01, lane_retry_max_s=0.04)),  # type: ignore[call-arg]
         None,  # type: ignore[arg-type]
     )
     failing = asyncio.Event()
@@ -510,7 +511,7 @@ async def test_a_stand_down_racing_a_rebalance_leaves_the_new_lane_unpaused() ->
     from streamproc.settings import Settings
 
     tp = TopicPartition("raw", 0)
-    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    processor = Processor(ProcessorConfig.from_settings(Settings()), None)  # type: ignore[arg-type]
     consumer = _Consumer(tp, committed=4)
     consumer.paused = set()
     processor._consumer = consumer  # type: ignore[assignment]
@@ -568,7 +569,7 @@ async def test_a_partition_left_paused_with_lag_is_reported_and_resumed() -> Non
     from streamproc.settings import Settings
 
     tp = TopicPartition("raw", 0)
-    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    processor = Processor(ProcessorConfig.from_settings(Settings()), None)  # type: ignore[arg-type]
     processor._stall = StallWatch(after_s=0)  # no progress for "long enough" at once
     consumer = _IdleConsumer(tp)
     processor._consumer = consumer  # type: ignore[assignment]
@@ -588,7 +589,7 @@ async def test_a_rebalance_callback_opens_lanes_without_waiting_for_them() -> No
     from streamproc.settings import Settings
 
     tp0, tp1 = TopicPartition("raw", 0), TopicPartition("raw", 1)
-    processor = Processor(Settings(), None)  # type: ignore[arg-type]
+    processor = Processor(ProcessorConfig.from_settings(Settings()), None)  # type: ignore[arg-type]
     consumer = _Consumer(tp0, committed=3)
     consumer.assignment = lambda: {tp0, tp1}  # type: ignore[method-assign]
     processor._consumer = consumer  # type: ignore[assignment]
@@ -718,7 +719,7 @@ def _two_lanes() -> tuple[Any, PartitionLane, PartitionLane, _Stoppable]:
     from streamproc.processing.processor import Processor
     from streamproc.settings import Settings
 
-    processor = Processor(Settings(commit_interval_ms=20), None)  # type: ignore[arg-type]
+    processor = Processor(ProcessorConfig.from_settings(Settings(commit_interval_ms=20)), None)  # type: ignore[arg-type]
     stuck_tp, well_tp = TopicPartition("raw", 0), TopicPartition("raw", 1)
     well_producer = _Stoppable(0)
     stuck = PartitionLane(stuck_tp, _StuckProducer(0), "g", 0)  # type: ignore[arg-type]

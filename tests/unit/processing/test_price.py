@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamproc.errors import ProviderTimeout
-from streamproc.processing.claimant import provider_price
+from streamproc.processing.config import GuardConfig, provider_price
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.records.lead import Lead
 from streamproc.resilience.lease import CallPrice
@@ -25,7 +25,7 @@ def _guard(**changes: Any) -> tuple[ResilienceGuard, Clock]:
     settings = Settings.model_validate(
         {"budget_daily_credits": 100_000, "credits_per_lead": 6, "cache_ttl_s": 0, **changes}
     )
-    return ResilienceGuard(settings, clock=clock, owner="unit"), clock
+    return ResilienceGuard(GuardConfig.from_settings(settings), clock=clock, owner="unit"), clock
 
 
 def _spent(guard: ResilienceGuard, clock: Clock) -> int:

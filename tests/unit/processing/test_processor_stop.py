@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
+from streamproc.processing.config import ProcessorConfig
 from streamproc.processing.processor import Processor
 from streamproc.settings import Settings
 
@@ -26,7 +27,7 @@ class _ConsumerCancelledInClose:
 async def test_stop_completes_when_the_consumers_close_raises_its_own_cancellation() -> None:
     """The consumer's stray CancelledError is swallowed (our task is not being cancelled):
     stop() returns and the processor is left without a consumer."""
-    processor = Processor(Settings(), cast(Any, None))
+    processor = Processor(ProcessorConfig.from_settings(Settings()), cast(Any, None))
     consumer = _ConsumerCancelledInClose()
     processor._consumer = cast(Any, consumer)
     await asyncio.wait_for(processor.stop(grace_s=0), timeout=10)

@@ -13,6 +13,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streamproc.processing.config import GuardConfig, HandlerConfig
 from streamproc.processing.guard import ResilienceGuard
 from streamproc.processing.handler import LeadHandler
 from streamproc.records.lead import Lead
@@ -56,7 +57,7 @@ class _Store:
 def _guard(**changes: Any) -> tuple[ResilienceGuard, Clock, _Store]:
     clock = Clock()
     settings = Settings.model_validate({"budget_daily_credits": 1_000, **changes})
-    guard = ResilienceGuard(settings, clock=clock, owner="unit")
+    guard = ResilienceGuard(GuardConfig.from_settings(settings), clock=clock, owner="unit")
     store = _Store(guard)
     guard.attach(cast(StateStore, store))
     return guard, clock, store
@@ -310,7 +311,11 @@ async def test_a_lead_processed_twice_is_bought_once_and_published_whole_both_ti
     guard, _, _ = _guard()
     enricher = _Enricher()
     handler = LeadHandler(
-        Settings(), enricher, guard, processor_version="t", utcnow=lambda: datetime.now(UTC)
+        HandlerConfig.from_settings(Settings()),
+        enricher,
+        guard,
+        processor_version="t",
+        utcnow=lambda: datetime.now(UTC),
     )
     value = orjson.dumps({"lead_id": "L1", "email": "jane@acme.example"})
     record = _Record("leads.raw", 0, 5, 0, b"L1", value)
@@ -352,7 +357,11 @@ async def test_a_paid_lead_turned_into_a_dlq_record_keeps_its_receipt() -> None:
     guard, _, _ = _guard()
     enricher = _Enricher()
     handler = LeadHandler(
-        Settings(), enricher, guard, processor_version="t", utcnow=lambda: datetime.now(UTC)
+        HandlerConfig.from_settings(Settings()),
+        enricher,
+        guard,
+        processor_version="t",
+        utcnow=lambda: datetime.now(UTC),
     )
     value = orjson.dumps({"lead_id": "L2", "email": "joe@acme.example"})
     record = _Record("leads.raw", 0, 7, 0, b"L2", value)

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from streamproc.errors import BelowFloor, DeferralExpired, KafkaSetupError
+from streamproc.processing.config import PacingConfig
 from streamproc.processing.spend_pacing import (
     DEFERRED_AT_HEADER,
     ORIGIN_HEADER,
@@ -67,7 +68,7 @@ def _pacing(clock: _Clock, **changes: object) -> LeadPacing:
     assert settings.priority_score is not None
     score = PriorityScore.compile(settings.priority_score, floor=settings.priority_floor)
     gate = PacingGate(len(settings.deferral_topics), None, clock=clock)
-    return LeadPacing(settings, score, gate, clock=clock)
+    return LeadPacing(PacingConfig.from_settings(settings), score, gate, clock=clock)
 
 
 def _raw(offset: int, score: float) -> _Record:
@@ -334,3 +335,136 @@ async def test_the_status_shows_the_threshold_the_waiting_leads_and_the_groups_s
     assert step is not None and (step["day"], step["step"]) == ("2026-12-07", 600)
     waiting.cancel()
     await asyncio.gather(waiting, return_exceptions=True)
+
+
+def _top_gate(clock: _Clock, committed: dict[str, float]) -> PacingGate:
+    """A gate whose θ defers every lead here and whose top layer takes densities from 10:
+    what goes, goes by the top layer alone. The plan: the straight line of 10,000."""
+    view = SpendView(
+        lambda now: ("2026-12-07", 0.0),
+        lambda day: 10_000,
+        lambda day: committed["now"],
+        lambda now: False,
+        lambda day: committed["now"],
+    )
+    gate = PacingGate(2, view, clock=clock, lead_credits=4)
+    gate.set_threshold(closed_below(1_000.0), closed_below(10.0))
+    return gate
+
+
+def test_a_top_lead_is_deferred_past_the_plans_top_ceiling_and_a_burst_counts_its_own() -> None:
+    """The top layer goes whatever θ says, but only within the plan + 4.5 % of the limit:
+    past it a top lead is deferred; the top leads let through and not done yet count
+    against the ceiling, so a burst cannot all pass one reading of the ledger."""
+    clock = _Clock(12 * 3600.0)
+    ceiling = PlanShape(uniform_shape(24)).plan(10_000).target(clock.now) + 450.0
+    committed = {"now": ceiling + 1}
+    gate = _top_gate(clock, committed)
+    assert not gate.admits_new(1, 50.0, "L1", ("leads.raw", 0, 1))
+    committed["now"] = ceiling - 4 * 3
+    went = [gate.admits_new(1, 50.0, f"L{i}", ("leads.raw", 0, i)) for i in range(5)]
+    assert went == [True, True, True, False, False]
+    gate.lead_done(("leads.raw", 0, 0))
+    assert gate.admits_new(1, 50.0, "L9", ("leads.raw", 0, 9))
+    # A top lead that clears θ too meets the same ceiling (the simulator's gate).
+    gate.set_threshold(closed_below(20.0), closed_below(10.0))
+    assert not gate.admits_new(1, 50.0, "L10", ("leads.raw", 0, 10))
+    gate.lead_done(("leads.raw", 0, 9))
+    assert gate.admits_new(1, 50.0, "L10", ("leads.raw", 0, 10))
+
+
+async def test_a_deferred_top_lead_waits_for_the_plan_and_goes_when_it_has_room() -> None:
+    """A deferred top lead past the ceiling waits (nothing spent on it); once the plan has
+    room at the next step, it goes and counts against the ceiling until it is done."""
+    clock = _Clock(12 * 3600.0)
+    committed = {"now": 10_000.0}
+    gate = _top_gate(clock, committed)
+    place = ("leads.deferred.b1", 0, 3)
+    waiting = asyncio.ensure_future(gate.turn(1, place, 50.0, "L3", clock.now + 3600))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    committed["now"] = 0.0
+    gate.set_threshold(closed_below(1_000.0), closed_below(10.0))  # the next step wakes it
+    await asyncio.wait_for(waiting, 5.0)
+    committed["now"] = PlanShape(uniform_shape(24)).plan(10_000).target(clock.now) + 450 - 4
+    assert not gate.room(top=True)
+    gate.lead_done(place)
+    gate.done(1)
+    assert gate.room(top=True)
+
+
+def _theta_gate(clock: _Clock, committed: dict[str, float]) -> PacingGate:
+    """A gate whose θ admits every lead here and which has no top layer: what it holds
+    back, only the plan's gate holds back. The plan: the straight line of 10,000."""
+    view = SpendView(
+        lambda now: ("2026-12-07", 0.0),
+        lambda day: 10_000,
+        lambda day: committed["now"],
+        lambda now: False,
+        lambda day: committed["now"],
+    )
+    gate = PacingGate(2, view, clock=clock, lead_credits=4)
+    gate.set_threshold(OPEN)
+    return gate
+
+
+def test_a_lead_that_clears_theta_is_deferred_past_the_plan_and_2_percent() -> None:
+    """A lead that clears θ goes only while the group's committed credits, this
+    instance's leads in flight and its own stay within the plan + 2 % of the limit (the
+    simulator's gate): past it a new lead is deferred, not sent on."""
+    clock = _Clock(12 * 3600.0)
+    ceiling = PlanShape(uniform_shape(24)).plan(10_000).target(clock.now) + 200.0
+    committed = {"now": ceiling - 4 * 2}
+    gate = _theta_gate(clock, committed)
+    went = [gate.admits_new(1, 50.0, f"L{i}", ("leads.raw", 0, i)) for i in range(3)]
+    assert went == [True, True, False]
+    gate.lead_done(("leads.raw", 0, 0))
+    assert gate.admits_new(1, 50.0, "L3", ("leads.raw", 0, 3))
+    # The top layer's ceiling is 2.5 % of the limit further.
+    assert gate.room(top=True) and not gate.room()
+
+
+async def test_a_deferred_lead_that_clears_theta_goes_when_the_plan_has_room() -> None:
+    """A deferred lead that clears θ waits while the group's spend is past the plan + 2 %
+    (nothing spent on it), and goes at the step at which the plan has grown past it."""
+    clock = _Clock(12 * 3600.0)
+    plan = PlanShape(uniform_shape(24)).plan(10_000)
+    committed = {"now": plan.target(clock.now) + 200.0}
+    gate = _theta_gate(clock, committed)
+    place = ("leads.deferred.b1", 0, 3)
+    waiting = asyncio.ensure_future(gate.turn(1, place, 50.0, "L3", clock.now + 3600))
+    await asyncio.sleep(0)
+    gate.set_threshold(OPEN)  # a step wakes it: still no room
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    assert gate.pending == (0, 1)
+    clock.now += 60.0  # the plan grows by ~7 credits a minute: room for one lead
+    gate.set_threshold(OPEN)
+    await asyncio.wait_for(waiting, 5.0)
+    assert not gate.room()  # it is in flight: the next one waits
+    gate.lead_done(place)
+    gate.done(1)
+    assert gate.room()
+
+
+def test_leads_in_flight_inside_the_instances_own_lease_are_not_counted_twice() -> None:
+    """The ledger's committed credits already hold this instance's granted lease; its
+    leads in flight take their slices from it, so only what they need beyond the lease
+    counts again (else spend would trail the plan by a lease)."""
+    clock = _Clock(12 * 3600.0)
+    ceiling = PlanShape(uniform_shape(24)).plan(10_000).target(clock.now) + 200.0
+    held = {"now": 12.0}  # this instance's own lease: 3 leads at 4 credits
+    view = SpendView(
+        lambda now: ("2026-12-07", 0.0),
+        lambda day: 10_000,
+        lambda day: ceiling - 4 * 2,
+        lambda now: False,
+        lambda day: ceiling - 4 * 2,
+        lambda day: held["now"],
+    )
+    gate = PacingGate(2, view, clock=clock, lead_credits=4)
+    gate.set_threshold(OPEN)
+    went = [gate.admits_new(1, 50.0, f"L{i}", ("leads.raw", 0, i)) for i in range(6)]
+    assert went == [True, True, True, True, True, False]
+    held["now"] = 0.0  # the lease settled: the leads in flight count in full again
+    assert not gate.room()

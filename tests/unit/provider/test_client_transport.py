@@ -270,12 +270,16 @@ async def test_slow_answer_is_cut_at_the_per_call_timeout() -> None:
 
 
 async def test_connection_error_becomes_provider_error() -> None:
-    """A refused connection is a retriable ProviderError chained to the httpx error."""
+    """A refused connection is a retriable ProviderError chained to the httpx error, not
+    billed, and reported as an attempt without an answer."""
+    statuses: list[int | None] = []
     handler, _ = scripted(httpx.ConnectError("connection refused"))
-    async with client_for(handler, provider_max_retries=0) as client:
-        with pytest.raises(ProviderError, match="unreachable: ConnectError") as info:
+    async with client_for(handler, None, statuses, provider_max_retries=0) as client:
+        with pytest.raises(ProviderError, match="provider unreachable: ConnectError") as info:
             await client.enrich(LEAD, "lead-1")
     assert isinstance(info.value.__cause__, httpx.ConnectError)
+    assert not info.value.maybe_charged
+    assert statuses == [None]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from pydantic import SecretStr, ValidationError
 
 from streamproc import app as app_module
 from streamproc.errors import ConfigError
-from streamproc.processing.claimant import provider_price
+from streamproc.processing.config import provider_price
 from streamproc.provider.api import Answer, LeadIn, ProviderConfig
 from streamproc.provider.declarative import DeclarativeProvider
 from streamproc.provider.retry import RetryPolicy

@@ -80,8 +80,10 @@ def test_days_without_any_arrival_are_left_out_and_none_left_is_the_straight_lin
     busy = [0] * 8 + [10] * 4 + [1] * 12
     shape = learn_shape([[0] * 24, busy, [0] * 24], source="leads.raw")
     assert shape.shape == forecast_shape([busy]) and shape.source == "leads.raw: 1 days"
+    assert shape.expected == tuple(float(count) for count in busy)
     straight = learn_shape([[0] * 24, [0] * 24], source="leads.raw")
     assert straight.shape == uniform_shape(24) and straight.source is None
+    assert straight.expected is None
     assert learn_shape([], source="leads.raw").shape == uniform_shape(24)
 
 
@@ -93,3 +95,11 @@ def test_a_morning_peak_makes_a_plan_that_spends_faster_in_the_morning() -> None
     line = uniform_shape(24)
     assert plan.target(11 * 3600) > 1_000 * line[10] + 100
     assert plan.target(23.99 * 3600) <= 1_000
+
+
+def test_the_expected_arrivals_are_the_mean_of_the_days_kept_in_quarter_hours() -> None:
+    """What the plan is re-estimated against: each hour's mean over the days kept, a quarter
+    of it in each of its quarter-hours."""
+    shape = learn_shape([[4] * 24, [0] * 24, [8] * 24], source="leads.raw")
+    assert shape.expected == (6.0,) * 24
+    assert shape.expected_quarters == (1.5,) * 96

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from streamproc.processing.claimant import LeaseClaimant, LeaseConfig
+from streamproc.processing.claimant import LeaseClaimant
+from streamproc.processing.config import LeaseConfig
 from streamproc.processing.writes import StateWrites
 from streamproc.resilience.claims import Claim, ClaimLedger, OpenDay
 from streamproc.settings import Settings

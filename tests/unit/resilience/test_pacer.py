@@ -216,3 +216,15 @@ def test_a_snapshot_without_a_top_layer_restores_with_none() -> None:
     assert PacerState.from_dict(old).top is None
     state = PacerState(7, -0.4, 0.3, Threshold(-3, 0.25), top=Threshold(2, 0.5))
     assert PacerState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+
+
+def test_step_stats_count_the_leads_offered_and_a_record_without_them_counts_none() -> None:
+    """The leads of a step (the day's arrivals) are counted, summed by merge and kept
+    through JSON; a record of an earlier version is read as none."""
+    a = StepStats.of(7, [(1.0, 4), (2.0, 4)])
+    b = StepStats.of(7, [(3.0, 5)])
+    merged = a.merge(b)
+    assert (a.leads, merged.leads, merged.credits) == (2, 3, 13)
+    assert StepStats.from_dict(merged.to_dict()) == merged
+    old = {k: v for k, v in merged.to_dict().items() if k != "leads"}
+    assert StepStats.from_dict(old).leads == 0
