@@ -85,7 +85,7 @@ class E2EConfig:
     lead_in_s: float = 45.0
     latency_ms: float = 20.0
     band_edges: tuple[float, ...] = BAND_EDGES
-    work: Path = field(default_factory=lambda: ROOT / ".bench" / "day-e2e")
+    work: Path = field(default_factory=lambda: ROOT / "bench" / "results" / "day-e2e")
     keep_topics: bool = False
 
     @property
@@ -93,7 +93,7 @@ class E2EConfig:
         return DAY_S / (self.minutes * 60.0)
 
     def __post_init__(self) -> None:
-        if self.work == ROOT / ".bench" / "day-e2e":
+        if self.work == ROOT / "bench" / "results" / "day-e2e":
             # Each run's logs apart: two runs may go at once.
             object.__setattr__(self, "work", self.work / f"{self.minutes:g}min-{os.getpid()}")
 
