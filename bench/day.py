@@ -1,6 +1,8 @@
 """``python -m bench.day [--seed N] [--chart PATH] [--chart-variant NAME]``.
 
-The budget-day simulator's table.
+The budget-day simulator's table. ``--e2e [--minutes M] [--instances N] [--bootstrap B]``:
+the base day end to end on a real broker with the clock scaled (bench/dayrun.py), beside
+the simulator's rows for the same seed and day.
 
 Every variant of issue 21's day against every policy, in one run (bench/daysim.py says
 what each is); the goals checked below the table; one day drawn as an SVG.
@@ -9,6 +11,7 @@ what each is); the goals checked below the table; one day drawn as an SVG.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,7 +58,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--chart", type=Path, default=Path("docs/images/budget-day.svg"))
     parser.add_argument("--chart-variant", default="outage_10_12")
+    parser.add_argument("--e2e", action="store_true", help="the base day end to end")
+    parser.add_argument("--minutes", type=float, default=20.0, help="--e2e: wall min a day")
+    parser.add_argument("--instances", type=int, default=1, help="--e2e: streamproc run's")
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092", help="--e2e: the broker")
+    parser.add_argument("--keep-topics", action="store_true", help="--e2e: leave them")
+    parser.add_argument(
+        "--band-edges", default="0.7,1.5,3,6", help="--e2e: the deferral bands' score edges"
+    )
     args = parser.parse_args(argv)
+    if args.e2e:
+        from bench.dayrun import E2EConfig, report, run_e2e
+
+        e2e = E2EConfig(
+            bootstrap=args.bootstrap,
+            seed=args.seed,
+            minutes=args.minutes,
+            instances=args.instances,
+            keep_topics=args.keep_topics,
+            band_edges=tuple(float(e) for e in args.band_edges.split(",")),
+        )
+        started = time.perf_counter()
+        result = asyncio.run(run_e2e(e2e))
+        print(report(e2e, result, table))
+        print(f"\nend to end in {time.perf_counter() - started:.0f} s")
+        return
     cfg = DayConfig(seed=args.seed)
     started = time.perf_counter()
     rows, outcomes = simulate(cfg)

@@ -80,6 +80,13 @@ class DayConfig:
     #: Re-estimate the plan's shape each forecast bucket from the arrivals seen
     #: (:func:`surge_shape`); off: the history's shape all day.
     surge: bool = True
+    #: A deferred lead keeps the worth it had when deferred while it waits (no decay),
+    #: as ``streamproc run``'s drain does now (a deferred lead's density is computed once,
+    #: when its deferral record is read back): the end-to-end comparison's row.
+    fixed_deferred_worth: bool = False
+    #: The plan's gate (plan + slack) on every admission; off: only the limit, as
+    #: ``streamproc run`` had it before its plan gate (bench/RESULTS.md, the e2e day).
+    ledger_gate: bool = True
     #: The top score band: this share of the day's best scores.
     top_share: float = 0.10
     history_days: int = 14
@@ -300,22 +307,30 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
     spent = 0.0
     pool: list[Lead] = []
 
+    deferred_at: dict[str, float] = {}
+
     def density(lead: Lead, minute: float) -> float:
         score = 1.0 if equal_scores else lead.score
+        minute = min(minute, deferred_at.get(lead.key, minute))
         return score * decay((minute - lead.arrival) * 60, cfg.halflife_min * 60) / lead.credits
 
     def try_admit(lead: Lead, minute: float, top: bool = False) -> bool:
         nonlocal spent
         # The ledger's gate (streamproc run's): nothing past the plan plus the slack,
         # whatever θ says; a top lead may go a little further, into the closing reserve.
-        if not gate_admits(
-            plan,
-            minute * 60,
-            committed=spent,
-            credits=lead.credits,
-            top=top,
-            slack_share=cfg.slack_share,
-            top_share=cfg.top_slack_share,
+        # Without it (ledger_gate off): the limit only.
+        if not (
+            gate_admits(
+                plan,
+                minute * 60,
+                committed=spent,
+                credits=lead.credits,
+                top=top,
+                slack_share=cfg.slack_share,
+                top_share=cfg.top_slack_share,
+            )
+            if cfg.ledger_gate
+            else spent + lead.credits <= cfg.budget
         ):
             return False
         spent += lead.credits
@@ -369,6 +384,8 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
         )
         restarting = s.restart_at is not None and minute == int(s.restart_at)
         for lead in arrived:
+            if cfg.fixed_deferred_worth:
+                deferred_at[lead.key] = lead.arrival  # read back at once: its worth then
             if frozen or restarting:
                 pool.append(lead)
                 continue

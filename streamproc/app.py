@@ -8,7 +8,6 @@ import dataclasses
 import errno
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +57,7 @@ from streamproc.resilience.priority import PriorityScore
 from streamproc.settings import ProviderMode, Settings
 from streamproc.state.config import breaker_config
 from streamproc.state.store import StateListener, StateStore
+from streamproc.timestamps import Clock
 from streamproc.waterfall.caps import daily_cap
 from streamproc.waterfall.config import WaterfallConfig
 
@@ -89,8 +89,14 @@ class App:
         self.metrics = Metrics()
         #: Tells a provider timeout of ours (the process could not run) from the provider's.
         self.loop_watch = LoopWatch()
+        #: The one clock the budget day is read from: the wall clock unless ``bench_clock``.
+        self.clock = Clock() if settings.bench_clock is None else Clock.parse(settings.bench_clock)
+        if self.clock.scaled:
+            log.warning("clock.scaled", rate=self.clock.rate, note="bench and test hook only")
         self.guard = ResilienceGuard(
-            GuardConfig.from_settings(settings), on_transition=self._breaker_changed
+            GuardConfig.from_settings(settings),
+            clock=self.clock,
+            on_transition=self._breaker_changed,
         )
         self.state = StateStore(
             KafkaConnection.from_settings(settings), settings.topic_state, self._on_state
@@ -135,7 +141,7 @@ class App:
         self.processor = Processor(
             ProcessorConfig.from_settings(settings),
             self.handler,
-            log_context=lambda: {"breaker": self.guard.breaker.state(time.time()).value},
+            log_context=lambda: {"breaker": self.guard.breaker.state(self.clock()).value},
             release_holds=lambda tasks: (
                 self.guard.release_holds(tasks)
                 + self.handler.release_holds(tasks)
@@ -243,6 +249,7 @@ class App:
                 len(settings.deferral_topics),
                 view,
                 step_s=settings.pacing_step_s,
+                clock=self.clock,
                 fold=guard.pacing,
                 writer=guard.owner,
                 publish=self._publish_pacing,
@@ -258,7 +265,7 @@ class App:
                 ),
                 lead_credits=max(1, settings.credits_per_lead),
             )
-        return LeadPacing(PacingConfig.from_settings(settings), score, gate)
+        return LeadPacing(PacingConfig.from_settings(settings), score, gate, clock=self.clock)
 
     def _observe_pacing(self) -> None:
         assert self.pacing is not None and self.pacing.gate is not None

@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streamproc.errors import ConfigError
 from streamproc.fieldpaths import parse_path
+from streamproc.timestamps import Clock
 
 __all__ = [
     "DEFAULT_CACHE_FIELDS",
@@ -643,6 +644,14 @@ class Settings(BaseSettings):
         description="past days of `topic_raw` whose hourly arrivals shape the day's spend "
         "plan, counted from offsets by time at start and once a day (0: a straight line)",
     )
+    # A bench hook (python -m bench.day --e2e): the budget day in minutes of wall time.
+    bench_clock: str | None = Field(
+        None,
+        description="bench and test hook, never in production: `RATE@ORIGIN_S@WALL_ORIGIN_S` "
+        "runs the budget day, the plan, the pacing controller, deferral ages and the "
+        "breaker and budget on a clock `RATE` times as fast as the wall clock, reading "
+        "`ORIGIN_S` at wall time `WALL_ORIGIN_S` (epoch seconds)",
+    )
     deferral_max_age_s: float = Field(
         8 * 3600.0,
         gt=0,
@@ -964,6 +973,13 @@ class Settings(BaseSettings):
     def _ascending(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if any(b <= a for a, b in itertools.pairwise(value)):
             raise ValueError("must be strictly ascending")
+        return value
+
+    @field_validator("bench_clock")
+    @classmethod
+    def _clock_spec(cls, value: str | None) -> str | None:
+        if value is not None:
+            Clock.parse(value)
         return value
 
     @field_validator("cache_fields")

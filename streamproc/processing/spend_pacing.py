@@ -71,6 +71,7 @@ from streamproc.resilience.pacing_step import (
 )
 from streamproc.resilience.priority import PriorityScore, ScoreError
 from streamproc.resilience.spend_plan import SpendPlan, gate_admits, uniform_shape
+from streamproc.timestamps import Clock
 
 __all__ = ["DeferredView", "LeadPacing", "PacingGate", "SpendView", "learn_plan_shape"]
 
@@ -187,6 +188,8 @@ class PacingGate:
         self._in_flight: set[tuple[str, int, int]] = set()
         self._gate_plan: tuple[SharedStep | None, PlanShape, str, int, SpendPlan] | None = None
         self._clock = clock
+        #: Clock seconds to wall seconds, to sleep a step (a scaled clock: bench only).
+        self._wall = clock.wall_span if isinstance(clock, Clock) else float
         self._step_s = step_s
         self._config = PacerConfig(step_s=step_s)
         self.threshold: Threshold = Pacer(self._config).state.threshold
@@ -465,10 +468,10 @@ class PacingGate:
         while True:
             self._relearn()
             now = self._clock()
-            await asyncio.sleep(self._step_s - now % self._step_s)
+            await asyncio.sleep(self._wall(self._step_s - now % self._step_s))
             try:
                 self.tick()
-                await asyncio.sleep(self._step_s / 4)
+                await asyncio.sleep(self._wall(self._step_s / 4))
                 if self._leads() or self._stale():
                     self.step()
             except asyncio.CancelledError:

@@ -31,3 +31,29 @@ def test_an_outage_freezes_spending_and_the_plan_follows() -> None:
     during = paced.spent_by_minute[600:719]
     assert during[0] == during[-1]
     assert abs(paced.plan_by_minute[718] - paced.spent_by_minute[718]) < 0.01 * cfg.budget
+
+
+def test_the_service_s_drain_and_no_gate_cost_value_and_spend_out_early() -> None:
+    """Run the way streamproc run is now (a deferred lead keeps the worth it had when
+    deferred, no per-claim gate), the paced day captures less value than with live decay
+    and the gate, spends further from the plan, and never past the budget (the e2e's
+    comparison row, bench/dayrun.py)."""
+    cfg = DayConfig(budget=600, seed=1, history_days=4, credits_min=6, credits_max=6)
+    day = scenario("base", cfg)
+    oracle = run_oracle(day, cfg)
+    paced = measure(run("paced", day, cfg), day, cfg, oracle)
+    service = DayConfig(
+        budget=600,
+        seed=1,
+        history_days=4,
+        credits_min=6,
+        credits_max=6,
+        fixed_deferred_worth=True,
+        ledger_gate=False,
+    )
+    as_run = run("paced", day, service)
+    row = measure(as_run, day, service, oracle)
+    assert row.value_pct < paced.value_pct
+    assert row.max_dev_pct is not None and paced.max_dev_pct is not None
+    assert row.max_dev_pct > paced.max_dev_pct
+    assert max(as_run.spent_by_minute) <= service.budget
