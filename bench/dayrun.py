@@ -525,25 +525,18 @@ def _spread(values: Sequence[float]) -> dict[str, float] | None:
 
 
 def sim_rows(cfg: E2EConfig) -> list[Row]:
-    """The simulator's rows for the same day: today's, paced as the issue's table has it,
-    paced as ``streamproc run`` does it now (the row the end-to-end run should agree
-    with), and the oracle."""
+    """The simulator's rows for the same day: today's, paced (the row the end-to-end run
+    should agree with: ``streamproc run`` gates with the simulator's gate and lets a
+    deferred lead wait with its worth decaying, as the simulator's pool does), and the
+    oracle."""
     day = cfg.day()
     s = scenario("base", day)
     oracle = run_oracle(s, day)
-    rows = [measure(run("first_come", s, day), s, day, oracle)]
-    rows.append(measure(run("paced", s, day), s, day, oracle))
-    # What streamproc run does now (docs/budget.md): a deferred lead waits with the worth
-    # it had when its deferral record was read back (bench/daysim.py).
-    service = replace(day, fixed_deferred_worth=True)
-    rows.append(
-        replace(
-            measure(run("paced", s, service), s, service, oracle),
-            policy="paced as run does it (worth fixed when deferred)",
-        )
-    )
-    rows.append(measure(oracle, s, day, oracle))
-    return rows
+    return [
+        measure(run("first_come", s, day), s, day, oracle),
+        measure(run("paced", s, day), s, day, oracle),
+        measure(oracle, s, day, oracle),
+    ]
 
 
 def report(cfg: E2EConfig, result: E2EResult, table: Any) -> str:

@@ -197,8 +197,8 @@ class PacingGate:
         #: known yet).
         self.top: Threshold | None = None
         #: Deferred leads of each band waiting for their turn, by their deferral record's
-        #: (topic, partition, offset): (density, draw).
-        self._waiting: list[dict[tuple[str, int, int], tuple[float, float]]] = [
+        #: (topic, partition, offset): (its density now, draw).
+        self._waiting: list[dict[tuple[str, int, int], tuple[Callable[[], float], float]]] = [
             {} for _ in range(bands)
         ]
         #: The offsets waiting in each deferral partition: only the lowest may go.
@@ -323,12 +323,14 @@ class PacingGate:
             for higher in range(band + 1, len(self._going))
         )
 
-    def _may_go(self, place: tuple[str, int, int], density: float, draw: float) -> bool:
-        """It clears the threshold and is the first waiting lead of its deferral partition
-        (leads go in offset order, so a partition's commit never waits behind a lead that
-        waits: what was bought is published at the next commit)."""
+    def _may_go(
+        self, place: tuple[str, int, int], density: Callable[[], float], draw: float
+    ) -> bool:
+        """It is the first waiting lead of its deferral partition (leads go in offset
+        order, so a partition's commit never waits behind a lead that waits: what was
+        bought is published at the next commit) and clears the threshold now."""
         topic, partition, offset = place
-        return self._clears(density, draw) and offset == min(self._lanes[(topic, partition)])
+        return offset == min(self._lanes[(topic, partition)]) and self._clears(density(), draw)
 
     def admits_new(
         self, band: int, density: float, key: str, place: tuple[str, int, int] | None = None
@@ -348,14 +350,16 @@ class PacingGate:
         self,
         band: int,
         place: tuple[str, int, int],
-        density: float,
+        density: Callable[[], float],
         key: str,
         expires_s: float,
     ) -> None:
         """Wait until the deferred lead at ``place`` (its deferral record's topic, partition
         and offset) of ``band`` may go: it clears the threshold, no earlier lead of its
         partition waits, and no lead of a higher band goes before it
-        (:meth:`higher_ahead`). Then it counts as going until :meth:`done`.
+        (:meth:`higher_ahead`). Then it counts as going until :meth:`done`. ``density``
+        is its worth per credit at each check: a lead waits with its worth decaying, as
+        the simulator's pool does, not with what it was worth when it was read back.
         :class:`DeferralExpired` at ``expires_s`` (epoch seconds): an expired lead leaves
         whatever waits before it."""
         draw = tie_draw(key)
@@ -635,11 +639,18 @@ class LeadPacing:
         if gate is None:
             return None
         band = self.band(score)
-        density = self._density(score, record.timestamp)
         if isinstance(record, DeferredView):
             expires = record.deferred_at_s + self._max_age_s
-            await gate.turn(record.band, record.place, density, lead_id, expires)
+            arrived_ms = record.timestamp
+            await gate.turn(
+                record.band,
+                record.place,
+                lambda: self._density(score, arrived_ms),
+                lead_id,
+                expires,
+            )
             return None
+        density = self._density(score, record.timestamp)
         gate.offer(density, self._credits)
         if gate.admits_new(band, density, lead_id, _place(record)):
             return None

@@ -4,6 +4,7 @@ and the controller's step frozen by the breaker (no broker; an injected clock)."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -70,6 +71,11 @@ def _pacing(clock: _Clock, **changes: object) -> LeadPacing:
     score = PriorityScore.compile(settings.priority_score, floor=settings.priority_floor)
     gate = PacingGate(len(settings.deferral_topics), None, clock=clock)
     return LeadPacing(PacingConfig.from_settings(settings), score, gate, clock=clock)
+
+
+def _worth(density: float) -> Callable[[], float]:
+    """A waiting lead's density, the same at every check."""
+    return lambda: density
 
 
 def _raw(offset: int, score: float) -> _Record:
@@ -142,8 +148,8 @@ async def test_a_lower_band_waits_until_no_higher_band_is_pending() -> None:
     clock = _Clock(1000.0)
     gate = PacingGate(3, None, clock=clock)
     gate.set_threshold(closed_below(1e9))
-    high = asyncio.ensure_future(gate.turn(2, ("d.b2", 0, 0), 50.0, "H", expires_s=9999.0))
-    low = asyncio.ensure_future(gate.turn(0, ("d.b0", 0, 0), 5.0, "L", expires_s=9999.0))
+    high = asyncio.ensure_future(gate.turn(2, ("d.b2", 0, 0), _worth(50.0), "H", expires_s=9999.0))
+    low = asyncio.ensure_future(gate.turn(0, ("d.b0", 0, 0), _worth(5.0), "L", expires_s=9999.0))
     await asyncio.sleep(0.05)
     assert gate.pending == (1, 0, 1) and not high.done() and not low.done()
     gate.set_threshold(OPEN)
@@ -220,9 +226,9 @@ async def test_a_higher_lead_that_does_not_clear_blocks_no_lower_band() -> None:
     lead of density 8 goes past it; a new lead of band 1 that clears goes too."""
     gate = PacingGate(3, None, clock=_Clock(1000.0))
     gate.set_threshold(closed_below(5.0))
-    stuck = asyncio.ensure_future(gate.turn(2, ("d.b2", 0, 0), 2.0, "S", expires_s=9999.0))
+    stuck = asyncio.ensure_future(gate.turn(2, ("d.b2", 0, 0), _worth(2.0), "S", expires_s=9999.0))
     await asyncio.sleep(0.05)
-    await asyncio.wait_for(gate.turn(0, ("d.b0", 0, 0), 8.0, "L", expires_s=9999.0), 5)
+    await asyncio.wait_for(gate.turn(0, ("d.b0", 0, 0), _worth(8.0), "L", expires_s=9999.0), 5)
     assert gate.admits_new(1, 8.0, "N") and not stuck.done()
     gate.done(0)
     # As a shutdown does: a task cancelled in the tick that woke it may swallow a bare
@@ -239,9 +245,11 @@ async def test_a_deferral_partition_goes_in_offset_order() -> None:
     clock = _Clock(1000.0)
     gate = PacingGate(1, None, clock=clock)
     gate.set_threshold(closed_below(5.0))
-    first = asyncio.ensure_future(gate.turn(0, ("d.b0", 0, 10), 2.0, "A", expires_s=1050.0))
-    second = asyncio.ensure_future(gate.turn(0, ("d.b0", 0, 11), 8.0, "B", expires_s=9999.0))
-    await asyncio.wait_for(gate.turn(0, ("d.b0", 1, 3), 8.0, "C", expires_s=9999.0), 5)
+    first = asyncio.ensure_future(gate.turn(0, ("d.b0", 0, 10), _worth(2.0), "A", expires_s=1050.0))
+    second = asyncio.ensure_future(
+        gate.turn(0, ("d.b0", 0, 11), _worth(8.0), "B", expires_s=9999.0)
+    )
+    await asyncio.wait_for(gate.turn(0, ("d.b0", 1, 3), _worth(8.0), "C", expires_s=9999.0), 5)
     await asyncio.sleep(0.05)
     assert not first.done() and not second.done()
     clock.now = 1051.0
@@ -325,7 +333,7 @@ async def test_the_status_shows_the_threshold_the_waiting_leads_and_the_groups_s
     pacing.gate = gate
     gate.set_threshold(closed_below(40.0))
     waiting = asyncio.ensure_future(
-        gate.turn(1, ("leads.deferred.b1", 0, 7), 20.0, "L7", clock.now + 3600)
+        gate.turn(1, ("leads.deferred.b1", 0, 7), _worth(20.0), "L7", clock.now + 3600)
     )
     await asyncio.sleep(0)
     status = pacing.status()
@@ -385,7 +393,7 @@ async def test_a_deferred_top_lead_waits_for_the_plan_and_goes_when_it_has_room(
     committed = {"now": 10_000.0}
     gate = _top_gate(clock, committed)
     place = ("leads.deferred.b1", 0, 3)
-    waiting = asyncio.ensure_future(gate.turn(1, place, 50.0, "L3", clock.now + 3600))
+    waiting = asyncio.ensure_future(gate.turn(1, place, _worth(50.0), "L3", clock.now + 3600))
     await asyncio.sleep(0)
     assert not waiting.done()
     committed["now"] = 0.0
@@ -437,7 +445,7 @@ async def test_a_deferred_lead_that_clears_theta_goes_when_the_plan_has_room() -
     committed = {"now": plan.target(clock.now) + 200.0}
     gate = _theta_gate(clock, committed)
     place = ("leads.deferred.b1", 0, 3)
-    waiting = asyncio.ensure_future(gate.turn(1, place, 50.0, "L3", clock.now + 3600))
+    waiting = asyncio.ensure_future(gate.turn(1, place, _worth(50.0), "L3", clock.now + 3600))
     await asyncio.sleep(0)
     gate.set_threshold(OPEN)  # a step wakes it: still no room
     await asyncio.sleep(0)
@@ -517,3 +525,41 @@ async def test_a_lead_below_the_floor_counts_among_the_steps_arrivals() -> None:
     clock.now += 60.0
     gate.tick()
     assert [(p["leads"], p["credits"]) for p in published] == [(2, 1)]
+
+
+async def test_a_deferred_lead_waits_with_its_worth_decaying() -> None:
+    """A deferred lead is checked against θ at its worth now, not at what it was worth
+    when its record was read back: score 40 clears θ 25 when read, but after a half-life
+    behind an earlier lead of its partition it is worth 20 and waits, until θ falls."""
+    clock = _Clock(1000.0)
+    settings = Settings.model_validate(
+        {
+            "priority_score": "double(lead.score)",
+            "pacing_enabled": True,
+            "pacing_band_edges": (10.0, 30.0),
+            "credits_per_lead": 1,
+        }
+    )
+    assert settings.priority_score is not None
+    score = PriorityScore.compile(settings.priority_score, halflife_s=3600.0)
+    gate = PacingGate(3, None, clock=clock)
+    pacing = LeadPacing(PacingConfig.from_settings(settings), score, gate, clock=clock)
+    gate.set_threshold(closed_below(1e9))
+    out = await pacing.admit(_raw(2, 40.0), "L2", {"score": 40.0})
+    assert out is not None and out.topic == "leads.deferred.b2"
+    gate.set_threshold(closed_below(25.0))
+    blocker = asyncio.ensure_future(
+        gate.turn(2, ("leads.deferred.b2", 0, 6), _worth(1.0), "B", expires_s=1500.0)
+    )
+    view = pacing.view(_Record(out.topic, 0, 7, 1_000_000, out.key, out.value, out.headers))
+    lead = asyncio.ensure_future(pacing.admit(view, "L2", {"score": 40.0}))
+    await asyncio.sleep(0.05)
+    assert not lead.done()  # behind the blocker, though it clears θ now
+    clock.now += 3600.0
+    gate.set_threshold(closed_below(25.0))  # wakes both: the blocker expires
+    with pytest.raises(DeferralExpired):
+        await asyncio.wait_for(blocker, 5)
+    await asyncio.sleep(0.05)
+    assert not lead.done()  # first of its partition now, but worth 20 < 25
+    gate.set_threshold(closed_below(15.0))
+    assert await asyncio.wait_for(lead, 5) is None
