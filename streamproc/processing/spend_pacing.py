@@ -18,11 +18,12 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
   memory (its deferral partition's window is ``deferral_window``) until it clears the
   threshold, no earlier lead of its deferral partition waits, and no lead of a higher band
   that may go now is waiting or being enriched: higher bands first, each partition in
-  offset order (so its commit never holds a bought answer behind a lead that waits). It is
-  never written again while it waits: a lead that does not clear costs nothing per step,
-  and the leads behind it in its partition wait with it (a band holds leads of like
-  scores). After ``deferral_max_age_s`` since it was deferred it goes to the DLQ,
-  retriable (``deferral_expired``), with its original coordinates.
+  offset order (so its commit never holds a bought answer behind a lead that waits). A
+  lead that does not clear costs nothing per step while it waits; first of its partition
+  with a lead behind it that clears, it is written again at its band's tail (first
+  deferral time kept) so that lead goes: one rewrite per lead let through. After
+  ``deferral_max_age_s`` since it was deferred it goes to the DLQ, retriable
+  (``deferral_expired``), with its original coordinates.
 * **Controller**: one for the group (:mod:`streamproc.resilience.pacing_step`). Every
   ``pacing_step_s`` each instance writes what it was offered to the state topic; the
   instance that holds partition 0 of the input (any, once the steps go stale) moves the
@@ -353,15 +354,18 @@ class PacingGate:
         density: Callable[[], float],
         key: str,
         expires_s: float,
-    ) -> None:
+    ) -> bool:
         """Wait until the deferred lead at ``place`` (its deferral record's topic, partition
         and offset) of ``band`` may go: it clears the threshold, no earlier lead of its
         partition waits, and no lead of a higher band goes before it
-        (:meth:`higher_ahead`). Then it counts as going until :meth:`done`. ``density``
-        is its worth per credit at each check: a lead waits with its worth decaying, as
-        the simulator's pool does, not with what it was worth when it was read back.
-        :class:`DeferralExpired` at ``expires_s`` (epoch seconds): an expired lead leaves
-        whatever waits before it."""
+        (:meth:`higher_ahead`). Then it counts as going until :meth:`done` (True).
+        ``density`` is its worth per credit at each check: a lead waits with its worth
+        decaying, as the simulator's pool does, not with what it was worth when it was
+        read back. False: it is the first of its partition, does not clear, and a lead
+        behind it would go now: it is to be deferred again at its band's tail rather
+        than block that lead until it expires (one rewrite per lead let through, so no
+        loop of rewrites). :class:`DeferralExpired` at ``expires_s`` (epoch seconds):
+        an expired lead leaves whatever waits before it."""
         draw = tie_draw(key)
         waiting = self._waiting[band]
         lane = self._lanes.setdefault(place[:2], set())
@@ -369,6 +373,8 @@ class PacingGate:
         lane.add(place[2])
         try:
             while not (self._may_go(place, density, draw) and not self.higher_ahead(band)):
+                if self._blocks_a_better(band, place):
+                    return False
                 if self._clock() >= expires_s:
                     raise DeferralExpired(
                         "deferred by pacing longer than deferral_max_age_s; not enriched"
@@ -384,6 +390,21 @@ class PacingGate:
             self._wake()
         self._in_flight.add(place)
         self._going[band] += 1
+        return True
+
+    def _blocks_a_better(self, band: int, place: tuple[str, int, int]) -> bool:
+        """The lead at ``place`` is first of its partition and a lead waiting behind it
+        clears the threshold now (and no higher band goes first)."""
+        topic, partition, offset = place
+        lane = self._lanes[(topic, partition)]
+        if len(lane) < 2 or offset != min(lane):
+            return False
+        waiting = self._waiting[band]
+        for behind in lane:
+            entry = waiting.get((topic, partition, behind)) if behind != offset else None
+            if entry is not None and self._clears(entry[0](), entry[1]):
+                return not self.higher_ahead(band)
+        return False
 
     def done(self, band: int) -> None:
         """A deferred lead of ``band`` that went is done (enriched, failed, cancelled)."""
@@ -642,18 +663,29 @@ class LeadPacing:
         if isinstance(record, DeferredView):
             expires = record.deferred_at_s + self._max_age_s
             arrived_ms = record.timestamp
-            await gate.turn(
+            goes = await gate.turn(
                 record.band,
                 record.place,
                 lambda: self._density(score, arrived_ms),
                 lead_id,
                 expires,
             )
-            return None
+            if goes:
+                return None
+            # Again at its band's tail, its first deferral time kept: it expires when it
+            # would have, and the lead behind it goes.
+            return self._deferral(record, lead_id, record.band, record.deferred_at_s)
         density = self._density(score, record.timestamp)
         gate.offer(density, self._credits)
         if gate.admits_new(band, density, lead_id, _place(record)):
             return None
+        return self._deferral(record, lead_id, band, self._clock())
+
+    def _deferral(
+        self, record: ConsumedRecord, lead_id: str, band: int, deferred_at_s: float
+    ) -> OutRecord:
+        """The record that defers the lead to ``band``'s topic: its value, its headers, its
+        origin (the input record it was) and when it was first deferred."""
         origin = {
             "topic": record.topic,
             "partition": record.partition,
@@ -663,7 +695,7 @@ class LeadPacing:
         headers = [
             *record.headers,
             (ORIGIN_HEADER, orjson.dumps(origin)),
-            (DEFERRED_AT_HEADER, str(int(self._clock() * 1000)).encode()),
+            (DEFERRED_AT_HEADER, str(int(deferred_at_s * 1000)).encode()),
         ]
         key = record.key if record.key is not None else lead_id.encode()
         return OutRecord(self._topics[band], key, record.value, headers)

@@ -240,22 +240,21 @@ async def test_a_higher_lead_that_does_not_clear_blocks_no_lower_band() -> None:
 
 async def test_a_deferral_partition_goes_in_offset_order() -> None:
     """Two leads of one deferral partition: the later one clears, the earlier does not;
-    the later waits until the earlier has left (here: expired), so the partition's commit
-    never holds a bought answer behind a waiting lead; another partition is not held."""
+    the later goes only once the earlier has left (here: to be deferred again at its
+    band's tail), so the partition's commit never holds a bought answer behind a waiting
+    lead; another partition is not held."""
     clock = _Clock(1000.0)
     gate = PacingGate(1, None, clock=clock)
     gate.set_threshold(closed_below(5.0))
     first = asyncio.ensure_future(gate.turn(0, ("d.b0", 0, 10), _worth(2.0), "A", expires_s=1050.0))
+    await asyncio.wait_for(gate.turn(0, ("d.b0", 1, 3), _worth(8.0), "C", expires_s=9999.0), 5)
+    await asyncio.sleep(0.05)
+    assert not first.done()
     second = asyncio.ensure_future(
         gate.turn(0, ("d.b0", 0, 11), _worth(8.0), "B", expires_s=9999.0)
     )
-    await asyncio.wait_for(gate.turn(0, ("d.b0", 1, 3), _worth(8.0), "C", expires_s=9999.0), 5)
-    await asyncio.sleep(0.05)
-    assert not first.done() and not second.done()
-    clock.now = 1051.0
-    with pytest.raises(DeferralExpired):
-        await asyncio.wait_for(first, 5)
-    await asyncio.wait_for(second, 5)
+    assert await asyncio.wait_for(first, 5) is False
+    assert await asyncio.wait_for(second, 5) is True
     gate.done(0)
     gate.done(0)
     assert gate.pending == (0,)
@@ -563,3 +562,30 @@ async def test_a_deferred_lead_waits_with_its_worth_decaying() -> None:
     assert not lead.done()  # first of its partition now, but worth 20 < 25
     gate.set_threshold(closed_below(15.0))
     assert await asyncio.wait_for(lead, 5) is None
+
+
+async def test_a_head_that_blocks_a_better_lead_of_its_partition_is_deferred_again() -> None:
+    """The first waiting lead of a deferral partition that does not clear θ, while a lead
+    behind it does, is written again at its band's tail (its origin and first deferral
+    time kept) and the lead behind goes; with nothing better behind it, it just waits."""
+    clock = _Clock(2000.0)
+    pacing = _pacing(clock)
+    gate = pacing.gate
+    assert gate is not None
+    gate.set_threshold(closed_below(1e9))
+    low = await pacing.admit(_raw(1, 12.0), "L1", {"score": 12.0})
+    high = await pacing.admit(_raw(2, 20.0), "L2", {"score": 20.0})
+    assert low is not None and high is not None and low.topic == high.topic
+    clock.now += 60.0
+    gate.set_threshold(closed_below(15.0))
+    head = pacing.view(_Record(low.topic, 0, 6, 2_000_000, low.key, low.value, low.headers))
+    waits = asyncio.ensure_future(pacing.admit(head, "L1", {"score": 12.0}))
+    await asyncio.sleep(0.05)
+    assert not waits.done()  # alone in its partition: it waits, not rewritten
+    behind = pacing.view(_Record(high.topic, 0, 7, 2_000_000, high.key, high.value, high.headers))
+    goes = asyncio.ensure_future(pacing.admit(behind, "L2", {"score": 20.0}))
+    again = await asyncio.wait_for(waits, 5)
+    assert again is not None and again.topic == low.topic and again.value == low.value
+    assert dict(again.headers)[ORIGIN_HEADER] == dict(low.headers)[ORIGIN_HEADER]
+    assert dict(again.headers)[DEFERRED_AT_HEADER] == b"2000000"  # not the clock's now
+    assert await asyncio.wait_for(goes, 5) is None
