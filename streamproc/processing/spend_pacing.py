@@ -311,14 +311,17 @@ class PacingGate:
         """A new lead arrived below the floor: no offer, but one of the day's arrivals."""
         self._below_floor += 1
 
-    def higher_ahead(self, band: int) -> bool:
-        """Whether a deferred lead of a higher band goes before one of ``band``: one being
-        enriched, or one waiting that clears the threshold now. A higher lead that does
-        not clear blocks nobody (it may wait for hours, or never clear)."""
+    def higher_ahead(self, band: int, worth: float) -> bool:
+        """Whether a deferred lead of a higher band goes before one of ``band`` worth
+        ``worth`` per credit now: one being enriched, or one waiting that clears the
+        threshold now and is worth at least as much now. A higher lead that does not
+        clear blocks nobody (it may wait for hours, or never clear), nor does one whose
+        worth has decayed below this one's (bands are by score; the simulator ranks its
+        pool by worth now)."""
         return any(
             self._going[higher]
             or any(
-                self._may_go(place, density, draw)
+                self._may_go(place, density, draw) and density() >= worth
                 for place, (density, draw) in self._waiting[higher].items()
             )
             for higher in range(band + 1, len(self._going))
@@ -341,7 +344,7 @@ class PacingGate:
         ``place``: the record's topic, partition and offset, by which it counts against
         the gate until :meth:`lead_done`."""
         draw = tie_draw(key)
-        if not (self._clears(density, draw) and not self.higher_ahead(band)):
+        if not (self._clears(density, draw) and not self.higher_ahead(band, density)):
             return False
         if place is not None:
             self._in_flight.add(place)
@@ -372,7 +375,9 @@ class PacingGate:
         waiting[place] = (density, draw)
         lane.add(place[2])
         try:
-            while not (self._may_go(place, density, draw) and not self.higher_ahead(band)):
+            while not (
+                self._may_go(place, density, draw) and not self.higher_ahead(band, density())
+            ):
                 if self._blocks_a_better(band, place):
                     return False
                 if self._clock() >= expires_s:
@@ -402,8 +407,11 @@ class PacingGate:
         waiting = self._waiting[band]
         for behind in lane:
             entry = waiting.get((topic, partition, behind)) if behind != offset else None
-            if entry is not None and self._clears(entry[0](), entry[1]):
-                return not self.higher_ahead(band)
+            if entry is None:
+                continue
+            worth = entry[0]()
+            if self._clears(worth, entry[1]):
+                return not self.higher_ahead(band, worth)
         return False
 
     def done(self, band: int) -> None:

@@ -589,3 +589,19 @@ async def test_a_head_that_blocks_a_better_lead_of_its_partition_is_deferred_aga
     assert dict(again.headers)[ORIGIN_HEADER] == dict(low.headers)[ORIGIN_HEADER]
     assert dict(again.headers)[DEFERRED_AT_HEADER] == b"2000000"  # not the clock's now
     assert await asyncio.wait_for(goes, 5) is None
+
+
+async def test_a_higher_band_lead_worth_less_now_does_not_go_first() -> None:
+    """Bands are by score, but a waiting lead of a higher band that may go now and whose
+    worth has decayed below a lower band's lead does not hold that lead back (the
+    simulator ranks by worth now); one worth less than it still waits for it."""
+    clock = _Clock(1000.0)
+    gate = PacingGate(3, None, clock=clock)
+    gate.set_threshold(closed_below(1e9))
+    stale = asyncio.ensure_future(gate.turn(2, ("d.b2", 0, 0), _worth(3.0), "S", expires_s=9999.0))
+    await asyncio.sleep(0.05)
+    assert not stale.done()
+    gate.set_threshold(closed_below(2.0))  # it may go now, at its next check
+    assert gate.admits_new(0, 8.0, "N")  # worth 8 now: the band-2 lead worth 3 is no better
+    assert not gate.admits_new(0, 2.5, "M")  # worth 2.5: the band-2 lead worth 3 goes first
+    assert await asyncio.wait_for(stale, 5) is True
