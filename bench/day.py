@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--band-edges", default="0.7,1.5,3,6", help="--e2e: the deferral bands' score edges"
     )
+    parser.add_argument(
+        "--deferral-window", type=int, default=8, help="--e2e: deferred leads in memory a partition"
+    )
     args = parser.parse_args(argv)
     if args.e2e:
         from bench.dayrun import E2EConfig, report, run_e2e
@@ -77,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             instances=args.instances,
             keep_topics=args.keep_topics,
             band_edges=tuple(float(e) for e in args.band_edges.split(",")),
+            deferral_window=args.deferral_window,
         )
         started = time.perf_counter()
         result = asyncio.run(run_e2e(e2e))

@@ -85,6 +85,8 @@ class E2EConfig:
     lead_in_s: float = 45.0
     latency_ms: float = 20.0
     band_edges: tuple[float, ...] = BAND_EDGES
+    #: ``deferral_window`` of the run: deferred leads held in memory per deferral partition.
+    deferral_window: int = 8
     work: Path = field(default_factory=lambda: ROOT / "bench" / "results" / "day-e2e")
     keep_topics: bool = False
 
@@ -289,6 +291,7 @@ class DayRun:
                 "STREAMPROC_PACING_ENABLED": "true",
                 "STREAMPROC_PACING_BAND_EDGES": ",".join(str(e) for e in cfg.band_edges),
                 "STREAMPROC_PACING_STEP_S": "60",
+                "STREAMPROC_DEFERRAL_WINDOW": str(cfg.deferral_window),
                 "STREAMPROC_PACING_HISTORY_DAYS": str(len(self.s.history)),
                 "STREAMPROC_DEFERRAL_MAX_AGE_S": str(self.day_cfg.max_age_min * 60),
                 "STREAMPROC_BENCH_CLOCK": spec,
