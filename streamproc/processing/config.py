@@ -46,9 +46,6 @@ class ProcessorConfig:
     max_in_flight: int
     max_in_flight_per_partition: int
     commit_interval_ms: int
-    #: Sizes the consumer's fetches (also in :attr:`kafka`, which sizes the producers').
-    max_lead_bytes: int
-    max_poll_interval_ms: int
     lane_open_timeout_s: float
     lane_retry_initial_s: float
     lane_retry_max_s: float
@@ -73,8 +70,6 @@ class ProcessorConfig:
             max_in_flight=settings.max_in_flight,
             max_in_flight_per_partition=settings.max_in_flight_per_partition,
             commit_interval_ms=settings.commit_interval_ms,
-            max_lead_bytes=settings.max_lead_bytes,
-            max_poll_interval_ms=settings.max_poll_interval_ms,
             lane_open_timeout_s=settings.lane_open_timeout_s,
             lane_retry_initial_s=settings.lane_retry_initial_s,
             lane_retry_max_s=settings.lane_retry_max_s,

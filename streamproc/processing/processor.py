@@ -205,18 +205,18 @@ class Processor:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        s = self._config
+        kafka = self._kafka
         self._consumer = make_consumer(
-            self._kafka,
-            group_id=s.group_id,
-            max_partition_fetch_bytes=max(s.max_lead_bytes + 1024, 1_048_576),
-            fetch_max_bytes=max(s.max_lead_bytes * 4, 52_428_800),
-            max_poll_interval_ms=s.max_poll_interval_ms,
+            kafka,
+            group_id=self._config.group_id,
+            max_partition_fetch_bytes=max(kafka.max_lead_bytes + 1024, 1_048_576),
+            fetch_max_bytes=max(kafka.max_lead_bytes * 4, 52_428_800),
+            max_poll_interval_ms=kafka.max_poll_interval_ms,
         )
         await start_client(self._kafka, self._consumer)
         topics = await self._consumer.topics()
         # Pacing drains the deferral topics in the same group, lane for lane like leads.raw.
-        inputs = [s.topic_raw, *s.deferral_topics]
+        inputs = [self._config.topic_raw, *self._config.deferral_topics]
         missing = [topic for topic in inputs if topic not in topics]
         if missing:
             await self._consumer.stop()
@@ -429,7 +429,7 @@ class Processor:
             await asyncio.sleep(0.2)  # a rebalance under way: its lanes open in a moment
             return
         per_partition = self._config.max_in_flight_per_partition
-        fetch_bytes = max(self._config.max_lead_bytes + 1024, 1_048_576)
+        fetch_bytes = max(self._kafka.max_lead_bytes + 1024, 1_048_576)
         moved = False
         for tp, lane in lanes:
             room = min(
