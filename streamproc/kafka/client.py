@@ -36,10 +36,14 @@ from aiokafka.errors import (
 from aiokafka.helpers import create_ssl_context
 
 from streamproc.errors import ConfigError, KafkaAuthorizationError, KafkaSetupError
+from streamproc.kafka import closed_connection
 from streamproc.kafka.config import KafkaConnection
 from streamproc.kafka.oauth import token_provider
 from streamproc.records.outcome import OutRecord
 from streamproc.settings import SaslMechanism, SecurityProtocol
+
+# Every client of ours is made here: a write to a dead socket must fail as aiokafka expects.
+closed_connection.install()
 
 __all__ = [
     "Refusal",
@@ -293,21 +297,43 @@ async def _close(client: AIOKafkaConsumer | AIOKafkaProducer | AIOKafkaAdminClie
         await stop_quietly(client)
 
 
+#: How long stopping a client may take. aiokafka's stop first flushes what the producer
+#: holds, and waits for ever when its requests can never end (see closed_connection.py).
+STOP_TIMEOUT_S = 10.0
+
+
 async def stop_quietly(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
-    """Stop an aiokafka client during shutdown, never raising its errors.
+    """Stop an aiokafka client during shutdown, never raising its errors, within
+    ``STOP_TIMEOUT_S`` (then its sender is cancelled and its connections closed unflushed:
+    a transactional producer's unflushed records were never committed).
 
     Its close may re-raise a CancelledError of its own background tasks: that one is
     swallowed unless our own task is the one being cancelled.
     """
     _forget_failed_transaction(client)
     try:
-        await client.stop()
+        await asyncio.wait_for(client.stop(), STOP_TIMEOUT_S)
+    except TimeoutError:
+        logging.getLogger(__name__).warning(
+            "kafka client stop took over %s s: closed without flushing", STOP_TIMEOUT_S
+        )
+        await _close_unflushed(client)
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
     except Exception as exc:
         logging.getLogger(__name__).debug("kafka client stop failed: %r", exc)
+
+
+async def _close_unflushed(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    sender_task = getattr(getattr(client, "_sender", None), "sender_task", None)
+    if sender_task is not None:
+        sender_task.cancel()
+    connections = getattr(client, "_client", None) or getattr(client, "client", None)
+    if connections is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connections.close(), STOP_TIMEOUT_S)
 
 
 def delivery_reported_by_commit(delivery: asyncio.Future[Any]) -> None:

@@ -27,7 +27,7 @@ from streamproc.processing.handler import RawRecord
 from streamproc.processing.publication import Publication, record_bytes
 from streamproc.records.outcome import Outcome, OutRecord
 
-__all__ = ["CommitResult", "PartitionLane", "RefusedTooOften", "transactional_id"]
+__all__ = ["CommitResult", "CommitTimedOut", "PartitionLane", "RefusedTooOften", "transactional_id"]
 
 log = get_logger(__name__)
 
@@ -61,6 +61,11 @@ class _Refused(Exception):
         self.refusals = refusals
 
 
+class CommitTimedOut(Exception):
+    """A commit with no outcome by the transaction timeout was cut short; whether the
+    broker committed it is learnt from the group's offset by the next :meth:`restart`."""
+
+
 class RefusedTooOften(Exception):
     """A commit's outputs were refused round after round beyond the bound: the lane gives
     up this commit (nothing of it is published) instead of starting producers for ever."""
@@ -73,7 +78,8 @@ class PartitionLane:
     output the broker refused leaves instead; ``new_producer`` starts a producer with this
     lane's transactional id (a refused batch leaves the old one unusable);
     ``read_committed`` reads the group's committed offset of the partition, which says,
-    once a new producer has fenced the old one, what the old one really committed.
+    once a new producer has fenced the old one, what the old one really committed;
+    ``commit_timeout_s``: a commit with no outcome by then raises :class:`CommitTimedOut`.
     """
 
     def __init__(
@@ -87,6 +93,7 @@ class PartitionLane:
         new_producer: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
         read_committed: Callable[[], Awaitable[int]] | None = None,
         backoff: Backoff | None = None,
+        commit_timeout_s: float | None = None,
     ) -> None:
         self.tp = tp
         self.producer = producer
@@ -95,6 +102,7 @@ class PartitionLane:
         self._publication = publication
         self._new_producer = new_producer
         self._read_committed = read_committed
+        self._commit_timeout_s = commit_timeout_s
         #: Failed commits in a row and when to try again: the window is kept meanwhile.
         self.backoff = backoff or Backoff(initial_s=1.0, max_s=60.0)
         self._window: deque[_Slot] = deque()
@@ -142,18 +150,32 @@ class PartitionLane:
                 prefix = lambda: [slot.record for slot in self.done_prefix()]  # noqa: E731
                 work = tracing.traced_commit(self.tp.topic, self.tp.partition, prefix, work)
             committing = self._committing = asyncio.ensure_future(work)
-            cancelled = False
+            loop = asyncio.get_running_loop()
+            timeout_s = self._commit_timeout_s
+            deadline = None if timeout_s is None else loop.time() + timeout_s
+            cancelled = timed_out = False
             while not committing.done():
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0 and not timed_out:
+                    # No answer by the transaction timeout: the broker has aborted it or
+                    # will, and aiokafka may never say so (a client whose metadata task
+                    # died waits for ever). Cut it short; the caller's restart fences the
+                    # producer and reads the group's offset, which says what was committed.
+                    timed_out = committing.cancel()
                 try:
-                    await asyncio.shield(committing)
+                    # wait(), unlike wait_for(), never cancels the commit when we are.
+                    await asyncio.wait([committing], timeout=None if timed_out else remaining)
                 except asyncio.CancelledError:
                     cancelled = True
-                except Exception:
-                    break  # raised below by result()
             if cancelled:
                 if not committing.cancelled() and committing.exception() is None:
                     committing.result()
                 raise asyncio.CancelledError
+            if timed_out and committing.cancelled():
+                raise CommitTimedOut(
+                    f"commit of partition {self.tp.partition} had no answer in "
+                    f"{self._commit_timeout_s:g} s"
+                )
             return committing.result()
 
     def abandon_commit(self) -> None:

@@ -981,6 +981,7 @@ class Processor:
             new_producer=new_producer,
             read_committed=read_committed,
             backoff=Backoff(s.lane_retry_initial_s, s.lane_retry_max_s),
+            commit_timeout_s=s.kafka.transaction_timeout_ms / 1000,
         )
 
     async def _start_position(self, tp: TopicPartition, producer: Any) -> int:

@@ -755,6 +755,71 @@ async def test_a_stuck_lane_never_keeps_another_partition_from_committing() -> N
         await processor.stop(grace_s=0)
 
 
+class _UndeliveredProducer(_Stoppable):
+    """Its records are never delivered (aiokafka waiting for ever for metadata whose
+    task died); its stop hangs too, as aiokafka's does on such a producer."""
+
+    async def send(self, topic: str, **kw: Any) -> asyncio.Future[None]:
+        return asyncio.get_running_loop().create_future()
+
+    async def stop(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_commit_without_an_answer_is_cut_and_its_window_published_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A commit that gets no answer ends at the transaction timeout as a failed commit;
+    the retry's new producer publishes the window once (the stuck producer's stop given
+    up at its bound), and no lead is run again."""
+    from streamproc.kafka import client
+    from streamproc.processing.processor import Processor
+    from streamproc.settings import Settings
+
+    monkeypatch.setattr(client, "STOP_TIMEOUT_S", 0.2)
+
+    tp = TopicPartition("raw", 0)
+    processor = Processor(ProcessorConfig.from_settings(Settings()), None)  # type: ignore[arg-type]
+    consumer = _Consumer(tp, committed=0)
+    producers: list[_Stoppable] = []
+
+    async def new_producer() -> Any:
+        producers.append(_Stoppable(0))
+        return producers[-1]
+
+    async def read_committed() -> int:
+        return await consumer.committed(tp)
+
+    lane = PartitionLane(
+        tp,
+        _UndeliveredProducer(0),  # type: ignore[arg-type]
+        "g",
+        0,
+        new_producer=new_producer,
+        read_committed=read_committed,
+        commit_timeout_s=0.2,
+    )
+    lane.backoff.initial_s = 0.01
+    processor._lanes[tp] = lane
+    processor._consumer = consumer  # type: ignore[assignment]
+    runs: list[int] = []
+
+    async def enrich(record: Any) -> Outcome:
+        runs.append(record.offset)
+        return await _enriched(record)
+
+    for offset in range(2):
+        processor._submit(lane, _Record(offset), enrich)
+    await asyncio.sleep(0)
+    await asyncio.wait_for(processor._commit_lane(tp, lane), timeout=10)
+    assert processor.stats.commit_failures == 1 and len(lane) == 2 and lane.paused
+    await asyncio.sleep(0.02)  # the backoff
+    await asyncio.wait_for(processor._commit_lane(tp, lane), timeout=10)
+    assert lane.backoff.failures == 0 and lane.committed_offset == 2
+    assert [v for p in producers for txn in p.committed for v in txn] == [b"lead-0", b"lead-1"]
+    assert runs == [0, 1] and processor.stats.committed == 2
+
+
 async def test_stop_leaves_within_its_grace_whatever_a_lane_is_doing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
