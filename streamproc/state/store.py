@@ -86,6 +86,7 @@ class StateStore:
         self._sender: asyncio.Task[None] | None = None
         self._written_ends: AIOKafkaConsumer | None = None
         self._written_lock = asyncio.Lock()
+        self._stopped = False
 
     @property
     def topic(self) -> str:
@@ -139,6 +140,7 @@ class StateStore:
         return True
 
     async def stop(self) -> None:
+        self._stopped = True
         for task in (self._tail, self._sender):
             if task is not None:
                 task.cancel()
@@ -146,7 +148,11 @@ class StateStore:
                     await task
         while self._outbox:
             self._outbox.popleft()[3].cancel()
-        for client in (self._consumer, self._producer, self._written_ends):
+        # A catch_up starting its end-offsets client now finishes that first: stopped
+        # here, never started after.
+        async with self._written_lock:
+            written, self._written_ends = self._written_ends, None
+        for client in (self._consumer, self._producer, written):
             if client is not None:
                 await stop_quietly(client)
 
@@ -236,6 +242,8 @@ class StateStore:
         not (``read_uncommitted``): started the first time :meth:`catch_up` needs it. Its
         failure to start is a Kafka error like any other of the caller's (retried)."""
         async with self._written_lock:
+            if self._stopped:
+                raise KafkaSetupError(f"state store of {self._topic} stopped")
             if self._written_ends is None:
                 client = AIOKafkaConsumer(
                     **connection_kwargs(self._kafka),

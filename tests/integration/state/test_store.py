@@ -1,11 +1,14 @@
-"""The state store against the real broker: what ``catch_up`` waits for."""
+"""The state store against the real broker: what ``catch_up`` waits for, and its client
+after ``stop``."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 
+from streamproc.errors import KafkaSetupError
 from streamproc.kafka.client import stop_quietly, transaction, transactional_producer
 from streamproc.kafka.config import KafkaConnection
 from streamproc.settings import Settings
@@ -47,3 +50,19 @@ async def test_catch_up_waits_for_what_was_committed_behind_an_open_transaction(
         await stop_quietly(lane)
         await stop_quietly(predecessor)
         await store.stop()
+
+
+async def test_a_catch_up_racing_stop_leaves_no_client_running(topics: Settings) -> None:
+    """A catch_up whose end-offsets client is starting while the store stops has it stopped
+    by stop(); one asked for after stop() is refused instead of starting a client nobody
+    stops."""
+    store = StateStore(KafkaConnection.from_settings(topics), topics.topic_state, lambda *_: None)
+    await store.start()
+    racing = asyncio.ensure_future(store.catch_up([0]))
+    await asyncio.sleep(0)  # catch_up is starting its client
+    await store.stop()
+    await asyncio.gather(racing, return_exceptions=True)
+    assert store._written_ends is None
+    with pytest.raises(KafkaSetupError, match="stopped"):
+        await store.catch_up([0])
+    assert store._written_ends is None
