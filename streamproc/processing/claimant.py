@@ -79,9 +79,11 @@ class LeaseClaimant:
         self._settling: set[str] = set()
         #: Days on which this instance's limit was found not to be the group's (logged).
         self._disagreed: set[str] = set()
-        #: Operators' limit changes read back so far: a claim on its way while one is read
-        #: may have been decided under the limit before it (see :meth:`_open_lease`).
-        self._limits_read = 0
+        #: Operators' limit changes read back so far, per budget day: a claim on its way
+        #: while one for its day is read may have been decided under the limit before it
+        #: (see :meth:`_open_lease`). Another day's limit (tomorrow's, set today) does not
+        #: touch today's claims.
+        self._limits_read: dict[str, int] = {}
 
     @property
     def estimate(self) -> int:
@@ -173,9 +175,9 @@ class LeaseClaimant:
 
     async def _open_lease(self, day: str) -> CreditLease | None:
         for _ in range(_LIMIT_RACES + 1):
-            limits_read = self._limits_read
+            limits_read = self._limits_read.get(day, 0)
             lease = await self._claim_lease(day)
-            if lease is None or self._limits_read == limits_read:
+            if lease is None or self._limits_read.get(day, 0) == limits_read:
                 return lease
             # A new limit was read back while the claim was on its way (the reader
             # applies the records after ours before this task resumes): it may have been
@@ -299,9 +301,10 @@ class LeaseClaimant:
         operator's new limit retires the current lease (its unused room was granted under
         the old limit: the next lease is claimed under the new one)."""
         if value is not None and value.get("type") == SetLimit.TYPE:
-            self._limits_read += 1
-            if self._lease is not None:
-                log.info("budget.limit_changed", day=value.get("day"), limit=value.get("limit"))
+            day = str(value.get("day"))
+            self._limits_read[day] = self._limits_read.get(day, 0) + 1
+            if self._lease is not None and self._lease.day == day:
+                log.info("budget.limit_changed", day=day, limit=value.get("limit"))
                 self._retire(self._lease)
             return
         if (

@@ -178,6 +178,29 @@ async def test_a_limit_read_while_a_claim_is_on_its_way_retires_the_lease_it_get
     await claimant.close()
 
 
+async def test_another_days_limit_read_on_a_claims_way_leaves_todays_lease() -> None:
+    """Tomorrow's limit, set today, lands while today's claim is on its way and after the
+    lease is open: today's lease is kept and spent, no second claim is made for it."""
+    clock = _Clock()
+    settings = Settings.model_validate({"budget_daily_credits": 100_000, "budget_claim_leads": 50})
+    state = GroupState(StateConfig.from_settings(settings), clock=clock, owner="unit")
+    day = state.ledger.day_at(clock())
+    tomorrow = state.ledger.day_at(clock() + 86_400)
+    writes = _LimitEveryTime(state, tomorrow, 6)
+    claimant = LeaseClaimant(
+        LeaseConfig.from_settings(settings), state, writes, owner="unit", clock=clock, sleep=_never
+    )
+    writes.claimant = claimant
+    for _ in range(10):
+        lease = await claimant.slice()
+        assert lease is not None
+        claimant.finish(lease, lease.estimate)
+        claimant.read_back(SetLimit(tomorrow, 12).to_dict())
+    assert writes.claims == 1, "today's lease was given back for tomorrow's limit"
+    await claimant.close()
+    assert state.ledger.limit(day) == 100_000 and state.ledger.spent(day) == 60
+
+
 class _LimitEveryTime(_LimitOnTheWay):
     """An operator's new limit lands after every one of our claims (a limit changed over
     and over): each claim may have been decided under the one before."""
