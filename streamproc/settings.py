@@ -333,7 +333,7 @@ class Settings(BaseSettings):
         ge=1_000,
         le=900_000,
         description="Kafka's transaction timeout: a batch not committed by then is aborted by "
-        "the broker",
+        "the broker, and a commit with no answer by then is cut short and tried again",
     )
     start_offset: str = Field(
         "latest",
