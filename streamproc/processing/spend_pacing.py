@@ -146,6 +146,7 @@ class SpendView:
         provider_out: Callable[[float], bool],
         committed: Callable[[str], float] | None = None,
         own_held: Callable[[str], float] | None = None,
+        own_unused: Callable[[str], float] | None = None,
     ) -> None:
         #: ``now`` → (the budget day, epoch seconds it started).
         self.day_window = day_window
@@ -159,6 +160,10 @@ class SpendView:
         #: leads in flight take their slices from them, so only what they need beyond
         #: counts again. None: nothing held.
         self.own_held = own_held
+        #: Credits of this instance's open lease no lead has taken yet (inside
+        #: ``own_held``): its own to spend, so they are not counted as the group's until a
+        #: lead takes them. None: none.
+        self.own_unused = own_unused
 
 
 class PacingGate:
@@ -272,18 +277,22 @@ class PacingGate:
         return gate_admits(
             self._plan(day, view.limit(day)),
             now - start,
-            committed=view.committed(day) + self._beyond_own_claims(view, day),
+            committed=view.committed(day) + self._own_claims_correction(view, day),
             credits=self._lead_credits,
             top=top,
         )
 
-    def _beyond_own_claims(self, view: SpendView, day: str) -> float:
-        """What this instance's leads in flight commit beyond its own granted claims: a
-        lead that took its slice of a lease is already in the ledger's ``committed``, and
-        counting it twice would hold spend a lease below the plan."""
+    def _own_claims_correction(self, view: SpendView, day: str) -> float:
+        """What the ledger's ``committed`` misses or counts too much of this instance's
+        own: its leads in flight beyond what its granted claims hold (a lead that took its
+        slice of a lease is in ``committed`` already, and counting it twice would hold
+        spend a lease below the plan), less its open lease's credits no lead has taken
+        (its own to spend: counted, a fresh lease of 2 % of the limit would take the
+        gate's whole 2 % slack, and leads the simulator admits would be deferred)."""
         in_flight = len(self._in_flight) * self._lead_credits
         held = 0.0 if view.own_held is None else view.own_held(day)
-        return max(0.0, in_flight - held)
+        unused = 0.0 if view.own_unused is None else min(held, view.own_unused(day))
+        return max(0.0, in_flight - (held - unused)) - unused
 
     def _plan(self, day: str, limit: int) -> SpendPlan:
         """The group's plan (:func:`step_plan`), kept until its step, shape, day or limit

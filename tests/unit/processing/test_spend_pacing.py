@@ -482,6 +482,36 @@ def test_leads_in_flight_inside_the_instances_own_lease_are_not_counted_twice() 
     assert not gate.room()
 
 
+def test_the_instances_own_lease_no_lead_has_taken_leaves_room_under_the_plan() -> None:
+    """Credits of this instance's open lease that no lead has taken yet are its own to
+    spend: a fresh lease does not take the gate's slack, so leads the plan has room for
+    (as the simulator counts it: what was admitted) go; as leads take them they count."""
+    clock = _Clock(12 * 3600.0)
+    ceiling = PlanShape(uniform_shape(24)).plan(10_000).target(clock.now) + 200.0
+    spent = ceiling - 4 * 3  # room for three leads of 4 credits
+    lease = {"held": 40.0, "unused": 40.0}  # just granted: 10 leads' worth, none taken
+    view = SpendView(
+        lambda now: ("2026-12-07", 0.0),
+        lambda day: 10_000,
+        lambda day: spent,
+        lambda now: False,
+        lambda day: spent + lease["held"],
+        lambda day: lease["held"],
+        lambda day: lease["unused"],
+    )
+    gate = PacingGate(2, view, clock=clock, lead_credits=4)
+    gate.set_threshold(OPEN)
+    went = [gate.admits_new(1, 50.0, f"L{i}", ("leads.raw", 0, i)) for i in range(4)]
+    assert went == [True, True, True, False]
+    lease["unused"] = 28.0  # the three took their slices
+    assert not gate.room()
+    for i in range(3):
+        gate.lead_done(("leads.raw", 0, i))
+    assert not gate.room()  # charged inside the lease: 12 of its 40 used
+    lease["unused"] = 40.0 - 4.0 * 2  # one was charged nothing: its slice came back
+    assert gate.room()
+
+
 def test_a_frozen_group_defers_leads_until_a_step_re_anchors_the_plan() -> None:
     """While the provider is out (or spending paused) a lead that clears θ is deferred,
     not let through to wait in the guard's hold and go in one burst after; back from it,
