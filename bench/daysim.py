@@ -29,7 +29,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from streamproc.resilience.pacer import Pacer, PacerConfig, StepStats, tie_draw
+from streamproc.resilience.pacer import Pacer, PacerConfig, StepStats, Threshold, tie_draw
 from streamproc.resilience.priority import decay
 from streamproc.resilience.spend_plan import (
     GATE_SLACK,
@@ -196,6 +196,8 @@ class Outcome:
     spent_by_minute: list[float] = field(default_factory=list)  # at each minute's end
     plan_by_minute: list[float] = field(default_factory=list)
     theta_by_minute: list[float] = field(default_factory=list)
+    #: The paced policies' θ and top layer each minute (a lead-by-lead comparison's).
+    threshold_by_minute: list[tuple[Threshold, Threshold | None]] = field(default_factory=list)
 
 
 def _out(s: Scenario, minute: float) -> bool:
@@ -429,6 +431,7 @@ def run_paced(s: Scenario, cfg: DayConfig, equal_scores: bool = False) -> Outcom
         out.spent_by_minute.append(spent)
         out.plan_by_minute.append(plan.target(end * 60))
         out.theta_by_minute.append(threshold.theta)
+        out.threshold_by_minute.append((threshold, state.top))
     return out
 
 

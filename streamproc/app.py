@@ -244,6 +244,7 @@ class App:
                         if claim.day == day
                     )
                 ),
+                None if self.clay is not None else lambda day: float(guard.lease_unused(day)),
             )
             gate = PacingGate(
                 len(settings.deferral_topics),

@@ -112,6 +112,14 @@ class LeaseClaimant:
                     self.finish(granted, 0)
             raise
 
+    def unused(self, day: str) -> int:
+        """Credits of this process's open lease of ``day`` no call has taken yet (0: none
+        open): the pacing gate's room of its own (docs/budget.md)."""
+        lease = self._lease
+        if lease is None or lease.closed or lease.detached or lease.day != day:
+            return 0
+        return max(0, lease.claim.amount - lease.committed)
+
     def finish(self, lease: CreditLease, charged: int) -> None:
         """A slice's call is over; it was charged ``charged`` credits (0: nothing)."""
         correction = lease.finish(charged)

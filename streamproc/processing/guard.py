@@ -319,6 +319,10 @@ class ResilienceGuard:
                 f"waiting for {waiting_for}"
             )
 
+    def lease_unused(self, day: str) -> int:
+        """Credits of this process's open lease of ``day`` no call has taken yet."""
+        return self._claimant.unused(day)
+
     @property
     def paused(self) -> bool:
         """Spending is paused by an operator (docs/budget.md, "Levers")."""

@@ -21,8 +21,10 @@ plain path, chosen once at start, and pays nothing per lead (docs/budget.md).
   offset order (so its commit never holds a bought answer behind a lead that waits). A
   lead that does not clear costs nothing per step while it waits; first of its partition
   with a lead behind it that clears, it is written again at its band's tail (first
-  deferral time kept) so that lead goes: one rewrite per lead let through. After
-  ``deferral_max_age_s`` since it was deferred it goes to the DLQ, retriable
+  deferral time kept) so that lead goes: one rewrite per lead let through. One whose
+  worth has decayed below its band's lowest score is written again to the band of its
+  worth (at most once a band), so the newer leads of its band, worth more, do not wait
+  behind it. After ``deferral_max_age_s`` since it was deferred it goes to the DLQ, retriable
   (``deferral_expired``), with its original coordinates.
 * **Controller**: one for the group (:mod:`streamproc.resilience.pacing_step`). Every
   ``pacing_step_s`` each instance writes what it was offered to the state topic; the
@@ -43,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import dataclasses
+import math
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -143,6 +146,7 @@ class SpendView:
         provider_out: Callable[[float], bool],
         committed: Callable[[str], float] | None = None,
         own_held: Callable[[str], float] | None = None,
+        own_unused: Callable[[str], float] | None = None,
     ) -> None:
         #: ``now`` → (the budget day, epoch seconds it started).
         self.day_window = day_window
@@ -156,6 +160,10 @@ class SpendView:
         #: leads in flight take their slices from them, so only what they need beyond
         #: counts again. None: nothing held.
         self.own_held = own_held
+        #: Credits of this instance's open lease no lead has taken yet (inside
+        #: ``own_held``): its own to spend, so they are not counted as the group's until a
+        #: lead takes them. None: none.
+        self.own_unused = own_unused
 
 
 class PacingGate:
@@ -269,18 +277,22 @@ class PacingGate:
         return gate_admits(
             self._plan(day, view.limit(day)),
             now - start,
-            committed=view.committed(day) + self._beyond_own_claims(view, day),
+            committed=view.committed(day) + self._own_claims_correction(view, day),
             credits=self._lead_credits,
             top=top,
         )
 
-    def _beyond_own_claims(self, view: SpendView, day: str) -> float:
-        """What this instance's leads in flight commit beyond its own granted claims: a
-        lead that took its slice of a lease is already in the ledger's ``committed``, and
-        counting it twice would hold spend a lease below the plan."""
+    def _own_claims_correction(self, view: SpendView, day: str) -> float:
+        """What the ledger's ``committed`` misses or counts too much of this instance's
+        own: its leads in flight beyond what its granted claims hold (a lead that took its
+        slice of a lease is in ``committed`` already, and counting it twice would hold
+        spend a lease below the plan), less its open lease's credits no lead has taken
+        (its own to spend: counted, a fresh lease of 2 % of the limit would take the
+        gate's whole 2 % slack, and leads the simulator admits would be deferred)."""
         in_flight = len(self._in_flight) * self._lead_credits
         held = 0.0 if view.own_held is None else view.own_held(day)
-        return max(0.0, in_flight - held)
+        unused = 0.0 if view.own_unused is None else min(held, view.own_unused(day))
+        return max(0.0, in_flight - (held - unused)) - unused
 
     def _plan(self, day: str, limit: int) -> SpendPlan:
         """The group's plan (:func:`step_plan`), kept until its step, shape, day or limit
@@ -357,6 +369,7 @@ class PacingGate:
         density: Callable[[], float],
         key: str,
         expires_s: float,
+        demote_s: float | None = None,
     ) -> bool:
         """Wait until the deferred lead at ``place`` (its deferral record's topic, partition
         and offset) of ``band`` may go: it clears the threshold, no earlier lead of its
@@ -367,8 +380,11 @@ class PacingGate:
         read back. False: it is the first of its partition, does not clear, and a lead
         behind it would go now: it is to be deferred again at its band's tail rather
         than block that lead until it expires (one rewrite per lead let through, so no
-        loop of rewrites). :class:`DeferralExpired` at ``expires_s`` (epoch seconds):
-        an expired lead leaves whatever waits before it."""
+        loop of rewrites). False too from ``demote_s`` (epoch seconds; None: never) on,
+        when its worth has decayed below its band's (it is to be written to the band of
+        its worth now, so a band's partition is not held for hours by leads worth less
+        than any new one of the band behind them). :class:`DeferralExpired` at
+        ``expires_s`` (epoch seconds): an expired lead leaves whatever waits before it."""
         draw = tie_draw(key)
         waiting = self._waiting[band]
         lane = self._lanes.setdefault(place[:2], set())
@@ -380,11 +396,14 @@ class PacingGate:
             ):
                 if self._blocks_a_better(band, place):
                     return False
-                if self._clock() >= expires_s:
+                now = self._clock()
+                if now >= expires_s:
                     raise DeferralExpired(
                         "deferred by pacing longer than deferral_max_age_s; not enriched"
                     )
-                await self._holds.hold(expires_s)
+                if demote_s is not None and now >= demote_s:
+                    return False
+                await self._holds.hold(expires_s if demote_s is None else min(expires_s, demote_s))
         finally:
             del waiting[place]
             lane.discard(place[2])
@@ -647,6 +666,18 @@ class LeadPacing:
     def band(self, score: float) -> int:
         return bisect.bisect_right(self._edges, score)
 
+    def _demote_at(self, score: float, band: int, arrived_ms: int) -> float | None:
+        """When a lead of ``score`` in ``band`` is worth less than the band's lowest score
+        (epoch seconds; None: never: the lowest band, no decay, no arrival time). Its band's
+        newer leads are then worth more than it: their partition must not wait behind it
+        (at a 60-minute half-life a lead falls a band of width 2 an hour)."""
+        halflife = None if self._score is None else self._score.halflife_s
+        if halflife is None or band == 0 or arrived_ms < 0 or score <= 0:
+            return None
+        floor = self._edges[band - 1]
+        # A millisecond past the crossing: its worth is then below the floor, not on it.
+        return arrived_ms / 1000 + halflife * math.log2(max(score, floor) / floor) + 0.001
+
     def _density(self, score: float, arrived_ms: int) -> float:
         if self._score is None:
             return score / self._credits
@@ -677,12 +708,15 @@ class LeadPacing:
                 lambda: self._density(score, arrived_ms),
                 lead_id,
                 expires,
+                self._demote_at(score, record.band, arrived_ms),
             )
             if goes:
                 return None
-            # Again at its band's tail, its first deferral time kept: it expires when it
-            # would have, and the lead behind it goes.
-            return self._deferral(record, lead_id, record.band, record.deferred_at_s)
+            # Again at the tail of its band, or of the band its worth has decayed into,
+            # its first deferral time kept: it expires when it would have, and the lead
+            # behind it goes.
+            band = min(record.band, self.band(self._density(score, arrived_ms) * self._credits))
+            return self._deferral(record, lead_id, band, record.deferred_at_s)
         density = self._density(score, record.timestamp)
         gate.offer(density, self._credits)
         if gate.admits_new(band, density, lead_id, _place(record)):

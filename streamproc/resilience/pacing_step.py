@@ -14,7 +14,8 @@ What the controller ranks on is what the group was offered: every instance write
 offers of each step under ``pacing/offers/<writer>`` (:class:`StepStats`, numbered
 ``epoch // step_s`` so that the numbers go on across days); the fold keeps those not yet
 taken into a step, and the step records the last offers step it took (``observed``), so
-every reader drops the same ones.
+every reader drops the same ones. Offers written after the step that would have taken
+them are kept for the next one (counted as ``late_offers``).
 
 Fold rule, the same on every reader: a step replaces the current one only when it is
 later, ``(day, step)``; the first of a step in log order wins, a second one of the same
@@ -259,7 +260,8 @@ class PacingFold:
         self.current: SharedStep | None = None
         #: Offers step → the group's offers of that step, not yet taken into a step.
         self._offers: dict[int, StepStats] = {}
-        #: Offers records that came after a step had taken their step (dropped).
+        #: Offers records that came after a step had taken their step (carried to the
+        #: next step).
         self.late_offers = 0
 
     def apply(self, key: str, value: Mapping[str, Any] | None) -> bool:
@@ -285,8 +287,11 @@ class PacingFold:
 
     def _offer(self, stats: StepStats) -> None:
         if self.current is not None and stats.step <= self.current.observed:
+            # Written after a step took its step (a slow publish, a busy instance): the
+            # next step takes it, so no lead goes uncounted in θ's window or in the day's
+            # arrivals the plan is re-estimated from (dropped, a busy morning's late
+            # offers drew the plan below the simulator's; bench/RESULTS.md).
             self.late_offers += 1
-            return
         held = self._offers.get(stats.step)
         self._offers[stats.step] = stats if held is None else held.merge(stats)
         if len(self._offers) > _OFFERS_KEPT:

@@ -111,6 +111,24 @@ async def test_a_call_that_ends_after_the_max_age_closes_its_lease() -> None:
     await claimant.close()
 
 
+async def test_the_open_lease_credits_no_call_has_taken_are_its_unused_ones() -> None:
+    """``unused``: the open lease's credits no call holds or was charged (the pacing
+    gate's own room), 0 on another day and once the lease is closed."""
+    claimant, state, clock = _claimant(budget_claim_max_age_s=2.0)
+    day = state.ledger.day_at(clock())
+    assert claimant.unused(day) == 0
+    lease = await claimant.slice()
+    assert lease is not None
+    assert claimant.unused(day) == LEASE - 6  # one call holds its estimate
+    claimant.finish(lease, 4)
+    assert claimant.unused(day) == LEASE - 4
+    assert claimant.unused("1999-01-01") == 0
+    clock.t = lease.opened_at + 2.0
+    claimant.expire()
+    assert claimant.unused(day) == 0
+    await claimant.close()
+
+
 async def test_close_settles_the_open_lease_and_stops_the_ticker() -> None:
     """At shutdown the open lease is settled whatever its age, and no ticker is left."""
     claimant, state, clock = _claimant()

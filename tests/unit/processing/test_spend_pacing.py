@@ -482,6 +482,36 @@ def test_leads_in_flight_inside_the_instances_own_lease_are_not_counted_twice() 
     assert not gate.room()
 
 
+def test_the_instances_own_lease_no_lead_has_taken_leaves_room_under_the_plan() -> None:
+    """Credits of this instance's open lease that no lead has taken yet are its own to
+    spend: a fresh lease does not take the gate's slack, so leads the plan has room for
+    (as the simulator counts it: what was admitted) go; as leads take them they count."""
+    clock = _Clock(12 * 3600.0)
+    ceiling = PlanShape(uniform_shape(24)).plan(10_000).target(clock.now) + 200.0
+    spent = ceiling - 4 * 3  # room for three leads of 4 credits
+    lease = {"held": 40.0, "unused": 40.0}  # just granted: 10 leads' worth, none taken
+    view = SpendView(
+        lambda now: ("2026-12-07", 0.0),
+        lambda day: 10_000,
+        lambda day: spent,
+        lambda now: False,
+        lambda day: spent + lease["held"],
+        lambda day: lease["held"],
+        lambda day: lease["unused"],
+    )
+    gate = PacingGate(2, view, clock=clock, lead_credits=4)
+    gate.set_threshold(OPEN)
+    went = [gate.admits_new(1, 50.0, f"L{i}", ("leads.raw", 0, i)) for i in range(4)]
+    assert went == [True, True, True, False]
+    lease["unused"] = 28.0  # the three took their slices
+    assert not gate.room()
+    for i in range(3):
+        gate.lead_done(("leads.raw", 0, i))
+    assert not gate.room()  # charged inside the lease: 12 of its 40 used
+    lease["unused"] = 40.0 - 4.0 * 2  # one was charged nothing: its slice came back
+    assert gate.room()
+
+
 def test_a_frozen_group_defers_leads_until_a_step_re_anchors_the_plan() -> None:
     """While the provider is out (or spending paused) a lead that clears θ is deferred,
     not let through to wait in the guard's hold and go in one burst after; back from it,
@@ -535,7 +565,7 @@ async def test_a_deferred_lead_waits_with_its_worth_decaying() -> None:
         {
             "priority_score": "double(lead.score)",
             "pacing_enabled": True,
-            "pacing_band_edges": (10.0, 30.0),
+            "pacing_band_edges": (10.0, 15.0),  # worth 20 after a half-life: still band 2
             "credits_per_lead": 1,
         }
     )
@@ -605,3 +635,39 @@ async def test_a_higher_band_lead_worth_less_now_does_not_go_first() -> None:
     assert gate.admits_new(0, 8.0, "N")  # worth 8 now: the band-2 lead worth 3 is no better
     assert not gate.admits_new(0, 2.5, "M")  # worth 2.5: the band-2 lead worth 3 goes first
     assert await asyncio.wait_for(stale, 5) is True
+
+
+async def test_a_deferred_lead_worth_less_than_its_band_goes_to_the_band_of_its_worth() -> None:
+    """A deferred lead that waits until its worth decays below its band's lowest score is
+    written again to the band its worth is in now (its origin and first deferral time
+    kept), so the newer leads of its band are not held behind it; before that it waits."""
+    clock = _Clock(1000.0)
+    settings = Settings.model_validate(
+        {
+            "priority_score": "double(lead.score)",
+            "pacing_enabled": True,
+            "pacing_band_edges": (10.0, 30.0),
+            "credits_per_lead": 1,
+        }
+    )
+    assert settings.priority_score is not None
+    score = PriorityScore.compile(settings.priority_score, halflife_s=3600.0)
+    gate = PacingGate(3, None, clock=clock)
+    pacing = LeadPacing(PacingConfig.from_settings(settings), score, gate, clock=clock)
+    gate.set_threshold(closed_below(1e9))
+    out = await pacing.admit(_raw(2, 40.0), "L2", {"score": 40.0})
+    assert out is not None and out.topic == "leads.deferred.b2"
+    view = pacing.view(_Record(out.topic, 0, 7, 1_000_000, out.key, out.value, out.headers))
+    lead = asyncio.ensure_future(pacing.admit(view, "L2", {"score": 40.0}))
+    await asyncio.sleep(0.05)
+    assert not lead.done()
+    clock.now = 1000.0 + 1400.0  # worth 30.6: still band 2's
+    gate.set_threshold(closed_below(1e9))
+    await asyncio.sleep(0.05)
+    assert not lead.done()
+    clock.now = 1000.0 + 1600.0  # worth 29.4: band 1's
+    gate.set_threshold(closed_below(1e9))
+    again = await asyncio.wait_for(lead, 5)
+    assert again is not None and again.topic == "leads.deferred.b1" and again.value == out.value
+    assert dict(again.headers)[ORIGIN_HEADER] == dict(out.headers)[ORIGIN_HEADER]
+    assert dict(again.headers)[DEFERRED_AT_HEADER] == dict(out.headers)[DEFERRED_AT_HEADER]

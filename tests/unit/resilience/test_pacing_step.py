@@ -192,7 +192,8 @@ def test_a_record_that_does_not_validate_changes_nothing() -> None:
 
 def test_offers_taken_into_a_step_are_dropped_by_every_reader_and_late_ones_counted() -> None:
     """The group's offers are merged per step; a step's ``observed`` drops those it took;
-    an offer of a step already taken is late and counted, not taken twice."""
+    an offer of a step already taken is late and counted, and kept for the next step
+    without what the step took."""
     fold = PacingFold()
     fold.apply(offers_key("a"), StepStats.of(100, [(2.0, 1)]).to_dict())
     fold.apply(offers_key("b"), StepStats.of(100, [(4.0, 3)]).to_dict())
@@ -205,7 +206,28 @@ def test_offers_taken_into_a_step_are_dropped_by_every_reader_and_late_ones_coun
     assert [s.step for s in fold.offers_before(10**9)] == [101]
     fold.apply(offers_key("c"), StepStats.of(100, [(1.0, 1)]).to_dict())
     assert fold.late_offers == 1
-    assert [s.step for s in fold.offers_before(10**9)] == [101]
+    assert [(s.step, s.credits) for s in fold.offers_before(10**9)] == [(100, 1), (101, 1)]
+
+
+def test_a_late_offer_is_taken_by_the_next_step_once() -> None:
+    """Offers written after the step that would have taken them (a slow publish) count in
+    the next step: its leads are in the day's arrivals and its credits in θ's window, and
+    the step after that does not take them again."""
+    fold = PacingFold()
+    day_step = int(START // 60)
+    fold.apply(offers_key("a"), StepStats.of(day_step + 4, [(2.0, 1)] * 3).to_dict())
+    first = _step(None, 5, spent=0.0, offers=fold.offers_before(day_step + 5))
+    fold.apply(STEP_KEY, first.to_dict())
+    # Instance b's offers of the same minute come after the step.
+    fold.apply(offers_key("b"), StepStats.of(day_step + 4, [(4.0, 1)] * 5).to_dict())
+    fold.apply(offers_key("a"), StepStats.of(day_step + 5, [(8.0, 1)] * 2).to_dict())
+    second = _step(first, 6, spent=0.0, offers=fold.offers_before(day_step + 6))
+    assert sum(second.arrivals) == 3 + 5 + 2
+    assert second.observed == day_step + 5
+    fold.apply(STEP_KEY, second.to_dict())
+    assert fold.offers_before(10**9) == ()
+    third = _step(second, 7, spent=0.0, offers=fold.offers_before(day_step + 7))
+    assert sum(third.arrivals) == 10
 
 
 def test_offers_no_step_takes_are_kept_for_a_day_of_steps_at_most() -> None:
