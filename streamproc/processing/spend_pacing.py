@@ -309,8 +309,16 @@ class PacingGate:
         the simulator counts it. Counted whole, two instances' fresh leases held the gate
         to the plan itself and deferred leads the simulator admits (bench/RESULTS.md). A
         report is at most a step old: what another took since passes the gate's ceiling
-        by at most its lease, the bound the gate already has per instance."""
+        by at most its lease, the bound the gate already has per instance. Nothing while
+        this instance could not pay for one more lead (no untaken credits of its own and
+        the ledger's remaining too small for a claim): the others' untaken credits are
+        theirs until settled, and a lead let through would be refused its claim and
+        dead-lettered (``budget_exhausted``) for a budget not spent yet."""
         if view.others_claims is None:
+            return 0.0
+        own = 0.0 if view.own_unused is None else view.own_unused(day)
+        credits = self._lead_credits
+        if own < credits and view.limit(day) - view.committed(day) < credits:
             return 0.0
         claims = view.others_claims(day)
         return sum(

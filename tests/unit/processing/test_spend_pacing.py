@@ -555,6 +555,37 @@ def test_another_instances_untaken_lease_credits_leave_room_under_the_plan() -> 
     assert mine.fold.leases["A"] == ("A1", 0)
 
 
+def test_another_instances_untaken_lease_is_no_room_when_the_ledger_cannot_pay() -> None:
+    """At the end of the day another instance's lease may hold the last credits: its
+    untaken ones are then no room for this instance, whose lead the ledger would refuse a
+    claim and dead-letter (``budget_exhausted``) for credits not spent yet; it waits
+    deferred until they are settled back. With untaken credits of its own it may go."""
+    clock = _Clock(23.9 * 3600.0)
+    limit = 10_000
+    spent = limit - 40.0  # the other's lease of 40 holds the last credits
+    own = {"unused": 0.0}
+    view = SpendView(
+        lambda now: ("2026-12-07", 0.0),
+        lambda day: limit,
+        lambda day: spent,
+        lambda now: False,
+        lambda day: spent + 40.0 + own["unused"],
+        lambda day: own["unused"],
+        lambda day: own["unused"],
+        own_lease=lambda day: None,
+        others_claims=lambda day: {"B1": 40.0},
+    )
+    mine = PacingGate(2, view, clock=clock, lead_credits=4, writer="A")
+    mine.set_threshold(OPEN)
+    mine.fold.apply(
+        "pacing/offers/B", {"step": 1, "credits": 0, "lease": {"claim": "B1", "untaken": 40}}
+    )
+    assert not mine.room()
+    spent -= 8.0  # a lease of 8 of its own, untaken (the plan still has room for it)
+    own["unused"] = 8.0
+    assert mine.room()
+
+
 def test_a_frozen_group_defers_leads_until_a_step_re_anchors_the_plan() -> None:
     """While the provider is out (or spending paused) a lead that clears θ is deferred,
     not let through to wait in the guard's hold and go in one burst after; back from it,
