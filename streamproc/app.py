@@ -245,6 +245,16 @@ class App:
                     )
                 ),
                 None if self.clay is not None else lambda day: float(guard.lease_unused(day)),
+                # The others' open leases they have not taken from (each publishes its
+                # own with its offers) are room too, while their claims are outstanding.
+                own_lease=None if self.clay is not None else guard.lease_open,
+                others_claims=None
+                if self.clay is not None
+                else lambda day: {
+                    claim.claim_id: float(claim.amount)
+                    for claim in guard.ledger.outstanding_claims()
+                    if claim.day == day and claim.owner != guard.owner
+                },
             )
             gate = PacingGate(
                 len(settings.deferral_topics),

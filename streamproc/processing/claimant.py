@@ -120,6 +120,14 @@ class LeaseClaimant:
             return 0
         return max(0, lease.claim.amount - lease.committed)
 
+    def open_lease(self, day: str) -> tuple[str, int] | None:
+        """This process's open lease of ``day``: its claim id and :meth:`unused` credits
+        (None: none open), which pacing publishes as the other instances' room."""
+        lease = self._lease
+        if lease is None or lease.closed or lease.detached or lease.day != day:
+            return None
+        return lease.claim.claim_id, self.unused(day)
+
     def finish(self, lease: CreditLease, charged: int) -> None:
         """A slice's call is over; it was charged ``charged`` credits (0: nothing)."""
         correction = lease.finish(charged)

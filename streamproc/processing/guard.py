@@ -323,6 +323,10 @@ class ResilienceGuard:
         """Credits of this process's open lease of ``day`` no call has taken yet."""
         return self._claimant.unused(day)
 
+    def lease_open(self, day: str) -> tuple[str, int] | None:
+        """This process's open lease of ``day``: its claim id and untaken credits."""
+        return self._claimant.open_lease(day)
+
     @property
     def paused(self) -> bool:
         """Spending is paused by an operator (docs/budget.md, "Levers")."""

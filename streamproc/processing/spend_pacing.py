@@ -147,6 +147,9 @@ class SpendView:
         committed: Callable[[str], float] | None = None,
         own_held: Callable[[str], float] | None = None,
         own_unused: Callable[[str], float] | None = None,
+        *,
+        own_lease: Callable[[str], tuple[str, float] | None] | None = None,
+        others_claims: Callable[[str], Mapping[str, float]] | None = None,
     ) -> None:
         #: ``now`` → (the budget day, epoch seconds it started).
         self.day_window = day_window
@@ -164,6 +167,12 @@ class SpendView:
         #: ``own_held``): its own to spend, so they are not counted as the group's until a
         #: lead takes them. None: none.
         self.own_unused = own_unused
+        #: This instance's open lease: (its claim id, its credits no lead has taken), or
+        #: None; published with its offers each step, so the others know them as room.
+        self.own_lease = own_lease
+        #: Claims of the other instances granted and not settled, by claim id: their
+        #: amounts (inside ``committed``). None: not known, counted whole.
+        self.others_claims = others_claims
 
 
 class PacingGate:
@@ -292,7 +301,31 @@ class PacingGate:
         in_flight = len(self._in_flight) * self._lead_credits
         held = 0.0 if view.own_held is None else view.own_held(day)
         unused = 0.0 if view.own_unused is None else min(held, view.own_unused(day))
-        return max(0.0, in_flight - (held - unused)) - unused
+        return max(0.0, in_flight - (held - unused)) - unused - self._others_untaken(view, day)
+
+    def _others_untaken(self, view: SpendView, day: str) -> float:
+        """The other instances' open lease credits no lead had taken at their last offers
+        record, for the claims still outstanding: not spent, so not the group's spend as
+        the simulator counts it. Counted whole, two instances' fresh leases held the gate
+        to the plan itself and deferred leads the simulator admits (bench/RESULTS.md). A
+        report is at most a step old: what another took since passes the gate's ceiling
+        by at most its lease, the bound the gate already has per instance. Nothing while
+        this instance could not pay for one more lead (no untaken credits of its own and
+        the ledger's remaining too small for a claim): the others' untaken credits are
+        theirs until settled, and a lead let through would be refused its claim and
+        dead-lettered (``budget_exhausted``) for a budget not spent yet."""
+        if view.others_claims is None:
+            return 0.0
+        own = 0.0 if view.own_unused is None else view.own_unused(day)
+        credits = self._lead_credits
+        if own < credits and view.limit(day) - view.committed(day) < credits:
+            return 0.0
+        claims = view.others_claims(day)
+        return sum(
+            min(untaken, claims.get(claim_id, 0.0))
+            for writer, (claim_id, untaken) in self.fold.leases.items()
+            if writer != self._writer
+        )
 
     def _plan(self, day: str, limit: int) -> SpendPlan:
         """The group's plan (:func:`step_plan`), kept until its step, shape, day or limit
@@ -545,10 +578,21 @@ class PacingGate:
         stats = StepStats.of(int(self._clock() // self._step_s) - 1, offers)
         if below:
             stats = dataclasses.replace(stats, leads=stats.leads + below)
+        record = stats.to_dict()
+        lease = self._own_lease()
+        if lease is not None:
+            record["lease"] = {"claim": lease[0], "untaken": lease[1]}
         if self._publish is None:
-            self.fold.apply(offers_key(self._writer), stats.to_dict())
+            self.fold.apply(offers_key(self._writer), record)
         else:
-            self._publish(offers_key(self._writer), stats.to_dict())
+            self._publish(offers_key(self._writer), record)
+
+    def _own_lease(self) -> tuple[str, float] | None:
+        view = self._view
+        if view is None or view.own_lease is None:
+            return None
+        day, _ = view.day_window(self._clock())
+        return view.own_lease(day)
 
     def step(self) -> SharedStep | None:
         """Compute the group's step at the clock's now from the last one and the group's

@@ -263,6 +263,9 @@ class PacingFold:
         #: Offers records that came after a step had taken their step (carried to the
         #: next step).
         self.late_offers = 0
+        #: Writer → its open lease at its last offers record: (claim id, credits no lead
+        #: had taken). The gate counts them as room while the claim is outstanding.
+        self.leases: dict[str, tuple[str, float]] = {}
 
     def apply(self, key: str, value: Mapping[str, Any] | None) -> bool:
         """Apply one record; True when it moved the group's step. ``ValueError`` (or
@@ -270,7 +273,14 @@ class PacingFold:
         if key == STEP_KEY:
             return self._step(value)
         if key.startswith(OFFERS_PREFIX) and value is not None:
-            self._offer(StepStats.from_dict(value))
+            stats = StepStats.from_dict(value)
+            lease = value.get("lease")
+            writer = key[len(OFFERS_PREFIX) :]
+            if isinstance(lease, Mapping):
+                self.leases[writer] = (str(lease["claim"]), max(0.0, _number(lease, "untaken")))
+            else:
+                self.leases.pop(writer, None)
+            self._offer(stats)
         return False
 
     def _step(self, value: Mapping[str, Any] | None) -> bool:

@@ -512,6 +512,80 @@ def test_the_instances_own_lease_no_lead_has_taken_leaves_room_under_the_plan() 
     assert gate.room()
 
 
+def test_another_instances_untaken_lease_credits_leave_room_under_the_plan() -> None:
+    """Credits of another instance's open lease that no lead had taken when it published
+    its offers are not spent: while its claim is outstanding they do not take the gate's
+    slack (two instances' fresh leases held the group to the plan itself), and once the
+    claim is settled, or the instance reports its lease taken, they no longer count."""
+    clock = _Clock(12 * 3600.0)
+    ceiling = PlanShape(uniform_shape(24)).plan(10_000).target(clock.now) + 200.0
+    spent = ceiling - 4 * 2 - 8  # room for two leads of 4 credits and 8 the other took
+    others = {"B1": 40.0}  # the other instance's lease: granted, in committed, not settled
+    view = SpendView(
+        lambda now: ("2026-12-07", 0.0),
+        lambda day: 10_000,
+        lambda day: spent,
+        lambda now: False,
+        lambda day: spent + sum(others.values()),
+        lambda day: 0.0,
+        lambda day: 0.0,
+        own_lease=lambda day: ("A1", 0),
+        others_claims=lambda day: others,
+    )
+    mine = PacingGate(2, view, clock=clock, lead_credits=4, writer="A")
+    mine.set_threshold(OPEN)
+    assert not mine.room()  # the other's lease counted whole: as before
+    mine.fold.apply(
+        "pacing/offers/B", {"step": 1, "credits": 0, "lease": {"claim": "B1", "untaken": 32}}
+    )
+    went = [mine.admits_new(1, 50.0, f"L{i}", ("leads.raw", 0, i)) for i in range(3)]
+    assert went == [True, True, False]  # 8 of the other's 40 taken: they count
+    for i in range(2):
+        mine.lead_done(("leads.raw", 0, i))
+    mine.fold.apply("pacing/offers/B", {"step": 2, "credits": 0})  # its lease closed
+    assert not mine.room()
+    mine.fold.apply(
+        "pacing/offers/B", {"step": 3, "credits": 0, "lease": {"claim": "B1", "untaken": 40}}
+    )
+    assert mine.room()
+    spent += 40  # it took them all after all, and was settled: the report is stale
+    del others["B1"]
+    assert not mine.room()
+    mine.tick()  # its own lease goes out with its offers, and is not its own room twice
+    assert mine.fold.leases["A"] == ("A1", 0)
+
+
+def test_another_instances_untaken_lease_is_no_room_when_the_ledger_cannot_pay() -> None:
+    """At the end of the day another instance's lease may hold the last credits: its
+    untaken ones are then no room for this instance, whose lead the ledger would refuse a
+    claim and dead-letter (``budget_exhausted``) for credits not spent yet; it waits
+    deferred until they are settled back. With untaken credits of its own it may go."""
+    clock = _Clock(23.9 * 3600.0)
+    limit = 10_000
+    spent = limit - 40.0  # the other's lease of 40 holds the last credits
+    own = {"unused": 0.0}
+    view = SpendView(
+        lambda now: ("2026-12-07", 0.0),
+        lambda day: limit,
+        lambda day: spent,
+        lambda now: False,
+        lambda day: spent + 40.0 + own["unused"],
+        lambda day: own["unused"],
+        lambda day: own["unused"],
+        own_lease=lambda day: None,
+        others_claims=lambda day: {"B1": 40.0},
+    )
+    mine = PacingGate(2, view, clock=clock, lead_credits=4, writer="A")
+    mine.set_threshold(OPEN)
+    mine.fold.apply(
+        "pacing/offers/B", {"step": 1, "credits": 0, "lease": {"claim": "B1", "untaken": 40}}
+    )
+    assert not mine.room()
+    spent -= 8.0  # a lease of 8 of its own, untaken (the plan still has room for it)
+    own["unused"] = 8.0
+    assert mine.room()
+
+
 def test_a_frozen_group_defers_leads_until_a_step_re_anchors_the_plan() -> None:
     """While the provider is out (or spending paused) a lead that clears θ is deferred,
     not let through to wait in the guard's hold and go in one burst after; back from it,
