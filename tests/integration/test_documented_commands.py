@@ -451,7 +451,11 @@ async def _waterfall_example(shell: Shell) -> None:
     shown = await shell("streamproc state show --json")
     assert shown.code == 0, shown.err
     providers = {p["provider"] for p in orjson.loads(shown.out)["waterfall"]["providers"]}
-    assert providers == {"finder", "people"}, shown.out
+    # Each provider a lead asked, and no other: Thompson sampling asks people first for
+    # both leads one run in four, and then the finder has no tally (a CI run failed on
+    # expecting both).
+    asked = set().union(*steps.values())
+    assert "people" in asked and providers == asked, (steps, shown.out)
 
 
 async def _spending_levers(shell: Shell) -> None:
