@@ -141,6 +141,8 @@ class StateStore:
 
     async def stop(self) -> None:
         self._stopped = True
+        async with self._progress:  # a wait for a record ends: none will be applied now
+            self._progress.notify_all()
         for task in (self._tail, self._sender):
             if task is not None:
                 task.cancel()
@@ -148,8 +150,8 @@ class StateStore:
                     await task
         while self._outbox:
             self._outbox.popleft()[3].cancel()
-        # A catch_up starting its end-offsets client now finishes that first: stopped
-        # here, never started after.
+        # A catch_up asking its end-offsets client now finishes that first: stopped here,
+        # never under a request nor started after.
         async with self._written_lock:
             written, self._written_ends = self._written_ends, None
         for client in (self._consumer, self._producer, written):
@@ -214,9 +216,14 @@ class StateStore:
         return count
 
     async def wait_applied(self, partition: int, offset: int, timeout_s: float = 30.0) -> None:
-        """Wait until the record at ``offset`` of ``partition`` was applied by the listener."""
+        """Wait until the record at ``offset`` of ``partition`` was applied by the listener;
+        raises at once when the store stops meanwhile (nothing will be applied then)."""
         async with asyncio.timeout(timeout_s), self._progress:
-            await self._progress.wait_for(lambda: self._applied.get(partition, 0) > offset)
+            await self._progress.wait_for(
+                lambda: self._stopped or self._applied.get(partition, 0) > offset
+            )
+        if self._applied.get(partition, 0) <= offset:
+            raise KafkaSetupError(f"state store of {self._topic} stopped")
 
     async def catch_up(self, partitions: list[int], timeout_s: float = 30.0) -> None:
         """Wait until every record committed on ``partitions`` *so far* has been applied.
@@ -232,15 +239,17 @@ class StateStore:
         """
         assert self._consumer is not None, "StateStore.start() first"
         tps = [TopicPartition(self._topic, p) for p in partitions]
-        ends = await (await self._written()).end_offsets(tps)
+        ends = await self._written_ends_of(tps)
         for tp, end in ends.items():
             if end > 0:
                 await self.wait_applied(tp.partition, end - 1, timeout_s)
 
-    async def _written(self) -> AIOKafkaConsumer:
-        """A client that reads no records, only where each partition's log ends, decided or
-        not (``read_uncommitted``): started the first time :meth:`catch_up` needs it. Its
-        failure to start is a Kafka error like any other of the caller's (retried)."""
+    async def _written_ends_of(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where each partition's log ends, decided or not (``read_uncommitted``), from a
+        client that reads no records, started the first time :meth:`catch_up` needs it. Its
+        failure to start is a Kafka error like any other of the caller's (retried). Under
+        the lock :meth:`stop` takes, so the client is never stopped under a request (which
+        then waited out aiokafka's 40 s request timeout) nor started after the stop."""
         async with self._written_lock:
             if self._stopped:
                 raise KafkaSetupError(f"state store of {self._topic} stopped")
@@ -257,7 +266,8 @@ class StateStore:
                     await stop_quietly(client)
                     raise
                 self._written_ends = client
-            return self._written_ends
+            ends: dict[TopicPartition, int] = await self._written_ends.end_offsets(tps)
+            return ends
 
     def partition_for(self, key: str) -> int:
         """Budget keys on partition 0; the rest spread over the other partitions."""

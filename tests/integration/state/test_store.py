@@ -53,16 +53,28 @@ async def test_catch_up_waits_for_what_was_committed_behind_an_open_transaction(
 
 
 async def test_a_catch_up_racing_stop_leaves_no_client_running(topics: Settings) -> None:
-    """A catch_up whose end-offsets client is starting while the store stops has it stopped
-    by stop(); one asked for after stop() is refused instead of starting a client nobody
-    stops."""
-    store = StateStore(KafkaConnection.from_settings(topics), topics.topic_state, lambda *_: None)
-    await store.start()
-    racing = asyncio.ensure_future(store.catch_up([0]))
-    await asyncio.sleep(0)  # catch_up is starting its client
-    await store.stop()
-    await asyncio.gather(racing, return_exceptions=True)
-    assert store._written_ends is None
+    """A store stopped while a catch_up starts its end-offsets client, asks it, or waits
+    for the tail: the catch_up ends at once, its client is stopped by stop(), and one asked
+    for after stop() is refused instead of starting a client nobody stops."""
+    kafka = KafkaConnection.from_settings(topics)
+    # A record on the partition, so a catch_up has something to wait for.
+    producer = transactional_producer(kafka, f"test-racing-{uuid.uuid4().hex[:8]}")
+    await producer.start()
+    try:
+        async with transaction(producer):
+            await producer.send(topics.topic_state, key=b"k", value=b"{}", partition=0)
+    finally:
+        await stop_quietly(producer)
+    for delay_s in (0.0, 0.005, 0.02, 0.05, 0.1, 0.2):
+        store = StateStore(kafka, topics.topic_state, lambda *_: None)
+        await store.start()
+        store._applied[0] = 0  # as if the tail had not read the record yet
+        racing = asyncio.ensure_future(store.catch_up([0], timeout_s=60))
+        await asyncio.sleep(delay_s)
+        await store.stop()
+        done, _ = await asyncio.wait([racing], timeout=10)
+        assert done, f"catch_up kept waiting after stop() (stopped after {delay_s} s)"
+        assert store._written_ends is None
     with pytest.raises(KafkaSetupError, match="stopped"):
         await store.catch_up([0])
     assert store._written_ends is None
