@@ -17,40 +17,16 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.dayrun import CREDITS, E2EConfig
 from bench.daysim import MINUTES, Lead, _worth, run, run_oracle, scenario
+from bench.kafka_io import read_records
 from streamproc.resilience.pacer import Threshold, bucket_floor, tie_draw
 from streamproc.resilience.pacing_step import SharedStep
 from streamproc.resilience.priority import decay
 from streamproc.timestamps import Clock
-
-
-async def _read(bootstrap: str, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[Any] = []
-        while True:
-            behind = [tp for tp in tps if await consumer.position(tp) < end[tp]]
-            if not behind:
-                return out
-            batch = await consumer.getmany(*behind, timeout_ms=500, max_records=20_000)
-            for records in batch.values():
-                out += records
-    finally:
-        await consumer.stop()
 
 
 @dataclass(slots=True)
@@ -69,23 +45,23 @@ class RunDay:
 async def read_run(prefix: str, bootstrap: str, clock: Clock, bands: int) -> RunDay:
     day = RunDay()
     origin = clock.origin_s
-    for r in await _read(bootstrap, f"{prefix}.enriched"):
+    for r in await read_records(bootstrap, f"{prefix}.enriched"):
         data = orjson.loads(r.value)
         wall = datetime.fromisoformat(
             str(data["enrichment_meta"]["enriched_at"]).replace("Z", "+00:00")
         ).timestamp()
         day.bought[str(data["lead_id"])] = (clock.at(wall) - origin) / 60.0
     for b in range(bands):
-        for r in await _read(bootstrap, f"{prefix}.deferred.b{b}"):
+        for r in await read_records(bootstrap, f"{prefix}.deferred.b{b}"):
             headers = dict(r.headers)
             at = int(headers["streamproc.deferred.at"]) / 1000
             day.deferrals[r.key.decode()].append((b, (at - origin) / 60.0))
-    for r in await _read(bootstrap, f"{prefix}.dlq"):
+    for r in await read_records(bootstrap, f"{prefix}.dlq"):
         reason = next((v.decode() for k, v in r.headers if k == "streamproc.error.class"), "?")
         day.dlq[r.key.decode()] = reason
     every: list[SharedStep] = []
     observed = -1
-    state = sorted(await _read(bootstrap, f"{prefix}.state"), key=lambda r: r.offset)
+    state = sorted(await read_records(bootstrap, f"{prefix}.state"), key=lambda r: r.offset)
     for r in state:
         if r.value is None:
             continue

@@ -366,30 +366,10 @@ class DayRun:
     # --- read back ------------------------------------------------------------------------
 
     async def read(self, topic: str) -> list[tuple[bytes | None, bytes | None, list[Any]]]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.cfg.bootstrap,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            if not tps:
-                await consumer._client.force_metadata_update()
-                tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            out: list[tuple[bytes | None, bytes | None, list[Any]]] = []
-            while True:
-                behind = [tp for tp in tps if await consumer.position(tp) < end[tp]]
-                if not behind:
-                    return out
-                batch = await consumer.getmany(*behind, timeout_ms=500, max_records=20_000)
-                for records in batch.values():
-                    out += [(r.key, r.value, list(r.headers)) for r in records]
-        finally:
-            await consumer.stop()
+        return [
+            (r.key, r.value, list(r.headers))
+            for r in await kafka_io.read_records(self.cfg.bootstrap, topic)
+        ]
 
 
 def _minute_of(moment: str, midnight_s: float, clock: Clock) -> float:

@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import ConsumerRecord
 
 __all__ = [
     "LOG_APPEND_TIME",
@@ -253,6 +254,13 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
 
 async def read_topic(bootstrap: str, topic: str) -> list[Read]:
     """Every committed record of ``topic`` (``read_committed``) up to its end at call time."""
+    records = await read_records(bootstrap, topic)
+    return [Read(r.partition, r.offset, r.key, r.timestamp) for r in records]
+
+
+async def read_records(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of ``topic`` (``read_committed``) up to its end at call time,
+    as aiokafka gives them (partition by partition)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         isolation_level="read_committed",
@@ -266,14 +274,14 @@ async def read_topic(bootstrap: str, topic: str) -> list[Read]:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
-        out: list[Read] = []
+        out: list[ConsumerRecord[bytes, bytes]] = []
         while True:
             behind = [tp for tp in tps if await consumer.position(tp) < end[tp]]
             if not behind:
                 return out
             batch = await consumer.getmany(*behind, timeout_ms=500, max_records=20_000)
-            for tp, records in batch.items():
-                out += [Read(tp.partition, r.offset, r.key, r.timestamp) for r in records]
+            for records in batch.values():
+                out += records
     finally:
         await consumer.stop()
 

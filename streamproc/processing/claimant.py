@@ -115,18 +115,20 @@ class LeaseClaimant:
     def unused(self, day: str) -> int:
         """Credits of this process's open lease of ``day`` no call has taken yet (0: none
         open): the pacing gate's room of its own (docs/budget.md)."""
-        lease = self._lease
-        if lease is None or lease.closed or lease.detached or lease.day != day:
-            return 0
-        return max(0, lease.claim.amount - lease.committed)
+        lease = self._open_of(day)
+        return 0 if lease is None else max(0, lease.claim.amount - lease.committed)
 
     def open_lease(self, day: str) -> tuple[str, int] | None:
         """This process's open lease of ``day``: its claim id and :meth:`unused` credits
         (None: none open), which pacing publishes as the other instances' room."""
+        lease = self._open_of(day)
+        return None if lease is None else (lease.claim.claim_id, self.unused(day))
+
+    def _open_of(self, day: str) -> CreditLease | None:
         lease = self._lease
         if lease is None or lease.closed or lease.detached or lease.day != day:
             return None
-        return lease.claim.claim_id, self.unused(day)
+        return lease
 
     def finish(self, lease: CreditLease, charged: int) -> None:
         """A slice's call is over; it was charged ``charged`` credits (0: nothing)."""

@@ -300,10 +300,11 @@ class PacingGate:
         gate's whole 2 % slack, and leads the simulator admits would be deferred)."""
         in_flight = len(self._in_flight) * self._lead_credits
         held = 0.0 if view.own_held is None else view.own_held(day)
-        unused = 0.0 if view.own_unused is None else min(held, view.own_unused(day))
-        return max(0.0, in_flight - (held - unused)) - unused - self._others_untaken(view, day)
+        own = 0.0 if view.own_unused is None else view.own_unused(day)
+        unused = min(held, own)
+        return max(0.0, in_flight - (held - unused)) - unused - self._others_untaken(view, day, own)
 
-    def _others_untaken(self, view: SpendView, day: str) -> float:
+    def _others_untaken(self, view: SpendView, day: str, own: float) -> float:
         """The other instances' open lease credits no lead had taken at their last offers
         record, for the claims still outstanding: not spent, so not the group's spend as
         the simulator counts it. Counted whole, two instances' fresh leases held the gate
@@ -313,19 +314,16 @@ class PacingGate:
         this instance could not pay for one more lead (no untaken credits of its own and
         the ledger's remaining too small for a claim): the others' untaken credits are
         theirs until settled, and a lead let through would be refused its claim and
-        dead-lettered (``budget_exhausted``) for a budget not spent yet."""
-        if view.others_claims is None:
-            return 0.0
-        own = 0.0 if view.own_unused is None else view.own_unused(day)
+        dead-lettered (``budget_exhausted``) for a budget not spent yet. ``own``: this
+        instance's untaken credits."""
+        others = [lease for writer, lease in self.fold.leases.items() if writer != self._writer]
+        if view.others_claims is None or not others:
+            return 0.0  # one instance: no claims to list, on every gate check
         credits = self._lead_credits
         if own < credits and view.limit(day) - view.committed(day) < credits:
             return 0.0
         claims = view.others_claims(day)
-        return sum(
-            min(untaken, claims.get(claim_id, 0.0))
-            for writer, (claim_id, untaken) in self.fold.leases.items()
-            if writer != self._writer
-        )
+        return sum(min(untaken, claims.get(claim_id, 0.0)) for claim_id, untaken in others)
 
     def _plan(self, day: str, limit: int) -> SpendPlan:
         """The group's plan (:func:`step_plan`), kept until its step, shape, day or limit

@@ -332,6 +332,20 @@ async def test_a_commit_failing_with_a_non_kafka_error_keeps_the_lane_and_backs_
     assert lane.backoff.failures == 1
 
 
+def _submit_counted(processor: Any, lane: PartitionLane, count: int) -> list[int]:
+    """Leads 0 to ``count - 1`` submitted to ``lane``; the list of offsets each time one's
+    enrichment runs (a lead run twice shows twice)."""
+    runs: list[int] = []
+
+    async def enrich(record: Any) -> Outcome:
+        runs.append(record.offset)
+        return await _enriched(record)
+
+    for offset in range(count):
+        processor._submit(lane, _Record(offset), enrich)
+    return runs
+
+
 class _FailingProducer(_Stoppable):
     """Every commit raises (an ACL taken away): the transaction is aborted."""
 
@@ -378,14 +392,7 @@ async def test_a_persistent_commit_failure_never_runs_a_lead_again() -> None:
     lane.backoff.initial_s, lane.backoff.max_s = 0.01, 0.04
     processor._lanes[tp] = lane
     processor._consumer = consumer  # type: ignore[assignment]
-    runs: list[int] = []
-
-    async def enrich(record: Any) -> Outcome:
-        runs.append(record.offset)
-        return await _enriched(record)
-
-    for offset in range(3):
-        processor._submit(lane, _Record(offset), enrich)
+    runs = _submit_counted(processor, lane, 3)
     await asyncio.sleep(0)
     delays = []
     loop = asyncio.get_running_loop()
@@ -802,14 +809,7 @@ async def test_a_commit_without_an_answer_is_cut_and_its_window_published_once(
     lane.backoff.initial_s = 0.01
     processor._lanes[tp] = lane
     processor._consumer = consumer  # type: ignore[assignment]
-    runs: list[int] = []
-
-    async def enrich(record: Any) -> Outcome:
-        runs.append(record.offset)
-        return await _enriched(record)
-
-    for offset in range(2):
-        processor._submit(lane, _Record(offset), enrich)
+    runs = _submit_counted(processor, lane, 2)
     await asyncio.sleep(0)
     await asyncio.wait_for(processor._commit_lane(tp, lane), timeout=10)
     assert processor.stats.commit_failures == 1 and len(lane) == 2 and lane.paused

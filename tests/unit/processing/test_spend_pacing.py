@@ -56,7 +56,7 @@ class _Clock:
         return self.now
 
 
-def _pacing(clock: _Clock, **changes: object) -> LeadPacing:
+def _pacing(clock: _Clock, *, halflife_s: float | None = None, **changes: object) -> LeadPacing:
     settings = Settings.model_validate(
         {
             "priority_score": "double(lead.score)",
@@ -68,7 +68,9 @@ def _pacing(clock: _Clock, **changes: object) -> LeadPacing:
         }
     )
     assert settings.priority_score is not None
-    score = PriorityScore.compile(settings.priority_score, floor=settings.priority_floor)
+    score = PriorityScore.compile(
+        settings.priority_score, floor=settings.priority_floor, halflife_s=halflife_s
+    )
     gate = PacingGate(len(settings.deferral_topics), None, clock=clock)
     return LeadPacing(PacingConfig.from_settings(settings), score, gate, clock=clock)
 
@@ -635,18 +637,12 @@ async def test_a_deferred_lead_waits_with_its_worth_decaying() -> None:
     when its record was read back: score 40 clears θ 25 when read, but after a half-life
     behind an earlier lead of its partition it is worth 20 and waits, until θ falls."""
     clock = _Clock(1000.0)
-    settings = Settings.model_validate(
-        {
-            "priority_score": "double(lead.score)",
-            "pacing_enabled": True,
-            "pacing_band_edges": (10.0, 15.0),  # worth 20 after a half-life: still band 2
-            "credits_per_lead": 1,
-        }
-    )
-    assert settings.priority_score is not None
-    score = PriorityScore.compile(settings.priority_score, halflife_s=3600.0)
-    gate = PacingGate(3, None, clock=clock)
-    pacing = LeadPacing(PacingConfig.from_settings(settings), score, gate, clock=clock)
+    # No floor here: what decays is judged against θ and the bands alone. Worth 20 after
+    # a half-life: still band 2.
+    edges = (10.0, 15.0)
+    pacing = _pacing(clock, halflife_s=3600.0, priority_floor=None, pacing_band_edges=edges)
+    gate = pacing.gate
+    assert gate is not None
     gate.set_threshold(closed_below(1e9))
     out = await pacing.admit(_raw(2, 40.0), "L2", {"score": 40.0})
     assert out is not None and out.topic == "leads.deferred.b2"
@@ -716,18 +712,11 @@ async def test_a_deferred_lead_worth_less_than_its_band_goes_to_the_band_of_its_
     written again to the band its worth is in now (its origin and first deferral time
     kept), so the newer leads of its band are not held behind it; before that it waits."""
     clock = _Clock(1000.0)
-    settings = Settings.model_validate(
-        {
-            "priority_score": "double(lead.score)",
-            "pacing_enabled": True,
-            "pacing_band_edges": (10.0, 30.0),
-            "credits_per_lead": 1,
-        }
-    )
-    assert settings.priority_score is not None
-    score = PriorityScore.compile(settings.priority_score, halflife_s=3600.0)
-    gate = PacingGate(3, None, clock=clock)
-    pacing = LeadPacing(PacingConfig.from_settings(settings), score, gate, clock=clock)
+    # No floor here: what decays is judged against θ and the bands alone.
+    edges = (10.0, 30.0)
+    pacing = _pacing(clock, halflife_s=3600.0, priority_floor=None, pacing_band_edges=edges)
+    gate = pacing.gate
+    assert gate is not None
     gate.set_threshold(closed_below(1e9))
     out = await pacing.admit(_raw(2, 40.0), "L2", {"score": 40.0})
     assert out is not None and out.topic == "leads.deferred.b2"
